@@ -1,0 +1,228 @@
+"""The audit: config -> plan -> generate (cached) -> score -> game -> estimate -> report.
+
+``run_audit`` wires the stages together; each stage lives in its own module and writes its output
+under the audit's output folder (``plan.json``, ``cache/``, ``scores.json``, ``report.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .cache import ImageCache, atomic_write_text
+from .config import Zoo, load_zoo
+from .engine import CoalitionEngine, GenerationStats, resolve_device
+from .errors import CopyscopeError
+from .game import CoalitionEvaluator, bootstrap_indices
+from .plan import Plan, make_plan
+from .score import ReferenceSet, Scorer
+
+
+@dataclass
+class AuditHooks:
+    """Callbacks the CLI uses for progress bars; all optional."""
+
+    on_event: Callable[[str], None] = lambda msg: None
+    on_generate: Callable[[int, int], None] | None = None  # (advance, add_total)
+
+
+@dataclass
+class PreparedAudit:
+    zoo: Zoo
+    plan: Plan
+    out_dir: Path
+    cache: ImageCache
+    metrics: list
+    unavailable: dict[str, str]
+    refs: ReferenceSet
+    estimator: object = None
+    info: dict = field(default_factory=dict)
+
+
+def select_metrics(zoo: Zoo, allow_pickle: bool = False) -> tuple[list, dict[str, str]]:
+    """Build the metrics of a zoo; drop unavailable defaults with their reason, but fail on an
+    unavailable metric the user named explicitly."""
+    from .metrics import DEFAULT_METRICS, build_metrics
+
+    explicit = zoo.spec.metrics is not None
+    specs = zoo.spec.metrics if explicit else list(DEFAULT_METRICS)
+    try:
+        metrics = build_metrics(specs, zoo.spec.backbones, device=resolve_device(zoo.spec.generation.device), allow_pickle=allow_pickle)
+    except CopyscopeError as exc:
+        raise CopyscopeError(str(exc), where=zoo.where("metrics")) from None
+    ok, unavailable = [], {}
+    for i, m in enumerate(metrics):
+        available, reason = m.availability()
+        if available:
+            ok.append(m)
+        elif explicit:
+            raise zoo.fail(f"metric {m.name!r} is unavailable: {reason}", "metrics", i)
+        else:
+            unavailable[m.name] = reason
+    if not ok:
+        raise zoo.fail("no metric is available on this machine", "metrics")
+    return ok, unavailable
+
+
+def prepare_audit(zoo_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False) -> PreparedAudit:
+    """Everything that can fail on bad input, done before anything is written."""
+    from .engine import model_source
+    from .shapley import get_estimator
+
+    zoo = load_zoo(zoo_path)
+    out_dir = Path(out) if out else zoo.output_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CopyscopeError("output path exists and is not a folder", where=str(out_dir))
+    cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
+    if cache.root.exists() and not cache.root.is_dir():
+        raise CopyscopeError("cache path exists and is not a folder", where=str(cache.root))
+    plan = make_plan(zoo)
+    # model paths and pickle policy are checked now, not after an hour of generation
+    for i, b in enumerate(zoo.spec.bases):
+        model_source(zoo, b.model, b.revision, ("bases", i), allow_pickle)
+    for i, lo in enumerate(zoo.spec.loras):
+        model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle)
+    for i, cn in enumerate(zoo.spec.controlnets):
+        model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle)
+        for path in _conditioning_files(zoo, cn):
+            if not zoo.resolve_path(path).is_file():
+                raise zoo.fail(f"conditioning image {path!r} not found", "controlnets", i, "conditioning")
+    metrics, unavailable = select_metrics(zoo, allow_pickle)
+    refs = ReferenceSet.from_zoo(zoo)
+    est = zoo.spec.estimator
+    try:
+        estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
+    except CopyscopeError as exc:
+        raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
+    return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator)
+
+
+def _conditioning_files(zoo: Zoo, cn) -> list[str]:
+    c = cn.conditioning
+    return [c.image] if c.image is not None else list((c.per_prompt or c.per_work).values())
+
+
+def run_audit(
+    zoo_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    allow_pickle: bool = False,
+    hooks: AuditHooks | None = None,
+) -> dict:
+    """Run a whole audit and write report.json; return the report."""
+    from .report import build_report, write_outputs
+
+    hooks = hooks or AuditHooks()
+    t_start = time.perf_counter()
+    prep = prepare_audit(zoo_path, out, allow_pickle)
+    zoo, plan = prep.zoo, prep.plan
+    prep.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(prep.out_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
+    atomic_write_text(prep.out_dir / "zoo.resolved.json", json.dumps(zoo.spec.model_dump(), indent=2))
+
+    est = zoo.spec.estimator
+    boot = bootstrap_indices(len(plan.seeds), est.bootstrap, est.seed)
+    stats = GenerationStats()
+    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
+    games = []
+    for game in plan.games:
+        hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
+        engine = CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=hooks.on_event)
+        evaluator = CoalitionEvaluator(
+            game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate
+        )
+        games.append(estimate_game(prep, game, evaluator))
+        stats.switches += engine.switches
+        engine.release()
+    report = build_report(
+        prep,
+        games,
+        generation={
+            "generated": stats.generated,
+            "cached": stats.cached,
+            "seconds": round(stats.seconds, 3),
+            "adapter_switches": stats.switches,
+        },
+        provenance=provenance(prep, time.perf_counter() - t_start),
+    )
+    report["output_dir"] = str(prep.out_dir)
+    write_outputs(report, prep.out_dir)
+    return report
+
+
+def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> dict:
+    """Run the estimators on every metric of one game; return the game's report section."""
+    from .metrics import fusion
+    from .shapley import ExactBanzhaf, Game, LeaveOneOut, efficiency_gap
+
+    est = prep.zoo.spec.estimator
+    estimator = prep.estimator
+    n = game.n_players
+    results: dict[str, dict] = {}
+    names = [m.name for m in prep.metrics]
+
+    def run(metric_name: str, value_function) -> dict:
+        g = Game(n, value_function, player_names=game.names)
+        estimate = estimator.estimate(g, budget=est.budget, seed=est.seed)
+        out = {"estimate": estimate, "game": g}
+        # LOO needs n+1 coalitions; Banzhaf only where every coalition is known anyway
+        out["loo"] = LeaveOneOut().estimate(g, seed=est.seed)
+        if g.n_evaluated >= 2**n:
+            out["banzhaf"] = ExactBanzhaf().estimate(g, seed=est.seed)
+        out["efficiency_gap"] = efficiency_gap(estimate, g)
+        return out
+
+    for name in names:
+        results[name] = run(name, lambda C, name=name: evaluator.values(C, name))
+
+    # Fusion: mean of per-metric z-scores across the evaluated coalitions (documented in metrics).
+    coalitions = list(evaluator.worths)
+    if len(coalitions) > 1 and len(names) > 1:
+        fused = fusion({m: np.stack([evaluator.worths[c][m] for c in coalitions]) for m in names})
+        table = {c: fused[i] for i, c in enumerate(coalitions)}
+
+        def fusion_values(C):
+            rows = [tuple(bool(x) for x in r) for r in np.asarray(C, dtype=bool)]
+            missing = [r for r in rows if r not in table]
+            if missing:
+                raise RuntimeError("fusion asked for a coalition no metric evaluated")  # estimators are seeded alike
+            return np.stack([table[r] for r in rows])
+
+        results["fusion"] = run("fusion", fusion_values)
+        for c in coalitions:
+            evaluator.worths[c]["fusion"] = table[c]
+    return {"game": game, "evaluator": evaluator, "results": results}
+
+
+def provenance(prep: PreparedAudit, seconds: float) -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "diffusers", "transformers", "peft", "numpy", "scipy", "scikit-image", "accelerate"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "zoo_file": str(prep.zoo.path),
+        "zoo_text": prep.zoo.text,
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(seconds, 3),
+        "device": resolve_device(prep.zoo.spec.generation.device),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": versions,
+        "seeds": prep.plan.seeds,
+        "references": [
+            {"work": w, "file": str(f), "sha256": s} for w, f, s in zip(prep.refs.work_of, prep.refs.files, prep.refs.sha256)
+        ],
+    }

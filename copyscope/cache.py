@@ -1,0 +1,155 @@
+"""Content-addressed on-disk cache for generated images and per-image features.
+
+An image's key is the SHA-256 of a canonical JSON of everything that determines it (see
+``engine.CoalitionEngine.image_fields``). Each image is a PNG plus a JSON sidecar holding the fields
+and the PNG's own SHA-256. Writes are atomic (temporary file + ``os.replace``) and the sidecar is
+written last, so a reader never sees half an image: an entry counts only when its sidecar exists
+and the PNG's hash matches. Two audits may share one cache folder: they write identical bytes
+under identical names, and ``os.replace`` is atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def key_of(fields: dict) -> str:
+    return sha256_bytes(canonical_json(fields).encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0,1] (H,W,3) -> uint8, NaN -> 0."""
+    return (np.nan_to_num(np.clip(image, 0.0, 1.0), nan=0.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def png_bytes(image_u8: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image_u8, mode="RGB").save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+class ImageCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.features = self.root / "features"
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        d = self.images / key[:2]
+        return d / f"{key}.png", d / f"{key}.json"
+
+    def sidecar(self, key: str) -> dict | None:
+        """The sidecar of a complete, intact entry, else None."""
+        png, meta = self._paths(key)
+        try:
+            info = json.loads(meta.read_text())
+            data = png.read_bytes()
+        except (FileNotFoundError, json.JSONDecodeError, OSError):
+            return None
+        if sha256_bytes(data) != info.get("png_sha256"):
+            return None
+        return info
+
+    def has(self, key: str) -> bool:
+        return self.sidecar(key) is not None
+
+    def load(self, key: str) -> np.ndarray:
+        png, _ = self._paths(key)
+        return decode_png(png.read_bytes())
+
+    def path(self, key: str) -> Path:
+        return self._paths(key)[0]
+
+    def put(self, key: str, image: np.ndarray, fields: dict, flags: list[str]) -> None:
+        png, meta = self._paths(key)
+        data = png_bytes(to_uint8(image))
+        atomic_write_bytes(png, data)
+        atomic_write_text(meta, canonical_json({"key": key, "fields": fields, "flags": flags, "png_sha256": sha256_bytes(data)}))
+
+    # -- features: one .npy per (metric config, image) -------------------------------------------
+    def feature_path(self, metric_id: str, image_key: str) -> Path:
+        return self.features / key_of({"metric": metric_id})[:16] / image_key[:2] / f"{image_key}.npy"
+
+    def load_feature(self, metric_id: str, image_key: str) -> np.ndarray | None:
+        p = self.feature_path(metric_id, image_key)
+        try:
+            return np.load(p, allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError, EOFError):
+            return None
+
+    def save_feature(self, metric_id: str, image_key: str, value: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(value), allow_pickle=False)
+        atomic_write_bytes(self.feature_path(metric_id, image_key), buf.getvalue())
+
+
+_file_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, memoised per (path, size, mtime) within the process."""
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key not in _file_hash_memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _file_hash_memo[memo_key] = h.hexdigest()
+    return _file_hash_memo[memo_key]
+
+
+def tree_sha256(path: Path, suffixes: tuple[str, ...] | None = None) -> str:
+    """Hash of a file, or of a folder's files (relative names + contents)."""
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)):
+        if suffixes and f.suffix not in suffixes:
+            continue
+        h.update(str(f.relative_to(path)).encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()

@@ -1,0 +1,463 @@
+"""Stage 3 — generate: assemble the pipeline of each coalition with diffusers and generate its images.
+
+One ``CoalitionEngine`` per base. The base is loaded once, each LoRA once as a named adapter, each
+ControlNet once. A coalition is switched on with ``set_adapters`` / ``disable_lora`` (never a
+reload). Coalitions with ControlNets run a ``StableDiffusionControlNetPipeline`` built from the same
+module objects as the plain pipeline; coalitions without one run the plain pipeline, so they pay
+no ControlNet forward pass. Every image gets its own CPU ``torch.Generator`` seeded with its seed,
+so an image does not depend on its batch neighbours or on the device's RNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import __version__
+from .cache import ImageCache, file_sha256, key_of, tree_sha256
+from .config import PICKLE_SUFFIXES, BaseSpec, ControlNetSpec, LoraSpec, Zoo
+from .errors import CopyscopeError
+from .plan import GamePlan, WorkItem
+
+# Bump when a change to this module changes the pixels it produces: it is part of every image key.
+GENERATOR_VERSION = 1
+
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "ddpm": "DDPMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _quiet_diffusers() -> None:
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    dlogging.set_verbosity_error()
+    dlogging.disable_progress_bar()
+    tlogging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    logging.getLogger("diffusers").setLevel(logging.ERROR)
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from, and its identity for cache keys."""
+
+    value: str
+    local: Path | None
+    revision: str | None
+
+    def identity(self, suffixes=(".safetensors", ".json", ".txt", ".model")) -> dict:
+        if self.local is not None:
+            return {"local_sha256": tree_sha256(self.local, suffixes)}
+        return {"hub_id": self.value, "revision": self.revision or "main"}
+
+
+def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_pickle: bool) -> ModelSource:
+    if zoo.is_local(value):
+        path = zoo.resolve_path(value)
+        if not path.exists():
+            raise zoo.fail(f"model path {value!r} not found (looked at {path})", *loc, "model")
+        if path.is_file() and path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+            raise zoo.fail(
+                f"{path.name} is a pickle checkpoint, which can run code when loaded; convert it to "
+                ".safetensors, or pass --allow-pickle if you trust it",
+                *loc,
+                "model",
+            )
+        if path.is_file() and path.suffix not in (".safetensors",) + PICKLE_SUFFIXES:
+            raise zoo.fail(f"{path.name}: expected a .safetensors file or a diffusers folder", *loc, "model")
+        return ModelSource(value, path, revision)
+    return ModelSource(value, None, revision)
+
+
+def _hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> CopyscopeError:
+    text = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    if src.local is None:
+        return zoo.fail(
+            f"cannot load hub model {src.value!r} ({text}); if this machine is offline, download it first "
+            f"(huggingface-cli download {src.value}) or point 'model' at a local copy",
+            *loc,
+            "model",
+        )
+    return zoo.fail(f"cannot load {src.value!r}: {text}", *loc, "model")
+
+
+class CoalitionEngine:
+    """Loads one base with all its add-ons and generates images for coalitions of a game."""
+
+    def __init__(
+        self,
+        zoo: Zoo,
+        game: GamePlan,
+        *,
+        allow_pickle: bool = False,
+        on_event: Callable[[str], None] | None = None,
+    ):
+        self.zoo = zoo
+        self.game = game
+        self.allow_pickle = allow_pickle
+        self.gen = zoo.spec.generation
+        self.device = resolve_device(self.gen.device)
+        self.dtype = resolve_dtype(self.gen.dtype, self.device)
+        self._on_event = on_event or (lambda msg: None)
+        base_idx = zoo.spec.bases.index(game.base)
+        self.base_src = model_source(zoo, game.base.model, game.base.revision, ("bases", base_idx), allow_pickle)
+        self.lora_srcs = {
+            lo.name: (lo, model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle))
+            for i, lo in enumerate(zoo.spec.loras)
+        }
+        self.cn_srcs = {
+            cn.name: (cn, model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle))
+            for i, cn in enumerate(zoo.spec.controlnets)
+        }
+        self.pipe = None
+        self._cn_models: dict = {}
+        self._cn_pipes: dict = {}
+        self._active: tuple | None = None
+        self.switches = 0
+        self._identity_cache: dict | None = None
+
+    # -- identities (cache keys) ---------------------------------------------------------------
+    def identities(self) -> dict:
+        """Hashes/ids of every model of this game; computed once (hashing reads the weights)."""
+        if self._identity_cache is None:
+            ident = {"base": self.base_src.identity(), "loras": {}, "controlnets": {}}
+            for name, (lo, src) in self.lora_srcs.items():
+                ident["loras"][name] = {**src.identity(), "weight_name": lo.weight_name}
+            for name, (cn, src) in self.cn_srcs.items():
+                ident["controlnets"][name] = src.identity()
+            self._identity_cache = ident
+        return self._identity_cache
+
+    def conditioning_path(self, cn: ControlNetSpec, item: WorkItem) -> Path:
+        c = cn.conditioning
+        value = c.image if c.image is not None else (c.per_prompt[item.prompt] if c.per_prompt is not None else c.per_work[item.work])
+        path = self.zoo.resolve_path(value)
+        if not path.is_file():
+            i = self.zoo.spec.controlnets.index(cn)
+            raise self.zoo.fail(f"conditioning image {value!r} not found (looked at {path})", "controlnets", i, "conditioning")
+        return path
+
+    def scheduler_identity(self) -> dict:
+        if self.gen.scheduler is None and self.pipe is None:
+            # the base's own scheduler: its config is part of the base's identity already
+            return {"name": "default"}
+        if self.pipe is None:
+            return {"name": self.gen.scheduler}
+        return {"class": type(self.pipe.scheduler).__name__, "config": dict(self.pipe.scheduler.config)}
+
+    def image_fields(self, members: tuple[bool, ...], item: WorkItem) -> dict:
+        """Everything that determines an image. Its hash is the cache key."""
+        base_on, cns, loras = self.game.addons(members)
+        ident = self.identities()
+        h, w = self.gen.size
+        return {
+            "copyscope_generator": GENERATOR_VERSION,
+            "base": ident["base"] if base_on else "null",
+            "loras": sorted(
+                [{"id": ident["loras"][n], "weight": self.lora_srcs[n][0].weight} for n in loras],
+                key=lambda d: key_of(d),
+            ),
+            "controlnets": sorted(
+                [
+                    {
+                        "id": ident["controlnets"][n],
+                        "scale": self.cn_srcs[n][0].conditioning_scale,
+                        "image_sha256": file_sha256(self.conditioning_path(self.cn_srcs[n][0], item)),
+                    }
+                    for n in cns
+                ],
+                key=lambda d: key_of(d),
+            ),
+            "prompt": item.text,
+            "negative": item.negative,
+            "seed": item.seed,
+            "steps": self.gen.steps,
+            "guidance": self.gen.guidance,
+            "scheduler": self.gen.scheduler or "default",
+            "size": [h, w],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device_type": self.device.split(":")[0],
+        }
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        if self.pipe is not None:
+            return
+        import torch
+        from diffusers import ControlNetModel, StableDiffusionPipeline
+
+        _quiet_diffusers()
+        base = self.game.base
+        loc = ("bases", self.zoo.spec.bases.index(base))
+        common = dict(torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False)
+        self._on_event(f"loading base {base.name}")
+        try:
+            src = self.base_src
+            if src.local is not None and src.local.is_file():
+                self.pipe = StableDiffusionPipeline.from_single_file(
+                    str(src.local), config=base.config, **common
+                )
+            else:
+                self.pipe = StableDiffusionPipeline.from_pretrained(
+                    str(src.local) if src.local is not None else src.value,
+                    revision=base.revision,
+                    variant=base.variant,
+                    use_safetensors=not self.allow_pickle,
+                    **common,
+                )
+        except CopyscopeError:
+            raise
+        except Exception as exc:  # diffusers raises many kinds; the user needs one line
+            raise _hub_error(self.zoo, exc, self.base_src, loc) from None
+        self._set_scheduler()
+        self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+
+        for i, (name, (lo, src)) in enumerate(self.lora_srcs.items()):
+            self._on_event(f"loading LoRA {name}")
+            self._load_lora(name, lo, src, ("loras", i))
+        for i, (name, (cn, src)) in enumerate(self.cn_srcs.items()):
+            self._on_event(f"loading ControlNet {name}")
+            try:
+                if src.local is not None and src.local.is_file():
+                    model = ControlNetModel.from_single_file(str(src.local), torch_dtype=self.dtype)
+                else:
+                    model = ControlNetModel.from_pretrained(
+                        str(src.local) if src.local is not None else src.value,
+                        revision=cn.revision,
+                        torch_dtype=self.dtype,
+                        use_safetensors=not self.allow_pickle,
+                    )
+            except Exception as exc:
+                raise _hub_error(self.zoo, exc, src, ("controlnets", i)) from None
+            self._cn_models[name] = model.to(self.device)
+        if self.lora_srcs:
+            self.pipe.disable_lora()
+        self._active = None
+        torch.set_grad_enabled(False)
+
+    def _set_scheduler(self) -> None:
+        name = self.gen.scheduler
+        if name is None:
+            return
+        import diffusers
+
+        if name not in SCHEDULERS:
+            raise self.zoo.fail(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}", "generation", "scheduler")
+        cls = getattr(diffusers, SCHEDULERS[name])
+        self.pipe.scheduler = cls.from_config(self.pipe.scheduler.config)
+
+    def _load_lora(self, name: str, lo: LoraSpec, src: ModelSource, loc: tuple) -> None:
+        try:
+            if src.local is not None and src.local.is_file() and src.local.suffix == ".safetensors":
+                # Read the tensors ourselves: a local file never goes through a pickle loader.
+                from safetensors.torch import load_file
+
+                target = load_file(str(src.local))
+                self.pipe.load_lora_weights(target, adapter_name=name)
+            else:
+                target = str(src.local) if src.local is not None else src.value
+                kwargs = {"weight_name": lo.weight_name, "revision": lo.revision}
+                if not self.allow_pickle:
+                    kwargs["use_safetensors"] = True
+                self.pipe.load_lora_weights(target, adapter_name=name, **kwargs)
+        except Exception as exc:
+            text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+            if src.local is None and ("offline" in text.lower() or "connect" in text.lower() or "cache" in text.lower()):
+                raise _hub_error(self.zoo, exc, src, loc) from None
+            raise self.zoo.fail(
+                f"LoRA {name!r} does not fit base {self.game.base.name!r} or cannot be read ({text})", *loc, "model"
+            ) from None
+
+    # -- switching -----------------------------------------------------------------------------
+    def activate(self, members: tuple[bool, ...]):
+        """Switch adapters for a coalition; return the pipeline object to call."""
+        _, cns, loras = self.game.addons(members)
+        state = (frozenset(cns), frozenset(loras))
+        if state != self._active:
+            self.switches += 1
+            if self.lora_srcs:
+                if loras:
+                    names = [n for n in self.lora_srcs if n in loras]
+                    self.pipe.enable_lora()
+                    self.pipe.set_adapters(names, [self.lora_srcs[n][0].weight for n in names])
+                else:
+                    self.pipe.disable_lora()
+            self._active = state
+        if not cns:
+            return self.pipe
+        key = tuple(n for n in self.cn_srcs if n in cns)
+        if key not in self._cn_pipes:
+            from diffusers import StableDiffusionControlNetPipeline
+
+            models = [self._cn_models[n] for n in key]
+            p = StableDiffusionControlNetPipeline(
+                **{k: v for k, v in self.pipe.components.items() if k != "controlnet"},
+                controlnet=models[0] if len(models) == 1 else models,
+                requires_safety_checker=False,
+            )
+            p.set_progress_bar_config(disable=True)
+            self._cn_pipes[key] = p
+        return self._cn_pipes[key]
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, members: tuple[bool, ...], items: list[WorkItem]) -> list[np.ndarray]:
+        """Images (float32 HxWx3 in [0,1]) for one coalition and a batch of work items."""
+        import torch
+        from PIL import Image
+
+        base_on, cns, _ = self.game.addons(members)
+        h, w = self.gen.size
+        if not base_on:
+            # The null generator used when the base is a player: a coalition without the base
+            # produces uniform mid-grey images (documented in the README).
+            return [np.full((h, w, 3), 0.5, dtype=np.float32) for _ in items]
+        self.load()
+        pipe = self.activate(members)
+        kwargs = dict(
+            prompt=[i.text for i in items],
+            negative_prompt=[i.negative for i in items] if any(i.negative for i in items) else None,
+            num_inference_steps=self.gen.steps,
+            guidance_scale=self.gen.guidance,
+            height=h,
+            width=w,
+            generator=[torch.Generator("cpu").manual_seed(i.seed) for i in items],
+            output_type="np",
+        )
+        if cns:
+            names = [n for n in self.cn_srcs if n in cns]
+            images = []
+            for n in names:
+                cn = self.cn_srcs[n][0]
+                images.append([_load_control(self.conditioning_path(cn, i), w, h) for i in items])
+            scales = [self.cn_srcs[n][0].conditioning_scale for n in names]
+            kwargs["image"] = images[0] if len(names) == 1 else images
+            kwargs["controlnet_conditioning_scale"] = scales[0] if len(names) == 1 else scales
+        with torch.inference_mode():
+            out = pipe(**kwargs).images
+        return [np.asarray(im, dtype=np.float32) for im in out]
+
+    def release(self) -> None:
+        self.pipe = None
+        self._cn_models.clear()
+        self._cn_pipes.clear()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+
+_control_memo: dict[tuple, object] = {}
+
+
+def _load_control(path: Path, w: int, h: int):
+    from PIL import Image
+
+    key = (str(path), w, h)
+    if key not in _control_memo:
+        with Image.open(path) as im:
+            _control_memo[key] = im.convert("RGB").resize((w, h), Image.BICUBIC)
+    return _control_memo[key]
+
+
+def image_flags(image: np.ndarray) -> list[str]:
+    """Problems worth flagging in the report: NaN output (fp16 overflow) or an all-black image."""
+    flags = []
+    if not np.isfinite(image).all():
+        flags.append("nan")
+    elif float(np.nanmax(image)) < 2.0 / 255.0:
+        flags.append("black")
+    return flags
+
+
+@dataclass
+class GenerationStats:
+    generated: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    switches: int = 0
+
+
+def ensure_images(
+    engine: CoalitionEngine,
+    cache: ImageCache,
+    coalitions: Iterable[tuple[bool, ...]],
+    items: list[WorkItem],
+    stats: GenerationStats,
+    progress: Callable[[int], None] | None = None,
+    work_filter: Callable[[int], bool] | None = None,
+) -> dict[tuple[bool, ...], list[str]]:
+    """Make sure every (coalition, item) image is in the cache; return the keys per coalition.
+
+    Batches are fixed chunks of each coalition's item list (not "whatever is missing"), so a
+    resumed or partial run feeds the pipeline exactly the same batches as an uninterrupted one.
+    ``work_filter(chunk_index)`` selects the chunks this process generates (distributed runs).
+    """
+    bs = engine.gen.batch_size
+    keys: dict[tuple[bool, ...], list[str]] = {}
+    chunk_index = 0
+    for members in coalitions:
+        coalition_keys = [key_of(engine.image_fields(members, it)) for it in items]
+        keys[members] = coalition_keys
+        for start in range(0, len(items), bs):
+            chunk_keys = coalition_keys[start : start + bs]
+            mine = work_filter is None or work_filter(chunk_index)
+            chunk_index += 1
+            missing = [k for k in chunk_keys if not cache.has(k)]
+            if not missing or not mine:
+                if mine:
+                    stats.cached += len(chunk_keys)
+                if progress:
+                    progress(len(chunk_keys))
+                continue
+            chunk_items = items[start : start + bs]
+            t0 = time.perf_counter()
+            images = engine.generate(members, chunk_items)
+            stats.seconds += time.perf_counter() - t0
+            for k, it, img in zip(chunk_keys, chunk_items, images):
+                if k in missing:
+                    cache.put(k, img, {**engine.image_fields(members, it), "coalition": engine.game.coalition_key(members)}, image_flags(img))
+                    stats.generated += 1
+                else:
+                    stats.cached += 1
+            if progress:
+                progress(len(chunk_keys))
+    stats.switches = engine.switches
+    return keys

@@ -1,0 +1,125 @@
+"""Stage 5 — game: the worth of each coalition under each metric, with bootstrap replicates.
+
+Worth is "higher = closer to the references": the mean per-image similarity over all work items
+for a per-image metric, minus the distance for a set-level metric. Column 0 of every worth matrix
+uses all seeds; columns 1..B use bootstrap resamples of the seed list. The resampled seed indices
+are drawn once per audit and shared by every coalition (common random numbers), so seed-to-seed
+noise cancels in marginal contributions, and intervals need no new generation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .cache import ImageCache
+from .engine import CoalitionEngine, GenerationStats, ensure_images
+from .plan import GamePlan, WorkItem
+from .score import Scorer
+
+
+def bootstrap_indices(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
+    """(B, n_seeds) resampled seed indices, with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def gray_rank(members: tuple[bool, ...]) -> int:
+    """Position of a coalition in reflected Gray-code order (inverse Gray code of its bitmask)."""
+    g = sum(1 << i for i, m in enumerate(members) if m)
+    n = 0
+    while g:
+        n ^= g
+        g >>= 1
+    return n
+
+
+class CoalitionEvaluator:
+    """Memoised coalition -> {metric: worth row (1+B,)} for one game, backed by the caches.
+
+    ``values(coalitions, metric)`` is the batched value function the Shapley estimators call: the
+    coalitions of a batch that are not yet known are generated together (in Gray-code order, one
+    adapter switch between neighbours), scored, and remembered.
+    """
+
+    def __init__(
+        self,
+        game: GamePlan,
+        engine: CoalitionEngine,
+        cache: ImageCache,
+        scorer: Scorer,
+        items: list[WorkItem],
+        n_seeds: int,
+        boot: np.ndarray,
+        stats: GenerationStats,
+        on_generate: Callable[[int, int], None] | None = None,
+    ):
+        self.game = game
+        self.engine = engine
+        self.cache = cache
+        self.scorer = scorer
+        self.items = items
+        self.n_prompts = len(items) // n_seeds
+        self.n_seeds = n_seeds
+        self.boot = boot
+        self.stats = stats
+        self.on_generate = on_generate
+        self.image_keys: dict[tuple[bool, ...], list[str]] = {}
+        self.worths: dict[tuple[bool, ...], dict[str, np.ndarray]] = {}
+        self.set_results: dict[tuple[bool, ...], dict[str, object]] = {}
+        self.flags: dict[tuple[bool, ...], dict[str, list[str]]] = {}
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.worths)
+
+    def prefetch(self, coalitions: Sequence[tuple[bool, ...]]) -> None:
+        todo = sorted({c for c in coalitions if c not in self.worths}, key=gray_rank)
+        if not todo:
+            return
+        if self.on_generate:
+            self.on_generate(0, len(todo) * len(self.items))
+        keys = ensure_images(
+            self.engine,
+            self.cache,
+            todo,
+            self.items,
+            self.stats,
+            progress=(lambda n: self.on_generate(n, 0)) if self.on_generate else None,
+        )
+        for c in todo:
+            self.image_keys[c] = keys[c]
+            flagged = {}
+            for k in keys[c]:
+                f = self.cache.sidecar(k)
+                if f and f.get("flags"):
+                    flagged[k] = f["flags"]
+            self.flags[c] = flagged
+            self.worths[c] = {}
+            self.set_results[c] = {}
+            for name, metric in self.scorer.metrics.items():
+                self.worths[c][name] = self._worth(c, metric)
+
+    def _worth(self, c: tuple[bool, ...], metric) -> np.ndarray:
+        keys = self.image_keys[c]
+        if metric.kind == "per_image":
+            scores = self.scorer.per_image_scores(metric, keys).reshape(self.n_prompts, self.n_seeds)
+            point = scores.mean()
+            boot = scores[:, self.boot].mean(axis=(0, 2)) if len(self.boot) else np.zeros(0)
+            return np.concatenate([[point], boot])
+        feats = self.scorer.rows(metric, keys)
+        ref = self.scorer.reference_features(metric)
+        full = metric.distance(feats, ref)
+        self.set_results[c][metric.name] = full
+        per_seed = feats.reshape(self.n_prompts, self.n_seeds, -1)
+        boot = [metric.distance(per_seed[:, idx].reshape(-1, feats.shape[-1]), ref).value for idx in self.boot]
+        return -np.concatenate([[full.value], boot])
+
+    def values(self, coalitions: np.ndarray, metric: str) -> np.ndarray:
+        rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
+        self.prefetch(rows)
+        return np.stack([self.worths[r][metric] for r in rows])
+
+    def table(self, metric: str) -> dict[tuple[bool, ...], np.ndarray]:
+        return {c: w[metric] for c, w in self.worths.items() if metric in w}

@@ -1,0 +1,108 @@
+"""Stage 2 — plan: turn a zoo into games, players, coalitions and work items.
+
+Each base checkpoint is its own game. Its players are the add-ons (ControlNets, then LoRAs, in zoo
+order), plus the base itself when ``estimator.base: player``. A work item is one (prompt, seed)
+pair; every coalition generates the same work items (common random numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from .config import BaseSpec, Zoo
+
+PlayerKind = Literal["base", "controlnet", "lora"]
+
+
+@dataclass(frozen=True)
+class Player:
+    name: str
+    kind: PlayerKind
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    prompt: str  # prompt name
+    text: str
+    negative: str
+    work: str | None
+    seed: int
+
+
+@dataclass
+class GamePlan:
+    base: BaseSpec
+    players: list[Player]
+    base_as_player: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.players]
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    def coalition_key(self, members: tuple[bool, ...]) -> str:
+        """Players joined by '+' in the order of ``players``; '' is the empty coalition."""
+        return "+".join(p.name for p, m in zip(self.players, members) if m)
+
+    def all_coalitions(self) -> list[tuple[bool, ...]]:
+        """Every coalition, in reflected Gray-code order: neighbours differ by one player, so
+        walking the list switches one adapter (or the ControlNet) at a time."""
+        n = self.n_players
+        return [tuple(bool((g >> i) & 1) for i in range(n)) for g in (k ^ (k >> 1) for k in range(2**n))]
+
+    def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
+        """(base active?, active ControlNet names, active LoRA names) for a coalition."""
+        active = {p.name for p, m in zip(self.players, members) if m}
+        base_on = (not self.base_as_player) or self.base.name in active
+        cns = {p.name for p in self.players if p.kind == "controlnet" and p.name in active}
+        loras = {p.name for p in self.players if p.kind == "lora" and p.name in active}
+        return base_on, cns, loras
+
+
+@dataclass
+class Plan:
+    zoo_name: str
+    games: list[GamePlan]
+    items: list[WorkItem]
+    seeds: list[int]
+    estimator: dict = field(default_factory=dict)
+
+    @property
+    def images_per_coalition(self) -> int:
+        return len(self.items)
+
+    def to_dict(self) -> dict:
+        return {
+            "zoo": self.zoo_name,
+            "seeds": self.seeds,
+            "items": [asdict(i) for i in self.items],
+            "estimator": self.estimator,
+            "games": [
+                {
+                    "base": g.base.name,
+                    "players": [asdict(p) for p in g.players],
+                    "coalitions": [g.coalition_key(c) for c in g.all_coalitions()] if g.n_players <= 12 else None,
+                    "n_coalitions": 2**g.n_players,
+                }
+                for g in self.games
+            ],
+        }
+
+
+def make_plan(zoo: Zoo) -> Plan:
+    s = zoo.spec
+    base_as_player = s.estimator.base == "player"
+    addons = [Player(c.name, "controlnet") for c in s.controlnets] + [Player(lo.name, "lora") for lo in s.loras]
+    games = []
+    for base in s.bases:
+        players = ([Player(base.name, "base")] if base_as_player else []) + addons
+        if base_as_player and base.name in {p.name for p in addons}:
+            raise zoo.fail(f"base name {base.name!r} is also a player name", "bases")
+        games.append(GamePlan(base=base, players=players, base_as_player=base_as_player))
+    seeds = s.generation.seed_list
+    items = [WorkItem(p.name, p.text, p.negative, p.work, seed) for p in s.prompts for seed in seeds]
+    return Plan(zoo_name=s.name, games=games, items=items, seeds=seeds, estimator=s.estimator.model_dump())

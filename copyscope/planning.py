@@ -1,0 +1,55 @@
+"""`copyscope plan`: what an audit will cost, before it runs."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+
+def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
+    """Print games, players, coalitions and image counts; optionally time a short calibration run
+    (one batch of the full coalition) to estimate the duration. Returns the numbers printed."""
+    plan, zoo = prep.plan, prep.zoo
+    per_coalition = plan.images_per_coalition
+    summary = {"games": []}
+    for game in plan.games:
+        n = game.n_players
+        exact = 2**n
+        budget = zoo.spec.estimator.budget
+        method = type(prep.estimator).__name__
+        n_coal = exact if method.startswith("Exact") else min(exact, budget or exact)
+        t = Table(title=f"game: base {game.base.name} ({method}, {n} players)")
+        t.add_column("players")
+        t.add_column("kind")
+        for p in game.players:
+            t.add_row(p.name, p.kind)
+        out.print(t)
+        if n <= 6:
+            out.print("coalitions (in generation order): " + ", ".join(repr(game.coalition_key(c)) for c in game.all_coalitions()))
+        images = n_coal * per_coalition
+        out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) ({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
+        g = {"base": game.base.name, "players": game.names, "coalitions": n_coal, "images": images}
+        if calibrate:
+            g["seconds_per_image"] = _calibrate(prep, game)
+            g["estimated_seconds"] = g["seconds_per_image"] * images
+            out.print(f"calibration: {g['seconds_per_image']:.2f} s/image -> about {g['estimated_seconds'] / 60:.1f} min (without cache hits)")
+        summary["games"].append(g)
+    return summary
+
+
+def _calibrate(prep, game) -> float:
+    """Seconds per image of the full coalition, from one timed batch after a warm-up batch."""
+    from .engine import CoalitionEngine
+
+    engine = CoalitionEngine(prep.zoo, game)
+    engine.load()
+    full = tuple(True for _ in game.players)
+    items = prep.plan.items[: engine.gen.batch_size]
+    engine.generate(full, items[:1])  # warm-up: first call pays one-off costs
+    t0 = time.perf_counter()
+    engine.generate(full, items)
+    seconds = (time.perf_counter() - t0) / len(items)
+    engine.release()
+    return seconds

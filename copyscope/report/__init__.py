@@ -1,0 +1,191 @@
+"""Stage 7 — report: report.json (the source of truth), scores.json, CSV files and the printed table.
+
+Every other view (table, CSV, HTML) is rendered from the report dict alone, so
+``copyscope report DIR`` can rebuild them from ``report.json`` without the models.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..cache import atomic_write_text
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _interval(ci_row) -> list[float] | None:
+    if ci_row is None:
+        return None
+    lo, hi = (_f(v) for v in ci_row)
+    return None if lo is None or hi is None else [lo, hi]
+
+
+def _estimate_section(est, level: float, names: list[str]) -> dict:
+    ci = est.ci(level)
+    p = est.p_values()
+    p_adj = est.p_adjusted("holm")
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = {
+            "value": _f(est.values[i]),
+            "ci95": _interval(ci[i]) if ci is not None else None,
+            "p_value": _f(p[i]) if p is not None else None,
+            "p_holm": _f(p_adj[i]) if p_adj is not None else None,
+        }
+    return out
+
+
+def build_report(prep, games: list[dict], generation: dict, provenance: dict) -> dict:
+    level = prep.zoo.spec.estimator.confidence
+    metric_info = {m.name: m for m in prep.metrics}
+    report_games = []
+    for g in games:
+        game, evaluator, results = g["game"], g["evaluator"], g["results"]
+        names = game.names
+        metrics = {}
+        for metric_name, r in results.items():
+            est = r["estimate"]
+            m = metric_info.get(metric_name)
+            table = evaluator.table(metric_name)
+            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: (sum(kv[0]), kv[0][::-1]))}
+            section = {
+                "orientation": "higher_is_closer",
+                "kind": m.kind if m else "fusion",
+                "raw_orientation": m.orientation if m else "higher_is_closer",
+                "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
+                "coalitions": coalitions,
+                "shapley": _estimate_section(est, level, names),
+                "efficiency_gap": _f(r["efficiency_gap"]),
+                "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
+                "split_percent": est.shares(level),
+                "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)},
+                "banzhaf": {n: _f(v) for n, v in zip(names, r["banzhaf"].values)} if "banzhaf" in r else None,
+            }
+            if m is not None and m.kind == "set":
+                section["sample_size"] = {}
+                for c, res in evaluator.set_results.items():
+                    if metric_name in res:
+                        sr = res[metric_name]
+                        section["sample_size"][game.coalition_key(c)] = {
+                            "n_generated": sr.n_gen,
+                            "n_reference": sr.n_ref,
+                            "feature_dim": sr.feature_dim,
+                            "warning": sr.warning,
+                        }
+                section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
+            metrics[metric_name] = section
+        flags = {game.coalition_key(c): f for c, f in evaluator.flags.items() if f}
+        report_games.append(
+            {
+                "base": game.base.name,
+                "players": names,
+                "player_kinds": {p.name: p.kind for p in game.players},
+                "base_as_player": game.base_as_player,
+                "weights": evaluator.engine.identities(),
+                "images": {game.coalition_key(c): keys for c, keys in evaluator.image_keys.items()},
+                "flagged_images": flags,
+                "metrics": metrics,
+            }
+        )
+    zoo = prep.zoo
+    return {
+        "copyscope_version": __version__,
+        "config_sha256": zoo.sha256,
+        "zoo_name": zoo.spec.name,
+        "generation": generation,
+        "settings": {
+            "prompts": [p.model_dump() for p in zoo.spec.prompts],
+            "seeds": prep.plan.seeds,
+            "steps": zoo.spec.generation.steps,
+            "guidance": zoo.spec.generation.guidance,
+            "resolution": list(zoo.spec.generation.size),
+            "aggregate": zoo.spec.aggregate,
+            "bootstrap": zoo.spec.estimator.bootstrap,
+            "confidence": level,
+            "test": "one-sided bootstrap test of value > 0, Holm-corrected across players",
+        },
+        "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
+        "unavailable_metrics": prep.unavailable,
+        "games": report_games,
+        "provenance": provenance,
+    }
+
+
+def write_outputs(report: dict, out_dir: Path) -> None:
+    """report.json plus the views derived from it."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
+    write_views(report, out_dir)
+
+
+def write_views(report: dict, out_dir: Path) -> None:
+    atomic_write_text(out_dir / "coalitions.csv", coalitions_csv(report))
+    atomic_write_text(out_dir / "attribution.csv", attribution_csv(report))
+    try:
+        from .html import render_html
+    except ImportError:  # the HTML view is optional until it lands
+        return
+    atomic_write_text(out_dir / "report.html", render_html(report, out_dir))
+
+
+def coalitions_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["base", "metric", "coalition", "worth"])
+    for g in report["games"]:
+        for metric, sec in g["metrics"].items():
+            for key, value in sec["coalitions"].items():
+                w.writerow([g["base"], metric, key, value])
+    return buf.getvalue()
+
+
+def attribution_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["base", "metric", "player", "shapley", "ci_low", "ci_high", "p_value", "p_holm", "share_percent", "loo", "banzhaf"])
+    for g in report["games"]:
+        for metric, sec in g["metrics"].items():
+            for player, v in sec["shapley"].items():
+                ci = v["ci95"] or [None, None]
+                share = (sec.get("split_percent") or {}).get(player, {}) or {}
+                w.writerow(
+                    [g["base"], metric, player, v["value"], ci[0], ci[1], v["p_value"], v["p_holm"], share.get("percent"),
+                     sec["loo"].get(player), (sec["banzhaf"] or {}).get(player)]
+                )
+    return buf.getvalue()
+
+
+def attribution_tables(report: dict):
+    """One rich Table per game: players as rows, metrics as columns, 'value [ci]' cells."""
+    from rich.table import Table
+
+    tables = []
+    for g in report["games"]:
+        t = Table(title=f"Shapley attribution — base {g['base']} (higher = more copying caused)")
+        t.add_column("player")
+        metrics = list(g["metrics"])
+        for m in metrics:
+            t.add_column(m, justify="right")
+        for p in g["players"]:
+            cells = []
+            for m in metrics:
+                v = g["metrics"][m]["shapley"][p]
+                cell = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
+                if v["ci95"]:
+                    cell += f"\n[{v['ci95'][0]:+.2g}, {v['ci95'][1]:+.2g}]"
+                if v.get("p_holm") is not None and v["p_holm"] < 0.05:
+                    cell += " *"
+                cells.append(cell)
+            t.add_row(p, *cells)
+        tables.append(t)
+    return tables

@@ -1,0 +1,126 @@
+"""Stage 4 — score: per-image similarities and features, stored per image in the cache.
+
+Per-image metrics store, for every generated image, its row of similarities to every reference
+image (so aggregation can change without re-scoring); set-level metrics store the image's feature
+vector. Reference features are computed once per audit. Nothing here generates: adding a metric to
+a finished audit only reads cached PNGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .cache import ImageCache, file_sha256, key_of
+from .config import Zoo, iter_reference_files
+from .errors import CopyscopeError
+
+
+def load_image_rgb(path: Path) -> np.ndarray:
+    """Any PIL-readable image as float32 RGB in [0,1]. Greyscale is replicated; transparency is
+    composited on white (a transparent pixel of a scanned work is paper, not black)."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+@dataclass
+class ReferenceSet:
+    """The protected works: images grouped into named works."""
+
+    files: list[Path]
+    work_of: list[str]
+    images: list[np.ndarray]
+    sha256: list[str]
+
+    @property
+    def works(self) -> list[str]:
+        return list(dict.fromkeys(self.work_of))
+
+    @property
+    def identity(self) -> str:
+        return key_of({"refs": list(zip(self.work_of, self.sha256))})
+
+    @classmethod
+    def from_zoo(cls, zoo: Zoo) -> "ReferenceSet":
+        files, work_of, images, hashes = [], [], [], []
+        for i, (work, paths) in enumerate(iter_reference_files(zoo).items()):
+            for path in paths:
+                try:
+                    img = load_image_rgb(path)
+                except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+                    reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"unreadable ({exc.__class__.__name__})"
+                    raise zoo.fail(f"reference file {path} is {reason}", "references", i, "paths") from None
+                if min(img.shape[:2]) < 8:
+                    raise zoo.fail(f"reference file {path} is too small ({img.shape[1]}x{img.shape[0]})", "references", i, "paths")
+                files.append(path)
+                work_of.append(work)
+                images.append(img)
+                hashes.append(file_sha256(path))
+        return cls(files, work_of, images, hashes)
+
+
+class Scorer:
+    """Computes and caches per-image similarity rows (per-image metrics) and feature rows (set metrics)."""
+
+    def __init__(self, metrics: Sequence, cache: ImageCache, refs: ReferenceSet, aggregate: str = "max_mean"):
+        self.metrics = {m.name: m for m in metrics}
+        self.cache = cache
+        self.refs = refs
+        self.aggregate = aggregate
+        self._ref_feats: dict[str, np.ndarray] = {}
+        self.computed = 0
+
+    def _store_id(self, metric) -> str:
+        # per-image rows depend on the references too; features depend on the metric alone
+        return metric.config_id() + ("|refs:" + self.refs.identity if metric.kind == "per_image" else "")
+
+    def reference_features(self, metric) -> np.ndarray:
+        if metric.name not in self._ref_feats:
+            rows = []
+            for sha, img in zip(self.refs.sha256, self.refs.images):
+                row = self.cache.load_feature(metric.config_id() + "|reference", sha)
+                if row is None:
+                    row = np.asarray(metric.features([img]))[0]
+                    self.cache.save_feature(metric.config_id() + "|reference", sha, row)
+                rows.append(row)
+            self._ref_feats[metric.name] = np.stack(rows)
+        return self._ref_feats[metric.name]
+
+    def rows(self, metric, image_keys: Sequence[str], on_progress: Callable[[int], None] | None = None, batch: int = 16) -> np.ndarray:
+        """Stored rows for images: similarity-to-each-reference rows, or feature rows."""
+        store = self._store_id(metric)
+        out: list[np.ndarray | None] = [self.cache.load_feature(store, k) for k in image_keys]
+        todo = [i for i, r in enumerate(out) if r is None]
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
+            images = [self.cache.load(image_keys[i]) for i in idx]
+            feats = np.asarray(metric.features(images))
+            if metric.kind == "per_image":
+                values = np.asarray(metric.similarity(feats, self.reference_features(metric)), dtype=np.float64)
+            else:
+                values = feats
+            for i, row in zip(idx, values):
+                self.cache.save_feature(store, image_keys[i], row)
+                out[i] = row
+            self.computed += len(idx)
+            if on_progress:
+                on_progress(len(idx))
+        if on_progress and len(image_keys) > len(todo):
+            on_progress(len(image_keys) - len(todo))
+        return np.stack(out) if out else np.zeros((0, 0))
+
+    def per_image_scores(self, metric, image_keys: Sequence[str]) -> np.ndarray:
+        """(n,) one similarity per generated image, aggregated over references and works."""
+        from .metrics import aggregate_references
+
+        sims = self.rows(metric, image_keys)
+        return aggregate_references(sims, self.refs.work_of, self.aggregate)

@@ -1,0 +1,46 @@
+"""Attribution by cooperative game theory, independent of diffusion.
+
+Three parts, as in shapiq: the *game* (:class:`Game`, a memoised worth function over boolean
+coalition matrices, returning ``(k,)`` or ``(k, 1 + B)`` with bootstrap replicate columns), the
+*estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, Banzhaf; each
+``estimate(game, budget, seed)``), and the *result* (:class:`Estimate`: values, bootstrap
+replicates, estimator standard error, intervals, one-sided tests, liability shares).
+
+    >>> import numpy as np
+    >>> from copyscope.shapley import Game, get_estimator
+    >>> game = Game(3, lambda z: z @ np.array([1.0, 2.0, 3.0]), ["a", "b", "c"])
+    >>> est = get_estimator("auto", 3, None).estimate(game)
+    >>> est.values.round(6).tolist()
+    [1.0, 2.0, 3.0]
+"""
+
+from copyscope.shapley.estimators import (
+    Estimator,
+    ExactBanzhaf,
+    ExactShapley,
+    KernelShap,
+    LeaveOneOut,
+    PermutationShapley,
+    SampledBanzhaf,
+    all_coalitions,
+)
+from copyscope.shapley.game import Game
+from copyscope.shapley.registry import METHODS, efficiency_gap, get_estimator
+from copyscope.shapley.result import Estimate, adjust_p_values
+
+__all__ = [
+    "Game",
+    "Estimate",
+    "Estimator",
+    "ExactShapley",
+    "ExactBanzhaf",
+    "LeaveOneOut",
+    "PermutationShapley",
+    "KernelShap",
+    "SampledBanzhaf",
+    "METHODS",
+    "get_estimator",
+    "efficiency_gap",
+    "adjust_p_values",
+    "all_coalitions",
+]

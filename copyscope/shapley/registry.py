@@ -1,0 +1,82 @@
+"""Choosing an estimator by name, and the efficiency check."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from copyscope.errors import CopyscopeError
+from copyscope.shapley.estimators import (
+    Estimator,
+    ExactBanzhaf,
+    ExactShapley,
+    KernelShap,
+    LeaveOneOut,
+    PermutationShapley,
+    SampledBanzhaf,
+    check_budget,
+)
+from copyscope.shapley.game import Game
+from copyscope.shapley.result import Estimate
+
+__all__ = ["METHODS", "AUTO_EXACT_MAX_PLAYERS", "get_estimator", "efficiency_gap"]
+
+AUTO_EXACT_MAX_PLAYERS = 12
+"""With no budget, "auto" enumerates exactly up to this many players (4096 coalitions)."""
+
+METHODS = {
+    "auto": None,
+    "exact": ExactShapley,
+    "permutation": PermutationShapley,
+    "kernelshap": KernelShap,
+    "banzhaf": ExactBanzhaf,
+    "sampled_banzhaf": SampledBanzhaf,
+    "loo": LeaveOneOut,
+}
+
+
+def get_estimator(method: str, n_players: int, budget: int | None = None) -> Estimator:
+    """The estimator for ``method`` with ``budget`` bound as its default.
+
+    ``auto``: exact Shapley when ``2**n <= budget``, or when there is no budget and
+    ``n <= 12``; KernelSHAP when a budget is given and smaller than ``2**n``; with no budget
+    and ``n > 12`` a CopyscopeError asks for ``estimator.budget``.
+    """
+    if isinstance(n_players, bool) or not isinstance(n_players, (int, np.integer)) or n_players < 1:
+        raise CopyscopeError(f"n_players must be a positive integer, got {n_players!r}")
+    budget = check_budget(budget)
+    key = str(method).strip().lower()
+    if key not in METHODS:
+        raise CopyscopeError(
+            f"unknown estimator method '{method}': valid methods are {', '.join(METHODS)}"
+        )
+    n = int(n_players)
+    if key == "auto":
+        if budget is None:
+            if n > AUTO_EXACT_MAX_PLAYERS:
+                raise CopyscopeError(
+                    f"too many players ({n}) for exact estimation: set estimator.budget"
+                )
+            return ExactShapley()
+        if n <= 62 and 2**n <= budget:
+            return ExactShapley(budget=budget)
+        return KernelShap(budget=budget)
+    cls = METHODS[key]
+    return cls(budget=budget)
+
+
+def efficiency_gap(estimate: Estimate, game: Game) -> float:
+    """``sum(values) - (v(N) - v(empty))`` on column 0 (all seeds).
+
+    Zero up to rounding for the efficient methods (exact, permutation, kernelshap); Banzhaf and
+    leave-one-out are not efficient. May evaluate N and the empty coalition if the game has not
+    seen them yet (at most 2 coalitions).
+    """
+    if not isinstance(game, Game):
+        raise CopyscopeError(f"efficiency_gap() needs a Game, got {type(game).__name__}")
+    if estimate.n_players != game.n_players:
+        raise CopyscopeError(
+            f"the estimate has {estimate.n_players} players but the game has {game.n_players}"
+        )
+    n = game.n_players
+    ends = game.evaluate(np.array([np.zeros(n, dtype=bool), np.ones(n, dtype=bool)]))
+    return float(estimate.values.sum() - (ends[1, 0] - ends[0, 0]))
