@@ -73,8 +73,15 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False) -> tuple[list, dict[str
     return ok, unavailable
 
 
-def prepare_audit(zoo_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False) -> PreparedAudit:
-    """Everything that can fail on bad input, done before anything is written."""
+def prepare_audit(
+    zoo_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False, strict_files: bool = True
+) -> PreparedAudit:
+    """Everything that can fail on bad input, done before anything is written.
+
+    With ``strict_files=False`` (``validate`` and ``plan``), missing reference and conditioning
+    images are collected in ``info["missing_files"]`` instead of failing, so a zoo file for hub
+    models can be checked before its protected works are put in place.
+    """
     from .engine import model_source
     from .shapley import get_estimator
 
@@ -93,17 +100,28 @@ def prepare_audit(zoo_path: str | Path, out: str | Path | None = None, allow_pic
         model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle)
     for i, cn in enumerate(zoo.spec.controlnets):
         model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle)
+    missing: list[str] = []
+    for i, cn in enumerate(zoo.spec.controlnets):
         for path in _conditioning_files(zoo, cn):
             if not zoo.resolve_path(path).is_file():
-                raise zoo.fail(f"conditioning image {path!r} not found", "controlnets", i, "conditioning")
+                problem = zoo.fail(f"conditioning image {path!r} not found", "controlnets", i, "conditioning")
+                if strict_files:
+                    raise problem
+                missing.append(str(problem))
     metrics, unavailable = select_metrics(zoo, allow_pickle)
-    refs = ReferenceSet.from_zoo(zoo)
+    try:
+        refs = ReferenceSet.from_zoo(zoo)
+    except CopyscopeError as problem:
+        if strict_files or "not found" not in str(problem) and "holds no images" not in str(problem):
+            raise
+        missing.append(str(problem))
+        refs = ReferenceSet([], [], [], [])
     est = zoo.spec.estimator
     try:
         estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
-    return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator)
+    return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, {"missing_files": missing})
 
 
 def _conditioning_files(zoo: Zoo, cn) -> list[str]:

@@ -47,7 +47,7 @@ def validate(zoo: Path = ZooArg):
     """Check a zoo file (schema, names, files) without loading any model."""
     from .audit import prepare_audit
 
-    prep = prepare_audit(zoo)
+    prep = prepare_audit(zoo, strict_files=False)
     n_players = max(g.n_players for g in prep.plan.games)
     out.print(
         f"[green]ok[/] {zoo}: {len(prep.plan.games)} base(s), {n_players} player(s), "
@@ -56,6 +56,12 @@ def validate(zoo: Path = ZooArg):
     )
     for name, reason in prep.unavailable.items():
         out.print(f"  [yellow]unavailable[/] {name}: {reason}")
+    _print_missing(prep)
+
+
+def _print_missing(prep) -> None:
+    for problem in prep.info.get("missing_files", []):
+        out.print(f"  [yellow]needed before `audit`:[/] {problem}", highlight=False)
 
 
 @app.command()
@@ -68,8 +74,9 @@ def plan(
     from .audit import prepare_audit
     from .planning import describe_plan
 
-    prep = prepare_audit(zoo)
+    prep = prepare_audit(zoo, strict_files=False)
     describe_plan(prep, out, calibrate=calibrate)
+    _print_missing(prep)
 
 
 @app.command()

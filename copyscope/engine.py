@@ -68,6 +68,8 @@ def _quiet_diffusers() -> None:
     dlogging.disable_progress_bar()
     tlogging.set_verbosity_error()
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    warnings.filterwarnings("ignore", message=".*torch_dtype.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
     logging.getLogger("diffusers").setLevel(logging.ERROR)
 
 

@@ -1,0 +1,282 @@
+"""Metric registry: names, descriptions, defaults; ``build_metrics`` turns zoo-file specs into objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from copyscope.errors import CopyscopeError
+
+from .backbones import BACKBONE_CLASSES, BACKBONE_KEYS, Backbone
+from .base import Metric, Option, validate_options
+from .hashes import HashMetric
+from .learned import EmbeddingCosine, FrechetMetric, KIDMetric
+from .pixel import Histogram, PixelCosine
+from .ssim import SSIMMetric
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    kind: str
+    orientation: str
+    description: str
+    make: Callable[..., Metric]  # make(name, description, backbone_or_None, **own_options)
+    own_options: dict[str, Option]
+    backbone: str | None = None  # backbone key for learned / set metrics
+    family: str | None = None  # "fd" or "kid": backbone can be switched with the `backbone` option
+
+
+def _simple(cls, **fixed):
+    return lambda name, description, backbone, **o: cls(name, description=description, **fixed, **o)
+
+
+def _hash(method):
+    return lambda name, description, backbone, **o: HashMetric(name, method, description=description)
+
+
+def _ssim(grey):
+    return lambda name, description, backbone, **o: SSIMMetric(name, grey, description=description, **o)
+
+
+def _with_backbone(cls):
+    return lambda name, description, backbone, **o: cls(name, backbone, description=description, **o)
+
+
+_BB_TEXT = {
+    "pixels": "64-d fixed random projections of 32x32 RGB pixels (offline, no weights)",
+    "clip": "CLIP image embeddings (backbones.clip)",
+    "dinov2": "DINOv2 CLS embeddings (backbones.dinov2)",
+    "inception": "InceptionV3 pool3 features, 2048-d (`fid` extra + backbones.inception weights)",
+}
+
+_ENTRIES: list[_Entry] = [
+    _Entry("cosine", "per_image", "higher_is_closer", PixelCosine.description, _simple(PixelCosine),
+           PixelCosine.OPTIONS),
+    _Entry("histogram", "per_image", "higher_is_closer", Histogram.description, _simple(Histogram),
+           Histogram.OPTIONS),
+    _Entry("dhash", "per_image", "higher_is_closer",
+           "1 - Hamming/64 of 64-bit difference hashes (imagehash.dhash: 9x8 grey, neighbour differences)",
+           _hash("dhash"), {}),
+    _Entry("phash", "per_image", "higher_is_closer",
+           "1 - Hamming/64 of 64-bit DCT hashes (imagehash.phash: 32x32 grey, low 8x8 DCT above median)",
+           _hash("phash"), {}),
+    _Entry("ssim", "per_image", "higher_is_closer",
+           "grey (BT.709 luma) SSIM, Gaussian window sigma 1.5, K1=0.01, K2=0.03, L=1, both resized to 256x256",
+           _ssim(True), SSIMMetric.OPTIONS),
+    _Entry("rgb_ssim", "per_image", "higher_is_closer",
+           "mean over R, G, B of per-channel SSIM (same window and constants), both resized to 256x256",
+           _ssim(False), SSIMMetric.OPTIONS),
+    _Entry("clip", "per_image", "higher_is_closer",
+           "cosine of CLIP image embeddings (backbones.clip, default openai/clip-vit-base-patch32)",
+           _with_backbone(EmbeddingCosine), {}, backbone="clip"),
+    _Entry("dinov2", "per_image", "higher_is_closer",
+           "cosine of DINOv2 CLS embeddings (backbones.dinov2, default facebook/dinov2-small)",
+           _with_backbone(EmbeddingCosine), {}, backbone="dinov2"),
+    _Entry("sscd", "per_image", "higher_is_closer",
+           "cosine of SSCD copy-detection descriptors (TorchScript file in backbones.sscd; needs --allow-pickle)",
+           _with_backbone(EmbeddingCosine), {}, backbone="sscd"),
+    _Entry("dreamsim", "per_image", "higher_is_closer",
+           "1 - DreamSim distance, i.e. cosine of DreamSim embeddings (needs the dreamsim package)",
+           _with_backbone(EmbeddingCosine), {}, backbone="dreamsim"),
+]
+_FAMILY_NAMES = {
+    "fd": {"pixels": "fd_pixels", "clip": "fd_clip", "dinov2": "fd_dinov2", "inception": "fid"},
+    "kid": {"pixels": "kid_pixels", "clip": "kid_clip", "dinov2": "kid_dinov2", "inception": "kid"},
+}
+for _bb, _name in _FAMILY_NAMES["fd"].items():
+    _ENTRIES.append(_Entry(
+        _name, "set", "lower_is_closer",
+        ("Fréchet Inception Distance: " if _bb == "inception" else "Fréchet distance of ") + _BB_TEXT[_bb],
+        _with_backbone(FrechetMetric), FrechetMetric.OPTIONS, backbone=_bb, family="fd"))
+for _bb, _name in _FAMILY_NAMES["kid"].items():
+    _ENTRIES.append(_Entry(
+        _name, "set", "lower_is_closer",
+        "KID (unbiased MMD^2, kernel (x.y/d + 1)^3, mean over subsets) of " + _BB_TEXT[_bb],
+        _with_backbone(KIDMetric), KIDMetric.OPTIONS, backbone=_bb, family="kid"))
+
+REGISTRY: dict[str, _Entry] = {e.name: e for e in _ENTRIES}
+METRIC_NAMES: list[str] = list(REGISTRY)
+# Names accepted in specs that resolve through the `backbone` option.
+_ALIASES = {"fd": ("fd", None), "fid": ("fd", "inception"), "kid": ("kid", "inception")}
+
+DEFAULT_METRICS: list[str] = [
+    "cosine", "histogram", "dhash", "phash", "ssim", "rgb_ssim",
+    "clip", "dinov2", "sscd", "dreamsim",
+    "fd_pixels", "kid_pixels", "fd_dinov2", "kid_dinov2", "fid", "kid",
+]
+
+
+def _parse_spec(i: int, spec: Any) -> tuple[str, dict[str, Any]]:
+    where = f"metrics[{i}]"
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict):
+        if "name" not in spec or not isinstance(spec["name"], str):
+            raise CopyscopeError("a metric given as a mapping needs a 'name' key (a string)", where=where)
+        opts = {k: v for k, v in spec.items() if k != "name"}
+        bad = [k for k in opts if not isinstance(k, str)]
+        if bad:
+            raise CopyscopeError(f"option names must be strings, got {bad[0]!r}", where=where)
+        return spec["name"], opts
+    raise CopyscopeError(
+        f"expected a metric name or a mapping with 'name', got {type(spec).__name__}", where=where
+    )
+
+
+def _resolve_name(name: str, opts: dict[str, Any], where: str) -> tuple[_Entry, dict[str, Any]]:
+    opts = dict(opts)
+    bb = opts.pop("backbone", None)
+    if name in _ALIASES or (name in REGISTRY and REGISTRY[name].family):
+        family, default_bb = _ALIASES[name] if name in _ALIASES else (REGISTRY[name].family, REGISTRY[name].backbone)
+        choices = _FAMILY_NAMES[family]
+        if bb is None:
+            if default_bb is None:
+                raise CopyscopeError(
+                    f"metric '{name}' needs a 'backbone' option; valid: {', '.join(choices)}", where=where
+                )
+            bb = default_bb
+        if bb not in choices:
+            raise CopyscopeError(
+                f"metric '{name}': unknown backbone {bb!r}; valid: {', '.join(choices)}", where=where
+            )
+        entry = REGISTRY[choices[bb]]
+        if name in REGISTRY and name not in _ALIASES and entry.name != name:
+            raise CopyscopeError(
+                f"metric '{name}' uses backbone '{REGISTRY[name].backbone}', not {bb!r}; "
+                f"use '{entry.name}' instead", where=where
+            )
+        return entry, opts
+    if name not in REGISTRY:
+        valid = ", ".join(METRIC_NAMES + ["fd"])
+        raise CopyscopeError(f"unknown metric '{name}'; valid metrics: {valid}", where=where)
+    if bb is not None:
+        raise CopyscopeError(
+            f"metric '{name}' has no 'backbone' option (only the fd/fid/kid families do)", where=where
+        )
+    return REGISTRY[name], opts
+
+
+def _check_backbones(backbones: dict[str, str] | None) -> dict[str, str]:
+    if backbones is None:
+        return {}
+    if not isinstance(backbones, dict):
+        raise CopyscopeError(f"backbones: expected a mapping, got {type(backbones).__name__}")
+    for k, v in backbones.items():
+        if k not in BACKBONE_KEYS:
+            raise CopyscopeError(f"backbones: unknown key '{k}'; valid keys: {', '.join(BACKBONE_KEYS)}")
+        if not isinstance(v, str) or not v.strip():
+            raise CopyscopeError(f"backbones.{k}: expected a path or hub id (a non-empty string), got {v!r}")
+    return dict(backbones)
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise CopyscopeError(f"device: invalid torch device {device!r} ({e})") from e
+    return device
+
+
+class _Builder:
+    """Builds metrics and shares one backbone object between metrics that use the same backbone + options."""
+
+    def __init__(self, backbones, device, allow_pickle):
+        self.backbones = _check_backbones(backbones)
+        self.device = _check_device(device)
+        self.allow_pickle = allow_pickle
+        self._shared: dict[tuple, Backbone] = {}
+
+    def backbone(self, key: str, opts: dict[str, Any]) -> Backbone:
+        ident = (key, tuple(sorted(opts.items())))
+        if ident not in self._shared:
+            cls = BACKBONE_CLASSES[key]
+            if key == "pixels":
+                self._shared[ident] = cls(self.device, **opts)
+            else:
+                self._shared[ident] = cls(
+                    self.backbones.get(key), device=self.device, allow_pickle=self.allow_pickle, **opts
+                )
+        return self._shared[ident]
+
+    def build(self, entry: _Entry, opts: dict[str, Any], where: str | None = None) -> Metric:
+        bb_spec = BACKBONE_CLASSES[entry.backbone].OPTIONS if entry.backbone else {}
+        spec = {**entry.own_options, **bb_spec}
+        try:
+            full = validate_options(entry.name, spec, opts)
+        except CopyscopeError as e:
+            if entry.family:
+                msg = str(e).replace("; valid options: ", "; valid options: backbone, ")
+                raise CopyscopeError(msg, where=where) from None
+            raise CopyscopeError(str(e), where=where) from None
+        own = {k: v for k, v in full.items() if k in entry.own_options}
+        bb = self.backbone(entry.backbone, {k: v for k, v in full.items() if k in bb_spec}) if entry.backbone else None
+        metric = entry.make(entry.name, entry.description, bb, **own)
+        metric.kind = entry.kind  # type: ignore[assignment]
+        metric.orientation = entry.orientation  # type: ignore[assignment]
+        return metric
+
+
+def _pickle_blocked(metric: Metric) -> str:
+    bb = getattr(metric, "backbone", None)
+    if bb is None or getattr(bb, "allow_pickle", True) or not getattr(bb, "NEEDS_PICKLE", False):
+        return ""
+    ok, why = bb.availability()
+    return why if (not ok and bb.source and "--allow-pickle" in why and "pickle-based" in why) else ""
+
+
+def build_metrics(
+    specs: list[str | dict],
+    backbones: dict[str, str] | None = None,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+) -> list[Metric]:
+    """Metric objects for the zoo file's ``metrics:`` list (names or ``{"name": ..., **options}``).
+
+    ``backbones`` is the zoo file's ``backbones:`` mapping (keys: clip, dinov2, sscd, inception, dreamsim).
+    Unknown names, options, backbone keys and duplicate metrics raise CopyscopeError. Metrics whose weights are
+    missing are still built: check ``availability()``. A pickle-based weights file the user *configured*
+    (backbones.sscd / inception / dreamsim) for a requested metric without ``allow_pickle`` raises
+    CopyscopeError asking for the ``--allow-pickle`` opt-in.
+    """
+    if isinstance(specs, (str, dict)) or specs is None:
+        raise CopyscopeError("metrics: expected a list of metric names or mappings")
+    builder = _Builder(backbones, device, allow_pickle)
+    out: list[Metric] = []
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        where = f"metrics[{i}]"
+        name, opts = _parse_spec(i, spec)
+        entry, opts = _resolve_name(name, opts, where)
+        metric = builder.build(entry, opts, where)
+        if metric.name in seen:
+            raise CopyscopeError(
+                f"metric '{metric.name}' listed twice (also metrics[{seen[metric.name]}])", where=where
+            )
+        seen[metric.name] = i
+        why = _pickle_blocked(metric)
+        if why:
+            raise CopyscopeError(why, where=where)
+        out.append(metric)
+    return out
+
+
+def list_metrics(
+    backbones: dict[str, str] | None = None, allow_pickle: bool = False, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """One row per registered metric for ``copyscope metrics``:
+    {name, kind, orientation, description, available, reason, default}."""
+    builder = _Builder(backbones, device, allow_pickle)
+    rows = []
+    for entry in _ENTRIES:
+        m = builder.build(entry, {})
+        ok, why = m.availability()
+        rows.append({
+            "name": entry.name, "kind": entry.kind, "orientation": entry.orientation,
+            "description": entry.description, "available": ok, "reason": why,
+            "default": entry.name in DEFAULT_METRICS,
+        })
+    return rows
