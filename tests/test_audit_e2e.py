@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.cache import ImageCache
 
-from .conftest import make_zoo_file
+from zoo_helpers import make_zoo_file
 
 runner = CliRunner()
 
