@@ -14,6 +14,11 @@ from rich.console import Console
 
 from .errors import CopyscopeError
 
+# Library chatter (optional-backend notices, loading bars) would bury the audit's own output.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 app = typer.Typer(
     help="Attribute copying of protected works by a Stable Diffusion pipeline to the models in it.",
     no_args_is_help=True,

@@ -67,6 +67,9 @@ def _quiet_diffusers() -> None:
     dlogging.set_verbosity_error()
     dlogging.disable_progress_bar()
     tlogging.set_verbosity_error()
+    tlogging.disable_progress_bar()
+    # peft warns when a second adapter is added to a model: that is exactly what we do
+    warnings.filterwarnings("ignore", message=".*peft_config.*multiple adapters.*")
     warnings.filterwarnings("ignore", message=".*torchvision.*")
     warnings.filterwarnings("ignore", message=".*torch_dtype.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")

@@ -171,7 +171,10 @@ def attribution_tables(report: dict):
 
     tables = []
     for g in report["games"]:
-        t = Table(title=f"Shapley attribution — base {g['base']} (higher = more copying caused)")
+        t = Table(
+            title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
+            caption="value, then its 95% interval; * = above zero after Holm correction (p < 0.05)",
+        )
         t.add_column("player")
         metrics = list(g["metrics"])
         for m in metrics:
@@ -180,9 +183,9 @@ def attribution_tables(report: dict):
             cells = []
             for m in metrics:
                 v = g["metrics"][m]["shapley"][p]
-                cell = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
+                cell = f"{v['value']:+.2g}" if v["value"] is not None else "n/a"
                 if v["ci95"]:
-                    cell += f"\n[{v['ci95'][0]:+.2g}, {v['ci95'][1]:+.2g}]"
+                    cell += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
                 if v.get("p_holm") is not None and v["p_holm"] < 0.05:
                     cell += " *"
                 cells.append(cell)
