@@ -19,6 +19,7 @@ from .errors import CopyscopeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # A hub id is "owner/name" (or a bare "name"); anything with a path separator beyond that, a
 # leading "." or "/", or a file suffix is a local path.
@@ -102,6 +103,15 @@ class PromptSpec(_Strict):
     _name = field_validator("name")(_check_name)
 
 
+class PromptPlayerSpec(_Strict):
+    """A prompt fragment as a player: a coalition's prompt contains the fragments of its members."""
+
+    name: str
+    text: str
+
+    _name = field_validator("name")(_check_name)
+
+
 class GenerationSpec(_Strict):
     resolution: int | tuple[int, int] = 512
     steps: int = Field(30, ge=1)
@@ -159,6 +169,7 @@ class ZooSpec(_Strict):
     bases: list[BaseSpec] = Field(min_length=1)
     controlnets: list[ControlNetSpec] = []
     loras: list[LoraSpec] = []
+    prompt_players: list[PromptPlayerSpec] = []
     references: list[ReferenceSpec] = Field(min_length=1)
     prompts: list[PromptSpec] = Field(min_length=1)
     generation: GenerationSpec = GenerationSpec()
@@ -309,7 +320,12 @@ def _fill_names_and_check(zoo: Zoo) -> None:
         prompt.name = prompt.name or f"prompt{i}"
 
     _unique(zoo, "bases", [b.name for b in s.bases])
-    _unique(zoo, "players", [c.name for c in s.controlnets] + [lo.name for lo in s.loras], sections=("controlnets", "loras"))
+    _unique(
+        zoo,
+        "players",
+        [c.name for c in s.controlnets] + [lo.name for lo in s.loras] + [pp.name for pp in s.prompt_players],
+        sections=("controlnets", "loras", "prompt_players"),
+    )
     _unique(zoo, "references", [r.name for r in s.references])
     _unique(zoo, "prompts", [p.name for p in s.prompts])
 
@@ -336,6 +352,13 @@ def _fill_names_and_check(zoo: Zoo) -> None:
                     raise zoo.fail("per_work conditioning needs every prompt to name its 'work'", "prompts", j)
                 if p.work not in c.per_work:
                     raise zoo.fail(f"no conditioning image for work {p.work!r}", "controlnets", i, "conditioning", "per_work")
+    fragments = {pp.name for pp in s.prompt_players}
+    for i, p in enumerate(s.prompts):
+        for field in _PLACEHOLDER_RE.findall(p.text):
+            if field not in fragments:
+                raise zoo.fail(
+                    f"placeholder {{{field}}} names no prompt player; prompt_players are {sorted(fragments)}", "prompts", i, "text"
+                )
     for key, value in s.backbones.items():
         if not isinstance(value, str):
             raise zoo.fail("expected a hub id or a local path", "backbones", key)
@@ -346,11 +369,29 @@ def _unique(zoo: Zoo, what: str, names: list[str], sections: tuple[str, ...] | N
     for idx, name in enumerate(names):
         if name in seen:
             loc: tuple = (what, idx)
-            if sections:  # player names span two sections: point at the second occurrence
-                n_cn = len(zoo.spec.controlnets)
-                loc = (sections[0], idx) if idx < n_cn else (sections[1], idx - n_cn)
+            if sections:  # player names span several sections: point at the second occurrence
+                for section in sections:
+                    size = len(getattr(zoo.spec, section))
+                    if idx < size:
+                        loc = (section, idx)
+                        break
+                    idx -= size
             raise zoo.fail(f"duplicate name {name!r}: names must be unique (set 'name:' explicitly)", *loc, "name")
         seen[name] = idx
+
+
+def render_prompt(template: str, fragments: dict[str, str], active: set[str]) -> str:
+    """A coalition's prompt: ``{name}`` placeholders take the fragment's text when the prompt player
+    is in the coalition and vanish otherwise; active fragments the template does not mention are
+    appended, comma-separated, in zoo order. Whitespace and stray commas are tidied."""
+    used = set(_PLACEHOLDER_RE.findall(template))
+    text = _PLACEHOLDER_RE.sub(lambda m: fragments[m.group(1)] if m.group(1) in active else "", template)
+    extra = [fragments[n] for n in fragments if n in active and n not in used]
+    text = ", ".join([text.strip()] + extra) if extra else text
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r",(\s*,)+", ",", text)
+    return text.strip().strip(",").strip()
 
 
 def iter_reference_files(zoo: Zoo) -> dict[str, list[Path]]:

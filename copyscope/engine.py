@@ -207,7 +207,7 @@ class CoalitionEngine:
                 ],
                 key=lambda d: key_of(d),
             ),
-            "prompt": item.text,
+            "prompt": self.game.prompt_text(members, item),
             "negative": item.negative,
             "seed": item.seed,
             "steps": self.gen.steps,
@@ -354,7 +354,7 @@ class CoalitionEngine:
         self.load()
         pipe = self.activate(members)
         kwargs = dict(
-            prompt=[i.text for i in items],
+            prompt=[self.game.prompt_text(members, i) for i in items],
             negative_prompt=[i.negative for i in items] if any(i.negative for i in items) else None,
             num_inference_steps=self.gen.steps,
             guidance_scale=self.gen.guidance,

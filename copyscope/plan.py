@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from .config import BaseSpec, Zoo
+from .config import BaseSpec, Zoo, render_prompt
 
-PlayerKind = Literal["base", "controlnet", "lora"]
+PlayerKind = Literal["base", "controlnet", "lora", "prompt"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class GamePlan:
     base: BaseSpec
     players: list[Player]
     base_as_player: bool = False
+    fragments: dict[str, str] = field(default_factory=dict)  # prompt player name -> its text
 
     @property
     def names(self) -> list[str]:
@@ -53,6 +54,13 @@ class GamePlan:
         walking the list switches one adapter (or the ControlNet) at a time."""
         n = self.n_players
         return [tuple(bool((g >> i) & 1) for i in range(n)) for g in (k ^ (k >> 1) for k in range(2**n))]
+
+    def prompt_text(self, members: tuple[bool, ...], item: "WorkItem") -> str:
+        """The prompt a coalition generates from: the item's template with its members' fragments."""
+        if not self.fragments:
+            return item.text
+        active = {p.name for p, m in zip(self.players, members) if m and p.kind == "prompt"}
+        return render_prompt(item.text, self.fragments, active)
 
     def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
         """(base active?, active ControlNet names, active LoRA names) for a coalition."""
@@ -96,13 +104,18 @@ class Plan:
 def make_plan(zoo: Zoo) -> Plan:
     s = zoo.spec
     base_as_player = s.estimator.base == "player"
-    addons = [Player(c.name, "controlnet") for c in s.controlnets] + [Player(lo.name, "lora") for lo in s.loras]
+    addons = (
+        [Player(c.name, "controlnet") for c in s.controlnets]
+        + [Player(lo.name, "lora") for lo in s.loras]
+        + [Player(pp.name, "prompt") for pp in s.prompt_players]
+    )
+    fragments = {pp.name: pp.text for pp in s.prompt_players}
     games = []
     for base in s.bases:
         players = ([Player(base.name, "base")] if base_as_player else []) + addons
         if base_as_player and base.name in {p.name for p in addons}:
             raise zoo.fail(f"base name {base.name!r} is also a player name", "bases")
-        games.append(GamePlan(base=base, players=players, base_as_player=base_as_player))
+        games.append(GamePlan(base=base, players=players, base_as_player=base_as_player, fragments=fragments))
     seeds = s.generation.seed_list
     items = [WorkItem(p.name, p.text, p.negative, p.work, seed) for p in s.prompts for seed in seeds]
     return Plan(zoo_name=s.name, games=games, items=items, seeds=seeds, estimator=s.estimator.model_dump())

@@ -567,8 +567,8 @@ class KernelShap(Estimator):
                 uid_r = uid[reg]
                 mult = np.where(uid_r >= 0, unit_counts[:, np.maximum(uid_r, 0)], 1.0)
                 wb = wr[None, :] * mult  # (R, k)
-                Ab = np.einsum("rk,ki,kj->rij", wb, Zr, Zr)
-                bb = np.einsum("rk,ki,k->ri", wb, Zr, y[:, 0])[..., None]
+                Ab = np.matmul(Zr.T[None, :, :] * wb[:, None, :], Zr)  # (R, n, n)
+                bb = ((wb * y[None, :, 0]) @ Zr)[..., None]  # (R, n, 1)
                 db = np.full((n_boot, 1), delta[0])
                 boot = _kkt_solve(Ab, bb, db)[..., 0]
                 se = boot.std(axis=0, ddof=1)
