@@ -1,6 +1,6 @@
 """Accuracy of the sampled Shapley estimators against shapiq's, at equal budgets.
 
-    python bench/bench_estimators.py [--seeds 10] [--players 8 12 16] [--budgets 64 128 256 512 1024]
+    python bench/bench_estimators.py [--seeds 30] [--players 8 12 16] [--budgets 64 128 256 512 1024]
 
 For each number of players and two synthetic games with exactly known Shapley values, every
 estimator runs with the same budgets and seeds; the table shows the mean absolute error (over
@@ -55,7 +55,7 @@ def make_games(n: int, seed: int) -> list[tuple[str, Game, np.ndarray]]:
 
 def plain(game: Game):
     """A fresh un-memoised callable (k, n) -> (k,), as shapiq expects."""
-    vf = game._value_function  # synthetic games: value function of a fresh game
+    vf = game.value_function  # the un-memoised worth function
 
     def f(z: np.ndarray) -> np.ndarray:
         z = np.atleast_2d(np.asarray(z, dtype=bool))
@@ -65,7 +65,10 @@ def plain(game: Game):
 
 
 def run(players: list[int], budgets: list[int], seeds: int) -> None:
-    import shapiq
+    try:
+        import shapiq
+    except ImportError:
+        raise SystemExit("the benchmark compares against shapiq: pip install 'copyscope[shapiq]'")
 
     rows = []
     t0 = time.time()
@@ -112,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--players", type=int, nargs="+", default=[8, 12, 16])
     ap.add_argument("--budgets", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=30)
     args = ap.parse_args()
     run(args.players, args.budgets, args.seeds)
 

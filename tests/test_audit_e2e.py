@@ -141,3 +141,19 @@ def test_bad_input_exits_2_with_one_line(tiny_models, tmp_path):
     assert r.exit_code == 2
     assert "loras[0].weight" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, estimator={"base": "player", "bootstrap": 20})
+    r = runner.invoke(app, ["audit", str(zoo)])
+    assert r.exit_code == 0, r.output
+    game = json.loads((tmp_path / "out" / "report.json").read_text())["games"][0]
+    assert game["players"] == ["tiny-sd", "lora0"] and game["base_as_player"]
+    cache = ImageCache(tmp_path / "out" / "cache")
+    for coalition in ["", "lora0"]:  # no base: the null generator's mid-grey images
+        for key in game["images"][coalition]:
+            assert np.allclose(cache.load(key), 128 / 255)
+    assert np.abs(cache.load(game["images"]["tiny-sd"][0]) - 128 / 255).max() > 0.05
+    ssim = game["metrics"]["ssim"]
+    assert ssim["coalitions"][""] == ssim["coalitions"]["lora0"]
+    assert abs(ssim["efficiency_gap"]) <= 1e-9

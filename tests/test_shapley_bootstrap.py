@@ -176,7 +176,7 @@ def test_shares_interval_contains_point_even_when_replicates_miss_it():
                                         (KernelShap(n_bootstrap=20), 60), (SampledBanzhaf(), 60)])
 def test_columnwise_equals_each_column_alone(est, budget):
     n = 7
-    games = [random_dividend_game(n, seed=s)[0]._value_function for s in range(4)]
+    games = [random_dividend_game(n, seed=s)[0].value_function for s in range(4)]
 
     def matrix_vf(z):
         return np.column_stack([g(z) for g in games])

@@ -60,7 +60,7 @@ def test_error_falls_with_budget_and_meets_tolerance(tanh_game, est):
 
 def test_sampled_estimators_never_exceed_the_budget():
     for n in (3, 5, 8, 13):
-        vf = random_dividend_game(n, seed=n)[0]._value_function
+        vf = random_dividend_game(n, seed=n)[0].value_function
         for budget in (2 * n + 2, 3 * n + 1, 50, 97, 2**n - 1):
             if budget < 2 * n + 2 or budget >= 2**n:
                 continue

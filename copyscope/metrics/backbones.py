@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -433,6 +434,14 @@ class _FileBackbone(Backbone):
             )
         return True, ""
 
+    def pickle_blocked(self) -> str:
+        """The opt-in error when the user configured a pickle-based weights file but not allow_pickle."""
+        if not (self.NEEDS_PICKLE and self.source and not self.allow_pickle and os.path.exists(self.source)):
+            return ""
+        if self._package_reason():
+            return ""  # the missing package is the real problem; availability() says so
+        return self.availability()[1]
+
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()
         weights = None
@@ -468,7 +477,9 @@ class SSCDBackbone(_FileBackbone):
             self.require()
             torch = _torch()
             try:
-                self._model = torch.jit.load(self.source, map_location=self.device).eval()
+                with warnings.catch_warnings():  # torch.jit is deprecated, but SSCD ships as TorchScript
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self._model = torch.jit.load(self.source, map_location=self.device).eval()
             except Exception as e:  # noqa: BLE001
                 raise MissingDependency(f"sscd: could not load TorchScript file {self.source}: {e}") from e
         return self._model

@@ -222,10 +222,7 @@ class _Builder:
 
 def _pickle_blocked(metric: Metric) -> str:
     bb = getattr(metric, "backbone", None)
-    if bb is None or getattr(bb, "allow_pickle", True) or not getattr(bb, "NEEDS_PICKLE", False):
-        return ""
-    ok, why = bb.availability()
-    return why if (not ok and bb.source and "--allow-pickle" in why and "pickle-based" in why) else ""
+    return bb.pickle_blocked() if hasattr(bb, "pickle_blocked") else ""
 
 
 def build_metrics(

@@ -468,7 +468,8 @@ class KernelShap(Estimator):
         rng = np.random.default_rng(seed)
         sizes = np.arange(1, n)
         mass = 1.0 / (sizes * (n - sizes))  # relative kernel mass per size
-        counts = np.array([_comb(n, int(s)) for s in sizes])
+        # coalitions per size, capped (any budget is far below 2**62)
+        counts = np.array([min(_comb(n, int(s)), 2**62) for s in sizes], dtype=np.int64)
         remaining = budget - 2
         sampled = np.ones(n - 1, dtype=bool)
         # border trick: enumerate sizes whose expected share covers them entirely
@@ -567,7 +568,11 @@ class KernelShap(Estimator):
                 uid_r = uid[reg]
                 mult = np.where(uid_r >= 0, unit_counts[:, np.maximum(uid_r, 0)], 1.0)
                 wb = wr[None, :] * mult  # (R, k)
-                Ab = np.matmul(Zr.T[None, :, :] * wb[:, None, :], Zr)  # (R, n, n)
+                if Zr.shape[0] * n * n <= 20_000_000:  # one GEMM over outer products
+                    outer = (Zr[:, :, None] * Zr[:, None, :]).reshape(len(Zr), n * n)
+                    Ab = (wb @ outer).reshape(n_boot, n, n)
+                else:
+                    Ab = np.stack([(Zr.T * wr_b) @ Zr for wr_b in wb])
                 bb = ((wb * y[None, :, 0]) @ Zr)[..., None]  # (R, n, 1)
                 db = np.full((n_boot, 1), delta[0])
                 boot = _kkt_solve(Ab, bb, db)[..., 0]

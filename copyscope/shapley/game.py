@@ -136,6 +136,11 @@ class Game:
 
     # ------------------------------------------------------------------ evaluation
     @property
+    def value_function(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The wrapped, un-memoised worth function."""
+        return self._value_function
+
+    @property
     def n_evaluated(self) -> int:
         """Distinct coalitions evaluated so far."""
         return len(self._table)
