@@ -199,8 +199,17 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
         out["efficiency_gap"] = efficiency_gap(estimate, g)
         return out
 
+    skipped: dict[str, str] = {}
     for name in names:
-        results[name] = run(name, lambda C, name=name: evaluator.values(C, name))
+        result = run(name, lambda C, name=name: evaluator.values(C, name))
+        worths = np.stack([w[name][0] for w in evaluator.worths.values()])
+        if not np.isfinite(worths).all():
+            # e.g. KID with a single reference image: undefined, so it attributes nothing
+            reasons = {r.warning for res in evaluator.set_results.values() if (r := res.get(name)) is not None and r.warning}
+            skipped[name] = "not finite for this audit" + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
+            continue
+        results[name] = result
+    names = [n for n in names if n not in skipped]
 
     # Fusion: mean of per-metric z-scores across the evaluated coalitions (documented in metrics).
     coalitions = list(evaluator.worths)
@@ -218,7 +227,7 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
         results["fusion"] = run("fusion", fusion_values)
         for c in coalitions:
             evaluator.worths[c]["fusion"] = table[c]
-    return {"game": game, "evaluator": evaluator, "results": results}
+    return {"game": game, "evaluator": evaluator, "results": results, "skipped": skipped}
 
 
 def provenance(prep: PreparedAudit, seconds: float) -> dict:

@@ -94,6 +94,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 "weights": evaluator.engine.identities(),
                 "images": {game.coalition_key(c): keys for c, keys in evaluator.image_keys.items()},
                 "flagged_images": flags,
+                "skipped_metrics": g.get("skipped", {}),
                 "metrics": metrics,
             }
         )
@@ -159,7 +160,7 @@ def attribution_csv(report: dict) -> str:
                 ci = v["ci95"] or [None, None]
                 share = (sec.get("split_percent") or {}).get(player, {}) or {}
                 w.writerow(
-                    [g["base"], metric, player, v["value"], ci[0], ci[1], v["p_value"], v["p_holm"], share.get("percent"),
+                    [g["base"], metric, player, v["value"], ci[0], ci[1], v["p_value"], v["p_holm"], share.get("share"),
                      sec["loo"].get(player), (sec["banzhaf"] or {}).get(player)]
                 )
     return buf.getvalue()

@@ -398,7 +398,10 @@ def _largest_remainder(total: int, shares: np.ndarray, caps: np.ndarray) -> np.n
 def _kkt_solve(A: np.ndarray, b: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Solve min (y - Z phi)' W (y - Z phi) s.t. sum(phi) = delta, given A = Z'WZ and b = Z'Wy.
 
-    Batched: A (..., n, n), b (..., n, C), delta (..., C). Returns (..., n, C)."""
+    Batched: A (..., n, n), b (..., n, C), delta (..., C); returns (..., n, C). Uses the
+    pseudo-inverse of the KKT matrix, so a rank-deficient design (e.g. two players that are
+    inside or outside every sampled coalition together) gets the minimum-norm solution, which
+    splits the indistinguishable players' total equally, instead of numerical garbage."""
     n = A.shape[-1]
     batch = A.shape[:-2]
     K = np.zeros(batch + (n + 1, n + 1))
@@ -406,13 +409,7 @@ def _kkt_solve(A: np.ndarray, b: np.ndarray, delta: np.ndarray) -> np.ndarray:
     K[..., :n, n] = 1.0
     K[..., n, :n] = 1.0
     rhs = np.concatenate([b, delta[..., None, :]], axis=-2)
-    try:
-        sol = np.linalg.solve(K, rhs)
-    except np.linalg.LinAlgError:
-        Kf = K.reshape((-1, n + 1, n + 1))
-        rf = rhs.reshape((-1, n + 1, rhs.shape[-1]))
-        sol = np.stack([np.linalg.lstsq(k, r, rcond=None)[0] for k, r in zip(Kf, rf)])
-        sol = sol.reshape(batch + (n + 1, rhs.shape[-1]))
+    sol = np.linalg.pinv(K, rcond=1e-10) @ rhs
     return sol[..., :n, :]
 
 
@@ -559,12 +556,16 @@ class KernelShap(Estimator):
             se = np.zeros(n)
             if n_units > 0 and n_boot > 1:
                 brng = np.random.default_rng([seed_boot, 7919])
-                # multinomial counts of each unit within its stratum
-                unit_counts = np.zeros((n_boot, n_units))
+                # Rao-Wu rescaled bootstrap: m - 1 draws with replacement among a stratum's m
+                # units, counts scaled by m / (m - 1), so the bootstrap variance of a stratum
+                # mean is not shrunk by (m - 1) / m (which matters with 2-5 units per size)
+                unit_counts = np.ones((n_boot, n_units))
                 for st in np.unique(strata):
                     members = np.flatnonzero(strata == st)
                     m = len(members)
-                    unit_counts[:, members] = brng.multinomial(m, np.full(m, 1.0 / m), n_boot)
+                    if m > 1:
+                        draws = brng.multinomial(m - 1, np.full(m, 1.0 / m), n_boot)
+                        unit_counts[:, members] = draws * (m / (m - 1))
                 uid_r = uid[reg]
                 mult = np.where(uid_r >= 0, unit_counts[:, np.maximum(uid_r, 0)], 1.0)
                 wb = wr[None, :] * mult  # (R, k)
