@@ -173,6 +173,7 @@ def run_audit(
         provenance=provenance(prep, time.perf_counter() - t_start),
     )
     report["output_dir"] = str(prep.out_dir)
+    report["cache_dir"] = str(prep.cache.root.resolve())  # the HTML view reads generated images from here
     write_outputs(report, prep.out_dir)
     return report
 

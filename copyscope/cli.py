@@ -127,7 +127,10 @@ def audit(
         f"report: {Path(report['output_dir']) / 'report.json'}"
     )
     if report["unavailable_metrics"]:
-        out.print("unavailable metrics (skipped): " + ", ".join(f"{k} ({v})" for k, v in report["unavailable_metrics"].items()))
+        out.print(
+            "metrics unavailable on this machine (skipped; `copyscope metrics` says why): "
+            + ", ".join(report["unavailable_metrics"])
+        )
 
 
 @app.command("metrics")

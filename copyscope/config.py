@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CopyscopeError
+from .analysis_specs import ImitationSpec, RewardSplitSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
@@ -177,6 +178,8 @@ class ZooSpec(_Strict):
     backbones: dict[str, str] = {}
     aggregate: Literal["max_mean", "mean_mean", "max_max"] = "max_mean"
     estimator: EstimatorSpec = EstimatorSpec()
+    reward_split: RewardSplitSpec | None = None  # `copyscope reward-split` (docs/analyses.md)
+    imitation: ImitationSpec | None = None  # `copyscope imitation` (docs/analyses.md)
 
 
 class Zoo:

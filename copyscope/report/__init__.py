@@ -153,7 +153,8 @@ def coalitions_csv(report: dict) -> str:
 def attribution_csv(report: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["base", "metric", "player", "shapley", "ci_low", "ci_high", "p_value", "p_holm", "share_percent", "loo", "banzhaf"])
+    w.writerow(["base", "metric", "player", "shapley", "ci_low", "ci_high", "p_value", "p_holm", "share_percent", "loo", "banzhaf",
+                "share_low", "share_high"])
     for g in report["games"]:
         for metric, sec in g["metrics"].items():
             for player, v in sec["shapley"].items():
@@ -161,7 +162,7 @@ def attribution_csv(report: dict) -> str:
                 share = (sec.get("split_percent") or {}).get(player, {}) or {}
                 w.writerow(
                     [g["base"], metric, player, v["value"], ci[0], ci[1], v["p_value"], v["p_holm"], share.get("share"),
-                     sec["loo"].get(player), (sec["banzhaf"] or {}).get(player)]
+                     sec["loo"].get(player), (sec["banzhaf"] or {}).get(player), share.get("low"), share.get("high")]
                 )
     return buf.getvalue()
 

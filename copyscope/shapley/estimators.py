@@ -547,14 +547,20 @@ class KernelShap(Estimator):
         A = Zr.T @ (wr[:, None] * Zr)
         n_boot = self.n_bootstrap
         seed_boot = seed
+        present = set(coalitions[2:].sum(axis=1).tolist())
+        unsampled = [int(s) for s in sizes if int(s) not in present]
 
         def solve(worths: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
             y = worths[reg] - worths[0]
             delta = worths[1] - worths[0]
             b = Zr.T @ (wr[:, None] * y)
             phi = _kkt_solve(A, b, delta)
-            se = np.zeros(n)
-            if n_units > 0 and n_boot > 1:
+            se: np.ndarray | None
+            if n_units == 0:  # nothing sampled: exact if every size is covered
+                se = np.full(n, np.inf) if unsampled else np.zeros(n)
+            elif n_boot <= 1:
+                se = None  # not computed
+            else:
                 brng = np.random.default_rng([seed_boot, 7919])
                 # Rao-Wu rescaled bootstrap: m - 1 draws with replacement among a stratum's m
                 # units, counts scaled by m / (m - 1), so the bootstrap variance of a stratum
@@ -580,10 +586,17 @@ class KernelShap(Estimator):
                 se = boot.std(axis=0, ddof=1)
             return phi, se, {}
 
+        # players inside/outside every regression coalition together cannot be told apart:
+        # the solver splits their total equally; report them
+        groups: dict[bytes, list[int]] = {}
+        for i in range(n):
+            groups.setdefault(Zr[:, i].tobytes(), []).append(i)
         info = {
+            "indistinguishable": [g for g in groups.values() if len(g) > 1],
             "paired": self.paired,
             "enumerated_sizes": [int(s) for s in sizes[enumerated]],
             "sampled_per_stratum": strata_info,
+            "unsampled_sizes": unsampled,
         }
         return Design(coalitions, solve, "kernelshap", "shapley", info)
 
