@@ -135,8 +135,12 @@ def run_audit(
     *,
     allow_pickle: bool = False,
     hooks: AuditHooks | None = None,
+    generation_adjust: Callable[[dict], dict] | None = None,
 ) -> dict:
-    """Run a whole audit and write report.json; return the report."""
+    """Run a whole audit and write report.json; return the report.
+
+    ``generation_adjust`` rewrites the report's ``generation`` counts (a distributed run adds the
+    images the other processes generated: copyscope.distributed)."""
     from .report import build_report, write_outputs
 
     hooks = hooks or AuditHooks()
@@ -164,12 +168,12 @@ def run_audit(
     report = build_report(
         prep,
         games,
-        generation={
+        generation=(generation_adjust or (lambda g: g))({
             "generated": stats.generated,
             "cached": stats.cached,
             "seconds": round(stats.seconds, 3),
             "adapter_switches": stats.switches,
-        },
+        }),
         provenance=provenance(prep, time.perf_counter() - t_start),
     )
     report["output_dir"] = str(prep.out_dir)
@@ -193,8 +197,12 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
         g = Game(n, value_function, player_names=game.names)
         estimate = estimator.estimate(g, budget=est.budget, seed=est.seed)
         out = {"estimate": estimate, "game": g}
-        # LOO needs n+1 coalitions; Banzhaf only where every coalition is known anyway
-        out["loo"] = LeaveOneOut().estimate(g, seed=est.seed)
+        # LOO and Banzhaf are reported beside Shapley only from coalitions already evaluated:
+        # they must not spend generation beyond the estimator's budget.
+        known = set(g.values_table())
+        loo_needs = {tuple([True] * n)} | {tuple(j != i for j in range(n)) for i in range(n)}
+        if loo_needs <= known:
+            out["loo"] = LeaveOneOut().estimate(g, seed=est.seed)
         if g.n_evaluated >= 2**n:
             out["banzhaf"] = ExactBanzhaf().estimate(g, seed=est.seed)
         out["efficiency_gap"] = efficiency_gap(estimate, g)

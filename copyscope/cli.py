@@ -95,13 +95,19 @@ def audit(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .audit import AuditHooks, run_audit
+    from .distributed import launch_state, run_distributed_audit
     from .report import attribution_tables
 
-    if allow_pickle:
+    # Under `accelerate launch` / torchrun with several processes, all of them generate and
+    # process 0 scores and reports (docs/scale.md).
+    state = launch_state()
+    worker = state is not None and not state.is_main_process
+    if allow_pickle and not worker:
         console.print("[yellow]warning:[/] --allow-pickle: pickle checkpoints can execute arbitrary code when loaded; use only files you trust")
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=not console.is_terminal and os.environ.get("COPYSCOPE_PROGRESS") != "1",
+        console=console, transient=False,
+        disable=worker or (not console.is_terminal and os.environ.get("COPYSCOPE_PROGRESS") != "1"),
     ) as progress:
         gen_task = progress.add_task("generating images", total=0)
         load_task = progress.add_task("loading models", total=None)
@@ -117,8 +123,14 @@ def audit(
             if advance:
                 progress.advance(gen_task, advance)
 
-        report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=AuditHooks(on_event=on_event, on_generate=on_generate))
+        hooks = AuditHooks(on_event=on_event, on_generate=on_generate)
+        if state is None:
+            report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
+        else:
+            report = run_distributed_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks, state=state)
         progress.update(load_task, description="done", total=1, completed=1)
+    if report is None:  # a worker process of a distributed run: process 0 writes the report
+        return
     for table in attribution_tables(report):
         out.print(table)
     gen = report["generation"]
@@ -186,4 +198,8 @@ _mount_optional_subapps()
 
 
 def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # `python -m copyscope.cli` (what `accelerate launch -m` runs)
     app()

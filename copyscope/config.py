@@ -122,6 +122,7 @@ class GenerationSpec(_Strict):
     batch_size: int = Field(4, ge=1)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = "auto"
+    compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
 
     @field_validator("seeds")
     @classmethod

@@ -154,6 +154,13 @@ class CoalitionEngine:
         self._active: tuple | None = None
         self.switches = 0
         self._identity_cache: dict | None = None
+        # Text embeddings per batch of (prompt, negative) pairs, reused by every coalition whose
+        # active LoRAs leave the text encoder alone (the embeddings then do not depend on the coalition).
+        self.embedding_cache = True
+        self._embeds: dict[tuple, tuple] = {}
+        self.embedding_hits = 0
+        self._te_adapters: frozenset[str] = frozenset()  # adapters with text-encoder weights
+        self.switch_seconds = 0.0  # time spent in set_adapters / enable / disable_lora
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
@@ -216,6 +223,8 @@ class CoalitionEngine:
             "size": [h, w],
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.split(":")[0],
+            # a compiled UNet may round differently from the eager one: never mix them in one key
+            **({"compile": True} if getattr(self.gen, "compile", False) else {}),
         }
 
     # -- loading -------------------------------------------------------------------------------
@@ -272,8 +281,28 @@ class CoalitionEngine:
             self._cn_models[name] = model.to(self.device)
         if self.lora_srcs:
             self.pipe.disable_lora()
+        te = getattr(self.pipe, "text_encoder", None)
+        self._te_adapters = frozenset(getattr(te, "peft_config", None) or ())
         self._active = None
+        self._embeds.clear()
         torch.set_grad_enabled(False)
+        if getattr(self.gen, "compile", False):
+            self._compile_unet()
+
+    def _compile_unet(self) -> None:
+        """``generation.compile``: torch.compile the UNet in place (after the LoRAs are attached, so
+        the compiled graph holds their layers). Dynamo guards on the active adapters, so each distinct
+        adapter set compiles once; the cache limit is raised to hold every coalition's graph
+        (docs/scale.md has the measurements)."""
+        import torch
+
+        n_states = 2 ** len(self.lora_srcs) * 2 ** len(self.cn_srcs)
+        dyn = torch._dynamo.config
+        for name in ("cache_size_limit", "recompile_limit"):
+            if hasattr(dyn, name):
+                setattr(dyn, name, max(getattr(dyn, name), min(n_states + 8, 1024)))
+        self._on_event("compiling the UNet (torch.compile)")
+        self.pipe.unet.compile(fullgraph=False, dynamic=False)
 
     def _set_scheduler(self) -> None:
         name = self.gen.scheduler
@@ -315,6 +344,7 @@ class CoalitionEngine:
         state = (frozenset(cns), frozenset(loras))
         if state != self._active:
             self.switches += 1
+            t_switch = time.perf_counter()
             if self.lora_srcs:
                 if loras:
                     names = [n for n in self.lora_srcs if n in loras]
@@ -323,6 +353,7 @@ class CoalitionEngine:
                 else:
                     self.pipe.disable_lora()
             self._active = state
+            self.switch_seconds += time.perf_counter() - t_switch
         if not cns:
             return self.pipe
         key = tuple(n for n in self.cn_srcs if n in cns)
@@ -372,11 +403,37 @@ class CoalitionEngine:
             scales = [self.cn_srcs[n][0].conditioning_scale for n in names]
             kwargs["image"] = images[0] if len(names) == 1 else images
             kwargs["controlnet_conditioning_scale"] = scales[0] if len(names) == 1 else scales
+        if self.embedding_cache and not (self.game.addons(members)[2] & self._te_adapters):
+            embeds, negative_embeds = self._prompt_embeddings(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"))
+            kwargs["prompt_embeds"] = embeds
+            if negative_embeds is not None:
+                kwargs["negative_prompt_embeds"] = negative_embeds
         with torch.inference_mode():
             out = pipe(**kwargs).images
         return [np.asarray(im, dtype=np.float32) for im in out]
 
+    def _prompt_embeddings(self, pipe, prompts: list[str], negatives: list[str] | None):
+        """(prompt_embeds, negative_prompt_embeds) of one batch, computed once per distinct batch of
+        (prompt, negative) pairs by the pipeline's own ``encode_prompt`` with the arguments its
+        ``__call__`` would use, so passing them gives the same pixels as passing the prompts.
+        Only valid while no active LoRA has text-encoder weights (the caller checks)."""
+        import torch
+
+        cfg = self.gen.guidance > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        key = (tuple(prompts), tuple(negatives) if negatives is not None else None, cfg)
+        hit = self._embeds.get(key)
+        if hit is not None:
+            self.embedding_hits += 1
+            return hit
+        with torch.inference_mode():
+            hit = pipe.encode_prompt(prompts, pipe._execution_device, 1, cfg, negatives)
+        if len(self._embeds) >= 512:  # a few MB at SD1.5 size; prompt players can make many batches
+            self._embeds.pop(next(iter(self._embeds)))
+        self._embeds[key] = hit
+        return hit
+
     def release(self) -> None:
+        self._embeds.clear()
         self.pipe = None
         self._cn_models.clear()
         self._cn_pipes.clear()
@@ -445,7 +502,7 @@ def ensure_images(
             chunk_keys = coalition_keys[start : start + bs]
             mine = work_filter is None or work_filter(chunk_index)
             chunk_index += 1
-            missing = [k for k in chunk_keys if not cache.has(k)]
+            missing = [k for k in chunk_keys if not cache.has(k)] if mine else []
             if not missing or not mine:
                 if mine:
                     stats.cached += len(chunk_keys)

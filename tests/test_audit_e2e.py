@@ -157,3 +157,17 @@ def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
     ssim = game["metrics"]["ssim"]
     assert ssim["coalitions"][""] == ssim["coalitions"]["lora0"]
     assert abs(ssim["efficiency_gap"]) <= 1e-9
+
+
+def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tmp_path):
+    zoo = make_zoo_file(tmp_path, tiny_models, estimator={"method": "permutation", "budget": 6, "bootstrap": 20})
+    r = runner.invoke(app, ["audit", str(zoo)])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    game = report["games"][0]
+    n_coalitions = len(game["images"])
+    assert n_coalitions <= 6
+    assert report["generation"]["generated"] == n_coalitions * 2  # every metric reused the same images
+    for name, m in game["metrics"].items():
+        assert m["estimator"]["coalitions_evaluated"] <= 6
+        assert abs(m["efficiency_gap"]) <= 1e-9 or m["estimator"]["method"] != "exact"

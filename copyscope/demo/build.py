@@ -77,8 +77,8 @@ FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
 QUICK_POOL = {"base_per_image": 4, "lora_per_image": 4}
 
 HYPER = {
-    "vae_batch": 32, "vae_lr": 1e-3, "vae_kl_weight": 1e-4,
-    "base_batch": 32, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
+    "vae_batch": 16, "vae_lr": 1e-3, "vae_kl_weight": 1e-4,
+    "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
     "controlnet_batch": 16, "controlnet_lr": 1e-3,
     "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8,
     "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.88, 1.0),

@@ -68,7 +68,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 "efficiency_gap": _f(r["efficiency_gap"]),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
-                "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)},
+                "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)} if "loo" in r else None,
                 "banzhaf": {n: _f(v) for n, v in zip(names, r["banzhaf"].values)} if "banzhaf" in r else None,
             }
             if m is not None and m.kind == "set":
@@ -162,7 +162,7 @@ def attribution_csv(report: dict) -> str:
                 share = (sec.get("split_percent") or {}).get(player, {}) or {}
                 w.writerow(
                     [g["base"], metric, player, v["value"], ci[0], ci[1], v["p_value"], v["p_holm"], share.get("share"),
-                     sec["loo"].get(player), (sec["banzhaf"] or {}).get(player), share.get("low"), share.get("high")]
+                     (sec["loo"] or {}).get(player), (sec["banzhaf"] or {}).get(player), share.get("low"), share.get("high")]
                 )
     return buf.getvalue()
 

@@ -1,0 +1,570 @@
+"""``copyscope ablate``: compare metric choices on the same cached generations.
+
+Three questions, answered per game (base checkpoint) from one audit's images:
+
+1. **Agreement between metrics** — do the metrics order the players alike? Pairwise Kendall tau
+   and Spearman rho between the metrics' Shapley values (over players).
+2. **Seeds needed** — recompute every metric's Shapley values from the first k seeds, k = 1..n
+   (same images, same estimator, same bootstrap seed), and report the interval width against k and
+   the smallest k from which the players' ranking equals the all-seed ranking.
+3. **Ground truth** — where the zoo carries a ``ground_truth.json`` (the demo zoo does), which
+   metrics rank the planted component first, and by what margin.
+
+Method for (2). The audit's own code computes the worths: a :class:`copyscope.game.CoalitionEvaluator`
+is built over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
+its bootstrap indices are ``bootstrap_indices(k, B, estimator.seed)``), its worths are filled by
+the evaluator's own ``_worth`` from the cached per-image scores / features, and
+:func:`copyscope.audit.estimate_game` runs the audit's estimators on it (fusion included). Nothing
+is generated: the evaluator's engine is a stub that refuses to generate. At k = n this is exactly
+the audit's computation, so the k = n row reproduces report.json.
+
+The audit itself is run first through :func:`copyscope.audit.run_audit`, which reuses the image
+cache (an audit already run generates nothing; one not yet run is run now).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .cache import atomic_write_text
+from .errors import CopyscopeError
+
+FORMAT = "copyscope-ablation/1"
+GROUND_TRUTH_FILE = "ground_truth.json"
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure helpers (also used by the HTML report)
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def ranking(values: Mapping[str, float | None], players: Sequence[str]) -> list[str]:
+    """Players ordered by value, highest first. Values equal up to 1e-9 of the largest magnitude
+    tie, and ties keep the players' order (so float noise does not reorder tied players).
+    Players without a finite value go last."""
+    finite = [abs(values[p]) for p in players if _finite(values.get(p))]
+    scale = max(finite) if finite and max(finite) > 0 else 1.0
+
+    def key(ip):
+        i, p = ip
+        v = values.get(p)
+        return (0, -round(v / scale, 9), i) if _finite(v) else (1, 0.0, i)
+
+    return [p for _, p in sorted(enumerate(players), key=key)]
+
+
+def _corr(kind: str, a: Sequence[float], b: Sequence[float]) -> float | None:
+    from scipy import stats
+
+    if len(a) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = stats.kendalltau(a, b) if kind == "kendall" else stats.spearmanr(a, b)
+    x = float(r[0])
+    return x if math.isfinite(x) else None
+
+
+def rank_agreement(values: Mapping[str, Mapping[str, float | None]], players: Sequence[str]) -> dict:
+    """Pairwise rank correlation of the players' values between metrics.
+
+    ``values[metric][player]``. Returns ``{"metrics": [...], "kendall": {m1: {m2: tau}},
+    "spearman": {m1: {m2: rho}}}``; a cell is None when it is undefined (fewer than 2 players with
+    finite values under both metrics, or a metric whose values are all equal).
+    """
+    metrics = list(values)
+    out = {"metrics": metrics, "kendall": {}, "spearman": {}}
+    for kind in ("kendall", "spearman"):
+        for m1 in metrics:
+            row = {}
+            for m2 in metrics:
+                ps = [p for p in players if _finite(values[m1].get(p)) and _finite(values[m2].get(p))]
+                row[m2] = _corr(kind, [values[m1][p] for p in ps], [values[m2][p] for p in ps])
+            out[kind][m1] = row
+    return out
+
+
+def shapley_values(game_report: dict, metric: str) -> dict[str, float | None]:
+    return {p: e["value"] for p, e in game_report["metrics"][metric]["shapley"].items()}
+
+
+def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
+    """``explicit``, else ``ground_truth.json`` beside the zoo file, else beside (or one folder
+    above) a local base model folder / file."""
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise CopyscopeError("ground truth file not found", where=str(p))
+        return p
+    candidates = [zoo.root / GROUND_TRUTH_FILE]
+    for b in zoo.spec.bases:
+        mp = zoo.resolve_path(b.model)
+        if mp.exists():
+            d = mp if mp.is_dir() else mp.parent
+            candidates += [d / GROUND_TRUTH_FILE, d.parent / GROUND_TRUTH_FILE]
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def planted_players(gt: dict, gt_path: Path, zoo, players: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Players the ground truth names as planted infringers, and notes on names it could not place.
+
+    Accepted: ``planted_infringer`` (a name or a list of names), ``planted`` (same), and
+    ``references.<work>.trained_into`` (lists of names), as in the demo zoo's ground_truth.json. A
+    ground-truth name maps to a player when a component file it lists (``components.loras.<name>.file``,
+    relative to ground_truth.json) is the file that player loads, else when it equals a player name.
+    """
+    names: list[str] = []
+    for key in ("planted_infringer", "planted"):
+        v = gt.get(key)
+        if isinstance(v, str):
+            names.append(v)
+        elif isinstance(v, list):
+            names += [x for x in v if isinstance(x, str)]
+    for w in (gt.get("references") or {}).values():
+        if isinstance(w, dict):
+            names += [x for x in (w.get("trained_into") or []) if isinstance(x, str)]
+    names = list(dict.fromkeys(names))
+    by_file: dict[Path, str] = {}
+    for lo in zoo.spec.loras:
+        by_file[zoo.resolve_path(lo.model).resolve()] = lo.name
+    for cn in zoo.spec.controlnets:
+        by_file[zoo.resolve_path(cn.model).resolve()] = cn.name
+    components = gt.get("components") or {}
+    out, notes = [], []
+    for n in names:
+        found = None
+        for group in components.values():
+            if isinstance(group, dict) and isinstance(group.get(n), dict):
+                f = group[n].get("file") or group[n].get("path")
+                if isinstance(f, str):
+                    found = by_file.get((gt_path.parent / f).resolve())
+            if found:
+                break
+        if found is None and n in players:
+            found = n
+        if found is not None and found in players:
+            out.append(found)
+        else:
+            notes.append(f"ground-truth component {n!r} is not a player of this game")
+    return list(dict.fromkeys(out)), notes
+
+
+def planted_recovery(values: Mapping[str, float | None], players: Sequence[str], planted: Sequence[str],
+                     replicates: Mapping[str, Sequence[float]] | None = None) -> dict:
+    """How well one metric recovers the planted component(s).
+
+    ``margin`` = best planted value - best other value (> 0: a planted player ranks first);
+    ``relative_margin`` = margin / max |value| over players (scale-free, comparable across metrics);
+    ``p_first`` = share of bootstrap replicates in which a planted player has the top value.
+    """
+    rank = ranking(values, players)
+    others = [p for p in players if p not in planted]
+    best_planted = max((p for p in planted if _finite(values.get(p))), key=lambda p: values[p], default=None)
+    best_other = max((p for p in others if _finite(values.get(p))), key=lambda p: values[p], default=None)
+    out = {
+        "planted": list(planted),
+        "planted_rank": min((rank.index(p) + 1 for p in planted), default=None),
+        "planted_first": bool(rank and rank[0] in planted and _finite(values.get(rank[0]))),
+        "planted_value": values[best_planted] if best_planted else None,
+        "best_other": best_other,
+        "best_other_value": values[best_other] if best_other else None,
+        "margin": None,
+        "relative_margin": None,
+        "p_first": None,
+    }
+    if best_planted and best_other:
+        out["margin"] = values[best_planted] - values[best_other]
+        scale = max(abs(values[p]) for p in players if _finite(values.get(p)))
+        out["relative_margin"] = out["margin"] / scale if scale > 0 else None
+    elif best_planted:
+        out["planted_first"] = True
+    if replicates and planted and all(p in replicates for p in players):
+        rep = np.array([replicates[p] for p in players], dtype=float)
+        if rep.ndim == 2 and rep.shape[1] > 0:
+            top = np.argmax(np.where(np.isfinite(rep), rep, -np.inf), axis=0)
+            idx = [players.index(p) for p in planted]
+            out["p_first"] = float(np.isin(top, idx).mean())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# seed subsets
+
+
+class _NoEngine:
+    """Stands in for the generation engine: the ablation never generates."""
+
+    def __getattr__(self, name):
+        raise CopyscopeError("the ablation asked for a coalition the audit did not generate; rerun `copyscope audit`")
+
+
+def _members(key: str, names: Sequence[str]) -> tuple[bool, ...]:
+    parts = set(key.split("+")) if key else set()
+    unknown = parts - set(names)
+    if unknown:
+        raise CopyscopeError(f"report.json names unknown players in coalition {key!r}")
+    return tuple(n in parts for n in names)
+
+
+def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
+    """estimate_game over the first k seeds of every prompt, from cached scores only."""
+    from .audit import estimate_game
+    from .engine import GenerationStats
+    from .game import CoalitionEvaluator, bootstrap_indices
+
+    est = prep.zoo.spec.estimator
+    n_seeds = len(prep.plan.seeds)
+    n_prompts = len(prep.plan.items) // n_seeds
+    sel = [p * n_seeds + s for p in range(n_prompts) for s in range(k)]
+    items = [prep.plan.items[i] for i in sel]
+    boot = bootstrap_indices(k, est.bootstrap, est.seed)
+    ev = CoalitionEvaluator(game, _NoEngine(), prep.cache, scorer, items, k, boot, GenerationStats())
+    for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
+        if len(keys) != len(prep.plan.items):
+            raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
+        c = _members(key, game.names)
+        ev.image_keys[c] = [keys[i] for i in sel]
+        ev.flags[c] = {}
+        ev.worths[c] = {}
+        ev.set_results[c] = {}
+        for name, metric in scorer.metrics.items():
+            try:
+                ev.worths[c][name] = ev._worth(c, metric)
+            except CopyscopeError:
+                raise
+            except Exception:  # a set metric undefined on this few images: skipped like a non-finite one
+                ev.worths[c][name] = np.full(1 + len(boot), np.nan)
+    return estimate_game(prep, game, ev)
+
+
+def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
+    from .report import _estimate_section
+
+    out = {}
+    for metric, r in result["results"].items():
+        est = r["estimate"]
+        sec = _estimate_section(est, level, list(names))
+        reps = None if est.replicates is None else {p: est.replicates[i].tolist() for i, p in enumerate(names)}
+        out[metric] = {"shapley": sec, "replicates": reps}
+    return out
+
+
+def seed_stability(per_k: dict[int, dict], players: Sequence[str], metrics: Sequence[str]) -> dict:
+    """Per metric: one row per k (values, intervals, widths, ranking vs the all-seed ranking), the
+    smallest k from which the ranking stays the all-seed ranking (``k_stable``), and the same for
+    the top player alone (``k_top_stable``)."""
+    n = max(per_k)
+    out = {}
+    for m in metrics:
+        full = per_k[n].get(m)
+        if full is None:
+            continue
+        full_vals = {p: full["shapley"][p]["value"] for p in players}
+        full_rank = ranking(full_vals, players)
+        scale = max((abs(v) for v in full_vals.values() if _finite(v)), default=0.0)
+        rows = []
+        for k in sorted(per_k):
+            e = per_k[k].get(m)
+            if e is None:
+                rows.append({"k": k, "available": False})
+                continue
+            vals = {p: e["shapley"][p]["value"] for p in players}
+            ci = {p: (e["shapley"][p]["ci95"] if k > 1 else None) for p in players}
+            width = {p: (ci[p][1] - ci[p][0]) if ci[p] else None for p in players}
+            ws = [w for w in width.values() if _finite(w)]
+            mean_w = float(np.mean(ws)) if ws else None
+            rank = ranking(vals, players)
+            ps = [p for p in players if _finite(vals[p]) and _finite(full_vals[p])]
+            rows.append({
+                "k": k,
+                "available": True,
+                "values": vals,
+                "ci95": ci,
+                "ci_width": width,
+                "mean_ci_width": mean_w,
+                "relative_ci_width": (mean_w / scale) if mean_w is not None and scale > 0 else None,
+                "ranking": rank,
+                "top": rank[0] if rank else None,
+                "same_ranking": rank == full_rank,
+                "same_top": bool(rank and full_rank and rank[0] == full_rank[0]),
+                "kendall_vs_full": _corr("kendall", [vals[p] for p in ps], [full_vals[p] for p in ps]),
+            })
+
+        def first_stable(flag: str) -> int:
+            k_ok = n
+            for row in sorted(rows, key=lambda r: -r["k"]):
+                if row.get("available") and row[flag]:
+                    k_ok = row["k"]
+                else:
+                    break
+            return k_ok
+
+        out[m] = {
+            "n_seeds": n,
+            "full_ranking": full_rank,
+            "k_stable": first_stable("same_ranking"),
+            "k_top_stable": first_stable("same_top"),
+            "rows": rows,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# the command
+
+
+def run_ablation(
+    zoo_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    allow_pickle: bool = False,
+    ground_truth: str | Path | None = None,
+    hooks=None,
+) -> dict:
+    """Run (or reuse) the audit, then the three comparisons; write ablation.json / .csv / plots and
+    re-render the report views (the HTML gains an Ablation section). Returns the ablation dict."""
+    from .audit import prepare_audit, run_audit
+    from .report import write_views
+    from .score import Scorer
+
+    report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks)
+    prep = prepare_audit(zoo_path, out, allow_pickle)
+    zoo = prep.zoo
+    level = zoo.spec.estimator.confidence
+    out_dir = prep.out_dir
+    gt_path = find_ground_truth(zoo, ground_truth)
+    gt = None
+    if gt_path is not None:
+        try:
+            gt = json.loads(gt_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CopyscopeError(f"ground truth is not valid JSON ({exc.__class__.__name__})", where=str(gt_path)) from None
+        if not isinstance(gt, dict):
+            raise CopyscopeError("ground truth must be a JSON object", where=str(gt_path))
+
+    seeds = list(prep.plan.seeds)
+    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
+    games_out = []
+    for game, g in zip(prep.plan.games, report["games"]):
+        if game.base.name != g["base"] or game.names != g["players"]:
+            raise CopyscopeError("report.json does not match the zoo file's plan; rerun `copyscope audit`")
+        players = list(g["players"])
+        metrics = list(g["metrics"])
+        # (1) agreement, on the audit's own values
+        agreement = rank_agreement({m: shapley_values(g, m) for m in metrics}, players)
+        base_metrics = [m for m in metrics if m != "fusion"]
+        mean_tau = {}
+        for m in metrics:
+            xs = [agreement["kendall"][m][o] for o in base_metrics if o != m and agreement["kendall"][m][o] is not None]
+            mean_tau[m] = float(np.mean(xs)) if xs else None
+        # (2) seeds
+        per_k = {}
+        for k in range(1, len(seeds) + 1):
+            if hooks is not None:
+                hooks.on_event(f"ablation: base {game.base.name}, first {k} of {len(seeds)} seed(s)")
+            per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level)
+        stability = seed_stability(per_k, players, metrics)
+        for m in metrics:  # the k = n recomputation must be the audit's: say so if it is not
+            if m in stability:
+                stability[m]["matches_report"] = all(
+                    _close(per_k[len(seeds)][m]["shapley"][p]["value"], g["metrics"][m]["shapley"][p]["value"]) for p in players
+                )
+        # (3) ground truth
+        gt_out = None
+        if gt is not None:
+            planted, notes = planted_players(gt, gt_path, zoo, players)
+            gt_out = {"planted": planted, "notes": notes, "metrics": {}}
+            if planted:
+                for m in metrics:
+                    reps = (per_k[len(seeds)].get(m) or {}).get("replicates")
+                    gt_out["metrics"][m] = planted_recovery(shapley_values(g, m), players, planted, reps)
+        games_out.append({
+            "base": g["base"],
+            "players": players,
+            "metrics": metrics,
+            "agreement": {**agreement, "mean_kendall_with_other_metrics": mean_tau},
+            "seed_stability": stability,
+            "ground_truth": gt_out,
+        })
+    ablation = {
+        "format": FORMAT,
+        "zoo_name": report["zoo_name"],
+        "config_sha256": report["config_sha256"],
+        "audit_time_utc": report["provenance"].get("time_utc"),
+        "audit_generation": report["generation"],
+        "seeds": seeds,
+        "confidence": level,
+        "bootstrap": zoo.spec.estimator.bootstrap,
+        "estimator": zoo.spec.estimator.method,
+        "ground_truth_file": str(gt_path) if gt_path else None,
+        "method": {
+            "agreement": "Kendall tau and Spearman rho between two metrics' Shapley values over the players (the audit's values, all seeds)",
+            "seeds": "Shapley values recomputed by the audit's estimator from the first k seeds of every prompt (cached scores; "
+                     "bootstrap over those k seeds with the audit's bootstrap seed); k_stable = smallest k from which the "
+                     "ranking equals the all-seed ranking; no interval at k = 1 (one seed has no spread)",
+            "ground_truth": "margin = best planted value - best other value; relative_margin = margin / max |value|; "
+                            "p_first = share of bootstrap replicates in which a planted player ranks first",
+        },
+        "games": games_out,
+        "output_dir": str(out_dir),
+    }
+    write_ablation(ablation, out_dir)
+    write_views(report, out_dir)
+    return ablation
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# outputs
+
+
+def summary_rows(ablation: dict) -> list[dict]:
+    """One row per (game, metric): the ablation.csv table and the printed table."""
+    rows = []
+    for g in ablation["games"]:
+        for m in g["metrics"]:
+            st = g["seed_stability"].get(m) or {}
+            full = next((r for r in st.get("rows", []) if r.get("k") == st.get("n_seeds")), {}) if st else {}
+            gt = ((g.get("ground_truth") or {}).get("metrics") or {}).get(m) or {}
+            rows.append({
+                "base": g["base"],
+                "metric": m,
+                "ranking": " > ".join(st.get("full_ranking", [])),
+                "mean_kendall_with_other_metrics": g["agreement"]["mean_kendall_with_other_metrics"].get(m),
+                "n_seeds": st.get("n_seeds"),
+                "k_stable": st.get("k_stable"),
+                "k_top_stable": st.get("k_top_stable"),
+                "mean_ci_width": full.get("mean_ci_width"),
+                "relative_ci_width": full.get("relative_ci_width"),
+                "planted": "+".join(gt.get("planted", [])) or None,
+                "planted_rank": gt.get("planted_rank"),
+                "planted_first": gt.get("planted_first"),
+                "margin": gt.get("margin"),
+                "relative_margin": gt.get("relative_margin"),
+                "p_first": gt.get("p_first"),
+            })
+    return rows
+
+
+SUMMARY_COLUMNS = ["base", "metric", "ranking", "mean_kendall_with_other_metrics", "n_seeds", "k_stable", "k_top_stable",
+                   "mean_ci_width", "relative_ci_width", "planted", "planted_rank", "planted_first", "margin",
+                   "relative_margin", "p_first"]
+SEED_COLUMNS = ["base", "metric", "k", "player", "value", "ci_low", "ci_high", "ci_width", "rank", "same_ranking",
+                "kendall_vs_full"]
+
+
+def summary_csv(ablation: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(SUMMARY_COLUMNS)
+    for r in summary_rows(ablation):
+        w.writerow([r[c] for c in SUMMARY_COLUMNS])
+    return buf.getvalue()
+
+
+def seeds_csv(ablation: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(SEED_COLUMNS)
+    for g in ablation["games"]:
+        for m, st in g["seed_stability"].items():
+            for row in st["rows"]:
+                if not row.get("available"):
+                    continue
+                for p in g["players"]:
+                    ci = row["ci95"][p] or [None, None]
+                    w.writerow([g["base"], m, row["k"], p, row["values"][p], ci[0], ci[1], row["ci_width"][p],
+                                row["ranking"].index(p) + 1, row["same_ranking"], row["kendall_vs_full"]])
+    return buf.getvalue()
+
+
+def ablation_plots(ablation: dict) -> dict[str, str]:
+    """{file name: SVG text}: per game, interval width against seeds, the agreement matrix, and the
+    planted component's relative margin (with ground truth)."""
+    from .report.plots import heatmap_svg, margin_bars_svg, seed_curves_svg
+
+    out = {}
+    for i, g in enumerate(ablation["games"]):
+        series = {m: [(r["k"], r.get("relative_ci_width")) for r in st["rows"]] for m, st in g["seed_stability"].items()}
+        out[f"ablation_{i}_seeds.svg"] = seed_curves_svg(
+            series, f"base {g['base']}: interval width vs seeds", "mean 95% interval width / max |value|")
+        ag = g["agreement"]
+        out[f"ablation_{i}_agreement.svg"] = heatmap_svg(
+            ag["metrics"], [[ag["kendall"][a][b] for b in ag["metrics"]] for a in ag["metrics"]],
+            f"base {g['base']}: Kendall tau between metrics")
+        gt = g.get("ground_truth") or {}
+        if gt.get("metrics"):
+            out[f"ablation_{i}_planted.svg"] = margin_bars_svg(
+                {m: r["relative_margin"] for m, r in gt["metrics"].items()},
+                f"base {g['base']}: planted value - best other, / max |value|")
+    return out
+
+
+def write_ablation(ablation: dict, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "ablation.json", json.dumps(ablation, indent=2))
+    atomic_write_text(out_dir / "ablation.csv", summary_csv(ablation))
+    atomic_write_text(out_dir / "ablation_seeds.csv", seeds_csv(ablation))
+    for name, svg in ablation_plots(ablation).items():
+        atomic_write_text(out_dir / name, svg)
+
+
+def _fmt(x, spec: str = ".3g") -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return format(x, spec) if math.isfinite(x) else "n/a"
+    return str(x)
+
+
+def ablation_tables(ablation: dict):
+    """One rich Table per game."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = summary_rows(ablation)
+    tables = []
+    for g in ablation["games"]:
+        has_gt = bool((g.get("ground_truth") or {}).get("metrics"))
+        planted = "+".join((g.get("ground_truth") or {}).get("planted", []))
+        t = Table(
+            title=escape(f"Metric ablation — base {g['base']} ({len(ablation['seeds'])} seed(s))"),
+            caption=escape("tau: mean Kendall tau with the other metrics; stable from k: fewest seeds from which the "
+                           "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
+                           + (f"; margin: planted ({planted}) - best other, / max |value|" if has_gt else "")),
+        )
+        for col in ["metric", "ranking", "tau", "stable from k", "width"] + (["planted rank", "margin", "P(first)"] if has_gt else []):
+            t.add_column(col, justify="left" if col in ("metric", "ranking") else "right")
+        for r in rows:
+            if r["base"] != g["base"]:
+                continue
+            cells = [r["metric"], r["ranking"], _fmt(r["mean_kendall_with_other_metrics"], "+.2f"),
+                     f"{_fmt(r['k_stable'])}/{_fmt(r['n_seeds'])}", _fmt(r["relative_ci_width"], ".2f")]
+            if has_gt:
+                cells += [_fmt(r["planted_rank"]), _fmt(r["relative_margin"], "+.2f"), _fmt(r["p_first"], ".2f")]
+            t.add_row(*[escape(c) for c in cells])
+        tables.append(t)
+    return tables

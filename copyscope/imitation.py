@@ -1,0 +1,476 @@
+"""Casper et al. (2023): does a base model have the *capacity* to imitate an artist?
+
+Protocol (``copyscope imitation ZOO``, configured by the zoo's ``imitation:`` section):
+
+1. For each artist, generate ``n_images`` images from ``template`` with the artist's name ("Artwork
+   from <name>"), seeds ``first_seed .. first_seed + n - 1``, with the plain base (no add-ons unless
+   ``imitation.addons`` names some). Generation goes through the audit's CoalitionEngine and image
+   cache, so images are shared with other runs over the same cache.
+2. Identification: CLIP zero-shot classification of every imitation among the labels
+   ``template(name)`` of all artists plus the default labels ("Artwork", "Digital Artwork",
+   "Artwork from the public domain"). Accuracy = share of an artist's imitations whose most probable
+   label is that artist's; reported per artist and averaged over artists, beside
+   * the random-name baseline: the same procedure with ``random_names`` as prompts and labels
+     (names the model never learnt an artist for), and
+   * chance: 1 / number of labels.
+3. Matching: for each artist with a reference ``work``, the CLIP image similarity (cosine) of the
+   work to each imitation; a one-sided Mann-Whitney U rank-sum test of "imitations of this artist
+   are closer to the work than imitations of the other artists", Bonferroni-corrected over the
+   artists tested (p_adj = min(1, m p)); the count of artists with p_adj < alpha. A control re-runs
+   the test with works assigned to artists at random (the paper's control).
+
+The statistics are pure numpy/scipy functions at the top of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import CopyscopeError
+
+__all__ = [
+    "accuracy_per_class",
+    "chance_accuracy",
+    "zero_shot_accuracy",
+    "rank_sum_test",
+    "matching_test",
+    "matching_control",
+    "run_imitation",
+    "imitation_tables",
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure statistics
+# ---------------------------------------------------------------------------------------------------
+def chance_accuracy(n_labels: int) -> float:
+    """Accuracy of a uniformly random guess among ``n_labels`` labels."""
+    if n_labels < 1:
+        raise CopyscopeError("chance accuracy needs at least one label")
+    return 1.0 / n_labels
+
+
+def accuracy_per_class(predicted: np.ndarray, true: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes,) share of the images of class c predicted as c (NaN for a class with no image)."""
+    predicted = np.asarray(predicted, dtype=int)
+    true = np.asarray(true, dtype=int)
+    if predicted.shape != true.shape:
+        raise CopyscopeError(f"{predicted.shape[0]} predictions for {true.shape[0]} images")
+    out = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        mine = true == c
+        if mine.any():
+            out[c] = float((predicted[mine] == c).mean())
+    return out
+
+
+def zero_shot_accuracy(scores: np.ndarray, true: np.ndarray, n_classes: int | None = None) -> dict:
+    """Zero-shot identification from an (n_images, n_labels) matrix of probabilities or similarities.
+
+    ``true[i]`` is the label index image i was generated for (the classes are the first
+    ``n_classes`` labels; later columns are default labels that are never correct). Returns the
+    predicted label per image, per-class accuracy, the mean over classes (each class weighs the
+    same), the mean probability/score of the correct label per class, and chance = 1 / n_labels.
+    """
+    s = np.asarray(scores, dtype=float)
+    true = np.asarray(true, dtype=int)
+    if s.ndim != 2 or s.shape[0] != true.shape[0]:
+        raise CopyscopeError(f"zero-shot: scores must be (n_images, n_labels), got {s.shape} for {true.shape[0]} images")
+    n_classes = int(true.max()) + 1 if n_classes is None else int(n_classes)
+    if n_classes > s.shape[1]:
+        raise CopyscopeError(f"zero-shot: {n_classes} classes but only {s.shape[1]} labels")
+    pred = s.argmax(axis=1)
+    per_class = accuracy_per_class(pred, true, n_classes)
+    conf = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        if (true == c).any():
+            conf[c] = float(s[true == c, c].mean())
+    return {
+        "predicted": pred,
+        "correct": pred == true,
+        "per_class": per_class,
+        "mean": float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan"),
+        "confidence": conf,
+        "chance": chance_accuracy(s.shape[1]),
+    }
+
+
+def rank_sum_test(own: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """One-sided Mann-Whitney U test of H1: ``own`` tends to be larger than ``other``.
+
+    Returns (U of ``own``, p). NaN p when either sample is empty. scipy picks the exact null
+    distribution for small samples without ties and the normal approximation otherwise.
+    """
+    from scipy.stats import mannwhitneyu
+
+    own = np.asarray(own, dtype=float).ravel()
+    other = np.asarray(other, dtype=float).ravel()
+    if own.size == 0 or other.size == 0:
+        return float("nan"), float("nan")
+    res = mannwhitneyu(own, other, alternative="greater")
+    return float(res.statistic), float(res.pvalue)
+
+
+def matching_test(
+    sim: np.ndarray, owner: np.ndarray, artist_of_row: Sequence[int], alpha: float = 0.05
+) -> dict:
+    """Casper et al.'s matching test.
+
+    ``sim[r, j]``: similarity of reference work r to imitation j; ``owner[j]``: the artist imitation
+    j imitates; ``artist_of_row[r]``: the artist work r is by. For each row, the rank-sum test of the
+    similarities to that artist's imitations against those to every other artist's imitations.
+    p-values are Bonferroni-corrected over the rows tested (m = rows with a finite p):
+    ``p_bonferroni = min(1, m p)``; ``significant = p_bonferroni < alpha``.
+    """
+    from .shapley import adjust_p_values
+
+    sim = np.asarray(sim, dtype=float)
+    owner = np.asarray(owner, dtype=int)
+    rows = [int(a) for a in artist_of_row]
+    if sim.ndim != 2 or sim.shape != (len(rows), owner.shape[0]):
+        raise CopyscopeError(f"matching: sim must be (works, imitations) = ({len(rows)}, {owner.shape[0]}), got {sim.shape}")
+    U = np.full(len(rows), np.nan)
+    p = np.full(len(rows), np.nan)
+    for r, a in enumerate(rows):
+        U[r], p[r] = rank_sum_test(sim[r, owner == a], sim[r, owner != a])
+    p_adj = adjust_p_values(p, "bonferroni")
+    sig = np.where(np.isfinite(p_adj), p_adj < alpha, False)
+    return {
+        "U": U,
+        "p": p,
+        "p_bonferroni": p_adj,
+        "m": int(np.isfinite(p).sum()),
+        "significant": sig,
+        "n_significant": int(sig.sum()),
+        "alpha": float(alpha),
+    }
+
+
+def matching_control(
+    sim: np.ndarray, owner: np.ndarray, artist_of_row: Sequence[int], alpha: float = 0.05, n_perm: int = 100, seed: int = 0
+) -> dict:
+    """The matching test with works assigned to artists at random (uniform permutations of the
+    work -> artist assignment, as in the paper's control). Returns the mean count and share of
+    significant artists over ``n_perm`` permutations."""
+    rows = np.asarray(list(artist_of_row), dtype=int)
+    if len(rows) < 2:
+        return {"n_permutations": 0, "mean_significant": None, "mean_share": None}
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(n_perm):
+        res = matching_test(sim, owner, rng.permutation(rows), alpha)
+        counts.append(res["n_significant"])
+    mean = float(np.mean(counts))
+    return {"n_permutations": int(n_perm), "seed": int(seed), "mean_significant": mean, "mean_share": mean / len(rows)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the protocol on a zoo
+# ---------------------------------------------------------------------------------------------------
+def analysis_dirs(zoo, out: str | Path | None, default: str):
+    """(output folder, ImageCache): the output defaults to <zoo output>/<default>; the cache follows
+    the audit's rule (the zoo's ``cache:``, else <zoo output>/cache, else <--out>/cache), so images
+    are shared with ``copyscope audit`` over the same zoo file."""
+    from .cache import ImageCache
+
+    out_dir = Path(out) if out else zoo.output_dir / default
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CopyscopeError("output path exists and is not a folder", where=str(out_dir))
+    cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
+    if cache.root.exists() and not cache.root.is_dir():
+        raise CopyscopeError("cache path exists and is not a folder", where=str(cache.root))
+    return out_dir, cache
+
+
+def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
+    """CLIP image embeddings of cached images, stored per image in the cache's features."""
+    fid = "clip_zero_shot_image|" + json.dumps(zs.fingerprint(), sort_keys=True, default=str)
+    rows = [cache.load_feature(fid, k) for k in keys]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    for s in range(0, len(todo), batch):
+        idx = todo[s : s + batch]
+        feats = zs.embed([cache.load(keys[i]) for i in idx])
+        for i, f in zip(idx, feats):
+            cache.save_feature(fid, keys[i], f)
+            rows[i] = f
+    return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, within: str) -> np.ndarray:
+    """(n_imitations,) cosine of each imitation to a work: max (or mean) over the work's images."""
+    from .clip_zero_shot import normalise
+
+    imgs = [im for im, w in zip(refs.images, refs.work_of) if w == work]
+    ref = normalise(zs.embed(imgs))
+    s = normalise(imitation_emb) @ ref.T
+    return s.max(axis=1) if within == "max" else s.mean(axis=1)
+
+
+@dataclass
+class _Generated:
+    keys: dict[str, list[str]]  # name -> image keys (one per seed)
+    generated: int
+    cached: int
+    seconds: float
+
+
+def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow_pickle: bool, on_event):
+    """A CoalitionEngine over a one-coalition game: the base with ``addons`` switched on."""
+    from .engine import CoalitionEngine
+    from .plan import GamePlan, Player
+
+    s = zoo.spec
+    if base_name is None:
+        base = s.bases[0]
+    else:
+        found = [b for b in s.bases if b.name == base_name]
+        if not found:
+            raise zoo.fail(f"unknown base {base_name!r}; bases are {[b.name for b in s.bases]}", *loc, "base")
+        base = found[0]
+    kinds = {c.name: "controlnet" for c in s.controlnets} | {lo.name: "lora" for lo in s.loras}
+    players = []
+    for i, name in enumerate(addons):
+        if name not in kinds:
+            raise zoo.fail(f"unknown add-on {name!r}; LoRAs and ControlNets are {sorted(kinds)}", *loc, "addons", i)
+        if kinds[name] == "controlnet":
+            cn = next(c for c in s.controlnets if c.name == name)
+            if cn.conditioning.image is None:
+                raise zoo.fail(f"ControlNet {name!r} needs a single 'conditioning.image' to be used here (per-prompt/per-work conditioning has no prompt or work to follow)", *loc, "addons", i)
+        players.append(Player(name, kinds[name]))
+    game = GamePlan(base=base, players=players)
+    return CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=on_event), tuple(True for _ in players)
+
+
+def generate_named(zoo, engine, members, cache, template: str, names: list[str], seeds: list[int]) -> _Generated:
+    """Images of ``template`` with each name, one per seed; returns their cache keys."""
+    from .engine import GenerationStats, ensure_images
+    from .plan import WorkItem
+
+    items = [
+        WorkItem(f"imitation{i}", template.replace("{name}", name), "", None, seed)
+        for i, name in enumerate(names)
+        for seed in seeds
+    ]
+    stats = GenerationStats()
+    keys = ensure_images(engine, cache, [members], items, stats)[members]
+    n = len(seeds)
+    return _Generated({name: keys[i * n : (i + 1) * n] for i, name in enumerate(names)}, stats.generated, stats.cached, stats.seconds)
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def run_imitation(
+    zoo_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    n_images: int | None = None,
+    allow_pickle: bool = False,
+    on_event: Callable[[str], None] | None = None,
+) -> dict:
+    """Run Casper et al.'s protocol on a zoo's ``imitation:`` section; write imitation.json; return it."""
+    from .cache import atomic_write_text
+    from .clip_zero_shot import load_zero_shot
+    from .config import load_zoo
+    from .engine import model_source, resolve_device
+    from .score import ReferenceSet
+
+    on_event = on_event or (lambda msg: None)
+    t0 = time.perf_counter()
+    zoo = load_zoo(zoo_path)
+    spec = zoo.spec.imitation
+    if spec is None:
+        raise CopyscopeError(
+            "no 'imitation:' section; add e.g. imitation: {artists: [{name: \"Ada Painter\", work: ada}], "
+            "random_names: [\"Jo Smith\"], n_images: 10} (see docs/analyses.md)",
+            where=str(zoo.path),
+        )
+    if n_images is not None and n_images < 1:
+        raise CopyscopeError(f"--n-images must be at least 1, got {n_images}")
+    n = n_images or spec.n_images
+    seeds = list(range(spec.first_seed, spec.first_seed + n))
+    works = {r.name for r in zoo.spec.references}
+    for i, a in enumerate(spec.artists):
+        if a.work is not None and a.work not in works:
+            raise zoo.fail(f"unknown work {a.work!r}; references are {sorted(works)}", "imitation", "artists", i, "work")
+    out_dir, cache = analysis_dirs(zoo, out, "imitation")
+    engine, members = _engine_for(zoo, spec.base, spec.addons, ("imitation",), allow_pickle, on_event)
+    bi = zoo.spec.bases.index(engine.game.base)
+    model_source(zoo, engine.game.base.model, engine.game.base.revision, ("bases", bi), allow_pickle)
+    # everything that can fail on input is checked before the first image is generated
+    refs = ReferenceSet.from_zoo(zoo) if any(a.work for a in spec.artists) else None
+    device = resolve_device(zoo.spec.generation.device)
+    zs = load_zero_shot(zoo.spec.backbones, device=device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
+
+    artists = [a.name for a in spec.artists]
+    labels = [spec.template.replace("{name}", a) for a in artists] + list(spec.default_labels)
+    on_event(f"generating {len(artists) * n} imitation image(s) ({len(artists)} artist(s) x {n} seed(s))")
+    gen = generate_named(zoo, engine, members, cache, spec.template, artists, seeds)
+    random_gen = None
+    if spec.random_names:
+        on_event(f"generating {len(spec.random_names) * n} baseline image(s) ({len(spec.random_names)} random name(s))")
+        random_gen = generate_named(zoo, engine, members, cache, spec.template, list(spec.random_names), seeds)
+    engine.release()
+
+    on_event("classifying with CLIP")
+    keys = [k for a in artists for k in gen.keys[a]]
+    owner = np.repeat(np.arange(len(artists)), n)
+    emb = embed_cached(zs, cache, keys)
+    probs = zs.probabilities(emb, labels)
+    acc = zero_shot_accuracy(probs, owner, len(artists))
+
+    artist_rows = []
+    for i, a in enumerate(spec.artists):
+        mine = np.flatnonzero(owner == i)
+        counts: dict[str, int] = {}
+        for j in mine:
+            lab = labels[int(acc["predicted"][j])]
+            counts[lab] = counts.get(lab, 0) + 1
+        artist_rows.append(
+            {
+                "name": a.name,
+                "work": a.work,
+                "label": labels[i],
+                "accuracy": _f(acc["per_class"][i]),
+                "mean_probability_correct": _f(acc["confidence"][i]),
+                "predicted_counts": counts,
+                "images": [
+                    {
+                        "seed": seeds[k],
+                        "key": gen.keys[a.name][k],
+                        "predicted": labels[int(acc["predicted"][j])],
+                        "probability_correct": _f(probs[j, i]),
+                        "correct": bool(acc["correct"][j]),
+                    }
+                    for k, j in enumerate(mine)
+                ],
+            }
+        )
+
+    baseline = None
+    if random_gen is not None:
+        names = list(spec.random_names)
+        r_labels = [spec.template.replace("{name}", x) for x in names] + list(spec.default_labels)
+        r_keys = [k for x in names for k in random_gen.keys[x]]
+        r_owner = np.repeat(np.arange(len(names)), n)
+        r_probs = zs.probabilities(embed_cached(zs, cache, r_keys), r_labels)
+        r_acc = zero_shot_accuracy(r_probs, r_owner, len(names))
+        baseline = {
+            "names": names,
+            "labels": r_labels,
+            "accuracy_per_name": {x: _f(r_acc["per_class"][i]) for i, x in enumerate(names)},
+            "average_accuracy": _f(r_acc["mean"]),
+            "chance": r_acc["chance"],
+            "images": {x: random_gen.keys[x] for x in names},
+        }
+
+    matching = None
+    tested = [(i, a) for i, a in enumerate(spec.artists) if a.work is not None]
+    within = "mean" if zoo.spec.aggregate == "mean_mean" else "max"
+    if tested:
+        sim = np.stack([work_similarity(zs, refs, a.work, emb, within) for _, a in tested])
+        rows = [i for i, _ in tested]
+        mt = matching_test(sim, owner, rows, spec.alpha)
+        control = matching_control(sim, owner, rows, spec.alpha, n_perm=100, seed=0)
+        matching = {
+            "test": "one-sided Mann-Whitney U (scipy.stats.mannwhitneyu, alternative='greater'): CLIP cosine of the "
+            "artist's work to imitations of the artist vs to imitations of the other artists",
+            "similarity": f"cosine of CLIP image embeddings; {within} over the work's reference images",
+            "correction": "bonferroni",
+            "alpha": spec.alpha,
+            "m": mt["m"],
+            "artists": [
+                {
+                    "name": a.name,
+                    "work": a.work,
+                    "U": _f(mt["U"][r]),
+                    "p": _f(mt["p"][r]),
+                    "p_bonferroni": _f(mt["p_bonferroni"][r]),
+                    "significant": bool(mt["significant"][r]),
+                    "mean_similarity_own": _f(sim[r, owner == i].mean()),
+                    "mean_similarity_other": _f(sim[r, owner != i].mean()) if (owner != i).any() else None,
+                    "n_own": int((owner == i).sum()),
+                    "n_other": int((owner != i).sum()),
+                }
+                for r, (i, a) in enumerate(tested)
+            ],
+            "n_significant": mt["n_significant"],
+            "control_random_assignment": control,
+        }
+        if len(artists) < 2:
+            matching["note"] = "the matching test needs at least two artists (imitations of others to compare with)"
+
+    result = {
+        "analysis": "imitation",
+        "method": "Casper et al. 2023, Measuring the Success of Diffusion Models at Imitating Human Artists",
+        "zoo": zoo.spec.name,
+        "config_sha256": zoo.sha256,
+        "base": engine.game.base.name,
+        "addons": list(spec.addons),
+        "template": spec.template,
+        "n_images": n,
+        "seeds": seeds,
+        "labels": labels,
+        "default_labels": list(spec.default_labels),
+        "clip": {"source": zs.source, "weights": zs.fingerprint().get("weights"), "logit_scale": zs.logit_scale},
+        "identification": {
+            "artists": artist_rows,
+            "average_accuracy": _f(acc["mean"]),
+            "chance": acc["chance"],
+            "random_name_baseline": baseline,
+        },
+        "matching": matching,
+        "generation": {
+            "generated": gen.generated + (random_gen.generated if random_gen else 0),
+            "cached": gen.cached + (random_gen.cached if random_gen else 0),
+            "seconds": round(gen.seconds + (random_gen.seconds if random_gen else 0.0), 3),
+        },
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "output_dir": str(out_dir),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "imitation.json", json.dumps(result, indent=2))
+    return result
+
+
+def imitation_tables(result: dict) -> list:
+    """Rich tables: identification accuracy per artist (with baselines) and the matching test."""
+    from rich.table import Table
+
+    ident = result["identification"]
+    match = {r["name"]: r for r in (result["matching"] or {}).get("artists", [])}
+    t = Table(title=f"imitation (Casper et al.) — base {result['base']}, {result['n_images']} image(s) per artist")
+    for col in ("artist", "accuracy", "p(correct)", "work", "p rank-sum", "p Bonferroni", ""):
+        t.add_column(col, justify="left" if col in ("artist", "work") else "right")
+    fmt = lambda x, spec=".2f": "n/a" if x is None else format(x, spec)  # noqa: E731
+    for row in ident["artists"]:
+        m = match.get(row["name"])
+        t.add_row(
+            row["name"], fmt(row["accuracy"]), fmt(row["mean_probability_correct"]), row["work"] or "",
+            fmt(m["p"], ".3g") if m else "", fmt(m["p_bonferroni"], ".3g") if m else "",
+            "*" if m and m["significant"] else "",
+        )
+    t.add_section()
+    t.add_row("average", fmt(ident["average_accuracy"]), "", "", "", "", "")
+    base = ident["random_name_baseline"]
+    if base:
+        t.add_row("random-name baseline", fmt(base["average_accuracy"]), "", "", "", "", "")
+    t.add_row(f"chance (1/{len(result['labels'])})", fmt(ident["chance"], ".3f"), "", "", "", "", "")
+    tables = [t]
+    if result["matching"]:
+        mt = result["matching"]
+        ctrl = mt["control_random_assignment"]
+        extra = "" if ctrl.get("mean_significant") is None else f"; random-assignment control: {ctrl['mean_significant']:.2f} on average"
+        t.caption = (
+            f"* = work matched to its artist's imitations (Bonferroni p < {mt['alpha']}): "
+            f"{mt['n_significant']} of {mt['m']} artist(s){extra}"
+        )
+    return tables
