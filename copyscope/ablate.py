@@ -31,7 +31,7 @@ import math
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from .cache import atomic_write_text
 from .errors import CopyscopeError
 
 FORMAT = "copyscope-ablation/1"
+SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
 GROUND_TRUTH_FILE = "ground_truth.json"
 
 
@@ -249,7 +250,13 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
                 raise
             except Exception:  # a set metric undefined on this few images: skipped like a non-finite one
                 ev.worths[c][name] = np.full(1 + len(boot), np.nan)
-    return estimate_game(prep, game, ev)
+    # a metric not finite on k seeds (e.g. a set distance from too few images) is left out at this k,
+    # as the audit leaves out a metric that is not finite
+    finite = [m for m in prep.metrics if all(np.isfinite(w[m.name]).all() for w in ev.worths.values())]
+    result = estimate_game(replace(prep, metrics=finite), game, ev)
+    result["skipped"] = {**result.get("skipped", {}),
+                         **{m.name: f"not finite with {k} seed(s)" for m in prep.metrics if m not in finite}}
+    return result
 
 
 def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
@@ -261,6 +268,7 @@ def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
         sec = _estimate_section(est, level, list(names))
         reps = None if est.replicates is None else {p: est.replicates[i].tolist() for i, p in enumerate(names)}
         out[metric] = {"shapley": sec, "replicates": reps}
+    out[SKIPPED] = dict(result.get("skipped") or {})
     return out
 
 
@@ -280,8 +288,9 @@ def seed_stability(per_k: dict[int, dict], players: Sequence[str], metrics: Sequ
         rows = []
         for k in sorted(per_k):
             e = per_k[k].get(m)
+            skipped = per_k[k].get(SKIPPED) or {}
             if e is None:
-                rows.append({"k": k, "available": False})
+                rows.append({"k": k, "available": False, "note": skipped.get(m, "not computed")})
                 continue
             vals = {p: e["shapley"][p]["value"] for p in players}
             ci = {p: (e["shapley"][p]["ci95"] if k > 1 else None) for p in players}
@@ -304,6 +313,8 @@ def seed_stability(per_k: dict[int, dict], players: Sequence[str], metrics: Sequ
                 "same_top": bool(rank and full_rank and rank[0] == full_rank[0]),
                 "kendall_vs_full": _corr("kendall", [vals[p] for p in ps], [full_vals[p] for p in ps]),
             })
+            if m == "fusion" and skipped:
+                rows[-1]["note"] = "fuses without " + ", ".join(sorted(skipped)) + " (not finite here)"
 
         def first_stable(flag: str) -> int:
             k_ok = n
@@ -556,8 +567,9 @@ def ablation_tables(ablation: dict):
                            "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
                            + (f"; margin: planted ({planted}) - best other, / max |value|" if has_gt else "")),
         )
-        for col in ["metric", "ranking", "tau", "stable from k", "width"] + (["planted rank", "margin", "P(first)"] if has_gt else []):
-            t.add_column(col, justify="left" if col in ("metric", "ranking") else "right")
+        t.add_column("metric", no_wrap=True, min_width=max((len(m) for m in g["metrics"]), default=6))
+        for col in ["ranking", "tau", "stable from k", "width"] + (["planted rank", "margin", "P(first)"] if has_gt else []):
+            t.add_column(col, justify="left" if col == "ranking" else "right")
         for r in rows:
             if r["base"] != g["base"]:
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,9 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False) -> tuple[list, dict[str
     try:
         metrics = build_metrics(specs, zoo.spec.backbones, device=resolve_device(zoo.spec.generation.device), allow_pickle=allow_pickle)
     except CopyscopeError as exc:
+        m = re.match(r"metrics\[(\d+)\]: (.*)", str(exc))  # "metrics[1]: unknown metric ..."
+        if m and explicit:
+            raise zoo.fail(m.group(2), "metrics", int(m.group(1))) from None
         raise CopyscopeError(str(exc), where=zoo.where("metrics")) from None
     ok, unavailable = [], {}
     for i, m in enumerate(metrics):
@@ -82,16 +86,19 @@ def prepare_audit(
     images are collected in ``info["missing_files"]`` instead of failing, so a zoo file for hub
     models can be checked before its protected works are put in place.
     """
-    from .engine import model_source
+    from .engine import check_lora_fits, model_source
     from .shapley import get_estimator
 
     zoo = load_zoo(zoo_path)
     out_dir = Path(out) if out else zoo.output_dir
     if out_dir.exists() and not out_dir.is_dir():
-        raise CopyscopeError("output path exists and is not a folder", where=str(out_dir))
+        where = f"--out {out_dir}" if out else f"{zoo.where('output')}: {out_dir}"
+        raise CopyscopeError("exists and is not a folder; expected an output folder", where=where)
     cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
     if cache.root.exists() and not cache.root.is_dir():
-        raise CopyscopeError("cache path exists and is not a folder", where=str(cache.root))
+        where = f"{zoo.where('cache')}: {cache.root}" if zoo.spec.cache else str(cache.root)
+        raise CopyscopeError("exists and is not a folder; expected a cache folder", where=where)
+    _check_generation_and_estimator(zoo)
     plan = make_plan(zoo)
     # model paths and pickle policy are checked now, not after an hour of generation
     for i, b in enumerate(zoo.spec.bases):
@@ -100,11 +107,17 @@ def prepare_audit(
         model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle)
     for i, cn in enumerate(zoo.spec.controlnets):
         model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle)
+    check_lora_fits(zoo)
     missing: list[str] = []
+    for problem in _uncached_hub_models(zoo):
+        if strict_files:
+            raise problem
+        missing.append(str(problem))
     for i, cn in enumerate(zoo.spec.controlnets):
         for path in _conditioning_files(zoo, cn):
             if not zoo.resolve_path(path).is_file():
-                problem = zoo.fail(f"conditioning image {path!r} not found", "controlnets", i, "conditioning")
+                what = "is a folder; expected an image file" if zoo.resolve_path(path).is_dir() else "not found"
+                problem = zoo.fail(f"conditioning image {path!r} {what}", "controlnets", i, "conditioning")
                 if strict_files:
                     raise problem
                 missing.append(str(problem))
@@ -122,6 +135,57 @@ def prepare_audit(
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, {"missing_files": missing})
+
+
+def _check_generation_and_estimator(zoo: Zoo) -> None:
+    """Settings that would otherwise fail only after the models are loaded, or run for days."""
+    from .engine import SCHEDULERS
+    from .shapley.registry import AUTO_EXACT_MAX_PLAYERS
+
+    s = zoo.spec
+    if s.generation.scheduler is not None and s.generation.scheduler not in SCHEDULERS:
+        raise zoo.fail(
+            f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
+            "generation", "scheduler",
+        )
+    n = len(s.controlnets) + len(s.loras) + (1 if s.estimator.base == "player" else 0)
+    if s.estimator.method == "exact" and s.estimator.budget is None and n > AUTO_EXACT_MAX_PLAYERS:
+        raise zoo.fail(
+            f"exact estimation of {n} players evaluates 2**{n} = {2**n} coalitions; set estimator.budget "
+            f"(>= {2**n} to confirm exact, or smaller with method auto/kernelshap/permutation)",
+            "estimator", "method",
+        )
+
+
+def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
+    """With HF_HUB_OFFLINE set, hub ids missing from the local cache (checked before loading anything)."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in {"1", "ON", "YES", "TRUE"}:
+        try:
+            from huggingface_hub import constants
+
+            if not constants.HF_HUB_OFFLINE:
+                return []
+        except ImportError:
+            return []
+    from huggingface_hub import snapshot_download
+
+    problems = []
+    sections = [("bases", zoo.spec.bases), ("loras", zoo.spec.loras), ("controlnets", zoo.spec.controlnets)]
+    for section, specs in sections:
+        for i, spec in enumerate(specs):
+            if zoo.is_local(spec.model):
+                continue
+            try:
+                snapshot_download(spec.model, revision=spec.revision, local_files_only=True)
+            except Exception:  # LocalEntryNotFoundError, invalid repo id, ...
+                problems.append(zoo.fail(
+                    f"hub model {spec.model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                    f"download it first (huggingface-cli download {spec.model}) or point 'model' at a local copy",
+                    section, i, "model",
+                ))
+    return problems
 
 
 def _conditioning_files(zoo: Zoo, cn) -> list[str]:

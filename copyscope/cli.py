@@ -37,7 +37,11 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CopyscopeError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            from rich.markup import escape
+
+            # one line whatever the message holds; '[...]' in paths and keys is text, not markup
+            message = escape(" ".join(str(exc).split()) if "\n" in str(exc) else str(exc))
+            console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
 
     return wrapper
@@ -103,7 +107,10 @@ def audit(
     state = launch_state()
     worker = state is not None and not state.is_main_process
     if allow_pickle and not worker:
-        console.print("[yellow]warning:[/] --allow-pickle: pickle checkpoints can execute arbitrary code when loaded; use only files you trust")
+        console.print(
+            "[yellow]warning:[/] --allow-pickle: pickle checkpoints can execute arbitrary code when loaded; use only files you trust",
+            soft_wrap=True,
+        )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
@@ -142,6 +149,28 @@ def audit(
         out.print(
             "metrics unavailable on this machine (skipped; `copyscope metrics` says why): "
             + ", ".join(report["unavailable_metrics"])
+        )
+    _warn_flagged(report)
+
+
+def _warn_flagged(report: dict) -> None:
+    """One warning line per game whose generated images came out NaN or black (scored as stored)."""
+    for g in report.get("games", []):
+        flagged = g.get("flagged_images") or {}
+        if not flagged:
+            continue
+        counts: dict[str, int] = {}
+        for per_image in flagged.values():
+            for flags in per_image.values():
+                for f in flags:
+                    counts[f] = counts.get(f, 0) + 1
+        n = sum(len(per_image) for per_image in flagged.values())
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        coalitions = ", ".join(repr(c) if c else "'' (empty)" for c in flagged)
+        console.print(
+            f"[yellow]warning:[/] base {g['base']}: {n} generated image(s) flagged ({kinds}) in coalition(s) "
+            f"{coalitions}; NaN pixels are stored as black and scored as such; see flagged_images in report.json",
+            highlight=False, soft_wrap=True,
         )
 
 
@@ -184,6 +213,59 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
     write_views(data, out_dir)
     for table in attribution_tables(data):
         out.print(table)
+
+
+@app.command()
+@user_errors
+def ablate(
+    zoo: Path = ZooArg,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="the audit's output folder (default: the zoo file's 'output')"),
+    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="ground_truth.json (default: found beside the zoo file or the base model)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+):
+    """Compare metrics on the audit's cached images: agreement, seeds needed, planted-component recovery; writes ablation.json."""
+    from .ablate import ablation_tables, run_ablation
+    from .audit import AuditHooks
+
+    result = run_ablation(zoo, out_dir, allow_pickle=allow_pickle, ground_truth=ground_truth,
+                          hooks=AuditHooks(on_event=lambda m: console.print(m, highlight=False, markup=False)))
+    for table in ablation_tables(result):
+        out.print(table)
+    out.print(f"ablation: {Path(result['output_dir']) / 'ablation.json'} (and ablation.csv, ablation_seeds.csv, report.html)", highlight=False, markup=False)
+
+
+@app.command("reward-split")
+@user_errors
+def reward_split_cmd(
+    zoo: Path = ZooArg,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <zoo output>/reward-split)"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="per-image metric of the worth (default: reward_split.metric, clip)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+):
+    """Split a reward between the artists (prompt players) and the model (Glinsky & Sokolsky); writes reward_split.json."""
+    from .reward_split import reward_split_tables, run_reward_split
+
+    result = run_reward_split(zoo, out_dir, metric=metric, allow_pickle=allow_pickle, on_event=lambda m: console.print(m, highlight=False))
+    for table in reward_split_tables(result):
+        out.print(table)
+    out.print(f"report: {Path(result['output_dir']) / 'reward_split.json'}")
+
+
+@app.command("imitation")
+@user_errors
+def imitation_cmd(
+    zoo: Path = ZooArg,
+    n_images: Optional[int] = typer.Option(None, "--n-images", help="images per artist (default: imitation.n_images)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <zoo output>/imitation)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+):
+    """Can the base imitate each artist at all? (Casper et al.: CLIP zero-shot identification + matching test); writes imitation.json."""
+    from .imitation import imitation_tables, run_imitation
+
+    result = run_imitation(zoo, out_dir, n_images=n_images, allow_pickle=allow_pickle, on_event=lambda m: console.print(m, highlight=False))
+    for table in imitation_tables(result):
+        out.print(table)
+    out.print(f"report: {Path(result['output_dir']) / 'imitation.json'}")
 
 
 def _mount_optional_subapps() -> None:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import CopyscopeError, MissingDependency
-from .metrics.backbones import CLIPBackbone, _torch
+from .metrics.backbones import _HUB_ID, CLIPBackbone, _torch
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -61,17 +61,19 @@ class ClipZeroShot(CLIPBackbone):
     MODEL_CLASS = "CLIPModel"
 
     def __init__(self, source: str | None, device: str = "cpu", allow_pickle: bool = False, **options: Any):
+        options = {k: o.default for k, o in self.OPTIONS.items()} | options
         super().__init__(source, device=device, allow_pickle=allow_pickle, **options)
         self._tokenizer = None
         self._text_memo: dict[str, np.ndarray] = {}
 
     # -- availability: a full CLIP checkpoint with a tokenizer -----------------------------------------
     def _full_hint(self) -> str:
+        hub = self.source if (self.explicit_source and _HUB_ID.match(self.source)) else "openai/clip-vit-base-patch32"
         return (
             "zero-shot classification needs a full CLIP checkpoint (image and text towers plus its tokenizer): "
-            f"set backbones.clip in the zoo file to a folder saved with CLIPModel.save_pretrained and the "
-            f"tokenizer's save_pretrained, or download one (`huggingface-cli download {self.source}`, e.g. "
-            "openai/clip-vit-base-patch32) into the local Hugging Face cache"
+            "set backbones.clip in the zoo file to a folder saved with CLIPModel.save_pretrained and the "
+            f"tokenizer's save_pretrained, or to a hub id downloaded into the local Hugging Face cache "
+            f"(`huggingface-cli download {hub}`)"
         )
 
     def availability(self) -> tuple[bool, str]:
@@ -177,3 +179,32 @@ def load_zero_shot(backbones: dict[str, str], device: str = "cpu", allow_pickle:
     except CopyscopeError as exc:
         raise MissingDependency(str(exc), where=where) from None
     return zs
+
+
+def save_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32, projection_dim: int = 16) -> Path:
+    """Write a random-weight full CLIP (CLIPModel + the tiny hand-made tokenizer of copyscope.demo.tiny
+    + an image processor config) to ``folder``: an offline stand-in for ``backbones.clip`` in tests
+    and demos. Its text vocabulary matches the tiny SD pipelines'."""
+    import torch
+    import transformers
+
+    from .demo.tiny import tiny_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer(folder)
+    cfg = transformers.CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                         vocab_size=len(tok), max_position_embeddings=77, projection_dim=projection_dim,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=image_size, patch_size=8, projection_dim=projection_dim),
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    transformers.CLIPModel(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    processor = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    processor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    ).save_pretrained(folder)
+    return folder

@@ -238,6 +238,45 @@ def _where(path: Path, loc: tuple, lines: dict[tuple, int]) -> str:
     return f"{head}: {key}" if key else head
 
 
+MAX_YAML_VALUES = 100_000
+
+
+def _check_expansion(node, limit: int = MAX_YAML_VALUES) -> None:
+    """Refuse recursive aliases and alias bombs ("billion laughs") before anything walks the
+    document: the size of the document with every alias expanded, in time linear in the file."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    class Recursive(Exception):
+        pass
+
+    def size(n) -> int:
+        k = id(n)
+        if k in sizes:
+            return sizes[k]
+        if k in active:
+            raise Recursive(n.start_mark)
+        active.add(k)
+        if isinstance(n, yaml.MappingNode):
+            s = 1 + sum(size(a) + size(b) for a, b in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            s = 1 + sum(size(c) for c in n.value)
+        else:
+            s = 1
+        active.discard(k)
+        sizes[k] = s
+        if s > limit:
+            raise yaml.MarkedYAMLError(
+                problem=f"aliases expand to more than {limit} values (an alias bomb?)", problem_mark=n.start_mark
+            )
+        return s
+
+    try:
+        size(node)
+    except Recursive as exc:
+        raise yaml.MarkedYAMLError(problem="recursive alias: a value contains itself", problem_mark=exc.args[0]) from None
+
+
 def _line_map(node, prefix=(), out=None) -> dict[tuple, int]:
     """Map every key path of a composed YAML node tree to its 1-based line."""
     out = {} if out is None else out
@@ -261,7 +300,8 @@ def _pydantic_message(err: dict) -> str:
         return "required key is missing"
     msg = msg.removeprefix("Value error, ")
     if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
-        msg += f", got {err['input']!r}"
+        if repr(err["input"]) not in msg:
+            msg += f", got {err['input']!r}"
     return msg
 
 
@@ -279,15 +319,28 @@ def load_zoo(path: str | Path) -> Zoo:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CopyscopeError("zoo file not found", where=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise CopyscopeError(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); expected a UTF-8 YAML file", where=f"{path}:{line}"
+        ) from None
+    except OSError as exc:
         raise CopyscopeError(f"cannot read zoo file ({exc.__class__.__name__}: {exc})", where=str(path)) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(node)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise CopyscopeError("malformed YAML: nested too deeply", where=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        tag = re.search(r"constructor for the tag '([^']*)'", problem) if isinstance(exc, yaml.constructor.ConstructorError) else None
+        if tag:  # !!python/object and friends: the safe loader builds no objects
+            problem = (f"tag {tag.group(1).replace('tag:yaml.org,2002:', '!!')!r} is not allowed; expected plain "
+                       "YAML values (zoo files are read with a safe loader)")
         raise CopyscopeError(f"malformed YAML: {problem}", where=f"{path}{line}") from None
     if not isinstance(data, dict):
         raise CopyscopeError("expected a mapping of keys (bases, loras, references, prompts, ...)", where=str(path))

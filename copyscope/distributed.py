@@ -7,8 +7,8 @@ worths. :func:`planned_coalitions` finds them by running the audit's own estimat
 placeholder worths and notes which coalitions were asked for.
 
 The work items are the fixed batch chunks (``generation.batch_size`` items) of every planned
-coalition, in the order a single process would generate them; process ``r`` of ``W`` generates
-the chunks whose global index ``i`` has ``i % W == r`` (``ensure_images(work_filter=...)``), writing
+coalition, in the order a single process would generate them; they are dealt round robin to the
+``W`` processes (:func:`assign_chunks`; ``ensure_images(work_filter=...)``), each process writing
 each image to the shared, content-addressed cache (atomic writes, so two processes never see half
 an image). After a barrier, the per-process counts are gathered and process 0 alone runs the
 ordinary audit: it finds every image in the cache, scores, estimates and writes the report.
@@ -138,6 +138,21 @@ class WorkerStats:
     wall_seconds: float = 0.0
 
 
+def assign_chunks(sizes: list[int], world: int, loads: list[tuple[int, int]] | None = None) -> list[int]:
+    """Owner rank of each chunk: round robin over the chunks in generation order, except that a
+    chunk goes to the rank with the fewest chunks, then the fewest images, so far (ties: lowest
+    rank). With equal chunks this is plain ``i % world``; with a short last chunk per coalition it
+    keeps ranks from always drawing the short ones. Depends only on the sizes, so every process
+    computes the same assignment. ``loads`` ((chunks, images) per rank) carries over between games."""
+    loads = loads if loads is not None else [(0, 0)] * world
+    owners = []
+    for size in sizes:
+        r = min(range(world), key=lambda q: (loads[q][0], loads[q][1], q))
+        loads[r] = (loads[r][0] + 1, loads[r][1] + size)
+        owners.append(r)
+    return owners
+
+
 def generate_share(
     prep,
     rank: int,
@@ -147,26 +162,23 @@ def generate_share(
     device: str | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> WorkerStats:
-    """Generate this process's share (chunk ``i`` with ``i % world == rank``) of every image the
-    audit will need, into the shared cache. Chunk indices run over all games, in plan order."""
+    """Generate this process's share (see :func:`assign_chunks`) of every image the audit will
+    need, into the shared cache. Chunks are numbered over all games, in plan order."""
     t0 = time.perf_counter()
     out = WorkerStats(rank=rank)
-    offset = 0
+    loads = [(0, 0)] * world
+    n_items = len(prep.plan.items)
     for game in prep.plan.games:
         coalitions = planned_coalitions(prep, game)
         engine = CoalitionEngine(prep.zoo, game, allow_pickle=allow_pickle, on_event=on_event)
         if device is not None and engine.device.split(":")[0] == device.split(":")[0]:
             engine.device = device  # same device type (so the same image keys), this process's index
+        bs = engine.gen.batch_size
+        sizes = [min(bs, n_items - start) for _ in coalitions for start in range(0, n_items, bs)]
+        owners = assign_chunks(sizes, world, loads)
         stats = GenerationStats()
-        base = offset
-
-        def mine(i: int, base=base) -> bool:
-            return (base + i) % world == rank
-
-        ensure_images(engine, prep.cache, coalitions, prep.plan.items, stats, work_filter=mine)
-        n_chunks = len(coalitions) * -(-len(prep.plan.items) // engine.gen.batch_size)
-        out.chunks += sum(1 for i in range(n_chunks) if mine(i))
-        offset += n_chunks
+        ensure_images(engine, prep.cache, coalitions, prep.plan.items, stats, work_filter=lambda i: owners[i] == rank)
+        out.chunks += sum(1 for o in owners if o == rank)
         out.generated += stats.generated
         out.cached += stats.cached
         out.seconds += stats.seconds

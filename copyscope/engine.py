@@ -11,6 +11,7 @@ so an image does not depend on its batch neighbours or on the device's RNG.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -104,8 +105,115 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
             )
         if path.is_file() and path.suffix not in (".safetensors",) + PICKLE_SUFFIXES:
             raise zoo.fail(f"{path.name}: expected a .safetensors file or a diffusers folder", *loc, "model")
+        if path.is_dir() and path.suffix in (".safetensors",) + PICKLE_SUFFIXES:
+            raise zoo.fail(f"{value!r} is a folder; expected a {path.suffix} file", *loc, "model")
+        if path.is_dir() and not allow_pickle:
+            # a diffusers folder whose component (unet/, vae/, ...) has pickle weights and no safetensors
+            def parts(suffixes):
+                return {f.parent.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.suffix in suffixes}
+
+            only_pickle = sorted(parts(PICKLE_SUFFIXES) - parts((".safetensors",)))
+            if only_pickle:
+                raise zoo.fail(
+                    f"{value!r} has pickle weights only (.bin/.ckpt/.pt in {', '.join(only_pickle)}), which can run "
+                    "code when loaded; expected .safetensors weights: convert them, or pass --allow-pickle if you trust them",
+                    *loc,
+                    "model",
+                )
+        if path.is_file() and path.suffix == ".safetensors":
+            try:
+                safetensors_header(path)
+            except Exception as exc:  # truncated download, wrong file renamed, ...
+                raise zoo.fail(
+                    f"{path.name} is not a valid .safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                    "expected intact safetensors weights",
+                    *loc,
+                    "model",
+                ) from None
         return ModelSource(value, path, revision)
     return ModelSource(value, None, revision)
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), read without loading
+    any tensor. Raises ValueError when the file is not a complete safetensors file."""
+    import json
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = int.from_bytes(raw, "little")
+        if n > size - 8:
+            raise ValueError(f"header length {n} exceeds the file size {size}")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            raise ValueError("its header is not JSON: not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    header.pop("__metadata__", None)
+    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    if 8 + n + end > size:
+        raise ValueError(f"truncated: tensors need {8 + n + end} bytes, the file has {size}")
+    return header
+
+
+def lora_misfit(base_dir: Path, lora_file: Path) -> str | None:
+    """Why a diffusers-format LoRA file cannot fit a local diffusers base, from the two files'
+    headers alone (no weights loaded); None when it fits or the formats are not comparable."""
+    unet_files = sorted((base_dir / "unet").glob("*.safetensors")) if base_dir.is_dir() else []
+    if not unet_files:
+        return None
+    base: dict[str, list[int]] = {}
+    for f in unet_files:
+        base.update({k: v.get("shape") for k, v in safetensors_header(f).items()})
+    n_unet = n_found = 0
+    for key, info in sorted(safetensors_header(lora_file).items()):
+        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
+        m = re.match(r"^unet\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
+        if not m:
+            continue
+        n_unet += 1
+        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
+        if target is None:
+            continue
+        n_found += 1
+        if len(target) != 2 or not got or len(got) != 2:
+            continue
+        down = m.group(2) in ("lora_A", "lora.down")
+        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
+            return (
+                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
+                f"{m.group(2)} weight has shape {list(got)}"
+            )
+    if n_unet and not n_found:
+        return f"none of its {n_unet} UNet tensors name a layer of the base"
+    return None
+
+
+def check_lora_fits(zoo: Zoo, allow_pickle: bool = False) -> None:
+    """Every local diffusers-format LoRA file against every local diffusers base, before loading."""
+    for b in zoo.spec.bases:
+        if not zoo.is_local(b.model):
+            continue
+        base_dir = zoo.resolve_path(b.model)
+        for i, lo in enumerate(zoo.spec.loras):
+            if not zoo.is_local(lo.model):
+                continue
+            path = zoo.resolve_path(lo.model)
+            if not (path.is_file() and path.suffix == ".safetensors"):
+                continue
+            try:
+                why = lora_misfit(base_dir, path)
+            except Exception:  # unreadable headers are reported by model_source / the loader
+                why = None
+            if why:
+                raise zoo.fail(
+                    f"LoRA {lo.name!r} does not fit base {b.name!r}: {why}; expected a LoRA trained for this base's architecture",
+                    "loras", i, "model",
+                )
 
 
 def _hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> CopyscopeError:
@@ -114,6 +222,16 @@ def _hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> Copysc
         return zoo.fail(
             f"cannot load hub model {src.value!r} ({text}); if this machine is offline, download it first "
             f"(huggingface-cli download {src.value}) or point 'model' at a local copy",
+            *loc,
+            "model",
+        )
+    if "safetensors" in text and src.local.is_dir() and any(
+        f.suffix in PICKLE_SUFFIXES for f in src.local.rglob("*") if f.is_file()
+    ):
+        # a diffusers folder saved with pickle weights: from_pretrained(use_safetensors=True) refused it
+        return zoo.fail(
+            f"cannot load {src.value!r}: it holds pickle weights (.bin/.ckpt), and only .safetensors are loaded "
+            f"by default; convert them, or pass --allow-pickle if you trust them ({text})",
             *loc,
             "model",
         )
@@ -316,26 +434,53 @@ class CoalitionEngine:
         self.pipe.scheduler = cls.from_config(self.pipe.scheduler.config)
 
     def _load_lora(self, name: str, lo: LoraSpec, src: ModelSource, loc: tuple) -> None:
-        try:
-            if src.local is not None and src.local.is_file() and src.local.suffix == ".safetensors":
-                # Read the tensors ourselves: a local file never goes through a pickle loader.
-                from safetensors.torch import load_file
+        from diffusers.utils import logging as dlogging
 
-                target = load_file(str(src.local))
-                self.pipe.load_lora_weights(target, adapter_name=name)
-            else:
-                target = str(src.local) if src.local is not None else src.value
-                kwargs = {"weight_name": lo.weight_name, "revision": lo.revision}
-                if not self.allow_pickle:
-                    kwargs["use_safetensors"] = True
-                self.pipe.load_lora_weights(target, adapter_name=name, **kwargs)
+        # diffusers logs a failed load (every mismatched tensor, many lines) before raising; the
+        # raised error becomes one line below, so the log is silenced while loading.
+        level = dlogging.get_verbosity()
+        dlogging.set_verbosity(dlogging.CRITICAL)
+        try:
+            self._load_lora_weights(name, lo, src)
         except Exception as exc:
-            text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
-            if src.local is None and ("offline" in text.lower() or "connect" in text.lower() or "cache" in text.lower()):
-                raise _hub_error(self.zoo, exc, src, loc) from None
-            raise self.zoo.fail(
-                f"LoRA {name!r} does not fit base {self.game.base.name!r} or cannot be read ({text})", *loc, "model"
-            ) from None
+            raise self._lora_error(name, exc, src, loc) from None
+        finally:
+            dlogging.set_verbosity(level)
+
+    def _lora_error(self, name: str, exc: Exception, src: ModelSource, loc: tuple) -> CopyscopeError:
+        text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+        if src.local is None and ("offline" in text.lower() or "connect" in text.lower() or "cache" in text.lower()):
+            return _hub_error(self.zoo, exc, src, loc)
+        mismatch = re.search(
+            r"size mismatch for (\S+?)(?:\.\w+)?\.weight: copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+            r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+            str(exc),
+        )
+        if mismatch:
+            layer, got, want = mismatch.groups()
+            return self.zoo.fail(
+                f"LoRA {name!r} does not fit base {self.game.base.name!r}: {layer} has shape {got} in the LoRA but "
+                f"{want} in the base; expected a LoRA trained for this base architecture",
+                *loc,
+                "model",
+            )
+        return self.zoo.fail(
+            f"LoRA {name!r} does not fit base {self.game.base.name!r} or cannot be read ({text})", *loc, "model"
+        )
+
+    def _load_lora_weights(self, name: str, lo: LoraSpec, src: ModelSource) -> None:
+        if src.local is not None and src.local.is_file() and src.local.suffix == ".safetensors":
+            # Read the tensors ourselves: a local file never goes through a pickle loader.
+            from safetensors.torch import load_file
+
+            target = load_file(str(src.local))
+            self.pipe.load_lora_weights(target, adapter_name=name)
+        else:
+            target = str(src.local) if src.local is not None else src.value
+            kwargs = {"weight_name": lo.weight_name, "revision": lo.revision}
+            if not self.allow_pickle:
+                kwargs["use_safetensors"] = True
+            self.pipe.load_lora_weights(target, adapter_name=name, **kwargs)
 
     # -- switching -----------------------------------------------------------------------------
     def activate(self, members: tuple[bool, ...]):

@@ -25,6 +25,17 @@ def load_image_rgb(path: Path) -> np.ndarray:
     composited on white (a transparent pixel of a scanned work is paper, not black)."""
     with Image.open(path) as im:
         im.load()
+        if im.mode.startswith("I") or im.mode == "F":
+            # 16-bit / 32-bit greyscale: PIL's convert("RGB") clips at 255 (a 16-bit scan turns white)
+            g = np.asarray(im, dtype=np.float64)
+            if im.mode.startswith("I;16") or (im.mode == "I" and g.max() > 255):
+                g = g / 65535.0
+            elif im.mode == "F" and g.max() <= 1.0:
+                pass
+            else:
+                g = g / 255.0
+            g = np.clip(np.nan_to_num(g), 0.0, 1.0).astype(np.float32)
+            return np.repeat(g[..., None], 3, axis=-1)
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -57,10 +68,12 @@ class ReferenceSet:
                 try:
                     img = load_image_rgb(path)
                 except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                    reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"unreadable ({exc.__class__.__name__})"
-                    raise zoo.fail(f"reference file {path} is {reason}", "references", i, "paths") from None
+                    reason = "not an image" if isinstance(exc, UnidentifiedImageError) else (
+                        f"unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                    )
+                    raise zoo.fail(f"reference file {path} is {reason}; expected an intact image file", "references", i, "paths") from None
                 if min(img.shape[:2]) < 8:
-                    raise zoo.fail(f"reference file {path} is too small ({img.shape[1]}x{img.shape[0]})", "references", i, "paths")
+                    raise zoo.fail(f"reference file {path} is too small ({img.shape[1]}x{img.shape[0]}); expected at least 8x8 pixels", "references", i, "paths")
                 files.append(path)
                 work_of.append(work)
                 images.append(img)

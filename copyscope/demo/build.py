@@ -70,13 +70,14 @@ DEFAULT_BASE_IMAGES = (
 
 DEFAULT_PROMPT = "a painting"
 
-FULL_STEPS = {"vae": 400, "base": 1500, "controlnet": 400, "lora": 400}
+FULL_STEPS = {"vae": 250, "base": 600, "controlnet": 250, "lora": 300}
 QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 # Augmented samples per image: generic pool (base, VAE, ControlNet) and per-LoRA pool.
 FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
 QUICK_POOL = {"base_per_image": 4, "lora_per_image": 4}
 
 HYPER = {
+    "vae_channels": (16, 32),
     "vae_batch": 16, "vae_lr": 1e-3, "vae_kl_weight": 1e-4,
     "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
     "controlnet_batch": 16, "controlnet_lr": 1e-3,
@@ -507,7 +508,7 @@ def build_demo_zoo(
         tok_dir = out / "base" / "tokenizer"
         tokenizer = tiny.tiny_tokenizer(tok_dir)
         text_encoder = tiny.tiny_text_encoder(tokenizer, seed)
-        vae = tiny.tiny_vae(seed, resolution)
+        vae = tiny.tiny_vae(seed, resolution, block_out_channels=HYPER["vae_channels"], norm_num_groups=8)
         t = time.time()
         train_vae(vae, gen_pix, st["vae"], seed + 11, L)
         timings["vae"] = time.time() - t

@@ -125,7 +125,7 @@ def tiny_unet(seed: int = 0, sample_size: int = 32):
     )
 
 
-def tiny_vae(seed: int = 0, sample_size: int = 32):
+def tiny_vae(seed: int = 0, sample_size: int = 32, block_out_channels=(32, 64), norm_num_groups: int = 32):
     from diffusers import AutoencoderKL
 
     _seeded(seed + 1)
@@ -134,10 +134,10 @@ def tiny_vae(seed: int = 0, sample_size: int = 32):
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        block_out_channels=tuple(block_out_channels),
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=32,
+        norm_num_groups=norm_num_groups,
         sample_size=sample_size,
     )
 

@@ -56,7 +56,7 @@ def _figure(w: float, h: float):
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(RC):
-        return Figure(figsize=(w, h), dpi=72)
+        return Figure(figsize=(w, h), dpi=72, layout="constrained")
 
 
 def data_uri(svg: str) -> str:
@@ -75,7 +75,7 @@ def shapley_bars_svg(players: Sequence[str], metrics: Mapping[str, Mapping[str, 
     rows = max(1, math.ceil(len(names) / cols))
     h_panel = 0.45 + 0.32 * len(players)
     with matplotlib.rc_context(RC):
-        fig = _figure(3.4 * cols, (h_panel + 0.6) * rows)
+        fig = _figure(3.8 * cols, (h_panel + 0.9) * rows + 0.3)
         axes = fig.subplots(rows, cols, squeeze=False)
         for idx, ax in enumerate(axes.flat):
             if idx >= len(names):
@@ -141,17 +141,24 @@ def seed_curves_svg(series: Mapping[str, Sequence[tuple[int, float | None]]], ti
         fig = _figure(5.2, 3.2)
         ax = fig.subplots()
         markers = "osD^v<>ph*"
+        drawn = 0
         for i, (name, pts) in enumerate(series.items()):
             xs = [k for k, y in pts if _finite(y)]
             ys = [y for k, y in pts if _finite(y)]
             if xs:
                 ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1.2, label=short(name, 20))
+                drawn += 1
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("seeds used (first k)")
         ax.set_ylabel(ylabel)
         ax.set_title(short(title, 70))
         ax.grid(True, lw=0.3)
-        if series:
+        if drawn:
             ax.legend(fontsize=7, loc="best")
+        else:
+            ax.text(0.5, 0.5, "no interval at any k", ha="center", va="center", transform=ax.transAxes)
         return _save(fig)
 
 

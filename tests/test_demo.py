@@ -1,0 +1,155 @@
+"""copyscope.demo.build: the demo zoo builder (quick mode) writes a loadable zoo with ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+pytest.importorskip("skimage")
+
+from copyscope.demo import build as demo_build  # noqa: E402
+from copyscope.errors import CopyscopeError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "zoo"
+    demo_build.build_demo_zoo(out, quick=True, seed=0, log=None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gt(zoo):
+    return json.loads((zoo / "ground_truth.json").read_text())
+
+
+def test_layout(zoo):
+    for rel in ("base/model_index.json", "base/unet/diffusion_pytorch_model.safetensors",
+                "base/vae/diffusion_pytorch_model.safetensors", "base/text_encoder/model.safetensors",
+                "base/tokenizer/vocab.json", "base/tokenizer/merges.txt",
+                "controlnet-depth/diffusion_pytorch_model.safetensors", "controlnet-depth/config.json",
+                "loras/planted.safetensors", "loras/decoy-coffee.safetensors", "loras/decoy-rocket.safetensors",
+                "references/astronaut/astronaut.png", "control/astronaut_depth.png", "control/neutral.png",
+                "ground_truth.json", "zoo.yaml"):
+        assert (zoo / rel).is_file(), rel
+    assert not [p for p in zoo.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+
+
+def test_ground_truth(gt, zoo):
+    assert gt["planted_infringer"] == "planted"
+    loras = gt["components"]["loras"]
+    assert loras["planted"]["role"] == "planted_infringer"
+    assert loras["planted"]["trained_on"] == ["astronaut"]
+    assert loras["decoy-coffee"]["trained_on"] == ["coffee"] and loras["decoy-coffee"]["role"] == "decoy"
+    assert loras["decoy-rocket"]["trained_on"] == ["rocket"]
+    assert all(v["caption"] == gt["prompt"] for v in loras.values())
+    base = set(gt["components"]["base"]["trained_on"])
+    assert not base & {"astronaut", "coffee", "rocket"}
+    assert gt["components"]["controlnet-depth"]["trained_on"]
+    assert gt["references"]["astronaut"]["trained_into"] == ["planted"]
+    for p in gt["references"]["astronaut"]["paths"]:
+        assert (zoo / p).is_file()
+    assert 0.0 <= gt["vae_reconstruction_ssim"]["held_out"] <= 1.0
+    assert {"vae", "base", "controlnet", "lora"} <= set(gt["steps"])
+    assert gt["seed"] == 0 and gt["resolution"] == 32
+    assert "total" in gt["timings_s"]
+
+
+def test_models_load(zoo, gt):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from PIL import Image
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(zoo / "base"), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    for name, info in gt["components"]["loras"].items():
+        pipe.load_lora_weights(str(zoo / info["file"]), adapter_name=name)
+    pipe.set_adapters(["planted", "decoy-coffee"], adapter_weights=[1.0, 1.0])
+    cn = ControlNetModel.from_pretrained(str(zoo / "controlnet-depth"), local_files_only=True)
+    assert float(cn.controlnet_mid_block.weight.detach().abs().sum()) > 0  # trained, not zero-initialised
+    cp = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cn)
+    cp.set_progress_bar_config(disable=True)
+    img = Image.open(zoo / "control" / "astronaut_depth.png").convert("RGB")
+    out = cp("a painting", image=img, num_inference_steps=2, height=32, width=32, output_type="np",
+             generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (1, 32, 32, 3) and np.isfinite(out).all()
+
+
+def test_zoo_yaml(zoo):
+    import yaml
+
+    data = yaml.safe_load((zoo / "zoo.yaml").read_text())
+    assert data["bases"][0]["model"] == "./base"
+    assert {l["name"] for l in data["loras"]} == {"planted", "decoy-coffee", "decoy-rocket"}
+    for l in data["loras"]:
+        assert (zoo / l["model"]).is_file()
+    for w, p in data["controlnets"][0]["conditioning"]["per_work"].items():
+        assert (zoo / p).is_file()
+    assert data["references"][0]["name"] == "astronaut"
+    assert data["prompts"][0]["work"] == "astronaut"
+    # the default build writes the shipped template verbatim
+    assert (zoo / "zoo.yaml").read_text() == demo_build.TEMPLATE_PATH.read_text()
+
+
+def test_zoo_yaml_validates_with_config(zoo):
+    config = pytest.importorskip("copyscope.config")
+    if not hasattr(config, "load_zoo"):
+        pytest.skip("copyscope.config.load_zoo not available")
+    z = config.load_zoo(zoo / "zoo.yaml")
+    assert z.spec.loras[0].name == "planted"
+
+
+def test_zoo_yaml_non_default():
+    text = demo_build.zoo_yaml(references=("astronaut", "chelsea"), lora_names=["planted", "decoy-x"],
+                               prompt="an image", resolution=48)
+    import yaml
+
+    data = yaml.safe_load(text)
+    assert [r["name"] for r in data["references"]] == ["astronaut", "chelsea"]
+    assert data["generation"]["resolution"] == 48
+    assert all(p["text"] == "an image" for p in data["prompts"])
+    assert set(data["controlnets"][0]["conditioning"]["per_work"]) == {"astronaut", "chelsea"}
+
+
+def test_pseudo_depth_and_images():
+    a = demo_build.load_skimage("camera")
+    assert a.shape[-1] == 3 and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    d = demo_build.pseudo_depth(demo_build._resize(a, 32))
+    assert d.shape == (32, 32, 3) and np.allclose(d[..., 0], d[..., 1])
+    assert d.min() == 0.0 and abs(d.max() - 1.0) < 1e-6
+    assert demo_build.load_skimage("logo").shape[-1] == 3 and demo_build.load_skimage("horse").shape[-1] == 3
+
+
+def test_rejects_leaks(tmp_path):
+    with pytest.raises(CopyscopeError, match="base images must not include"):
+        demo_build.build_demo_zoo(tmp_path, base_images=("camera", "astronaut"), quick=True, log=None)
+    with pytest.raises(CopyscopeError, match="unknown image"):
+        demo_build.build_demo_zoo(tmp_path, references=("mona",), quick=True, log=None)
+
+
+def test_exact_shapley():
+    from copyscope.demo.check import exact_shapley
+
+    players = ["a", "b", "c"]
+    import itertools
+
+    w = {}
+    for k in range(4):
+        for s in itertools.combinations(players, k):
+            s = frozenset(s)
+            w[s] = 2.0 * ("a" in s) + 1.0 * ("b" in s) + (0.5 if {"b", "c"} <= s else 0.0)
+    phi = exact_shapley(players, w)
+    assert phi == pytest.approx({"a": 2.0, "b": 1.25, "c": 0.25})
+
+
+def test_cli_registered():
+    from typer.testing import CliRunner
+
+    from copyscope.demo.cli import demo_app
+
+    r = CliRunner().invoke(demo_app, ["build", "--help"])
+    assert r.exit_code == 0 and "--quick" in r.output
