@@ -353,6 +353,8 @@ def run_ablation(
     from .report import write_views
     from .score import Scorer
 
+    if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
+        raise CopyscopeError("ground truth file not found", where=str(ground_truth))
     report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks)
     prep = prepare_audit(zoo_path, out, allow_pickle)
     zoo = prep.zoo

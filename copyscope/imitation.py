@@ -280,7 +280,7 @@ def run_imitation(
     from .cache import atomic_write_text
     from .clip_zero_shot import load_zero_shot
     from .config import load_zoo
-    from .engine import model_source, resolve_device
+    from .engine import resolve_device
     from .score import ReferenceSet
 
     on_event = on_event or (lambda msg: None)
@@ -303,8 +303,6 @@ def run_imitation(
             raise zoo.fail(f"unknown work {a.work!r}; references are {sorted(works)}", "imitation", "artists", i, "work")
     out_dir, cache = analysis_dirs(zoo, out, "imitation")
     engine, members = _engine_for(zoo, spec.base, spec.addons, ("imitation",), allow_pickle, on_event)
-    bi = zoo.spec.bases.index(engine.game.base)
-    model_source(zoo, engine.game.base.model, engine.game.base.revision, ("bases", bi), allow_pickle)
     # everything that can fail on input is checked before the first image is generated
     refs = ReferenceSet.from_zoo(zoo) if any(a.work for a in spec.artists) else None
     device = resolve_device(zoo.spec.generation.device)

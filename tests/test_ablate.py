@@ -196,3 +196,13 @@ def test_ground_truth_lookup_and_mapping(tmp_path):
     assert planted == ["style-b"] and len(notes) == 1 and "ghost" in notes[0]
     # a plain name that is a player
     assert planted_players({"planted": ["style-a"]}, gt_path, zoo, ["style-a", "style-b"]) == (["style-a"], [])
+
+
+def test_missing_ground_truth_file_fails_before_the_audit(run, tmp_path):
+    from copyscope.cli import app
+    from test_report_helpers import runner
+
+    out = tmp_path / "never"
+    r = runner.invoke(app, ["ablate", str(run["zoo"]), "--out", str(out), "--ground-truth", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "ground truth file not found" in r.output and "Traceback" not in r.output
+    assert not out.exists()

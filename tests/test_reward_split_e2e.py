@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from copyscope.cache import ImageCache

@@ -264,9 +264,16 @@ def section_summary(report: dict, game: dict) -> str:
         "pipeline, over all orders in which components can be added (higher = more copying caused). Share: the component's "
         "part of the total increase caused by the components that raise similarity (components that lower it get 0%); "
         "brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected across "
-        "components.</p>"
+        "components" + _min_p_note(report) + ".</p>"
     )
     return head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+
+
+def _min_p_note(report: dict) -> str:
+    b = (report.get("settings") or {}).get("bootstrap")
+    if not isinstance(b, int) or b <= 0:
+        return ""
+    return f"; with {b} bootstrap replicates the smallest possible p before correction is 1/{b + 1} = {1 / (b + 1):.2g}"
 
 
 def section_attribution(report: dict, game: dict) -> str:
