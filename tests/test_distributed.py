@@ -67,7 +67,7 @@ def two_runs(tiny_models, tmp_path_factory):
     dual = tmp_path_factory.mktemp("dual")
     zoo1 = make_zoo_file(single, tiny_models)
     zoo2 = make_zoo_file(dual, tiny_models)
-    _run([sys.executable, "-m", "copyscope.cli", "audit", str(zoo1)], single)
+    run_audit(zoo1)  # in this process, one thread (the fixture above), like each launched process
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
