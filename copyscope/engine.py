@@ -279,6 +279,9 @@ class CoalitionEngine:
         self.embedding_hits = 0
         self._te_adapters: frozenset[str] = frozenset()  # adapters with text-encoder weights
         self.switch_seconds = 0.0  # time spent in set_adapters / enable / disable_lora
+        # optional hooks for ensure_images (set by the audit for background scoring)
+        self.images_ready: Callable[[list[str]], None] | None = None
+        self.images_wait: Callable[[], None] | None = None
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
@@ -403,7 +406,6 @@ class CoalitionEngine:
         self._te_adapters = frozenset(getattr(te, "peft_config", None) or ())
         self._active = None
         self._embeds.clear()
-        torch.set_grad_enabled(False)
         if getattr(self.gen, "compile", False):
             self._compile_unet()
 
@@ -636,10 +638,14 @@ def ensure_images(
     Batches are fixed chunks of each coalition's item list (not "whatever is missing"), so a
     resumed or partial run feeds the pipeline exactly the same batches as an uninterrupted one.
     ``work_filter(chunk_index)`` selects the chunks this process generates (distributed runs).
+    ``engine.images_ready(keys)``, when set, is called with each coalition's keys once they are all
+    in the cache (the audit scores them in a background thread while the next coalition
+    generates), and ``engine.images_wait()`` before returning.
     """
     bs = engine.gen.batch_size
     keys: dict[tuple[bool, ...], list[str]] = {}
     chunk_index = 0
+    ready = getattr(engine, "images_ready", None)
     for members in coalitions:
         coalition_keys = [key_of(engine.image_fields(members, it)) for it in items]
         keys[members] = coalition_keys
@@ -666,5 +672,10 @@ def ensure_images(
                     stats.cached += 1
             if progress:
                 progress(len(chunk_keys))
+        if ready is not None and work_filter is None:
+            ready(coalition_keys)
+    wait = getattr(engine, "images_wait", None)
+    if wait is not None:
+        wait()
     stats.switches = engine.switches
     return keys
