@@ -130,3 +130,17 @@ def test_plan_calibrate_prints_an_estimate(tiny_models, tmp_path):
     text = " ".join(r.output.split())
     assert "4 coalition(s) x 2 image(s)" in text and "= 8 image(s)" in text
     assert "calibration:" in text and "s/image" in text and "min" in text
+
+
+def test_background_scoring_gives_the_same_report(tiny_models, tmp_path, monkeypatch):
+    from copyscope.audit import run_audit
+
+    reports = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("COPYSCOPE_BACKGROUND_SCORING", flag)
+        zoo = make_zoo_file(tmp_path / flag, tiny_models, loras=2, controlnet=False, estimator={"bootstrap": 20})
+        reports[flag] = run_audit(zoo)
+    a, b = reports["1"]["games"][0]["metrics"], reports["0"]["games"][0]["metrics"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name]["coalitions"] == b[name]["coalitions"] and a[name]["shapley"] == b[name]["shapley"], name
