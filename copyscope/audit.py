@@ -226,8 +226,12 @@ def run_audit(
         evaluator = CoalitionEvaluator(
             game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate
         )
-        with BackgroundScoring(scorer, engine):
+        engine.background = background_queue(scorer)
+        try:
             games.append(estimate_game(prep, game, evaluator))
+        finally:
+            if engine.background is not None:
+                engine.background.close(cancel=True)
         stats.switches += engine.switches
         engine.release()
     report = build_report(
@@ -247,52 +251,24 @@ def run_audit(
     return report
 
 
-class BackgroundScoring:
-    """Scores each coalition's images in one background thread while the engine generates the
-    next coalition (``engine.images_ready`` / ``engine.images_wait``), so scoring overlaps
-    generation (a GPU generating leaves the CPU idle). The scores land in the feature cache; the
-    evaluator then reads them instead of computing them: same values, same order of work for the
-    metrics (one thread, never concurrent with the evaluator's own scoring, because
-    ``ensure_images`` waits for the thread before it returns). ``COPYSCOPE_BACKGROUND_SCORING=0``
-    turns it off."""
+def background_queue(scorer: Scorer) -> "BackgroundQueue | None":
+    """The engine's background thread for an audit: PNG writes, then each finished coalition's
+    scores into the feature cache, while the next coalition generates. The evaluator then reads
+    those scores instead of computing them (same values: same function, same inputs; never
+    concurrent with the evaluator's own scoring, since ``ensure_images`` waits for the thread
+    before it returns). ``COPYSCOPE_BACKGROUND=0`` runs everything in the audit's thread."""
+    import os
 
-    def __init__(self, scorer: Scorer, engine: CoalitionEngine):
-        import os
+    from .engine import BackgroundQueue
 
-        self.scorer, self.engine = scorer, engine
-        self.enabled = os.environ.get("COPYSCOPE_BACKGROUND_SCORING", "1") != "0"
-        self.pool = None
-        self.futures: list = []
+    if os.environ.get("COPYSCOPE_BACKGROUND", "1") == "0":
+        return None
 
-    def __enter__(self):
-        if self.enabled:
-            from concurrent.futures import ThreadPoolExecutor
+    def score(keys: list[str]) -> None:
+        for metric in scorer.metrics.values():
+            scorer.rows(metric, keys)
 
-            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copyscope-score")
-            self.engine.images_ready = self.submit
-            self.engine.images_wait = self.wait
-        return self
-
-    def _score(self, keys: list[str]) -> None:
-        for metric in self.scorer.metrics.values():
-            self.scorer.rows(metric, keys)
-
-    def submit(self, keys: list[str]) -> None:
-        self.futures.append(self.pool.submit(self._score, list(keys)))
-
-    def wait(self) -> None:
-        futures, self.futures = self.futures, []
-        for f in futures:
-            f.result()  # re-raises a metric's error here, in the audit's thread
-
-    def __exit__(self, *exc):
-        self.engine.images_ready = self.engine.images_wait = None
-        if self.pool is not None:
-            if exc[0] is not None:
-                for f in self.futures:
-                    f.cancel()
-            self.pool.shutdown(wait=True)
-        return False
+    return BackgroundQueue(on_coalition=score)
 
 
 def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> dict:

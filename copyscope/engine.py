@@ -279,9 +279,8 @@ class CoalitionEngine:
         self.embedding_hits = 0
         self._te_adapters: frozenset[str] = frozenset()  # adapters with text-encoder weights
         self.switch_seconds = 0.0  # time spent in set_adapters / enable / disable_lora
-        # optional hooks for ensure_images (set by the audit for background scoring)
-        self.images_ready: Callable[[list[str]], None] | None = None
-        self.images_wait: Callable[[], None] | None = None
+        # set by the audit: PNG writes and scoring run there, off the generation's critical path
+        self.background: BackgroundQueue | None = None
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
@@ -638,14 +637,14 @@ def ensure_images(
     Batches are fixed chunks of each coalition's item list (not "whatever is missing"), so a
     resumed or partial run feeds the pipeline exactly the same batches as an uninterrupted one.
     ``work_filter(chunk_index)`` selects the chunks this process generates (distributed runs).
-    ``engine.images_ready(keys)``, when set, is called with each coalition's keys once they are all
-    in the cache (the audit scores them in a background thread while the next coalition
-    generates), and ``engine.images_wait()`` before returning.
+    With ``engine.background`` (a :class:`BackgroundQueue`), images are written to the cache by its
+    thread while the next batch generates, each finished coalition is handed to its
+    ``on_coalition`` (the audit scores it there), and everything has completed when this returns.
     """
     bs = engine.gen.batch_size
     keys: dict[tuple[bool, ...], list[str]] = {}
     chunk_index = 0
-    ready = getattr(engine, "images_ready", None)
+    bg = getattr(engine, "background", None)
     for members in coalitions:
         coalition_keys = [key_of(engine.image_fields(members, it)) for it in items]
         keys[members] = coalition_keys
@@ -666,16 +665,63 @@ def ensure_images(
             stats.seconds += time.perf_counter() - t0
             for k, it, img in zip(chunk_keys, chunk_items, images):
                 if k in missing:
-                    cache.put(k, img, {**engine.image_fields(members, it), "coalition": engine.game.coalition_key(members)}, image_flags(img))
+                    fields = {**engine.image_fields(members, it), "coalition": engine.game.coalition_key(members)}
+                    if bg is not None:
+                        bg.submit(cache.put, k, img, fields, image_flags(img))
+                    else:
+                        cache.put(k, img, fields, image_flags(img))
                     stats.generated += 1
                 else:
                     stats.cached += 1
             if progress:
                 progress(len(chunk_keys))
-        if ready is not None and work_filter is None:
-            ready(coalition_keys)
-    wait = getattr(engine, "images_wait", None)
-    if wait is not None:
-        wait()
+        if bg is not None and work_filter is None:
+            bg.coalition_done(coalition_keys)
+    if bg is not None:
+        bg.wait()
     stats.switches = engine.switches
     return keys
+
+
+class BackgroundQueue:
+    """One worker thread that runs tasks in submission order: the PNG writes of a coalition's
+    images, then ``on_coalition(keys)`` for it (the audit's scoring), overlapping the generation of
+    the next batches (a GPU generating leaves the CPU idle; PNG encoding and scoring would otherwise
+    sit on the critical path). At most ``max_pending`` tasks wait (backpressure: generated images are
+    not piled up in memory). Tasks never run concurrently with each other; ``wait()`` returns when
+    all have run and re-raises the first error in the caller's thread."""
+
+    def __init__(self, on_coalition: Callable[[list[str]], None] | None = None, max_pending: int = 64):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.on_coalition = on_coalition
+        self.max_pending = max_pending
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copyscope-bg")
+        self._pending: list = []
+
+    def submit(self, fn: Callable, *args) -> None:
+        while len(self._pending) >= self.max_pending:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def coalition_done(self, keys: list[str]) -> None:
+        if self.on_coalition is not None:
+            self.submit(self.on_coalition, list(keys))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for f in self._pending:
+                f.cancel()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.close(cancel=exc_type is not None)
+        return False

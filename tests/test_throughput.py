@@ -137,7 +137,7 @@ def test_background_scoring_gives_the_same_report(tiny_models, tmp_path, monkeyp
 
     reports = {}
     for flag in ("1", "0"):
-        monkeypatch.setenv("COPYSCOPE_BACKGROUND_SCORING", flag)
+        monkeypatch.setenv("COPYSCOPE_BACKGROUND", flag)
         zoo = make_zoo_file(tmp_path / flag, tiny_models, loras=2, controlnet=False, estimator={"bootstrap": 20})
         reports[flag] = run_audit(zoo)
     a, b = reports["1"]["games"][0]["metrics"], reports["0"]["games"][0]["metrics"]

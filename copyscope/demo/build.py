@@ -70,7 +70,7 @@ DEFAULT_BASE_IMAGES = (
 
 DEFAULT_PROMPT = "a painting"
 
-FULL_STEPS = {"vae": 250, "base": 600, "controlnet": 250, "lora": 300}
+FULL_STEPS = {"vae": 600, "base": 500, "controlnet": 200, "lora": 250}
 QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 # Augmented samples per image: generic pool (base, VAE, ControlNet) and per-LoRA pool.
 FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
@@ -78,10 +78,10 @@ QUICK_POOL = {"base_per_image": 4, "lora_per_image": 4}
 
 HYPER = {
     "vae_channels": (16, 32),
-    "vae_batch": 16, "vae_lr": 1e-3, "vae_kl_weight": 1e-4,
+    "vae_batch": 32, "vae_lr": 3e-3, "vae_kl_weight": 1e-4,
     "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
-    "controlnet_batch": 16, "controlnet_lr": 1e-3,
-    "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8,
+    "controlnet_batch": 16, "controlnet_lr": 2e-3,
+    "lora_batch": 8, "lora_lr": 3e-3, "lora_rank": 8,
     "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.88, 1.0),
     "reference_png_size": 128,
 }
@@ -201,22 +201,24 @@ class _Log:
 
 
 def train_vae(vae, pixels: np.ndarray, steps: int, seed: int, log: _Log) -> None:
+    """Train the VAE as a (nearly) deterministic autoencoder: the posterior mean is decoded, with a small
+    L2 penalty on it (the KL mean term); cosine learning-rate decay."""
     import torch
 
-    g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_all = _to_tensor(pixels) * 2 - 1
-    opt = torch.optim.AdamW(vae.parameters(), lr=HYPER["vae_lr"], weight_decay=0.0)
+    lr = HYPER["vae_lr"]
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     t0 = time.time()
     for step in range(steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
         idx = rng.choice(len(x_all), size=min(HYPER["vae_batch"], len(x_all)), replace=False)
         x = x_all[idx]
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        z = vae.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        kl = 0.5 * (post.mean**2 + post.var - 1.0 - post.logvar).mean()
-        loss = torch.nn.functional.mse_loss(rec, x) + HYPER["vae_kl_weight"] * kl
+        loss = torch.nn.functional.mse_loss(rec, x) + HYPER["vae_kl_weight"] * 0.5 * (z**2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -244,7 +246,7 @@ def encode_latents(vae, pixels: np.ndarray):
         for i in range(0, len(x_all), 64):
             post = vae.encode(x_all[i : i + 64]).latent_dist
             means.append(post.mean)
-            stds.append(post.std)
+            stds.append(torch.zeros_like(post.mean))  # the VAE is trained as a deterministic autoencoder
     return torch.cat(means), torch.cat(stds)
 
 
@@ -508,7 +510,8 @@ def build_demo_zoo(
         tok_dir = out / "base" / "tokenizer"
         tokenizer = tiny.tiny_tokenizer(tok_dir)
         text_encoder = tiny.tiny_text_encoder(tokenizer, seed)
-        vae = tiny.tiny_vae(seed, resolution, block_out_channels=HYPER["vae_channels"], norm_num_groups=8)
+        vae = tiny.tiny_vae(seed, resolution, block_out_channels=HYPER["vae_channels"], norm_num_groups=8,
+                            mid_block_add_attention=False)
         t = time.time()
         train_vae(vae, gen_pix, st["vae"], seed + 11, L)
         timings["vae"] = time.time() - t

@@ -125,7 +125,8 @@ def tiny_unet(seed: int = 0, sample_size: int = 32):
     )
 
 
-def tiny_vae(seed: int = 0, sample_size: int = 32, block_out_channels=(32, 64), norm_num_groups: int = 32):
+def tiny_vae(seed: int = 0, sample_size: int = 32, block_out_channels=(32, 64), norm_num_groups: int = 32,
+             mid_block_add_attention: bool = True):
     from diffusers import AutoencoderKL
 
     _seeded(seed + 1)
@@ -139,6 +140,7 @@ def tiny_vae(seed: int = 0, sample_size: int = 32, block_out_channels=(32, 64), 
         latent_channels=4,
         norm_num_groups=norm_num_groups,
         sample_size=sample_size,
+        mid_block_add_attention=mid_block_add_attention,
     )
 
 
