@@ -34,6 +34,7 @@ class AuditHooks:
 
     on_event: Callable[[str], None] = lambda msg: None
     on_generate: Callable[[int, int], None] | None = None  # (advance, add_total)
+    on_score: Callable[[int, int], None] | None = None  # (advance, add_total)
 
 
 @dataclass
@@ -224,7 +225,7 @@ def run_audit(
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
         engine = CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=hooks.on_event)
         evaluator = CoalitionEvaluator(
-            game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate
+            game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score
         )
         engine.background = background_queue(scorer)
         try:

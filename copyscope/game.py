@@ -54,6 +54,7 @@ class CoalitionEvaluator:
         boot: np.ndarray,
         stats: GenerationStats,
         on_generate: Callable[[int, int], None] | None = None,
+        on_score: Callable[[int, int], None] | None = None,
     ):
         self.game = game
         self.engine = engine
@@ -65,6 +66,7 @@ class CoalitionEvaluator:
         self.boot = boot
         self.stats = stats
         self.on_generate = on_generate
+        self.on_score = on_score  # (advance, add_total) in coalition x metric units
         self.image_keys: dict[tuple[bool, ...], list[str]] = {}
         self.worths: dict[tuple[bool, ...], dict[str, np.ndarray]] = {}
         self.set_results: dict[tuple[bool, ...], dict[str, object]] = {}
@@ -96,10 +98,15 @@ class CoalitionEvaluator:
                 if f and f.get("flags"):
                     flagged[k] = f["flags"]
             self.flags[c] = flagged
+        if self.on_score:
+            self.on_score(0, len(todo) * len(self.scorer.metrics))
+        for c in todo:
             self.worths[c] = {}
             self.set_results[c] = {}
             for name, metric in self.scorer.metrics.items():
                 self.worths[c][name] = self._worth(c, metric)
+                if self.on_score:
+                    self.on_score(1, 0)
 
     def _worth(self, c: tuple[bool, ...], metric) -> np.ndarray:
         keys = self.image_keys[c]
