@@ -105,6 +105,17 @@ def cold_copy(zoo_path: Path, out_dir: Path) -> Path:
     return copy
 
 
+def zoo_variant(zoo_path: Path, **generation) -> Path:
+    """A copy of the zoo file beside it with some ``generation`` keys replaced."""
+    import yaml
+
+    data = yaml.safe_load(zoo_path.read_text())
+    data.setdefault("generation", {}).update(generation)
+    copy = zoo_path.parent / f".bench-{uuid.uuid4().hex[:8]}.yaml"
+    copy.write_text(yaml.safe_dump(data, sort_keys=False))
+    return copy
+
+
 def planned(zoo_path: Path) -> tuple[object, list[tuple[object, list[tuple[bool, ...]]]]]:
     """The prepared audit and, per game, the coalitions the audit will evaluate."""
     from copyscope.audit import prepare_audit
@@ -146,7 +157,12 @@ class BarePipelines:
         self.cn_pipes: dict = {}
         self.switch_seconds = 0.0
         self.switches = 0
-        torch.set_grad_enabled(False)
+        if getattr(self.gen, "compile", False):  # as CoalitionEngine._compile_unet does
+            dyn = torch._dynamo.config
+            for name in ("cache_size_limit", "recompile_limit"):
+                if hasattr(dyn, name):
+                    setattr(dyn, name, max(getattr(dyn, name), 2 ** (len(self.loras) + len(self.cns)) + 8))
+            self.pipe.unet.compile(fullgraph=False, dynamic=False)
 
     def pipeline_for(self, members):
         from diffusers import StableDiffusionControlNetPipeline

@@ -117,6 +117,7 @@ def audit(
         disable=worker or (not console.is_terminal and os.environ.get("COPYSCOPE_PROGRESS") != "1"),
     ) as progress:
         gen_task = progress.add_task("generating images", total=0)
+        score_task = progress.add_task("scoring (coalition x metric)", total=0)
         load_task = progress.add_task("loading models", total=None)
 
         def on_event(msg: str):
@@ -130,7 +131,13 @@ def audit(
             if advance:
                 progress.advance(gen_task, advance)
 
-        hooks = AuditHooks(on_event=on_event, on_generate=on_generate)
+        def on_score(advance: int, add_total: int):
+            if add_total:
+                progress.update(score_task, total=(progress.tasks[score_task].total or 0) + add_total)
+            if advance:
+                progress.advance(score_task, advance)
+
+        hooks = AuditHooks(on_event=on_event, on_generate=on_generate, on_score=on_score)
         if state is None:
             report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
         else:
@@ -145,6 +152,11 @@ def audit(
         f"generated {gen['generated']} image(s), {gen['cached']} from cache, {gen['seconds']:.1f} s generating; "
         f"report: {Path(report['output_dir']) / 'report.json'}"
     )
+    if gen.get("generated_while_scoring"):
+        console.print(
+            f"[yellow]warning:[/] process 0 had to generate {gen['generated_while_scoring']} image(s) the other processes "
+            "should have written: is the cache on a filesystem every node shares? (docs/scale.md)"
+        )
     if report["unavailable_metrics"]:
         out.print(
             "metrics unavailable on this machine (skipped; `copyscope metrics` says why): "

@@ -86,6 +86,7 @@ class _RecordingEvaluator(CoalitionEvaluator):
         self.metric_names = metric_names
         self.width = width
         self.requested: list[tuple[bool, ...]] = []
+        self.on_generate = self.on_score = None
         self.image_keys = {}
         self.worths = {}
         self.set_results = {}
@@ -112,8 +113,13 @@ def planned_coalitions(prep, game) -> list[tuple[bool, ...]]:
     import warnings
 
     from .audit import estimate_game
+    from .shapley import ExactShapley
 
-    width = 1 + prep.zoo.spec.estimator.bootstrap
+    if isinstance(prep.estimator, ExactShapley):
+        # every coalition, asked for in one batch, which the evaluator sorts into Gray-code order
+        return game.all_coalitions()
+    # bootstrap columns change no choice of coalition: two are enough to exercise the code
+    width = 1 + min(prep.zoo.spec.estimator.bootstrap, 2)
     rec = _RecordingEvaluator(game, [m.name for m in prep.metrics], width)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")

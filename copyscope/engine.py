@@ -679,7 +679,6 @@ def ensure_images(
             bg.coalition_done(coalition_keys)
     if bg is not None:
         bg.wait()
-    stats.switches = engine.switches
     return keys
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from copyscope.audit import AuditHooks, prepare_audit, run_audit
 from copyscope.distributed import (
-    WorkerStats,
     count_planned,
     generate_share,
     launched_world_size,
@@ -116,7 +115,6 @@ def test_plain_run_is_not_distributed(monkeypatch):
 )
 def test_planned_coalitions_do_not_depend_on_worths(tiny_models, tmp_path, estimator):
     """The recording game asks for the same coalitions whatever the worths are."""
-    from copyscope.game import CoalitionEvaluator
     from copyscope.audit import estimate_game
     from copyscope.distributed import _RecordingEvaluator
 

@@ -107,8 +107,6 @@ def test_lora_switches_are_timed(engine_zoo):
 
 
 def test_compile_flag_is_part_of_image_keys(tiny_models, tmp_path):
-    from copyscope.config import load_zoo
-
     plain = prepare_audit(make_zoo_file(tmp_path, tiny_models, loras=1))
     compiled = prepare_audit(make_zoo_file(tmp_path / "c", tiny_models, loras=1,
                              generation={"resolution": 32, "steps": 2, "seeds": 1, "batch_size": 2, "compile": True}))

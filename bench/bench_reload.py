@@ -1,0 +1,130 @@
+"""Speed-up of switching adapters over reloading the pipeline for every coalition.
+
+    python bench/bench_reload.py [ZOO] [--repeats 2] [--threads 1]
+
+ZOO as in bench_audit_overhead.py (default ``model_zoo.yaml``, else a tiny random-weight zoo).
+Both sides generate the same images (every coalition the audit evaluates, the zoo's prompts x
+seeds in its batches), without cache or scoring:
+
+* **switch** (copyscope): ``CoalitionEngine`` loads the base, every LoRA (as a named adapter) and
+  every ControlNet once; each coalition is ``set_adapters`` / ``disable_lora`` plus the choice of
+  the plain or the ControlNet pipeline.
+* **reload** (what CopyScope-style scripts do): for every coalition, ``from_pretrained`` the base
+  (and its ControlNets), ``load_lora_weights`` its LoRAs, ``set_adapters``, generate, drop it.
+
+Printed: seconds per side (wall and CPU time of this process), the speed-up reload / switch, the
+mean load cost per coalition of the reload side, the mean adapter-switch cost of the engine, the
+generation time per coalition, and whether both made the same pixels. The speed-up is about
+(generation + reload) / (generation + switch) per coalition: it grows as loading weighs more
+against generation (large checkpoints, slow disks, few images per coalition; ``--steps 2``
+shows that regime with small models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_audit_overhead import BarePipelines, machine, planned, resolve_zoo, zoo_variant  # noqa: E402
+
+
+def engine_run(prep, games):
+    from copyscope.engine import CoalitionEngine
+
+    t0 = time.perf_counter()
+    bs = prep.zoo.spec.generation.batch_size
+    items = prep.plan.items
+    images, switch_s, switches = {}, 0.0, 0
+    for game, coalitions in games:
+        engine = CoalitionEngine(prep.zoo, game)
+        for c in coalitions:
+            out = []
+            for start in range(0, len(items), bs):
+                out += engine.generate(c, items[start:start + bs])
+            images[(game.base.name, c)] = out
+        switch_s += engine.switch_seconds
+        switches += engine.switches
+        engine.release()
+    return time.perf_counter() - t0, images, switch_s / max(switches, 1)
+
+
+def reload_run(prep, games):
+    t0 = time.perf_counter()
+    bs = prep.zoo.spec.generation.batch_size
+    items = prep.plan.items
+    images, load_s, n = {}, 0.0, 0
+    for game, coalitions in games:
+        for c in coalitions:
+            t = time.perf_counter()
+            _, cns, loras = game.addons(c)
+            pipe = BarePipelines(prep, game, only=cns | loras)
+            load_s += time.perf_counter() - t
+            n += 1
+            out = []
+            for start in range(0, len(items), bs):
+                out += pipe.generate(c, items[start:start + bs])
+            images[(game.base.name, c)] = out
+            del pipe
+            gc.collect()
+    return time.perf_counter() - t0, images, load_s / max(n, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("zoo", nargs="?", default=None)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=None, help="override generation.steps (fewer steps: loading weighs more)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from copyscope.engine import _quiet_diffusers
+
+    _quiet_diffusers()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-reload-"))
+    variant = None
+    try:
+        zoo_path, desc = resolve_zoo(args.zoo, scratch)
+        if args.steps:
+            zoo_path = variant = zoo_variant(zoo_path, steps=args.steps)
+        prep, games = planned(zoo_path)
+        n_coal = sum(len(c) for _, c in games)
+        g = prep.zoo.spec.generation
+        print(f"zoo: {desc}\nmachine: {machine()}")
+        print(f"{n_coal} coalition(s) x {len(prep.plan.items)} image(s), {g.steps} steps, batch {g.batch_size}")
+        engine_run(prep, [(games[0][0], games[0][1][:1])])  # warm-up
+        tot = np.zeros(4)
+        for r in range(args.repeats):
+            c0 = time.process_time()
+            t_s, img_s, switch = engine_run(prep, games)
+            c_s = time.process_time() - c0
+            c0 = time.process_time()
+            t_r, img_r, load = reload_run(prep, games)
+            c_r = time.process_time() - c0
+            same = all(np.array_equal(np.stack(img_s[k]), np.stack(img_r[k])) for k in img_s)
+            tot += [t_s, t_r, c_s, c_r]
+            gen = (t_s - switch * n_coal) / n_coal
+            print(f"repeat {r + 1}: wall: switch {t_s:6.2f} s, reload {t_r:6.2f} s, speed-up {t_r / t_s:.2f}x | "
+                  f"CPU: switch {c_s:6.2f} s, reload {c_r:6.2f} s, speed-up {c_r / c_s:.2f}x | per coalition: "
+                  f"generation {gen:.2f} s, reload {load:.3f} s, switch {1000 * switch:.2f} ms | same pixels: {same}",
+                  flush=True)
+        print(f"speed-up of switching over reloading, totals over {args.repeats} repeats: wall {tot[1] / tot[0]:.2f}x, "
+              f"CPU time {tot[3] / tot[2]:.2f}x")
+    finally:
+        if variant is not None:
+            variant.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
