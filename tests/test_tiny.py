@@ -135,3 +135,29 @@ def test_tiny_lora_leaves_pipe_unchanged(tmp_path):
     keys = list(load_file(str(f)))
     assert any(k.startswith("unet.") for k in keys) and any(k.startswith("text_encoder.") for k in keys)
     p.load_lora_weights(str(f), adapter_name="x")  # text-encoder LoRA loads too
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_lora_file_reproduces_trained_adapter(tmp_path, wide):
+    """A saved LoRA (attention-only or attention+conv) loads back exactly as the in-memory adapter."""
+    from diffusers import StableDiffusionPipeline
+
+    p = tiny.tiny_pipeline(0)
+    p.set_progress_bar_config(disable=True)
+    targets = tiny.UNET_LORA_TARGETS_WIDE if wide else None
+    u, te = tiny.lora_copies(p, "lora", rank=4, text_encoder=True, targets=targets)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in (u, te):
+            for n, q in m.named_parameters():
+                if "lora_B" in n:
+                    q.copy_(torch.randn(q.shape, generator=g) * 0.1)
+    f = tiny.save_lora_file(tmp_path / "x.safetensors", u, te)
+    base = _gen(p)
+    q = StableDiffusionPipeline(**{**p.components, "unet": u.eval(), "text_encoder": te.eval()})
+    q.set_progress_bar_config(disable=True)
+    want = _gen(q)
+    p.load_lora_weights(str(f), adapter_name="x")
+    got = _gen(p)
+    assert np.abs(want - base).mean() > 1e-3
+    assert np.abs(got - want).max() < 1e-5

@@ -70,7 +70,7 @@ DEFAULT_BASE_IMAGES = (
 
 DEFAULT_PROMPT = "a painting"
 
-FULL_STEPS = {"vae": 600, "base": 500, "controlnet": 200, "lora": 250}
+FULL_STEPS = {"vae": 800, "base": 500, "controlnet": 200, "lora": 400}
 QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 # Augmented samples per image: generic pool (base, VAE, ControlNet) and per-LoRA pool.
 FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
@@ -81,8 +81,8 @@ HYPER = {
     "vae_batch": 32, "vae_lr": 3e-3, "vae_kl_weight": 1e-4,
     "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
     "controlnet_batch": 16, "controlnet_lr": 2e-3,
-    "lora_batch": 8, "lora_lr": 3e-3, "lora_rank": 8,
-    "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.88, 1.0),
+    "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8, "lora_targets": tuple(tiny.UNET_LORA_TARGETS_WIDE),
+    "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.94, 1.0),
     "reference_png_size": 128,
 }
 
@@ -152,13 +152,13 @@ def pseudo_depth(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
 
     NOT a depth estimate: no depth model is available offline. It carries the coarse layout of an
     image the way a depth map does, which is what a depth ControlNet conditions on. ``sigma``
-    defaults to 1/16 of the image side (2 px at 32 px).
+    defaults to 1/8 of the image side (4 px at 32 px).
     """
     from scipy.ndimage import gaussian_filter
 
     lum = 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
     if sigma is None:
-        sigma = min(image.shape[:2]) / 16.0
+        sigma = min(image.shape[:2]) / 8.0
     d = gaussian_filter(lum.astype(np.float64), sigma=sigma, mode="reflect")
     lo, hi = d.min(), d.max()
     d = (d - lo) / (hi - lo) if hi > lo + 1e-8 else np.full_like(d, 0.5)
@@ -370,7 +370,8 @@ def train_lora(pipe, lat: _Latents, caption: str, steps: int, seed: int, log: _L
     import torch
 
     torch.manual_seed(seed)
-    unet, _ = tiny.lora_copies(pipe, "lora", rank=HYPER["lora_rank"], init="gaussian")
+    unet, _ = tiny.lora_copies(pipe, "lora", rank=HYPER["lora_rank"], init="gaussian",
+                               targets=list(HYPER["lora_targets"]))
     unet.requires_grad_(False)
     params = tiny.lora_parameters(unet, "lora")
     for p in params:
@@ -579,7 +580,7 @@ def build_demo_zoo(
                 "trained_on": list(imgs),
                 "caption": prompt,
                 "rank": HYPER["lora_rank"],
-                "targets": tiny.UNET_LORA_TARGETS,
+                "targets": list(HYPER["lora_targets"]),
                 "samples": int(len(pix)),
                 "seed": seed + 101 + k,
                 "bytes": path.stat().st_size,
@@ -628,7 +629,7 @@ def build_demo_zoo(
                 "controlnet-depth": {
                     "path": "controlnet-depth",
                     "trained_on": list(base_images),
-                    "conditioning": "pseudo_depth(image): Gaussian-blurred (sigma = side/16), min-max normalised "
+                    "conditioning": "pseudo_depth(image): Gaussian-blurred (sigma = side/8), min-max normalised "
                                     "luminance; a stand-in for a depth map (no depth model offline)",
                     "control_images": control_paths,
                 },

@@ -228,10 +228,16 @@ def tiny_controlnet(unet, seed: int = 0, randomize: bool = True, std: float = 0.
 
 
 UNET_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+# Wider targets (attention, transformer projections and feed-forward, resnet convs): what the demo
+# zoo's LoRAs use, so that a LoRA can memorise an image in a few hundred CPU steps.
+UNET_LORA_TARGETS_WIDE = UNET_LORA_TARGETS + [
+    "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "conv_shortcut", "time_emb_proj",
+]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def lora_copies(pipe, adapter_name: str = "lora", rank: int = 4, text_encoder: bool = False, init: str | bool = "gaussian"):
+def lora_copies(pipe, adapter_name: str = "lora", rank: int = 4, text_encoder: bool = False,
+                init: str | bool = "gaussian", targets: list[str] | None = None):
     """Deep copies of pipe's UNet (and text encoder) with a fresh LoRA adapter (alpha = rank) attached.
 
     The pipe itself is not touched (peft wraps layers in place, and deleting an adapter leaves the
@@ -243,7 +249,7 @@ def lora_copies(pipe, adapter_name: str = "lora", rank: int = 4, text_encoder: b
 
     unet = copy.deepcopy(pipe.unet)
     unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=init, target_modules=UNET_LORA_TARGETS),
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=init, target_modules=targets or UNET_LORA_TARGETS),
         adapter_name=adapter_name,
     )
     te = None
@@ -265,14 +271,15 @@ def lora_parameters(module, adapter_name: str = "lora"):
 def save_lora_file(out_file: Path, unet, text_encoder=None, adapter_name: str = "lora") -> Path:
     """Save ``adapter_name`` of ``unet`` (and ``text_encoder``) as one diffusers-format .safetensors file."""
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
 
     def sd(m):
-        d = convert_state_dict_to_diffusers(get_peft_model_state_dict(m, adapter_name=adapter_name))
+        # PEFT-format keys ("<module>.lora_A.weight"), which load_lora_weights reads for linear and conv
+        # layers alike (converting to the old "lora.down" format breaks mixed linear+conv adapters).
+        d = get_peft_model_state_dict(m, adapter_name=adapter_name)
         return {k: v.detach().float().contiguous() for k, v in d.items()}
 
     StableDiffusionPipeline.save_lora_weights(
@@ -285,19 +292,20 @@ def save_lora_file(out_file: Path, unet, text_encoder=None, adapter_name: str = 
     return out_file
 
 
-def tiny_lora(pipe, out_file: Path, seed: int, rank: int = 4, scale: float = 1.0, text_encoder: bool = False) -> Path:
+def tiny_lora(pipe, out_file: Path, seed: int, rank: int = 4, scale: float = 1.0, text_encoder: bool = False,
+              targets: list[str] | None = None) -> Path:
     """Write a LoRA with random non-zero A and B (B scaled by ``scale``) to ``out_file``; pipe is unchanged."""
     import torch
 
-    unet, te = lora_copies(pipe, "lora", rank=rank, text_encoder=text_encoder)
+    unet, te = lora_copies(pipe, "lora", rank=rank, text_encoder=text_encoder, targets=targets)
     g = torch.Generator().manual_seed(seed + 101)
     with torch.no_grad():
         for m in [unet] + ([te] if te is not None else []):
             for p_name, p in sorted(m.named_parameters(), key=lambda kv: kv[0]):
                 if ".lora." in p_name and "lora_A" in p_name:
-                    p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(p.shape[1]))
+                    p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(p[0].numel()))
                 elif ".lora." in p_name and "lora_B" in p_name:
-                    p.copy_(torch.randn(p.shape, generator=g) * (0.5 * scale / np.sqrt(p.shape[1])))
+                    p.copy_(torch.randn(p.shape, generator=g) * (0.5 * scale / np.sqrt(p[0].numel())))
     out = save_lora_file(out_file, unet, te, "lora")
     del unet, te
     return out
