@@ -272,6 +272,10 @@ def background_queue(scorer: Scorer) -> "BackgroundQueue | None":
     return BackgroundQueue(on_coalition=score)
 
 
+class _NotFinite(Exception):
+    """A metric's worth is NaN/inf for some coalition: that metric is skipped, not the audit."""
+
+
 def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> dict:
     """Run the estimators on every metric of one game; return the game's report section."""
     from .metrics import fusion
@@ -298,16 +302,20 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
         out["efficiency_gap"] = efficiency_gap(estimate, g)
         return out
 
+    def metric_values(C, name):
+        values = evaluator.values(C, name)
+        if not np.isfinite(values).all():
+            raise _NotFinite  # checked here, before the Game sees it, so the audit goes on
+        return values
+
     skipped: dict[str, str] = {}
     for name in names:
-        result = run(name, lambda C, name=name: evaluator.values(C, name))
-        worths = np.stack([w[name][0] for w in evaluator.worths.values()])
-        if not np.isfinite(worths).all():
+        try:
+            results[name] = run(name, lambda C, name=name: metric_values(C, name))
+        except _NotFinite:
             # e.g. KID with a single reference image: undefined, so it attributes nothing
             reasons = {r.warning for res in evaluator.set_results.values() if (r := res.get(name)) is not None and r.warning}
             skipped[name] = "not finite for this audit" + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
-            continue
-        results[name] = result
     names = [n for n in names if n not in skipped]
 
     # Fusion: mean of per-metric z-scores across the evaluated coalitions (documented in metrics).

@@ -20,7 +20,7 @@ Layout written to ``out_dir``::
     base/                      diffusers folder (safetensors)
     controlnet-depth/          diffusers ControlNet folder (safetensors)
     loras/<name>.safetensors   diffusers-format LoRA files
-    references/<work>/*.png    the protected works (square centre crops)
+    references/<work>/*.png    the protected works (square centre crop + near-full crops as extra views)
     control/<work>_depth.png   pseudo_depth of each reference; control/neutral.png (flat grey)
     ground_truth.json          which component was trained on which images, seeds, steps, timings, SSIM
     zoo.yaml                   a zoo file for ``copyscope audit`` (paths relative to it)
@@ -84,6 +84,9 @@ HYPER = {
     "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8, "lora_targets": tuple(tiny.UNET_LORA_TARGETS_WIDE),
     "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.94, 1.0),
     "reference_png_size": 128,
+    # Each work ships as several views (the full centre square plus near-full crops, the kind of image
+    # the planted LoRA saw), so that set-level metrics (KID, Fréchet) have more than one reference image.
+    "reference_views": 4,
 }
 
 
@@ -145,6 +148,22 @@ def random_crops(a: np.ndarray, n: int, size: int, rng: np.random.Generator, sca
                 crop = crop[:, ::-1]
         out.append(_resize(crop, size))
     return np.stack(out)
+
+
+def write_reference_views(out: Path, works: dict[str, np.ndarray], size: int, views: int,
+                          seed: int) -> dict[str, list[str]]:
+    """Write ``references/<work>/<work>.png`` (the centre square) and ``<work>-view<k>.png``.
+
+    The views are near-full crops (``lora_crop_scale``) drawn from their own RNG, so they change no
+    trained weight. Returns the written paths per work, relative to ``out``.
+    """
+    paths = {}
+    for i, (w, a) in enumerate(works.items()):
+        rng = np.random.default_rng(seed + 7 + i)
+        crops = random_crops(a, views, size, rng, scale=HYPER["lora_crop_scale"], flip=False)
+        names = [f"{w}.png"] + [f"{w}-view{k}.png" for k in range(1, views)]
+        paths[w] = [str(save_png(c, out / "references" / w / n).relative_to(out)) for c, n in zip(crops, names)]
+    return paths
 
 
 def pseudo_depth(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
@@ -589,9 +608,7 @@ def build_demo_zoo(
 
         # ---- references, conditioning images, zoo file -----------------------------------------------
         size = min(HYPER["reference_png_size"], min(a.shape[0] for a in ref_full.values()))
-        ref_paths = {}
-        for w, a in ref_full.items():
-            ref_paths[w] = [str(save_png(_resize(a, size), out / "references" / w / f"{w}.png").relative_to(out))]
+        ref_paths = write_reference_views(out, ref_full, size, HYPER["reference_views"], seed)
         control_paths = {}
         for w in references:
             control_paths[w] = str(save_png(pseudo_depth(ref_small[w]), out / "control" / f"{w}_depth.png")

@@ -168,8 +168,20 @@ def attribution_csv(report: dict) -> str:
 
 
 def attribution_tables(report: dict):
-    """One rich Table per game: players as rows, metrics as columns, 'value [ci]' cells."""
+    """One rich Table per game: 'value *' over its 95% interval in each cell.
+
+    The longer of (players, metrics) runs down the rows so the table fits a terminal; cells fold
+    rather than being cut with an ellipsis.
+    """
     from rich.table import Table
+
+    def cell(v: dict) -> str:
+        text = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
+        if v.get("p_holm") is not None and v["p_holm"] < 0.05:
+            text += " *"
+        if v["ci95"]:
+            text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
+        return text
 
     tables = []
     for g in report["games"]:
@@ -177,20 +189,14 @@ def attribution_tables(report: dict):
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
             caption="value, then its 95% interval; * = above zero after Holm correction (p < 0.05)",
         )
-        t.add_column("player")
-        metrics = list(g["metrics"])
-        for m in metrics:
-            t.add_column(m, justify="right")
-        for p in g["players"]:
-            cells = []
-            for m in metrics:
-                v = g["metrics"][m]["shapley"][p]
-                cell = f"{v['value']:+.2g}" if v["value"] is not None else "n/a"
-                if v["ci95"]:
-                    cell += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
-                if v.get("p_holm") is not None and v["p_holm"] < 0.05:
-                    cell += " *"
-                cells.append(cell)
-            t.add_row(p, *cells)
+        metrics, players = list(g["metrics"]), list(g["players"])
+        metrics_down = len(players) <= len(metrics)
+        rows, cols = (metrics, players) if metrics_down else (players, metrics)
+        t.add_column("metric" if metrics_down else "player", overflow="fold")
+        for c in cols:
+            t.add_column(c, justify="right", overflow="fold")
+        for r in rows:
+            t.add_row(r, *(cell(g["metrics"][r]["shapley"][c] if metrics_down else g["metrics"][c]["shapley"][r])
+                           for c in cols))
         tables.append(t)
     return tables

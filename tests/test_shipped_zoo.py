@@ -1,0 +1,82 @@
+"""The shipped demo zoo: `copyscope audit model_zoo.yaml` finds the planted LoRA (ground truth)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from copyscope.cli import app  # noqa: E402
+from copyscope.metrics import DEFAULT_METRICS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shipped_audit(tmp_path_factory, monkeypatch_module):
+    out = tmp_path_factory.mktemp("shipped")
+    monkeypatch_module.chdir(ROOT)  # the zoo file's paths are relative to the repository root
+    first = CliRunner().invoke(app, ["audit", "model_zoo.yaml", "--out", str(out / "audit")])
+    assert first.exit_code == 0, first.output
+    report = json.loads((out / "audit" / "report.json").read_text())
+    second = CliRunner().invoke(app, ["audit", "model_zoo.yaml", "--out", str(out / "audit")])
+    assert second.exit_code == 0, second.output
+    rerun = json.loads((out / "audit" / "report.json").read_text())
+    return report, rerun
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_ground_truth_names_the_planted_lora():
+    gt = json.loads((ROOT / "demo_zoo" / "ground_truth.json").read_text())
+    assert gt["planted_infringer"] == "planted"
+    assert gt["components"]["loras"]["planted"]["trained_on"] == list(gt["references"])
+
+
+def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
+    report, _ = shipped_audit
+    (game,) = report["games"]
+    decoys = [p for p in game["players"] if p.startswith("decoy")]
+    assert len(decoys) >= 2
+    available = set(DEFAULT_METRICS) - set(report["unavailable_metrics"])
+    assert available, "no default metric ran"
+    # every default metric that can run offline is in the report (none skipped), plus the fusion
+    assert available | {"fusion"} == set(game["metrics"]), (game["skipped_metrics"], set(game["metrics"]))
+    for metric, sec in game["metrics"].items():
+        values = {p: v["value"] for p, v in sec["shapley"].items()}
+        assert max(values, key=values.get) == "planted", (metric, values)
+        planted = sec["shapley"]["planted"]
+        assert planted["ci95"][0] > 0, (metric, planted)  # its interval excludes zero
+        assert planted["p_holm"] < 0.05, (metric, planted)
+        for d in decoys:
+            # a clear margin: the planted value beats each decoy's upper interval bound
+            assert planted["value"] > sec["shapley"][d]["ci95"][1], (metric, d, values)
+        assert abs(sec["efficiency_gap"]) < 1e-9
+
+
+def test_set_level_metrics_carry_sample_sizes(shipped_audit):
+    report, _ = shipped_audit
+    (game,) = report["games"]
+    set_level = [m for m, sec in game["metrics"].items() if sec.get("sample_size")]
+    assert {"fd_pixels", "kid_pixels"} <= set(set_level)
+    for m in set_level:
+        for size in game["metrics"][m]["sample_size"].values():
+            assert size["n_generated"] == 8 and size["n_reference"] >= 2
+
+
+def test_rerun_is_cached_and_identical(shipped_audit):
+    report, rerun = shipped_audit
+    assert rerun["generation"]["generated"] == 0
+    assert rerun["generation"]["cached"] == report["generation"]["generated"] + report["generation"]["cached"]
+    assert rerun["games"] == report["games"]
