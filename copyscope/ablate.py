@@ -563,22 +563,26 @@ def ablation_tables(ablation: dict):
     for g in ablation["games"]:
         has_gt = bool((g.get("ground_truth") or {}).get("metrics"))
         planted = "+".join((g.get("ground_truth") or {}).get("planted", []))
+        game_rows = [r for r in rows if r["base"] == g["base"]]
         t = Table(
             title=escape(f"Metric ablation — base {g['base']} ({len(ablation['seeds'])} seed(s))"),
-            caption=escape("tau: mean Kendall tau with the other metrics; stable from k: fewest seeds from which the "
+            caption=escape("tau: mean Kendall tau with the other metrics; k stable: fewest seeds from which the "
                            "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
-                           + (f"; margin: planted ({planted}) - best other, / max |value|" if has_gt else "")),
+                           + (f"; rank, margin (value - best other's, / max |value|) and P(1st) (share of "
+                              f"bootstrap resamples ranking it first) of the planted component ({planted})"
+                              if has_gt else "")),
+            caption_justify="left",
         )
         t.add_column("metric", no_wrap=True, min_width=max((len(m) for m in g["metrics"]), default=6))
-        for col in ["ranking", "tau", "stable from k", "width"] + (["planted rank", "margin", "P(first)"] if has_gt else []):
-            t.add_column(col, justify="left" if col == "ranking" else "right")
-        for r in rows:
-            if r["base"] != g["base"]:
-                continue
-            cells = [r["metric"], r["ranking"], _fmt(r["mean_kendall_with_other_metrics"], "+.2f"),
+        # numbers never wrap; the ranking (last) takes the remaining width and wraps between players
+        for col in ["tau", "k stable", "width"] + (["rank", "margin", "P(1st)"] if has_gt else []):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("ranking", min_width=10, overflow="fold")
+        for r in game_rows:
+            cells = [r["metric"], _fmt(r["mean_kendall_with_other_metrics"], "+.2f"),
                      f"{_fmt(r['k_stable'])}/{_fmt(r['n_seeds'])}", _fmt(r["relative_ci_width"], ".2f")]
             if has_gt:
                 cells += [_fmt(r["planted_rank"]), _fmt(r["relative_margin"], "+.2f"), _fmt(r["p_first"], ".2f")]
-            t.add_row(*[escape(c) for c in cells])
+            t.add_row(*[escape(c) for c in cells + [r["ranking"]]])
         tables.append(t)
     return tables

@@ -34,10 +34,23 @@ def key_of(fields: dict) -> str:
     return sha256_bytes(canonical_json(fields).encode())
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file (0o666 minus the umask); mkstemp alone gives 0o600,
+    which would hide reports and cache entries from the rest of a team."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # not on Windows
+            os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

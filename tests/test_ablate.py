@@ -32,7 +32,7 @@ def test_outputs_and_table(run):
         assert (out / name).is_file(), name
     assert ab["audit_generation"]["generated"] == 0  # the audit's cached images, nothing regenerated
     assert ab["seeds"] == list(range(N_SEEDS)) and ab["config_sha256"] == run["report"]["config_sha256"]
-    assert "Metric ablation" in run["ablate_output"] and "stable from k" in run["ablate_output"]
+    assert "Metric ablation" in run["ablate_output"] and "k stable" in run["ablate_output"]
     for m in METRICS:
         assert m in run["ablate_output"]
     rows = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))

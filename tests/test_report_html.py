@@ -152,7 +152,7 @@ def test_hostile_strings_are_escaped(run, tmp_path):
     tags = set(re.findall(r"<([a-zA-Z0-9]+)", html))
     assert tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "nav", "ul", "li", "a",
                     "table", "thead", "tbody", "tr", "th", "td", "img", "span", "b", "code", "pre", "div", "figure",
-                    "figcaption"}, tags
+                    "figcaption", "details", "summary"}, tags
 
 
 def _game(value, ci, p_holm, share, low, high, kind="lora"):

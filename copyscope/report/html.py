@@ -37,7 +37,7 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 .grid td{text-align:center;padding:2px}.grid img{width:64px;height:64px;image-rendering:pixelated;display:block}
 .grid th{font-weight:normal;font-size:.8em}
-img.flag{outline:3px solid #c0392b}.refs{display:flex;flex-wrap:wrap;gap:1em}.refs figure{margin:0;max-width:180px;font-size:.8em}
+img.flag{outline:3px solid #c0392b}.refs{display:flex;flex-wrap:wrap;gap:1em}.refs figure{margin:0;max-width:180px;font-size:.8em}.refs figcaption{overflow-wrap:anywhere}
 .refs img{max-width:160px;max-height:160px;display:block}
 ul.summary li{margin-bottom:.35em}code{background:#f3f3f3;padding:0 .2em}
 nav ul{columns:2}
@@ -238,7 +238,8 @@ def section_works(report: dict) -> str:
         figs = []
         for f in files:
             uri, why = image_thumb(Path(f), REF_THUMB)
-            figs.append(f"<figure>{_img(uri, why, f'reference of work {w}')}<figcaption>{esc(f)}</figcaption></figure>")
+            figs.append(f"<figure>{_img(uri, why, f'reference of work {w}')}"
+                        f"<figcaption title=\"{esc(f)}\">{esc(Path(f).name)}</figcaption></figure>")
         parts.append(f"<h3>Work {esc(w)}</h3><div class=\"refs\">{''.join(figs)}</div>")
     return "".join(parts)
 
@@ -257,8 +258,21 @@ def section_summary(report: dict, game: dict) -> str:
         + ".</p>"
     )
     items = []
+    metrics = list(game["metrics"])
+    # headline: the fusion when there is one (it combines the metrics), else the first metric;
+    # every metric's sentence stays one click away
+    headline = metrics.index("fusion") if "fusion" in metrics else 0
     for p, sentences in summary_sentences(report, game).items():
-        items.append(f"<li><b>{esc(player_label(game, p))}</b><ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul></li>")
+        tally = _metric_tally(game, p, alpha)
+        details = ""
+        if len(sentences) > 1:
+            details = (f"<details><summary>every metric ({len(sentences)})</summary><ul>"
+                       + "".join(f"<li>{esc(x)}</li>" for x in sentences) + "</ul></details>")
+        label, text = player_label(game, p), sentences[headline]
+        lead = (f"<b>{esc(label)}</b>{esc(text[len(label):])}" if text.startswith(label)
+                else f"<b>{esc(label)}</b>: {esc(text)}")
+        items.append(f"<li>{lead}"
+                     + (f" <span class=\"muted\">{esc(tally)}</span>" if tally else "") + details + "</li>")
     explain = (
         "<p class=\"muted\">Shapley value: the average change in similarity to the works when the component joins the "
         "pipeline, over all orders in which components can be added (higher = more copying caused). Share: the component's "
@@ -267,6 +281,19 @@ def section_summary(report: dict, game: dict) -> str:
         "components" + _min_p_note(report) + ".</p>"
     )
     return head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+
+
+def _metric_tally(game: dict, player: str, alpha: float) -> str:
+    """'Across the 8 metrics: raises similarity under 8 (significantly under 8), lowers it under 0.'"""
+    vals = [(sec["shapley"].get(player) or {}) for m, sec in game["metrics"].items() if m != "fusion"]
+    vals = [e for e in vals if _finite(e.get("value"))]
+    if len(vals) < 2:
+        return ""
+    up = [e for e in vals if e["value"] > 0]
+    sig = [e for e in up if _finite(e.get("p_holm")) and e["p_holm"] < alpha]
+    down = [e for e in vals if e["value"] < 0]
+    return (f"Across the {len(vals)} metrics: raises similarity under {len(up)} (significantly under {len(sig)}), "
+            f"lowers it under {len(down)}.")
 
 
 def _min_p_note(report: dict) -> str:
