@@ -171,3 +171,21 @@ def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tm
     for name, m in game["metrics"].items():
         assert m["estimator"]["coalitions_evaluated"] <= 6
         assert abs(m["efficiency_gap"]) <= 1e-9 or m["estimator"]["method"] != "exact"
+
+
+def test_undefined_metric_is_skipped_with_its_reason_not_the_audit(tiny_models, tmp_path):
+    # one reference image: KID's unbiased estimator is undefined (needs >= 2 on each side), so
+    # kid_pixels is NaN for every coalition; the audit must go on with the other metrics
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False,
+                        metrics=["kid_pixels", "ssim", "cosine"])
+    data = yaml.safe_load(zoo.read_text())
+    ref_dir = Path(data["references"][0]["paths"][0])
+    for extra in sorted(ref_dir.glob("*.png"))[1:]:
+        extra.unlink()
+    r = runner.invoke(app, ["audit", str(zoo)])
+    assert r.exit_code == 0, r.output
+    (game,) = json.loads((tmp_path / "out" / "report.json").read_text())["games"]
+    assert set(game["metrics"]) == {"ssim", "cosine", "fusion"}
+    assert "kid_pixels" in game["skipped_metrics"] and "fewer than 2" in game["skipped_metrics"]["kid_pixels"]
+    for sec in game["metrics"].values():
+        assert all(math.isfinite(e["value"]) for e in sec["shapley"].values())
