@@ -175,9 +175,12 @@ def attribution_tables(report: dict):
     """
     from rich.table import Table
 
+    level = (report.get("settings") or {}).get("confidence", 0.95)
+    alpha = 1.0 - level
+
     def cell(v: dict) -> str:
         text = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
-        if v.get("p_holm") is not None and v["p_holm"] < 0.05:
+        if v.get("p_holm") is not None and v["p_holm"] < alpha:
             text += " *"
         if v["ci95"]:
             text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
@@ -187,7 +190,7 @@ def attribution_tables(report: dict):
     for g in report["games"]:
         t = Table(
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
-            caption="value, then its 95% interval; * = above zero after Holm correction (p < 0.05)",
+            caption=f"value, then its {level:.0%} interval; * = above zero after Holm correction (p < {alpha:.2g})",
         )
         metrics, players = list(g["metrics"]), list(g["players"])
         metrics_down = len(players) <= len(metrics)
