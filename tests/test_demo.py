@@ -155,3 +155,18 @@ def test_cli_registered():
 
     r = CliRunner().invoke(demo_app, ["build", "--help"])
     assert r.exit_code == 0 and "--quick" in r.output
+
+
+def test_refuses_to_overwrite_a_zoo(zoo, tmp_path):
+    from typer.testing import CliRunner
+
+    from copyscope.demo.cli import demo_app
+
+    before = {p: p.stat().st_mtime_ns for p in zoo.rglob("*") if p.is_file()}
+    r = CliRunner().invoke(demo_app, ["build", "--out", str(zoo), "--quick"])
+    assert r.exit_code == 2 and "exists and is not empty" in r.output and "--overwrite" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert {p: p.stat().st_mtime_ns for p in zoo.rglob("*") if p.is_file()} == before  # nothing touched
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CopyscopeError, match="not a folder"):
+        demo_build.build_demo_zoo(tmp_path / "f", quick=True, log=None)

@@ -468,13 +468,15 @@ def build_demo_zoo(
     check_seeds: int = 8,
     threads: int | None = 2,
     log: Callable[[str], None] | None = print,
+    overwrite: bool = False,
 ) -> Path:
     """Train and write the demo zoo into ``out_dir``; returns ``out_dir``.
 
     ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora). ``quick`` uses a
     handful of steps (a loadable but untrained-looking zoo, for tests). ``check`` (default: on unless
     quick) runs the exact Shapley sanity check of :mod:`copyscope.demo.check` and records it in
-    ground_truth.json.
+    ground_truth.json. An ``out_dir`` that exists and is not empty is refused unless ``overwrite``
+    (a build must not replace a zoo, such as the shipped one, by accident).
     """
     import torch
     from diffusers import StableDiffusionPipeline
@@ -501,6 +503,10 @@ def build_demo_zoo(
     st = dict(QUICK_STEPS if quick else FULL_STEPS)
     st.update(steps or {})
     pool = QUICK_POOL if quick else FULL_POOL
+    if out.exists() and not out.is_dir():
+        raise CopyscopeError(f"{out}: exists and is not a folder; expected an output folder for the zoo")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CopyscopeError(f"{out}: exists and is not empty; choose another --out, or pass --overwrite to replace it")
     if check is None:
         check = not quick
     old_threads = torch.get_num_threads()

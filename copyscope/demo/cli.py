@@ -38,6 +38,7 @@ def build(
     check: Optional[bool] = typer.Option(None, "--check/--no-check",
                                          help="run the exact Shapley sanity check (default: on unless --quick)"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the files of a non-empty --out folder"),
 ) -> None:
     """Train the demo zoo on CPU from scikit-image's bundled images and write it to --out."""
     from .build import DEFAULT_BASE_IMAGES, build_demo_zoo
@@ -58,6 +59,7 @@ def build(
             check=check,
             threads=threads,
             log=typer.echo,
+            overwrite=overwrite,
         )
     except CopyscopeError as e:
         typer.secho(str(e), fg="red", err=True)
