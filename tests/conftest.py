@@ -27,3 +27,23 @@ def tiny_models(tmp_path_factory) -> dict:
     return save_tiny_zoo(root, seed=0, n_loras=2, controlnet=True)
 
 
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on a shared 2-core machine two OpenMP threads per process
+    can be 10x slower than one (they spin waiting for each other)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A random-weight CLIP folder (the offline stand-in for the CLIP backbone)."""
+    from copyscope.clip_zero_shot import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")

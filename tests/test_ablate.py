@@ -14,7 +14,8 @@ from scipy import stats
 
 from copyscope.ablate import planted_recovery, rank_agreement, ranking, seed_stability
 
-from test_report_helpers import N_SEEDS, audited_and_ablated, brute_force_shapley
+from test_report_helpers import N_SEEDS, audited_and_ablated
+from zoo_helpers import brute_force_shapley
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,9 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.cache import ImageCache
 
-from zoo_helpers import make_zoo_file
+from zoo_helpers import brute_force_shapley, make_zoo_file
 
 runner = CliRunner()
-
-
-def brute_force_shapley(players: list[str], worth: dict[str, float]) -> dict[str, float]:
-    """Shapley values straight from the definition: average marginal contribution over all orders."""
-    def key(members):
-        return "+".join(p for p in players if p in members)
-
-    phi = {p: 0.0 for p in players}
-    orders = list(itertools.permutations(players))
-    for order in orders:
-        members: set[str] = set()
-        for p in order:
-            before = worth[key(members)]
-            members.add(p)
-            phi[p] += worth[key(members)] - before
-    return {p: v / len(orders) for p, v in phi.items()}
 
 
 @pytest.fixture(scope="module")

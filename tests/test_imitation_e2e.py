@@ -17,13 +17,6 @@ runner = CliRunner()
 ARTISTS = [{"name": "Ada Painter", "work": "ada"}, {"name": "Bo Sketcher", "work": "bo"}, "Cy Nowork"]
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    from copyscope.clip_zero_shot import save_tiny_clip
-
-    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
-
-
 def imitation_zoo(tmp, tiny_models, tiny_clip, **overrides):
     write_reference_images(tmp / "ada", n=2, seed=1)
     write_reference_images(tmp / "bo", n=1, seed=2)

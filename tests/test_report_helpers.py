@@ -15,23 +15,6 @@ N_SEEDS = 3
 _STATE: dict = {}
 
 
-def brute_force_shapley(players, worth: dict[str, float]) -> dict[str, float]:
-    import itertools
-
-    def key(members):
-        return "+".join(p for p in players if p in members)
-
-    phi = {p: 0.0 for p in players}
-    orders = list(itertools.permutations(players))
-    for order in orders:
-        members: set[str] = set()
-        for p in order:
-            before = worth[key(members)]
-            members.add(p)
-            phi[p] += worth[key(members)] - before
-    return {p: v / len(orders) for p, v in phi.items()}
-
-
 def audited_and_ablated(tiny_models: dict, tmp_path_factory) -> dict:
     """`copyscope audit` then `copyscope ablate` on a 2-LoRA zoo with 3 seeds (4 coalitions x 3 images)."""
     if _STATE:

@@ -15,13 +15,6 @@ from zoo_helpers import make_zoo_file, write_reference_images
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    from copyscope.clip_zero_shot import save_tiny_clip
-
-    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
-
-
 def split_zoo(tmp, tiny_models, tiny_clip, **overrides):
     write_reference_images(tmp / "ada", n=2, seed=1)
     write_reference_images(tmp / "bo", n=1, seed=2)

@@ -1,7 +1,8 @@
-"""Helpers for tests that write zoo files over the tiny models."""
+"""Helpers for tests that write zoo files over the tiny models, and check their reports."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,22 @@ def make_zoo_file(tmp_path: Path, tiny_models: dict, *, loras: int = 2, controln
     path = tmp_path / "zoo.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def brute_force_shapley(players: list[str], worth: dict[str, float]) -> dict[str, float]:
+    """Shapley values straight from the definition: average marginal contribution over all orders.
+
+    ``worth`` is keyed like report.json's coalitions: member names joined with ``+`` in ``players`` order.
+    """
+    def key(members):
+        return "+".join(p for p in players if p in members)
+
+    phi = {p: 0.0 for p in players}
+    orders = list(itertools.permutations(players))
+    for order in orders:
+        members: set[str] = set()
+        for p in order:
+            before = worth[key(members)]
+            members.add(p)
+            phi[p] += worth[key(members)] - before
+    return {p: v / len(orders) for p, v in phi.items()}
