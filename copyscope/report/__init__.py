@@ -31,16 +31,18 @@ def _interval(ci_row) -> list[float] | None:
 
 
 def _estimate_section(est, level: float, names: list[str]) -> dict:
+    from ..shapley import adjust_p_values
+
     ci = est.ci(level)
     p = est.p_values()
-    p_adj = est.p_adjusted("holm")
+    p_adj = adjust_p_values(p, "holm")  # not est.p_adjusted(), which recomputes the p-values
     out = {}
     for i, name in enumerate(names):
         out[name] = {
             "value": _f(est.values[i]),
             "ci95": _interval(ci[i]) if ci is not None else None,
-            "p_value": _f(p[i]) if p is not None else None,
-            "p_holm": _f(p_adj[i]) if p_adj is not None else None,
+            "p_value": _f(p[i]),
+            "p_holm": _f(p_adj[i]),
         }
     return out
 
@@ -132,10 +134,8 @@ def write_outputs(report: dict, out_dir: Path) -> None:
 def write_views(report: dict, out_dir: Path) -> None:
     atomic_write_text(out_dir / "coalitions.csv", coalitions_csv(report))
     atomic_write_text(out_dir / "attribution.csv", attribution_csv(report))
-    try:
-        from .html import render_html
-    except ImportError:  # the HTML view is optional until it lands
-        return
+    from .html import render_html
+
     atomic_write_text(out_dir / "report.html", render_html(report, out_dir))
 
 

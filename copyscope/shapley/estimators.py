@@ -173,6 +173,17 @@ def _exact_design(n: int, budget: int | None, weights: Callable[[int], np.ndarra
     return Design(coalitions, solve, method, index)
 
 
+def _exact_if_affordable(n: int, budget: int, weights: Callable[[int], np.ndarray], method: str,
+                         index: str) -> Design | None:
+    """The exact design when ``budget >= 2**n`` covers every coalition (cheaper than sampling),
+    else None: the sampled estimators fall back to it."""
+    if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
+        design = _exact_design(n, None, weights, method, index)
+        design.info["note"] = f"budget {budget} >= 2**{n}: exact enumeration"
+        return design
+    return None
+
+
 def _shapley_weights(n: int) -> np.ndarray:
     s = np.arange(n)
     return np.array([1.0 / (n * _comb(n - 1, int(k))) for k in s])
@@ -253,10 +264,9 @@ class PermutationShapley(Estimator):
 
     def _design(self, n: int, budget: int | None, seed: int) -> Design:
         assert budget is not None
-        if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
-            design = _exact_design(n, None, _shapley_weights, "exact", "shapley")
-            design.info["note"] = f"budget {budget} >= 2**{n}: exact enumeration"
-            return design
+        exact = _exact_if_affordable(n, budget, _shapley_weights, "exact", "shapley")
+        if exact is not None:
+            return exact
         per_unit = 2 if self.antithetic else 1
         minimum = 2 + per_unit * (n - 1)
         if budget < minimum:
@@ -450,10 +460,9 @@ class KernelShap(Estimator):
 
     def _design(self, n: int, budget: int | None, seed: int) -> Design:
         assert budget is not None
-        if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
-            design = _exact_design(n, None, _shapley_weights, "exact", "shapley")
-            design.info["note"] = f"budget {budget} >= 2**{n}: exact enumeration"
-            return design
+        exact = _exact_if_affordable(n, budget, _shapley_weights, "exact", "shapley")
+        if exact is not None:
+            return exact
         if n == 1:  # 2**1 = 2 > budget means budget == 1
             raise CopyscopeError(f"budget {budget} is too small: a 1-player game needs 2")
         minimum = n + 2 if not self.paired else n + 2 + (n % 2)
@@ -620,10 +629,9 @@ class SampledBanzhaf(Estimator):
 
     def _design(self, n: int, budget: int | None, seed: int) -> Design:
         assert budget is not None
-        if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
-            design = _exact_design(n, None, _banzhaf_weights, "banzhaf", "banzhaf")
-            design.info["note"] = f"budget {budget} >= 2**{n}: exact enumeration"
-            return design
+        exact = _exact_if_affordable(n, budget, _banzhaf_weights, "banzhaf", "banzhaf")
+        if exact is not None:
+            return exact
         if budget < 4:
             raise CopyscopeError(f"budget {budget} is too small for sampled Banzhaf: needs 4")
         rng = np.random.default_rng(seed)
