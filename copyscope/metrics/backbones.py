@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from copyscope.cache import file_sha256
 from copyscope.errors import MissingDependency
 
 from ._imageops import resize
@@ -49,23 +50,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's content, cached by (path, size, mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
-
 
 def folder_sha256(folder: str | os.PathLike) -> str:
     """Hash of a model folder: names and contents of its config and weight files."""
@@ -115,6 +99,20 @@ def _center_crop(x, size: tuple[int, int]):
         h, w = x.shape[-2:]
     top, left = (h - ch) // 2, (w - cw) // 2
     return x[..., top : top + ch, left : left + cw]
+
+
+def _rows_by_shape(shapes, batch_size: int, run) -> np.ndarray:
+    """Rows of ``run(chunk)`` for chunks of at most ``batch_size`` indices of equal shape, in input order."""
+    out: list[np.ndarray | None] = [None] * len(shapes)
+    groups: dict[tuple, list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(i)
+    for idx in groups.values():
+        for k in range(0, len(idx), batch_size):
+            chunk = idx[k : k + batch_size]
+            for i, f in zip(chunk, run(chunk)):
+                out[i] = f
+    return np.stack(out)
 
 
 class Backbone:
@@ -356,30 +354,19 @@ class HFBackbone(Backbone):
 
     @property
     def dim(self) -> int:
-        model = self._load()
-        cfg = model.config
-        return int(getattr(cfg, "projection_dim", None) or cfg.hidden_size) if self.key == "clip" else int(
-            cfg.hidden_size
-        )
+        return int(self._load().config.hidden_size)
 
     def _embed(self, images):
         torch = _torch()
         model = self._load()
         tensors = [self._prepare(im) for im in images]
-        out: list[np.ndarray | None] = [None] * len(tensors)
-        groups: dict[tuple, list[int]] = {}
-        for i, t in enumerate(tensors):
-            groups.setdefault(tuple(t.shape), []).append(i)
-        bs = self.options["batch_size"]
+
+        def run(chunk):
+            x = torch.stack([tensors[i] for i in chunk]).to(self.device)
+            return self._forward(model, x).float().cpu().numpy()
+
         with torch.inference_mode():
-            for idx in groups.values():
-                for k in range(0, len(idx), bs):
-                    chunk = idx[k : k + bs]
-                    x = torch.stack([tensors[i] for i in chunk]).to(self.device)
-                    feats = self._forward(model, x).float().cpu().numpy()
-                    for i, f in zip(chunk, feats):
-                        out[i] = f
-        return np.stack(out)
+            return _rows_by_shape([t.shape for t in tensors], self.options["batch_size"], run)
 
 
 class CLIPBackbone(HFBackbone):
@@ -388,6 +375,11 @@ class CLIPBackbone(HFBackbone):
     DEFAULT_MEAN = OPENAI_CLIP_MEAN
     DEFAULT_STD = OPENAI_CLIP_STD
     RESIZE_RATIO = 1.0
+
+    @property
+    def dim(self) -> int:
+        cfg = self._load().config
+        return int(getattr(cfg, "projection_dim", None) or cfg.hidden_size)
 
     def _forward(self, model, x):
         return model(pixel_values=x).image_embeds
@@ -442,11 +434,16 @@ class _FileBackbone(Backbone):
             return ""  # the missing package is the real problem; availability() says so
         return self.availability()[1]
 
+    @property
+    def dim(self) -> int:
+        """Probed from one forward pass of a blank image (the file does not say)."""
+        return int(self._embed([np.zeros((8, 8, 3), np.float32)]).shape[1])
+
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()
         weights = None
         if self.source and os.path.isfile(self.source):
-            weights = f"sha256:{file_sha256(self.source)}"
+            weights = f"sha256:{file_sha256(Path(self.source))}"
         elif self.source and os.path.isdir(self.source):
             weights = f"sha256:{folder_sha256(self.source)}"
         fp.update({"source": self.source, "weights": weights})
@@ -483,10 +480,6 @@ class SSCDBackbone(_FileBackbone):
             except Exception as e:  # noqa: BLE001
                 raise MissingDependency(f"sscd: could not load TorchScript file {self.source}: {e}") from e
         return self._model
-
-    @property
-    def dim(self) -> int:
-        return int(self._embed([np.zeros((8, 8, 3), np.float32)]).shape[1])
 
     def _embed(self, images):
         torch = _torch()
@@ -559,20 +552,13 @@ class InceptionBackbone(_FileBackbone):
     def _embed(self, images):
         torch = _torch()
         net = self._load()
-        out: list[np.ndarray | None] = [None] * len(images)
-        groups: dict[tuple, list[int]] = {}
-        for i, im in enumerate(images):
-            groups.setdefault(im.shape, []).append(i)
-        bs = self.options["batch_size"]
+
+        def run(chunk):
+            u8 = np.stack([np.rint(images[i] * 255).astype(np.uint8).transpose(2, 0, 1) for i in chunk])
+            return net(torch.from_numpy(u8).to(self.device)).double().cpu().numpy()
+
         with torch.inference_mode():
-            for idx in groups.values():
-                for k in range(0, len(idx), bs):
-                    chunk = idx[k : k + bs]
-                    u8 = np.stack([np.rint(images[i] * 255).astype(np.uint8).transpose(2, 0, 1) for i in chunk])
-                    feats = net(torch.from_numpy(u8).to(self.device)).double().cpu().numpy()
-                    for i, f in zip(chunk, feats):
-                        out[i] = f
-        return np.stack(out)
+            return _rows_by_shape([im.shape for im in images], self.options["batch_size"], run)
 
 
 class DreamSimBackbone(_FileBackbone):
@@ -605,10 +591,6 @@ class DreamSimBackbone(_FileBackbone):
 
             self._model, _ = dreamsim(pretrained=True, device=self.device, cache_dir=self.source)
         return self._model
-
-    @property
-    def dim(self) -> int:
-        return int(self._embed([np.zeros((8, 8, 3), np.float32)]).shape[1])
 
     def _embed(self, images):
         torch = _torch()

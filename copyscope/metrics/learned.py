@@ -10,7 +10,13 @@ from .setstats import frechet_distance, kernel_inception_distance
 
 
 class _BackboneMixin:
+    """A metric whose features are the rows of a (shared) backbone."""
+
     backbone: Backbone
+
+    def __init__(self, name: str, backbone: Backbone, description: str = "", **options):
+        self.backbone = backbone
+        super().__init__(name, description, **options)
 
     def availability(self) -> tuple[bool, str]:
         return self.backbone.availability()
@@ -21,7 +27,7 @@ class _BackboneMixin:
     def feature_dim_hint(self) -> int:
         return self.backbone.dim
 
-    def _embed(self, images) -> np.ndarray:
+    def _features(self, images) -> np.ndarray:
         return self.backbone.embed(images)
 
 
@@ -30,12 +36,8 @@ class EmbeddingCosine(_BackboneMixin, PerImageMetric):
 
     OPTIONS = {}
 
-    def __init__(self, name: str, backbone: Backbone, description: str = "", **options):
-        self.backbone = backbone
-        super().__init__(name, description, **options)
-
     def _features(self, images):
-        e = self._embed(images).astype(np.float64)
+        e = self.backbone.embed(images).astype(np.float64)
         n = np.linalg.norm(e, axis=1, keepdims=True)
         return (e / np.where(n > 0, n, 1.0)).astype(np.float32)
 
@@ -60,13 +62,6 @@ class FrechetMetric(_BackboneMixin, SetMetric):
 
     OPTIONS = {}
 
-    def __init__(self, name: str, backbone: Backbone, description: str = "", **options):
-        self.backbone = backbone
-        super().__init__(name, description, **options)
-
-    def _features(self, images):
-        return self._embed(images)
-
     def _distance(self, g, r):
         n_gen, n_ref, d = g.shape[0], r.shape[0], g.shape[1]
         return SetResult(
@@ -83,13 +78,6 @@ class KIDMetric(_BackboneMixin, SetMetric):
         "subset_size": Option(1000, int, minimum=2, help="upper bound of the subset size"),
         "seed": Option(0, int, minimum=0, help="seed of the subset sampling"),
     }
-
-    def __init__(self, name: str, backbone: Backbone, description: str = "", **options):
-        self.backbone = backbone
-        super().__init__(name, description, **options)
-
-    def _features(self, images):
-        return self._embed(images)
 
     def _distance(self, g, r):
         n_gen, n_ref, d = g.shape[0], r.shape[0], g.shape[1]

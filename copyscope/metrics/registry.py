@@ -32,14 +32,6 @@ def _simple(cls, **fixed):
     return lambda name, description, backbone, **o: cls(name, description=description, **fixed, **o)
 
 
-def _hash(method):
-    return lambda name, description, backbone, **o: HashMetric(name, method, description=description)
-
-
-def _ssim(grey):
-    return lambda name, description, backbone, **o: SSIMMetric(name, grey, description=description, **o)
-
-
 def _with_backbone(cls):
     return lambda name, description, backbone, **o: cls(name, backbone, description=description, **o)
 
@@ -58,16 +50,16 @@ _ENTRIES: list[_Entry] = [
            Histogram.OPTIONS),
     _Entry("dhash", "per_image", "higher_is_closer",
            "1 - Hamming/64 of 64-bit difference hashes (imagehash.dhash: 9x8 grey, neighbour differences)",
-           _hash("dhash"), {}),
+           _simple(HashMetric, method="dhash"), {}),
     _Entry("phash", "per_image", "higher_is_closer",
            "1 - Hamming/64 of 64-bit DCT hashes (imagehash.phash: 32x32 grey, low 8x8 DCT above median)",
-           _hash("phash"), {}),
+           _simple(HashMetric, method="phash"), {}),
     _Entry("ssim", "per_image", "higher_is_closer",
            "grey (BT.709 luma) SSIM, Gaussian window sigma 1.5, K1=0.01, K2=0.03, L=1, both resized to 256x256",
-           _ssim(True), SSIMMetric.OPTIONS),
+           _simple(SSIMMetric, grey=True), SSIMMetric.OPTIONS),
     _Entry("rgb_ssim", "per_image", "higher_is_closer",
            "mean over R, G, B of per-channel SSIM (same window and constants), both resized to 256x256",
-           _ssim(False), SSIMMetric.OPTIONS),
+           _simple(SSIMMetric, grey=False), SSIMMetric.OPTIONS),
     _Entry("clip", "per_image", "higher_is_closer",
            "cosine of CLIP image embeddings (backbones.clip, default openai/clip-vit-base-patch32)",
            _with_backbone(EmbeddingCosine), {}, backbone="clip"),

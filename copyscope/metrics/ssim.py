@@ -64,25 +64,22 @@ def ssim_planes(img: np.ndarray, size: int, grey: bool) -> np.ndarray:
     return np.moveaxis(resize(img, (size, size)), -1, 0)
 
 
-def _check_size(size: int) -> None:
+def _pair_ssim(a: np.ndarray, b: np.ndarray, size: int, grey: bool) -> float:
     if size < WIN:
         raise CopyscopeError(f"ssim: size must be at least {WIN} (the Gaussian window), got {size}")
+    pa = ssim_planes(check_image(a, "a"), size, grey)[None].astype(np.float64)
+    pb = ssim_planes(check_image(b, "b"), size, grey)[None].astype(np.float64)
+    return float(ssim_matrix(pa, pb)[0, 0])
 
 
 def ssim(a: np.ndarray, b: np.ndarray, size: int = 256) -> float:
     """Grey (BT.709 luma) SSIM of a and b after resizing both to size x size. In [-1, 1], 1 = identical."""
-    _check_size(size)
-    pa = ssim_planes(check_image(a, "a"), size, True)[None].astype(np.float64)
-    pb = ssim_planes(check_image(b, "b"), size, True)[None].astype(np.float64)
-    return float(ssim_matrix(pa, pb)[0, 0])
+    return _pair_ssim(a, b, size, grey=True)
 
 
 def rgb_ssim(a: np.ndarray, b: np.ndarray, size: int = 256) -> float:
     """Mean over R, G, B of the per-channel SSIM after resizing both to size x size."""
-    _check_size(size)
-    pa = ssim_planes(check_image(a, "a"), size, False)[None].astype(np.float64)
-    pb = ssim_planes(check_image(b, "b"), size, False)[None].astype(np.float64)
-    return float(ssim_matrix(pa, pb)[0, 0])
+    return _pair_ssim(a, b, size, grey=False)
 
 
 class SSIMMetric(PerImageMetric):
