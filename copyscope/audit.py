@@ -11,14 +11,12 @@ import json
 import platform
 import re
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import __version__
 from .cache import ImageCache, atomic_write_text
 from .config import Zoo, load_zoo
 from .engine import CoalitionEngine, GenerationStats, resolve_device
@@ -102,12 +100,8 @@ def prepare_audit(
     _check_generation_and_estimator(zoo)
     plan = make_plan(zoo)
     # model paths and pickle policy are checked now, not after an hour of generation
-    for i, b in enumerate(zoo.spec.bases):
-        model_source(zoo, b.model, b.revision, ("bases", i), allow_pickle)
-    for i, lo in enumerate(zoo.spec.loras):
-        model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle)
-    for i, cn in enumerate(zoo.spec.controlnets):
-        model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle)
+    for section, i, spec in _zoo_models(zoo):
+        model_source(zoo, spec.model, spec.revision, (section, i), allow_pickle)
     check_lora_fits(zoo)
     missing: list[str] = []
     for problem in _uncached_hub_models(zoo):
@@ -116,8 +110,9 @@ def prepare_audit(
         missing.append(str(problem))
     for i, cn in enumerate(zoo.spec.controlnets):
         for path in _conditioning_files(zoo, cn):
-            if not zoo.resolve_path(path).is_file():
-                what = "is a folder; expected an image file" if zoo.resolve_path(path).is_dir() else "not found"
+            resolved = zoo.resolve_path(path)
+            if not resolved.is_file():
+                what = "is a folder; expected an image file" if resolved.is_dir() else "not found"
                 problem = zoo.fail(f"conditioning image {path!r} {what}", "controlnets", i, "conditioning")
                 if strict_files:
                     raise problem
@@ -173,20 +168,25 @@ def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
     from huggingface_hub import snapshot_download
 
     problems = []
-    sections = [("bases", zoo.spec.bases), ("loras", zoo.spec.loras), ("controlnets", zoo.spec.controlnets)]
-    for section, specs in sections:
-        for i, spec in enumerate(specs):
-            if zoo.is_local(spec.model):
-                continue
-            try:
-                snapshot_download(spec.model, revision=spec.revision, local_files_only=True)
-            except Exception:  # LocalEntryNotFoundError, invalid repo id, ...
-                problems.append(zoo.fail(
-                    f"hub model {spec.model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                    f"download it first (huggingface-cli download {spec.model}) or point 'model' at a local copy",
-                    section, i, "model",
-                ))
+    for section, i, spec in _zoo_models(zoo):
+        if zoo.is_local(spec.model):
+            continue
+        try:
+            snapshot_download(spec.model, revision=spec.revision, local_files_only=True)
+        except Exception:  # LocalEntryNotFoundError, invalid repo id, ...
+            problems.append(zoo.fail(
+                f"hub model {spec.model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                f"download it first (huggingface-cli download {spec.model}) or point 'model' at a local copy",
+                section, i, "model",
+            ))
     return problems
+
+
+def _zoo_models(zoo: Zoo):
+    """(section, index, spec) of every model of a zoo: bases, then LoRAs, then ControlNets."""
+    for section, specs in (("bases", zoo.spec.bases), ("loras", zoo.spec.loras), ("controlnets", zoo.spec.controlnets)):
+        for i, spec in enumerate(specs):
+            yield section, i, spec
 
 
 def _conditioning_files(zoo: Zoo, cn) -> list[str]:
@@ -287,7 +287,7 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
     results: dict[str, dict] = {}
     names = [m.name for m in prep.metrics]
 
-    def run(metric_name: str, value_function) -> dict:
+    def run(value_function) -> dict:
         g = Game(n, value_function, player_names=game.names)
         estimate = estimator.estimate(g, budget=est.budget, seed=est.seed)
         out = {"estimate": estimate, "game": g}
@@ -311,7 +311,7 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
     skipped: dict[str, str] = {}
     for name in names:
         try:
-            results[name] = run(name, lambda C, name=name: metric_values(C, name))
+            results[name] = run(lambda C, name=name: metric_values(C, name))
         except _NotFinite:
             # e.g. KID with a single reference image: undefined, so it attributes nothing
             reasons = {r.warning for res in evaluator.set_results.values() if (r := res.get(name)) is not None and r.warning}
@@ -331,7 +331,7 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
                 raise RuntimeError("fusion asked for a coalition no metric evaluated")  # estimators are seeded alike
             return np.stack([table[r] for r in rows])
 
-        results["fusion"] = run("fusion", fusion_values)
+        results["fusion"] = run(fusion_values)
         for c in coalitions:
             evaluator.worths[c]["fusion"] = table[c]
     return {"game": game, "evaluator": evaluator, "results": results, "skipped": skipped}

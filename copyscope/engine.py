@@ -20,9 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import __version__
 from .cache import ImageCache, file_sha256, key_of, tree_sha256
-from .config import PICKLE_SUFFIXES, BaseSpec, ControlNetSpec, LoraSpec, Zoo
+from .config import PICKLE_SUFFIXES, ControlNetSpec, LoraSpec, Zoo
 from .errors import CopyscopeError
 from .plan import GamePlan, WorkItem
 
@@ -193,7 +192,7 @@ def lora_misfit(base_dir: Path, lora_file: Path) -> str | None:
     return None
 
 
-def check_lora_fits(zoo: Zoo, allow_pickle: bool = False) -> None:
+def check_lora_fits(zoo: Zoo) -> None:
     """Every local diffusers-format LoRA file against every local diffusers base, before loading."""
     for b in zoo.spec.bases:
         if not zoo.is_local(b.model):
@@ -303,14 +302,6 @@ class CoalitionEngine:
             raise self.zoo.fail(f"conditioning image {value!r} not found (looked at {path})", "controlnets", i, "conditioning")
         return path
 
-    def scheduler_identity(self) -> dict:
-        if self.gen.scheduler is None and self.pipe is None:
-            # the base's own scheduler: its config is part of the base's identity already
-            return {"name": "default"}
-        if self.pipe is None:
-            return {"name": self.gen.scheduler}
-        return {"class": type(self.pipe.scheduler).__name__, "config": dict(self.pipe.scheduler.config)}
-
     def image_fields(self, members: tuple[bool, ...], item: WorkItem) -> dict:
         """Everything that determines an image. Its hash is the cache key."""
         base_on, cns, loras = self.game.addons(members)
@@ -321,7 +312,7 @@ class CoalitionEngine:
             "base": ident["base"] if base_on else "null",
             "loras": sorted(
                 [{"id": ident["loras"][n], "weight": self.lora_srcs[n][0].weight} for n in loras],
-                key=lambda d: key_of(d),
+                key=key_of,
             ),
             "controlnets": sorted(
                 [
@@ -332,7 +323,7 @@ class CoalitionEngine:
                     }
                     for n in cns
                 ],
-                key=lambda d: key_of(d),
+                key=key_of,
             ),
             "prompt": self.game.prompt_text(members, item),
             "negative": item.negative,
@@ -520,9 +511,8 @@ class CoalitionEngine:
     def generate(self, members: tuple[bool, ...], items: list[WorkItem]) -> list[np.ndarray]:
         """Images (float32 HxWx3 in [0,1]) for one coalition and a batch of work items."""
         import torch
-        from PIL import Image
 
-        base_on, cns, _ = self.game.addons(members)
+        base_on, cns, loras = self.game.addons(members)
         h, w = self.gen.size
         if not base_on:
             # The null generator used when the base is a player: a coalition without the base
@@ -549,7 +539,7 @@ class CoalitionEngine:
             scales = [self.cn_srcs[n][0].conditioning_scale for n in names]
             kwargs["image"] = images[0] if len(names) == 1 else images
             kwargs["controlnet_conditioning_scale"] = scales[0] if len(names) == 1 else scales
-        if self.embedding_cache and not (self.game.addons(members)[2] & self._te_adapters):
+        if self.embedding_cache and not (loras & self._te_adapters):
             embeds, negative_embeds = self._prompt_embeddings(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"))
             kwargs["prompt_embeds"] = embeds
             if negative_embeds is not None:
@@ -646,14 +636,15 @@ def ensure_images(
     chunk_index = 0
     bg = getattr(engine, "background", None)
     for members in coalitions:
-        coalition_keys = [key_of(engine.image_fields(members, it)) for it in items]
+        fields = [engine.image_fields(members, it) for it in items]
+        coalition_keys = [key_of(f) for f in fields]
         keys[members] = coalition_keys
         for start in range(0, len(items), bs):
             chunk_keys = coalition_keys[start : start + bs]
             mine = work_filter is None or work_filter(chunk_index)
             chunk_index += 1
             missing = [k for k in chunk_keys if not cache.has(k)] if mine else []
-            if not missing or not mine:
+            if not missing:
                 if mine:
                     stats.cached += len(chunk_keys)
                 if progress:
@@ -663,13 +654,13 @@ def ensure_images(
             t0 = time.perf_counter()
             images = engine.generate(members, chunk_items)
             stats.seconds += time.perf_counter() - t0
-            for k, it, img in zip(chunk_keys, chunk_items, images):
+            for k, f, img in zip(chunk_keys, fields[start : start + bs], images):
                 if k in missing:
-                    fields = {**engine.image_fields(members, it), "coalition": engine.game.coalition_key(members)}
+                    entry = {**f, "coalition": engine.game.coalition_key(members)}
                     if bg is not None:
-                        bg.submit(cache.put, k, img, fields, image_flags(img))
+                        bg.submit(cache.put, k, img, entry, image_flags(img))
                     else:
-                        cache.put(k, img, fields, image_flags(img))
+                        cache.put(k, img, entry, image_flags(img))
                     stats.generated += 1
                 else:
                     stats.cached += 1

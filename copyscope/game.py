@@ -72,10 +72,6 @@ class CoalitionEvaluator:
         self.set_results: dict[tuple[bool, ...], dict[str, object]] = {}
         self.flags: dict[tuple[bool, ...], dict[str, list[str]]] = {}
 
-    @property
-    def n_evaluated(self) -> int:
-        return len(self.worths)
-
     def prefetch(self, coalitions: Sequence[tuple[bool, ...]]) -> None:
         todo = sorted({c for c in coalitions if c not in self.worths}, key=gray_rank)
         if not todo:

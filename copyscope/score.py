@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .cache import ImageCache, file_sha256, key_of
 from .config import Zoo, iter_reference_files
-from .errors import CopyscopeError
 
 
 def load_image_rgb(path: Path) -> np.ndarray:
@@ -90,7 +89,6 @@ class Scorer:
         self.refs = refs
         self.aggregate = aggregate
         self._ref_feats: dict[str, np.ndarray] = {}
-        self.computed = 0
 
     def _store_id(self, metric) -> str:
         # per-image rows depend on the references too; features depend on the metric alone
@@ -108,7 +106,7 @@ class Scorer:
             self._ref_feats[metric.name] = np.stack(rows)
         return self._ref_feats[metric.name]
 
-    def rows(self, metric, image_keys: Sequence[str], on_progress: Callable[[int], None] | None = None, batch: int = 16) -> np.ndarray:
+    def rows(self, metric, image_keys: Sequence[str], batch: int = 16) -> np.ndarray:
         """Stored rows for images: similarity-to-each-reference rows, or feature rows."""
         store = self._store_id(metric)
         out: list[np.ndarray | None] = [self.cache.load_feature(store, k) for k in image_keys]
@@ -124,11 +122,6 @@ class Scorer:
             for i, row in zip(idx, values):
                 self.cache.save_feature(store, image_keys[i], row)
                 out[i] = row
-            self.computed += len(idx)
-            if on_progress:
-                on_progress(len(idx))
-        if on_progress and len(image_keys) > len(todo):
-            on_progress(len(image_keys) - len(todo))
         return np.stack(out) if out else np.zeros((0, 0))
 
     def per_image_scores(self, metric, image_keys: Sequence[str]) -> np.ndarray:
