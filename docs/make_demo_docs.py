@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from copyscope.cache import ImageCache
+
 CELL, SCALE, LABEL_W, PAD = 32, 3, 250, 4
 
 
@@ -59,7 +61,7 @@ def ablation_markdown(ablation: dict) -> str:
 def main(audit_dir: str, out: str = "docs/img/demo_grid.png", per_row: int = 6) -> None:
     audit = Path(audit_dir)
     report = json.loads((audit / "report.json").read_text())
-    cache = Path(report["cache_dir"])
+    cache = ImageCache(report["cache_dir"])
     game = report["games"][0]
     rows: list[tuple[str, list[Image.Image]]] = []
     for work, paths in report["works"].items():
@@ -68,7 +70,7 @@ def main(audit_dir: str, out: str = "docs/img/demo_grid.png", per_row: int = 6) 
     order = sorted(game["images"], key=lambda k: (0 if k == "" else len(k.split("+")), k))
     for coalition in order:
         keys = game["images"][coalition][:per_row]
-        imgs = [tile(Image.open(cache / "images" / k[:2] / f"{k}.png")) for k in keys]
+        imgs = [tile(Image.open(cache.path(k))) for k in keys]
         rows.append((coalition or "(bare base)", imgs))
     side = CELL * SCALE
     width = LABEL_W + per_row * (side + PAD)

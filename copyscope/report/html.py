@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..cache import ImageCache
 from . import plots
 
 MAX_COALITION_ROWS = 64  # rows of the generated-image grid
@@ -110,7 +111,7 @@ def cache_root(report: dict, out_dir: Path) -> Path:
 def cached_image(root: Path, key: object) -> tuple[str | None, str | None]:
     if not isinstance(key, str) or not _KEY_RE.match(key):
         return None, "not a cache key"
-    path = root / "images" / key[:2] / f"{key}.png"
+    path = ImageCache(root).path(key)
     if not path.is_file():
         return None, "not in the image cache"
     return image_thumb(path, GEN_THUMB)
