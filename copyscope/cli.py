@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -48,6 +47,7 @@ def user_errors(fn):
 
 
 ZooArg = typer.Argument(..., help="zoo YAML file", show_default=False)
+AllowPickleOpt = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)")
 
 
 @app.command()
@@ -93,7 +93,7 @@ def plan(
 def audit(
     zoo: Path = ZooArg,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the zoo file's 'output')"),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+    allow_pickle: bool = AllowPickleOpt,
 ):
     """Generate, score and attribute: writes report.json (and the views) to the output folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -125,19 +125,16 @@ def audit(
             if not console.is_terminal:
                 console.print(msg)
 
-        def on_generate(advance: int, add_total: int):
-            if add_total:
-                progress.update(gen_task, total=(progress.tasks[gen_task].total or 0) + add_total)
-            if advance:
-                progress.advance(gen_task, advance)
+        def counter(task):
+            def on_progress(advance: int, add_total: int):
+                if add_total:
+                    progress.update(task, total=(progress.tasks[task].total or 0) + add_total)
+                if advance:
+                    progress.advance(task, advance)
 
-        def on_score(advance: int, add_total: int):
-            if add_total:
-                progress.update(score_task, total=(progress.tasks[score_task].total or 0) + add_total)
-            if advance:
-                progress.advance(score_task, advance)
+            return on_progress
 
-        hooks = AuditHooks(on_event=on_event, on_generate=on_generate, on_score=on_score)
+        hooks = AuditHooks(on_event=on_event, on_generate=counter(gen_task), on_score=counter(score_task))
         if state is None:
             report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
         else:
@@ -233,7 +230,7 @@ def ablate(
     zoo: Path = ZooArg,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="the audit's output folder (default: the zoo file's 'output')"),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="ground_truth.json (default: found beside the zoo file or the base model)"),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+    allow_pickle: bool = AllowPickleOpt,
 ):
     """Compare metrics on the audit's cached images: agreement, seeds needed, planted-component recovery; writes ablation.json."""
     from .ablate import ablation_tables, run_ablation
@@ -246,21 +243,29 @@ def ablate(
     out.print(f"ablation: {Path(result['output_dir']) / 'ablation.json'} (and ablation.csv, ablation_seeds.csv, report.html)", highlight=False, markup=False)
 
 
+def _echo(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def _print_analysis(tables: list, result: dict, filename: str) -> None:
+    for table in tables:
+        out.print(table)
+    out.print(f"report: {Path(result['output_dir']) / filename}")
+
+
 @app.command("reward-split")
 @user_errors
 def reward_split_cmd(
     zoo: Path = ZooArg,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <zoo output>/reward-split)"),
     metric: Optional[str] = typer.Option(None, "--metric", help="per-image metric of the worth (default: reward_split.metric, clip)"),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+    allow_pickle: bool = AllowPickleOpt,
 ):
     """Split a reward between the artists (prompt players) and the model (Glinsky & Sokolsky); writes reward_split.json."""
     from .reward_split import reward_split_tables, run_reward_split
 
-    result = run_reward_split(zoo, out_dir, metric=metric, allow_pickle=allow_pickle, on_event=lambda m: console.print(m, highlight=False))
-    for table in reward_split_tables(result):
-        out.print(table)
-    out.print(f"report: {Path(result['output_dir']) / 'reward_split.json'}")
+    result = run_reward_split(zoo, out_dir, metric=metric, allow_pickle=allow_pickle, on_event=_echo)
+    _print_analysis(reward_split_tables(result), result, "reward_split.json")
 
 
 @app.command("imitation")
@@ -269,15 +274,13 @@ def imitation_cmd(
     zoo: Path = ZooArg,
     n_images: Optional[int] = typer.Option(None, "--n-images", help="images per artist (default: imitation.n_images)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <zoo output>/imitation)"),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)"),
+    allow_pickle: bool = AllowPickleOpt,
 ):
     """Can the base imitate each artist at all? (Casper et al.: CLIP zero-shot identification + matching test); writes imitation.json."""
     from .imitation import imitation_tables, run_imitation
 
-    result = run_imitation(zoo, out_dir, n_images=n_images, allow_pickle=allow_pickle, on_event=lambda m: console.print(m, highlight=False))
-    for table in imitation_tables(result):
-        out.print(table)
-    out.print(f"report: {Path(result['output_dir']) / 'imitation.json'}")
+    result = run_imitation(zoo, out_dir, n_images=n_images, allow_pickle=allow_pickle, on_event=_echo)
+    _print_analysis(imitation_tables(result), result, "imitation.json")
 
 
 def _mount_optional_subapps() -> None:

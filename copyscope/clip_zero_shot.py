@@ -95,14 +95,7 @@ class ClipZeroShot(CLIPBackbone):
             return False, f"backbones.clip: {self.source} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); {self._full_hint()}"
         return True, ""
 
-    def require(self) -> None:
-        ok, why = self.availability()
-        if not ok:
-            raise MissingDependency(why)
-
     def _load(self):
-        if self._model is not None:
-            return self._model
         try:
             return super()._load()
         except MissingDependency as exc:
@@ -151,10 +144,6 @@ class ClipZeroShot(CLIPBackbone):
         """CLIP's learned temperature exp(logit_scale) (100 for the OpenAI checkpoints)."""
         model = self._load()
         return float(model.logit_scale.detach().exp().cpu())
-
-    @property
-    def dim(self) -> int:
-        return int(self._load().config.projection_dim)
 
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()

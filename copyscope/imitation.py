@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -212,14 +211,6 @@ def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, within: str)
     return s.max(axis=1) if within == "max" else s.mean(axis=1)
 
 
-@dataclass
-class _Generated:
-    keys: dict[str, list[str]]  # name -> image keys (one per seed)
-    generated: int
-    cached: int
-    seconds: float
-
-
 def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow_pickle: bool, on_event):
     """A CoalitionEngine over a one-coalition game: the base with ``addons`` switched on."""
     from .engine import CoalitionEngine
@@ -247,9 +238,10 @@ def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow
     return CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=on_event), tuple(True for _ in players)
 
 
-def generate_named(zoo, engine, members, cache, template: str, names: list[str], seeds: list[int]) -> _Generated:
-    """Images of ``template`` with each name, one per seed; returns their cache keys."""
-    from .engine import GenerationStats, ensure_images
+def generate_named(engine, members, cache, template: str, names: list[str], seeds: list[int], stats) -> dict[str, list[str]]:
+    """Images of ``template`` with each name, one per seed (counted in ``stats``); returns their
+    cache keys per name."""
+    from .engine import ensure_images
     from .plan import WorkItem
 
     items = [
@@ -257,15 +249,36 @@ def generate_named(zoo, engine, members, cache, template: str, names: list[str],
         for i, name in enumerate(names)
         for seed in seeds
     ]
-    stats = GenerationStats()
     keys = ensure_images(engine, cache, [members], items, stats)[members]
     n = len(seeds)
-    return _Generated({name: keys[i * n : (i + 1) * n] for i, name in enumerate(names)}, stats.generated, stats.cached, stats.seconds)
+    return {name: keys[i * n : (i + 1) * n] for i, name in enumerate(names)}
+
+
+def _identify(zs, cache, template: str, names: list[str], default_labels: list[str], keys: dict[str, list[str]], n: int):
+    """CLIP zero-shot identification of each name's ``n`` images among the names' labels and the
+    default labels: (labels, owner per image, image embeddings, probabilities, zero_shot_accuracy)."""
+    labels = [template.replace("{name}", x) for x in names] + list(default_labels)
+    owner = np.repeat(np.arange(len(names)), n)
+    emb = embed_cached(zs, cache, [k for x in names for k in keys[x]])
+    probs = zs.probabilities(emb, labels)
+    return labels, owner, emb, probs, zero_shot_accuracy(probs, owner, len(names))
 
 
 def _f(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+def write_analysis(result: dict, out_dir: Path, filename: str, t0: float) -> dict:
+    """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
+    (JSON), and return it."""
+    from .cache import atomic_write_text
+
+    result["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    result["output_dir"] = str(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / filename, json.dumps(result, indent=2))
+    return result
 
 
 def run_imitation(
@@ -277,10 +290,9 @@ def run_imitation(
     on_event: Callable[[str], None] | None = None,
 ) -> dict:
     """Run Casper et al.'s protocol on a zoo's ``imitation:`` section; write imitation.json; return it."""
-    from .cache import atomic_write_text
     from .clip_zero_shot import load_zero_shot
     from .config import load_zoo
-    from .engine import resolve_device
+    from .engine import GenerationStats, resolve_device
     from .score import ReferenceSet
 
     on_event = on_event or (lambda msg: None)
@@ -309,21 +321,17 @@ def run_imitation(
     zs = load_zero_shot(zoo.spec.backbones, device=device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
 
     artists = [a.name for a in spec.artists]
-    labels = [spec.template.replace("{name}", a) for a in artists] + list(spec.default_labels)
+    stats = GenerationStats()
     on_event(f"generating {len(artists) * n} imitation image(s) ({len(artists)} artist(s) x {n} seed(s))")
-    gen = generate_named(zoo, engine, members, cache, spec.template, artists, seeds)
+    gen = generate_named(engine, members, cache, spec.template, artists, seeds, stats)
     random_gen = None
     if spec.random_names:
         on_event(f"generating {len(spec.random_names) * n} baseline image(s) ({len(spec.random_names)} random name(s))")
-        random_gen = generate_named(zoo, engine, members, cache, spec.template, list(spec.random_names), seeds)
+        random_gen = generate_named(engine, members, cache, spec.template, list(spec.random_names), seeds, stats)
     engine.release()
 
     on_event("classifying with CLIP")
-    keys = [k for a in artists for k in gen.keys[a]]
-    owner = np.repeat(np.arange(len(artists)), n)
-    emb = embed_cached(zs, cache, keys)
-    probs = zs.probabilities(emb, labels)
-    acc = zero_shot_accuracy(probs, owner, len(artists))
+    labels, owner, emb, probs, acc = _identify(zs, cache, spec.template, artists, spec.default_labels, gen, n)
 
     artist_rows = []
     for i, a in enumerate(spec.artists):
@@ -343,7 +351,7 @@ def run_imitation(
                 "images": [
                     {
                         "seed": seeds[k],
-                        "key": gen.keys[a.name][k],
+                        "key": gen[a.name][k],
                         "predicted": labels[int(acc["predicted"][j])],
                         "probability_correct": _f(probs[j, i]),
                         "correct": bool(acc["correct"][j]),
@@ -356,18 +364,14 @@ def run_imitation(
     baseline = None
     if random_gen is not None:
         names = list(spec.random_names)
-        r_labels = [spec.template.replace("{name}", x) for x in names] + list(spec.default_labels)
-        r_keys = [k for x in names for k in random_gen.keys[x]]
-        r_owner = np.repeat(np.arange(len(names)), n)
-        r_probs = zs.probabilities(embed_cached(zs, cache, r_keys), r_labels)
-        r_acc = zero_shot_accuracy(r_probs, r_owner, len(names))
+        r_labels, _, _, _, r_acc = _identify(zs, cache, spec.template, names, spec.default_labels, random_gen, n)
         baseline = {
             "names": names,
             "labels": r_labels,
             "accuracy_per_name": {x: _f(r_acc["per_class"][i]) for i, x in enumerate(names)},
             "average_accuracy": _f(r_acc["mean"]),
             "chance": r_acc["chance"],
-            "images": {x: random_gen.keys[x] for x in names},
+            "images": {x: random_gen[x] for x in names},
         }
 
     matching = None
@@ -426,17 +430,9 @@ def run_imitation(
             "random_name_baseline": baseline,
         },
         "matching": matching,
-        "generation": {
-            "generated": gen.generated + (random_gen.generated if random_gen else 0),
-            "cached": gen.cached + (random_gen.cached if random_gen else 0),
-            "seconds": round(gen.seconds + (random_gen.seconds if random_gen else 0.0), 3),
-        },
-        "wall_seconds": round(time.perf_counter() - t0, 3),
-        "output_dir": str(out_dir),
+        "generation": {"generated": stats.generated, "cached": stats.cached, "seconds": round(stats.seconds, 3)},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "imitation.json", json.dumps(result, indent=2))
-    return result
+    return write_analysis(result, out_dir, "imitation.json", t0)
 
 
 def imitation_tables(result: dict) -> list:

@@ -43,6 +43,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import CopyscopeError
+from .imitation import _f
 
 __all__ = [
     "within_work_scores",
@@ -88,8 +89,8 @@ def masked_bootstrap_means(scores: np.ndarray, keep: np.ndarray, boot: np.ndarra
         raise CopyscopeError(f"scores {scores.shape} and keep {keep.shape} must both be (n_prompts, n_seeds)")
     w = keep.astype(float)
     out = [np.sum(w * scores) / w.sum() if w.sum() > 0 else np.nan]
-    boot = np.asarray(boot, dtype=int).reshape(-1, scores.shape[1]) if len(boot) else np.zeros((0, scores.shape[1]), int)
     if len(boot):
+        boot = np.asarray(boot, dtype=int).reshape(-1, scores.shape[1])
         ws = w[:, boot]  # (P, B, S)
         num = (ws * scores[:, boot]).sum(axis=(0, 2))
         den = ws.sum(axis=(0, 2))
@@ -151,11 +152,6 @@ def _interval(rep: np.ndarray, point: float, level: float) -> tuple[float | None
     return float(min(lo, point)), float(max(hi, point))
 
 
-def _f(x) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
-
-
 def split_reward(
     table: Mapping[tuple[bool, ...], object],
     artist_names: Sequence[str],
@@ -191,10 +187,6 @@ def split_reward(
     estimator = estimator or ExactShapley()
     if model == "empty_coalition":
         game = Game.from_table(rows, names, n_players=n)
-        est = estimator.estimate(game, budget=budget, seed=seed)
-        phi = np.column_stack([est.values, est.replicates]) if est.replicates is not None else est.values[:, None]
-        contrib = np.vstack([rows[empty][None, : phi.shape[1]], phi])
-        artist_est = est
     elif model == "veto_player":
         width = len(rows[empty])
         vt = {}
@@ -202,13 +194,14 @@ def split_reward(
             vt[(True,) + c] = v
             vt[(False,) + c] = np.zeros(width)
         game = Game.from_table(vt, [MODEL] + names, n_players=n + 1)
-        est = estimator.estimate(game, budget=budget, seed=seed)
-        contrib = np.column_stack([est.values, est.replicates]) if est.replicates is not None else est.values[:, None]
-        artist_est = est
     else:
         raise CopyscopeError(f"unknown model rule {model!r}: use empty_coalition or veto_player")
+    est = estimator.estimate(game, budget=budget, seed=seed)
+    contrib = np.column_stack([est.values, est.replicates]) if est.replicates is not None else est.values[:, None]
+    if model == "empty_coalition":  # the model's row: v(empty)
+        contrib = np.vstack([rows[empty][None, : contrib.shape[1]], contrib])
     pct = percent_split(contrib)
-    ci = artist_est.ci(level)
+    ci = est.ci(level)
     offset = 0 if model == "empty_coalition" else 1
 
     def recipient(k: int) -> dict:
@@ -225,7 +218,7 @@ def split_reward(
     shares = pct[:, 0]
     return {
         "model_rule": model,
-        "estimator": {"method": artist_est.method, "coalitions_evaluated": int(artist_est.n_evaluated)},
+        "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated)},
         "v_empty": _f(rows[empty][0]),
         "v_full": _f(rows[full][0]),
         "efficiency_gap": _f(contrib[:, 0].sum() - rows[full][0]),
@@ -254,11 +247,10 @@ def run_reward_split(
 ) -> dict:
     """Run the reward split on every base of a zoo; write reward_split.json; return it."""
     from .analysis_specs import RewardSplitSpec
-    from .cache import atomic_write_text
     from .config import load_zoo
     from .engine import CoalitionEngine, GenerationStats, ensure_images, model_source, resolve_device
     from .game import bootstrap_indices, gray_rank
-    from .imitation import analysis_dirs, embed_cached
+    from .imitation import analysis_dirs, embed_cached, write_analysis
     from .metrics import build_metrics
     from .plan import make_plan
     from .score import ReferenceSet, Scorer
@@ -280,12 +272,10 @@ def run_reward_split(
     if MODEL in names:
         raise zoo.fail(f"the name {MODEL!r} is reserved for the model in a reward split", "prompt_players", names.index(MODEL), "name")
     works = {r.name for r in s.references}
-    for key in rs.works:
-        if key not in names:
-            raise zoo.fail(f"{key!r} is not a prompt player; prompt_players are {names}", "reward_split", "works", key)
-    for key in rs.labels:
-        if key not in names:
-            raise zoo.fail(f"{key!r} is not a prompt player; prompt_players are {names}", "reward_split", "labels", key)
+    for section, mapping in (("works", rs.works), ("labels", rs.labels)):
+        for key in mapping:
+            if key not in names:
+                raise zoo.fail(f"{key!r} is not a prompt player; prompt_players are {names}", "reward_split", section, key)
     work_of = {}
     for i, p in enumerate(players):
         w = rs.works.get(p.name, p.name)
@@ -333,9 +323,10 @@ def run_reward_split(
     boot = bootstrap_indices(n_seeds, est_spec.bootstrap, est_spec.seed)
     within = "mean" if s.aggregate == "mean_mean" else "max"
     artist_works = [work_of[nm] for nm in names]
+    n_est = n + (rs.model == "veto_player")  # the veto-player rule adds the model as a player
     try:
-        estimator = get_estimator(est_spec.method, n + (rs.model == "veto_player"), est_spec.budget)
-        planned = estimator.plan(n + (rs.model == "veto_player"), est_spec.budget, est_spec.seed)
+        estimator = get_estimator(est_spec.method, n_est, est_spec.budget)
+        planned = estimator.plan(n_est, est_spec.budget, est_spec.seed)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     if rs.model == "veto_player":
@@ -458,12 +449,8 @@ def run_reward_split(
         "bootstrap_requested": est_spec.bootstrap,
         "games": games,
         "generation": {"generated": stats.generated, "cached": stats.cached, "seconds": round(stats.seconds, 3)},
-        "wall_seconds": round(time.perf_counter() - t0, 3),
-        "output_dir": str(out_dir),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "reward_split.json", json.dumps(result, indent=2))
-    return result
+    return write_analysis(result, out_dir, "reward_split.json", t0)
 
 
 def reward_split_tables(result: dict) -> list:

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..cache import to_uint8
 from ..errors import CopyscopeError
 from . import tiny
 
@@ -115,7 +116,7 @@ def load_skimage(name: str) -> np.ndarray:
 def _resize(a: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
-    im = Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8))
+    im = Image.fromarray(to_uint8(a))
     im = im.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.float32) / 255.0
 
@@ -188,7 +189,7 @@ def save_png(a: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    Image.fromarray(to_uint8(a)).save(path)
     return path
 
 
@@ -211,15 +212,24 @@ def _to_tensor(x: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
 
 
-class _Log:
-    def __init__(self, log: Callable[[str], None] | None):
-        self.log = log or (lambda s: None)
-
-    def __call__(self, msg: str):
-        self.log(msg)
+Log = Callable[[str], None]
 
 
-def train_vae(vae, pixels: np.ndarray, steps: int, seed: int, log: _Log) -> None:
+def _optimise(opt, loss, step: int, steps: int, t0: float, log: Log, what: str, clip=None) -> None:
+    """One optimiser step on ``loss`` (gradient norm clipped to 1 over ``clip`` if given), logged
+    every 100 steps and at the last."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
+    opt.step()
+    if step % 100 == 0 or step == steps - 1:
+        log(f"  {what} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+
+
+def train_vae(vae, pixels: np.ndarray, steps: int, seed: int, log: Log) -> None:
     """Train the VAE as a (nearly) deterministic autoencoder: the posterior mean is decoded, with a small
     L2 penalty on it (the KL mean term); cosine learning-rate decay."""
     import torch
@@ -238,11 +248,7 @@ def train_vae(vae, pixels: np.ndarray, steps: int, seed: int, log: _Log) -> None
         z = vae.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
         loss = torch.nn.functional.mse_loss(rec, x) + HYPER["vae_kl_weight"] * 0.5 * (z**2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  vae step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        _optimise(opt, loss, step, steps, t0, log, "vae")
     vae.eval()
 
 
@@ -319,7 +325,7 @@ def _token_ids(tokenizer, captions: Sequence[str]):
 
 
 def train_base_unet(unet, text_encoder, tokenizer, lat: _Latents, captions: list[str], steps: int, seed: int,
-                    log: _Log) -> None:
+                    log: Log) -> None:
     """Train UNet and text encoder jointly (epsilon loss, min-SNR weighting, caption dropout)."""
     import torch
 
@@ -344,18 +350,13 @@ def train_base_unet(unet, text_encoder, tokenizer, lat: _Latents, captions: list
         ci[rng.random(len(ci)) < HYPER["caption_dropout"]] = len(uniq) - 1
         enc = text_encoder(ids[ci])[0]
         loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc, g, min_snr_gamma=HYPER["min_snr_gamma"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  base step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        _optimise(opt, loss, step, steps, t0, log, "base", clip=params)
     unet.eval()
     text_encoder.eval()
 
 
 def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: _Latents, conds: np.ndarray,
-                     captions: list[str], steps: int, seed: int, log: _Log) -> None:
+                     captions: list[str], steps: int, seed: int, log: Log) -> None:
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -376,15 +377,11 @@ def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: _Latents, c
         ci[rng.random(len(ci)) < 0.5] = len(uniq) - 1  # often uncaptioned: the map must carry the layout
         loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc_all[ci], g, controlnet=controlnet,
                                cond=cond_all[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  controlnet step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        _optimise(opt, loss, step, steps, t0, log, "controlnet")
     controlnet.eval()
 
 
-def train_lora(pipe, lat: _Latents, caption: str, steps: int, seed: int, log: _Log, name: str):
+def train_lora(pipe, lat: _Latents, caption: str, steps: int, seed: int, log: Log, name: str):
     """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy."""
     import torch
 
@@ -407,11 +404,7 @@ def train_lora(pipe, lat: _Latents, caption: str, steps: int, seed: int, log: _L
         b = HYPER["lora_batch"]
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
         loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  lora {name} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        _optimise(opt, loss, step, steps, t0, log, f"lora {name}")
     unet.eval()
     return unet
 
@@ -482,7 +475,7 @@ def build_demo_zoo(
     from diffusers import StableDiffusionPipeline
 
     t_all = time.time()
-    L = _Log(log)
+    L = log or (lambda s: None)
     out = Path(out_dir)
     references = tuple(references)
     decoys = _norm_decoys(decoys)

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..cache import to_uint8
 from .build import grey_ssim
 
 
@@ -131,7 +132,7 @@ def shapley_check(
     shap = {m: exact_shapley(players, w) for m, w in worth.items()}
     if grid_path is not None:
         grid = np.concatenate(grid_rows, axis=0)
-        Image.fromarray((np.clip(grid, 0, 1) * 255 + 0.5).astype(np.uint8)).save(grid_path)
+        Image.fromarray(to_uint8(grid)).save(grid_path)
 
     def key(s: frozenset) -> str:
         return "+".join(p for p in players if p in s) or "(empty)"
