@@ -355,8 +355,8 @@ def run_ablation(
 
     if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
         raise CopyscopeError("ground truth file not found", where=str(ground_truth))
-    report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks)
     prep = prepare_audit(zoo_path, out, allow_pickle)
+    report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks, prep=prep)
     zoo = prep.zoo
     level = zoo.spec.estimator.confidence
     out_dir = prep.out_dir

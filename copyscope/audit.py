@@ -201,16 +201,19 @@ def run_audit(
     allow_pickle: bool = False,
     hooks: AuditHooks | None = None,
     generation_adjust: Callable[[dict], dict] | None = None,
+    prep: PreparedAudit | None = None,
 ) -> dict:
     """Run a whole audit and write report.json; return the report.
 
     ``generation_adjust`` rewrites the report's ``generation`` counts (a distributed run adds the
-    images the other processes generated: copyscope.distributed)."""
+    images the other processes generated: copyscope.distributed). ``prep``: the caller's own
+    ``prepare_audit`` of the same arguments, so that it is not done twice."""
     from .report import build_report, write_outputs
 
     hooks = hooks or AuditHooks()
     t_start = time.perf_counter()
-    prep = prepare_audit(zoo_path, out, allow_pickle)
+    if prep is None:
+        prep = prepare_audit(zoo_path, out, allow_pickle)
     zoo, plan = prep.zoo, prep.plan
     prep.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(prep.out_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))

@@ -258,6 +258,7 @@ def run_distributed_audit(
         allow_pickle=allow_pickle,
         hooks=hooks,
         generation_adjust=lambda main_pass: merge_generation(main_pass, workers),
+        prep=prep,
     )
 
 
