@@ -19,7 +19,7 @@ import numpy as np
 
 from .cache import ImageCache, atomic_write_text
 from .config import Zoo, load_zoo
-from .engine import CoalitionEngine, GenerationStats, resolve_device
+from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
 from .game import CoalitionEvaluator, bootstrap_indices
 from .plan import Plan, make_plan
@@ -85,7 +85,7 @@ def prepare_audit(
     images are collected in ``info["missing_files"]`` instead of failing, so a zoo file for hub
     models can be checked before its protected works are put in place.
     """
-    from .engine import check_lora_fits, model_source
+    from .engine import check_lora_fits
     from .shapley import get_estimator
 
     zoo = load_zoo(zoo_path)
@@ -100,8 +100,7 @@ def prepare_audit(
     _check_generation_and_estimator(zoo)
     plan = make_plan(zoo)
     # model paths and pickle policy are checked now, not after an hour of generation
-    for section, i, spec in _zoo_models(zoo):
-        model_source(zoo, spec.model, spec.revision, (section, i), allow_pickle)
+    check_model_sources(zoo, allow_pickle)
     check_lora_fits(zoo)
     missing: list[str] = []
     for problem in _uncached_hub_models(zoo):
@@ -180,6 +179,12 @@ def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
                 section, i, "model",
             ))
     return problems
+
+
+def check_model_sources(zoo: Zoo, allow_pickle: bool) -> None:
+    """Every model of the zoo resolves (local path or hub id) and obeys the pickle policy."""
+    for section, i, spec in _zoo_models(zoo):
+        model_source(zoo, spec.model, spec.revision, (section, i), allow_pickle)
 
 
 def _zoo_models(zoo: Zoo):

@@ -342,7 +342,6 @@ class CoalitionEngine:
     def load(self) -> None:
         if self.pipe is not None:
             return
-        import torch
         from diffusers import ControlNetModel, StableDiffusionPipeline
 
         _quiet_diffusers()

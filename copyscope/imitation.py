@@ -24,13 +24,14 @@ The statistics are pure numpy/scipy functions at the top of this module.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .analysis_io import analysis_dirs, embed_cached, write_analysis
+from .analysis_io import finite_or_none as _f
 from .errors import CopyscopeError
 
 __all__ = [
@@ -172,35 +173,6 @@ def matching_control(
 # ---------------------------------------------------------------------------------------------------
 # the protocol on a zoo
 # ---------------------------------------------------------------------------------------------------
-def analysis_dirs(zoo, out: str | Path | None, default: str):
-    """(output folder, ImageCache): the output defaults to <zoo output>/<default>; the cache follows
-    the audit's rule (the zoo's ``cache:``, else <zoo output>/cache, else <--out>/cache), so images
-    are shared with ``copyscope audit`` over the same zoo file."""
-    from .cache import ImageCache
-
-    out_dir = Path(out) if out else zoo.output_dir / default
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CopyscopeError("output path exists and is not a folder", where=str(out_dir))
-    cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
-    if cache.root.exists() and not cache.root.is_dir():
-        raise CopyscopeError("cache path exists and is not a folder", where=str(cache.root))
-    return out_dir, cache
-
-
-def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
-    """CLIP image embeddings of cached images, stored per image in the cache's features."""
-    fid = "clip_zero_shot_image|" + json.dumps(zs.fingerprint(), sort_keys=True, default=str)
-    rows = [cache.load_feature(fid, k) for k in keys]
-    todo = [i for i, r in enumerate(rows) if r is None]
-    for s in range(0, len(todo), batch):
-        idx = todo[s : s + batch]
-        feats = zs.embed([cache.load(keys[i]) for i in idx])
-        for i, f in zip(idx, feats):
-            cache.save_feature(fid, keys[i], f)
-            rows[i] = f
-    return np.stack(rows) if rows else np.zeros((0, 0))
-
-
 def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, within: str) -> np.ndarray:
     """(n_imitations,) cosine of each imitation to a work: max (or mean) over the work's images."""
     from .clip_zero_shot import normalise
@@ -262,23 +234,6 @@ def _identify(zs, cache, template: str, names: list[str], default_labels: list[s
     emb = embed_cached(zs, cache, [k for x in names for k in keys[x]])
     probs = zs.probabilities(emb, labels)
     return labels, owner, emb, probs, zero_shot_accuracy(probs, owner, len(names))
-
-
-def _f(x) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
-
-
-def write_analysis(result: dict, out_dir: Path, filename: str, t0: float) -> dict:
-    """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
-    (JSON), and return it."""
-    from .cache import atomic_write_text
-
-    result["wall_seconds"] = round(time.perf_counter() - t0, 3)
-    result["output_dir"] = str(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / filename, json.dumps(result, indent=2))
-    return result
 
 
 def run_imitation(

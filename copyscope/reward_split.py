@@ -43,7 +43,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import CopyscopeError
-from .imitation import _f
+from .analysis_io import finite_or_none as _f
 
 __all__ = [
     "within_work_scores",
@@ -248,9 +248,10 @@ def run_reward_split(
     """Run the reward split on every base of a zoo; write reward_split.json; return it."""
     from .analysis_specs import RewardSplitSpec
     from .config import load_zoo
-    from .engine import CoalitionEngine, GenerationStats, ensure_images, model_source, resolve_device
+    from .audit import check_model_sources
+    from .engine import CoalitionEngine, GenerationStats, ensure_images, resolve_device
     from .game import bootstrap_indices, gray_rank
-    from .imitation import analysis_dirs, embed_cached, write_analysis
+    from .analysis_io import analysis_dirs, embed_cached, write_analysis
     from .metrics import build_metrics
     from .plan import make_plan
     from .score import ReferenceSet, Scorer
@@ -300,12 +301,7 @@ def run_reward_split(
     ok, why = m.availability()
     if not ok:
         raise zoo.fail(f"metric {m.name!r} is unavailable: {why}", "reward_split", "metric")
-    for i, b in enumerate(s.bases):
-        model_source(zoo, b.model, b.revision, ("bases", i), allow_pickle)
-    for i, lo in enumerate(s.loras):
-        model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle)
-    for i, cn in enumerate(s.controlnets):
-        model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle)
+    check_model_sources(zoo, allow_pickle)
     refs = ReferenceSet.from_zoo(zoo)
     rec = rs.recognisability
     labels = [rs.labels.get(p.name, p.text) for p in players] + list(rs.default_labels)

@@ -12,7 +12,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 
 from .. import __version__
 from ..cache import atomic_write_text
