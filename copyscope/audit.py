@@ -21,7 +21,7 @@ from .cache import ImageCache, atomic_write_text
 from .config import Zoo, load_zoo
 from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
-from .game import CoalitionEvaluator, bootstrap_indices
+from .game import CoalitionEvaluator, seed_resamples
 from .plan import Plan, make_plan
 from .score import ReferenceSet, Scorer
 
@@ -225,7 +225,7 @@ def run_audit(
     atomic_write_text(prep.out_dir / "zoo.resolved.json", json.dumps(zoo.spec.model_dump(), indent=2))
 
     est = zoo.spec.estimator
-    boot = bootstrap_indices(len(plan.seeds), est.bootstrap, est.seed)
+    boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
     games = []
@@ -233,7 +233,8 @@ def run_audit(
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
         engine = CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=hooks.on_event)
         evaluator = CoalitionEvaluator(
-            game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score
+            game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score,
+            resampling=est.intervals,
         )
         engine.background = background_queue(scorer)
         try:
@@ -295,18 +296,27 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
     results: dict[str, dict] = {}
     names = [m.name for m in prep.metrics]
 
+    resampling = getattr(evaluator, "resampling", "bootstrap")
+
+    def inference_settings(estimate, g: Game):
+        """What the replicate columns are, and what counts as zero at the worths' scale."""
+        estimate.resampling = resampling
+        worths = np.stack(list(g.values_table().values()))
+        estimate.zero_tol = 1e-10 * max(float(np.abs(worths).max()), 1e-300)
+        return estimate
+
     def run(value_function) -> dict:
         g = Game(n, value_function, player_names=game.names)
-        estimate = estimator.estimate(g, budget=est.budget, seed=est.seed)
+        estimate = inference_settings(estimator.estimate(g, budget=est.budget, seed=est.seed), g)
         out = {"estimate": estimate, "game": g}
         # LOO and Banzhaf are reported beside Shapley only from coalitions already evaluated:
         # they must not spend generation beyond the estimator's budget.
         known = set(g.values_table())
         loo_needs = {tuple([True] * n)} | {tuple(j != i for j in range(n)) for i in range(n)}
         if loo_needs <= known:
-            out["loo"] = LeaveOneOut().estimate(g, seed=est.seed)
+            out["loo"] = inference_settings(LeaveOneOut().estimate(g, seed=est.seed), g)
         if g.n_evaluated >= 2**n:
-            out["banzhaf"] = ExactBanzhaf().estimate(g, seed=est.seed)
+            out["banzhaf"] = inference_settings(ExactBanzhaf().estimate(g, seed=est.seed), g)
         out["efficiency_gap"] = efficiency_gap(estimate, g)
         return out
 

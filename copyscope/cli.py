@@ -160,6 +160,15 @@ def audit(
             + ", ".join(report["unavailable_metrics"])
         )
     _warn_flagged(report)
+    _warn_seeds(report)
+
+
+def _warn_seeds(report: dict) -> None:
+    from .report import seed_warning
+
+    warn = seed_warning(report)
+    if warn:
+        console.print(f"[yellow]warning:[/] {warn}", highlight=False, soft_wrap=True)
 
 
 def _warn_flagged(report: dict) -> None:
@@ -222,6 +231,7 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
     write_views(data, out_dir)
     for table in attribution_tables(data):
         out.print(table)
+    _warn_seeds(data)
 
 
 @app.command()

@@ -158,7 +158,12 @@ class GenerationSpec(_Strict):
 class EstimatorSpec(_Strict):
     method: Literal["auto", "exact", "permutation", "kernelshap"] = "auto"
     budget: int | None = Field(None, ge=2, description="distinct coalitions a sampled estimator may evaluate")
-    bootstrap: int = Field(500, ge=0, description="bootstrap resamples over seeds (0: no intervals)")
+    intervals: Literal["jackknife", "bootstrap"] = Field(
+        "jackknife",
+        description="jackknife: leave-one-seed-out, Student-t intervals and tests (calibrated, docs/estimation.md); "
+        "bootstrap: percentile bootstrap over seeds (the older method, too narrow below ~20 seeds)",
+    )
+    bootstrap: int = Field(500, ge=0, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
     confidence: float = Field(0.95, gt=0, lt=1)
     base: Literal["context", "player"] = "context"
     seed: int = 0

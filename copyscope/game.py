@@ -1,10 +1,14 @@
-"""Stage 5 — game: the worth of each coalition under each metric, with bootstrap replicates.
+"""Stage 5 — game: the worth of each coalition under each metric, with seed-resampled replicates.
 
 Worth is "higher = closer to the references": the mean per-image similarity over all work items
 for a per-image metric, minus the distance for a set-level metric. Column 0 of every worth matrix
-uses all seeds; columns 1..B use bootstrap resamples of the seed list. The resampled seed indices
-are drawn once per audit and shared by every coalition (common random numbers), so seed-to-seed
-noise cancels in marginal contributions, and intervals need no new generation.
+uses all seeds; the other columns use subsets of the seed list, the same for every coalition
+(common random numbers), so seed-to-seed noise cancels in marginal contributions, and intervals
+need no new generation. The audit's default (``estimator.intervals: jackknife``) has ``m`` such
+columns, column ``s`` leaving seed ``s`` out: for a per-image metric that is the mean over the
+other seeds, for a set-level metric the distance of the other seeds' images (no image enters a
+set twice, so a U-statistic such as KID never pairs an image with itself). ``intervals:
+bootstrap`` instead resamples the seeds with replacement (the older percentile intervals).
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ def bootstrap_indices(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
     """(B, n_seeds) resampled seed indices, with replacement."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def jackknife_indices(n_seeds: int) -> np.ndarray:
+    """(m, m - 1) seed indices: row s holds every seed but s, in order. Empty (0 rows) for m < 2:
+    one seed says nothing about the seed-to-seed spread."""
+    if n_seeds < 2:
+        return np.zeros((0, max(n_seeds - 1, 0)), dtype=np.int64)
+    full = np.arange(n_seeds)
+    return np.stack([np.delete(full, s) for s in range(n_seeds)])
+
+
+def seed_resamples(n_seeds: int, intervals: str, n_boot: int, seed: int) -> np.ndarray:
+    """The seed index sets of the replicate columns for ``estimator.intervals``."""
+    if intervals == "jackknife":
+        return jackknife_indices(n_seeds)
+    return bootstrap_indices(n_seeds, n_boot, seed)
 
 
 def gray_rank(members: tuple[bool, ...]) -> int:
@@ -55,6 +75,7 @@ class CoalitionEvaluator:
         stats: GenerationStats,
         on_generate: Callable[[int, int], None] | None = None,
         on_score: Callable[[int, int], None] | None = None,
+        resampling: str = "bootstrap",
     ):
         self.game = game
         self.engine = engine
@@ -64,6 +85,7 @@ class CoalitionEvaluator:
         self.n_prompts = len(items) // n_seeds
         self.n_seeds = n_seeds
         self.boot = boot
+        self.resampling = resampling  # what the rows of ``boot`` are: "jackknife" or "bootstrap"
         self.stats = stats
         self.on_generate = on_generate
         self.on_score = on_score  # (advance, add_total) in coalition x metric units

@@ -30,11 +30,15 @@ def _interval(ci_row) -> list[float] | None:
 
 
 def _estimate_section(est, level: float, names: list[str]) -> dict:
+    """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
+    one-sided p-value and its Holm correction; for jackknife estimates also the standard error and
+    the degrees of freedom of the t quantile, so the interval can be rechecked from per_seed.csv."""
     from ..shapley import adjust_p_values
 
     ci = est.ci(level)
     p = est.p_values()
     p_adj = adjust_p_values(p, "holm")  # not est.p_adjusted(), which recomputes the p-values
+    se = est.standard_error() if hasattr(est, "standard_error") else None
     out = {}
     for i, name in enumerate(names):
         out[name] = {
@@ -43,11 +47,44 @@ def _estimate_section(est, level: float, names: list[str]) -> dict:
             "p_value": _f(p[i]),
             "p_holm": _f(p_adj[i]),
         }
+        if se is not None:
+            out[name]["se"] = _f(se[i])
+            out[name]["df"] = est.df
     return out
 
 
+def _per_seed_section(est, names: list[str]) -> dict | None:
+    """{player: [pseudo-value per seed]} of a jackknife estimate (None otherwise)."""
+    per_seed = est.per_seed() if hasattr(est, "per_seed") else None
+    if per_seed is None:
+        return None
+    return {name: [_f(x) for x in per_seed[i]] for i, name in enumerate(names)}
+
+
+def _seed_worths(table: dict, keys: dict) -> dict | None:
+    """{coalition: [per-seed pseudo-worth]} from leave-one-seed-out worth columns: for a per-image
+    metric the coalition's worth on each seed alone."""
+    from ..shapley.inference import jackknife_pseudo_values
+
+    rows = {keys[c]: v for c, v in table.items()}
+    if not rows or len(next(iter(rows.values()))) < 3:
+        return None
+    return {k: [_f(x) for x in jackknife_pseudo_values(v[0], v[1:])] for k, v in rows.items()}
+
+
+def intervals_text(intervals: str) -> str:
+    if intervals == "jackknife":
+        return ("leave-one-seed-out jackknife: Student-t interval value +- t(m-1) * se; one-sided t test of value > 0, "
+                "Holm-corrected across players")
+    return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
+
+
 def build_report(prep, games: list[dict], generation: dict, provenance: dict) -> dict:
+    from ..shapley.inference import MIN_SEEDS, seed_count_warning
+
     level = prep.zoo.spec.estimator.confidence
+    intervals = prep.zoo.spec.estimator.intervals
+    n_seeds = len(prep.plan.seeds)
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
     for g in games:
@@ -69,6 +106,8 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 "efficiency_gap": _f(r["efficiency_gap"]),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
+                "per_seed": _per_seed_section(est, names),
+                "seed_worths": _seed_worths(table, {c: game.coalition_key(c) for c in table}) if est.jackknife else None,
                 "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)} if "loo" in r else None,
                 "banzhaf": {n: _f(v) for n, v in zip(names, r["banzhaf"].values)} if "banzhaf" in r else None,
             }
@@ -112,9 +151,13 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             "guidance": zoo.spec.generation.guidance,
             "resolution": list(zoo.spec.generation.size),
             "aggregate": zoo.spec.aggregate,
-            "bootstrap": zoo.spec.estimator.bootstrap,
+            "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
             "confidence": level,
-            "test": "one-sided bootstrap test of value > 0, Holm-corrected across players",
+            "intervals": intervals,
+            "test": intervals_text(intervals),
+            "n_seeds": n_seeds,
+            "min_seeds": MIN_SEEDS,
+            "seed_warning": seed_count_warning(n_seeds),
         },
         "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
         "unavailable_metrics": prep.unavailable,
@@ -133,6 +176,7 @@ def write_outputs(report: dict, out_dir: Path) -> None:
 def write_views(report: dict, out_dir: Path) -> None:
     atomic_write_text(out_dir / "coalitions.csv", coalitions_csv(report))
     atomic_write_text(out_dir / "attribution.csv", attribution_csv(report))
+    atomic_write_text(out_dir / "per_seed.csv", per_seed_csv(report))
     from .html import render_html
 
     atomic_write_text(out_dir / "report.html", render_html(report, out_dir))
@@ -147,6 +191,27 @@ def coalitions_csv(report: dict) -> str:
             for key, value in sec["coalitions"].items():
                 w.writerow([g["base"], metric, key, value])
     return buf.getvalue()
+
+
+def per_seed_csv(report: dict) -> str:
+    """Every per-seed pseudo-value (players) and pseudo-worth (coalitions), long format: enough to
+    recheck each interval (mean, sd / sqrt(m), t quantile) and each coalition's worth."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["base", "metric", "what", "name", "seed", "value"])
+    seeds = (report.get("settings") or {}).get("seeds") or []
+    for g in report["games"]:
+        for metric, sec in g["metrics"].items():
+            for what, rows in (("player", sec.get("per_seed")), ("coalition", sec.get("seed_worths"))):
+                for name, values in (rows or {}).items():
+                    for s, v in enumerate(values):
+                        w.writerow([g["base"], metric, what, name, seeds[s] if s < len(seeds) else s, v])
+    return buf.getvalue()
+
+
+def seed_warning(report: dict) -> str | None:
+    """The report's seed-count warning (None for reports of older versions or enough seeds)."""
+    return (report.get("settings") or {}).get("seed_warning")
 
 
 def attribution_csv(report: dict) -> str:
@@ -187,9 +252,11 @@ def attribution_tables(report: dict):
 
     tables = []
     for g in report["games"]:
+        warn = seed_warning(report)
         t = Table(
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
-            caption=f"value, then its {level:.0%} interval; * = above zero after Holm correction (p < {alpha:.2g})",
+            caption=f"value, then its {level:.0%} interval; * = above zero after Holm correction (p < {alpha:.2g})"
+            + (f"\nWARNING: {warn}" if warn else ""),
         )
         metrics, players = list(g["metrics"]), list(g["players"])
         metrics_down = len(players) <= len(metrics)

@@ -175,7 +175,7 @@ def summary_sentences(report: dict, game: dict) -> dict[str, list[str]]:
                 if ph is None:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
-                        f"{under} ({sv}); not tested for significance (no bootstrap replicates).")
+                        f"{under} ({sv}); not tested for significance (no replicates over seeds).")
                 elif ph < alpha:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
@@ -278,10 +278,22 @@ def section_summary(report: dict, game: dict) -> str:
         "<p class=\"muted\">Shapley value: the average change in similarity to the works when the component joins the "
         "pipeline, over all orders in which components can be added (higher = more copying caused). Share: the component's "
         "part of the total increase caused by the components that raise similarity (components that lower it get 0%); "
-        "brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected across "
-        "components" + _min_p_note(report) + ".</p>"
+        + _interval_note(report) + _min_p_note(report) + ".</p>"
     )
-    return head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+    return _seed_warning_html(report) + head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+
+
+def _interval_note(report: dict) -> str:
+    if (report.get("settings") or {}).get("intervals") == "jackknife":
+        return ("brackets are Student-t intervals over seeds (leave-one-seed-out jackknife; per_seed.csv holds the per-seed "
+                "values). p: one-sided t test of a value above 0, Holm-corrected across components")
+    return ("brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected "
+            "across components")
+
+
+def _seed_warning_html(report: dict) -> str:
+    warn = (report.get("settings") or {}).get("seed_warning")
+    return f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else ""
 
 
 def _metric_tally(game: dict, player: str, alpha: float) -> str:
@@ -298,8 +310,9 @@ def _metric_tally(game: dict, player: str, alpha: float) -> str:
 
 
 def _min_p_note(report: dict) -> str:
-    b = (report.get("settings") or {}).get("bootstrap")
-    if not isinstance(b, int) or b <= 0:
+    s = report.get("settings") or {}
+    b = s.get("bootstrap")
+    if s.get("intervals") == "jackknife" or not isinstance(b, int) or b <= 0:
         return ""
     return f"; with {b} bootstrap replicates the smallest possible p before correction is 1/{b + 1} = {1 / (b + 1):.2g}"
 
@@ -452,7 +465,9 @@ def section_provenance(report: dict) -> str:
         ("seeds", ", ".join(map(str, prov.get("seeds") or s.get("seeds") or []))),
         ("steps / guidance / resolution", f"{s.get('steps')} / {s.get('guidance')} / {'x'.join(map(str, s.get('resolution') or []))}"),
         ("aggregation over references", s.get("aggregate")),
-        ("bootstrap replicates / confidence", f"{s.get('bootstrap')} / {s.get('confidence')}"),
+        ("intervals / confidence", f"{s.get('intervals') or 'bootstrap'}"
+                                   + (f" ({s.get('bootstrap')} replicates)" if s.get("bootstrap") else "") + f" / {s.get('confidence')}"),
+        ("seed-count warning", s.get("seed_warning") or "none"),
         ("test", s.get("test")),
         ("images generated / from cache", f"{gen.get('generated')} / {gen.get('cached')}"),
         ("generation time (s)", gen.get("seconds")),

@@ -2,9 +2,13 @@
 
 Two independent sources of uncertainty are carried separately:
 
-* ``replicates`` (n, B): the estimate recomputed on each bootstrap resample of the seeds (column
-  ``b`` of the game's worth matrix) *with the same sampled coalitions*. They measure the noise
-  of image generation (which seeds were drawn).
+* ``replicates`` (n, B): the estimate recomputed on each resample of the seeds (column ``b`` of
+  the game's worth matrix) *with the same sampled coalitions*. They measure the noise of image
+  generation (which seeds were drawn). ``resampling`` says what the columns are:
+  ``"jackknife"`` (the audit's default: column ``s`` leaves seed ``s`` out; Student-t intervals
+  and tests on the per-seed pseudo-values, :mod:`copyscope.shapley.inference`) or
+  ``"bootstrap"`` (seeds resampled with replacement; percentile intervals, kept for comparison
+  and for estimates written by older versions).
 * ``estimator_se`` (n,): the estimator's own sampling standard error (which coalitions or
   permutations were drawn). Zero for exact methods.
 
@@ -21,10 +25,18 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from copyscope.errors import CopyscopeError
+from copyscope.shapley.inference import (
+    default_zero_tol,
+    jackknife_pseudo_values,
+    jackknife_se,
+    seed_inference,
+    t_interval,
+)
 
 __all__ = ["Estimate", "adjust_p_values"]
 
 P_ADJUST_METHODS = ("holm", "bonferroni", "none")
+RESAMPLINGS = ("jackknife", "bootstrap")
 
 
 def _check_level(level: float) -> float:
@@ -110,6 +122,10 @@ class Estimate:
             ``"shapley"`` is efficient (sums to v(N) - v(empty)).
         seed: seed of the estimator's sampling (None for deterministic methods).
         info: method-specific facts (number of permutations, strata, ...), JSON-safe.
+        resampling: ``"jackknife"`` (replicate ``s`` = the estimate without seed ``s``) or
+            ``"bootstrap"`` (replicate ``b`` = the estimate on bootstrap resample ``b``).
+        zero_tol: values and standard errors at or below it count as exactly zero (floating-point
+            noise of a player that changes nothing); None: 1e-12 of the largest magnitude seen.
     """
 
     player_names: list[str]
@@ -122,8 +138,12 @@ class Estimate:
     index: str = "shapley"
     seed: int | None = None
     info: dict = field(default_factory=dict)
+    resampling: str = "bootstrap"
+    zero_tol: float | None = None
 
     def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLINGS:
+            raise CopyscopeError(f"resampling must be one of {', '.join(RESAMPLINGS)}, got {self.resampling!r}")
         self.values = np.asarray(self.values, dtype=float).reshape(-1)
         n = self.values.shape[0]
         if len(self.player_names) != n:
@@ -149,11 +169,47 @@ class Estimate:
             return None
         return self.estimator_se
 
+    @property
+    def jackknife(self) -> bool:
+        """True when the replicates are leave-one-seed-out estimates (Student-t inference)."""
+        return self.resampling == "jackknife" and self.replicates is not None
+
+    def tolerance(self) -> float:
+        """What counts as exactly zero (see ``zero_tol``)."""
+        if self.zero_tol is not None:
+            return float(self.zero_tol)
+        return default_zero_tol(self.values, self.replicates)
+
+    def per_seed(self) -> np.ndarray | None:
+        """(n, m) per-seed pseudo-values (jackknife only, else None): for a per-image metric the
+        attribution computed on each seed alone; their mean is ``values``."""
+        if not self.jackknife:
+            return None
+        return jackknife_pseudo_values(self.values, self.replicates)
+
+    def standard_error(self) -> np.ndarray | None:
+        """(n,) total standard error of a jackknife estimate: seed noise (jackknife SE) and the
+        estimator's own sampling error, variances added. None for bootstrap estimates."""
+        if not self.jackknife:
+            return None
+        se = jackknife_se(self.replicates)
+        est = self._se()
+        return se if est is None else np.sqrt(se**2 + est**2)
+
+    @property
+    def df(self) -> int | None:
+        """Degrees of freedom of the t quantiles (seeds - 1), jackknife only."""
+        return self.n_replicates - 1 if self.jackknife else None
+
     # ------------------------------------------------------------------ intervals
     def ci(self, level: float = 0.95) -> np.ndarray | None:
         """(n, 2) two-sided interval at ``level``, or None when there is no uncertainty to show.
 
-        * With replicates: the bootstrap percentile interval ``[q(a/2), q(1 - a/2)]`` of the
+        * Jackknife replicates (``m`` seeds): the skew-corrected t interval of the per-seed
+          pseudo-values (:func:`copyscope.shapley.inference.seed_inference`: Hall's transformation
+          of ``(value - mu) / se``, ``se`` the jackknife standard error), with the estimator SE
+          added in variance (:meth:`standard_error`).
+        * Bootstrap replicates: the bootstrap percentile interval ``[q(a/2), q(1 - a/2)]`` of the
           replicates. If an estimator SE is present, each side's distance from the point
           estimate ``d`` is widened to ``sqrt(d**2 + (z * se)**2)`` (``z`` the normal quantile):
           the seed noise and the coalition-sampling noise are independent, so their variances
@@ -165,6 +221,8 @@ class Estimate:
         alpha = 1.0 - level
         z = float(ndtri(1.0 - alpha / 2.0))
         se = self._se()
+        if self.jackknife:
+            return seed_inference(self.values, self.per_seed(), se, level, self.tolerance())[0]
         if self.replicates is None:
             if se is None:
                 return None
@@ -183,9 +241,11 @@ class Estimate:
 
     # ------------------------------------------------------------------ tests
     def p_values(self) -> np.ndarray:
-        """One-sided bootstrap p-values for H0: phi_i <= 0 (the player does not increase copying).
+        """One-sided p-values for H0: phi_i <= 0 (the player does not increase copying).
 
-        ``p_i = (1 + #{b : phi_i,b <= 0}) / (B + 1)`` over the replicates. With an estimator SE
+        Jackknife replicates: the skew-corrected t test of :func:`seed_inference` (continuous, not
+        floored; p = 1 for a player whose every seed contributes exactly zero).
+        Bootstrap replicates: ``p_i = (1 + #{b : phi_i,b <= 0}) / (B + 1)`` over the replicates. With an estimator SE
         each replicate is counted with the probability that it would be <= 0 after the
         independent sampling noise is added: ``(1 + sum_b Phi(-phi_i,b / se_i)) / (B + 1)``.
         Without replicates but with an SE: the normal test ``Phi(-phi_i / se_i)``. Neither:
@@ -193,13 +253,16 @@ class Estimate:
         """
         n = self.n_players
         se = self._se()
+        if self.jackknife:
+            return seed_inference(self.values, self.per_seed(), se, 0.95, self.tolerance())[1]
         if self.replicates is None:
             if se is None:
                 return np.full(n, np.nan)
             return self._normal_tail(self.values[:, None], se)[:, 0]
         B = self.replicates.shape[1]
         if se is None:
-            counts = (self.replicates <= 0.0).sum(axis=1).astype(float)
+            # a replicate that is zero in exact arithmetic may come out as +-1e-16: count it as <= 0
+            counts = (self.replicates <= self.tolerance()).sum(axis=1).astype(float)
         else:
             counts = self._normal_tail(self.replicates, se).sum(axis=1)
         return (1.0 + counts) / (B + 1.0)
@@ -230,11 +293,17 @@ class Estimate:
         of the same split computed on each bootstrap replicate (replicates with no positive
         player are skipped), widened if needed so they contain the point share; None without
         replicates. They reflect seed noise only, not the estimator's sampling error.
+        Jackknife replicates: ``share +- t_{m-1} * se`` with the jackknife SE of the share
+        (computed on each leave-one-seed-out estimate), clipped to [0, 100].
         """
         level = _check_level(level)
         point = _positive_shares(self.values[:, None], none_positive=0.0)[:, 0]
         lo = hi = None
-        if self.replicates is not None:
+        if self.jackknife and self.n_replicates >= 2:
+            rep = _positive_shares(self.replicates, none_positive=0.0)
+            ci = t_interval(point, jackknife_se(rep), self.df, level, 1e-9)
+            lo, hi = np.clip(ci[:, 0], 0.0, 100.0), np.clip(ci[:, 1], 0.0, 100.0)
+        elif self.replicates is not None and not self.jackknife:
             rep = _positive_shares(self.replicates, none_positive=np.nan)
             alpha = 1.0 - level
             keep = np.isfinite(rep).all(axis=0)
@@ -266,6 +335,10 @@ class Estimate:
             "values": _json_array(self.values),
             "estimator_se": _json_array(self.estimator_se),
             "n_replicates": self.n_replicates,
+            "resampling": self.resampling,
+            "zero_tol": self.zero_tol,
+            "standard_error": _json_array(self.standard_error()),
+            "df": self.df,
             "level": level,
             "ci": _json_array(ci),
             "p_values": _json_array(p),
@@ -291,6 +364,8 @@ class Estimate:
                 index=str(data.get("index", "shapley")),
                 seed=data.get("seed"),
                 info=dict(data.get("info") or {}),
+                resampling=str(data.get("resampling", "bootstrap")),  # older files: bootstrap
+                zero_tol=data.get("zero_tol"),
             )
         except KeyError as exc:
             raise CopyscopeError(f"estimate is missing key {exc.args[0]!r}") from None
