@@ -1,10 +1,11 @@
 """Attribution by cooperative game theory, independent of diffusion.
 
 Three parts, as in shapiq: the *game* (:class:`Game`, a memoised worth function over boolean
-coalition matrices, returning ``(k,)`` or ``(k, 1 + B)`` with bootstrap replicate columns), the
+coalition matrices, returning ``(k,)`` or ``(k, 1 + B)`` with replicate columns over seeds), the
 *estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, Banzhaf; each
-``estimate(game, budget, seed)``), and the *result* (:class:`Estimate`: values, bootstrap
-replicates, estimator standard error, intervals, one-sided tests, liability shares).
+``estimate(game, budget, seed)``), and the *result* (:class:`Estimate`: values, replicates over
+seeds (leave-one-seed-out or bootstrap), estimator standard error, intervals, one-sided tests,
+liability shares; :mod:`copyscope.shapley.inference` for the intervals over seeds).
 
     >>> import numpy as np
     >>> from copyscope.shapley import Game, get_estimator
