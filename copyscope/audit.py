@@ -56,6 +56,9 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False) -> tuple[list, dict[str
     from .metrics import DEFAULT_METRICS, build_metrics
 
     explicit = zoo.spec.metrics is not None
+    if explicit and not zoo.spec.metrics:
+        raise zoo.fail("lists no metric; name at least one (`copyscope metrics` lists them) or remove the key for the defaults",
+                       "metrics")
     specs = zoo.spec.metrics if explicit else list(DEFAULT_METRICS)
     try:
         metrics = build_metrics(specs, zoo.spec.backbones, device=resolve_device(zoo.spec.generation.device), allow_pickle=allow_pickle)

@@ -139,7 +139,7 @@ class GenerationSpec(_Strict):
     seeds: Any = 4  # a count or a list of distinct seeds: checked by _seeds
     batch_size: Int = Field(4, ge=1, le=MAX_BATCH)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    device: str = "auto"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
 
     @field_validator("seeds")
@@ -162,6 +162,13 @@ class GenerationSpec(_Strict):
                 raise ValueError(f"seeds[{i}] is {seed!r}; expected an integer from 0 to 2**63-1")
         if len(set(v)) != len(v):
             raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if not re.match(r"^(auto|cpu|mps|(cuda|xpu)(:\d{1,3})?)$", v):
+            raise ValueError(f"unknown device {v!r}; expected auto, cpu, cuda, cuda:N, mps or xpu")
         return v
 
     @field_validator("resolution")
@@ -338,6 +345,9 @@ def _pydantic_message(err: dict) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "model_type":  # "Input should be a valid dictionary or instance of LoraSpec"
+        got = err.get("input")
+        return f"expected a mapping of keys (key: value), got {got!r}"[:200]
     msg = msg.removeprefix("Value error, ")
     if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
         if repr(err["input"]) not in msg:
@@ -350,7 +360,19 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(int|str|float|list\[|dict\[|tuple\[|function-)", str(p)))
 
 
-def _check_duplicate_keys(node, seen: set[int] | None = None) -> None:
+def _compose(text: str):
+    """The YAML node tree, parsed by libyaml where available (fast); on an error the pure-Python
+    parser parses again, so messages read the same everywhere."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _check_duplicate_keys(node, path: Path, seen: set[int] | None = None) -> None:
     """PyYAML keeps the last of two equal keys; a zoo file with two `loras:` blocks would silently
     lose a player. Refuse, naming the lines of both."""
     seen = set() if seen is None else seen
@@ -363,16 +385,16 @@ def _check_duplicate_keys(node, seen: set[int] | None = None) -> None:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 k = key_node.value
                 if k in first:
-                    raise yaml.MarkedYAMLError(
-                        problem=f"duplicate key {k!r} (first given at line {first[k].line + 1}); give each key once",
-                        problem_mark=key_node.start_mark,
+                    raise CopyscopeError(
+                        f"duplicate key {k!r}: also given at line {first[k].line + 1}; give each key once",
+                        where=f"{path}:{key_node.start_mark.line + 1}",
                     )
                 first[k] = key_node.start_mark
-            _check_duplicate_keys(key_node, seen)
-            _check_duplicate_keys(value_node, seen)
+            _check_duplicate_keys(key_node, path, seen)
+            _check_duplicate_keys(value_node, path, seen)
     elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            _check_duplicate_keys(child, seen)
+            _check_duplicate_keys(child, path, seen)
 
 
 def _check_finite(data, path: Path, lines: dict[tuple, int], loc: tuple = ()) -> None:
@@ -401,11 +423,12 @@ def load_zoo(path: str | Path) -> Zoo:
             f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); expected a UTF-8 YAML file", where=f"{path}:{line}"
         ) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
         if node is not None:
             _check_expansion(node)
-            _check_duplicate_keys(node)
-        data = yaml.safe_load(text)
+            _check_duplicate_keys(node, path)
+        # built from the checked node tree with the safe constructor (no second parse)
+        data = yaml.SafeLoader("").construct_document(node) if node is not None else None
     except RecursionError:
         raise CopyscopeError("malformed YAML: nested too deeply", where=str(path)) from None
     except yaml.YAMLError as exc:
