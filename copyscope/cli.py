@@ -230,10 +230,14 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
         raise CopyscopeError("report.json is nested too deeply; expected the report.json an audit wrote", where=str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("games"), list):
         raise CopyscopeError("has no 'games' list; expected the report.json an audit wrote", where=str(path))
+    from .outdir import os_error_message
+
     try:
         with OutputFolder(out_dir).run(VIEW_FILES, "report") as stage:
             write_views(data, stage, view_root=out_dir)
         tables = attribution_tables(data)
+    except OSError as exc:
+        raise os_error_message(exc) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # a hand-edited or truncated report: name what is missing instead of a traceback
         raise CopyscopeError(

@@ -21,6 +21,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ def _now() -> str:
 
 def os_error_message(exc: OSError, what: str = "output folder") -> CopyscopeError:
     """One line for an OSError on the output or the cache: the path, the reason, what to do."""
-    path = exc.filename or "?"
+    # a file of the staging folder is reported under the name it would have had
+    path = re.sub(rf"/{re.escape(STAGING_PREFIX)}[^/]+", "", str(exc.filename)) if exc.filename else "?"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         todo = "free disk space (or raise the file-size limit) and rerun; finished images are kept in the cache"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -177,8 +179,12 @@ class OutputFolder:
             for n in names:
                 os.replace(stage / n, self.root / n)
             files = {**manifest["files"], **{n: run_id for n in names}}
-            done = {k: v for k, v in manifest.items() if k not in ("committing", "last_attempt")}
-            done.update(copyscope=1, files=files, last_run={"run": run_id, "command": command, "status": "complete"})
+            # an unfinished audit stays noted until an audit finishes (`report` only redraws its views)
+            attempt_done = (manifest.get("last_attempt") or {}).get("command") == command
+            done = {k: v for k, v in manifest.items() if k != "committing" and not (k == "last_attempt" and attempt_done)}
+            done.update(copyscope=1, files=files)
+            if command == "audit" or "last_run" not in done:
+                done["last_run"] = {"run": run_id, "command": command, "status": "complete"}
             atomic_write_text(self.manifest_path, json.dumps(done, indent=2))
         except OSError as exc:
             raise os_error_message(exc) from None
