@@ -137,6 +137,11 @@ def prepare_audit(
         estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
+    if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
+        try:
+            OutputFolder(out_dir, where=f"{zoo.where('output')}: {out_dir}").claim(AUDIT_FILES)
+        except CopyscopeError as problem:
+            missing.append(str(problem))
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, {"missing_files": missing})
 
 
@@ -170,7 +175,7 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
         limit = _train_timesteps(zoo, base.model)
         if s.generation.steps > limit:
             raise zoo.fail(
-                f"{s.generation.steps} steps is more than base {base.name!r}'s scheduler has timesteps ({limit}); "
+                f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
                 f"expected at most {limit}", "generation", "steps",
             )
     n = len(s.controlnets) + len(s.loras) + len(s.prompt_players) + (1 if s.estimator.base == "player" else 0)

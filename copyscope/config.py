@@ -350,8 +350,9 @@ def _pydantic_message(err: dict) -> str:
         return f"expected a mapping of keys (key: value), got {got!r}"[:200]
     msg = msg.removeprefix("Value error, ")
     if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
-        if repr(err["input"]) not in msg:
-            msg += f", got {err['input']!r}"
+        got = repr(err["input"])
+        if got not in msg:
+            msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
     return msg
 
 
