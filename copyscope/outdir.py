@@ -34,6 +34,7 @@ from .errors import CopyscopeError
 MANIFEST = ".copyscope-output.json"
 STAGING_PREFIX = ".copyscope-staging-"
 MAX_MANIFEST_BYTES = 16 << 20
+OWN_SUBFOLDERS = {"cache", "reward-split", "imitation"}
 
 
 class Interrupted(CopyscopeError):
@@ -114,6 +115,10 @@ class OutputFolder:
                                  where=self.where) from None
         entries = [e for e in entries if not e.startswith(STAGING_PREFIX)]
         manifest = self.read_manifest() if entries else None
+        # what copyscope itself puts in an output folder before an audit's first report: the
+        # default image cache, and the analyses' own subfolders (`reward-split`, `imitation`)
+        if manifest is None and all(e in OWN_SUBFOLDERS and (self.root / e).is_dir() for e in entries):
+            entries = []
         if manifest is None and entries:
             manifest = self._legacy_manifest()
             if manifest is None:
@@ -217,6 +222,9 @@ def interrupted_note(root: Path) -> str | None:
         manifest = OutputFolder(root).read_manifest()
     except CopyscopeError:
         return None
+    if manifest and manifest.get("committing"):
+        return (f"a run ({manifest['committing']}) stopped while its files were being moved in: some files may be "
+                "from that run and some from the one before; rerun the audit")
     attempt = (manifest or {}).get("last_attempt")
     if not attempt:
         return None

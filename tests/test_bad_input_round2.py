@@ -233,3 +233,28 @@ def test_yaml_line_of_both_duplicate_keys(tmp_path):
     zoo.write_text("base: &b {model: x}\nbases:\n- <<: *b\n  name: one\nreferences: [{name: w, paths: [w]}]\nprompts: [{text: t}]\n")
     with pytest.raises(CopyscopeError, match=r"base: unknown key"):
         load_zoo(zoo)
+
+
+def test_hub_error_names_the_cause_not_an_unseen_stack_trace():
+    """diffusers says "check out the root cause in the stacktrace above"; no stack trace is shown."""
+    from types import SimpleNamespace
+
+    from copyscope.engine import _hub_error
+    from copyscope.errors import CopyscopeError
+
+    class FakeZoo:
+        def fail(self, message, *loc):
+            return CopyscopeError(message, where="zoo.yaml:5: bases[0].model")
+
+    try:
+        try:
+            raise ConnectionError("Failed to resolve 'huggingface.co'")
+        except ConnectionError as cause:
+            raise OSError("Cannot load model owner/sd: model is not cached locally and an error occurred while trying to "
+                          "fetch metadata from the Hub. Please check out the root cause in the stacktrace above.") from cause
+    except OSError as exc:
+        err = _hub_error(FakeZoo(), exc, SimpleNamespace(local=None, value="owner/sd"), ("bases", 0))
+    text = str(err)
+    assert "stacktrace" not in text.lower() and "\n" not in text
+    assert "cause: ConnectionError: Failed to resolve 'huggingface.co'" in text
+    assert "huggingface-cli download owner/sd" in text

@@ -199,3 +199,36 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
     assert "Traceback" not in full.stderr
     assert lines[-1].startswith("error: ") and "cannot write (File too large); free disk space" in lines[-1], lines
     assert {k: v for k, v in snapshot(out).items() if not k.startswith(("cache", MANIFEST))} == before
+
+
+def test_folder_holding_only_copyscopes_own_subfolders_is_accepted(stubbed, zoo, tmp_path):
+    """`reward-split` or `imitation` run before the audit leave <output>/cache and their subfolder."""
+    out = tmp_path / "out"
+    (out / "cache" / "images").mkdir(parents=True)
+    (out / "reward-split").mkdir()
+    _audit_ok(zoo)
+    assert set(_manifest(out)["files"]) == AUDIT_FILES
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "reward-split").write_text("a file, not copyscope's subfolder\n")
+    result = runner.invoke(app, ["audit", str(zoo), "--out", str(tmp_path / "other")])
+    assert_one_line_error(result, r"--out .*other: is not empty and is not a copyscope output folder")
+
+
+def test_a_swap_stopped_halfway_is_reported(tmp_path):
+    """The manifest says a swap was under way; `report` and the note say the files may be mixed."""
+    from copyscope.outdir import interrupted_note
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"copyscope": 1, "files": {}, "committing": "2026-01-01 abc"}))
+    note = interrupted_note(tmp_path)
+    assert note and "stopped while its files were being moved in" in note and "2026-01-01 abc" in note
+    (tmp_path / MANIFEST).write_text(json.dumps({"copyscope": 1, "files": {}}))
+    assert interrupted_note(tmp_path) is None
+
+
+def test_a_manifest_that_is_not_copyscopes_is_refused(stubbed, zoo, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text("[1, 2, 3]\n")
+    assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
+                          r"out/\.copyscope-output\.json: is not a copyscope manifest; move it away or choose another output folder")
+    assert (out / MANIFEST).read_text() == "[1, 2, 3]\n"
