@@ -21,8 +21,11 @@ from .cache import ImageCache, atomic_write_text
 from .config import Zoo, load_zoo
 from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
+from .inputs import check_image_file
 from .game import CoalitionEvaluator, seed_resamples
+from .outdir import OutputFolder, os_error_message
 from .plan import Plan, make_plan
+from .report import VIEW_FILES
 from .score import ReferenceSet, Scorer
 
 
@@ -54,6 +57,9 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False) -> tuple[list, dict[str
     from .metrics import DEFAULT_METRICS, build_metrics
 
     explicit = zoo.spec.metrics is not None
+    if explicit and not zoo.spec.metrics:
+        raise zoo.fail("lists no metric; name at least one (`copyscope metrics` lists them) or remove the key for the defaults",
+                       "metrics")
     specs = zoo.spec.metrics if explicit else list(DEFAULT_METRICS)
     try:
         metrics = build_metrics(specs, zoo.spec.backbones, device=resolve_device(zoo.spec.generation.device), allow_pickle=allow_pickle)
@@ -109,27 +115,39 @@ def prepare_audit(
         missing.append(str(problem))
     for i, cn in enumerate(zoo.spec.controlnets):
         for path in _conditioning_files(zoo, cn):
-            resolved = zoo.resolve_path(path)
-            if not resolved.is_file():
-                what = "is a folder; expected an image file" if resolved.is_dir() else "not found"
-                problem = zoo.fail(f"conditioning image {path!r} {what}", "controlnets", i, "conditioning")
-                if strict_files:
+            # a regular image file within the pixel limit: a bomb fails here, not after the models load
+            what = check_image_file(zoo.resolve_path(path), "conditioning image")
+            if what is not None:
+                problem = zoo.fail(f"conditioning image {path!r} {'' if what == 'not found' else 'is '}{what}", "controlnets", i, "conditioning")
+                if strict_files or what != "not found":
                     raise problem
                 missing.append(str(problem))
     metrics, unavailable = select_metrics(zoo, allow_pickle)
     try:
         refs = ReferenceSet.from_zoo(zoo)
     except CopyscopeError as problem:
-        if strict_files or "not found" not in str(problem) and "holds no images" not in str(problem):
+        if strict_files or not re.search(r"' (not found|holds no images)", str(problem)):
             raise
         missing.append(str(problem))
         refs = ReferenceSet([], [], [], [])
     est = zoo.spec.estimator
+    if max(g.n_players for g in plan.games) == 0:
+        raise zoo.fail("no players: list at least one LoRA, ControlNet or prompt player (or set estimator.base: player)",
+                       "estimator")
     try:
         estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
+    if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
+        try:
+            OutputFolder(out_dir, where=f"{zoo.where('output')}: {out_dir}").claim(AUDIT_FILES)
+        except CopyscopeError as problem:
+            missing.append(str(problem))
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, {"missing_files": missing})
+
+
+MAX_IMAGES_PER_COALITION = 1_000_000
+MAX_BOOTSTRAP_DRAWS = 50_000_000  # the (resamples, seeds) index table: 400 MB of int64
 
 
 def _check_generation_and_estimator(zoo: Zoo) -> None:
@@ -143,13 +161,45 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
             f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
             "generation", "scheduler",
         )
-    n = len(s.controlnets) + len(s.loras) + (1 if s.estimator.base == "player" else 0)
+    n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
+    if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
+        raise zoo.fail(
+            f"{len(s.prompts)} prompt(s) x {n_seeds} seed(s) = {len(s.prompts) * n_seeds} images per coalition; "
+            f"expected at most {MAX_IMAGES_PER_COALITION}", "generation", "seeds",
+        )
+    if s.estimator.bootstrap * n_seeds > MAX_BOOTSTRAP_DRAWS:
+        raise zoo.fail(
+            f"{s.estimator.bootstrap} resamples x {n_seeds} seeds = {s.estimator.bootstrap * n_seeds} draws; expected at "
+            f"most {MAX_BOOTSTRAP_DRAWS} (lower estimator.bootstrap)", "estimator", "bootstrap",
+        )
+    for i, base in enumerate(s.bases):
+        limit = _train_timesteps(zoo, base.model)
+        if s.generation.steps > limit:
+            raise zoo.fail(
+                f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
+                f"expected at most {limit}", "generation", "steps",
+            )
+    n = len(s.controlnets) + len(s.loras) + len(s.prompt_players) + (1 if s.estimator.base == "player" else 0)
     if s.estimator.method == "exact" and s.estimator.budget is None and n > AUTO_EXACT_MAX_PLAYERS:
         raise zoo.fail(
             f"exact estimation of {n} players evaluates 2**{n} = {2**n} coalitions; set estimator.budget "
             f"(>= {2**n} to confirm exact, or smaller with method auto/kernelshap/permutation)",
             "estimator", "method",
         )
+
+
+def _train_timesteps(zoo: Zoo, model: str) -> int:
+    """num_train_timesteps of a local diffusers folder's scheduler config; 1000 (every Stable
+    Diffusion scheduler's) where the config cannot be read without loading anything."""
+    from .inputs import read_bounded
+
+    folder = zoo.resolve_path(model)
+    try:
+        config = json.loads(read_bounded(folder / "scheduler" / "scheduler_config.json", 1 << 20, "scheduler config"))
+        value = config.get("num_train_timesteps", 1000)
+        return value if isinstance(value, int) and value > 0 else 1000
+    except (CopyscopeError, ValueError, AttributeError):
+        return 1000
 
 
 def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
@@ -213,17 +263,42 @@ def run_audit(
     ``generation_adjust`` rewrites the report's ``generation`` counts (a distributed run adds the
     images the other processes generated: copyscope.distributed). ``prep``: the caller's own
     ``prepare_audit`` of the same arguments, so that it is not done twice."""
-    from .report import build_report, write_outputs
+    from .report import write_outputs
 
     hooks = hooks or AuditHooks()
     t_start = time.perf_counter()
     if prep is None:
         prep = prepare_audit(zoo_path, out, allow_pickle)
-    zoo, plan = prep.zoo, prep.plan
-    prep.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(prep.out_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
-    atomic_write_text(prep.out_dir / "zoo.resolved.json", json.dumps(zoo.spec.model_dump(), indent=2))
+    folder = OutputFolder(prep.out_dir, where=f"--out {prep.out_dir}" if out else f"{prep.zoo.where('output')}: {prep.out_dir}")
+    try:
+        # the run's files are staged and moved in together at the end: an interrupted or failed
+        # run leaves the previous report, its views and its plan.json as they were
+        with folder.run(AUDIT_FILES, "audit") as stage:
+            report = _run_games(prep, hooks, generation_adjust, t_start, allow_pickle)
+            write_outputs(report, stage, view_root=prep.out_dir)
+            atomic_write_text(stage / "plan.json", json.dumps(prep.plan.to_dict(), indent=2))
+            atomic_write_text(stage / "zoo.resolved.json", json.dumps(prep.zoo.spec.model_dump(), indent=2))
+    except OSError as exc:
+        if _is_under(exc.filename, prep.out_dir, prep.cache.root):
+            raise os_error_message(exc, "cache folder" if _is_under(exc.filename, prep.cache.root) else "output folder") from None
+        raise
+    return report
 
+
+AUDIT_FILES = ["report.json", *VIEW_FILES, "plan.json", "zoo.resolved.json"]
+
+
+def _is_under(filename, *roots: Path) -> bool:
+    if not filename:
+        return False
+    f = Path(str(filename)).absolute()
+    return any(f == Path(r).absolute() or Path(r).absolute() in f.parents for r in roots)
+
+
+def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_start: float, allow_pickle: bool) -> dict:
+    from .report import build_report
+
+    zoo, plan = prep.zoo, prep.plan
     est = zoo.spec.estimator
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()
@@ -257,7 +332,6 @@ def run_audit(
     )
     report["output_dir"] = str(prep.out_dir)
     report["cache_dir"] = str(prep.cache.root.resolve())  # the HTML view reads generated images from here
-    write_outputs(report, prep.out_dir)
     return report
 
 

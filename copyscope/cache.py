@@ -46,6 +46,8 @@ _FILE_MODE = _file_mode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically. An OSError always names a path (copyscope.outdir turns it into
+    one error line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -56,11 +58,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # write() on a full disk names no file: name the one being written, for the error line
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 

@@ -221,17 +221,46 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
 
     from .report import attribution_tables, write_views
 
+    from .inputs import MAX_REPORT_BYTES, file_kind, read_bounded
+    from .outdir import OutputFolder, interrupted_note
+    from .report import VIEW_FILES
+
     path = out_dir / "report.json"
-    if not path.is_file():
+    if file_kind(path) == "not found":
         raise CopyscopeError("no report.json here (run `copyscope audit` first)", where=str(out_dir))
+    raw = read_bounded(path, MAX_REPORT_BYTES, "report.json")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CopyscopeError(f"not UTF-8 text (byte {exc.start}); expected the report.json an audit wrote", where=str(path)) from None
     except json.JSONDecodeError as exc:
         raise CopyscopeError(f"report.json is not valid JSON (line {exc.lineno})", where=str(path)) from None
-    write_views(data, out_dir)
-    for table in attribution_tables(data):
+    except RecursionError:
+        raise CopyscopeError("report.json is nested too deeply; expected the report.json an audit wrote", where=str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("games"), list):
+        raise CopyscopeError("has no 'games' list; expected the report.json an audit wrote", where=str(path))
+    from .outdir import os_error_message
+
+    try:
+        with OutputFolder(out_dir).run(VIEW_FILES, "report") as stage:
+            write_views(data, stage, view_root=out_dir)
+        tables = attribution_tables(data)
+    except OSError as exc:
+        raise os_error_message(exc) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or truncated report: name what is missing instead of a traceback
+        raise CopyscopeError(
+            f"lacks what the views need ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]}); "
+            "expected the report.json an audit wrote (rerun `copyscope audit`)", where=str(path),
+        ) from None
+    for table in tables:
         out.print(table)
     _warn_seeds(data)
+    note = interrupted_note(out_dir)
+    if note:
+        from rich.markup import escape
+
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, markup=True, soft_wrap=True)
 
 
 @app.command()

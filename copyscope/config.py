@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from .errors import CopyscopeError
 from .analysis_specs import ImitationSpec, RewardSplitSpec
@@ -22,6 +23,20 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_NAME_LENGTH = 100
+# Numbers: booleans are not numbers (pydantic would read `true` as 1), and NaN/inf are refused.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+# Bounds checked before anything loads (docs/robustness.md). Seeds seed a torch.Generator, which
+# takes 0 <= seed < 2**64; the others bound what one machine can hold or finish.
+MAX_SEED = 2**63 - 1
+MAX_SEEDS = 100_000
+MAX_SIDE = 8192
+MAX_BATCH = 4096
+MAX_BOOTSTRAP = 1_000_000
+MAX_BUDGET = 10_000_000
+MAX_WEIGHT = 100.0
+MAX_GUIDANCE = 1000.0
 # A hub id is "owner/name" (or a bare "name"); anything with a path separator beyond that, a
 # leading "." or "/", or a file suffix is a local path.
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
@@ -32,6 +47,9 @@ class _Strict(BaseModel):
 
 
 def _check_name(value: str | None) -> str | None:
+    # names become file and folder names (the default output folder is copyscope-out/<zoo name>)
+    if value is not None and len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"name is {len(value)} characters long; expected at most {MAX_NAME_LENGTH}")
     if value is not None and not _NAME_RE.match(value):
         raise ValueError(
             f"{value!r} is not a valid name: use letters, digits, '_', '-' or '.' (no '+' or spaces)"
@@ -70,7 +88,7 @@ class ControlNetSpec(_Strict):
     name: str | None = None
     model: str
     revision: str | None = None
-    conditioning_scale: float = 1.0
+    conditioning_scale: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)
     conditioning: ConditioningSpec
 
     _name = field_validator("name")(_check_name)
@@ -81,7 +99,7 @@ class LoraSpec(_Strict):
     model: str = Field(description="hub id or local .safetensors file")
     weight_name: str | None = None
     revision: str | None = None
-    weight: float = 1.0
+    weight: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)
 
     _name = field_validator("name")(_check_name)
 
@@ -114,35 +132,58 @@ class PromptPlayerSpec(_Strict):
 
 
 class GenerationSpec(_Strict):
-    resolution: int | tuple[int, int] = 512
-    steps: int = Field(30, ge=1)
-    guidance: float = 7.5
+    resolution: Any = 512  # an integer or [height, width]: checked by _resolution
+    steps: Int = Field(30, ge=1, le=10_000)
+    guidance: Float = Field(7.5, ge=0, le=MAX_GUIDANCE)
     scheduler: str | None = Field(None, description="ddim, euler, euler_a, dpm, pndm, lms, or null for the base's own")
-    seeds: int | list[int] = 4
-    batch_size: int = Field(4, ge=1)
+    seeds: Any = 4  # a count or a list of distinct seeds: checked by _seeds
+    batch_size: Int = Field(4, ge=1, le=MAX_BATCH)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    device: str = "auto"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v):
-        if isinstance(v, int):
+        if _is_int(v):
             if v < 1:
                 raise ValueError("need at least one seed")
-        else:
-            if not v:
-                raise ValueError("need at least one seed")
-            if len(set(v)) != len(v):
-                raise ValueError("seeds must be distinct")
+            if v > MAX_SEEDS:
+                raise ValueError(f"{v} seeds is too many; expected at most {MAX_SEEDS}")
+            return v
+        if not isinstance(v, list):
+            raise ValueError(f"expected a number of seeds or a list of seeds, got {v!r}")
+        if not v:
+            raise ValueError("need at least one seed")
+        if len(v) > MAX_SEEDS:
+            raise ValueError(f"{len(v)} seeds is too many; expected at most {MAX_SEEDS}")
+        for i, seed in enumerate(v):
+            if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seeds[{i}] is {seed!r}; expected an integer from 0 to 2**63-1")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if not re.match(r"^(auto|cpu|mps|(cuda|xpu)(:\d{1,3})?)$", v):
+            raise ValueError(f"unknown device {v!r}; expected auto, cpu, cuda, cuda:N, mps or xpu")
         return v
 
     @field_validator("resolution")
     @classmethod
     def _resolution(cls, v):
-        sizes = (v, v) if isinstance(v, int) else v
+        if _is_int(v):
+            sizes = (v, v)
+        elif isinstance(v, list) and len(v) == 2 and all(_is_int(s) for s in v):
+            sizes = v = tuple(v)
+        else:
+            raise ValueError(f"expected an integer or [height, width] (two integers), got {v!r}")
         if any(s < 8 or s % 8 for s in sizes):
-            raise ValueError("resolution must be a positive multiple of 8")
+            raise ValueError(f"resolution must be a positive multiple of 8, got {v!r}")
+        if any(s > MAX_SIDE for s in sizes):
+            raise ValueError(f"resolution {v!r} is too large; expected at most {MAX_SIDE} pixels a side")
         return v
 
     @property
@@ -157,16 +198,20 @@ class GenerationSpec(_Strict):
 
 class EstimatorSpec(_Strict):
     method: Literal["auto", "exact", "permutation", "kernelshap"] = "auto"
-    budget: int | None = Field(None, ge=2, description="distinct coalitions a sampled estimator may evaluate")
+    budget: Int | None = Field(None, ge=2, le=MAX_BUDGET, description="distinct coalitions a sampled estimator may evaluate")
     intervals: Literal["jackknife", "bootstrap"] = Field(
         "jackknife",
         description="jackknife: leave-one-seed-out, Student-t intervals and tests (calibrated, docs/estimation.md); "
         "bootstrap: percentile bootstrap over seeds (the older method, too narrow below ~20 seeds)",
     )
-    bootstrap: int = Field(500, ge=0, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
-    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
+    confidence: Float = Field(0.95, gt=0, lt=1)
     base: Literal["context", "player"] = "context"
-    seed: int = 0
+    seed: Int = Field(0, ge=0, le=2**32 - 1)  # numpy's SeedSequence takes any int >= 0; 32 bits is plenty
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class ZooSpec(_Strict):
@@ -186,6 +231,8 @@ class ZooSpec(_Strict):
     estimator: EstimatorSpec = EstimatorSpec()
     reward_split: RewardSplitSpec | None = None  # `copyscope reward-split` (docs/analyses.md)
     imitation: ImitationSpec | None = None  # `copyscope imitation` (docs/analyses.md)
+
+    _name = field_validator("name")(_check_name)
 
 
 class Zoo:
@@ -303,10 +350,14 @@ def _pydantic_message(err: dict) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "model_type":  # "Input should be a valid dictionary or instance of LoraSpec"
+        got = err.get("input")
+        return f"expected a mapping of keys (key: value), got {got!r}"[:200]
     msg = msg.removeprefix("Value error, ")
     if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
-        if repr(err["input"]) not in msg:
-            msg += f", got {err['input']!r}"
+        got = repr(err["input"])
+        if got not in msg:
+            msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
     return msg
 
 
@@ -315,27 +366,75 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(int|str|float|list\[|dict\[|tuple\[|function-)", str(p)))
 
 
+def _compose(text: str):
+    """The YAML node tree, parsed by libyaml where available (fast); on an error the pure-Python
+    parser parses again, so messages read the same everywhere."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _check_duplicate_keys(node, path: Path, seen: set[int] | None = None) -> None:
+    """PyYAML keeps the last of two equal keys; a zoo file with two `loras:` blocks would silently
+    lose a player. Refuse, naming the lines of both."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                k = key_node.value
+                if k in first:
+                    raise CopyscopeError(
+                        f"duplicate key {k!r}: also given at line {first[k].line + 1}; give each key once",
+                        where=f"{path}:{key_node.start_mark.line + 1}",
+                    )
+                first[k] = key_node.start_mark
+            _check_duplicate_keys(key_node, path, seen)
+            _check_duplicate_keys(value_node, path, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _check_duplicate_keys(child, path, seen)
+
+
+def _check_finite(data, path: Path, lines: dict[tuple, int], loc: tuple = ()) -> None:
+    """No NaN or infinity anywhere in a zoo file (`.nan`, `.inf`, `1e999`): no key takes one."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise CopyscopeError(f"{data!r} is not a finite number; expected a finite number", where=_where(path, loc, lines))
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_finite(v, path, lines, loc + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _check_finite(v, path, lines, loc + (i,))
+
+
 def load_zoo(path: str | Path) -> Zoo:
     """Read, parse and validate a zoo file. Raises CopyscopeError with file:line: key: message."""
+    from .inputs import MAX_ZOO_BYTES, read_bounded
+
     path = Path(path)
-    if path.is_dir():
-        raise CopyscopeError("is a folder, expected a zoo YAML file", where=str(path))
+    raw = read_bounded(path, MAX_ZOO_BYTES, "zoo YAML file", short="zoo file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CopyscopeError("zoo file not found", where=str(path)) from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise CopyscopeError(
             f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); expected a UTF-8 YAML file", where=f"{path}:{line}"
         ) from None
-    except OSError as exc:
-        raise CopyscopeError(f"cannot read zoo file ({exc.__class__.__name__}: {exc})", where=str(path)) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
         if node is not None:
             _check_expansion(node)
-        data = yaml.safe_load(text)
+            _check_duplicate_keys(node, path)
+        # built from the checked node tree with the safe constructor (no second parse)
+        data = yaml.SafeLoader("").construct_document(node) if node is not None else None
     except RecursionError:
         raise CopyscopeError("malformed YAML: nested too deeply", where=str(path)) from None
     except yaml.YAMLError as exc:
@@ -350,6 +449,7 @@ def load_zoo(path: str | Path) -> Zoo:
     if not isinstance(data, dict):
         raise CopyscopeError("expected a mapping of keys (bases, loras, references, prompts, ...)", where=str(path))
     lines = _line_map(node) if node is not None else {}
+    _check_finite(data, path, lines)
     try:
         spec = ZooSpec.model_validate(data)
     except ValidationError as exc:
@@ -457,20 +557,38 @@ def render_prompt(template: str, fragments: dict[str, str], active: set[str]) ->
 
 
 def iter_reference_files(zoo: Zoo) -> dict[str, list[Path]]:
-    """work name -> its image files (folders expanded, sorted). Errors name the offending key."""
+    """work name -> its image files (folders expanded, sorted). Errors name the offending key.
+
+    A FIFO, a device or a looping symlink is an error here, never "not found" (which validate
+    reports as a file still to be put in place); a file listed twice in one work is an error too
+    (it would be counted twice)."""
+    from .inputs import file_kind
+
     works: dict[str, list[Path]] = {}
     for i, ref in enumerate(zoo.spec.references):
         files: list[Path] = []
+        where_from: dict[Path, int] = {}
         for j, value in enumerate(ref.paths):
             p = zoo.resolve_path(value)
-            if p.is_dir():
-                found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            kind = file_kind(p)
+            if kind == "a folder":
+                found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and file_kind(f) is None)
                 if not found:
                     raise zoo.fail(f"folder {value!r} holds no images ({', '.join(IMAGE_SUFFIXES)})", "references", i, "paths", j)
-                files.extend(found)
-            elif p.is_file():
-                files.append(p)
-            else:
+            elif kind is None:
+                found = [p]
+            elif kind == "not found":
                 raise zoo.fail(f"reference {value!r} not found (looked at {p})", "references", i, "paths", j)
+            else:
+                raise zoo.fail(f"reference {value!r} is {kind}; expected an image file or a folder of images", "references", i, "paths", j)
+            for f in found:
+                real = f.resolve()
+                if real in where_from:
+                    raise zoo.fail(
+                        f"reference file {f} is listed twice (also by paths[{where_from[real]}]); list each file once",
+                        "references", i, "paths", j,
+                    )
+                where_from[real] = j
+            files.extend(found)
         works[ref.name] = files
     return works

@@ -217,6 +217,13 @@ def check_lora_fits(zoo: Zoo) -> None:
 
 def _hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> CopyscopeError:
     text = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    # diffusers' "check out the root cause in the stacktrace above": no stack trace is shown, so
+    # name the cause instead
+    if "stacktrace above" in text.lower():
+        text = re.sub(r"\s*[^.]*stacktrace above\.?", "", text, flags=re.I).strip()
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause):
+            text += f" (cause: {cause.__class__.__name__}: {str(cause).splitlines()[0][:200]})"
     if src.local is None:
         return zoo.fail(
             f"cannot load hub model {src.value!r} ({text}); if this machine is offline, download it first "

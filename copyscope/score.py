@@ -17,12 +17,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .cache import ImageCache, file_sha256, key_of
 from .config import Zoo, iter_reference_files
+from .inputs import check_image_file
 
 
 def load_image_rgb(path: Path) -> np.ndarray:
     """Any PIL-readable image as float32 RGB in [0,1]. Greyscale is replicated; transparency is
     composited on white (a transparent pixel of a scanned work is paper, not black)."""
-    with Image.open(path) as im:
+    from .inputs import open_image_quietly
+
+    with open_image_quietly(path) as im:
         im.load()
         if im.mode.startswith("I") or im.mode == "F":
             # 16-bit / 32-bit greyscale: PIL's convert("RGB") clips at 255 (a 16-bit scan turns white)
@@ -64,6 +67,9 @@ class ReferenceSet:
         files, work_of, images, hashes = [], [], [], []
         for i, (work, paths) in enumerate(iter_reference_files(zoo).items()):
             for path in paths:
+                problem = check_image_file(path, "reference file")  # type, header and pixel count first
+                if problem is not None:
+                    raise zoo.fail(f"reference file {path} is {problem}", "references", i, "paths")
                 try:
                     img = load_image_rgb(path)
                 except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

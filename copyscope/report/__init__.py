@@ -166,20 +166,24 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
     }
 
 
-def write_outputs(report: dict, out_dir: Path) -> None:
-    """report.json plus the views derived from it."""
+def write_outputs(report: dict, out_dir: Path, view_root: Path | None = None) -> None:
+    """report.json plus the views derived from it. ``view_root``: the folder the files will end
+    up in when ``out_dir`` is a staging folder (the HTML view finds the cache from it)."""
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
-    write_views(report, out_dir)
+    write_views(report, out_dir, view_root)
 
 
-def write_views(report: dict, out_dir: Path) -> None:
+VIEW_FILES = ["coalitions.csv", "attribution.csv", "per_seed.csv", "report.html"]
+
+
+def write_views(report: dict, out_dir: Path, view_root: Path | None = None) -> None:
     atomic_write_text(out_dir / "coalitions.csv", coalitions_csv(report))
     atomic_write_text(out_dir / "attribution.csv", attribution_csv(report))
     atomic_write_text(out_dir / "per_seed.csv", per_seed_csv(report))
     from .html import render_html
 
-    atomic_write_text(out_dir / "report.html", render_html(report, out_dir))
+    atomic_write_text(out_dir / "report.html", render_html(report, Path(view_root or out_dir)))
 
 
 def coalitions_csv(report: dict) -> str:
