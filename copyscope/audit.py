@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .cache import ImageCache, atomic_write_text
+from .conditioning import attach as attach_conditioning, maps_for
 from .config import Zoo, load_zoo
 from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
@@ -116,6 +117,12 @@ def prepare_audit(
                 if strict_files:
                     raise problem
                 missing.append(str(problem))
+    try:  # computed conditioning maps: sources, detector weights, extras (copyscope.conditioning)
+        attach_conditioning(zoo, out_dir, allow_pickle, resolve_device(zoo.spec.generation.device)).check()
+    except CopyscopeError as problem:
+        if strict_files or not re.search(r"not found|holds no images|not in the local Hugging Face cache", str(problem)):
+            raise
+        missing.append(str(problem))
     metrics, unavailable = select_metrics(zoo, allow_pickle)
     try:
         refs = ReferenceSet.from_zoo(zoo)
@@ -196,6 +203,8 @@ def _zoo_models(zoo: Zoo):
 
 def _conditioning_files(zoo: Zoo, cn) -> list[str]:
     c = cn.conditioning
+    if c.detector is not None:  # computed from a work or image: checked by ConditioningMaps.check
+        return []
     return [c.image] if c.image is not None else list((c.per_prompt or c.per_work).values())
 
 
@@ -223,6 +232,7 @@ def run_audit(
     prep.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(prep.out_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
     atomic_write_text(prep.out_dir / "zoo.resolved.json", json.dumps(zoo.spec.model_dump(), indent=2))
+    prep.info["conditioning"] = maps_for(zoo).compute_all(hooks.on_event)  # before any generation
 
     est = zoo.spec.estimator
     boot = bootstrap_indices(len(plan.seeds), est.bootstrap, est.seed)

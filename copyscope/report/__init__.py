@@ -117,6 +117,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             "test": "one-sided bootstrap test of value > 0, Holm-corrected across players",
         },
         "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
+        "conditioning": prep.info.get("conditioning", []),  # computed ControlNet maps (copyscope.conditioning)
         "unavailable_metrics": prep.unavailable,
         "games": report_games,
         "provenance": provenance,

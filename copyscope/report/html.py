@@ -233,6 +233,7 @@ def _coalition_order(keys: Iterable[str], players: Sequence[str]) -> list[str]:
 def section_works(report: dict) -> str:
     parts = ["<h2 id=\"works\">Reference works</h2>"]
     works = report.get("works") or {}
+    maps = [m for m in report.get("conditioning") or [] if isinstance(m, dict)]
     if not works:
         return parts[0] + "<p class=\"muted\">No reference works listed.</p>"
     for w, files in works.items():
@@ -241,8 +242,21 @@ def section_works(report: dict) -> str:
             uri, why = image_thumb(Path(f), REF_THUMB)
             figs.append(f"<figure>{_img(uri, why, f'reference of work {w}')}"
                         f"<figcaption title=\"{esc(f)}\">{esc(Path(f).name)}</figcaption></figure>")
+        figs += [_map_figure(m) for m in maps if m.get("work") == w]
         parts.append(f"<h3>Work {esc(w)}</h3><div class=\"refs\">{''.join(figs)}</div>")
+    other = [_map_figure(m) for m in maps if m.get("work") not in works]
+    if other:
+        parts.append(f"<h3>Conditioning maps from images</h3><div class=\"refs\">{''.join(other)}</div>")
     return "".join(parts)
+
+
+def _map_figure(m: dict) -> str:
+    """A computed ControlNet conditioning map, captioned with its detector, ControlNet and source."""
+    uri, why = image_thumb(Path(str(m.get("map"))), REF_THUMB)
+    label = f"{m.get('detector')} map for ControlNet {m.get('controlnet')}"
+    return (f"<figure>{_img(uri, why, label)}<figcaption title=\"{esc(m.get('map'))} (key {esc(m.get('key'))})\">"
+            f"{esc(m.get('detector'))} of {esc(Path(str(m.get('source'))).name)} &rarr; ControlNet "
+            f"{esc(m.get('controlnet'))}</figcaption></figure>")
 
 
 def section_summary(report: dict, game: dict) -> str:

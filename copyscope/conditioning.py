@@ -1,0 +1,461 @@
+"""ControlNet conditioning maps computed from a protected work (or any image) by a named detector.
+
+A zoo's ControlNet may say ``conditioning: {from_work: W, detector: depth, model: ...}`` (or
+``from_image: path``) instead of naming a ready-made map file. This module runs the detector on the
+source image, resized to the generation size, and caches the map in ``<output>/conditioning/``
+under the hash of (detector, its weights, its parameters, the source image's bytes, the size): an
+unchanged entry is reused without running the detector again, a changed parameter is a new map with
+a new key, and that key is part of every image key of a coalition with the ControlNet.
+
+Detectors: ``canny`` (scikit-image, no weights), ``pseudo_depth`` (blurred, min-max normalised
+luminance: a stand-in for a depth map, no weights), ``depth`` (a transformers depth-estimation model:
+DPT, Depth Anything, ...; safetensors from a local folder or a hub id), and controlnet-aux's
+annotators by their processor id (``depth_midas``, ``lineart_realistic``, ``softedge_hed``,
+``openpose``, ...), an optional extra imported only when used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from .cache import atomic_write_bytes, atomic_write_text, canonical_json, file_sha256, key_of, png_bytes, sha256_bytes, to_uint8, tree_sha256
+from .errors import CopyscopeError, MissingDependency
+
+if TYPE_CHECKING:
+    from .config import Zoo
+
+# Bump when a change here changes the maps a detector produces: part of every map key.
+CONDITIONING_VERSION = 1
+
+# Parameters each built-in detector accepts (name -> type); anything else in `params` is an error.
+BUILTIN_PARAMS: dict[str, dict[str, type | tuple]] = {
+    "canny": {"sigma": (int, float), "low_threshold": (int, float), "high_threshold": (int, float), "use_quantiles": bool},
+    "pseudo_depth": {"sigma": (int, float)},
+    "depth": {},
+}
+NEEDS_MODEL = {"depth"}
+
+# controlnet-aux processor ids (controlnet_aux.processor.MODELS) -> (class, loads a checkpoint, fixed kwargs).
+ANNOTATORS: dict[str, tuple[str, bool, dict]] = {
+    "depth_midas": ("MidasDetector", True, {}),
+    "depth_zoe": ("ZoeDetector", True, {}),
+    "depth_leres": ("LeresDetector", True, {}),
+    "normal_bae": ("NormalBaeDetector", True, {}),
+    "softedge_hed": ("HEDdetector", True, {"scribble": False}),
+    "scribble_hed": ("HEDdetector", True, {"scribble": True}),
+    "softedge_pidinet": ("PidiNetDetector", True, {"safe": False, "scribble": False}),
+    "scribble_pidinet": ("PidiNetDetector", True, {"safe": False, "scribble": True}),
+    "lineart_realistic": ("LineartDetector", True, {"coarse": False}),
+    "lineart_coarse": ("LineartDetector", True, {"coarse": True}),
+    "lineart_anime": ("LineartAnimeDetector", True, {}),
+    "mlsd": ("MLSDdetector", True, {}),
+    "openpose": ("OpenposeDetector", True, {"include_body": True, "include_hand": False, "include_face": False}),
+    "openpose_full": ("OpenposeDetector", True, {"include_body": True, "include_hand": True, "include_face": True}),
+    "shuffle": ("ContentShuffleDetector", False, {}),
+    "mediapipe_face": ("MediapipeFaceDetector", False, {}),
+}
+ANNOTATOR_HUB_DEFAULT = "lllyasviel/Annotators"
+ANNOTATOR_EXTRA = "pip install 'copyscope[annotators]' (controlnet-aux; it needs torchvision and timm)"
+
+
+def detector_names() -> list[str]:
+    return sorted(BUILTIN_PARAMS) + sorted(ANNOTATORS)
+
+
+def check_detector(detector: str, params: dict, model: str | None) -> None:
+    """Schema-level checks (no files, no imports): raises ValueError with the problem."""
+    if detector not in BUILTIN_PARAMS and detector not in ANNOTATORS:
+        raise ValueError(f"unknown detector {detector!r}; expected one of {', '.join(detector_names())}")
+    if detector in NEEDS_MODEL and not model:
+        raise ValueError(f"detector {detector!r} needs 'model': a hub id or a local folder of a depth-estimation model")
+    if detector in BUILTIN_PARAMS:
+        if model and detector not in NEEDS_MODEL:
+            raise ValueError(f"detector {detector!r} uses no weights; remove 'model'")
+        allowed = BUILTIN_PARAMS[detector]
+        for key, value in params.items():
+            if key not in allowed:
+                raise ValueError(f"unknown parameter {key!r} of detector {detector!r}; expected "
+                                 f"{', '.join(sorted(allowed)) or 'none'}")
+            if isinstance(value, bool) != (allowed[key] is bool) or not isinstance(value, allowed[key]):
+                raise ValueError(f"parameter {key!r} of detector {detector!r} has the wrong type, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------- detectors
+
+def _grey_rgb(d: np.ndarray) -> np.ndarray:
+    return np.repeat(np.asarray(d, np.float32)[..., None], 3, -1)
+
+
+def _normalise(d: np.ndarray) -> np.ndarray:
+    d = np.nan_to_num(np.asarray(d, np.float64))
+    lo, hi = d.min(), d.max()
+    return (d - lo) / (hi - lo) if hi > lo + 1e-8 * max(1.0, abs(hi)) else np.full_like(d, 0.5)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    return 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
+
+
+def pseudo_depth(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """A stand-in for a depth map: blurred, min-max normalised luminance, grey, (H, W, 3) in [0, 1].
+
+    NOT a depth estimate. It carries the coarse layout of an image the way a depth map does, which
+    is what a depth ControlNet conditions on. ``sigma`` defaults to 1/8 of the image side.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if sigma is None:
+        sigma = min(image.shape[:2]) / 8.0
+    d = gaussian_filter(luminance(image).astype(np.float64), sigma=sigma, mode="reflect")
+    lo, hi = d.min(), d.max()
+    d = (d - lo) / (hi - lo) if hi > lo + 1e-8 else np.full_like(d, 0.5)
+    return _grey_rgb(d)
+
+
+def canny(image: np.ndarray, sigma: float = 1.0, low_threshold: float | None = None,
+          high_threshold: float | None = None, use_quantiles: bool = False) -> np.ndarray:
+    """White edges on black: ``skimage.feature.canny`` of the luminance (thresholds on its scale,
+    0..1, or quantiles with ``use_quantiles``)."""
+    from skimage.feature import canny as sk_canny
+
+    edges = sk_canny(luminance(image).astype(np.float64), sigma=sigma, low_threshold=low_threshold,
+                     high_threshold=high_threshold, use_quantiles=use_quantiles)
+    return _grey_rgb(edges.astype(np.float32))
+
+
+@dataclass
+class DetectorSource:
+    """A detector's weights: a local folder/file or a hub id (None for weightless detectors)."""
+
+    value: str | None
+    local: Path | None
+    revision: str | None
+
+    def identity(self) -> dict | None:
+        if self.value is None:
+            return None
+        if self.local is not None:
+            return {"local_sha256": tree_sha256(self.local, (".safetensors", ".json", ".txt", ".pth", ".pt", ".bin", ".onnx"))}
+        return {"hub_id": self.value, "revision": self.revision or "main"}
+
+
+def _depth_model(src: DetectorSource, allow_pickle: bool, device: str):
+    """(image processor, model) of a transformers depth-estimation model."""
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+    from transformers.utils import logging as tlogging
+
+    tlogging.set_verbosity_error()
+    tlogging.disable_progress_bar()
+    where = str(src.local) if src.local is not None else src.value
+    proc = AutoImageProcessor.from_pretrained(where, revision=src.revision)
+    model = AutoModelForDepthEstimation.from_pretrained(where, revision=src.revision, use_safetensors=not allow_pickle)
+    return proc, model.to(device).eval()
+
+
+def _run_depth(loaded, image: np.ndarray) -> np.ndarray:
+    import torch
+    from PIL import Image
+
+    proc, model = loaded
+    h, w = image.shape[:2]
+    inputs = proc(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        pred = model(**{k: v.to(device) for k, v in inputs.items()}).predicted_depth
+    d = torch.nn.functional.interpolate(pred[:, None].float(), size=(h, w), mode="bicubic", align_corners=False)
+    # depth-estimation models predict relative inverse depth: near is bright, as depth ControlNets expect
+    return _grey_rgb(_normalise(d[0, 0].cpu().numpy()))
+
+
+def _annotator(detector: str, src: DetectorSource):
+    try:
+        import controlnet_aux
+    except Exception as exc:  # ImportError, or torchvision failing inside it
+        raise MissingDependency(f"detector {detector!r} needs the optional extra controlnet-aux, which cannot be "
+                                f"imported ({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
+    cls_name, needs_ckpt, _ = ANNOTATORS[detector]
+    cls = getattr(controlnet_aux, cls_name)
+    if not needs_ckpt:
+        return cls()
+    return cls.from_pretrained(str(src.local) if src.local is not None else src.value)
+
+
+def _run_annotator(detector: str, loaded, image: np.ndarray, params: dict) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    kwargs = {**ANNOTATORS[detector][2], **params}
+    side = max(h, w)
+    out = loaded(Image.fromarray(to_uint8(image)), detect_resolution=side, image_resolution=side, output_type="pil", **kwargs)
+    out = out.convert("RGB").resize((w, h), Image.BICUBIC)
+    return np.asarray(out, dtype=np.float32) / 255.0
+
+
+# ------------------------------------------------------------------------------------------- map cache
+
+@dataclass
+class MapEntry:
+    controlnet: str
+    index: int  # the map's position among this ControlNet's maps (one per reference image with reference: each)
+    source: Path
+    work: str | None
+    key: str
+    path: Path
+
+
+class ConditioningMaps:
+    """The computed conditioning maps of a zoo, cached in ``out_dir`` (``<output>/conditioning``)."""
+
+    def __init__(self, zoo: "Zoo", out_dir: Path, allow_pickle: bool = False, device: str = "cpu"):
+        self.zoo = zoo
+        self.out_dir = Path(out_dir)
+        self.allow_pickle = allow_pickle
+        self.device = device
+        self.computed = 0  # maps this process ran a detector for (cache misses)
+        self._loaded: dict[tuple, object] = {}
+        self._entries: dict[tuple[int, int], MapEntry] = {}
+
+    # -- what the zoo asks for ----------------------------------------------------------------------
+    def _loc(self, i: int, *rest) -> tuple:
+        return ("controlnets", i, "conditioning", *rest)
+
+    def detector_controlnets(self) -> list[int]:
+        return [i for i, cn in enumerate(self.zoo.spec.controlnets) if cn.conditioning.detector is not None]
+
+    def sources(self, i: int) -> list[tuple[Path, str | None]]:
+        """(source image, work) of each map of ControlNet ``i``."""
+        from .config import iter_reference_files
+
+        c = self.zoo.spec.controlnets[i].conditioning
+        if c.from_image is not None:
+            path = self.zoo.resolve_path(c.from_image)
+            if not path.is_file():
+                what = "is a folder; expected an image file" if path.is_dir() else f"not found (looked at {path})"
+                raise self.zoo.fail(f"conditioning source {c.from_image!r} {what}", *self._loc(i, "from_image"))
+            return [(path, None)]
+        files = iter_reference_files(self.zoo)[c.from_work]
+        if c.reference == "each":
+            return [(f, c.from_work) for f in files]
+        if isinstance(c.reference, int):
+            if not -len(files) <= c.reference < len(files):
+                raise self.zoo.fail(f"work {c.from_work!r} has {len(files)} reference image(s); index {c.reference} is out "
+                                    "of range", *self._loc(i, "reference"))
+            return [(files[c.reference], c.from_work)]
+        named = [f for f in files if f.name == c.reference]
+        if not named:
+            raise self.zoo.fail(f"work {c.from_work!r} has no reference image named {c.reference!r}; it has "
+                                f"{', '.join(f.name for f in files)}", *self._loc(i, "reference"))
+        return [(named[0], c.from_work)]
+
+    def detector_source(self, i: int) -> DetectorSource:
+        c = self.zoo.spec.controlnets[i].conditioning
+        value = c.model or (ANNOTATOR_HUB_DEFAULT if c.detector in ANNOTATORS and ANNOTATORS[c.detector][1] else None)
+        if value is None:
+            return DetectorSource(None, None, None)
+        if not self.zoo.is_local(value):
+            return DetectorSource(value, None, c.revision)
+        path = self.zoo.resolve_path(value)
+        if not path.exists():
+            raise self.zoo.fail(f"detector model {value!r} not found (looked at {path})", *self._loc(i, "model"))
+        return DetectorSource(value, path, c.revision)
+
+    def check(self) -> None:
+        """Everything that can fail before a detector runs: sources, weights on disk or in the hub
+        cache when offline, the pickle policy, the controlnet-aux extra. Raises one-line errors."""
+        for i in self.detector_controlnets():
+            c = self.zoo.spec.controlnets[i].conditioning
+            self.sources(i)
+            src = self.detector_source(i)
+            if c.detector in ANNOTATORS:
+                if ANNOTATORS[c.detector][1] and not self.allow_pickle:
+                    raise self.zoo.fail(f"detector {c.detector!r} (controlnet-aux) loads pickle .pth weights, which can run "
+                                        "code when loaded; pass --allow-pickle if you trust them", *self._loc(i, "detector"))
+                try:
+                    _annotator_importable()
+                except MissingDependency as exc:
+                    raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
+            if src.value is None:
+                continue
+            if src.local is not None and c.detector == "depth":
+                self._check_local_weights(i, src)
+            elif src.local is None and _hub_offline():
+                try:
+                    from huggingface_hub import snapshot_download
+
+                    snapshot_download(src.value, revision=src.revision, local_files_only=True)
+                except Exception:
+                    raise self.zoo.fail(
+                        f"detector weights {src.value!r} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                        f"download them first (huggingface-cli download {src.value}) or point 'model' at a local folder",
+                        *self._loc(i, "model")) from None
+
+    def _check_local_weights(self, i: int, src: DetectorSource) -> None:
+        root = src.local
+        if root.is_file():
+            raise self.zoo.fail(f"{root.name}: expected a folder holding config.json and model.safetensors", *self._loc(i, "model"))
+        names = {p.name for p in root.iterdir()}
+        if "config.json" not in names:
+            raise self.zoo.fail(f"detector model folder {src.value!r} has no config.json", *self._loc(i, "model"))
+        safe = any(n.endswith(".safetensors") for n in names)
+        pickled = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
+        if not safe and not (pickled and self.allow_pickle):
+            what = ("has pickle weights only (.bin), which can run code when loaded; convert them to .safetensors, or "
+                    "pass --allow-pickle if you trust them") if pickled else "holds no weights (*.safetensors)"
+            raise self.zoo.fail(f"detector model folder {src.value!r} {what}", *self._loc(i, "model"))
+
+    # -- keys and maps --------------------------------------------------------------------------
+    def map_fields(self, i: int, source: Path) -> dict:
+        c = self.zoo.spec.controlnets[i].conditioning
+        h, w = self.zoo.spec.generation.size
+        return {
+            "copyscope_conditioning": CONDITIONING_VERSION,
+            "detector": c.detector,
+            "weights": self.detector_source(i).identity(),
+            "params": dict(sorted(c.params.items())),
+            "source_sha256": file_sha256(source),
+            "size": [h, w],
+        }
+
+    def entry(self, i: int, index: int = 0) -> MapEntry:
+        """The map ``index`` of ControlNet ``i``, computed (or read from the cache) on first use."""
+        if (i, index) not in self._entries:
+            sources = self.sources(i)
+            source, work = sources[min(index, len(sources) - 1)]
+            fields = self.map_fields(i, source)
+            key = key_of(fields)
+            c = self.zoo.spec.controlnets[i].conditioning
+            path = self.out_dir / f"{c.detector}-{key[:16]}.png"
+            if not _intact(path, key):
+                self._write(path, key, fields, self._run(i, source), source, work)
+            self._entries[(i, index)] = MapEntry(self.zoo.spec.controlnets[i].name, index, source, work, key, path)
+        return self._entries[(i, index)]
+
+    def _run(self, i: int, source: Path) -> np.ndarray:
+        from PIL import Image
+
+        from .score import load_image_rgb
+
+        c = self.zoo.spec.controlnets[i].conditioning
+        h, w = self.zoo.spec.generation.size
+        image = load_image_rgb(source)
+        if image.shape[:2] != (h, w):
+            image = np.asarray(Image.fromarray(to_uint8(image)).resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
+        self.computed += 1
+        if c.detector == "canny":
+            return canny(image, **c.params)
+        if c.detector == "pseudo_depth":
+            return pseudo_depth(image, **c.params)
+        loaded = self._load(i)
+        if c.detector == "depth":
+            return _run_depth(loaded, image)
+        return _run_annotator(c.detector, loaded, image, c.params)
+
+    def _load(self, i: int):
+        c = self.zoo.spec.controlnets[i].conditioning
+        src = self.detector_source(i)
+        memo = (c.detector, src.value, src.revision)
+        if memo not in self._loaded:
+            try:
+                self._loaded[memo] = _depth_model(src, self.allow_pickle, self.device) if c.detector == "depth" else _annotator(c.detector, src)
+            except CopyscopeError as exc:
+                raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
+            except Exception as exc:  # transformers/hub raise many kinds; the user needs one line
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                raise self.zoo.fail(f"cannot load detector {c.detector!r} weights {src.value!r} "
+                                    f"({exc.__class__.__name__}: {first})", *self._loc(i, "model")) from None
+        return self._loaded[memo]
+
+    def _write(self, path: Path, key: str, fields: dict, image: np.ndarray, source: Path, work: str | None) -> None:
+        data = png_bytes(to_uint8(image))
+        atomic_write_bytes(path, data)
+        atomic_write_text(path.with_suffix(".json"), canonical_json(
+            {"key": key, "fields": fields, "source": str(source), "work": work, "png_sha256": sha256_bytes(data)}))
+
+    def compute_all(self, on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
+        """Compute (or reuse) every map of the zoo; return one summary row per map (report.json)."""
+        rows = []
+        for i in self.detector_controlnets():
+            cn = self.zoo.spec.controlnets[i]
+            for index in range(len(self.sources(i))):
+                before = self.computed
+                e = self.entry(i, index)
+                on_event(f"conditioning {cn.name}: {cn.conditioning.detector} of {e.source.name} -> {e.path.name}"
+                         + ("" if self.computed > before else " (cached)"))
+                rows.append({"controlnet": cn.name, "detector": cn.conditioning.detector, "index": index,
+                             "work": e.work, "source": str(e.source), "map": str(e.path), "key": e.key})
+        return rows
+
+
+def _intact(path: Path, key: str) -> bool:
+    try:
+        info = json.loads(path.with_suffix(".json").read_text())
+        return info.get("key") == key and sha256_bytes(path.read_bytes()) == info.get("png_sha256")
+    except (OSError, ValueError):
+        return False
+
+
+def _annotator_importable() -> None:
+    try:
+        import controlnet_aux  # noqa: F401
+    except Exception as exc:
+        raise MissingDependency(f"this detector needs the optional extra controlnet-aux, which cannot be imported "
+                                f"({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
+
+
+def _hub_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:
+        return False
+
+
+def maps_for(zoo: "Zoo") -> ConditioningMaps:
+    """The zoo's map cache: the one ``attach`` set up (audit), else one in the zoo's output folder."""
+    maps = getattr(zoo, "conditioning_maps", None)
+    if maps is None:
+        maps = zoo.conditioning_maps = ConditioningMaps(zoo, zoo.output_dir / "conditioning")
+    return maps
+
+
+def attach(zoo: "Zoo", out_dir: Path, allow_pickle: bool = False, device: str = "cpu") -> ConditioningMaps:
+    """Set up the zoo's map cache in ``out_dir/conditioning`` (used by the engine through ``maps_for``)."""
+    zoo.conditioning_maps = ConditioningMaps(zoo, Path(out_dir) / "conditioning", allow_pickle, device)
+    return zoo.conditioning_maps
+
+
+def map_count(zoo: "Zoo") -> int:
+    """How many maps each (prompt, seed) is generated with: the reference images of the work of a
+    ControlNet with ``reference: each`` (1 otherwise). Several such ControlNets must agree."""
+    counts = {}
+    for i, cn in enumerate(zoo.spec.controlnets):
+        c = cn.conditioning
+        if c.detector is not None and c.reference == "each":
+            try:
+                counts[i] = len(ConditioningMaps(zoo, Path(".")).sources(i))
+            except CopyscopeError:  # missing references: reported by the reference checks
+                counts[i] = 1
+    if len(set(counts.values())) > 1:
+        i = max(counts)
+        raise zoo.fail(f"'reference: each' ControlNets use works with different numbers of reference images "
+                       f"({sorted(set(counts.values()))}); they must agree", "controlnets", i, "conditioning", "reference")
+    return next(iter(counts.values()), 1)
+
+
+
+def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
+               on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
+    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
+    from .audit import prepare_audit
+
+    prep = prepare_audit(zoo_path, out, allow_pickle)
+    return maps_for(prep.zoo).compute_all(on_event)
