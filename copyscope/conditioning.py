@@ -60,6 +60,7 @@ ANNOTATORS: dict[str, tuple[str, bool, dict]] = {
     "shuffle": ("ContentShuffleDetector", False, {}),
     "mediapipe_face": ("MediapipeFaceDetector", False, {}),
 }
+PROMPT_WORK = "{work}"  # from_work value: each prompt's own work
 ANNOTATOR_HUB_DEFAULT = "lllyasviel/Annotators"
 ANNOTATOR_EXTRA = "pip install 'copyscope[annotators]' (controlnet-aux; it needs torchvision and timm)"
 
@@ -228,30 +229,40 @@ class ConditioningMaps:
     def detector_controlnets(self) -> list[int]:
         return [i for i, cn in enumerate(self.zoo.spec.controlnets) if cn.conditioning.detector is not None]
 
-    def sources(self, i: int) -> list[tuple[Path, str | None]]:
-        """(source image, work) of each map of ControlNet ``i``."""
+    def works(self, i: int) -> list[str | None]:
+        """The works ControlNet ``i`` reads: its ``from_work``, each prompt's own work with
+        ``from_work: "{work}"``, or [None] for ``from_image``."""
+        c = self.zoo.spec.controlnets[i].conditioning
+        if c.from_work == PROMPT_WORK:
+            return list(dict.fromkeys(p.work for p in self.zoo.spec.prompts))
+        return [c.from_work]
+
+    def sources(self, i: int, work: str | None = None) -> list[tuple[Path, str | None]]:
+        """(source image, work) of each map of ControlNet ``i`` (for prompts of ``work`` when it
+        reads each prompt's own work)."""
         from .config import iter_reference_files
 
         c = self.zoo.spec.controlnets[i].conditioning
+        work = work if c.from_work == PROMPT_WORK else c.from_work
         if c.from_image is not None:
             path = self.zoo.resolve_path(c.from_image)
             if not path.is_file():
                 what = "is a folder; expected an image file" if path.is_dir() else f"not found (looked at {path})"
                 raise self.zoo.fail(f"conditioning source {c.from_image!r} {what}", *self._loc(i, "from_image"))
             return [(path, None)]
-        files = iter_reference_files(self.zoo)[c.from_work]
+        files = iter_reference_files(self.zoo)[work]
         if c.reference == "each":
-            return [(f, c.from_work) for f in files]
+            return [(f, work) for f in files]
         if isinstance(c.reference, int):
             if not -len(files) <= c.reference < len(files):
-                raise self.zoo.fail(f"work {c.from_work!r} has {len(files)} reference image(s); index {c.reference} is out "
+                raise self.zoo.fail(f"work {work!r} has {len(files)} reference image(s); index {c.reference} is out "
                                     "of range", *self._loc(i, "reference"))
-            return [(files[c.reference], c.from_work)]
+            return [(files[c.reference], work)]
         named = [f for f in files if f.name == c.reference]
         if not named:
-            raise self.zoo.fail(f"work {c.from_work!r} has no reference image named {c.reference!r}; it has "
+            raise self.zoo.fail(f"work {work!r} has no reference image named {c.reference!r}; it has "
                                 f"{', '.join(f.name for f in files)}", *self._loc(i, "reference"))
-        return [(named[0], c.from_work)]
+        return [(named[0], work)]
 
     def detector_source(self, i: int) -> DetectorSource:
         c = self.zoo.spec.controlnets[i].conditioning
@@ -270,7 +281,8 @@ class ConditioningMaps:
         cache when offline, the pickle policy, the controlnet-aux extra. Raises one-line errors."""
         for i in self.detector_controlnets():
             c = self.zoo.spec.controlnets[i].conditioning
-            self.sources(i)
+            for work in self.works(i):
+                self.sources(i, work)
             src = self.detector_source(i)
             if c.detector in ANNOTATORS:
                 if ANNOTATORS[c.detector][1] and not self.allow_pickle:
@@ -322,19 +334,23 @@ class ConditioningMaps:
             "size": [h, w],
         }
 
-    def entry(self, i: int, index: int = 0) -> MapEntry:
-        """The map ``index`` of ControlNet ``i``, computed (or read from the cache) on first use."""
-        if (i, index) not in self._entries:
-            sources = self.sources(i)
-            source, work = sources[min(index, len(sources) - 1)]
+    def entry(self, i: int, index: int = 0, work: str | None = None) -> MapEntry:
+        """The map ``index`` of ControlNet ``i`` (for a prompt of ``work``), computed (or read from
+        the cache) on first use."""
+        if self.zoo.spec.controlnets[i].conditioning.from_work != PROMPT_WORK:
+            work = None
+        memo = (i, index, work)
+        if memo not in self._entries:
+            sources = self.sources(i, work)
+            source, source_work = sources[min(index, len(sources) - 1)]
             fields = self.map_fields(i, source)
             key = key_of(fields)
             c = self.zoo.spec.controlnets[i].conditioning
             path = self.out_dir / f"{c.detector}-{key[:16]}.png"
             if not _intact(path, key):
-                self._write(path, key, fields, self._run(i, source), source, work)
-            self._entries[(i, index)] = MapEntry(self.zoo.spec.controlnets[i].name, index, source, work, key, path)
-        return self._entries[(i, index)]
+                self._write(path, key, fields, self._run(i, source), source, source_work)
+            self._entries[memo] = MapEntry(self.zoo.spec.controlnets[i].name, index, source, source_work, key, path)
+        return self._entries[memo]
 
     def _run(self, i: int, source: Path) -> np.ndarray:
         from PIL import Image
@@ -382,9 +398,9 @@ class ConditioningMaps:
         rows = []
         for i in self.detector_controlnets():
             cn = self.zoo.spec.controlnets[i]
-            for index in range(len(self.sources(i))):
+            for work, index in [(w, k) for w in self.works(i) for k in range(len(self.sources(i, w)))]:
                 before = self.computed
-                e = self.entry(i, index)
+                e = self.entry(i, index, work)
                 on_event(f"conditioning {cn.name}: {cn.conditioning.detector} of {e.source.name} -> {e.path.name}"
                          + ("" if self.computed > before else " (cached)"))
                 rows.append({"controlnet": cn.name, "detector": cn.conditioning.detector, "index": index,
@@ -440,13 +456,15 @@ def map_count(zoo: "Zoo") -> int:
     for i, cn in enumerate(zoo.spec.controlnets):
         c = cn.conditioning
         if c.detector is not None and c.reference == "each":
-            try:
-                counts[i] = len(ConditioningMaps(zoo, Path(".")).sources(i))
-            except CopyscopeError:  # missing references: reported by the reference checks
-                counts[i] = 1
+            maps = ConditioningMaps(zoo, Path("."))
+            for work in maps.works(i):
+                try:
+                    counts[(i, work)] = len(maps.sources(i, work))
+                except (CopyscopeError, KeyError):  # missing references: reported by the reference checks
+                    counts[(i, work)] = 1
     if len(set(counts.values())) > 1:
-        i = max(counts)
-        raise zoo.fail(f"'reference: each' ControlNets use works with different numbers of reference images "
+        i = max(counts)[0]
+        raise zoo.fail(f"'reference: each' needs the same number of reference images in every work it reads "
                        f"({sorted(set(counts.values()))}); they must agree", "controlnets", i, "conditioning", "reference")
     return next(iter(counts.values()), 1)
 

@@ -424,7 +424,11 @@ def _fill_names_and_check(zoo: Zoo) -> None:
             missing = prompts - set(c.per_prompt)
             if missing:
                 raise zoo.fail(f"no conditioning image for prompt(s) {sorted(missing)}", "controlnets", i, "conditioning", "per_prompt")
-        if c.from_work is not None and c.from_work not in works:
+        if c.from_work == "{work}":  # each prompt's own work
+            for j, p in enumerate(s.prompts):
+                if p.work is None:
+                    raise zoo.fail("from_work: '{work}' needs every prompt to name its 'work'", "prompts", j)
+        elif c.from_work is not None and c.from_work not in works:
             raise zoo.fail(f"unknown work {c.from_work!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "from_work")
         if c.per_work is not None:
             for key in c.per_work:

@@ -307,7 +307,7 @@ class CoalitionEngine:
     def _conditioning_map(self, cn: ControlNetSpec, item: WorkItem):
         from .conditioning import maps_for
 
-        return maps_for(self.zoo).entry(self.zoo.spec.controlnets.index(cn), getattr(item, "control", 0))
+        return maps_for(self.zoo).entry(self.zoo.spec.controlnets.index(cn), getattr(item, "control", 0), item.work)
 
     def image_fields(self, members: tuple[bool, ...], item: WorkItem) -> dict:
         """Everything that determines an image. Its hash is the cache key."""

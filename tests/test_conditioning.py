@@ -244,3 +244,27 @@ def test_audit_with_a_depth_map_from_the_work(tmp_path, tiny_models, tiny_dpt, o
     rerun = json.loads((out / "report.json").read_text())
     assert rerun["conditioning"] == report["conditioning"]
     assert rerun["generation"]["generated"] == 0, rerun["generation"]
+
+
+def test_from_work_placeholder_reads_each_prompts_own_work(tmp_path, tiny_models):
+    from copyscope.cache import key_of
+    from copyscope.engine import CoalitionEngine
+    from copyscope.plan import make_plan
+
+    other = write_reference_images(tmp_path / "refs-b", n=1, seed=5)
+    path = _zoo(tmp_path, tiny_models, {"from_work": "{work}", "detector": "pseudo_depth"}, loras=0,
+                references=[{"name": "a", "paths": [str(tmp_path / "refs")]}, {"name": "b", "paths": [str(other)]}],
+                prompts=[{"name": "pa", "text": "x", "work": "a"}, {"name": "pb", "text": "x", "work": "b"}])
+    zoo = load_zoo(path)
+    maps = zoo.conditioning_maps = ConditioningMaps(zoo, tmp_path / "maps")
+    rows = maps.compute_all()
+    assert [(r["work"], Path(r["source"]).name) for r in rows] == [("a", "ref0.png"), ("b", "ref0.png")]
+    plan = make_plan(zoo)
+    engine = CoalitionEngine(zoo, plan.games[0])
+    fields = {it.prompt: engine.image_fields((True,), it) for it in plan.items if it.seed == 0}
+    assert fields["pa"]["controlnets"][0]["map_key"] == rows[0]["key"]
+    assert fields["pb"]["controlnets"][0]["map_key"] == rows[1]["key"]
+    assert key_of(fields["pa"]) != key_of(fields["pb"])
+    zoo_no_work = _zoo(tmp_path, tiny_models, {"from_work": "{work}", "detector": "canny"})
+    line = _one_line_error(_run("validate", zoo_no_work))
+    assert "needs every prompt to name its 'work'" in line, line
