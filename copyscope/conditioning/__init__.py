@@ -24,178 +24,31 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .cache import atomic_write_bytes, atomic_write_text, canonical_json, file_sha256, key_of, png_bytes, sha256_bytes, to_uint8, tree_sha256
-from .errors import CopyscopeError, MissingDependency
+from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, file_sha256, key_of, png_bytes, sha256_bytes, to_uint8
+from ..errors import CopyscopeError, MissingDependency
+from .detectors import (  # noqa: F401  (re-exported: copyscope.conditioning.canny, ...)
+    ANNOTATOR_HUB_DEFAULT,
+    ANNOTATORS,
+    BUILTIN_PARAMS,
+    PROMPT_WORK,
+    canny,
+    check_detector,
+    detector_names,
+    DetectorSource,
+    load_annotator,
+    load_depth_model,
+    luminance,
+    pseudo_depth,
+    require_annotators,
+    run_annotator,
+    run_depth,
+)
 
 if TYPE_CHECKING:
-    from .config import Zoo
+    from ..config import Zoo
 
 # Bump when a change here changes the maps a detector produces: part of every map key.
 CONDITIONING_VERSION = 1
-
-# Parameters each built-in detector accepts (name -> type); anything else in `params` is an error.
-BUILTIN_PARAMS: dict[str, dict[str, type | tuple]] = {
-    "canny": {"sigma": (int, float), "low_threshold": (int, float), "high_threshold": (int, float), "use_quantiles": bool},
-    "pseudo_depth": {"sigma": (int, float)},
-    "depth": {},
-}
-NEEDS_MODEL = {"depth"}
-
-# controlnet-aux processor ids (controlnet_aux.processor.MODELS) -> (class, loads a checkpoint, fixed kwargs).
-ANNOTATORS: dict[str, tuple[str, bool, dict]] = {
-    "depth_midas": ("MidasDetector", True, {}),
-    "depth_zoe": ("ZoeDetector", True, {}),
-    "depth_leres": ("LeresDetector", True, {}),
-    "normal_bae": ("NormalBaeDetector", True, {}),
-    "softedge_hed": ("HEDdetector", True, {"scribble": False}),
-    "scribble_hed": ("HEDdetector", True, {"scribble": True}),
-    "softedge_pidinet": ("PidiNetDetector", True, {"safe": False, "scribble": False}),
-    "scribble_pidinet": ("PidiNetDetector", True, {"safe": False, "scribble": True}),
-    "lineart_realistic": ("LineartDetector", True, {"coarse": False}),
-    "lineart_coarse": ("LineartDetector", True, {"coarse": True}),
-    "lineart_anime": ("LineartAnimeDetector", True, {}),
-    "mlsd": ("MLSDdetector", True, {}),
-    "openpose": ("OpenposeDetector", True, {"include_body": True, "include_hand": False, "include_face": False}),
-    "openpose_full": ("OpenposeDetector", True, {"include_body": True, "include_hand": True, "include_face": True}),
-    "shuffle": ("ContentShuffleDetector", False, {}),
-    "mediapipe_face": ("MediapipeFaceDetector", False, {}),
-}
-PROMPT_WORK = "{work}"  # from_work value: each prompt's own work
-ANNOTATOR_HUB_DEFAULT = "lllyasviel/Annotators"
-ANNOTATOR_EXTRA = "pip install 'copyscope[annotators]' (controlnet-aux; it needs torchvision and timm)"
-
-
-def detector_names() -> list[str]:
-    return sorted(BUILTIN_PARAMS) + sorted(ANNOTATORS)
-
-
-def check_detector(detector: str, params: dict, model: str | None) -> None:
-    """Schema-level checks (no files, no imports): raises ValueError with the problem."""
-    if detector not in BUILTIN_PARAMS and detector not in ANNOTATORS:
-        raise ValueError(f"unknown detector {detector!r}; expected one of {', '.join(detector_names())}")
-    if detector in NEEDS_MODEL and not model:
-        raise ValueError(f"detector {detector!r} needs 'model': a hub id or a local folder of a depth-estimation model")
-    if detector in BUILTIN_PARAMS:
-        if model and detector not in NEEDS_MODEL:
-            raise ValueError(f"detector {detector!r} uses no weights; remove 'model'")
-        allowed = BUILTIN_PARAMS[detector]
-        for key, value in params.items():
-            if key not in allowed:
-                raise ValueError(f"unknown parameter {key!r} of detector {detector!r}; expected "
-                                 f"{', '.join(sorted(allowed)) or 'none'}")
-            if isinstance(value, bool) != (allowed[key] is bool) or not isinstance(value, allowed[key]):
-                raise ValueError(f"parameter {key!r} of detector {detector!r} has the wrong type, got {value!r}")
-
-
-# ------------------------------------------------------------------------------------------- detectors
-
-def _grey_rgb(d: np.ndarray) -> np.ndarray:
-    return np.repeat(np.asarray(d, np.float32)[..., None], 3, -1)
-
-
-def _normalise(d: np.ndarray) -> np.ndarray:
-    d = np.nan_to_num(np.asarray(d, np.float64))
-    lo, hi = d.min(), d.max()
-    return (d - lo) / (hi - lo) if hi > lo + 1e-8 * max(1.0, abs(hi)) else np.full_like(d, 0.5)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    return 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
-
-
-def pseudo_depth(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
-    """A stand-in for a depth map: blurred, min-max normalised luminance, grey, (H, W, 3) in [0, 1].
-
-    NOT a depth estimate. It carries the coarse layout of an image the way a depth map does, which
-    is what a depth ControlNet conditions on. ``sigma`` defaults to 1/8 of the image side.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    if sigma is None:
-        sigma = min(image.shape[:2]) / 8.0
-    d = gaussian_filter(luminance(image).astype(np.float64), sigma=sigma, mode="reflect")
-    lo, hi = d.min(), d.max()
-    d = (d - lo) / (hi - lo) if hi > lo + 1e-8 else np.full_like(d, 0.5)
-    return _grey_rgb(d)
-
-
-def canny(image: np.ndarray, sigma: float = 1.0, low_threshold: float | None = None,
-          high_threshold: float | None = None, use_quantiles: bool = False) -> np.ndarray:
-    """White edges on black: ``skimage.feature.canny`` of the luminance (thresholds on its scale,
-    0..1, or quantiles with ``use_quantiles``)."""
-    from skimage.feature import canny as sk_canny
-
-    edges = sk_canny(luminance(image).astype(np.float64), sigma=sigma, low_threshold=low_threshold,
-                     high_threshold=high_threshold, use_quantiles=use_quantiles)
-    return _grey_rgb(edges.astype(np.float32))
-
-
-@dataclass
-class DetectorSource:
-    """A detector's weights: a local folder/file or a hub id (None for weightless detectors)."""
-
-    value: str | None
-    local: Path | None
-    revision: str | None
-
-    def identity(self) -> dict | None:
-        if self.value is None:
-            return None
-        if self.local is not None:
-            return {"local_sha256": tree_sha256(self.local, (".safetensors", ".json", ".txt", ".pth", ".pt", ".bin", ".onnx"))}
-        return {"hub_id": self.value, "revision": self.revision or "main"}
-
-
-def _depth_model(src: DetectorSource, allow_pickle: bool, device: str):
-    """(image processor, model) of a transformers depth-estimation model."""
-    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-    from transformers.utils import logging as tlogging
-
-    tlogging.set_verbosity_error()
-    tlogging.disable_progress_bar()
-    where = str(src.local) if src.local is not None else src.value
-    proc = AutoImageProcessor.from_pretrained(where, revision=src.revision)
-    model = AutoModelForDepthEstimation.from_pretrained(where, revision=src.revision, use_safetensors=not allow_pickle)
-    return proc, model.to(device).eval()
-
-
-def _run_depth(loaded, image: np.ndarray) -> np.ndarray:
-    import torch
-    from PIL import Image
-
-    proc, model = loaded
-    h, w = image.shape[:2]
-    inputs = proc(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        pred = model(**{k: v.to(device) for k, v in inputs.items()}).predicted_depth
-    d = torch.nn.functional.interpolate(pred[:, None].float(), size=(h, w), mode="bicubic", align_corners=False)
-    # depth-estimation models predict relative inverse depth: near is bright, as depth ControlNets expect
-    return _grey_rgb(_normalise(d[0, 0].cpu().numpy()))
-
-
-def _annotator(detector: str, src: DetectorSource):
-    try:
-        import controlnet_aux
-    except Exception as exc:  # ImportError, or torchvision failing inside it
-        raise MissingDependency(f"detector {detector!r} needs the optional extra controlnet-aux, which cannot be "
-                                f"imported ({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
-    cls_name, needs_ckpt, _ = ANNOTATORS[detector]
-    cls = getattr(controlnet_aux, cls_name)
-    if not needs_ckpt:
-        return cls()
-    return cls.from_pretrained(str(src.local) if src.local is not None else src.value)
-
-
-def _run_annotator(detector: str, loaded, image: np.ndarray, params: dict) -> np.ndarray:
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    kwargs = {**ANNOTATORS[detector][2], **params}
-    side = max(h, w)
-    out = loaded(Image.fromarray(to_uint8(image)), detect_resolution=side, image_resolution=side, output_type="pil", **kwargs)
-    out = out.convert("RGB").resize((w, h), Image.BICUBIC)
-    return np.asarray(out, dtype=np.float32) / 255.0
 
 
 # ------------------------------------------------------------------------------------------- map cache
@@ -240,7 +93,7 @@ class ConditioningMaps:
     def sources(self, i: int, work: str | None = None) -> list[tuple[Path, str | None]]:
         """(source image, work) of each map of ControlNet ``i`` (for prompts of ``work`` when it
         reads each prompt's own work)."""
-        from .config import iter_reference_files
+        from ..config import iter_reference_files
 
         c = self.zoo.spec.controlnets[i].conditioning
         work = work if c.from_work == PROMPT_WORK else c.from_work
@@ -289,7 +142,7 @@ class ConditioningMaps:
                     raise self.zoo.fail(f"detector {c.detector!r} (controlnet-aux) loads pickle .pth weights, which can run "
                                         "code when loaded; pass --allow-pickle if you trust them", *self._loc(i, "detector"))
                 try:
-                    _annotator_importable()
+                    require_annotators()
                 except MissingDependency as exc:
                     raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
             if src.value is None:
@@ -355,7 +208,7 @@ class ConditioningMaps:
     def _run(self, i: int, source: Path) -> np.ndarray:
         from PIL import Image
 
-        from .score import load_image_rgb
+        from ..score import load_image_rgb
 
         c = self.zoo.spec.controlnets[i].conditioning
         h, w = self.zoo.spec.generation.size
@@ -369,8 +222,8 @@ class ConditioningMaps:
             return pseudo_depth(image, **c.params)
         loaded = self._load(i)
         if c.detector == "depth":
-            return _run_depth(loaded, image)
-        return _run_annotator(c.detector, loaded, image, c.params)
+            return run_depth(loaded, image)
+        return run_annotator(c.detector, loaded, image, c.params)
 
     def _load(self, i: int):
         c = self.zoo.spec.controlnets[i].conditioning
@@ -378,7 +231,7 @@ class ConditioningMaps:
         memo = (c.detector, src.value, src.revision)
         if memo not in self._loaded:
             try:
-                self._loaded[memo] = _depth_model(src, self.allow_pickle, self.device) if c.detector == "depth" else _annotator(c.detector, src)
+                self._loaded[memo] = load_depth_model(src, self.allow_pickle, self.device) if c.detector == "depth" else load_annotator(c.detector, src)
             except CopyscopeError as exc:
                 raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
             except Exception as exc:  # transformers/hub raise many kinds; the user needs one line
@@ -414,14 +267,6 @@ def _intact(path: Path, key: str) -> bool:
         return info.get("key") == key and sha256_bytes(path.read_bytes()) == info.get("png_sha256")
     except (OSError, ValueError):
         return False
-
-
-def _annotator_importable() -> None:
-    try:
-        import controlnet_aux  # noqa: F401
-    except Exception as exc:
-        raise MissingDependency(f"this detector needs the optional extra controlnet-aux, which cannot be imported "
-                                f"({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
 
 
 def _hub_offline() -> bool:
@@ -473,7 +318,7 @@ def map_count(zoo: "Zoo") -> int:
 def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
                on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
     """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
-    from .audit import prepare_audit
+    from ..audit import prepare_audit
 
     prep = prepare_audit(zoo_path, out, allow_pickle)
     return maps_for(prep.zoo).compute_all(on_event)
