@@ -268,3 +268,28 @@ def test_from_work_placeholder_reads_each_prompts_own_work(tmp_path, tiny_models
     zoo_no_work = _zoo(tmp_path, tiny_models, {"from_work": "{work}", "detector": "canny"})
     line = _one_line_error(_run("validate", zoo_no_work))
     assert "needs every prompt to name its 'work'" in line, line
+
+
+def test_validate_lists_a_missing_source_instead_of_failing(tmp_path, tiny_models):
+    path = _zoo(tmp_path, tiny_models, {"from_image": "later.png", "detector": "canny"})
+    result = _run("validate", path)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert "needed before `audit`" in text and "conditioning source 'later.png' not found" in text, text
+
+
+def test_html_works_section_shows_maps_next_to_their_work(tmp_path):
+    from copyscope.report.html import section_works
+
+    ref = tmp_path / "ref.png"
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(ref)
+    depth = tmp_path / "depth-0123.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(depth)
+    rows = [{"controlnet": "cn", "detector": "depth", "index": 0, "work": "w", "source": str(ref), "map": str(depth), "key": "k1"},
+            {"controlnet": "cn2", "detector": "canny", "index": 0, "work": None, "source": "/x/pose.jpg",
+             "map": str(tmp_path / "gone.png"), "key": "k2"}]
+    html = section_works({"works": {"w": [str(ref)]}, "conditioning": rows})
+    work_block = html.split("<h3>Work w</h3>")[1].split("<h3>")[0]
+    assert work_block.count("<img") == 2 and "depth of ref.png &rarr; ControlNet cn" in work_block
+    other = html.split("Conditioning maps from images")[1]
+    assert "canny of pose.jpg" in other and "file not found on this machine" in other

@@ -73,7 +73,7 @@ class ConditioningMaps:
         self.device = device
         self.computed = 0  # maps this process ran a detector for (cache misses)
         self._loaded: dict[tuple, object] = {}
-        self._entries: dict[tuple[int, int], MapEntry] = {}
+        self._entries: dict[tuple[int, int, str | None], MapEntry] = {}  # (controlnet, map index, work)
 
     # -- what the zoo asks for ----------------------------------------------------------------------
     def _loc(self, i: int, *rest) -> tuple:
