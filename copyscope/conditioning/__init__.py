@@ -142,7 +142,7 @@ class ConditioningMaps:
                     raise self.zoo.fail(f"detector {c.detector!r} (controlnet-aux) loads pickle .pth weights, which can run "
                                         "code when loaded; pass --allow-pickle if you trust them", *self._loc(i, "detector"))
                 try:
-                    require_annotators()
+                    require_annotators(c.detector)
                 except MissingDependency as exc:
                     raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
             if src.value is None:

@@ -157,11 +157,9 @@ def run_depth(loaded, image: np.ndarray) -> np.ndarray:
 
 
 def load_annotator(detector: str, src: DetectorSource):
-    try:
-        import controlnet_aux
-    except Exception as exc:  # ImportError, or torchvision failing inside it
-        raise MissingDependency(f"detector {detector!r} needs the optional extra controlnet-aux, which cannot be "
-                                f"imported ({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
+    require_annotators(detector)
+    import controlnet_aux
+
     cls_name, needs_ckpt, _ = ANNOTATORS[detector]
     cls = getattr(controlnet_aux, cls_name)
     if not needs_ckpt:
@@ -180,9 +178,10 @@ def run_annotator(detector: str, loaded, image: np.ndarray, params: dict) -> np.
     return np.asarray(out, dtype=np.float32) / 255.0
 
 
-def require_annotators() -> None:
+def require_annotators(detector: str) -> None:
+    """Raise MissingDependency (one line naming the extra) when controlnet-aux cannot be imported."""
     try:
         import controlnet_aux  # noqa: F401
-    except Exception as exc:
-        raise MissingDependency(f"this detector needs the optional extra controlnet-aux, which cannot be imported "
-                                f"({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
+    except Exception as exc:  # ImportError, or torchvision failing inside it
+        raise MissingDependency(f"detector {detector!r} needs the optional extra controlnet-aux, which cannot be "
+                                f"imported ({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None
