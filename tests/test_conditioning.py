@@ -293,3 +293,11 @@ def test_html_works_section_shows_maps_next_to_their_work(tmp_path):
     assert work_block.count("<img") == 2 and "depth of ref.png &rarr; ControlNet cn" in work_block
     other = html.split("Conditioning maps from images")[1]
     assert "canny of pose.jpg" in other and "file not found on this machine" in other
+
+
+def test_image_labels_name_the_map_with_reference_each():
+    from copyscope.report.html import _item_labels
+
+    report = {"settings": {"prompts": [{"name": "a"}, {"name": "b"}], "seeds": [0, 1]}}
+    assert _item_labels(report, 4)[2] == "b / seed 0"
+    assert _item_labels(report, 8)[:3] == ["a / map 0 / seed 0", "a / map 0 / seed 1", "a / map 1 / seed 0"]

@@ -384,8 +384,12 @@ def _item_labels(report: dict, n: int) -> list[str]:
     s = report.get("settings") or {}
     prompts = s.get("prompts") or []
     seeds = s.get("seeds") or []
-    if prompts and seeds and len(prompts) * len(seeds) == n:
-        return [f"{(prompts[i // len(seeds)] or {}).get('name', '')} / seed {seeds[i % len(seeds)]}" for i in range(n)]
+    if prompts and seeds and n and n % (len(prompts) * len(seeds)) == 0:
+        maps = n // (len(prompts) * len(seeds))  # > 1 with `reference: each`: prompts x maps x seeds
+        per_prompt = maps * len(seeds)
+        return [f"{(prompts[i // per_prompt] or {}).get('name', '')} / "
+                + (f"map {(i % per_prompt) // len(seeds)} / " if maps > 1 else "") + f"seed {seeds[i % len(seeds)]}"
+                for i in range(n)]
     return [f"image {i + 1}" for i in range(n)]
 
 
