@@ -301,3 +301,25 @@ def test_image_labels_name_the_map_with_reference_each():
     report = {"settings": {"prompts": [{"name": "a"}, {"name": "b"}], "seeds": [0, 1]}}
     assert _item_labels(report, 4)[2] == "b / seed 0"
     assert _item_labels(report, 8)[:3] == ["a / map 0 / seed 0", "a / map 0 / seed 1", "a / map 1 / seed 0"]
+
+
+def test_depth_detector_runs_a_tiny_depth_anything(tmp_path):
+    """The same detector serves Depth Anything (AutoModelForDepthEstimation picks the class)."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    from copyscope.conditioning.detectors import DetectorSource, load_depth_model, run_depth
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, image_size=28,
+                            patch_size=14, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    cfg = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
+                              fusion_hidden_size=16, head_hidden_size=8, patch_size=14)
+    torch.manual_seed(0)
+    folder = tmp_path / "depth-anything"
+    DepthAnythingForDepthEstimation(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(folder)
+    loaded = load_depth_model(DetectorSource(str(folder), folder, None), allow_pickle=False, device="cpu")
+    assert type(loaded[1]).__name__ == "DepthAnythingForDepthEstimation"
+    image = np.random.default_rng(0).random((32, 40, 3)).astype(np.float32)
+    out = run_depth(loaded, image)
+    assert out.shape == (32, 40, 3) and out.min() == 0.0 and out.max() == 1.0
