@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .cache import ImageCache, atomic_write_text
+from .conditioning import attach as attach_conditioning, maps_for
 from .config import Zoo, load_zoo
 from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
@@ -122,6 +123,12 @@ def prepare_audit(
                 if strict_files or what != "not found":
                     raise problem
                 missing.append(str(problem))
+    try:  # computed conditioning maps: sources, detector weights, extras (copyscope.conditioning)
+        attach_conditioning(zoo, out_dir, allow_pickle, resolve_device(zoo.spec.generation.device)).check()
+    except CopyscopeError as problem:
+        if strict_files or not re.search(r"not found|holds no images|not in the local Hugging Face cache", str(problem)):
+            raise
+        missing.append(str(problem))
     metrics, unavailable = select_metrics(zoo, allow_pickle)
     try:
         refs = ReferenceSet.from_zoo(zoo)
@@ -246,6 +253,8 @@ def _zoo_models(zoo: Zoo):
 
 def _conditioning_files(zoo: Zoo, cn) -> list[str]:
     c = cn.conditioning
+    if c.detector is not None:  # computed from a work or image: checked by ConditioningMaps.check
+        return []
     return [c.image] if c.image is not None else list((c.per_prompt or c.per_work).values())
 
 
@@ -299,6 +308,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     from .report import build_report
 
     zoo, plan = prep.zoo, prep.plan
+    prep.info["conditioning"] = maps_for(zoo).compute_all(hooks.on_event)  # before any generation
     est = zoo.spec.estimator
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()

@@ -322,6 +322,23 @@ def imitation_cmd(
     _print_analysis(imitation_tables(result), result, "imitation.json")
 
 
+@app.command("conditioning")
+@user_errors
+def conditioning_cmd(
+    zoo: Path = ZooArg,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the zoo file's 'output')"),
+    allow_pickle: bool = AllowPickleOpt,
+):
+    """Compute the ControlNet conditioning maps (from_work / from_image) without generating anything."""
+    from .conditioning import write_maps
+
+    rows = write_maps(zoo, out_dir, allow_pickle=allow_pickle, on_event=_echo)
+    if not rows:
+        out.print(f"{zoo}: no ControlNet computes its conditioning (no 'from_work' or 'from_image'); nothing to do")
+    for r in rows:
+        out.print(f"{r['controlnet']}: {r['detector']} of {r['source']} -> {r['map']}", highlight=False)
+
+
 def _mount_optional_subapps() -> None:
     try:
         from .demo.cli import demo_app

@@ -70,17 +70,40 @@ class BaseSpec(_Strict):
 
 
 class ConditioningSpec(_Strict):
-    """Where a ControlNet's conditioning image comes from: exactly one of the three."""
+    """Where a ControlNet's conditioning image comes from: a ready-made file (``image``, ``per_prompt``,
+    ``per_work``), or a map a detector computes from a work (``from_work``) or an image file
+    (``from_image``): see copyscope.conditioning."""
 
     image: str | None = None
     per_prompt: dict[str, str] | None = None
     per_work: dict[str, str] | None = None
+    from_work: str | None = Field(None, description="a reference work whose image the detector reads")
+    from_image: str | None = Field(None, description="an image file the detector reads")
+    detector: str | None = Field(None, description="canny, depth, pseudo_depth, or a controlnet-aux annotator id")
+    model: str | None = Field(None, description="the detector's weights: hub id or local folder")
+    revision: str | None = None
+    params: dict[str, int | float | bool | str | None] = {}
+    reference: int | str = Field(0, description="which image of from_work: index, file name, or 'each' (one map per image)")
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        given = [k for k in ("image", "per_prompt", "per_work") if getattr(self, k) is not None]
+        sources = ("image", "per_prompt", "per_work", "from_work", "from_image")
+        given = [k for k in sources if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'image', 'per_prompt' or 'per_work'")
+            raise ValueError("give exactly one of 'image', 'per_prompt', 'per_work', 'from_work' or 'from_image'")
+        computed = given[0] in ("from_work", "from_image")
+        if computed and self.detector is None:
+            raise ValueError(f"'{given[0]}' needs a 'detector' (canny, depth, pseudo_depth, ...)")
+        if not computed:
+            extra = [k for k in ("detector", "model", "revision") if getattr(self, k) is not None] + (["params"] if self.params else [])
+            if extra:
+                raise ValueError(f"'{extra[0]}' only goes with 'from_work' or 'from_image'")
+        if computed:
+            from .conditioning import check_detector
+
+            check_detector(self.detector, self.params, self.model)
+        if "reference" in self.model_fields_set and given[0] != "from_work":
+            raise ValueError("'reference' only goes with 'from_work'")
         return self
 
 
@@ -245,6 +268,7 @@ class Zoo:
         self.text = text
         self._lines = lines
         self.sha256 = hashlib.sha256(text.encode()).hexdigest()
+        self.conditioning_maps = None  # copyscope.conditioning.attach sets the computed-map cache
 
     # -- error helpers -------------------------------------------------------------------------
     def where(self, *loc) -> str:
@@ -505,6 +529,12 @@ def _fill_names_and_check(zoo: Zoo) -> None:
             missing = prompts - set(c.per_prompt)
             if missing:
                 raise zoo.fail(f"no conditioning image for prompt(s) {sorted(missing)}", "controlnets", i, "conditioning", "per_prompt")
+        if c.from_work == "{work}":  # each prompt's own work
+            for j, p in enumerate(s.prompts):
+                if p.work is None:
+                    raise zoo.fail("from_work: '{work}' needs every prompt to name its 'work'", "prompts", j)
+        elif c.from_work is not None and c.from_work not in works:
+            raise zoo.fail(f"unknown work {c.from_work!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "from_work")
         if c.per_work is not None:
             for key in c.per_work:
                 if key not in works:

@@ -302,12 +302,19 @@ class CoalitionEngine:
 
     def conditioning_path(self, cn: ControlNetSpec, item: WorkItem) -> Path:
         c = cn.conditioning
+        if c.detector is not None:  # a map computed from a work or image (copyscope.conditioning)
+            return self._conditioning_map(cn, item).path
         value = c.image if c.image is not None else (c.per_prompt[item.prompt] if c.per_prompt is not None else c.per_work[item.work])
         path = self.zoo.resolve_path(value)
         if not path.is_file():
             i = self.zoo.spec.controlnets.index(cn)
             raise self.zoo.fail(f"conditioning image {value!r} not found (looked at {path})", "controlnets", i, "conditioning")
         return path
+
+    def _conditioning_map(self, cn: ControlNetSpec, item: WorkItem):
+        from .conditioning import maps_for
+
+        return maps_for(self.zoo).entry(self.zoo.spec.controlnets.index(cn), getattr(item, "control", 0), item.work)
 
     def image_fields(self, members: tuple[bool, ...], item: WorkItem) -> dict:
         """Everything that determines an image. Its hash is the cache key."""
@@ -327,6 +334,9 @@ class CoalitionEngine:
                         "id": ident["controlnets"][n],
                         "scale": self.cn_srcs[n][0].conditioning_scale,
                         "image_sha256": file_sha256(self.conditioning_path(self.cn_srcs[n][0], item)),
+                        # a computed map: its key names detector, weights, parameters and source
+                        **({"map_key": self._conditioning_map(self.cn_srcs[n][0], item).key}
+                           if self.cn_srcs[n][0].conditioning.detector is not None else {}),
                     }
                     for n in cns
                 ],

@@ -34,7 +34,7 @@ from .errors import CopyscopeError
 MANIFEST = ".copyscope-output.json"
 STAGING_PREFIX = ".copyscope-staging-"
 MAX_MANIFEST_BYTES = 16 << 20
-OWN_SUBFOLDERS = {"cache", "reward-split", "imitation"}
+OWN_SUBFOLDERS = {"cache", "conditioning", "reward-split", "imitation"}
 
 
 class Interrupted(CopyscopeError):
@@ -116,7 +116,7 @@ class OutputFolder:
         entries = [e for e in entries if not e.startswith(STAGING_PREFIX)]
         manifest = self.read_manifest() if entries else None
         # what copyscope itself puts in an output folder before an audit's first report: the
-        # default image cache, and the analyses' own subfolders (`reward-split`, `imitation`)
+        # default image cache, and computed conditioning maps and the analyses' own subfolders (`reward-split`, `imitation`)
         if manifest is None and all(e in OWN_SUBFOLDERS and (self.root / e).is_dir() for e in entries):
             entries = []
         if manifest is None and entries:

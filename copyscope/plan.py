@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from .conditioning import map_count
 from .config import BaseSpec, Zoo, render_prompt
 
 PlayerKind = Literal["base", "controlnet", "lora", "prompt"]
@@ -28,6 +29,7 @@ class WorkItem:
     negative: str
     work: str | None
     seed: int
+    control: int = 0  # which computed conditioning map (ControlNets with `reference: each`)
 
 
 @dataclass
@@ -117,5 +119,6 @@ def make_plan(zoo: Zoo) -> Plan:
             raise zoo.fail(f"base name {base.name!r} is also a player name", "bases")
         games.append(GamePlan(base=base, players=players, base_as_player=base_as_player, fragments=fragments))
     seeds = s.generation.seed_list
-    items = [WorkItem(p.name, p.text, p.negative, p.work, seed) for p in s.prompts for seed in seeds]
+    n_maps = map_count(zoo)  # one map per reference image with `reference: each`: prompts x maps x seeds
+    items = [WorkItem(p.name, p.text, p.negative, p.work, seed, k) for p in s.prompts for k in range(n_maps) for seed in seeds]
     return Plan(zoo_name=s.name, games=games, items=items, seeds=seeds, estimator=s.estimator.model_dump())

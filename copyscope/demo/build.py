@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..cache import to_uint8
+from ..conditioning import pseudo_depth  # the named detector `pseudo_depth` (a stand-in for depth)
 from ..errors import CopyscopeError
 from . import tiny
 
@@ -165,24 +166,6 @@ def write_reference_views(out: Path, works: dict[str, np.ndarray], size: int, vi
         names = [f"{w}.png"] + [f"{w}-view{k}.png" for k in range(1, views)]
         paths[w] = [str(save_png(c, out / "references" / w / n).relative_to(out)) for c, n in zip(crops, names)]
     return paths
-
-
-def pseudo_depth(image: np.ndarray, sigma: float | None = None) -> np.ndarray:
-    """A stand-in for a depth map: blurred, min-max normalised luminance, grey, (H, W, 3) in [0, 1].
-
-    NOT a depth estimate: no depth model is available offline. It carries the coarse layout of an
-    image the way a depth map does, which is what a depth ControlNet conditions on. ``sigma``
-    defaults to 1/8 of the image side (4 px at 32 px).
-    """
-    from scipy.ndimage import gaussian_filter
-
-    lum = 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
-    if sigma is None:
-        sigma = min(image.shape[:2]) / 8.0
-    d = gaussian_filter(lum.astype(np.float64), sigma=sigma, mode="reflect")
-    lo, hi = d.min(), d.max()
-    d = (d - lo) / (hi - lo) if hi > lo + 1e-8 else np.full_like(d, 0.5)
-    return np.repeat(d[..., None], 3, -1).astype(np.float32)
 
 
 def save_png(a: np.ndarray, path: Path) -> Path:

@@ -160,6 +160,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             "seed_warning": seed_count_warning(n_seeds),
         },
         "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
+        "conditioning": prep.info.get("conditioning", []),  # computed ControlNet maps (copyscope.conditioning)
         "unavailable_metrics": prep.unavailable,
         "games": report_games,
         "provenance": provenance,

@@ -233,6 +233,7 @@ def _coalition_order(keys: Iterable[str], players: Sequence[str]) -> list[str]:
 def section_works(report: dict) -> str:
     parts = ["<h2 id=\"works\">Reference works</h2>"]
     works = report.get("works") or {}
+    maps = [m for m in report.get("conditioning") or [] if isinstance(m, dict)]
     if not works:
         return parts[0] + "<p class=\"muted\">No reference works listed.</p>"
     for w, files in works.items():
@@ -241,8 +242,21 @@ def section_works(report: dict) -> str:
             uri, why = image_thumb(Path(f), REF_THUMB)
             figs.append(f"<figure>{_img(uri, why, f'reference of work {w}')}"
                         f"<figcaption title=\"{esc(f)}\">{esc(Path(f).name)}</figcaption></figure>")
+        figs += [_map_figure(m) for m in maps if m.get("work") == w]
         parts.append(f"<h3>Work {esc(w)}</h3><div class=\"refs\">{''.join(figs)}</div>")
+    other = [_map_figure(m) for m in maps if m.get("work") not in works]
+    if other:
+        parts.append(f"<h3>Conditioning maps from images</h3><div class=\"refs\">{''.join(other)}</div>")
     return "".join(parts)
+
+
+def _map_figure(m: dict) -> str:
+    """A computed ControlNet conditioning map, captioned with its detector, ControlNet and source."""
+    uri, why = image_thumb(Path(str(m.get("map"))), REF_THUMB)
+    label = f"{m.get('detector')} map for ControlNet {m.get('controlnet')}"
+    return (f"<figure>{_img(uri, why, label)}<figcaption title=\"{esc(m.get('map'))} (key {esc(m.get('key'))})\">"
+            f"{esc(m.get('detector'))} of {esc(Path(str(m.get('source'))).name)} &rarr; ControlNet "
+            f"{esc(m.get('controlnet'))}</figcaption></figure>")
 
 
 def section_summary(report: dict, game: dict) -> str:
@@ -383,8 +397,12 @@ def _item_labels(report: dict, n: int) -> list[str]:
     s = report.get("settings") or {}
     prompts = s.get("prompts") or []
     seeds = s.get("seeds") or []
-    if prompts and seeds and len(prompts) * len(seeds) == n:
-        return [f"{(prompts[i // len(seeds)] or {}).get('name', '')} / seed {seeds[i % len(seeds)]}" for i in range(n)]
+    if prompts and seeds and n and n % (len(prompts) * len(seeds)) == 0:
+        maps = n // (len(prompts) * len(seeds))  # > 1 with `reference: each`: prompts x maps x seeds
+        per_prompt = maps * len(seeds)
+        return [f"{(prompts[i // per_prompt] or {}).get('name', '')} / "
+                + (f"map {(i % per_prompt) // len(seeds)} / " if maps > 1 else "") + f"seed {seeds[i % len(seeds)]}"
+                for i in range(n)]
     return [f"image {i + 1}" for i in range(n)]
 
 
