@@ -169,7 +169,7 @@ def test_kohya_conversion_keeps_the_product_and_writes_alpha(tmp_path):
     a, b = torch.randn(4, 32, generator=g), torch.randn(32, 4, generator=g)
     src = tmp_path / "d.safetensors"
     save_file({f"unet.{Q}.lora_A.weight": a, f"unet.{Q}.lora_B.weight": b,
-               f"text_encoder.{TE_Q}.lora_A.weight": a, f"text_encoder.{TE_Q}.lora_B.weight": b}, str(src))
+               f"text_encoder.{TE_Q}.lora_A.weight": a.clone(), f"text_encoder.{TE_Q}.lora_B.weight": b.clone()}, str(src))
     out = load_file(str(formats.lora_to_kohya(src, tmp_path / "k.safetensors", alpha=2)))
     name = "lora_unet_" + Q.replace(".", "_")
     assert out[f"{name}.alpha"].item() == 2.0
