@@ -19,6 +19,7 @@ from .errors import CopyscopeError
 
 _CONFIG_SUFFIXES = (".json", ".txt", ".model")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_KIND = {"bases": "base", "controlnets": "ControlNet"}
 
 
 def offline() -> bool:
@@ -132,7 +133,7 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
     is_checkpoint = any(k.startswith((formats.UNET_PREFIX, formats.CONTROLNET_PREFIX)) for k in head)
     if not is_checkpoint and formats.lora_layout(head) != "unknown":
         raise zoo.fail(
-            f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {section[:-1]} checkpoint; "
+            f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
             "list it under 'loras:'", section, i, "model",
         )
     if spec.config:
@@ -147,7 +148,7 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
             if not (cfg / config_marker).is_file():
                 raise zoo.fail(
                     f"config folder {spec.config!r} has no {config_marker}; expected the diffusers configs of a "
-                    f"{section[:-1]} of the same architecture", section, i, "config",
+                    f"{_KIND[section]} of the same architecture", section, i, "config",
                 )
         elif offline() and not _hub_cached(spec.config):
             problems.append(zoo.fail(
@@ -162,7 +163,7 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
             problems.append(zoo.fail(
                 f"single-file checkpoint {path.name} has no 'config:' and HF_HUB_OFFLINE is set, so diffusers cannot "
                 f"fetch {fetch} from the hub; set 'config:' to a local diffusers folder of the same architecture "
-                f"(with {config_marker} and the component configs)", section, i, "config",
+                f"(with {config_marker}{' and the component configs' if section == 'bases' else ''})", section, i, "config",
             ))
     return problems
 
