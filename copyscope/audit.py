@@ -93,6 +93,7 @@ def prepare_audit(
     models can be checked before its protected works are put in place.
     """
     from .engine import check_lora_fits
+    from .file_checks import check_real_files
     from .shapley import get_estimator
 
     zoo = load_zoo(zoo_path)
@@ -108,9 +109,10 @@ def prepare_audit(
     plan = make_plan(zoo)
     # model paths and pickle policy are checked now, not after an hour of generation
     check_model_sources(zoo, allow_pickle)
+    offline_problems = check_real_files(zoo)  # single-file configs, variants, files in the wrong section
     check_lora_fits(zoo)
     missing: list[str] = []
-    for problem in _uncached_hub_models(zoo):
+    for problem in _uncached_hub_models(zoo) + offline_problems:
         if strict_files:
             raise problem
         missing.append(str(problem))

@@ -111,6 +111,8 @@ class ControlNetSpec(_Strict):
     name: str | None = None
     model: str
     revision: str | None = None
+    variant: str | None = None
+    config: str | None = Field(None, description="diffusers ControlNet config (hub id or folder) for a single-file ControlNet")
     conditioning_scale: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)
     conditioning: ConditioningSpec
 

@@ -20,9 +20,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from . import formats
 from .cache import ImageCache, file_sha256, key_of, tree_sha256
 from .config import PICKLE_SUFFIXES, ControlNetSpec, LoraSpec, Zoo
 from .errors import CopyscopeError
+from .file_checks import config_arg, load_identity
 from .plan import GamePlan, WorkItem
 
 # Bump when a change to this module changes the pixels it produces: it is part of every image key.
@@ -160,40 +162,13 @@ def safetensors_header(path: Path) -> dict:
 
 
 def lora_misfit(base_dir: Path, lora_file: Path) -> str | None:
-    """Why a diffusers-format LoRA file cannot fit a local diffusers base, from the two files'
-    headers alone (no weights loaded); None when it fits or the formats are not comparable."""
-    unet_files = sorted((base_dir / "unet").glob("*.safetensors")) if base_dir.is_dir() else []
-    if not unet_files:
-        return None
-    base: dict[str, list[int]] = {}
-    for f in unet_files:
-        base.update({k: v.get("shape") for k, v in safetensors_header(f).items()})
-    n_unet = n_found = 0
-    for key, info in sorted(safetensors_header(lora_file).items()):
-        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
-        m = re.match(r"^unet\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
-        if not m:
-            continue
-        n_unet += 1
-        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
-        if target is None:
-            continue
-        n_found += 1
-        if len(target) != 2 or not got or len(got) != 2:
-            continue
-        down = m.group(2) in ("lora_A", "lora.down")
-        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
-            return (
-                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
-                f"{m.group(2)} weight has shape {list(got)}"
-            )
-    if n_unet and not n_found:
-        return f"none of its {n_unet} UNet tensors name a layer of the base"
-    return None
+    """Why a LoRA file (diffusers/peft or kohya layout) cannot fit a local base (diffusers folder or
+    single-file checkpoint), from the headers alone; None when it fits or cannot be compared."""
+    return formats.lora_misfit(base_dir, lora_file)
 
 
 def check_lora_fits(zoo: Zoo) -> None:
-    """Every local diffusers-format LoRA file against every local diffusers base, before loading."""
+    """Every local LoRA file against every local base, before loading."""
     for b in zoo.spec.bases:
         if not zoo.is_local(b.model):
             continue
@@ -292,11 +267,11 @@ class CoalitionEngine:
     def identities(self) -> dict:
         """Hashes/ids of every model of this game; computed once (hashing reads the weights)."""
         if self._identity_cache is None:
-            ident = {"base": self.base_src.identity(), "loras": {}, "controlnets": {}}
+            ident = {"base": {**self.base_src.identity(), **load_identity(self.zoo, self.game.base)}, "loras": {}, "controlnets": {}}
             for name, (lo, src) in self.lora_srcs.items():
                 ident["loras"][name] = {**src.identity(), "weight_name": lo.weight_name}
             for name, (cn, src) in self.cn_srcs.items():
-                ident["controlnets"][name] = src.identity()
+                ident["controlnets"][name] = {**src.identity(), **load_identity(self.zoo, cn)}
             self._identity_cache = ident
         return self._identity_cache
 
@@ -370,7 +345,7 @@ class CoalitionEngine:
             src = self.base_src
             if src.local is not None and src.local.is_file():
                 self.pipe = StableDiffusionPipeline.from_single_file(
-                    str(src.local), config=base.config, **common
+                    str(src.local), config=config_arg(self.zoo, base.config), **common
                 )
             else:
                 self.pipe = StableDiffusionPipeline.from_pretrained(
@@ -395,11 +370,14 @@ class CoalitionEngine:
             self._on_event(f"loading ControlNet {name}")
             try:
                 if src.local is not None and src.local.is_file():
-                    model = ControlNetModel.from_single_file(str(src.local), torch_dtype=self.dtype)
+                    model = ControlNetModel.from_single_file(
+                        str(src.local), config=config_arg(self.zoo, cn.config), torch_dtype=self.dtype
+                    )
                 else:
                     model = ControlNetModel.from_pretrained(
                         str(src.local) if src.local is not None else src.value,
                         revision=cn.revision,
+                        variant=cn.variant,
                         torch_dtype=self.dtype,
                         use_safetensors=not self.allow_pickle,
                     )

@@ -254,9 +254,14 @@ def lora_copies(pipe, adapter_name: str = "lora", rank: int = 4, text_encoder: b
     )
     te = None
     if text_encoder:
+        from peft import inject_adapter_in_model
+
         te = copy.deepcopy(pipe.text_encoder)
-        te.add_adapter(
+        # peft directly, not transformers' add_adapter: transformers >= 5.24 refuses peft < 0.22 there,
+        # and the package registry has no peft 0.22 yet
+        te = inject_adapter_in_model(
             LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=init, target_modules=TEXT_LORA_TARGETS),
+            te,
             adapter_name=adapter_name,
         )
     return unet, te
