@@ -497,7 +497,8 @@ def test_unavailable_metric_raises_missing_dependency():
     assert not ok and "backbones.clip" in why and "no-such-model" in why
     with pytest.raises(MissingDependency, match="backbones.clip"):
         m.features([np.zeros((8, 8, 3), np.float32)])
-    m = build_metrics(["sscd"])[0]
+    # an sscd file that is not there (unset, sscd uses the `sscd` extra's model when it is installed)
+    m = build_metrics(["sscd"], backbones={"sscd": "/no/such/sscd.torchscript.pt"})[0]
     ok, why = m.availability()
     assert not ok and "backbones.sscd" in why
     m = build_metrics(["dhash"])[0]
