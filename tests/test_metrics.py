@@ -260,6 +260,23 @@ def test_frechet_distance_rank_deficient_is_stable():
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
+@pytest.mark.parametrize("n, m, d", [(8, 4, 300), (3, 40, 20), (1, 5, 30), (2, 2, 9)])
+def test_frechet_distance_few_samples_path_equals_covariance_path(n, m, d):
+    """With fewer samples than dimensions FD is computed from the samples (O(n m d)): same value as the
+    covariance formula."""
+    from copyscope.metrics.setstats import frechet_distance_from_stats, gaussian_stats
+
+    rng = np.random.default_rng(n * 100 + d)
+    x = rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d)
+    y = rng.standard_normal((m, d)) + 0.2
+    via_cov = frechet_distance_from_stats(*gaussian_stats(x), *gaussian_stats(y))
+    # rel 1e-7: the d x d path takes square roots of round-off-sized eigenvalues (the null space), ~1e-8 each
+    assert frechet_distance(x, y) == pytest.approx(via_cov, rel=1e-7)
+    if min(n, m) > 2:  # scipy's sqrtm needs the eps offset and warns on the most singular cases
+        assert frechet_distance(x, y) == pytest.approx(_scipy_fd(x, y, eps=1e-9), rel=1e-4)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9 * d)
+
+
 def test_frechet_distance_single_sample_uses_zero_covariance():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 4))
@@ -497,7 +514,8 @@ def test_unavailable_metric_raises_missing_dependency():
     assert not ok and "backbones.clip" in why and "no-such-model" in why
     with pytest.raises(MissingDependency, match="backbones.clip"):
         m.features([np.zeros((8, 8, 3), np.float32)])
-    m = build_metrics(["sscd"])[0]
+    # an sscd file that is not there (unset, sscd uses the `sscd` extra's model when it is installed)
+    m = build_metrics(["sscd"], backbones={"sscd": "/no/such/sscd.torchscript.pt"})[0]
     ok, why = m.availability()
     assert not ok and "backbones.sscd" in why
     m = build_metrics(["dhash"])[0]

