@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import CopyscopeError
 
@@ -36,8 +37,6 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CopyscopeError as exc:
-            from rich.markup import escape
-
             # one line whatever the message holds; '[...]' in paths and keys is text, not markup
             message = escape(" ".join(str(exc).split()) if "\n" in str(exc) else str(exc))
             console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
@@ -64,7 +63,7 @@ def validate(zoo: Path = ZooArg):
         f"{len(prep.plan.items)} image(s) per coalition, metrics: {', '.join(m.name for m in prep.metrics)}"
     )
     for name, reason in prep.unavailable.items():
-        out.print(f"  [yellow]unavailable[/] {name}: {reason}")
+        out.print(f"  [yellow]unavailable[/] {escape(name)}: {escape(reason)}")  # reasons hold 'copyscope[extra]'
     _print_missing(prep)
 
 
@@ -209,7 +208,7 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
     for col in ("name", "kind", "orientation", "available", "definition"):
         t.add_column(col)
     for row in list_metrics(backbones):
-        t.add_row(row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}", row["description"])
+        t.add_row(*map(escape, (row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}", row["description"])))
     out.print(t)
 
 
@@ -258,8 +257,6 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
     _warn_seeds(data)
     note = interrupted_note(out_dir)
     if note:
-        from rich.markup import escape
-
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, markup=True, soft_wrap=True)
 
 
