@@ -129,22 +129,23 @@ class BarePipelines:
     """Plain diffusers: one pipeline per base, LoRAs as named adapters, ControlNets loaded once."""
 
     def __init__(self, prep, game, only=None):
-        """``only``: load just these LoRA / ControlNet names (default: every one of the zoo)."""
+        """``only``: load just these LoRA / ControlNet names (default: every one of the zoo).
+        The pipeline classes are those of the base's family (copyscope.families)."""
+        import diffusers
         import torch
-        from diffusers import ControlNetModel, StableDiffusionPipeline
         from safetensors.torch import load_file
 
         from copyscope.engine import SCHEDULERS, resolve_device, resolve_dtype
+        from copyscope.families import FAMILIES
 
         zoo, self.game, self.gen = prep.zoo, game, prep.zoo.spec.generation
         self.zoo = zoo
+        self.family = FAMILIES[getattr(game, "family", "sd")]
         self.device = resolve_device(self.gen.device)
-        self.dtype = resolve_dtype(self.gen.dtype, self.device)
-        self.pipe = StableDiffusionPipeline.from_pretrained(
-            str(zoo.resolve_path(game.base.model)), torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False)
+        self.dtype = resolve_dtype(self.gen.dtype, self.device, self.family.cuda_dtype)
+        self.pipe = getattr(diffusers, self.family.pipeline).from_pretrained(
+            str(zoo.resolve_path(game.base.model)), torch_dtype=self.dtype, **self.family.load_kwargs)
         if self.gen.scheduler:
-            import diffusers
-
             self.pipe.scheduler = getattr(diffusers, SCHEDULERS[self.gen.scheduler]).from_config(self.pipe.scheduler.config)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
@@ -152,7 +153,8 @@ class BarePipelines:
         for lo in self.loras.values():
             self.pipe.load_lora_weights(load_file(str(zoo.resolve_path(lo.model))), adapter_name=lo.name)
         self.cns = {cn.name: cn for cn in zoo.spec.controlnets if only is None or cn.name in only}
-        self.cn_models = {n: ControlNetModel.from_pretrained(str(zoo.resolve_path(cn.model)), torch_dtype=self.dtype).to(self.device)
+        cn_cls = getattr(diffusers, self.family.controlnet_model)
+        self.cn_models = {n: cn_cls.from_pretrained(str(zoo.resolve_path(cn.model)), torch_dtype=self.dtype).to(self.device)
                           for n, cn in self.cns.items()}
         self.cn_pipes: dict = {}
         self.switch_seconds = 0.0
@@ -162,10 +164,12 @@ class BarePipelines:
             for name in ("cache_size_limit", "recompile_limit"):
                 if hasattr(dyn, name):
                     setattr(dyn, name, max(getattr(dyn, name), 2 ** (len(self.loras) + len(self.cns)) + 8))
-            self.pipe.unet.compile(fullgraph=False, dynamic=False)
+            getattr(self.pipe, self.family.denoiser).compile(fullgraph=False, dynamic=False)
 
     def pipeline_for(self, members):
-        from diffusers import StableDiffusionControlNetPipeline
+        import inspect
+
+        import diffusers
 
         _, cns, loras = self.game.addons(members)
         t = time.perf_counter()
@@ -183,8 +187,11 @@ class BarePipelines:
         key = tuple(n for n in self.cns if n in cns)
         if key not in self.cn_pipes:
             models = [self.cn_models[n] for n in key]
-            p = StableDiffusionControlNetPipeline(**{k: v for k, v in self.pipe.components.items() if k != "controlnet"},
-                                                  controlnet=models[0] if len(models) == 1 else models, requires_safety_checker=False)
+            cls = getattr(diffusers, self.family.controlnet_pipeline)
+            accepted = inspect.signature(cls.__init__).parameters
+            extra = {k: v for k, v in self.family.load_kwargs.items() if k in accepted and k != "safety_checker"}
+            p = cls(**{k: v for k, v in self.pipe.components.items() if k in accepted and k != "controlnet"}, **extra,
+                    controlnet=models[0] if len(models) == 1 else models)
             p.set_progress_bar_config(disable=True)
             self.cn_pipes[key] = p
         return self.cn_pipes[key], list(key)
@@ -196,10 +203,14 @@ class BarePipelines:
 
         pipe, cn_names = self.pipeline_for(members)
         h, w = self.gen.size
+        from copyscope.families import family_call_kwargs
+
         kwargs = dict(prompt=[self.game.prompt_text(members, i) for i in items],
-                      negative_prompt=[i.negative for i in items] if any(i.negative for i in items) else None,
                       num_inference_steps=self.gen.steps, guidance_scale=self.gen.guidance, height=h, width=w,
-                      generator=[torch.Generator("cpu").manual_seed(i.seed) for i in items], output_type="np")
+                      generator=[torch.Generator("cpu").manual_seed(i.seed) for i in items], output_type="np",
+                      **family_call_kwargs(self.family, self.gen))
+        if self.family.negative_prompt:
+            kwargs["negative_prompt"] = [i.negative for i in items] if any(i.negative for i in items) else None
         if cn_names:
             imgs = []
             for n in cn_names:
@@ -207,7 +218,7 @@ class BarePipelines:
                 paths = [c.image if c.image is not None else (c.per_prompt[i.prompt] if c.per_prompt else c.per_work[i.work]) for i in items]
                 imgs.append([Image.open(self.zoo.resolve_path(p)).convert("RGB").resize((w, h), Image.BICUBIC) for p in paths])
             scales = [self.cns[n].conditioning_scale for n in cn_names]
-            kwargs["image"] = imgs[0] if len(imgs) == 1 else imgs
+            kwargs[self.family.control_arg] = imgs[0] if len(imgs) == 1 else imgs
             kwargs["controlnet_conditioning_scale"] = scales[0] if len(scales) == 1 else scales
         with torch.inference_mode():
             return [np.asarray(x, dtype=np.float32) for x in pipe(**kwargs).images]

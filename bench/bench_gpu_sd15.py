@@ -1,8 +1,13 @@
-"""Images per second of the audit against the bare diffusers pipeline, SD1.5-sized, on a GPU.
+"""Images per second of the audit against the bare diffusers pipeline, SD1.5-, SDXL- or Flux.1-sized, on a GPU.
 
-    python bench/bench_gpu_sd15.py [--steps 30] [--seeds 4] [--prompts 2] [--batch 4] [--loras 2]
-                                   [--controlnet/--no-controlnet] [--compile] [--repeats 2]
-    python bench/bench_gpu_sd15.py --smoke      # CPU, narrow models, 64 px, 2 steps: checks the code paths
+    python bench/bench_gpu_sd15.py [--family sd15|sdxl|flux] [--steps 30] [--seeds 4] [--prompts 2] [--batch 4]
+                                   [--loras 2] [--controlnet/--no-controlnet] [--compile] [--repeats 2]
+    python bench/bench_gpu_sd15.py --smoke [--family ...]   # CPU, narrow/tiny models, 2 steps: checks the code paths
+
+``--family sdxl`` builds SDXL-base-sized random models (UNet 2.6B, CLIP-L + CLIP-G text encoders, 1024 px
+by default, fp16); ``--family flux`` Flux.1-dev-sized ones (transformer 19 + 38 blocks, T5-XXL-sized
+encoder, 1024 px by default, bf16), built on the GPU. With ``--smoke`` they are the tiny random pipelines
+of copyscope.demo.tiny_families (32 px).
 
 No hub access needed: every model is built here from configs with random weights (the same cost
 per step as real weights): a UNet2DConditionModel with Stable Diffusion 1.5's configuration
@@ -134,6 +139,97 @@ def build_models(folder: Path, n_loras: int, controlnet: bool, dtype, smoke: boo
     return paths
 
 
+# SDXL base 1.0 and Flux.1-dev configurations, written out (random weights of the real sizes).
+SDXL_UNET = dict(
+    sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(5, 10, 20),
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    transformer_layers_per_block=(1, 2, 10), projection_class_embeddings_input_dim=2816, cross_attention_dim=2048,
+)
+CLIP_G_TEXT = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+                   max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=1280)
+FLUX_DEV_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                            num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                            guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+T5_XXL = dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu",
+              relative_attention_num_buckets=32)
+FLUX_VAE = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                latent_channels=16, norm_num_groups=32, sample_size=1024, use_quant_conv=False,
+                use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+
+
+def _full_size_family_pipeline(family: str, folder: Path, device: str, dtype):
+    """SDXL- or Flux.1-dev-sized random-weight pipeline, built on ``device`` (CPU init of 12B
+    parameters would take many minutes)."""
+    import torch
+    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline,
+                           FluxTransformer2DModel, StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from copyscope.demo.tiny import tiny_tokenizer
+    from copyscope.demo.tiny_families import tiny_t5_tokenizer
+
+    tok = tiny_tokenizer(folder / "tok")
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    with torch.device(device):
+        clip_l = CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT, **ids)).to(dtype).eval()
+        if family == "sdxl":
+            clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**{**CLIP_G_TEXT, "vocab_size": 49408}, **ids)).to(dtype).eval()
+            unet = UNet2DConditionModel(**SDXL_UNET).to(dtype).eval()
+            vae = AutoencoderKL(**{**SD15_VAE, "sample_size": 1024, "scaling_factor": 0.13025}).to(dtype).eval()
+            sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                           steps_offset=1, timestep_spacing="leading")
+            return StableDiffusionXLPipeline(vae=vae, text_encoder=clip_l, text_encoder_2=clip_g, tokenizer=tok,
+                                             tokenizer_2=tok, unet=unet, scheduler=sched, add_watermarker=False)
+        t5_tok = tiny_t5_tokenizer(folder / "t5tok")
+        t5 = T5EncoderModel(T5Config(vocab_size=32128, pad_token_id=t5_tok.pad_token_id, eos_token_id=t5_tok.eos_token_id,
+                                     decoder_start_token_id=0, **T5_XXL)).to(dtype).eval()
+        transformer = FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER).to(dtype).eval()
+        vae = AutoencoderKL(**FLUX_VAE).to(dtype).eval()
+        sched = FlowMatchEulerDiscreteScheduler(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096,
+                                                max_shift=1.15, shift=3.0, use_dynamic_shifting=True)
+        return FluxPipeline(scheduler=sched, vae=vae, text_encoder=clip_l, tokenizer=tok, text_encoder_2=t5,
+                            tokenizer_2=t5_tok, transformer=transformer)
+
+
+def build_family_models(folder: Path, family: str, n_loras: int, controlnet: bool, dtype, device: str,
+                        smoke: bool = False) -> dict:
+    """SDXL / Flux.1 random-weight pipeline, LoRAs and ControlNet saved under ``folder`` (tiny with ``smoke``)."""
+    from copyscope.demo.tiny import control_image, write_tokenizer_files
+    from copyscope.demo.tiny_families import save_tiny_family_zoo, tiny_family_controlnet, tiny_family_lora
+
+    if smoke:
+        paths = save_tiny_family_zoo(folder, family, n_loras=n_loras, controlnet=controlnet)
+        paths["params"] = 0
+        return paths
+    pipe = _full_size_family_pipeline(family, folder, device, dtype)
+    n_params = sum(p.numel() for m in pipe.components.values() if hasattr(m, "parameters") for p in m.parameters())
+    paths = {"base": folder / "base", "loras": [], "controlnet": None, "control": None, "params": n_params}
+    pipe.save_pretrained(str(paths["base"]), safe_serialization=True)
+    for sub in ("tokenizer", "tokenizer_2"):
+        if type(getattr(pipe, sub)).__name__.startswith("CLIP"):
+            write_tokenizer_files(paths["base"] / sub)
+    for i in range(n_loras):
+        paths["loras"].append(tiny_family_lora(family, pipe, folder / "loras" / f"lora{i}.safetensors", seed=i, rank=8, scale=0.1))
+    if controlnet:
+        if family == "flux":
+            from diffusers import FluxControlNetModel
+
+            cn = FluxControlNetModel.from_transformer(pipe.transformer, num_layers=4, num_single_layers=10)
+        else:
+            cn = tiny_family_controlnet(family, pipe)
+        cn.save_pretrained(str(folder / "controlnet"), safe_serialization=True)
+        paths["controlnet"] = folder / "controlnet"
+        control_image(1024, 0).save(folder / "control.png")
+        paths["control"] = folder / "control.png"
+        del cn
+    del pipe
+    return paths
+
+
 def write_zoo(folder: Path, models: dict, args) -> Path:
     import yaml
 
@@ -146,15 +242,16 @@ def write_zoo(folder: Path, models: dict, args) -> Path:
     data = {
         "name": "bench-sd15",
         "output": str(folder / "out"),
-        "bases": [{"name": "sd15-random", "model": str(models["base"])}],
+        "bases": [{"name": f"{args.family}-random", "model": str(models["base"])}],
         "controlnets": ([{"name": "depth", "model": str(models["controlnet"]), "conditioning_scale": 1.0,
                           "conditioning": {"image": str(models["control"])}}] if models["controlnet"] else []),
         "loras": [{"name": f"lora{i}", "model": str(p), "weight": 1.0} for i, p in enumerate(models["loras"])],
         "references": [{"name": "work", "paths": [str(refs)]}],
         "prompts": [{"name": f"p{i}", "text": words[i % len(words)]} for i in range(args.prompts)],
         "generation": {"resolution": args.resolution, "steps": args.steps, "guidance": 7.5, "seeds": args.seeds,
-                       "batch_size": args.batch, "scheduler": "ddim", "dtype": args.dtype, "device": args.device,
-                       "compile": bool(args.compile)},
+                       "batch_size": args.batch, "scheduler": "ddim" if args.family == "sd15" else None,
+                       "dtype": args.dtype, "device": args.device, "compile": bool(args.compile),
+                       "flux": {"max_sequence_length": 16 if args.smoke else 512}},
         "metrics": args.metrics,
         "estimator": {"bootstrap": 200},
     }
@@ -172,6 +269,7 @@ def sync() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", choices=["sd15", "sdxl", "flux"], default="sd15")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--prompts", type=int, default=2)
@@ -180,16 +278,19 @@ def main() -> None:
     ap.add_argument("--controlnet", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--resolution", type=int, default=512)
-    ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--resolution", type=int, default=None, help="default 512 (sd15) or 1024 (sdxl, flux)")
+    ap.add_argument("--dtype", default=None, help="default float16 (sd15, sdxl) or bfloat16 (flux)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--metrics", nargs="+", default=["ssim", "dhash", "histogram"])
     ap.add_argument("--workdir", default=None, help="where to write the random models (default: a temp folder)")
     ap.add_argument("--smoke", action="store_true",
                     help="CPU check of the code paths: narrow models (not SD1.5-sized), 64 px, 2 steps, 1 LoRA, 1 repeat")
     args = ap.parse_args()
+    args.resolution = args.resolution or (512 if args.family == "sd15" else 1024)
+    args.dtype = args.dtype or ("bfloat16" if args.family == "flux" else "float16")
     if args.smoke:
-        args.device, args.dtype, args.resolution, args.steps = "cpu", "float32", 64, 2
+        args.device, args.dtype, args.steps = "cpu", "float32", 2
+        args.resolution = 64 if args.family == "sd15" else 32
         args.seeds, args.prompts, args.batch, args.loras, args.repeats = 1, 2, 2, 1, 1
 
     import torch
@@ -207,11 +308,16 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        models = build_models(scratch / "models", args.loras, args.controlnet,
-                              torch.float16 if args.dtype == "float16" else torch.float32, smoke=args.smoke)
+        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(args.dtype, torch.float32)
+        if args.family == "sd15":
+            models = build_models(scratch / "models", args.loras, args.controlnet, dtype, smoke=args.smoke)
+        else:
+            models = build_family_models(scratch / "models", args.family, args.loras, args.controlnet, dtype,
+                                         args.device, smoke=args.smoke)
         print(f"machine: {machine()}")
-        print(f"built random {'NARROW (smoke)' if args.smoke else 'SD1.5-sized'} models "
-              f"({models['params'] / 1e6:.0f}M params in UNet+VAE+text encoder) "
+        size = {"sd15": "SD1.5", "sdxl": "SDXL-base", "flux": "Flux.1-dev"}[args.family] + "-sized"
+        print(f"built random {'NARROW/TINY (smoke)' if args.smoke else size} models "
+              f"({models['params'] / 1e6:.0f}M params in denoiser+VAE+text encoders) "
               f"in {time.perf_counter() - t0:.1f} s")
         zoo = write_zoo(scratch, models, args)
         prep, games = planned(zoo)

@@ -247,9 +247,14 @@ def check_model_sources(zoo: Zoo, allow_pickle: bool) -> None:
 
 
 def _zoo_models(zoo: Zoo):
-    """(section, index, spec) of every model of a zoo: bases, then LoRAs, then ControlNets."""
-    for section, specs in (("bases", zoo.spec.bases), ("loras", zoo.spec.loras), ("controlnets", zoo.spec.controlnets)):
-        for i, spec in enumerate(specs):
+    """(section, index, spec) of every model of a zoo: bases, then LoRAs, then ControlNets, then the
+    other player kinds with model files (copyscope.players)."""
+    from .players import KINDS
+
+    sections = ["bases", "loras", "controlnets"]
+    sections += [k.section for k in KINDS.values() if k.has_model and k.section not in sections]
+    for section in sections:
+        for i, spec in enumerate(getattr(zoo.spec, section)):
             yield section, i, spec
 
 

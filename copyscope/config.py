@@ -65,8 +65,18 @@ class BaseSpec(_Strict):
     revision: str | None = None
     variant: str | None = None
     config: str | None = Field(None, description="diffusers config (hub id or folder) for a single-file checkpoint")
+    family: str | None = Field(None, description="sd, sdxl, sd3 or flux; read from model_index.json when not given")
 
     _name = field_validator("name")(_check_name)
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v):
+        from .families import canonical_family, family_names
+
+        if v is not None and canonical_family(v) is None:
+            raise ValueError(f"unknown family {v!r}; expected one of {family_names()}")
+        return canonical_family(v) if v is not None else None
 
 
 class ConditioningSpec(_Strict):
@@ -156,6 +166,50 @@ class PromptPlayerSpec(_Strict):
     _name = field_validator("name")(_check_name)
 
 
+class SDXLSettings(_Strict):
+    """SDXL micro-conditioning (sizes as [height, width]); null sizes mean the generated size."""
+
+    original_size: tuple[int, int] | None = None
+    target_size: tuple[int, int] | None = None
+    crops_coords_top_left: tuple[int, int] = (0, 0)
+
+
+class SD3Settings(_Strict):
+    max_sequence_length: int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
+
+
+class FluxSettings(_Strict):
+    max_sequence_length: int = Field(512, ge=1, le=512, description="T5 tokens of the prompt")
+    true_cfg_scale: float = Field(1.0, ge=1.0, description="> 1 runs real classifier-free guidance with the negative prompt")
+
+
+class TextualInversionSpec(_Strict):
+    """A textual-inversion embedding as a player: its token joins the prompt when it is active."""
+
+    name: str | None = None
+    model: str = Field(description="local .safetensors embedding file (or hub id with weight_name)")
+    token: str | None = Field(None, description="the token that stands for the embedding; default '<name>'")
+    weight_name: str | None = None
+    revision: str | None = None
+
+    _name = field_validator("name")(_check_name)
+
+
+class IPAdapterSpec(_Strict):
+    """An IP-Adapter as a player: an image prompt (a reference work's image, or a given image) at a scale."""
+
+    name: str | None = None
+    model: str = Field(description="hub id or local folder holding the IP-Adapter weights")
+    weight_name: str = Field(description="weights file inside 'model' (e.g. ip-adapter_sd15.safetensors)")
+    subfolder: str = ""
+    image_encoder: str | None = Field(None, description="image encoder folder; default: 'model'/models/image_encoder")
+    revision: str | None = None
+    scale: float = 1.0
+    image: str | None = Field(None, description="the image prompt; default: the first image of the prompt's work")
+
+    _name = field_validator("name")(_check_name)
+
+
 class GenerationSpec(_Strict):
     resolution: Any = 512  # an integer or [height, width]: checked by _resolution
     steps: Int = Field(30, ge=1, le=10_000)
@@ -166,6 +220,10 @@ class GenerationSpec(_Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
+    # family-specific settings (copyscope/families.py); each is part of the image keys of its family only
+    sdxl: SDXLSettings = SDXLSettings()
+    sd3: SD3Settings = SD3Settings()
+    flux: FluxSettings = FluxSettings()
 
     @field_validator("seeds")
     @classmethod
@@ -247,6 +305,8 @@ class ZooSpec(_Strict):
     controlnets: list[ControlNetSpec] = []
     loras: list[LoraSpec] = []
     prompt_players: list[PromptPlayerSpec] = []
+    ip_adapters: list[IPAdapterSpec] = []
+    textual_inversions: list[TextualInversionSpec] = []
     references: list[ReferenceSpec] = Field(min_length=1)
     prompts: list[PromptSpec] = Field(min_length=1)
     generation: GenerationSpec = GenerationSpec()
@@ -506,13 +566,19 @@ def _fill_names_and_check(zoo: Zoo) -> None:
         lora.name = lora.name or (_stem(lora.weight_name) if lora.weight_name else _stem(lora.model))
     for i, prompt in enumerate(s.prompts):
         prompt.name = prompt.name or f"prompt{i}"
+    for ip in s.ip_adapters:
+        ip.name = ip.name or _stem(ip.weight_name)
+    for ti in s.textual_inversions:
+        ti.name = ti.name or (_stem(ti.weight_name) if ti.weight_name else _stem(ti.model))
+        ti.token = ti.token or f"<{ti.name}>"
 
     _unique(zoo, "bases", [b.name for b in s.bases])
     _unique(
         zoo,
         "players",
-        [c.name for c in s.controlnets] + [lo.name for lo in s.loras] + [pp.name for pp in s.prompt_players],
-        sections=("controlnets", "loras", "prompt_players"),
+        [c.name for c in s.controlnets] + [lo.name for lo in s.loras] + [pp.name for pp in s.prompt_players]
+        + [ip.name for ip in s.ip_adapters] + [ti.name for ti in s.textual_inversions],
+        sections=("controlnets", "loras", "prompt_players", "ip_adapters", "textual_inversions"),
     )
     _unique(zoo, "references", [r.name for r in s.references])
     _unique(zoo, "prompts", [p.name for p in s.prompts])
@@ -546,12 +612,12 @@ def _fill_names_and_check(zoo: Zoo) -> None:
                     raise zoo.fail("per_work conditioning needs every prompt to name its 'work'", "prompts", j)
                 if p.work not in c.per_work:
                     raise zoo.fail(f"no conditioning image for work {p.work!r}", "controlnets", i, "conditioning", "per_work")
-    fragments = {pp.name for pp in s.prompt_players}
+    fragments = {pp.name for pp in s.prompt_players} | {ti.name for ti in s.textual_inversions}
     for i, p in enumerate(s.prompts):
         for field in _PLACEHOLDER_RE.findall(p.text):
             if field not in fragments:
                 raise zoo.fail(
-                    f"placeholder {{{field}}} names no prompt player; prompt_players are {sorted(fragments)}", "prompts", i, "text"
+                    f"placeholder {{{field}}} names no prompt player or textual inversion; they are {sorted(fragments)}", "prompts", i, "text"
                 )
     for key, value in s.backbones.items():
         if not isinstance(value, str):

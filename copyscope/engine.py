@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import formats
-from .cache import ImageCache, file_sha256, key_of, tree_sha256
+from .cache import ImageCache, file_sha256, key_of, tree_sha256  # noqa: F401 (file_sha256: re-export)
 from .config import PICKLE_SUFFIXES, ControlNetSpec, LoraSpec, Zoo
 from .errors import CopyscopeError
 from .file_checks import config_arg, load_identity
@@ -54,11 +54,12 @@ def resolve_device(name: str) -> str:
     return "cpu"
 
 
-def resolve_dtype(name: str, device: str):
+def resolve_dtype(name: str, device: str, cuda_dtype: str = "float16"):
+    """``auto``: float32 off CUDA; on CUDA the family's dtype (float16 for SD/SDXL, bfloat16 for SD3/Flux)."""
     import torch
 
     if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
+        name = cuda_dtype if device.startswith("cuda") else "float32"
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
@@ -162,13 +163,62 @@ def safetensors_header(path: Path) -> dict:
 
 
 def lora_misfit(base_dir: Path, lora_file: Path) -> str | None:
-    """Why a LoRA file (diffusers/peft or kohya layout) cannot fit a local base (diffusers folder or
-    single-file checkpoint), from the headers alone; None when it fits or cannot be compared."""
-    return formats.lora_misfit(base_dir, lora_file)
+    """Why a LoRA file cannot fit a local base, from the headers alone; None when it fits or cannot be
+    compared. UNet bases (SD1.x/2.x, SDXL; folder or single file; diffusers/peft or kohya LoRAs):
+    :func:`copyscope.formats.lora_misfit`; transformer bases (SD3, Flux): diffusers-layout LoRAs here."""
+    transformer = sorted((base_dir / "transformer").glob("*.safetensors")) if base_dir.is_dir() else []
+    if not transformer:
+        return formats.lora_misfit(base_dir, lora_file)
+    base: dict[str, list[int]] = {}
+    for f in transformer:
+        base.update({k: v.get("shape") for k, v in safetensors_header(f).items()})
+    n_found = n_lora = 0
+    for key, info in sorted(safetensors_header(lora_file).items()):
+        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
+        m = re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
+        if not m:
+            continue
+        n_lora += 1
+        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
+        if target is None:
+            continue
+        n_found += 1
+        if len(target) != 2 or not got or len(got) != 2:
+            continue
+        down = m.group(2) in ("lora_A", "lora.down")
+        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
+            return (
+                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
+                f"{m.group(2)} weight has shape {list(got)}"
+            )
+    if n_lora and not n_found:
+        return f"none of its {n_lora} transformer tensors name a layer of the base"
+    return None
+
+
+def check_player_families(zoo: Zoo) -> dict[str, str]:
+    """Every base's family (declared or detected), and every add-on player file against them
+    (a Flux LoRA on an SDXL base is refused here, before anything loads). Returns base -> family."""
+    from .families import FAMILIES, base_family
+    from .players import KINDS
+
+    families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
+    scheduler = zoo.spec.generation.scheduler
+    for name, fam in families.items():
+        if scheduler is not None and FAMILIES[fam].flow_matching:
+            raise zoo.fail(
+                f"scheduler {scheduler!r} does not apply to {FAMILIES[fam].title} (base {name!r}), which samples "
+                "with its flow-matching scheduler; expected scheduler: null", "generation", "scheduler",
+            )
+    for cls in KINDS.values():
+        cls.check_zoo(zoo, families)
+    return families
 
 
 def check_lora_fits(zoo: Zoo) -> None:
-    """Every local LoRA file against every local base, before loading."""
+    """Every player against its base's family (:func:`check_player_families`), then every local
+    diffusers-format LoRA file against every local diffusers base, before loading."""
+    check_player_families(zoo)
     for b in zoo.spec.bases:
         if not zoo.is_local(b.model):
             continue
@@ -220,7 +270,11 @@ def _hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> Copysc
 
 
 class CoalitionEngine:
-    """Loads one base with all its add-ons and generates images for coalitions of a game."""
+    """Loads one base with all its add-on players and generates images for coalitions of a game.
+
+    The players are objects of the kinds in :mod:`copyscope.players`; the engine loads the base of
+    its family (:mod:`copyscope.families`), asks every player to load once, and for a coalition
+    asks each kind to switch to its active players and to add its arguments to the call."""
 
     def __init__(
         self,
@@ -230,23 +284,24 @@ class CoalitionEngine:
         allow_pickle: bool = False,
         on_event: Callable[[str], None] | None = None,
     ):
+        from .families import base_family
+        from .players import KINDS
+
         self.zoo = zoo
         self.game = game
         self.allow_pickle = allow_pickle
         self.gen = zoo.spec.generation
-        self.device = resolve_device(self.gen.device)
-        self.dtype = resolve_dtype(self.gen.dtype, self.device)
-        self._on_event = on_event or (lambda msg: None)
         base_idx = zoo.spec.bases.index(game.base)
+        self.family = base_family(zoo, base_idx)
+        self.device = resolve_device(self.gen.device)
+        self.dtype = resolve_dtype(self.gen.dtype, self.device, self.family.cuda_dtype)
+        self._on_event = on_event or (lambda msg: None)
         self.base_src = model_source(zoo, game.base.model, game.base.revision, ("bases", base_idx), allow_pickle)
-        self.lora_srcs = {
-            lo.name: (lo, model_source(zoo, lo.model, lo.revision, ("loras", i), allow_pickle))
-            for i, lo in enumerate(zoo.spec.loras)
+        # kind -> its players (zoo order); every player of the zoo, whether in a coalition or not
+        self.players: dict[str, list] = {
+            kind: [cls(self, spec, i) for i, spec in enumerate(cls.specs(zoo))] for kind, cls in KINDS.items()
         }
-        self.cn_srcs = {
-            cn.name: (cn, model_source(zoo, cn.model, cn.revision, ("controlnets", i), allow_pickle))
-            for i, cn in enumerate(zoo.spec.controlnets)
-        }
+        self._by_name = {p.name: p for ps in self.players.values() for p in ps}
         self.pipe = None
         self._cn_models: dict = {}
         self._cn_pipes: dict = {}
@@ -254,24 +309,37 @@ class CoalitionEngine:
         self.switches = 0
         self._identity_cache: dict | None = None
         # Text embeddings per batch of (prompt, negative) pairs, reused by every coalition whose
-        # active LoRAs leave the text encoder alone (the embeddings then do not depend on the coalition).
+        # active players leave the text encoder alone (the embeddings then do not depend on the coalition).
         self.embedding_cache = True
         self._embeds: dict[tuple, tuple] = {}
         self.embedding_hits = 0
         self._te_adapters: frozenset[str] = frozenset()  # adapters with text-encoder weights
-        self.switch_seconds = 0.0  # time spent in set_adapters / enable / disable_lora
+        self.switch_seconds = 0.0  # time spent switching players on and off
         # set by the audit: PNG writes and scoring run there, off the generation's critical path
         self.background: BackgroundQueue | None = None
+
+    # kept for callers written before player classes: name -> (spec, source)
+    @property
+    def lora_srcs(self) -> dict:
+        return {p.name: (p.spec, p.source) for p in self.players.get("lora", [])}
+
+    @property
+    def cn_srcs(self) -> dict:
+        return {p.name: (p.spec, p.source) for p in self.players.get("controlnet", [])}
+
+    def _kinds(self):
+        from .players import KINDS
+
+        return KINDS.items()
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
         """Hashes/ids of every model of this game; computed once (hashing reads the weights)."""
         if self._identity_cache is None:
-            ident = {"base": {**self.base_src.identity(), **load_identity(self.zoo, self.game.base)}, "loras": {}, "controlnets": {}}
-            for name, (lo, src) in self.lora_srcs.items():
-                ident["loras"][name] = {**src.identity(), "weight_name": lo.weight_name}
-            for name, (cn, src) in self.cn_srcs.items():
-                ident["controlnets"][name] = {**src.identity(), **load_identity(self.zoo, cn)}
+            ident = {"base": {**self.base_src.identity(), **load_identity(self.zoo, self.game.base)}}
+            for kind, cls in self._kinds():
+                if cls.key_group and (cls.key_group_always or self.players[kind]):
+                    ident[cls.key_group] = {p.name: p.identity() for p in self.players[kind]}
             self._identity_cache = ident
         return self._identity_cache
 
@@ -291,32 +359,26 @@ class CoalitionEngine:
 
         return maps_for(self.zoo).entry(self.zoo.spec.controlnets.index(cn), getattr(item, "control", 0), item.work)
 
+    def _active_players(self, members: tuple[bool, ...]) -> dict[str, list]:
+        """kind -> active player objects, in zoo order."""
+        names = self.game.active_by_kind(members)
+        return {kind: [p for p in ps if p.name in names.get(kind, ())] for kind, ps in self.players.items()}
+
     def image_fields(self, members: tuple[bool, ...], item: WorkItem) -> dict:
         """Everything that determines an image. Its hash is the cache key."""
-        base_on, cns, loras = self.game.addons(members)
-        ident = self.identities()
+        from .families import family_settings
+
+        base_on = self.game.addons(members)[0]
+        active = self._active_players(members)
         h, w = self.gen.size
-        return {
+        fields = {
             "copyscope_generator": GENERATOR_VERSION,
-            "base": ident["base"] if base_on else "null",
-            "loras": sorted(
-                [{"id": ident["loras"][n], "weight": self.lora_srcs[n][0].weight} for n in loras],
-                key=key_of,
-            ),
-            "controlnets": sorted(
-                [
-                    {
-                        "id": ident["controlnets"][n],
-                        "scale": self.cn_srcs[n][0].conditioning_scale,
-                        "image_sha256": file_sha256(self.conditioning_path(self.cn_srcs[n][0], item)),
-                        # a computed map: its key names detector, weights, parameters and source
-                        **({"map_key": self._conditioning_map(self.cn_srcs[n][0], item).key}
-                           if self.cn_srcs[n][0].conditioning.detector is not None else {}),
-                    }
-                    for n in cns
-                ],
-                key=key_of,
-            ),
+            "base": self.identities()["base"] if base_on else "null",
+        }
+        for kind, cls in self._kinds():
+            if cls.key_group and (cls.key_group_always or self.players[kind]):
+                fields[cls.key_group] = sorted((p.key_entry(item) for p in active[kind]), key=key_of)
+        fields.update({
             "prompt": self.game.prompt_text(members, item),
             "negative": item.negative,
             "seed": item.seed,
@@ -328,27 +390,30 @@ class CoalitionEngine:
             "device_type": self.device.split(":")[0],
             # a compiled UNet may round differently from the eager one: never mix them in one key
             **({"compile": True} if getattr(self.gen, "compile", False) else {}),
-        }
+        })
+        if self.family.name != "sd":  # SD1.x/2.x keys predate families and stay as they were
+            fields["family"] = self.family.name
+            fields["family_settings"] = family_settings(self.family, self.gen)
+        return fields
 
     # -- loading -------------------------------------------------------------------------------
     def load(self) -> None:
         if self.pipe is not None:
             return
-        from diffusers import ControlNetModel, StableDiffusionPipeline
+        import diffusers
 
         _quiet_diffusers()
         base = self.game.base
         loc = ("bases", self.zoo.spec.bases.index(base))
-        common = dict(torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False)
-        self._on_event(f"loading base {base.name}")
+        pipe_cls = getattr(diffusers, self.family.pipeline)
+        common = dict(torch_dtype=self.dtype, **self.family.load_kwargs)
+        self._on_event(f"loading base {base.name} ({self.family.title})")
         try:
             src = self.base_src
             if src.local is not None and src.local.is_file():
-                self.pipe = StableDiffusionPipeline.from_single_file(
-                    str(src.local), config=config_arg(self.zoo, base.config), **common
-                )
+                self.pipe = pipe_cls.from_single_file(str(src.local), config=config_arg(self.zoo, base.config), **common)
             else:
-                self.pipe = StableDiffusionPipeline.from_pretrained(
+                self.pipe = pipe_cls.from_pretrained(
                     str(src.local) if src.local is not None else src.value,
                     revision=base.revision,
                     variant=base.variant,
@@ -363,50 +428,31 @@ class CoalitionEngine:
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
-        for i, (name, (lo, src)) in enumerate(self.lora_srcs.items()):
-            self._on_event(f"loading LoRA {name}")
-            self._load_lora(name, lo, src, ("loras", i))
-        for i, (name, (cn, src)) in enumerate(self.cn_srcs.items()):
-            self._on_event(f"loading ControlNet {name}")
-            try:
-                if src.local is not None and src.local.is_file():
-                    model = ControlNetModel.from_single_file(
-                        str(src.local), config=config_arg(self.zoo, cn.config), torch_dtype=self.dtype
-                    )
-                else:
-                    model = ControlNetModel.from_pretrained(
-                        str(src.local) if src.local is not None else src.value,
-                        revision=cn.revision,
-                        variant=cn.variant,
-                        torch_dtype=self.dtype,
-                        use_safetensors=not self.allow_pickle,
-                    )
-            except Exception as exc:
-                raise _hub_error(self.zoo, exc, src, ("controlnets", i)) from None
-            self._cn_models[name] = model.to(self.device)
-        if self.lora_srcs:
-            self.pipe.disable_lora()
-        te = getattr(self.pipe, "text_encoder", None)
-        self._te_adapters = frozenset(getattr(te, "peft_config", None) or ())
+        for kind, cls in self._kinds():
+            for p in self.players[kind]:
+                if cls.has_model:
+                    self._on_event(f"loading {cls.label} {p.name}")
+                p.load(self.pipe)
+            cls.after_load(self, self.players[kind])
         self._active = None
         self._embeds.clear()
         if getattr(self.gen, "compile", False):
             self._compile_unet()
 
     def _compile_unet(self) -> None:
-        """``generation.compile``: torch.compile the UNet in place (after the LoRAs are attached, so
-        the compiled graph holds their layers). Dynamo guards on the active adapters, so each distinct
-        adapter set compiles once; the cache limit is raised to hold every coalition's graph
+        """``generation.compile``: torch.compile the denoiser in place (after the LoRAs are attached,
+        so the compiled graph holds their layers). Dynamo guards on the active adapters, so each
+        distinct adapter set compiles once; the cache limit is raised to hold every coalition's graph
         (docs/scale.md has the measurements)."""
         import torch
 
-        n_states = 2 ** len(self.lora_srcs) * 2 ** len(self.cn_srcs)
+        n_states = 2 ** sum(len(ps) for k, ps in self.players.items() if k in ("lora", "controlnet"))
         dyn = torch._dynamo.config
         for name in ("cache_size_limit", "recompile_limit"):
             if hasattr(dyn, name):
                 setattr(dyn, name, max(getattr(dyn, name), min(n_states + 8, 1024)))
-        self._on_event("compiling the UNet (torch.compile)")
-        self.pipe.unet.compile(fullgraph=False, dynamic=False)
+        self._on_event(f"compiling the {self.family.denoiser} (torch.compile)")
+        getattr(self.pipe, self.family.denoiser).compile(fullgraph=False, dynamic=False)
 
     def _set_scheduler(self) -> None:
         name = self.gen.scheduler
@@ -416,6 +462,11 @@ class CoalitionEngine:
 
         if name not in SCHEDULERS:
             raise self.zoo.fail(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}", "generation", "scheduler")
+        if self.family.flow_matching:
+            raise self.zoo.fail(
+                f"scheduler {name!r} does not apply to {self.family.title}, which samples with its flow-matching "
+                "scheduler; expected scheduler: null", "generation", "scheduler",
+            )
         cls = getattr(diffusers, SCHEDULERS[name])
         self.pipe.scheduler = cls.from_config(self.pipe.scheduler.config)
 
@@ -470,43 +521,29 @@ class CoalitionEngine:
 
     # -- switching -----------------------------------------------------------------------------
     def activate(self, members: tuple[bool, ...]):
-        """Switch adapters for a coalition; return the pipeline object to call."""
-        _, cns, loras = self.game.addons(members)
-        state = (frozenset(cns), frozenset(loras))
+        """Switch players for a coalition; return the pipeline object to call."""
+        active = self._active_players(members)
+        state = tuple((kind, tuple(p.name for p in ps)) for kind, ps in active.items())
         if state != self._active:
             self.switches += 1
             t_switch = time.perf_counter()
-            if self.lora_srcs:
-                if loras:
-                    names = [n for n in self.lora_srcs if n in loras]
-                    self.pipe.enable_lora()
-                    self.pipe.set_adapters(names, [self.lora_srcs[n][0].weight for n in names])
-                else:
-                    self.pipe.disable_lora()
+            for kind, cls in self._kinds():
+                cls.switch(self, active[kind], self.players[kind])
             self._active = state
             self.switch_seconds += time.perf_counter() - t_switch
-        if not cns:
-            return self.pipe
-        key = tuple(n for n in self.cn_srcs if n in cns)
-        if key not in self._cn_pipes:
-            from diffusers import StableDiffusionControlNetPipeline
-
-            models = [self._cn_models[n] for n in key]
-            p = StableDiffusionControlNetPipeline(
-                **{k: v for k, v in self.pipe.components.items() if k != "controlnet"},
-                controlnet=models[0] if len(models) == 1 else models,
-                requires_safety_checker=False,
-            )
-            p.set_progress_bar_config(disable=True)
-            self._cn_pipes[key] = p
-        return self._cn_pipes[key]
+        pipe = self.pipe
+        for kind, cls in self._kinds():
+            pipe = cls.route(self, active[kind], pipe)
+        return pipe
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, members: tuple[bool, ...], items: list[WorkItem]) -> list[np.ndarray]:
         """Images (float32 HxWx3 in [0,1]) for one coalition and a batch of work items."""
         import torch
 
-        base_on, cns, loras = self.game.addons(members)
+        from .families import family_call_kwargs
+
+        base_on = self.game.addons(members)[0]
         h, w = self.gen.size
         if not base_on:
             # The null generator used when the base is a player: a coalition without the base
@@ -514,26 +551,27 @@ class CoalitionEngine:
             return [np.full((h, w, 3), 0.5, dtype=np.float32) for _ in items]
         self.load()
         pipe = self.activate(members)
+        active = self._active_players(members)
+        negatives = [i.negative for i in items] if any(i.negative for i in items) else None
+        if not self.family.negative_prompt and not (self.family.name == "flux" and self.gen.flux.true_cfg_scale > 1):
+            negatives = None  # Flux without true CFG has no negative prompt
         kwargs = dict(
             prompt=[self.game.prompt_text(members, i) for i in items],
-            negative_prompt=[i.negative for i in items] if any(i.negative for i in items) else None,
+            negative_prompt=negatives,
             num_inference_steps=self.gen.steps,
             guidance_scale=self.gen.guidance,
             height=h,
             width=w,
             generator=[torch.Generator("cpu").manual_seed(i.seed) for i in items],
             output_type="np",
+            **family_call_kwargs(self.family, self.gen),
         )
-        if cns:
-            names = [n for n in self.cn_srcs if n in cns]
-            images = []
-            for n in names:
-                cn = self.cn_srcs[n][0]
-                images.append([_load_control(self.conditioning_path(cn, i), w, h) for i in items])
-            scales = [self.cn_srcs[n][0].conditioning_scale for n in names]
-            kwargs["image"] = images[0] if len(names) == 1 else images
-            kwargs["controlnet_conditioning_scale"] = scales[0] if len(names) == 1 else scales
-        if self.embedding_cache and not (loras & self._te_adapters):
+        if negatives is None and not self.family.negative_prompt:
+            kwargs.pop("negative_prompt")
+        for kind, cls in self._kinds():
+            cls.call_kwargs(self, active[kind], items, kwargs)
+        te_touched = any(p.touches_text_encoder() for ps in active.values() for p in ps)
+        if self.embedding_cache and self.family.embedding_cache and not te_touched:
             embeds, negative_embeds = self._prompt_embeddings(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"))
             kwargs["prompt_embeds"] = embeds
             if negative_embeds is not None:

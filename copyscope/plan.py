@@ -1,19 +1,19 @@
 """Stage 2 — plan: turn a zoo into games, players, coalitions and work items.
 
-Each base checkpoint is its own game. Its players are the add-ons (ControlNets, then LoRAs, in zoo
-order), plus the base itself when ``estimator.base: player``. A work item is one (prompt, seed)
+Each base checkpoint is its own game. Its players are the add-ons (one kind after another in the
+order of ``copyscope.players.KINDS``: ControlNets, LoRAs, prompt fragments, IP-Adapters, textual
+inversions; zoo order within a kind), plus the base itself when ``estimator.base: player``. A work item is one (prompt, seed)
 pair; every coalition generates the same work items (common random numbers).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 from .conditioning import map_count
 from .config import BaseSpec, Zoo, render_prompt
 
-PlayerKind = Literal["base", "controlnet", "lora", "prompt"]
+PlayerKind = str  # "base" or a registered kind of copyscope.players (controlnet, lora, prompt, ...)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class GamePlan:
     base: BaseSpec
     players: list[Player]
     base_as_player: bool = False
-    fragments: dict[str, str] = field(default_factory=dict)  # prompt player name -> its text
+    fragments: dict[str, str] = field(default_factory=dict)  # prompt player / textual inversion -> its text
+    family: str = "sd"  # the base's pipeline family (copyscope.families)
 
     @property
     def names(self) -> list[str]:
@@ -61,8 +62,16 @@ class GamePlan:
         """The prompt a coalition generates from: the item's template with its members' fragments."""
         if not self.fragments:
             return item.text
-        active = {p.name for p, m in zip(self.players, members) if m and p.kind == "prompt"}
+        active = {p.name for p, m in zip(self.players, members) if m and p.name in self.fragments}
         return render_prompt(item.text, self.fragments, active)
+
+    def active_by_kind(self, members: tuple[bool, ...]) -> dict[str, list[str]]:
+        """Active add-on player names per kind, in player order (the base is not an add-on)."""
+        out: dict[str, list[str]] = {}
+        for p, m in zip(self.players, members):
+            if m and p.kind != "base":
+                out.setdefault(p.kind, []).append(p.name)
+        return out
 
     def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
         """(base active?, active ControlNet names, active LoRA names) for a coalition."""
@@ -94,6 +103,7 @@ class Plan:
             "games": [
                 {
                     "base": g.base.name,
+                    "family": g.family,
                     "players": [asdict(p) for p in g.players],
                     "coalitions": [g.coalition_key(c) for c in g.all_coalitions()] if g.n_players <= 12 else None,
                     "n_coalitions": 2**g.n_players,
@@ -106,18 +116,20 @@ class Plan:
 def make_plan(zoo: Zoo) -> Plan:
     s = zoo.spec
     base_as_player = s.estimator.base == "player"
-    addons = (
-        [Player(c.name, "controlnet") for c in s.controlnets]
-        + [Player(lo.name, "lora") for lo in s.loras]
-        + [Player(pp.name, "prompt") for pp in s.prompt_players]
-    )
-    fragments = {pp.name: pp.text for pp in s.prompt_players}
+    from .players import KINDS
+
+    addons = [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
+    # prompt fragments, and textual-inversion tokens: both join the prompt when their player is active
+    fragments = {pp.name: pp.text for pp in s.prompt_players} | {ti.name: ti.token for ti in s.textual_inversions}
+    from .families import base_family
+
     games = []
-    for base in s.bases:
+    for i, base in enumerate(s.bases):
         players = ([Player(base.name, "base")] if base_as_player else []) + addons
         if base_as_player and base.name in {p.name for p in addons}:
             raise zoo.fail(f"base name {base.name!r} is also a player name", "bases")
-        games.append(GamePlan(base=base, players=players, base_as_player=base_as_player, fragments=fragments))
+        games.append(GamePlan(base=base, players=players, base_as_player=base_as_player, fragments=fragments,
+                              family=base_family(zoo, i).name))
     seeds = s.generation.seed_list
     n_maps = map_count(zoo)  # one map per reference image with `reference: each`: prompts x maps x seeds
     items = [WorkItem(p.name, p.text, p.negative, p.work, seed, k) for p in s.prompts for k in range(n_maps) for seed in seeds]

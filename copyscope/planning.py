@@ -27,7 +27,7 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
         except Exception:  # pragma: no cover - fall back to the estimator's nominal count
             coalitions = None
         n_coal = len(coalitions) if coalitions else (exact if method.startswith("Exact") else min(exact, budget or exact))
-        t = Table(title=f"game: base {game.base.name} ({method}, {n} players)")
+        t = Table(title=f"game: base {game.base.name} (family {game.family}, {method}, {n} players)")
         t.add_column("players")
         t.add_column("kind")
         for p in game.players:
@@ -38,7 +38,7 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
             out.print("coalitions (in generation order): " + ", ".join(repr(game.coalition_key(c)) for c in listed))
         images = n_coal * per_coalition
         out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) ({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
-        g = {"base": game.base.name, "players": game.names, "coalitions": n_coal, "images": images}
+        g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}
         if calibrate:
             g["seconds_per_image"] = _calibrate(prep, game)
             g["estimated_seconds"] = g["seconds_per_image"] * images

@@ -1,0 +1,85 @@
+"""The interface every player kind implements (see copyscope/players/__init__.py)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+KINDS: dict[str, type["PlayerKind"]] = {}
+
+
+def register(cls: type["PlayerKind"]) -> type["PlayerKind"]:
+    KINDS[cls.kind] = cls
+    return cls
+
+
+class PlayerKind:
+    """One add-on player of one engine (one base). Class attributes describe the kind."""
+
+    kind: ClassVar[str]  # plan/report kind name ("lora")
+    section: ClassVar[str]  # zoo file section holding its specs ("loras")
+    label: ClassVar[str]  # human name ("LoRA")
+    # image-key field listing the active players of this kind; None when the kind changes the key
+    # otherwise (a prompt fragment changes the prompt text)
+    key_group: ClassVar[str | None] = None
+    # the group is in every key, even empty (kinds whose keys predate player classes: keeps old caches valid)
+    key_group_always: ClassVar[bool] = False
+    has_model: ClassVar[bool] = True  # has a model file / hub id (checked by the audit's source checks)
+    switch_cost: ClassVar[str] = "free"
+
+    def __init__(self, engine, spec, index: int):
+        self.engine = engine
+        self.spec = spec
+        self.index = index
+        self.name: str = spec.name
+        self.loc = (self.section, index)
+        self.source = None
+        if self.has_model:
+            from ..engine import model_source
+
+            self.source = model_source(engine.zoo, spec.model, getattr(spec, "revision", None), self.loc, engine.allow_pickle)
+
+    # -- before anything loads ------------------------------------------------------------------
+    @classmethod
+    def specs(cls, zoo) -> list:
+        return list(getattr(zoo.spec, cls.section))
+
+    @classmethod
+    def check_zoo(cls, zoo, base_families: dict[str, str]) -> None:
+        """Zoo-wide checks before loading (e.g. the file's family against every base's family).
+        ``base_families``: base name -> family name."""
+
+    # -- identity -------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        return self.source.identity() if self.source is not None else {}
+
+    def key_entry(self, item) -> dict:
+        """This player's entry in the image key's group when it is active."""
+        return {"id": self.engine.identities()[self.key_group][self.name]}
+
+    # -- life cycle on a loaded pipeline -----------------------------------------------------------
+    def load(self, pipe) -> None:
+        """Load once into the engine's pipeline (named adapter, model object, ...)."""
+
+    @classmethod
+    def after_load(cls, engine, players: list["PlayerKind"]) -> None:
+        """After every player of the kind has loaded: leave them all switched off."""
+
+    @classmethod
+    def switch(cls, engine, active: list["PlayerKind"], players: list["PlayerKind"]) -> None:
+        """Attach the ``active`` players of this kind and detach the others."""
+
+    @classmethod
+    def route(cls, engine, active: list["PlayerKind"], pipe):
+        """The pipeline object to call when these players are active (default: unchanged)."""
+        return pipe
+
+    @classmethod
+    def call_kwargs(cls, engine, active: list["PlayerKind"], items, kwargs: dict[str, Any]) -> None:
+        """Add this kind's arguments to the pipeline call of a batch."""
+
+    def touches_text_encoder(self) -> bool:
+        """True when, active, it changes prompt embeddings for the same prompt text."""
+        return False
+
+    def release(self) -> None:
+        pass

@@ -1,0 +1,94 @@
+"""Player kinds as objects: the registry, and the IP-Adapter and textual-inversion players on a tiny
+random-weight SD pipeline, audited through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from copyscope.cache import ImageCache
+from copyscope.cli import app
+from copyscope.config import ZooSpec, load_zoo
+from copyscope.plan import make_plan
+
+from zoo_helpers import make_zoo_file
+
+runner = CliRunner()
+
+
+def test_every_kind_has_a_zoo_section_and_keeps_the_old_player_order(tiny_models, tmp_path):
+    from copyscope.players import KINDS
+
+    assert list(KINDS)[:3] == ["controlnet", "lora", "prompt"]  # player order of zoos written before the classes
+    for kind, cls in KINDS.items():
+        assert cls.section in ZooSpec.model_fields, kind
+    zoo = load_zoo(make_zoo_file(tmp_path, tiny_models, prompt_players=[{"name": "style", "text": "oil"}]))
+    assert [(p.name, p.kind) for p in make_plan(zoo).games[0].players] == [
+        ("depth", "controlnet"), ("lora0", "lora"), ("lora1", "lora"), ("style", "prompt")]
+
+
+@pytest.fixture(scope="module")
+def addon_files(tiny_models, tmp_path_factory):
+    from copyscope.demo.tiny import tiny_pipeline
+    from copyscope.demo.tiny_families import tiny_ip_adapter, tiny_textual_inversion
+
+    root = tmp_path_factory.mktemp("addons")
+    pipe = tiny_pipeline(0)  # the same weights as tiny_models["base"]
+    return {"ti": tiny_textual_inversion(pipe, root / "ti" / "style.safetensors", seed=1),
+            "ip": tiny_ip_adapter(pipe, root / "ip", seed=2)}
+
+
+def _audit(zoo: Path) -> dict:
+    result = runner.invoke(app, ["audit", str(zoo)])
+    assert result.exit_code == 0, result.output
+    return json.loads((Path(yaml.safe_load(zoo.read_text())["output"]) / "report.json").read_text())
+
+
+def _images(tmp: Path, game: dict) -> dict:
+    cache = ImageCache(tmp / "out" / "cache")
+    return {k: [cache.load(key) for key in keys] for k, keys in game["images"].items()}
+
+
+def test_textual_inversion_player_puts_its_token_in_the_prompt(tiny_models, addon_files, tmp_path, one_torch_thread):
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=0, controlnet=False,
+                        textual_inversions=[{"name": "style", "model": str(addon_files["ti"])}],
+                        prompts=[{"name": "p", "text": "a painting of a cat {style}"}])
+    report = _audit(zoo)
+    (game,) = report["games"]
+    assert game["players"] == ["style"] and game["player_kinds"] == {"style": "textual_inversion"}
+    cache = ImageCache(tmp_path / "out" / "cache")
+    fields = json.loads(cache.path(game["images"]["style"][0]).with_suffix(".json").read_text())["fields"]
+    assert fields["prompt"] == "a painting of a cat <style>" and fields["textual_inversions"][0]["token"] == "<style>"
+    empty = json.loads(cache.path(game["images"][""][0]).with_suffix(".json").read_text())["fields"]
+    assert empty["prompt"] == "a painting of a cat" and empty["textual_inversions"] == []
+    images = _images(tmp_path, game)
+    for a, b in zip(images[""], images["style"]):
+        assert np.abs(a - b).max() > 1 / 255  # the embedding changes the images
+    assert _audit(zoo)["generation"]["generated"] == 0
+
+
+def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_files, tmp_path, one_torch_thread):
+    ip = {"name": "ipa", "model": str(addon_files["ip"]), "weight_name": "ip-adapter.safetensors", "scale": 1.0}
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, ip_adapters=[ip])
+    report = _audit(zoo)
+    (game,) = report["games"]
+    assert game["players"] == ["lora0", "ipa"]
+    images = _images(tmp_path, game)
+    for without, with_ in (("", "ipa"), ("lora0", "lora0+ipa")):
+        for a, b in zip(images[without], images[with_]):
+            assert np.abs(a - b).max() > 1 / 255, f"{without!r} -> {with_!r} changed nothing"
+    # at scale 0 (inactive) a loaded IP-Adapter adds exactly nothing: same pixels as a zoo without it
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    plain = make_zoo_file(plain_dir, tiny_models, loras=1, controlnet=False)
+    plain_game = _audit(plain)["games"][0]
+    plain_images = _images(plain_dir, plain_game)
+    for key in ("", "lora0"):
+        for a, b in zip(images[key], plain_images[key]):
+            np.testing.assert_array_equal(a, b)
+    assert _audit(zoo)["generation"]["generated"] == 0
