@@ -5,14 +5,14 @@ Three questions, answered per game (base checkpoint) from one audit's images:
 1. **Agreement between metrics** — do the metrics order the players alike? Pairwise Kendall tau
    and Spearman rho between the metrics' Shapley values (over players).
 2. **Seeds needed** — recompute every metric's Shapley values from the first k seeds, k = 1..n
-   (same images, same estimator, same bootstrap seed), and report the interval width against k and
+   (same images, same estimator, same interval method), and report the interval width against k and
    the smallest k from which the players' ranking equals the all-seed ranking.
 3. **Ground truth** — where the zoo carries a ``ground_truth.json`` (the demo zoo does), which
    metrics rank the planted component first, and by what margin.
 
 Method for (2). The audit's own code computes the worths: a :class:`copyscope.game.CoalitionEvaluator`
 is built over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
-its bootstrap indices are ``bootstrap_indices(k, B, estimator.seed)``), its worths are filled by
+its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method), its worths are filled by
 the evaluator's own ``_worth`` from the cached per-image scores / features, and
 :func:`copyscope.audit.estimate_game` runs the audit's estimators on it (fusion included). Nothing
 is generated: the evaluator's engine is a stub that refuses to generate. At k = n this is exactly
@@ -171,7 +171,8 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 
     ``margin`` = best planted value - best other value (> 0: a planted player ranks first);
     ``relative_margin`` = margin / max |value| over players (scale-free, comparable across metrics);
-    ``p_first`` = share of bootstrap replicates in which a planted player has the top value.
+    ``p_first`` = share of ``replicates`` (per-seed values, or bootstrap replicates) in which a
+    planted player has the top value.
     """
     rank = ranking(values, players)
     others = [p for p in players if p not in planted]
@@ -226,15 +227,16 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     """estimate_game over the first k seeds of every prompt, from cached scores only."""
     from .audit import estimate_game
     from .engine import GenerationStats
-    from .game import CoalitionEvaluator, bootstrap_indices
+    from .game import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator
     n_seeds = len(prep.plan.seeds)
     n_prompts = len(prep.plan.items) // n_seeds
     sel = [p * n_seeds + s for p in range(n_prompts) for s in range(k)]
     items = [prep.plan.items[i] for i in sel]
-    boot = bootstrap_indices(k, est.bootstrap, est.seed)
-    ev = CoalitionEvaluator(game, _NoEngine(), prep.cache, scorer, items, k, boot, GenerationStats())
+    boot = seed_resamples(k, est.intervals, est.bootstrap, est.seed)  # the audit's own interval method
+    ev = CoalitionEvaluator(game, _NoEngine(), prep.cache, scorer, items, k, boot, GenerationStats(),
+                            resampling=est.intervals)
     for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
         if len(keys) != len(prep.plan.items):
             raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
@@ -266,7 +268,9 @@ def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
     for metric, r in result["results"].items():
         est = r["estimate"]
         sec = _estimate_section(est, level, list(names))
-        reps = None if est.replicates is None else {p: est.replicates[i].tolist() for i, p in enumerate(names)}
+        # p_first: over the per-seed values (jackknife) or the bootstrap replicates
+        draws = est.per_seed() if est.jackknife else est.replicates
+        reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
         out[metric] = {"shapley": sec, "replicates": reps}
     out[SKIPPED] = dict(result.get("skipped") or {})
     return out
@@ -422,16 +426,18 @@ def run_ablation(
         "audit_generation": report["generation"],
         "seeds": seeds,
         "confidence": level,
-        "bootstrap": zoo.spec.estimator.bootstrap,
+        "bootstrap": zoo.spec.estimator.bootstrap if zoo.spec.estimator.intervals == "bootstrap" else None,
+        "intervals": zoo.spec.estimator.intervals,
         "estimator": zoo.spec.estimator.method,
         "ground_truth_file": str(gt_path) if gt_path else None,
         "method": {
             "agreement": "Kendall tau and Spearman rho between two metrics' Shapley values over the players (the audit's values, all seeds)",
             "seeds": "Shapley values recomputed by the audit's estimator from the first k seeds of every prompt (cached scores; "
-                     "bootstrap over those k seeds with the audit's bootstrap seed); k_stable = smallest k from which the "
+                     "intervals over those k seeds by the audit's method); k_stable = smallest k from which the "
                      "ranking equals the all-seed ranking; no interval at k = 1 (one seed has no spread)",
             "ground_truth": "margin = best planted value - best other value; relative_margin = margin / max |value|; "
-                            "p_first = share of bootstrap replicates in which a planted player ranks first",
+                            "p_first = share of the seeds (per-seed values; bootstrap replicates with intervals: bootstrap) "
+                            "in which a planted player ranks first",
         },
         "games": games_out,
         "output_dir": str(out_dir),
@@ -569,7 +575,7 @@ def ablation_tables(ablation: dict):
             caption=escape("tau: mean Kendall tau with the other metrics; k stable: fewest seeds from which the "
                            "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
                            + (f"; rank, margin (value - best other's, / max |value|) and P(1st) (share of "
-                              f"bootstrap resamples ranking it first) of the planted component ({planted})"
+                              f"seeds ranking it first) of the planted component ({planted})"
                               if has_gt else "")),
             caption_justify="left",
         )

@@ -430,7 +430,12 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
     # Fusion: mean of per-metric z-scores across the evaluated coalitions (documented in metrics).
     coalitions = list(evaluator.worths)
     if len(coalitions) > 1 and len(names) > 1:
-        fused = fusion({m: np.stack([evaluator.worths[c][m] for c in coalitions]) for m in names})
+        def stacked(m: str) -> np.ndarray:
+            w = np.stack([evaluator.worths[c][m] for c in coalitions])
+            # a metric without replicates (one column) enters every replicate column with its full-seed worth
+            return w[:, 0] if w.shape[1] == 1 else w
+
+        fused = fusion({m: stacked(m) for m in names})
         table = {c: fused[i] for i, c in enumerate(coalitions)}
 
         def fusion_values(C):

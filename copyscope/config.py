@@ -285,7 +285,7 @@ class EstimatorSpec(_Strict):
     intervals: Literal["jackknife", "bootstrap"] = Field(
         "jackknife",
         description="jackknife: leave-one-seed-out, Student-t intervals and tests (calibrated, docs/estimation.md); "
-        "bootstrap: percentile bootstrap over seeds (the older method, too narrow below ~20 seeds)",
+        "bootstrap: percentile bootstrap over seeds (the older method: too narrow at the seed counts audits use)",
     )
     bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
     confidence: Float = Field(0.95, gt=0, lt=1)

@@ -139,6 +139,11 @@ class CoalitionEvaluator:
         self.set_results[c][metric.name] = full
         per_seed = feats.reshape(self.n_prompts, self.n_seeds, -1)
         boot = [metric.distance(per_seed[:, idx].reshape(-1, feats.shape[-1]), ref).value for idx in self.boot]
+        if np.isfinite(full.value) and not np.isfinite(boot).all():
+            # e.g. KID of 2 seeds: defined on both images, undefined without one of them. This
+            # depends only on the counts, so every coalition of the metric drops its replicates
+            # alike: the metric keeps its value, without an interval.
+            return -np.array([full.value])
         return -np.concatenate([[full.value], boot])
 
     def values(self, coalitions: np.ndarray, metric: str) -> np.ndarray:

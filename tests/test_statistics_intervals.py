@@ -184,3 +184,25 @@ def test_jackknife_estimate_round_trips_and_warns_below_the_simulated_minimum():
     assert "use at least" in seed_count_warning(MIN_SEEDS - 1) and "no interval" in seed_count_warning(1)
     sh = est.shares()
     assert all(0.0 <= v["low"] <= v["share"] <= v["high"] <= 100.0 for v in sh.values())
+
+
+def test_a_set_metric_undefined_without_one_seed_keeps_its_value_without_interval():
+    """KID of 2 seeds (one prompt): defined on both images, undefined on one. The game stage keeps
+    the value and drops the metric's replicates instead of skipping the metric."""
+    from types import SimpleNamespace
+
+    from copyscope.game import CoalitionEvaluator
+    from copyscope.metrics import build_metrics
+
+    kid = build_metrics(["kid_pixels"], {}, device="cpu")[0]
+    rng = np.random.default_rng(0)
+    d = kid.feature_dim_hint() or 16
+    scorer = SimpleNamespace(rows=lambda metric, keys: rng.normal(size=(len(keys), d)),
+                             reference_features=lambda metric: rng.normal(size=(3, d)))
+    for m, width in ((2, 1), (3, 4)):
+        ev = CoalitionEvaluator(None, None, None, scorer, [None] * m, m, jackknife_indices(m), None,
+                                resampling="jackknife")
+        ev.image_keys[(True,)] = [f"k{i}" for i in range(m)]
+        ev.set_results[(True,)] = {}
+        w = ev._worth((True,), kid)
+        assert w.shape == (width,) and np.isfinite(w).all()

@@ -1,0 +1,122 @@
+"""Adaptive seeds: look at the attribution after each round of seeds, stop once the verdict is decided.
+
+The statistical core of issue 16's adaptive seeds (the audit does not call it yet). Seeds come in
+rounds ``m_1 < m_2 < ... < m_K`` (by default doubling from ``min`` to ``max``: 4, 8, 16, 32, 64),
+the same seeds for every coalition. After round ``k`` the per-seed pseudo-values of the first
+``m_k`` seeds give intervals and tests (:func:`copyscope.shapley.inference.seed_inference`).
+
+Looking repeatedly and stopping at the first good-looking result inflates false positives: with a
+5 % test at each of 5 looks, a player whose true value is 0 is called positive far more often than
+5 % of the time (``tests/test_statistics_sequential.py`` measures it). So the error rate is spent
+across the looks (alpha spending): look ``k`` tests at level ``alpha_k`` with
+``sum_k alpha_k = alpha``. By the union bound the probability that a true-zero player is ever
+called positive is at most ``sum_k alpha_k = alpha``, whatever the correlation between looks and
+whenever the audit stops. The default spending is linear in the seeds, ``alpha_k = alpha *
+(m_k - m_{k-1}) / m_K`` (``rho = 1``; ``rho = 3`` is O'Brien-Fleming-like: less at the early looks,
+more at the last). In the simulations of ``tests/test_statistics_sequential.py`` ``rho = 1`` needed
+the fewest seeds (16.7 / 20.5 / 24.0 seeds on average for rho = 1 / 2 / 3, 200 simulated audits
+of a game that the fixed 16-seed design decides in all of them).
+
+Measured limitation: on that game the adaptive design also decides in 100 % of audits but needs
+16.7 seeds on average, about as many as the fixed 16: issue 16's goal of the same verdict with
+half the images is NOT met by this rule in general (the Bonferroni split over players and looks is
+the price of an error rate that holds over repeated looks). It pays when the effect is large:
+with the leader's effect doubled it stops after 6.9 seeds on average.
+
+Stopping rule (:func:`look`): after round ``k``, with intervals at level ``1 - 2 alpha_k / n``
+(Bonferroni across the ``n`` players, so the leader picked by the data is covered too), stop when
+
+* the verdict is decided: the leading player's lower bound is above 0 and above every other
+  player's upper bound (``reason = "decided"``; the chance that this happens for a leader whose
+  true value is <= 0 is at most ``alpha`` over all looks), or
+* every interval is narrower than ``target`` (``reason = "target width"``), or
+* the round reached ``max`` seeds (``reason = "max seeds"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from copyscope.errors import CopyscopeError
+from copyscope.shapley.inference import jackknife_pseudo_values, seed_inference
+
+__all__ = ["seed_rounds", "spending", "look", "Look", "run_sequential"]
+
+
+def seed_rounds(min_seeds: int = 4, max_seeds: int = 64) -> list[int]:
+    """Seed counts after each round: min, 2 min, 4 min, ..., then max."""
+    if min_seeds < 3 or max_seeds < min_seeds:
+        raise CopyscopeError(f"adaptive seeds need 3 <= min <= max, got min={min_seeds}, max={max_seeds}")
+    rounds, m = [], min_seeds
+    while m < max_seeds:
+        rounds.append(m)
+        m *= 2
+    return rounds + [max_seeds]
+
+
+def spending(rounds: list[int], alpha: float = 0.05, rho: float = 1.0) -> np.ndarray:
+    """Per-look levels ``alpha_k = alpha (t_k^rho - t_{k-1}^rho)``, ``t_k = m_k / m_K``; they sum to
+    ``alpha``. ``rho = 0`` is not allowed; ``rho = 1`` spends in proportion to the seeds."""
+    t = np.asarray(rounds, dtype=float) / rounds[-1]
+    cum = alpha * t**rho
+    return np.diff(np.concatenate([[0.0], cum]))
+
+
+@dataclass
+class Look:
+    """One round's result: what the report records."""
+
+    seeds: int
+    alpha: float
+    values: np.ndarray
+    ci: np.ndarray
+    p_values: np.ndarray
+    stop: bool
+    reason: str | None
+    leader: int
+    significant: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def to_dict(self, names: list[str]) -> dict:
+        return {"seeds": self.seeds, "alpha": self.alpha, "stop": self.stop, "reason": self.reason,
+                "leader": names[self.leader],
+                "significant": [n for n, s in zip(names, self.significant) if s]}
+
+
+def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, target: float | None = None,
+         zero_tol: float = 0.0, skew_correction: bool = False) -> Look:
+    """Intervals and tests after one round, and whether to stop (module docstring).
+
+    Plain t by default: the spent levels are tiny at early looks (1e-4 at 4 seeds), and there the
+    skew correction's tail is far from nominal (1.5e-4 observed for 3e-6 nominal with Gaussian
+    noise at 4 seeds), while the t tail is exact for Gaussian seed noise. Simulated over 3000
+    all-null audits and every look to 64 seeds, any-player false positives: 0.043 with t, 0.051
+    with the skew correction (alpha = 0.05)."""
+    n = len(values)
+    ci, p = seed_inference(values, pseudo, None, 1.0 - 2.0 * alpha_k / n, zero_tol, skew_correction)
+    leader = int(np.argmax(values))
+    others = np.delete(ci[:, 1], leader)
+    decided = ci[leader, 0] > 0 and (others.size == 0 or ci[leader, 0] > others.max())
+    narrow = target is not None and bool(np.all(ci[:, 1] - ci[:, 0] <= target))
+    reason = "decided" if decided else "target width" if narrow else "max seeds" if last else None
+    return Look(pseudo.shape[-1], float(alpha_k), values, ci, p, reason is not None, reason, leader, p < alpha_k / n)
+
+
+def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0.05, target: float | None = None,
+                   rho: float = 1.0, levels: np.ndarray | None = None) -> list[Look]:
+    """Replay the rounds on per-seed attributions ``(n, max_seeds)`` (a per-image metric: the
+    pseudo-values of the first ``m`` seeds are the per-seed values themselves); returns the looks
+    up to and including the one that stopped. ``levels`` overrides the spending (e.g. ``alpha`` at
+    every look, the naive design the tests show to be wrong)."""
+    levels = spending(rounds, alpha, rho) if levels is None else np.asarray(levels, dtype=float)
+    looks = []
+    for k, m in enumerate(rounds):
+        x = per_seed_phi[:, :m]
+        values = x.mean(axis=1)
+        loo = (x.sum(axis=1, keepdims=True) - x) / (m - 1)
+        pseudo = jackknife_pseudo_values(values, loo)  # = x, computed as the audit would
+        looks.append(look(values, pseudo, levels[k], k == len(rounds) - 1, target))
+        if looks[-1].stop:
+            break
+    return looks
