@@ -17,6 +17,11 @@ Prints both as ratios to the generation seconds of step 1, with the learned-feat
 learned backbone) split from the others.
 
     python bench/bench_scoring.py [model_zoo.yaml] [--no-progress]
+
+``--scoring-only DIR`` skips steps 1 and 3: it times step 2 on the images an earlier audit of the zoo cached
+in DIR (its output folder; DIR/cache/features is deleted first) and prints the learned metrics' scoring time
+as a ratio to the other metrics' (both measured in this process), for machines too loaded to run the whole
+benchmark.
 """
 
 from __future__ import annotations
@@ -66,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", nargs="?", default="model_zoo.yaml")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar while scoring")
+    ap.add_argument("--scoring-only", type=Path, metavar="DIR", help="only step 2, on an earlier audit's output folder")
     args = ap.parse_args(argv)
+    if args.scoring_only:
+        return scoring_only(args)
     out = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
     try:
         os.environ["COPYSCOPE_BACKGROUND"] = "0"
@@ -107,6 +115,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warm rerun / generation                            {warm_wall / gen_seconds:8.3f}")
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def scoring_only(args) -> None:
+    out = args.scoring_only
+    shutil.rmtree(out / "cache" / "features", ignore_errors=True)
+    prep = prepare_audit(args.zoo, out)
+    keys = sorted(p.stem for p in (prep.cache.images).glob("*/*.png"))
+    per_metric = _score_all(prep, keys, show_progress=not args.no_progress and sys.stderr.isatty())
+    learned = {m.name for m in prep.metrics if _learned(m)}
+    learned_seconds = sum(s for n, s in per_metric.items() if n in learned)
+    other_seconds = sum(s for n, s in per_metric.items() if n not in learned)
+    import torch
+
+    print(f"zoo: {args.zoo}; images: {len(keys)}; references: {len(prep.refs.images)}; "
+          f"torch threads: {torch.get_num_threads()}")
+    for name, s in per_metric.items():
+        print(f"    {name:<12}{' (learned)' if name in learned else '          '}  {s:8.3f} s")
+    print(f"scoring, learned metrics       {learned_seconds:8.2f} s")
+    print(f"scoring, the other metrics     {other_seconds:8.2f} s")
+    print(f"learned / other                {learned_seconds / other_seconds:8.2f}")
 
 
 if __name__ == "__main__":

