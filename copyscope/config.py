@@ -156,7 +156,7 @@ class GenerationSpec(_Strict):
 
 
 class EstimatorSpec(_Strict):
-    method: Literal["auto", "exact", "permutation", "kernelshap"] = "auto"
+    method: Literal["auto", "exact", "permutation", "kernelshap", "oddshap"] = "auto"
     budget: int | None = Field(None, ge=2, description="distinct coalitions a sampled estimator may evaluate")
     bootstrap: int = Field(500, ge=0, description="bootstrap resamples over seeds (0: no intervals)")
     confidence: float = Field(0.95, gt=0, lt=1)

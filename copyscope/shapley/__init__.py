@@ -2,7 +2,7 @@
 
 Three parts, as in shapiq: the *game* (:class:`Game`, a memoised worth function over boolean
 coalition matrices, returning ``(k,)`` or ``(k, 1 + B)`` with bootstrap replicate columns), the
-*estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, Banzhaf; each
+*estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, OddShap, Banzhaf; each
 ``estimate(game, budget, seed)``), and the *result* (:class:`Estimate`: values, bootstrap
 replicates, estimator standard error, intervals, one-sided tests, liability shares).
 
@@ -25,6 +25,7 @@ from copyscope.shapley.estimators import (
     all_coalitions,
 )
 from copyscope.shapley.game import Game
+from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.registry import METHODS, efficiency_gap, get_estimator
 from copyscope.shapley.result import Estimate, adjust_p_values
 
@@ -37,6 +38,7 @@ __all__ = [
     "LeaveOneOut",
     "PermutationShapley",
     "KernelShap",
+    "OddShap",
     "SampledBanzhaf",
     "METHODS",
     "get_estimator",

@@ -15,6 +15,7 @@ from copyscope.shapley.estimators import (
     SampledBanzhaf,
     check_budget,
 )
+from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.game import Game
 from copyscope.shapley.result import Estimate
 
@@ -28,6 +29,7 @@ METHODS = {
     "exact": ExactShapley,
     "permutation": PermutationShapley,
     "kernelshap": KernelShap,
+    "oddshap": OddShap,
     "banzhaf": ExactBanzhaf,
     "sampled_banzhaf": SampledBanzhaf,
     "loo": LeaveOneOut,
