@@ -15,6 +15,7 @@ Prints both as ratios to the generation seconds of step 1.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from copyscope.score import Scorer  # noqa: E402
 
 def main(zoo: str = "model_zoo.yaml") -> None:
     out = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
+    os.environ["COPYSCOPE_CACHE"] = str(out / "cache")  # cold: not the shared user cache
     try:
         t0 = time.perf_counter()
         cold = run_audit(zoo, out)

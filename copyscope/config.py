@@ -221,7 +221,9 @@ class Zoo:
 
     @property
     def cache_dir(self) -> Path:
-        return self.resolve_path(self.spec.cache) if self.spec.cache else self.output_dir / "cache"
+        from .cache import default_cache_root  # shared by every audit unless the zoo says `cache:`
+
+        return self.resolve_path(self.spec.cache) if self.spec.cache else default_cache_root()
 
 
 def _where(path: Path, loc: tuple, lines: dict[tuple, int]) -> str:

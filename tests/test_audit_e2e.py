@@ -66,7 +66,7 @@ def test_rerun_generates_nothing_and_gives_identical_values(audited):
 
 def test_images_differ_where_players_differ(audited):
     game = audited["report"]["games"][0]
-    cache = ImageCache(audited["tmp"] / "out" / "cache")
+    cache = ImageCache(Path(audited["report"]["cache_dir"]))
     images = {k: [cache.load(key) for key in keys] for k, keys in game["images"].items()}
     players = game["players"]
     for members in itertools.product([False, True], repeat=len(players)):
@@ -131,9 +131,10 @@ def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
     zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, estimator={"base": "player", "bootstrap": 20})
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output
-    game = json.loads((tmp_path / "out" / "report.json").read_text())["games"][0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    game = report["games"][0]
     assert game["players"] == ["tiny-sd", "lora0"] and game["base_as_player"]
-    cache = ImageCache(tmp_path / "out" / "cache")
+    cache = ImageCache(Path(report["cache_dir"]))
     for coalition in ["", "lora0"]:  # no base: the null generator's mid-grey images
         for key in game["images"][coalition]:
             assert np.allclose(cache.load(key), 128 / 255)
