@@ -114,7 +114,15 @@ def run(players: list[int], budgets: list[int], seeds: int, names: list[str]) ->
         "kernelshap": lambda: KernelShap(n_bootstrap=0),
         "permutation": lambda: PermutationShapley(),
     }
-    rows = []
+    short = {"KernelSHAP": "kernel", "kADDSHAP": "kadd2", "UnbiasedKernelSHAP": "unbiased",
+             "SVARM": "svarm", "StratifiedSamplingSV": "strat", "OwenSamplingSV": "owen",
+             "PermutationSamplingSV": "perm"}
+    head = ["n", "game", "budget", "oddshap", "kernelshap", "permutation"]
+    head += [f"sq {short[k]}" for k in SHAPIQ] + ["best shapiq", "**oddshap / best**",
+                                                   "kernelshap / best", "cover"]
+    print("| " + " | ".join(head) + " |")
+    print("|---|---|" + "---:|" * (len(head) - 2), flush=True)
+    ratios = []
     t0 = time.time()
     for n in players:
         for gname, game, truth in make_games(n, 0, names):
@@ -136,28 +144,14 @@ def run(players: list[int], budgets: list[int], seeds: int, names: list[str]) ->
                             iv = _shapiq_approximator(shapiq, name, n, s).approximate(budget, f)
                         err[name].append(np.abs(_sv(iv, n) - truth).mean())
                 m = {k: float(np.mean(v)) for k, v in err.items()}
-                rows.append((n, gname, budget, m, float(np.mean(covered))))
-                print(f"  done n={n} {gname} budget={budget} ({time.time() - t0:.0f} s)",
-                      file=sys.stderr, flush=True)
+                best = min(SHAPIQ, key=lambda k: m[k])
+                ratio = m["oddshap"] / m[best]
+                ratios.append(ratio)
+                cells = [str(n), gname, str(budget)] + [f"{m[k]:.4f}" for k in OURS + SHAPIQ]
+                cells += [short[best], f"**{ratio:.2f}**", f"{m['kernelshap'] / m[best]:.2f}",
+                          f"{float(np.mean(covered)):.2f}"]
+                print("| " + " | ".join(cells) + " |", flush=True)  # row by row: partial runs count
     elapsed = time.time() - t0
-
-    short = {"KernelSHAP": "kernel", "kADDSHAP": "kadd2", "UnbiasedKernelSHAP": "unbiased",
-             "SVARM": "svarm", "StratifiedSamplingSV": "strat", "OwenSamplingSV": "owen",
-             "PermutationSamplingSV": "perm"}
-    head = ["n", "game", "budget", "oddshap", "kernelshap", "permutation"]
-    head += [f"sq {short[k]}" for k in SHAPIQ] + ["best shapiq", "**oddshap / best**",
-                                                   "kernelshap / best", "cover"]
-    print("| " + " | ".join(head) + " |")
-    print("|---|---|" + "---:|" * (len(head) - 2))
-    ratios = []
-    for n, gname, budget, m, cover in rows:
-        best = min(SHAPIQ, key=lambda k: m[k])
-        ratio = m["oddshap"] / m[best]
-        ratios.append(ratio)
-        cells = [str(n), gname, str(budget)] + [f"{m[k]:.4f}" for k in OURS + SHAPIQ]
-        cells += [short[best], f"**{ratio:.2f}**", f"{m['kernelshap'] / m[best]:.2f}",
-                  f"{cover:.2f}"]
-        print("| " + " | ".join(cells) + " |")
     ratios_arr = np.array(ratios)
     print(f"\nmean absolute error over players, averaged over {seeds} seeds; shapiq "
           f"{version('shapiq')}; {elapsed:.0f} s. oddshap / best shapiq <= 0.7 in "
