@@ -15,7 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def _private_image_cache(tmp_path_factory):
     """The shared image cache defaults to ~/.cache/copyscope: tests never touch it. Each test
     module gets a cache folder of its own (subprocesses inherit it), set before the module's
-    fixtures run, so image counts in one module do not depend on what other modules generated."""
+    fixtures run, so image counts in one module do not depend on what other modules generated.
+    A test that needs a cold cache of its own sets COPYSCOPE_CACHE itself (monkeypatch)."""
     old = os.environ.get("COPYSCOPE_CACHE")
     os.environ["COPYSCOPE_CACHE"] = str(tmp_path_factory.mktemp("copyscope-cache"))
     yield
@@ -23,12 +24,6 @@ def _private_image_cache(tmp_path_factory):
         os.environ.pop("COPYSCOPE_CACHE", None)
     else:
         os.environ["COPYSCOPE_CACHE"] = old
-
-
-@pytest.fixture(autouse=True)
-def _private_image_cache_per_test(tmp_path_factory, monkeypatch):
-    """And each test a fresh one (as each --out folder had its own cache before the shared one)."""
-    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path_factory.mktemp("copyscope-cache")))
 
 
 @pytest.fixture(scope="session", autouse=True)

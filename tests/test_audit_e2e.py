@@ -94,7 +94,8 @@ def test_shapley_matches_brute_force_and_efficiency(audited):
         assert abs(m["efficiency_gap"]) <= 1e-9
 
 
-def test_adding_a_player_generates_only_new_coalitions(tiny_models, tmp_path):
+def test_adding_a_player_generates_only_new_coalitions(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache of its own
     zoo = make_zoo_file(tmp_path, tiny_models, loras=1)
     r1 = runner.invoke(app, ["audit", str(zoo)])
     assert r1.exit_code == 0, r1.output
@@ -144,7 +145,8 @@ def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
     assert abs(ssim["efficiency_gap"]) <= 1e-9
 
 
-def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tmp_path):
+def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache of its own
     zoo = make_zoo_file(tmp_path, tiny_models, estimator={"method": "permutation", "budget": 6, "bootstrap": 20})
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output
