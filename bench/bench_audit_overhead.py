@@ -93,12 +93,12 @@ def resolve_zoo(arg: str | None, scratch: Path, **tiny_kwargs) -> tuple[Path, st
 
 
 def cold_copy(zoo_path: Path, out_dir: Path) -> Path:
-    """A copy of the zoo file beside it (relative paths keep working) without a shared cache and
-    with its output in ``out_dir``: the audit starts from a cold cache."""
+    """A copy of the zoo file beside it (relative paths keep working) with its output and its own
+    cache in ``out_dir`` (not the shared user cache): the audit starts from a cold cache."""
     import yaml
 
     data = yaml.safe_load(zoo_path.read_text())
-    data.pop("cache", None)
+    data["cache"] = str(out_dir.resolve() / "cache")
     data["output"] = str(out_dir.resolve())
     copy = zoo_path.parent / f".bench-{uuid.uuid4().hex[:8]}.yaml"
     copy.write_text(yaml.safe_dump(data, sort_keys=False))

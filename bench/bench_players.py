@@ -63,6 +63,7 @@ def measured(max_players: int, scratch: Path) -> list[dict]:
         d["loras"] = data["loras"][: n - 1]
         d["estimator"] = {"method": method, "budget": budget, "bootstrap": 50}
         d["output"] = str(scratch / f"out{i}")
+        d["cache"] = str(scratch / f"out{i}" / "cache")  # cold: not the shared user cache
         path = scratch / f"zoo{i}.yaml"
         path.write_text(yaml.safe_dump(d, sort_keys=False))
         t0 = time.perf_counter()

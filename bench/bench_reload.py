@@ -1,6 +1,7 @@
 """Speed-up of switching adapters over reloading the pipeline for every coalition.
 
     python bench/bench_reload.py [ZOO] [--repeats 2] [--threads 1]
+    python bench/bench_reload.py --sd15-size [--steps 2] [--resolution 64] [--loras 2]
 
 ZOO as in bench_audit_overhead.py (default ``model_zoo.yaml``, else a tiny random-weight zoo).
 Both sides generate the same images (every coalition the audit evaluates, the zoo's prompts x
@@ -18,6 +19,12 @@ generation time per coalition, and whether both made the same pixels. The speed-
 (generation + reload) / (generation + switch) per coalition: it grows as loading weighs more
 against generation (large checkpoints, slow disks, few images per coalition; ``--steps 2``
 shows that regime with small models).
+
+``--sd15-size``: instead of ZOO, random-weight models with Stable Diffusion 1.5's configurations
+(UNet 320/640/1280/1280, SD's VAE, a 768-d 12-layer CLIP text encoder; the builders of
+bench_gpu_sd15.py) and rank-8 LoRAs, saved as safetensors in float32, generating one image per
+coalition at a tiny resolution with few steps on the CPU: the load cost of a real-sized
+checkpoint against a cheap generation, the regime where reloading hurts most.
 """
 
 from __future__ import annotations
@@ -75,12 +82,35 @@ def reload_run(prep, games):
     return time.perf_counter() - t0, images, load_s / max(n, 1)
 
 
+def sd15_zoo(scratch: Path, args) -> tuple[Path, str]:
+    """SD1.5-sized random-weight models and a zoo over them (CPU, float32)."""
+    from types import SimpleNamespace
+
+    import torch
+    from bench_gpu_sd15 import build_models, write_zoo
+
+    t0 = time.perf_counter()
+    models = build_models(scratch / "models", args.loras, False, torch.float32, smoke=args.smoke)
+    size = sum(f.stat().st_size for f in (scratch / "models").rglob("*.safetensors"))
+    opts = SimpleNamespace(resolution=args.resolution, prompts=1, steps=args.steps or 2, seeds=1, batch=1,
+                           dtype="float32", device="cpu", compile=False, metrics=["dhash"])
+    zoo = write_zoo(scratch, models, opts)
+    desc = (f"{'NARROW (--smoke: code paths only, timings mean nothing)' if args.smoke else 'SD1.5-sized'} random weights ({models['params'] / 1e6:.0f} M parameters, {size / 1e9:.2f} GB of "
+            f"safetensors, float32), {args.loras} rank-8 LoRAs, {args.resolution} px, {opts.steps} steps, "
+            f"1 image per coalition; built and saved in {time.perf_counter() - t0:.0f} s")
+    return zoo, desc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("zoo", nargs="?", default=None)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="override generation.steps (fewer steps: loading weighs more)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--sd15-size", action="store_true", help="SD1.5-sized random-weight models instead of ZOO")
+    ap.add_argument("--resolution", type=int, default=64, help="--sd15-size: image size in pixels")
+    ap.add_argument("--loras", type=int, default=2, help="--sd15-size: number of LoRAs (2**loras coalitions)")
+    ap.add_argument("--smoke", action="store_true", help="--sd15-size with narrow models: checks the code paths")
     args = ap.parse_args()
 
     import numpy as np
@@ -94,8 +124,11 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-reload-"))
     variant = None
     try:
-        zoo_path, desc = resolve_zoo(args.zoo, scratch)
-        if args.steps:
+        if args.sd15_size:
+            zoo_path, desc = sd15_zoo(scratch, args)
+        else:
+            zoo_path, desc = resolve_zoo(args.zoo, scratch)
+        if args.steps and not args.sd15_size:
             zoo_path = variant = zoo_variant(zoo_path, steps=args.steps)
         prep, games = planned(zoo_path)
         n_coal = sum(len(c) for _, c in games)

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.scoring_only:
         return scoring_only(args)
     out = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
+    os.environ["COPYSCOPE_CACHE"] = str(out / "cache")  # cold: not the shared user cache
     try:
         os.environ["COPYSCOPE_BACKGROUND"] = "0"
         t0 = time.perf_counter()
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         del os.environ["COPYSCOPE_BACKGROUND"]
         gen_seconds = cold["generation"]["seconds"]
 
-        shutil.rmtree(out / "cache" / "features")
         prep = prepare_audit(args.zoo, out)
+        shutil.rmtree(prep.cache.features)
         keys = sorted(p.stem for p in (prep.cache.images).glob("*/*.png"))
         per_metric = _score_all(prep, keys, show_progress=not args.no_progress and sys.stderr.isatty())
         score_seconds = sum(per_metric.values())
@@ -119,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def scoring_only(args) -> None:
     out = args.scoring_only
-    shutil.rmtree(out / "cache" / "features", ignore_errors=True)
     prep = prepare_audit(args.zoo, out)
+    shutil.rmtree(prep.cache.features, ignore_errors=True)  # that audit's image cache: features recomputed
     keys = sorted(p.stem for p in (prep.cache.images).glob("*/*.png"))
     per_metric = _score_all(prep, keys, show_progress=not args.no_progress and sys.stderr.isatty())
     learned = {m.name for m in prep.metrics if _learned(m)}

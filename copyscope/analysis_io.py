@@ -22,7 +22,7 @@ def analysis_dirs(zoo, out: str | Path | None, default: str):
     out_dir = Path(out) if out else zoo.output_dir / default
     if out_dir.exists() and not out_dir.is_dir():
         raise CopyscopeError("output path exists and is not a folder", where=str(out_dir))
-    cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
+    cache = ImageCache(zoo.cache_dir)
     if cache.root.exists() and not cache.root.is_dir():
         raise CopyscopeError("cache path exists and is not a folder", where=str(cache.root))
     return out_dir, cache

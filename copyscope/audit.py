@@ -101,7 +101,7 @@ def prepare_audit(
     if out_dir.exists() and not out_dir.is_dir():
         where = f"--out {out_dir}" if out else f"{zoo.where('output')}: {out_dir}"
         raise CopyscopeError("exists and is not a folder; expected an output folder", where=where)
-    cache = ImageCache(zoo.cache_dir if (zoo.spec.cache or not out) else out_dir / "cache")
+    cache = ImageCache(zoo.cache_dir)
     if cache.root.exists() and not cache.root.is_dir():
         where = f"{zoo.where('cache')}: {cache.root}" if zoo.spec.cache else str(cache.root)
         raise CopyscopeError("exists and is not a folder; expected a cache folder", where=where)

@@ -6,6 +6,16 @@ and the PNG's own SHA-256. Writes are atomic (temporary file + ``os.replace``) a
 written last, so a reader never sees half an image: an entry counts only when its sidecar exists
 and the PNG's hash matches. Two audits may share one cache folder: they write identical bytes
 under identical names, and ``os.replace`` is atomic.
+
+The default cache is shared by every audit of the user (like the Hugging Face cache):
+``$COPYSCOPE_CACHE``, else ``$XDG_CACHE_HOME/copyscope``, else ``~/.cache/copyscope``; a zoo's
+``cache:`` key overrides it. So an audit into another ``--out`` reuses every image already made.
+
+Safe pruning while audits run (``copyscope cache prune``, :mod:`copyscope.cache_admin`): a process
+that uses a cache holds a *lease* (``leases/*.json``, exclusively ``flock``-ed for the process's
+lifetime, so a crashed process frees it) recording when it started, and it touches every entry it
+checks or writes (mtime = last use), under a shared lock on ``.lock``. Prune takes that lock
+exclusively and never deletes an entry used since the start of a live lease.
 """
 
 from __future__ import annotations
@@ -14,12 +24,85 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: leases are then judged by age (cache_admin)
+    fcntl = None
+
+
+def default_cache_root() -> Path:
+    """``$COPYSCOPE_CACHE``, else ``$XDG_CACHE_HOME/copyscope``, else ``~/.cache/copyscope``."""
+    if os.environ.get("COPYSCOPE_CACHE"):
+        return Path(os.environ["COPYSCOPE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "copyscope"
+
+
+LOCK_NAME = ".lock"
+LEASES = "leases"
+_leases: dict[str, Any] = {}  # cache root -> the open, locked lease file of this process
+
+
+def _take_lease(root: Path) -> None:
+    """Hold a lease on ``root`` for the rest of this process (once per root)."""
+    key = str(root.resolve())
+    if key in _leases:
+        return
+    folder = root / LEASES
+    path = folder / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "w")
+    except OSError:  # a read-only shared cache: this process cannot write, nothing to protect
+        _leases[key] = None
+        return
+    if fcntl is not None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+    f.flush()
+    os.replace(tmp, path)  # visible to prune only once locked and complete
+    _leases[key] = f
+
+
+class _SharedLock:
+    """A shared flock on ``root/.lock`` (prune holds it exclusively while it deletes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.f = None
+
+    def __enter__(self):
+        if fcntl is not None:
+            try:
+                self.f = open(self.root / LOCK_NAME, "a")
+            except OSError:  # read-only cache
+                return self
+            fcntl.flock(self.f.fileno(), fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc):
+        if self.f is not None:
+            self.f.close()  # releases the lock
+
+
+def _touch(*paths: Path) -> None:
+    for p in paths:
+        try:
+            os.utime(p)
+        except OSError:  # a read-only shared cache: nothing to protect from us
+            pass
 
 
 def canonical_json(obj: Any) -> str:
@@ -99,9 +182,20 @@ class ImageCache:
         d = self.images / key[:2]
         return d / f"{key}.png", d / f"{key}.json"
 
+    def _in_use(self) -> _SharedLock:
+        _take_lease(self.root)
+        return _SharedLock(self.root)
+
     def sidecar(self, key: str) -> dict | None:
-        """The sidecar of a complete, intact entry, else None."""
+        """The sidecar of a complete, intact entry, else None. Marks the entry as used now."""
         png, meta = self._paths(key)
+        if not self.root.is_dir():
+            return None
+        with self._in_use():
+            _touch(meta, png)  # before reading: prune then keeps it (or it is gone: a miss)
+            return self._read_sidecar(png, meta)
+
+    def _read_sidecar(self, png: Path, meta: Path) -> dict | None:
         try:
             info = json.loads(meta.read_text())
             data = png.read_bytes()
@@ -124,8 +218,10 @@ class ImageCache:
     def put(self, key: str, image: np.ndarray, fields: dict, flags: list[str]) -> None:
         png, meta = self._paths(key)
         data = png_bytes(to_uint8(image))
-        atomic_write_bytes(png, data)
-        atomic_write_text(meta, canonical_json({"key": key, "fields": fields, "flags": flags, "png_sha256": sha256_bytes(data)}))
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._in_use():
+            atomic_write_bytes(png, data)
+            atomic_write_text(meta, canonical_json({"key": key, "fields": fields, "flags": flags, "png_sha256": sha256_bytes(data)}))
 
     # -- features: one .npy per (metric config, image) -------------------------------------------
     def feature_path(self, metric_id: str, image_key: str) -> Path:

@@ -345,6 +345,7 @@ def _mount_optional_subapps() -> None:
 
 
 _mount_optional_subapps()
+__import__("copyscope.cache_cli", fromlist=["register"]).register(app, user_errors, out)
 
 
 def main() -> None:  # pragma: no cover

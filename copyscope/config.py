@@ -280,7 +280,7 @@ class GenerationSpec(_Strict):
 
 
 class EstimatorSpec(_Strict):
-    method: Literal["auto", "exact", "permutation", "kernelshap"] = "auto"
+    method: Literal["auto", "exact", "permutation", "kernelshap", "oddshap"] = "auto"
     budget: Int | None = Field(None, ge=2, le=MAX_BUDGET, description="distinct coalitions a sampled estimator may evaluate")
     intervals: Literal["jackknife", "bootstrap"] = Field(
         "jackknife",
@@ -359,7 +359,9 @@ class Zoo:
 
     @property
     def cache_dir(self) -> Path:
-        return self.resolve_path(self.spec.cache) if self.spec.cache else self.output_dir / "cache"
+        from .cache import default_cache_root  # shared by every audit unless the zoo says `cache:`
+
+        return self.resolve_path(self.spec.cache) if self.spec.cache else default_cache_root()
 
 
 def _where(path: Path, loc: tuple, lines: dict[tuple, int]) -> str:

@@ -11,6 +11,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_image_cache(tmp_path_factory):
+    """The shared image cache defaults to ~/.cache/copyscope: tests never touch it. Each test
+    module gets a cache folder of its own (subprocesses inherit it), set before the module's
+    fixtures run, so image counts in one module do not depend on what other modules generated.
+    A test that needs a cold cache of its own sets COPYSCOPE_CACHE itself (monkeypatch)."""
+    old = os.environ.get("COPYSCOPE_CACHE")
+    os.environ["COPYSCOPE_CACHE"] = str(tmp_path_factory.mktemp("copyscope-cache"))
+    yield
+    if old is None:
+        os.environ.pop("COPYSCOPE_CACHE", None)
+    else:
+        os.environ["COPYSCOPE_CACHE"] = old
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     import torch

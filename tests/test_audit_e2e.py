@@ -66,7 +66,7 @@ def test_rerun_generates_nothing_and_gives_identical_values(audited):
 
 def test_images_differ_where_players_differ(audited):
     game = audited["report"]["games"][0]
-    cache = ImageCache(audited["tmp"] / "out" / "cache")
+    cache = ImageCache(Path(audited["report"]["cache_dir"]))
     images = {k: [cache.load(key) for key in keys] for k, keys in game["images"].items()}
     players = game["players"]
     for members in itertools.product([False, True], repeat=len(players)):
@@ -94,7 +94,8 @@ def test_shapley_matches_brute_force_and_efficiency(audited):
         assert abs(m["efficiency_gap"]) <= 1e-9
 
 
-def test_adding_a_player_generates_only_new_coalitions(tiny_models, tmp_path):
+def test_adding_a_player_generates_only_new_coalitions(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache of its own
     zoo = make_zoo_file(tmp_path, tiny_models, loras=1)
     r1 = runner.invoke(app, ["audit", str(zoo)])
     assert r1.exit_code == 0, r1.output
@@ -131,9 +132,10 @@ def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
     zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, estimator={"base": "player", "bootstrap": 20})
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output
-    game = json.loads((tmp_path / "out" / "report.json").read_text())["games"][0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    game = report["games"][0]
     assert game["players"] == ["tiny-sd", "lora0"] and game["base_as_player"]
-    cache = ImageCache(tmp_path / "out" / "cache")
+    cache = ImageCache(Path(report["cache_dir"]))
     for coalition in ["", "lora0"]:  # no base: the null generator's mid-grey images
         for key in game["images"][coalition]:
             assert np.allclose(cache.load(key), 128 / 255)
@@ -143,7 +145,8 @@ def test_base_as_player_uses_the_null_generator(tiny_models, tmp_path):
     assert abs(ssim["efficiency_gap"]) <= 1e-9
 
 
-def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tmp_path):
+def test_sampled_estimator_respects_budget_and_reuses_generation(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache of its own
     zoo = make_zoo_file(tmp_path, tiny_models, estimator={"method": "permutation", "budget": 6, "bootstrap": 20})
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output

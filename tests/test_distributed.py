@@ -46,7 +46,9 @@ def _env() -> dict:
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240)
+    env = _env()
+    env["COPYSCOPE_CACHE"] = str(cwd / "out" / "cache")  # each run its own cold cache
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
 
@@ -141,9 +143,10 @@ def test_assign_chunks_is_round_robin_and_balances_short_chunks():
     assert images == [9, 9] and owners.count(0) == owners.count(1) == 6
 
 
-def test_shares_cover_every_chunk_once_and_the_audit_finds_them(tiny_models, tmp_path):
+def test_shares_cover_every_chunk_once_and_the_audit_finds_them(tiny_models, tmp_path, monkeypatch):
     """Two ranks generated in turn (in-process): each chunk exactly once, then the audit generates
     nothing, for a sampled estimator (its coalitions are known in advance)."""
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache of its own
     zoo = make_zoo_file(tmp_path, tiny_models, loras=2, controlnet=False,
                         prompt_players=[{"name": "artist", "text": "by ada painter"}],
                         estimator={"method": "kernelshap", "budget": 6, "bootstrap": 20},

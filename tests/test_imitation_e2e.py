@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +41,8 @@ def imitation_run(tiny_models, tiny_clip, tmp_path_factory):
     r = runner.invoke(app, ["imitation", str(zoo), "--n-images", "3"])
     assert r.exit_code == 0, r.output
     path = tmp / "out" / "imitation" / "imitation.json"
-    return {"tmp": tmp, "zoo": zoo, "output": r.output, "result": json.loads(path.read_text())}
+    return {"tmp": tmp, "zoo": zoo, "output": r.output, "result": json.loads(path.read_text()),
+            "cache": Path(os.environ["COPYSCOPE_CACHE"])}  # the shared cache the audit used
 
 
 def test_identification_structure_and_consistency(imitation_run):
@@ -71,7 +74,7 @@ def test_identification_structure_and_consistency(imitation_run):
 
 def test_images_are_the_plain_base_with_the_template_and_recorded_seeds(imitation_run):
     res = imitation_run["result"]
-    cache = ImageCache(imitation_run["tmp"] / "out" / "cache")  # the audit's cache folder
+    cache = ImageCache(imitation_run["cache"])  # the audit's cache folder
     for row in res["identification"]["artists"]:
         for im in row["images"]:
             fields = cache.sidecar(im["key"])["fields"]
@@ -98,14 +101,14 @@ def test_matching_test_consistency(imitation_run):
 
 def test_rerun_with_addons_and_other_output(imitation_run, tiny_models, tiny_clip):
     tmp = imitation_run["tmp"]
-    zoo = imitation_zoo(tmp, tiny_models, tiny_clip, cache=str(tmp / "out" / "cache"),
+    zoo = imitation_zoo(tmp, tiny_models, tiny_clip, cache=str(imitation_run["cache"]),
                         imitation={"artists": ARTISTS[:2], "n_images": 2, "addons": ["lora0"], "template": "{name} style"})
     r = runner.invoke(app, ["imitation", str(zoo), "--out", str(tmp / "other")])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp / "other" / "imitation.json").read_text())
     assert res["addons"] == ["lora0"] and res["identification"]["random_name_baseline"] is None
     assert res["labels"][:2] == ["Ada Painter style", "Bo Sketcher style"]
-    cache = ImageCache(tmp / "out" / "cache")
+    cache = ImageCache(imitation_run["cache"])
     key = res["identification"]["artists"][0]["images"][0]["key"]
     assert len(cache.sidecar(key)["fields"]["loras"]) == 1
 

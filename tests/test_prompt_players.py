@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
@@ -41,7 +42,7 @@ def test_mixed_game_with_prompt_and_model_players(tiny_models, tmp_path):
     assert game["players"] == ["lora0", "artist"]
     assert game["player_kinds"] == {"lora0": "lora", "artist": "prompt"}
     assert set(game["metrics"]["ssim"]["coalitions"]) == {"", "lora0", "artist", "lora0+artist"}
-    cache = ImageCache(tmp_path / "out" / "cache")
+    cache = ImageCache(Path(report["cache_dir"]))
     prompts = {k: cache.sidecar(keys[0])["fields"]["prompt"] for k, keys in game["images"].items()}
     assert prompts[""] == prompts["lora0"] == "a painting of a cat"
     assert prompts["artist"] == prompts["lora0+artist"] == "a painting of a cat by ada painter"

@@ -59,7 +59,9 @@ def audit_argv(zoo: Path, out: Path) -> list[str]:
 def start_audit(zoo: Path, out: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     f = open(log, "wb")
-    p = subprocess.Popen(audit_argv(zoo, out), env=cli_env(), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    env = cli_env()
+    env["COPYSCOPE_CACHE"] = str(out / "cache")  # each output folder its own cache (unless `cache:`)
+    p = subprocess.Popen(audit_argv(zoo, out), env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     p._log_file = f  # closed by finish()
     return p
 
@@ -201,7 +203,7 @@ def test_sigkill_at_any_point_then_resume_gives_identical_report(ws):
             assert c.path(k).read_bytes() == solo_cache.path(k).read_bytes()
 
 
-def test_corrupt_cache_entries_are_regenerated_not_read(ws, tmp_path):
+def test_corrupt_cache_entries_are_regenerated_not_read(ws, tmp_path, monkeypatch):
     """A truncated PNG, a sidecar with a wrong hash and a truncated score file are regenerated /
     recomputed; the report equals the clean run's."""
     import torch
@@ -209,6 +211,7 @@ def test_corrupt_cache_entries_are_regenerated_not_read(ws, tmp_path):
     from copyscope.cli import app
 
     out = tmp_path / "out"
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(out / "cache"))
     shutil.copytree(ws["solo_out"], out)
     (out / "report.json").unlink()
     cache = ImageCache(out / "cache")

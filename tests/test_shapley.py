@@ -14,6 +14,7 @@ from copyscope.shapley import (
     ExactShapley,
     Game,
     KernelShap,
+    OddShap,
     LeaveOneOut,
     PermutationShapley,
     SampledBanzhaf,
@@ -211,8 +212,8 @@ def test_get_estimator_auto_rule_and_errors():
     assert isinstance(get_estimator("auto", 8, None), ExactShapley)
     assert isinstance(get_estimator("auto", 12, None), ExactShapley)
     assert isinstance(get_estimator("auto", 8, 256), ExactShapley)
-    assert isinstance(get_estimator("auto", 8, 255), KernelShap)
-    assert isinstance(get_estimator("auto", 30, 500), KernelShap)
+    assert isinstance(get_estimator("auto", 8, 255), OddShap)  # issue 16: auto samples with OddShap
+    assert isinstance(get_estimator("auto", 30, 500), OddShap)
     assert get_estimator("auto", 30, 500).budget == 500
     with pytest.raises(CopyscopeError,
                        match=r"too many players \(13\) for exact estimation: set estimator.budget"):

@@ -2,7 +2,7 @@
 
 Three parts, as in shapiq: the *game* (:class:`Game`, a memoised worth function over boolean
 coalition matrices, returning ``(k,)`` or ``(k, 1 + B)`` with replicate columns over seeds), the
-*estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, Banzhaf; each
+*estimators* (exact, leave-one-out, permutation sampling, KernelSHAP, OddShap, Banzhaf; each
 ``estimate(game, budget, seed)``), and the *result* (:class:`Estimate`: values, replicates over
 seeds (leave-one-seed-out or bootstrap), estimator standard error, intervals, one-sided tests,
 liability shares; :mod:`copyscope.shapley.inference` for the intervals over seeds).
@@ -26,6 +26,7 @@ from copyscope.shapley.estimators import (
     all_coalitions,
 )
 from copyscope.shapley.game import Game
+from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.registry import METHODS, efficiency_gap, get_estimator
 from copyscope.shapley.result import Estimate, adjust_p_values
 
@@ -38,6 +39,7 @@ __all__ = [
     "LeaveOneOut",
     "PermutationShapley",
     "KernelShap",
+    "OddShap",
     "SampledBanzhaf",
     "METHODS",
     "get_estimator",

@@ -15,6 +15,7 @@ from copyscope.shapley.estimators import (
     SampledBanzhaf,
     check_budget,
 )
+from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.game import Game
 from copyscope.shapley.result import Estimate
 
@@ -28,6 +29,7 @@ METHODS = {
     "exact": ExactShapley,
     "permutation": PermutationShapley,
     "kernelshap": KernelShap,
+    "oddshap": OddShap,
     "banzhaf": ExactBanzhaf,
     "sampled_banzhaf": SampledBanzhaf,
     "loo": LeaveOneOut,
@@ -38,8 +40,9 @@ def get_estimator(method: str, n_players: int, budget: int | None = None) -> Est
     """The estimator for ``method`` with ``budget`` bound as its default.
 
     ``auto``: exact Shapley when ``2**n <= budget``, or when there is no budget and
-    ``n <= 12``; KernelSHAP when a budget is given and smaller than ``2**n``; with no budget
-    and ``n > 12`` a CopyscopeError asks for ``estimator.budget``.
+    ``n <= 12``; OddShap (paired KernelSHAP + third-order odd terms, the most accurate sampled
+    estimator in bench/bench_estimators.py) when a budget is given and smaller than ``2**n``;
+    with no budget and ``n > 12`` a CopyscopeError asks for ``estimator.budget``.
     """
     if isinstance(n_players, bool) or not isinstance(n_players, (int, np.integer)) or n_players < 1:
         raise CopyscopeError(f"n_players must be a positive integer, got {n_players!r}")
@@ -59,7 +62,7 @@ def get_estimator(method: str, n_players: int, budget: int | None = None) -> Est
             return ExactShapley()
         if n <= 62 and 2**n <= budget:
             return ExactShapley(budget=budget)
-        return KernelShap(budget=budget)
+        return OddShap(budget=budget)
     cls = METHODS[key]
     return cls(budget=budget)
 
@@ -67,7 +70,7 @@ def get_estimator(method: str, n_players: int, budget: int | None = None) -> Est
 def efficiency_gap(estimate: Estimate, game: Game) -> float:
     """``sum(values) - (v(N) - v(empty))`` on column 0 (all seeds).
 
-    Zero up to rounding for the efficient methods (exact, permutation, kernelshap); Banzhaf and
+    Zero up to rounding for the efficient methods (exact, permutation, kernelshap, oddshap); Banzhaf and
     leave-one-out are not efficient. May evaluate N and the empty coalition if the game has not
     seen them yet (at most 2 coalitions).
     """
