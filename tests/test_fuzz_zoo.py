@@ -16,7 +16,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
