@@ -3,7 +3,8 @@
 A seeded mutator (no extra dependency) deletes keys, swaps values for other types and extreme
 numbers, adds unknown keys, repeats list items and garbles the text itself. Every command must
 end with exit code 0 or 2, print no traceback, say what is wrong in at most 3 lines, and finish
-within a few seconds (a hang fails the test through SIGALRM).
+within a few seconds (a hang fails the test through SIGALRM). A file `validate` accepts must hold
+only finite numbers, integer seeds (no booleans) within bounds, and LoRA weights within +-100.
 """
 
 from __future__ import annotations
@@ -127,6 +128,31 @@ def mutate(base: dict, rng: random.Random) -> str:
     return text
 
 
+def _accepted_but_unsound(zoo: Path) -> str | None:
+    """A zoo file validate accepted must hold only sound numbers: finite, integers where counts
+    and seeds are expected (not booleans), and within the documented bounds."""
+    from copyscope.config import MAX_SEEDS, load_zoo
+
+    spec = load_zoo(zoo).spec
+
+    def walk(v, where):
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{where} = {v} accepted"
+        if isinstance(v, dict):
+            return next((p for k, x in v.items() if (p := walk(x, f"{where}.{k}"))), None)
+        if isinstance(v, (list, tuple)):
+            return next((p for i, x in enumerate(v) if (p := walk(x, f"{where}[{i}]"))), None)
+        return None
+
+    problem = walk(spec.model_dump(), "zoo")
+    seeds = spec.generation.seed_list
+    if problem is None and (any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(seeds) > MAX_SEEDS):
+        problem = f"seeds {spec.generation.seeds!r} accepted"
+    if problem is None and any(abs(lo.weight) > 100 for lo in spec.loras):
+        problem = "a LoRA weight beyond +-100 accepted"
+    return problem and f"validate accepted an unsound zoo file: {problem}"
+
+
 class _Hang(Exception):
     pass
 
@@ -172,6 +198,8 @@ def test_fuzzed_zoo_files_exit_0_or_2_without_traceback(tmp_path, monkeypatch):
                     problem = "traceback in the output"
                 elif result.exit_code == 2 and (len(lines) > 3 or not lines or not lines[-1].startswith("error: ")):
                     problem = f"{len(lines)} lines on error"
+                if problem is None and result.exit_code == 0 and cmd == "validate":
+                    problem = _accepted_but_unsound(zoo)
                 if problem:
                     failures.append(f"{zoo.name} {cmd}: {problem}: {out[-300:]!r}\n--- zoo ---\n{text[:2000]}")
                 else:
