@@ -119,7 +119,7 @@ def prepare_audit(
     for i, cn in enumerate(zoo.spec.controlnets):
         for path in _conditioning_files(zoo, cn):
             # a regular image file within the pixel limit: a bomb fails here, not after the models load
-            what = check_image_file(zoo.resolve_path(path), "conditioning image")
+            what = check_image_file(zoo.resolve_path(path))
             if what is not None:
                 problem = zoo.fail(f"conditioning image {path!r} {'' if what == 'not found' else 'is '}{what}", "controlnets", i, "conditioning")
                 if strict_files or what != "not found":

@@ -96,9 +96,9 @@ class _TooLarge(Exception):
     pass
 
 
-def check_image_file(path: Path, what: str) -> str | None:
+def check_image_file(path: Path) -> str | None:
     """None if ``path`` is a regular image file within MAX_IMAGE_PIXELS, else the problem, phrased
-    to follow "<what> <path> is ..." (e.g. "a FIFO (named pipe); expected an image file")."""
+    to follow "<reference file> <path> is ..." (e.g. "a FIFO (named pipe); expected an image file")."""
     from PIL import UnidentifiedImageError
 
     kind = file_kind(path)

@@ -197,7 +197,11 @@ class OutputFolder:
     def _note_attempt(self, manifest: dict, run_id: str, command: str, status: str) -> None:
         try:
             if self.manifest_path.exists():
-                noted = {k: v for k, v in manifest.items() if k != "committing"}
+                # the manifest on disk: if a swap stopped halfway it says so ("committing"), and keeps saying so
+                try:
+                    noted = self.read_manifest() or dict(manifest)
+                except CopyscopeError:
+                    noted = dict(manifest)
                 noted["last_attempt"] = {"run": run_id, "command": command, "status": status}
                 atomic_write_text(self.manifest_path, json.dumps(noted, indent=2))
         except OSError:

@@ -67,7 +67,7 @@ class ReferenceSet:
         files, work_of, images, hashes = [], [], [], []
         for i, (work, paths) in enumerate(iter_reference_files(zoo).items()):
             for path in paths:
-                problem = check_image_file(path, "reference file")  # type, header and pixel count first
+                problem = check_image_file(path)  # type, header and pixel count first
                 if problem is not None:
                     raise zoo.fail(f"reference file {path} is {problem}", "references", i, "paths")
                 try:

@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -1,9 +1,11 @@
 """Fuzz: mutated copies of the shipped model_zoo.yaml through `validate` and `plan`.
 
 A seeded mutator (no extra dependency) deletes keys, swaps values for other types and extreme
-numbers, adds unknown keys, repeats list items and garbles the text itself. Every command must
+numbers (on purpose at keys that hold numbers), adds unknown keys, repeats list items and
+garbles the text itself. Every command must
 end with exit code 0 or 2, print no traceback, say what is wrong in at most 3 lines, and finish
-within a few seconds (a hang fails the test through SIGALRM).
+within a few seconds (a hang fails the test through SIGALRM). A file `validate` accepts must hold
+only finite numbers, integer seeds (no booleans) within bounds, and LoRA weights within +-100.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -25,13 +26,14 @@ from copyscope.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FILES = 500
-PER_COMMAND_SECONDS = 20
+PER_COMMAND_SECONDS = 30
 
 VALUES = [
     None, True, False, 0, -1, 1, 7, 2**64, -(2**63), 10**12, 1e308, -1e308, 1e-308, math.nan, math.inf, -math.inf,
     0.5, "", "x", "../../escape", "a" * 300, "a painting", "ddim", "/dev/zero", "nope.png", "5", "1e999",
     [], {}, [1, 2, 3], [True, False], [32, 32, 32], {"a": 1}, [{"name": "x"}], "exact",
 ]
+EXTREMES = [math.nan, math.inf, -math.inf, 1e308, -1e308, 2**64, 2**63, 10**12, -1, 0, True, False, 1e-300]
 UNKNOWN_KEYS = ["bogus", "wieght", "seeds ", "Name", "<<", "1"]
 
 
@@ -79,7 +81,7 @@ def mutate(base: dict, rng: random.Random) -> str:
     """One mutated zoo file's text: 1-2 structural mutations, sometimes a textual one after them."""
     data = copy.deepcopy(base)
     for _ in range(rng.randint(1, 2)):
-        kind = rng.choice(["delete", "replace", "replace", "nudge", "nudge", "nudge", "unknown", "repeat"])
+        kind = rng.choice(["delete", "replace", "replace", "nudge", "nudge", "nudge", "unknown", "repeat", "extreme", "extreme"])
         slots = list(_slots(data))
         if not slots:
             break
@@ -88,6 +90,11 @@ def mutate(base: dict, rng: random.Random) -> str:
             del container[key]
         elif kind == "replace":
             container[key] = copy.deepcopy(rng.choice(VALUES))
+        elif kind == "extreme":  # an extreme number where a number is expected
+            numeric = [(c, k) for c, k in slots if isinstance(c[k], (int, float))]
+            if numeric:
+                c, k = rng.choice(numeric)
+                c[k] = rng.choice(EXTREMES)
         elif kind == "nudge":  # a plausible value of the same type: many files stay valid and reach `plan`
             old = container[key]
             if isinstance(old, bool):
@@ -128,6 +135,31 @@ def mutate(base: dict, rng: random.Random) -> str:
     return text
 
 
+def _accepted_but_unsound(zoo: Path) -> str | None:
+    """A zoo file validate accepted must hold only sound numbers: finite, integers where counts
+    and seeds are expected (not booleans), and within the documented bounds."""
+    from copyscope.config import MAX_SEEDS, load_zoo
+
+    spec = load_zoo(zoo).spec
+
+    def walk(v, where):
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{where} = {v} accepted"
+        if isinstance(v, dict):
+            return next((p for k, x in v.items() if (p := walk(x, f"{where}.{k}"))), None)
+        if isinstance(v, (list, tuple)):
+            return next((p for i, x in enumerate(v) if (p := walk(x, f"{where}[{i}]"))), None)
+        return None
+
+    problem = walk(spec.model_dump(), "zoo")
+    seeds = spec.generation.seed_list
+    if problem is None and (any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(seeds) > MAX_SEEDS):
+        problem = f"seeds {spec.generation.seeds!r} accepted"
+    if problem is None and any(abs(lo.weight) > 100 for lo in spec.loras):
+        problem = "a LoRA weight beyond +-100 accepted"
+    return problem and f"validate accepted an unsound zoo file: {problem}"
+
+
 class _Hang(Exception):
     pass
 
@@ -144,6 +176,9 @@ def test_fuzzed_zoo_files_exit_0_or_2_without_traceback(tmp_path, monkeypatch):
     command = get_command(app)  # built once, not per call as CliRunner.invoke would (a third of the time)
     monkeypatch.setattr(typer.testing, "_get_command", lambda _app: command)
     invoke = CliRunner().invoke
+    # warm-up outside the alarm: the first command imports torch, diffusers and PIL plugins
+    (tmp_path / "shipped.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    assert invoke(app, ["validate", str(tmp_path / "shipped.yaml")]).exit_code == 0
     old = signal.signal(signal.SIGALRM, _on_alarm)
     failures: list[str] = []
     counts = {0: 0, 2: 0}
@@ -173,6 +208,8 @@ def test_fuzzed_zoo_files_exit_0_or_2_without_traceback(tmp_path, monkeypatch):
                     problem = "traceback in the output"
                 elif result.exit_code == 2 and (len(lines) > 3 or not lines or not lines[-1].startswith("error: ")):
                     problem = f"{len(lines)} lines on error"
+                if problem is None and result.exit_code == 0 and cmd == "validate":
+                    problem = _accepted_but_unsound(zoo)
                 if problem:
                     failures.append(f"{zoo.name} {cmd}: {problem}: {out[-300:]!r}\n--- zoo ---\n{text[:2000]}")
                 else:

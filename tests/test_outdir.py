@@ -232,3 +232,28 @@ def test_a_manifest_that_is_not_copyscopes_is_refused(stubbed, zoo, tmp_path):
     assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
                           r"out/\.copyscope-output\.json: is not a copyscope manifest; move it away or choose another output folder")
     assert (out / MANIFEST).read_text() == "[1, 2, 3]\n"
+
+
+def test_a_swap_that_fails_halfway_stays_visible(stubbed, zoo):
+    """The disk fills up between two moves of the swap: one line, and the manifest keeps saying
+    that the folder's files may be from two runs until an audit completes."""
+    import copyscope.outdir as outdir
+    from copyscope.outdir import interrupted_note
+
+    out = _audit_ok(zoo)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        moving_in = Path(src).parent.name.startswith(STAGING_PREFIX) and not Path(dst).parent.name.startswith(STAGING_PREFIX)
+        if moving_in and Path(dst).name == "report.html":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    stubbed.setattr(outdir.os, "replace", replace)
+    result = runner.invoke(app, ["audit", str(zoo)])
+    assert_one_line_error(result, r"out/report\.html: cannot write \(No space left on device\); free disk space")
+    stubbed.setattr(outdir.os, "replace", real_replace)
+    assert "committing" in _manifest(out)
+    assert "stopped while its files were being moved in" in interrupted_note(out)
+    _audit_ok(zoo)
+    assert "committing" not in _manifest(out) and interrupted_note(out) is None
