@@ -202,8 +202,13 @@ def build_family_models(folder: Path, family: str, n_loras: int, controlnet: boo
     from copyscope.demo.tiny_families import save_tiny_family_zoo, tiny_family_controlnet, tiny_family_lora
 
     if smoke:
+        import math
+
+        from copyscope.engine import safetensors_header
+
         paths = save_tiny_family_zoo(folder, family, n_loras=n_loras, controlnet=controlnet)
-        paths["params"] = 0
+        paths["params"] = sum(math.prod(t["shape"]) for f in paths["base"].rglob("*.safetensors")
+                              for t in safetensors_header(f).values())
         return paths
     pipe = _full_size_family_pipeline(family, folder, device, dtype)
     n_params = sum(p.numel() for m in pipe.components.values() if hasattr(m, "parameters") for p in m.parameters())
@@ -317,7 +322,7 @@ def main() -> None:
         print(f"machine: {machine()}")
         size = {"sd15": "SD1.5", "sdxl": "SDXL-base", "flux": "Flux.1-dev"}[args.family] + "-sized"
         print(f"built random {'NARROW/TINY (smoke)' if args.smoke else size} models "
-              f"({models['params'] / 1e6:.0f}M params in denoiser+VAE+text encoders) "
+              f"({models['params'] / 1e6:.1f}M params in denoiser+VAE+text encoders) "
               f"in {time.perf_counter() - t0:.1f} s")
         zoo = write_zoo(scratch, models, args)
         prep, games = planned(zoo)

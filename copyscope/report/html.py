@@ -26,7 +26,8 @@ MAX_ITEM_COLUMNS = 12  # columns (prompt x seed) of the grid
 GEN_THUMB = 96  # px, longest side of a generated-image thumbnail
 REF_THUMB = 160
 _KEY_RE = re.compile(r"^[0-9a-fA-F]{16,128}$")
-KIND_LABEL = {"lora": "LoRA", "controlnet": "ControlNet", "base": "base model", "prompt": "prompt fragment"}
+KIND_LABEL = {"lora": "LoRA", "controlnet": "ControlNet", "base": "base model", "prompt": "prompt fragment",
+              "ip_adapter": "IP-Adapter", "textual_inversion": "textual inversion"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222;line-height:1.45}
