@@ -188,7 +188,10 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
                 f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
                 f"expected at most {limit}", "generation", "steps",
             )
-    n = len(s.controlnets) + len(s.loras) + len(s.prompt_players) + (1 if s.estimator.base == "player" else 0)
+    from .players import KINDS
+
+    # every registered player kind (ControlNets, LoRAs, prompt fragments, IP-Adapters, ...), plus the base
+    n = sum(len(cls.specs(zoo)) for cls in KINDS.values()) + (1 if s.estimator.base == "player" else 0)
     if s.estimator.method == "exact" and s.estimator.budget is None and n > AUTO_EXACT_MAX_PLAYERS:
         raise zoo.fail(
             f"exact estimation of {n} players evaluates 2**{n} = {2**n} coalitions; set estimator.budget "

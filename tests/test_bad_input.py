@@ -197,6 +197,15 @@ def _copies_of_lora(n: int, method: str):
     return edit
 
 
+def _loras_and_prompt_players(n_loras: int, n_prompts: int):
+    """n LoRAs plus n prompt fragments: every kind of player counts towards the exact-estimation limit."""
+    def edit(tmp, data, a):
+        _copies_of_lora(n_loras, "exact")(tmp, data, a)
+        data["prompt_players"] = [{"name": f"frag{i}", "text": f"style {i}"} for i in range(n_prompts)]
+
+    return edit
+
+
 def _two_loras_named(first: str, second: str, same_stem: bool = False):
     def edit(tmp, data, a):
         if same_stem:  # default names come from the file stems: two style.safetensors in two folders
@@ -306,6 +315,8 @@ CASES = [
      [Z + r":\d+: loras\[0\]\.model: hub model 'nobody/not-cached-lora' is not in the local Hugging Face cache"]),
     ("too-many-players-exact", "audit", _copies_of_lora(13, "exact"),
      [Z + r":\d+: estimator\.method: exact estimation of 13 players evaluates 2\*\*13 = 8192 coalitions; set estimator\.budget"]),
+    ("too-many-players-exact-with-prompt-players", "audit", _loras_and_prompt_players(10, 5),
+     [Z + r":\d+: estimator\.method: exact estimation of 15 players evaluates 2\*\*15 = 32768 coalitions; set estimator\.budget"]),
     ("too-many-players-auto", "audit", _copies_of_lora(13, "auto"),
      [Z + r":\d+: estimator: too many players \(13\) for exact estimation: set estimator\.budget"]),
     ("budget-too-small", "audit", _set("estimator", {"method": "kernelshap", "budget": 1}), [Z + r":\d+: estimator\.budget: .*greater than or equal to 2"]),
