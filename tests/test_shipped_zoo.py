@@ -80,3 +80,28 @@ def test_rerun_is_cached_and_identical(shipped_audit):
     assert rerun["generation"]["generated"] == 0
     assert rerun["generation"]["cached"] == report["generation"]["generated"] + report["generation"]["cached"]
     assert rerun["games"] == report["games"]
+
+
+def test_no_decoy_carries_a_significance_mark_in_the_terminal_table(shipped_audit):
+    """Issue 15: significance is claimed for the headline metric only; a decoy never gets the '*' mark."""
+    import io
+
+    from rich.console import Console
+
+    from copyscope.report import attribution_tables
+
+    report, _ = shipped_audit
+    (game,) = report["games"]
+    buf = io.StringIO()
+    for table in attribution_tables(report):
+        Console(file=buf, width=240, color_system=None).print(table)
+    text = buf.getvalue()
+    assert f"headline metric: {game['headline']}" in " ".join(text.split())
+    # players run down the rows when there are fewer players than metrics (4 vs 9 here)
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 2}
+    decoys = [p for p in game["players"] if p.startswith("decoy")]
+    assert decoys and all(d in rows for d in decoys)
+    for d in decoys:
+        assert "*" not in rows[d], rows[d]
+    assert "*" in rows["planted"]  # the plant is marked, under the headline metric
+    assert rows["planted"].count("*") == 1
