@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("diffusers")
 
@@ -83,12 +83,12 @@ def test_headline_marks_and_per_work_words(audits):
             assert "*" not in line, line  # no significance claim outside the headline metric
     sentences = per_work_sentences(both, game)
     assert len(sentences) == 2 and sentences[0].startswith("Work 'a'") and sentences[1].startswith("Work 'b'")
-    html = render_html(both, tmp_out := __import__("pathlib").Path(both["output_dir"]))
+    html = render_html(both, Path(both["output_dir"]))
     assert "Per-work attribution" in html and "sensitivity analysis" in html
     assert json.loads(json.dumps(both))  # the report stays JSON
 
 
-def test_headline_marks_only_the_headline(tmp_path):
+def test_headline_marks_only_the_headline():
     """A decoy significant under a sensitivity metric only gets no mark; the headline's plant does."""
     from rich.console import Console
 

@@ -146,20 +146,24 @@ def _frac(kn) -> float:
     return kn[0] / kn[1] if kn[1] else 0.0
 
 
-def run_bench(out: Path, demo_zoo: Path, *, quick: bool = False, seed: int = 0, lora_steps: int | None = None,
-              log: Callable[[str], None] = print) -> dict:
-    """Train the pool (once), audit every scenario, write ``results.json`` and ``table.md`` under ``out``."""
+def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
+              lora_steps: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
+    under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
+    ``truth`` (default: on for the full set) measures true values with 32 other seeds."""
     from .pool import train_pool
 
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
-    pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, quick=quick, log=log)
+    todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
+    if not todo:
+        raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
+    pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log)
     gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
     metrics = candidate_metrics()
     cache = out / "cache"
-    todo = scenarios(quick=quick)
     truth_of: dict[str, dict] = {}
-    if not quick:
+    if truth if truth is not None else subset == "full":
         for s in truth_scenarios(todo):
             t = time.time()
             zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=TRUTH_SEEDS, gt=gt, bootstrap=0)
@@ -179,7 +183,7 @@ def run_bench(out: Path, demo_zoo: Path, *, quick: bool = False, seed: int = 0, 
         log(f"[{i + 1}/{len(todo)}] {s.name}: {rep['generation']['generated']} images generated, "
             f"{time.time() - t:.0f}s")
     summary = summarise(results)
-    doc = {"format": "copyscope-validity-bench/1", "quick": quick, "seed": seed, "alpha": ALPHA,
+    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None, "truth": bool(truth_of), "seed": seed, "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")

@@ -91,7 +91,12 @@ def check_cmd(
 def bench_cmd(
     out: Path = typer.Option(Path("copyscope-out/validity"), "--out", help="output folder (pool, cache, results)"),
     zoo: Path = typer.Option(Path("demo_zoo"), "--zoo", help="a demo zoo (its base and ControlNet are reused)"),
-    quick: bool = typer.Option(False, "--quick", help="4 scenarios on the demo zoo's own LoRAs (no training)"),
+    quick: bool = typer.Option(False, "--quick", help="6 scenarios on the demo zoo's own LoRAs (no training)"),
+    no_controlnet: bool = typer.Option(False, "--no-controlnet", help="only the scenarios without the ControlNet"),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help="comma-separated scenario kinds to keep (plain, "
+                                        "half-weight, transformed, plus-three, two-copiers, palette-decoy, two-works)"),
+    truth: Optional[bool] = typer.Option(None, "--truth/--no-truth",
+                                         help="measure true values with 32 more seeds (default: on for the full set)"),
     seed: int = typer.Option(0, "--seed", help="seed of the LoRA pool's training"),
     lora_steps: Optional[int] = typer.Option(None, "--lora-steps", help="training steps per pool LoRA (default: the zoo's)"),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
@@ -103,7 +108,11 @@ def bench_cmd(
 
     torch.set_num_threads(max(1, threads))
     try:
-        doc = run_bench(out, check_demo_zoo(zoo), quick=quick, seed=seed, lora_steps=lora_steps, log=typer.echo)
+        if quick and no_controlnet:
+            raise CopyscopeError("--quick and --no-controlnet are two different subsets: choose one")
+        subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
+        doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
+                        truth=truth, seed=seed, lora_steps=lora_steps, log=typer.echo)
     except CopyscopeError as e:
         typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(e.exit_code)

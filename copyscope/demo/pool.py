@@ -32,11 +32,11 @@ def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path) -> d
     return e
 
 
-def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, quick: bool = False,
+def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, only=None,
                log: Callable[[str], None] = print) -> Path:
     """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
 
-    ``quick`` keeps only the LoRAs shipped with the demo zoo (no training)."""
+    ``only``: the names of the LoRAs needed (default: the whole pool)."""
     import torch
 
     from . import build, tiny
@@ -63,7 +63,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     pipe = None
     for p in POOL:
         target = pool_dir / "loras" / f"{p.name}.safetensors"
-        if quick and not p.shipped:
+        if only is not None and p.name not in only:
             continue
         entry = _entry(p, seed, steps, prompt, demo_zoo)
         if target.is_file() and old.get("loras", {}).get(p.name, {}).get("spec") == entry:

@@ -96,15 +96,32 @@ def _pair(work: str, plants: dict, decoys, cn: bool, kind: str, weights=None, wo
     return Scenario(name, tuple(works or (work,)), dict(plants), tuple(decoys), cn, dict(weights or {}), kind)
 
 
-def scenarios(quick: bool = False) -> list[Scenario]:
-    """The benchmark's scenarios; ``quick``: the subset that needs only the shipped demo zoo's LoRAs."""
-    out: list[Scenario] = []
-    if quick:
+SUBSETS = ("quick", "no-controlnet", "full")
+
+
+def scenarios(subset: str = "full") -> list[Scenario]:
+    """The benchmark's scenarios. ``quick``: those that need only the shipped demo zoo's LoRAs (the
+    astronaut plant at weight 1 and 0.5, with and without the ControlNet, and the coffee and rocket
+    LoRAs as plants of their own works without it, which reuse the same images); ``no-controlnet``:
+    every scenario without the ControlNet (their coalitions are shared across works: a fraction of
+    the generation); ``full``: all."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
+    if subset == "quick":
+        out = []
         for cn in (True, False):
             out.append(_pair("astronaut", {"astronaut": "astronaut"}, ("coffee", "rocket"), cn, "plain"))
             out.append(_pair("astronaut", {"astronaut": "astronaut"}, ("coffee", "rocket"), cn, "half-weight",
                              weights={"astronaut": 0.5}))
+        out.append(_pair("coffee", {"coffee": "coffee"}, ("astronaut", "rocket"), False, "plain"))
+        out.append(_pair("rocket", {"rocket": "rocket"}, ("astronaut", "coffee"), False, "plain"))
         return out
+    full = _full()
+    return full if subset == "full" else [s for s in full if not s.controlnet]
+
+
+def _full() -> list[Scenario]:
+    out: list[Scenario] = []
     # plain: each work, its plant, every pair of the other works' LoRAs as decoys, with and without the ControlNet
     for work in WORKS:
         others = [w for w in WORKS if w != work]
