@@ -148,8 +148,9 @@ def metric_label(metric: str) -> str:
     return "fusion (mean z-score over the metrics)" if metric == "fusion" else metric
 
 
-def summary_sentences(report: dict, game: dict) -> dict[str, list[str]]:
-    """Plain-language sentences (unescaped text) per player, one per metric."""
+def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Plain-language sentences (unescaped text) per player, one per metric. ``tested``: the metrics
+    whose significance may be claimed (default: all); the others' sentences state no test result."""
     settings = report.get("settings") or {}
     level = settings.get("confidence", 0.95)
     alpha = 1.0 - level
@@ -173,7 +174,11 @@ def summary_sentences(report: dict, game: dict) -> dict[str, list[str]]:
                 s_txt = _pct(share.get("share"))
                 if _finite(share.get("low")) and _finite(share.get("high")):
                     s_txt += f" [{share['low']:.0f}–{share['high']:.0f}%]"
-                if ph is None:
+                if tested is not None and m not in tested:
+                    sentences.append(
+                        f"{who} raises similarity to {works} {under} ({sv}; {s_txt} of the increase); sensitivity "
+                        "analysis: no significance is claimed under this metric.")
+                elif ph is None:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
                         f"{under} ({sv}); not tested for significance (no bootstrap replicates).")
@@ -263,13 +268,13 @@ def section_summary(report: dict, game: dict) -> str:
     )
     items = []
     headline = metrics.index(head_metric) if head_metric in metrics else 0
-    for p, sentences in summary_sentences(report, game).items():
+    for p, sentences in summary_sentences(report, game, tested={head_metric}).items():
         tally = _metric_tally(game, p, head_metric)
         details = ""
         if len(sentences) > 1:
             others = [x for i, x in enumerate(sentences) if i != headline]
-            details = (f"<details><summary>sensitivity analysis: the other metrics ({len(others)}), p-values not "
-                       "corrected across metrics and not claims</summary><ul>"
+            details = (f"<details><summary>sensitivity analysis: the other metrics ({len(others)}), "
+                       "no significance claimed</summary><ul>"
                        + "".join(f"<li>{esc(x)}</li>" for x in others) + "</ul></details>")
         label, text = player_label(game, p), sentences[headline]
         lead = (f"<b>{esc(label)}</b>{esc(text[len(label):])}" if text.startswith(label)
