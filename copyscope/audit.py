@@ -333,7 +333,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
         )
         engine.background = background_queue(scorer)
         try:
-            games.append(estimate_game(prep, game, evaluator))
+            games.append(estimate_game(prep, game, evaluator, per_work=True))
         finally:
             if engine.background is not None:
                 engine.background.close(cancel=True)
@@ -379,8 +379,11 @@ class _NotFinite(Exception):
     """A metric's worth is NaN/inf for some coalition: that metric is skipped, not the audit."""
 
 
-def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> dict:
-    """Run the estimators on every metric of one game; return the game's report section."""
+def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator, per_work: bool = False) -> dict:
+    """Run the estimators on every metric of one game; return the game's report section.
+
+    ``per_work``: with several works, also one game per work (``run_audit`` asks for it; the
+    coalition-planning and ablation callers do not need it: it evaluates no other coalitions)."""
     from .metrics import fusion
     from .shapley import ExactBanzhaf, Game, LeaveOneOut, efficiency_gap
 
@@ -433,25 +436,69 @@ def estimate_game(prep: PreparedAudit, game, evaluator: CoalitionEvaluator) -> d
     # Fusion: mean of per-metric z-scores across the evaluated coalitions (documented in metrics).
     coalitions = list(evaluator.worths)
     if len(coalitions) > 1 and len(names) > 1:
-        def stacked(m: str) -> np.ndarray:
-            w = np.stack([evaluator.worths[c][m] for c in coalitions])
-            # a metric without replicates (one column) enters every replicate column with its full-seed worth
-            return w[:, 0] if w.shape[1] == 1 else w
-
-        fused = fusion({m: stacked(m) for m in names})
-        table = {c: fused[i] for i, c in enumerate(coalitions)}
-
-        def fusion_values(C):
-            rows = [tuple(bool(x) for x in r) for r in np.asarray(C, dtype=bool)]
-            missing = [r for r in rows if r not in table]
-            if missing:
-                raise RuntimeError("fusion asked for a coalition no metric evaluated")  # estimators are seeded alike
-            return np.stack([table[r] for r in rows])
-
-        results["fusion"] = run(fusion_values)
+        table = _fused_table(fusion, {c: evaluator.worths[c] for c in coalitions}, fusion_members(names))
+        results["fusion"] = run(_table_values(table))
         for c in coalitions:
             evaluator.worths[c]["fusion"] = table[c]
-    return {"game": game, "evaluator": evaluator, "results": results, "skipped": skipped}
+
+    # Per-work attribution: with several works, one game per work (its prompts against its references),
+    # so that "which component copies which work" is not lost in the average over works.
+    work_results: dict[str, dict] = {}
+    works = prep.refs.works
+    if per_work and len(works) > 1:
+        for w in works:
+            res_w: dict[str, dict] = {}
+            for name in names:
+                def work_values(C, name=name, w=w):
+                    values = evaluator.work_values(C, name, w)
+                    if not np.isfinite(values).all():
+                        raise _NotFinite
+                    return values
+
+                try:
+                    res_w[name] = run(work_values)
+                except _NotFinite:
+                    continue
+            used = [n for n in names if n in res_w]
+            if len(coalitions) > 1 and len(used) > 1:
+                rows = {c: {m: evaluator.work_worths[c][(m, w)] for m in used} for c in coalitions}
+                res_w["fusion"] = run(_table_values(_fused_table(fusion, rows, fusion_members(used))))
+            work_results[w] = res_w
+    return {"game": game, "evaluator": evaluator, "results": results, "skipped": skipped, "per_work": work_results}
+
+
+def fusion_members(names: list[str]) -> list[str]:
+    """The metrics the fusion fuses: those of ``names`` the validity benchmark found sound
+    (``FUSION_METRICS``), or every one of ``names`` when fewer than two of those were computed."""
+    from .metrics.registry import FUSION_METRICS
+
+    sound = [n for n in names if n in FUSION_METRICS]
+    return sound if len(sound) > 1 else list(names)
+
+
+def _fused_table(fusion, worths: dict, names: list[str]) -> dict:
+    """coalition -> fused worth row, from coalition -> {metric: worth row}."""
+    coalitions = list(worths)
+
+    def stacked(m: str) -> np.ndarray:
+        w = np.stack([worths[c][m] for c in coalitions])
+        # a metric without replicates (one column) enters every replicate column with its full-seed worth
+        return w[:, 0] if w.shape[1] == 1 else w
+
+    fused = fusion({m: stacked(m) for m in names})
+    return {c: fused[i] for i, c in enumerate(coalitions)}
+
+
+def _table_values(table: dict):
+    """A value function reading a fixed coalition -> worth table (fusion needs every metric evaluated first)."""
+
+    def values(C):
+        rows = [tuple(bool(x) for x in r) for r in np.asarray(C, dtype=bool)]
+        if any(r not in table for r in rows):
+            raise RuntimeError("fusion asked for a coalition no metric evaluated")  # estimators are seeded alike
+        return np.stack([table[r] for r in rows])
+
+    return values
 
 
 def provenance(prep: PreparedAudit, seconds: float) -> dict:

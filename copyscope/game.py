@@ -93,6 +93,7 @@ class CoalitionEvaluator:
         self.worths: dict[tuple[bool, ...], dict[str, np.ndarray]] = {}
         self.set_results: dict[tuple[bool, ...], dict[str, object]] = {}
         self.flags: dict[tuple[bool, ...], dict[str, list[str]]] = {}
+        self.work_worths: dict[tuple[bool, ...], dict[tuple[str, str], np.ndarray]] = {}
 
     def prefetch(self, coalitions: Sequence[tuple[bool, ...]]) -> None:
         todo = sorted({c for c in coalitions if c not in self.worths}, key=gray_rank)
@@ -130,21 +131,59 @@ class CoalitionEvaluator:
         keys = self.image_keys[c]
         if metric.kind == "per_image":
             scores = self.scorer.per_image_scores(metric, keys).reshape(self.n_prompts, self.n_seeds)
-            point = scores.mean()
-            boot = scores[:, self.boot].mean(axis=(0, 2)) if len(self.boot) else np.zeros(0)
-            return np.concatenate([[point], boot])
+            return self._per_image_worth(scores)
         feats = self.scorer.rows(metric, keys)
         ref = self.scorer.reference_features(metric)
         full = metric.distance(feats, ref)
         self.set_results[c][metric.name] = full
-        per_seed = feats.reshape(self.n_prompts, self.n_seeds, -1)
+        return self._set_worth(metric, feats, ref, full.value)
+
+    def _per_image_worth(self, scores: np.ndarray) -> np.ndarray:
+        """(n_prompts, n_seeds) per-image scores -> worth row: the mean, then its replicates over seeds."""
+        boot = scores[:, self.boot].mean(axis=(0, 2)) if len(self.boot) else np.zeros(0)
+        return np.concatenate([[scores.mean()], boot])
+
+    def _set_worth(self, metric, feats: np.ndarray, ref: np.ndarray, full_value: float) -> np.ndarray:
+        per_seed = feats.reshape(-1, self.n_seeds, feats.shape[-1])
         boot = [metric.distance(per_seed[:, idx].reshape(-1, feats.shape[-1]), ref).value for idx in self.boot]
-        if np.isfinite(full.value) and not np.isfinite(boot).all():
+        if np.isfinite(full_value) and not np.isfinite(boot).all():
             # e.g. KID of 2 seeds: defined on both images, undefined without one of them. This
             # depends only on the counts, so every coalition of the metric drops its replicates
             # alike: the metric keeps its value, without an interval.
-            return -np.array([full.value])
-        return -np.concatenate([[full.value], boot])
+            return -np.array([full_value])
+        return -np.concatenate([[full_value], boot])
+
+    def work_worth(self, c: tuple[bool, ...], metric, work: str) -> np.ndarray:
+        """The worth of ``c`` for one protected work alone: the images of that work's prompts (and of
+        prompts tied to no work) against that work's references only. Per-work attribution uses it."""
+        memo = self.work_worths.setdefault(c, {})
+        if (metric.name, work) in memo:
+            return memo[(metric.name, work)]
+        self.prefetch([c])
+        keys = self.image_keys[c]
+        rows = [i for i, it in enumerate(self.items) if it.work in (work, None)]
+        cols = [j for j, w in enumerate(self.scorer.refs.work_of) if w == work]
+        if not rows or not cols:
+            raise ValueError(f"work {work!r} has no prompts or no references")
+        if metric.kind == "per_image":
+            from .metrics import aggregate_references
+
+            sims = self.scorer.rows(metric, keys)[np.ix_(rows, cols)]
+            scores = aggregate_references(sims, [work] * len(cols), self.scorer.aggregate)
+            value = self._per_image_worth(scores.reshape(-1, self.n_seeds))
+        else:
+            feats = self.scorer.rows(metric, keys)[rows]
+            ref = self.scorer.reference_features(metric)[cols]
+            value = self._set_worth(metric, feats, ref, metric.distance(feats, ref).value)
+        memo[(metric.name, work)] = value
+        return value
+
+    def work_values(self, coalitions: np.ndarray, metric: str, work: str) -> np.ndarray:
+        """Batched value function of the per-work game of ``work`` under ``metric``."""
+        rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
+        self.prefetch(rows)
+        m = self.scorer.metrics[metric]
+        return np.stack([self.work_worth(r, m, work) for r in rows])
 
     def values(self, coalitions: np.ndarray, metric: str) -> np.ndarray:
         rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]

@@ -520,3 +520,14 @@ def test_unavailable_metric_raises_missing_dependency():
     assert not ok and "backbones.sscd" in why
     m = build_metrics(["dhash"])[0]
     assert m.availability() == (True, "")
+
+
+def test_fusion_fuses_the_benchmark_sound_metrics_only():
+    """Issue 15: a metric added beside the validity benchmark's sound ones is sensitivity analysis, not a vote;
+    with fewer than two sound metrics computed, the fusion falls back to every computed metric."""
+    from copyscope.audit import fusion_members
+    from copyscope.metrics.registry import FUSION_METRICS
+
+    assert fusion_members(["ssim", "effnet", "phash", "sscd", "cosine"]) == ["ssim", "phash"]
+    assert fusion_members(["ssim", "effnet"]) == ["ssim", "effnet"]
+    assert set(FUSION_METRICS) <= set(METRIC_NAMES)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 pytest.importorskip("torch")
@@ -57,9 +58,10 @@ def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
     (game,) = report["games"]
     decoys = [p for p in game["players"] if p.startswith("decoy")]
     assert len(decoys) >= 2
-    available = set(DEFAULT_METRICS) - set(report["unavailable_metrics"])
-    assert available, "no default metric ran"
-    # every default metric that can run offline is in the report (none skipped), plus the fusion
+    listed = set(yaml.safe_load((ROOT / "model_zoo.yaml").read_text())["metrics"])
+    assert set(DEFAULT_METRICS) - LEARNED <= listed  # the demo shows every default that runs offline
+    available = listed - set(report["unavailable_metrics"])
+    # every listed metric that can run here is in the report (none skipped), plus the fusion
     assert available | {"fusion"} == set(game["metrics"]), (game["skipped_metrics"], set(game["metrics"]))
     assert {"effnet", "fd_effnet", "kid_effnet"} <= available  # real weights ship with the default install
     for metric, sec in game["metrics"].items():
@@ -92,3 +94,35 @@ def test_rerun_is_cached_and_identical(shipped_audit):
     assert rerun["generation"]["generated"] == 0
     assert rerun["generation"]["cached"] == report["generation"]["generated"] + report["generation"]["cached"]
     assert rerun["games"] == report["games"]
+
+
+def test_no_decoy_carries_a_significance_mark_in_the_terminal_table(shipped_audit):
+    """Issue 15: significance is claimed for the headline metric only; a decoy never gets the '*' mark."""
+    import io
+
+    from rich.console import Console
+
+    from copyscope.report import attribution_tables
+
+    report, _ = shipped_audit
+    (game,) = report["games"]
+    buf = io.StringIO()
+    for table in attribution_tables(report):
+        Console(file=buf, width=240, color_system=None).print(table)
+    lines = buf.getvalue().splitlines()
+    assert f"headline metric: {game['headline']}" in " ".join(" ".join(lines).split())
+    decoys = [p for p in game["players"] if p.startswith("decoy")]
+    assert len(decoys) >= 2
+    header = next(line for line in lines if "┃" in line)
+    columns = [c.strip() for c in header.split("┃")[1:-1]]
+    body = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") > 2]
+    if all(d in columns for d in decoys):  # players across (fewer players than metrics)
+        cells = {p: [row[columns.index(p)] for row in body] for p in game["players"]}
+    else:  # players down the rows
+        cells, current = {}, None
+        for row in body:
+            current = row[0] or current
+            cells.setdefault(current, []).extend(row[1:])
+    for d in decoys:
+        assert not any("*" in c for c in cells[d]), (d, cells[d])
+    assert sum("*" in c for c in cells["planted"]) == 1  # the plant, under the headline metric only

@@ -85,3 +85,37 @@ def check_cmd(
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     res = shapley_check(zoo, seeds=seeds, steps=steps, guidance=guidance, grid_path=grid, log=typer.echo)
     typer.echo(json.dumps(res["shapley"], indent=2))
+
+
+@demo_app.command("bench")
+def bench_cmd(
+    out: Path = typer.Option(Path("copyscope-out/validity"), "--out", help="output folder (pool, cache, results)"),
+    zoo: Path = typer.Option(Path("demo_zoo"), "--zoo", help="a demo zoo (its base and ControlNet are reused)"),
+    quick: bool = typer.Option(False, "--quick", help="6 scenarios on the demo zoo's own LoRAs (no training)"),
+    no_controlnet: bool = typer.Option(False, "--no-controlnet", help="only the scenarios without the ControlNet"),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help="comma-separated scenario kinds to keep (plain, "
+                                        "half-weight, transformed, plus-three, two-copiers, palette-decoy, two-works)"),
+    truth: Optional[bool] = typer.Option(None, "--truth/--no-truth",
+                                         help="measure true values with 32 more seeds (default: on for the full set)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the LoRA pool's training"),
+    lora_steps: Optional[int] = typer.Option(None, "--lora-steps", help="training steps per pool LoRA (default: the zoo's)"),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
+) -> None:
+    """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
+    import torch
+
+    from .bench import check_demo_zoo, format_table, run_bench
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        if quick and no_controlnet:
+            raise CopyscopeError("--quick and --no-controlnet are two different subsets: choose one")
+        subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
+        doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
+                        truth=truth, seed=seed, lora_steps=lora_steps, log=typer.echo)
+    except CopyscopeError as e:
+        typer.secho(str(e), fg="red", err=True)
+        raise typer.Exit(e.exit_code)
+    typer.echo(f"\n{doc['scenarios']} scenarios, {doc['wall_seconds']:.0f} s; alpha {doc['alpha']} (Holm across players)\n")
+    typer.echo(format_table(doc["summary"]))
+    typer.echo(f"results: {Path(out) / 'results.json'}, table: {Path(out) / 'table.md'}")

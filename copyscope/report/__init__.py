@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..cache import atomic_write_text
+from .headline import HEADLINE_NOTE, headline_metric, significant
 
 
 def _f(x) -> float | None:
@@ -125,6 +126,11 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in evaluator.flags.items() if f}
+        per_work = {
+            w: {m: {"shapley": _estimate_section(r["estimate"], level, names), "split_percent": r["estimate"].shares(level)}
+                for m, r in res_w.items()}
+            for w, res_w in (g.get("per_work") or {}).items()
+        }
         report_games.append(
             {
                 "base": game.base.name,
@@ -136,6 +142,9 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 "flagged_images": flags,
                 "skipped_metrics": g.get("skipped", {}),
                 "metrics": metrics,
+                # significance is claimed for this metric only; the others are sensitivity analysis
+                "headline": headline_metric(metrics),
+                **({"per_work": per_work} if per_work else {}),
             }
         )
     zoo = prep.zoo
@@ -154,7 +163,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
             "confidence": level,
             "intervals": intervals,
-            "test": intervals_text(intervals),
+            "test": intervals_text(intervals) + "; " + HEADLINE_NOTE,
             "n_seeds": n_seeds,
             "min_seeds": MIN_SEEDS,
             "seed_warning": seed_count_warning(n_seeds),
@@ -237,19 +246,21 @@ def attribution_csv(report: dict) -> str:
 
 
 def attribution_tables(report: dict):
-    """One rich Table per game: 'value *' over its 95% interval in each cell.
+    """Rich Tables per game: 'value' over its 95% interval in each cell; the attribution, then (with
+    several works) the per-work attribution under the headline metric.
 
-    The longer of (players, metrics) runs down the rows so the table fits a terminal; cells fold
-    rather than being cut with an ellipsis.
+    Only the headline metric's cells carry the significance mark '*'; the other metrics are labelled
+    sensitivity analysis. The longer of (players, metrics) runs down the rows so the table fits a
+    terminal; cells fold rather than being cut with an ellipsis.
     """
     from rich.table import Table
 
     level = (report.get("settings") or {}).get("confidence", 0.95)
     alpha = 1.0 - level
 
-    def cell(v: dict) -> str:
+    def cell(v: dict, mark: bool) -> str:
         text = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
-        if v.get("p_holm") is not None and v["p_holm"] < alpha:
+        if mark and significant(v, alpha):
             text += " *"
         if v["ci95"]:
             text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
@@ -258,19 +269,35 @@ def attribution_tables(report: dict):
     tables = []
     for g in report["games"]:
         warn = seed_warning(report)
+        head = g.get("headline") or headline_metric(g["metrics"])
         t = Table(
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
-            caption=f"value, then its {level:.0%} interval; * = above zero after Holm correction (p < {alpha:.2g})"
-            + (f"\nWARNING: {warn}" if warn else ""),
+            caption=(f"value, then its {level:.0%} interval; headline metric: {head}, * = above zero after Holm "
+                     f"correction across players (p < {alpha:.2g}); the other metrics are sensitivity analysis "
+                     "(no significance claimed)") + (f"\nWARNING: {warn}" if warn else ""),
         )
-        metrics, players = list(g["metrics"]), list(g["players"])
+        metrics = [head] + [m for m in g["metrics"] if m != head] if head in g["metrics"] else list(g["metrics"])
+        players = list(g["players"])
+        label = {m: (f"{m} (headline)" if m == head else f"{m} (sensitivity)") for m in metrics}
         metrics_down = len(players) <= len(metrics)
         rows, cols = (metrics, players) if metrics_down else (players, metrics)
         t.add_column("metric" if metrics_down else "player", overflow="fold")
         for c in cols:
-            t.add_column(c, justify="right", overflow="fold")
+            t.add_column(label[c] if not metrics_down else c, justify="right", overflow="fold")
         for r in rows:
-            t.add_row(r, *(cell(g["metrics"][r]["shapley"][c] if metrics_down else g["metrics"][c]["shapley"][r])
-                           for c in cols))
+            t.add_row(label[r] if metrics_down else r,
+                      *(cell(g["metrics"][r]["shapley"][c], r == head) if metrics_down
+                        else cell(g["metrics"][c]["shapley"][r], c == head) for c in cols))
         tables.append(t)
+        per_work = g.get("per_work") or {}
+        if per_work:
+            pw = Table(title=f"Per-work attribution under {head} — base {g['base']}",
+                       caption="each work's own game: its prompts against its references; * as above")
+            pw.add_column("player", overflow="fold")
+            for w in per_work:
+                pw.add_column(f"work {w}", justify="right", overflow="fold")
+            for p in players:
+                pw.add_row(p, *(cell(per_work[w][head]["shapley"][p], True) if head in per_work[w] else "n/a"
+                                for w in per_work))
+            tables.append(pw)
     return tables

@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 from ..cache import ImageCache
 from . import plots
+from .headline import headline_metric, per_work_sentences, significant
 
 MAX_COALITION_ROWS = 64  # rows of the generated-image grid
 MAX_ITEM_COLUMNS = 12  # columns (prompt x seed) of the grid
@@ -148,8 +149,9 @@ def metric_label(metric: str) -> str:
     return "fusion (mean z-score over the metrics)" if metric == "fusion" else metric
 
 
-def summary_sentences(report: dict, game: dict) -> dict[str, list[str]]:
-    """Plain-language sentences (unescaped text) per player, one per metric."""
+def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Plain-language sentences (unescaped text) per player, one per metric. ``tested``: the metrics
+    whose significance may be claimed (default: all); the others' sentences state no test result."""
     settings = report.get("settings") or {}
     level = settings.get("confidence", 0.95)
     alpha = 1.0 - level
@@ -173,7 +175,11 @@ def summary_sentences(report: dict, game: dict) -> dict[str, list[str]]:
                 s_txt = _pct(share.get("share"))
                 if _finite(share.get("low")) and _finite(share.get("high")):
                     s_txt += f" [{share['low']:.0f}–{share['high']:.0f}%]"
-                if ph is None:
+                if tested is not None and m not in tested:
+                    sentences.append(
+                        f"{who} raises similarity to {works} {under} ({sv}; {s_txt} of the increase); sensitivity "
+                        "analysis: no significance is claimed under this metric.")
+                elif ph is None:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
                         f"{under} ({sv}); not tested for significance (no replicates over seeds).")
@@ -263,32 +269,37 @@ def _map_figure(m: dict) -> str:
 def section_summary(report: dict, game: dict) -> str:
     level = (report.get("settings") or {}).get("confidence", 0.95)
     alpha = 1.0 - level
-    sig: dict[str, list[str]] = {}
-    for m, sec in game["metrics"].items():
-        for p, e in sec["shapley"].items():
-            if _finite(e.get("p_holm")) and e["p_holm"] < alpha and _finite(e.get("value")) and e["value"] > 0:
-                sig.setdefault(p, []).append(m)
+    metrics = list(game["metrics"])
+    head_metric = game.get("headline") or headline_metric(metrics)
+    # significance is claimed under the headline metric only; every other metric is sensitivity analysis
+    sec = game["metrics"].get(head_metric) or {}
+    sig = [p for p, e in (sec.get("shapley") or {}).items() if significant(e, alpha)]
     head = (
-        "<p><b>Raises similarity significantly</b> (Holm-corrected p &lt; " + esc(f"{alpha:.2g}") + ") under at least one metric: "
-        + (", ".join(f"{esc(player_label(game, p))} ({esc(', '.join(ms))})" for p, ms in sig.items()) or "no component")
-        + ".</p>"
+        f"<p><b>Raises similarity significantly</b> under the headline metric {esc(metric_label(head_metric or ''))} "
+        "(Holm-corrected across components, p &lt; " + esc(f"{alpha:.2g}") + "): "
+        + (", ".join(esc(player_label(game, p)) for p in sig) or "no component")
+        + ". <span class=\"muted\">The other metrics are sensitivity analysis: they are shown, without significance "
+        "claims.</span></p>"
     )
     items = []
-    metrics = list(game["metrics"])
-    # headline: the fusion when there is one (it combines the metrics), else the first metric;
-    # every metric's sentence stays one click away
-    headline = metrics.index("fusion") if "fusion" in metrics else 0
-    for p, sentences in summary_sentences(report, game).items():
-        tally = _metric_tally(game, p, alpha)
+    headline = metrics.index(head_metric) if head_metric in metrics else 0
+    for p, sentences in summary_sentences(report, game, tested={head_metric}).items():
+        tally = _metric_tally(game, p, head_metric)
         details = ""
         if len(sentences) > 1:
-            details = (f"<details><summary>every metric ({len(sentences)})</summary><ul>"
-                       + "".join(f"<li>{esc(x)}</li>" for x in sentences) + "</ul></details>")
+            others = [x for i, x in enumerate(sentences) if i != headline]
+            details = (f"<details><summary>sensitivity analysis: the other metrics ({len(others)}), "
+                       "no significance claimed</summary><ul>"
+                       + "".join(f"<li>{esc(x)}</li>" for x in others) + "</ul></details>")
         label, text = player_label(game, p), sentences[headline]
         lead = (f"<b>{esc(label)}</b>{esc(text[len(label):])}" if text.startswith(label)
                 else f"<b>{esc(label)}</b>: {esc(text)}")
         items.append(f"<li>{lead}"
                      + (f" <span class=\"muted\">{esc(tally)}</span>" if tally else "") + details + "</li>")
+    per_work = per_work_sentences(report, game)
+    if per_work:
+        items.append("<li><b>Per work</b> (each work's own attribution, beside the combined one above):<ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in per_work) + "</ul></li>")
     explain = (
         "<p class=\"muted\">Shapley value: the average change in similarity to the works when the component joins the "
         "pipeline, over all orders in which components can be added (higher = more copying caused). Share: the component's "
@@ -311,17 +322,15 @@ def _seed_warning_html(report: dict) -> str:
     return f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else ""
 
 
-def _metric_tally(game: dict, player: str, alpha: float) -> str:
-    """'Across the 8 metrics: raises similarity under 8 (significantly under 8), lowers it under 0.'"""
-    vals = [(sec["shapley"].get(player) or {}) for m, sec in game["metrics"].items() if m != "fusion"]
+def _metric_tally(game: dict, player: str, head_metric: str | None) -> str:
+    """'Sensitivity analysis, the 7 other metrics: raises similarity under 6, lowers it under 1.'"""
+    vals = [(sec["shapley"].get(player) or {}) for m, sec in game["metrics"].items() if m not in ("fusion", head_metric)]
     vals = [e for e in vals if _finite(e.get("value"))]
     if len(vals) < 2:
         return ""
     up = [e for e in vals if e["value"] > 0]
-    sig = [e for e in up if _finite(e.get("p_holm")) and e["p_holm"] < alpha]
     down = [e for e in vals if e["value"] < 0]
-    return (f"Across the {len(vals)} metrics: raises similarity under {len(up)} (significantly under {len(sig)}), "
-            f"lowers it under {len(down)}.")
+    return f"Sensitivity analysis, the {len(vals)} other metrics: raises similarity under {len(up)}, lowers it under {len(down)}."
 
 
 def _min_p_note(report: dict) -> str:
@@ -340,8 +349,10 @@ def section_attribution(report: dict, game: dict) -> str:
     if metrics and players:
         svg = plots.shapley_bars_svg(players, metrics, level)
         out.append(f'<p><img src="{plots.data_uri(svg)}" alt="Shapley values per metric"></p>')
+    head = game.get("headline") or headline_metric(game["metrics"])
     rows = []
     for m, sec in game["metrics"].items():
+        role = "headline" if m == head else "sensitivity"
         for p in players:
             e = sec["shapley"].get(p) or {}
             ci = e.get("ci95") or [None, None]
@@ -349,12 +360,29 @@ def section_attribution(report: dict, game: dict) -> str:
             share = _pct(sh.get("share"))
             if _finite(sh.get("low")) and _finite(sh.get("high")):
                 share += f" [{sh['low']:.0f}–{sh['high']:.0f}]"
-            rows.append([td(m), td(p), td(num(e.get("value"), "+.4g"), True), td(f"[{num(ci[0])}, {num(ci[1])}]", True),
+            rows.append([td(m), td(role), td(p), td(num(e.get("value"), "+.4g"), True), td(f"[{num(ci[0])}, {num(ci[1])}]", True),
                          td(fmt_p(e.get("p_value")), True), td(fmt_p(e.get("p_holm")), True), td(share, True),
                          td(num((sec.get("loo") or {}).get(p), "+.3g"), True),
                          td(num((sec.get("banzhaf") or {}).get(p), "+.3g"), True)])
-    out.append(_table(["metric", "player", "Shapley", f"{round(level * 100)}% interval", "p", "p (Holm)", "share %",
+    out.append(f"<p class=\"muted\">Significance is claimed for the headline metric ({esc(head)}) only; the rows of "
+               "the other metrics are sensitivity analysis (their p-values are not corrected across metrics).</p>")
+    out.append(_table(["metric", "role", "player", "Shapley", f"{round(level * 100)}% interval", "p", "p (Holm)", "share %",
                        "leave-one-out", "Banzhaf"], rows))
+    per_work = game.get("per_work") or {}
+    if per_work:
+        alpha = 1.0 - level
+        prow = []
+        for p in players:
+            cells = [td(p)]
+            for w in per_work:
+                e = ((per_work[w].get(head) or {}).get("shapley") or {}).get(p) or {}
+                ci = e.get("ci95") or [None, None]
+                mark = " *" if significant(e, alpha) else ""
+                cells.append(td(f"{num(e.get('value'), '+.4g')}{mark} [{num(ci[0])}, {num(ci[1])}]", True))
+            prow.append(cells)
+        out.append(f"<h4>Per-work attribution ({esc(head)})</h4><p class=\"muted\">Each work's own game: the images "
+                   "of its prompts against its references only. * = above zero, Holm-corrected across players.</p>"
+                   + _table(["player"] + [f"work {w}" for w in per_work], prow))
     mrows = []
     for m, sec in game["metrics"].items():
         est = sec.get("estimator") or {}

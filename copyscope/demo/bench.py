@@ -1,0 +1,198 @@
+"""``copyscope demo bench``: the validity benchmark (issue 15). Does each metric name the planted culprit?
+
+Every scenario of :mod:`copyscope.demo.scenarios` is written as an ordinary zoo file and audited
+with the audit's public functions (``prepare_audit`` / ``run_audit``), so the benchmark measures
+exactly what a user gets, and picks up changes to metrics and statistics without edits here. All
+scenarios share one image cache: a coalition generated for one scenario is reused by every other
+scenario that contains it.
+
+Per metric it reports, over scenarios:
+
+* ``planted_first``: every plant has a larger Shapley value than every other player;
+* ``plant_significant``: every plant is above zero (Holm-corrected across players, alpha 0.05);
+* ``decoy_significant``: some decoy is called above zero (family-wise: any decoy of the scenario);
+* ``own_work`` (two-work scenarios): in each work's own attribution, that work's plant ranks first;
+* ``coverage``: the fraction of 95% intervals (all players) that contain the true value, on the
+  scenarios whose true values are measured with 32 other seeds (``truth_scenarios``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from ..cache import atomic_write_text
+from ..errors import CopyscopeError
+from .scenarios import Scenario, scenarios, truth_scenarios
+
+ALPHA = 0.05
+AUDIT_SEEDS = 8  # seeds 0..7, as the shipped model_zoo.yaml
+TRUTH_SEEDS = list(range(1000, 1032))  # disjoint from the audit seeds
+
+
+def candidate_metrics() -> list[str]:
+    """Every registered metric available on this machine (the benchmark judges all of them)."""
+    from ..metrics import list_metrics
+
+    return [r["name"] for r in list_metrics() if r["available"]]
+
+
+def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], *, seeds, gt: dict,
+                 bootstrap: int = 500) -> dict:
+    """The zoo file (as a dict) auditing scenario ``s`` the way the shipped model_zoo.yaml audits the demo."""
+    zoo = {
+        "name": s.name.replace(":", "_"),
+        "cache": str(cache.resolve()),
+        "bases": [{"name": "tiny-sd", "model": str((demo_zoo / "base").resolve())}],
+        "controlnets": ([{
+            "name": "depth", "model": str((demo_zoo / "controlnet-depth").resolve()), "conditioning_scale": 1.0,
+            "conditioning": {"per_work": {w: str((pool / "control" / f"{w}_depth.png").resolve()) for w in s.works}},
+        }] if s.controlnet else []),
+        "loras": [{"name": n, "model": str((pool / "loras" / f"{n}.safetensors").resolve()),
+                   "weight": float(s.weights.get(n, 1.0))} for n in s.loras],
+        "references": [{"name": w, "paths": [str((pool / "references" / w).resolve())]} for w in s.works],
+        "prompts": [{"name": f"{w}-neutral", "text": gt["prompt"], "negative": "", "work": w} for w in s.works],
+        "generation": {"resolution": int(gt["resolution"]), "steps": 20, "guidance": 5.0, "scheduler": "ddim",
+                       "seeds": seeds, "batch_size": 8, "dtype": "float32", "device": "auto"},
+        "metrics": metrics,
+        "estimator": {"method": "exact", "bootstrap": bootstrap},
+    }
+    return zoo
+
+
+def _audit(zoo: dict, folder: Path) -> dict:
+    from ..audit import run_audit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "zoo.yaml"
+    atomic_write_text(path, yaml.safe_dump(zoo, sort_keys=False))
+    return run_audit(path, folder)
+
+
+def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
+    """Per metric: the verdicts of one scenario's report (see the module docstring)."""
+    game = report["games"][0]
+    plants = set(s.plants)
+    decoys = set(s.decoys)
+    out = {}
+    for metric, sec in game["metrics"].items():
+        sh = sec["shapley"]
+        vals = {p: v["value"] for p, v in sh.items()}
+        if any(v is None for v in vals.values()):
+            continue
+        others = [p for p in vals if p not in plants]
+        first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
+        sig = lambda p: sh[p]["p_holm"] is not None and sh[p]["p_holm"] < ALPHA
+        row = {
+            "values": vals,
+            "planted_first": bool(first),
+            "plant_significant": all(sig(p) for p in plants),
+            "decoy_significant": any(sig(d) for d in decoys),
+        }
+        per_work = game.get("per_work") or {}
+        if len(s.works) > 1 and per_work:
+            ok = True
+            for p, w in s.plants.items():
+                wsh = ((per_work.get(w) or {}).get(metric) or {}).get("shapley")
+                if not wsh:
+                    ok = None
+                    break
+                ok = ok and all(wsh[p]["value"] > wsh[o]["value"] for o in wsh if o != p)
+            row["own_work"] = ok
+        if truth is not None and metric in truth:
+            hits = [sh[p]["ci95"][0] <= truth[metric][p] <= sh[p]["ci95"][1] for p in sh if sh[p]["ci95"]]
+            row["covered"], row["intervals"] = int(sum(hits)), len(hits)
+        out[metric] = row
+    return out
+
+
+def summarise(results: list[dict]) -> dict[str, dict]:
+    """Per metric: counts over scenarios (k of n) for each verdict."""
+    metrics = sorted({m for r in results for m in r["verdicts"]})
+    table = {}
+    for m in metrics:
+        rows = [r["verdicts"][m] for r in results if m in r["verdicts"]]
+        entry = {"scenarios": len(rows)}
+        for key in ("planted_first", "plant_significant", "decoy_significant", "own_work"):
+            vals = [row[key] for row in rows if row.get(key) is not None]
+            entry[key] = [int(sum(vals)), len(vals)]
+        cov = [(row["covered"], row["intervals"]) for row in rows if "intervals" in row]
+        entry["coverage"] = [int(sum(c for c, _ in cov)), int(sum(n for _, n in cov))]
+        table[m] = entry
+    return table
+
+
+def _rate(kn) -> str:
+    k, n = kn
+    return "n/a" if n == 0 else f"{k}/{n} ({100.0 * k / n:.0f}%)"
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    """The per-metric table as Markdown (also what the terminal shows)."""
+    head = ("| metric | planted first | plant significant | decoy significant (family-wise) | own work (two works) "
+            "| 95% interval coverage |\n|---|---|---|---|---|---|\n")
+    order = sorted(summary, key=lambda m: (-_frac(summary[m]["planted_first"]), _frac(summary[m]["decoy_significant"]), m))
+    return head + "".join(
+        f"| {m} | {_rate(e['planted_first'])} | {_rate(e['plant_significant'])} | {_rate(e['decoy_significant'])} "
+        f"| {_rate(e['own_work'])} | {_rate(e['coverage'])} |\n" for m in order for e in [summary[m]])
+
+
+def _frac(kn) -> float:
+    return kn[0] / kn[1] if kn[1] else 0.0
+
+
+def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
+              lora_steps: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
+    under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
+    ``truth`` (default: on for the full set) measures true values with 32 other seeds."""
+    from .pool import train_pool
+
+    out, demo_zoo = Path(out), Path(demo_zoo)
+    t0 = time.time()
+    todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
+    if not todo:
+        raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
+    pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log)
+    gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
+    metrics = candidate_metrics()
+    cache = out / "cache"
+    truth_of: dict[str, dict] = {}
+    if truth if truth is not None else subset == "full":
+        for s in truth_scenarios(todo):
+            t = time.time()
+            zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=TRUTH_SEEDS, gt=gt, bootstrap=0)
+            rep = _audit(zoo, out / "truth" / s.name.replace(":", "_"))
+            truth_of[s.name] = {m: {p: v["value"] for p, v in sec["shapley"].items()}
+                                for m, sec in rep["games"][0]["metrics"].items()}
+            log(f"truth {s.name}: {time.time() - t:.0f}s")
+    results = []
+    for i, s in enumerate(todo):
+        t = time.time()
+        zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=AUDIT_SEEDS, gt=gt)
+        rep = _audit(zoo, out / "scenarios" / s.name.replace(":", "_"))
+        verdicts = judge(s, rep, truth_of.get(s.name))
+        results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
+                        "decoys": list(s.decoys), "controlnet": s.controlnet, "weights": s.weights,
+                        "generated": rep["generation"]["generated"], "verdicts": verdicts})
+        log(f"[{i + 1}/{len(todo)}] {s.name}: {rep['generation']['generated']} images generated, "
+            f"{time.time() - t:.0f}s")
+    summary = summarise(results)
+    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None, "truth": bool(truth_of), "seed": seed, "alpha": ALPHA,
+           "metrics": metrics, "scenarios": len(todo), "wall_seconds": round(time.time() - t0, 1),
+           "summary": summary, "results": results}
+    atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(out / "table.md", format_table(summary))
+    return doc
+
+
+def check_demo_zoo(path: Path) -> Path:
+    if not (Path(path) / "ground_truth.json").is_file():
+        raise CopyscopeError(f"{path}: not a demo zoo (no ground_truth.json); build one with "
+                             "`copyscope demo build --out DIR` and pass --zoo DIR")
+    return Path(path)

@@ -1,0 +1,99 @@
+"""Train (once, cached on disk) the validity benchmark's LoRA pool on the demo zoo's base.
+
+Layout under ``<out>/pool``: ``loras/<name>.safetensors``, ``references/<work>/*.png`` (as
+``demo build`` writes them), ``control/<work>_depth.png`` (pseudo-depth), ``pool.json`` (what each
+LoRA was trained on, its seed and steps; a LoRA whose entry matches is not trained again).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..cache import atomic_write_text, file_sha256
+from ..errors import CopyscopeError
+from .scenarios import POOL, WORKS, PoolLora, transformed_pixels
+
+POOL_FORMAT = "copyscope-validity-pool/1"
+
+
+def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path) -> dict:
+    e = {"images": list(p.images), "copies": p.copies, "transform": p.transform}
+    if p.shipped:
+        e["shipped"] = p.shipped
+        e["sha256"] = file_sha256(demo_zoo / "loras" / p.shipped)
+    else:
+        e.update(seed=seed + 201 + p.seed_offset, steps=steps, prompt=prompt)
+    return e
+
+
+def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, only=None,
+               log: Callable[[str], None] = print) -> Path:
+    """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
+
+    ``only``: the names of the LoRAs needed (default: the whole pool)."""
+    import torch
+
+    from . import build, tiny
+
+    demo_zoo = Path(demo_zoo)
+    gt_file = demo_zoo / "ground_truth.json"
+    if not gt_file.is_file():
+        raise CopyscopeError(f"{demo_zoo}: no ground_truth.json; pass --zoo a folder written by `copyscope demo build`")
+    gt = json.loads(gt_file.read_text(encoding="utf-8"))
+    resolution, prompt = int(gt["resolution"]), gt["prompt"]
+    steps = int(steps or gt["steps"]["lora"])
+    pool_dir = Path(out) / "pool"
+    manifest_file = pool_dir / "pool.json"
+    old = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
+    manifest = {"format": POOL_FORMAT, "demo_zoo": str(demo_zoo.resolve()), "resolution": resolution,
+                "prompt": prompt, "loras": dict(old.get("loras", {}))}
+    # references and conditioning images, exactly as `demo build` writes them for a reference work
+    full = {w: build.center_square(build.load_skimage(w)) for w in WORKS}
+    size = min(build.HYPER["reference_png_size"], min(a.shape[0] for a in full.values()))
+    build.write_reference_views(pool_dir, full, size, build.HYPER["reference_views"], seed)
+    for w, a in full.items():
+        build.save_png(build.pseudo_depth(build._resize(a, resolution)), pool_dir / "control" / f"{w}_depth.png")
+
+    pipe = None
+    for p in POOL:
+        target = pool_dir / "loras" / f"{p.name}.safetensors"
+        if only is not None and p.name not in only:
+            continue
+        entry = _entry(p, seed, steps, prompt, demo_zoo)
+        if target.is_file() and old.get("loras", {}).get(p.name, {}).get("spec") == entry:
+            continue
+        if p.shipped:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(demo_zoo / "loras" / p.shipped, target)
+        else:
+            if pipe is None:
+                from diffusers import StableDiffusionPipeline
+
+                pipe = StableDiffusionPipeline.from_pretrained(str(demo_zoo / "base"), safety_checker=None,
+                                                               requires_safety_checker=False)
+                pipe.set_progress_bar_config(disable=True)
+            t = time.time()
+            rng = np.random.default_rng(entry["seed"])
+            pix = np.concatenate([
+                build.random_crops(build.center_square(transformed_pixels(build.load_skimage(x), p.transform)),
+                                   build.FULL_POOL["lora_per_image"], resolution, rng,
+                                   scale=build.HYPER["lora_crop_scale"], flip=False)
+                for x in p.images
+            ])
+            m, s = build.encode_latents(pipe.vae, pix)
+            lat = build._Latents(m, s, pipe.vae.config.scaling_factor)
+            torch.manual_seed(entry["seed"])
+            unet = build.train_lora(pipe, lat, prompt, steps, entry["seed"], log, p.name)
+            tiny.save_lora_file(target, unet, None, "lora")
+            del unet
+            log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {time.time() - t:.0f}s")
+        manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(target)}
+        atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
+    return pool_dir

@@ -1,0 +1,59 @@
+"""Say only what holds: one headline metric carries the significance claims; the rest is sensitivity analysis.
+
+The headline is chosen by the validity benchmark (``copyscope demo bench``, README "Validity
+benchmark"): the first metric of ``HEADLINE_PREFERENCE`` that the audit computed. Its Shapley values
+are tested (one-sided bootstrap test, Holm-corrected across players) and only they are marked
+significant in the terminal table, the summary and the HTML report. Every other metric is shown as
+sensitivity analysis: values and intervals, no significance mark (so no correction across metrics is
+needed: nothing is flagged).
+"""
+
+from __future__ import annotations
+
+import math
+
+# In order of preference; see the benchmark table in README.md ("Validity benchmark").
+HEADLINE_PREFERENCE = ("ssim", "cosine", "fusion")
+
+HEADLINE_NOTE = ("significance is claimed for the headline metric only (its one-sided test, Holm-corrected "
+                 "across players); the other metrics are sensitivity analysis, shown without significance marks")
+
+
+def headline_metric(metrics) -> str | None:
+    """The headline among the metric names an audit computed (the first computed one if none is preferred)."""
+    names = list(metrics)
+    for m in HEADLINE_PREFERENCE:
+        if m in names:
+            return m
+    return names[0] if names else None
+
+
+def significant(entry: dict, alpha: float) -> bool:
+    """A Shapley entry (value, p_holm) is significantly above zero."""
+    p, v = entry.get("p_holm"), entry.get("value")
+    ok = lambda x: x is not None and not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
+    return ok(p) and ok(v) and p < alpha and v > 0
+
+
+def per_work_sentences(report: dict, game: dict) -> list[str]:
+    """One sentence per work: which component copies it most, under the headline metric."""
+    alpha = 1.0 - (report.get("settings") or {}).get("confidence", 0.95)
+    out = []
+    for work, metrics in (game.get("per_work") or {}).items():
+        m = game.get("headline") or headline_metric(metrics)
+        sec = metrics.get(m)
+        if not sec:
+            continue
+        sh = sec["shapley"]
+        ranked = sorted((p for p in sh if sh[p]["value"] is not None), key=lambda p: -sh[p]["value"])
+        if not ranked:
+            continue
+        top = ranked[0]
+        sig = [p for p in ranked if significant(sh[p], alpha)]
+        if sig:
+            who = ", ".join(f"{p} ({sh[p]['value']:+.3g})" for p in sig)
+            out.append(f"Work '{work}': copied significantly by {who} under {m}; largest contribution: {top}.")
+        else:
+            out.append(f"Work '{work}': no component raises similarity to it significantly under {m}; "
+                       f"largest contribution: {top} ({sh[top]['value']:+.3g}).")
+    return out

@@ -1,0 +1,158 @@
+"""The validity benchmark's --quick subset (issue 15): planted scenarios on the shipped demo zoo's LoRAs.
+
+Runs `copyscope demo bench --quick` through the CLI (6 scenarios: the astronaut's plant at weight 1 and 0.5,
+with and without the ControlNet, and the coffee and rocket LoRAs as plants of their own works; 24 distinct
+coalitions x 8 seeds) and checks that the headline metric
+recovers the plant in every scenario and never calls a decoy significant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from copyscope.cli import app  # noqa: E402
+from copyscope.demo.scenarios import POOL, WORKS, scenarios, transformed_pixels  # noqa: E402
+from copyscope.report.headline import headline_metric  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("bench") / "validity"
+    res = CliRunner().invoke(app, ["demo", "bench", "--quick", "--out", str(out), "--zoo", str(ROOT / "demo_zoo")])
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "results.json").read_text()), res.output, out
+
+
+def test_headline_recovers_the_plant(quick_bench):
+    doc, output, _ = quick_bench
+    assert doc["scenarios"] == len(scenarios("quick")) == 6
+    head = headline_metric(doc["metrics"])
+    s = doc["summary"][head]
+    n = s["scenarios"]
+    assert n == 6
+    assert s["planted_first"] == [n, n], s
+    assert s["plant_significant"] == [n, n], s
+    assert s["decoy_significant"] == [0, n], s
+    # the printed table has a row per metric judged
+    for m in doc["summary"]:
+        assert f"| {m} |" in output
+
+
+def test_scenarios_share_cached_images(quick_bench):
+    doc, _, out = quick_bench
+    gen = {r["scenario"]: r["generated"] for r in doc["results"]}
+    # without the ControlNet every coalition is one the ControlNet scenario already generated
+    assert gen["plain:astronaut:coffee+rocket:nocn"] == 0
+    assert gen["half-weight:astronaut:coffee+rocket:nocn"] == 0
+    # other works audited on the same LoRAs: their images were generated for the astronaut's scenarios
+    assert gen["plain:coffee:astronaut+rocket:nocn"] == gen["plain:rocket:astronaut+coffee:nocn"] == 0
+    assert gen["plain:astronaut:coffee+rocket:cn"] == 16 * 8
+    assert gen["half-weight:astronaut:coffee+rocket:cn"] == 8 * 8  # only coalitions with the half-weight plant
+    assert (out / "table.md").read_text().startswith("| metric |")
+
+
+def test_bench_refuses_a_folder_that_is_not_a_demo_zoo(tmp_path):
+    res = CliRunner().invoke(app, ["demo", "bench", "--quick", "--out", str(tmp_path / "o"), "--zoo", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not a demo zoo" in res.output
+
+
+def test_full_scenario_set_is_what_the_issue_asks():
+    full = scenarios("full")
+    assert scenarios("no-controlnet") == [s for s in full if not s.controlnet]
+    assert len(full) >= 24
+    kinds = {s.kind for s in full}
+    assert {"plain", "half-weight", "transformed", "plus-three", "two-copiers", "palette-decoy", "two-works"} <= kinds
+    for s in full:
+        assert 2 <= len(s.decoys) <= 3 and s.plants
+        assert not set(s.plants) & set(s.decoys)
+        for d in s.decoys:  # a decoy never memorised an audited work
+            assert not {x for x in next(p for p in POOL if p.name == d).images} & set(s.works)
+        assert set(s.works) <= set(WORKS)
+    assert {s.controlnet for s in full} == {True, False}
+    two = [s for s in full if s.kind == "two-works"]
+    assert two and all(len(set(s.plants.values())) == 2 for s in two)
+
+
+def test_transforms_change_the_image_but_keep_the_palette():
+    import numpy as np
+
+    from copyscope.demo.build import center_square, load_skimage
+
+    a = center_square(load_skimage("astronaut"))
+    t = transformed_pixels(a, "flip_crop_colour")
+    assert t.shape[0] < a.shape[0] and t.dtype == np.float32 and 0 <= t.min() and t.max() <= 1
+    cat = load_skimage("chelsea")
+    pal = transformed_pixels(cat, "palette_of:astronaut")
+    # the cat's per-channel means move to the astronaut's
+    assert np.abs(pal.mean((0, 1)) - a.mean((0, 1))).max() < np.abs(cat.mean((0, 1)) - a.mean((0, 1))).max() / 3
+
+
+def test_judge_and_summary_count_what_they_claim():
+    """The verdicts on a hand-made report: plant first and significant, a decoy falsely significant under
+    one metric, own-work attribution, and interval coverage against known true values."""
+    from copyscope.demo.bench import format_table, judge, summarise
+    from copyscope.demo.scenarios import Scenario
+
+    def e(v, p, lo, hi):
+        return {"value": v, "p_holm": p, "ci95": [lo, hi]}
+
+    s = Scenario("two", ("a", "b"), {"pa": "a", "pb": "b"}, ("d1", "d2"), True)
+    report = {"games": [{
+        "metrics": {
+            "good": {"shapley": {"depth": e(0.1, 0.01, 0.05, 0.15), "pa": e(0.5, 0.001, 0.4, 0.6),
+                                 "pb": e(0.4, 0.002, 0.3, 0.5), "d1": e(0.0, 0.5, -0.1, 0.1),
+                                 "d2": e(-0.1, 0.9, -0.2, 0.0)}},
+            "bad": {"shapley": {"depth": e(0.6, 0.001, 0.5, 0.7), "pa": e(0.5, 0.001, 0.4, 0.6),
+                                "pb": e(0.1, 0.2, -0.1, 0.3), "d1": e(0.2, 0.01, 0.1, 0.3),
+                                "d2": e(-0.1, 0.9, -0.2, 0.0)}},
+        },
+        "per_work": {
+            "a": {"good": {"shapley": {"depth": e(0, 1, 0, 0), "pa": e(0.9, 0, 0, 1), "pb": e(0.1, 1, 0, 1),
+                                       "d1": e(0, 1, 0, 0), "d2": e(0, 1, 0, 0)}}},
+            "b": {"good": {"shapley": {"depth": e(0, 1, 0, 0), "pa": e(0.9, 0, 0, 1), "pb": e(0.2, 1, 0, 1),
+                                       "d1": e(0, 1, 0, 0), "d2": e(0, 1, 0, 0)}}},
+        },
+    }]}
+    truth = {"good": {"depth": 0.1, "pa": 0.45, "pb": 0.9, "d1": 0.0, "d2": -0.1}}
+    v = judge(s, report, truth)
+    assert v["good"]["planted_first"] and v["good"]["plant_significant"] and not v["good"]["decoy_significant"]
+    assert v["good"]["own_work"] is False  # work b's own attribution puts pa first
+    assert (v["good"]["covered"], v["good"]["intervals"]) == (4, 5)  # pb's interval misses 0.9
+    assert not v["bad"]["planted_first"] and not v["bad"]["plant_significant"] and v["bad"]["decoy_significant"]
+    assert v["bad"]["own_work"] is None and "intervals" not in v["bad"]  # no per-work or truth for it
+    summary = summarise([{"verdicts": v}, {"verdicts": v}])
+    assert summary["good"]["planted_first"] == [2, 2] and summary["bad"]["decoy_significant"] == [2, 2]
+    assert summary["good"]["coverage"] == [8, 10] and summary["bad"]["coverage"] == [0, 0]
+    table = format_table(summary)
+    assert table.index("| good |") < table.index("| bad |") and "n/a" in table
+
+
+def test_defaults_and_headline_follow_the_committed_benchmark():
+    """The shipped choices follow the committed benchmark numbers (bench/validity_results.json, written by
+    `copyscope demo bench`): no default metric calls a decoy significant in more than 5% of the scenarios,
+    and the headline metric meets the issue's bar (plant first >= 95%, plant significant >= 90%, no decoy
+    significant)."""
+    from copyscope.metrics import DEFAULT_METRICS
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
+    doc = json.loads((ROOT / "bench" / "validity_results.json").read_text())
+    summary = doc["summary"]
+    judged = [m for m in DEFAULT_METRICS if m in summary]
+    assert judged, "the committed benchmark judged no default metric"
+    for m in judged:
+        k, n = summary[m]["decoy_significant"]
+        assert k <= 0.05 * n, (m, summary[m])
+    head = next(m for m in HEADLINE_PREFERENCE if m in summary)
+    s = summary[head]
+    (f, n), (sig, _), (dec, _) = s["planted_first"], s["plant_significant"], s["decoy_significant"]
+    assert f >= 0.95 * n and sig >= 0.90 * n and dec == 0, (head, s)
