@@ -3,7 +3,7 @@
 * docs/img/demo_grid.png: the reference images, then a few generations per coalition (the same
   seeds in every row), each row labelled with its coalition;
 * the attribution table (markdown) printed to stdout: Shapley value [95% interval] per metric and
-  player, bold where the Holm-corrected one-sided p < 0.05, and the planted LoRA's share in percent;
+  player, bold where the Holm-corrected one-sided p < 0.05 under the headline metric (only there), and the planted LoRA's share in percent;
 * the ablation table (markdown), when ``copyscope ablate`` has written ablation.json there.
 
     copyscope audit model_zoo.yaml && copyscope ablate model_zoo.yaml
@@ -32,14 +32,17 @@ def attribution_markdown(report: dict, focus: str = "planted") -> str:
     players = game["players"]
     lines = ["| metric | " + " | ".join(players) + f" | {focus}'s share [95% interval] |",
              "|---" * (len(players) + 2) + "|"]
-    for metric, sec in game["metrics"].items():
+    head = game.get("headline")
+    for metric, sec in sorted(game["metrics"].items(), key=lambda kv: kv[0] != head):  # headline first
         cells = []
         for p in players:
             v = sec["shapley"][p]
             c = f"{v['value']:+.3g} [{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
-            cells.append(f"**{c}**" if v["p_holm"] < 0.05 else c)
+            # significance is claimed for the headline metric only; the others are sensitivity analysis
+            cells.append(f"**{c}**" if metric == head and v["p_holm"] < 0.05 else c)
         share = sec["split_percent"][focus]
-        lines.append(f"| {metric} | " + " | ".join(cells)
+        label = f"{metric} (headline)" if metric == head else metric
+        lines.append(f"| {label} | " + " | ".join(cells)
                      + f" | {share['share']:.0f}% [{share['low']:.0f}-{share['high']:.0f}%] |")
     return "\n".join(lines)
 

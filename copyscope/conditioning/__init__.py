@@ -17,7 +17,6 @@ annotators by their processor id (``depth_midas``, ``lineart_realistic``, ``soft
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -270,14 +269,9 @@ def _intact(path: Path, key: str) -> bool:
 
 
 def _hub_offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-        return True
-    try:
-        from huggingface_hub import constants
+    from ..file_checks import offline  # lazily: file_checks imports config, which reads this package
 
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:
-        return False
+    return offline()
 
 
 def maps_for(zoo: "Zoo") -> ConditioningMaps:
