@@ -429,6 +429,7 @@ def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, mon
     assert np.allclose(load_image_rgb(d / "grey16.png"), 32768 / 65535, atol=1e-6)  # not clipped to white
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(False))
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # stub images must not reach another test
     data = zoo_data(tmp_path, assets)
     data["references"][0]["paths"] = [str(d)]
     zoo = tmp_path / "zoo.yaml"
@@ -445,6 +446,7 @@ def test_nan_and_black_images_are_flagged_not_silently_scored(assets, tmp_path, 
     from copyscope.engine import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(True))
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # stub images must not reach another test
     zoo = tmp_path / "zoo.yaml"
     zoo.write_text(_text(zoo_data(tmp_path, assets)))
     result = runner.invoke(app, ["audit", str(zoo)])
