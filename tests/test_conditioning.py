@@ -233,7 +233,7 @@ def test_audit_with_a_depth_map_from_the_work(tmp_path, tiny_models, tiny_dpt, o
     game = report["games"][0]
     for coalition, keys in game["images"].items():
         for k in keys:
-            fields = json.loads((out / "cache" / "images" / k[:2] / f"{k}.json").read_text())["fields"]
+            fields = json.loads((Path(report["cache_dir"]) / "images" / k[:2] / f"{k}.json").read_text())["fields"]
             cns = fields["controlnets"]
             assert ([c["map_key"] for c in cns] == [row["key"]]) == ("depth" in coalition.split("+")), coalition
     html = (out / "report.html").read_text()
