@@ -61,7 +61,7 @@ def test_family_audit_through_the_cli(family, family_zoos, tmp_path, one_torch_t
     assert report["generation"]["generated"] == 4 * 2
 
     # every image key carries the family (SD1.x keys stay as they were before families existed)
-    cache = ImageCache(tmp_path / "out" / "cache")
+    cache = ImageCache(report["cache_dir"])
     keys = game["images"]
     entry = json.loads(cache.path(keys["control+style"][0]).with_suffix(".json").read_text())
     fields = entry.get("fields", entry)

@@ -86,7 +86,7 @@ def _audit(zoo: Path) -> dict:
     result = runner.invoke(app, ["audit", str(zoo)])
     assert result.exit_code == 0, result.output
     report = json.loads((zoo.parent / "out" / "report.json").read_text())
-    cache = ImageCache(zoo.parent / "out" / "cache")
+    cache = ImageCache(report["cache_dir"])
     (game,) = report["games"]
     images = {c: np.stack([cache.load(k) for k in keys]) for c, keys in game["images"].items()}
     return {"report": report, "images": images, "keys": game["images"]}

@@ -49,8 +49,8 @@ def _audit(zoo: Path) -> dict:
     return json.loads((Path(yaml.safe_load(zoo.read_text())["output"]) / "report.json").read_text())
 
 
-def _images(tmp: Path, game: dict) -> dict:
-    cache = ImageCache(tmp / "out" / "cache")
+def _images(report: dict, game: dict) -> dict:
+    cache = ImageCache(report["cache_dir"])
     return {k: [cache.load(key) for key in keys] for k, keys in game["images"].items()}
 
 
@@ -61,12 +61,12 @@ def test_textual_inversion_player_puts_its_token_in_the_prompt(tiny_models, addo
     report = _audit(zoo)
     (game,) = report["games"]
     assert game["players"] == ["style"] and game["player_kinds"] == {"style": "textual_inversion"}
-    cache = ImageCache(tmp_path / "out" / "cache")
+    cache = ImageCache(report["cache_dir"])
     fields = json.loads(cache.path(game["images"]["style"][0]).with_suffix(".json").read_text())["fields"]
     assert fields["prompt"] == "a painting of a cat <style>" and fields["textual_inversions"][0]["token"] == "<style>"
     empty = json.loads(cache.path(game["images"][""][0]).with_suffix(".json").read_text())["fields"]
     assert empty["prompt"] == "a painting of a cat" and empty["textual_inversions"] == []
-    images = _images(tmp_path, game)
+    images = _images(report, game)
     for a, b in zip(images[""], images["style"]):
         assert np.abs(a - b).max() > 1 / 255  # the embedding changes the images
     assert _audit(zoo)["generation"]["generated"] == 0
@@ -78,7 +78,7 @@ def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_fil
     report = _audit(zoo)
     (game,) = report["games"]
     assert game["players"] == ["lora0", "ipa"]
-    images = _images(tmp_path, game)
+    images = _images(report, game)
     for without, with_ in (("", "ipa"), ("lora0", "lora0+ipa")):
         for a, b in zip(images[without], images[with_]):
             assert np.abs(a - b).max() > 1 / 255, f"{without!r} -> {with_!r} changed nothing"
@@ -86,8 +86,9 @@ def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_fil
     plain_dir = tmp_path / "plain"
     plain_dir.mkdir()
     plain = make_zoo_file(plain_dir, tiny_models, loras=1, controlnet=False)
-    plain_game = _audit(plain)["games"][0]
-    plain_images = _images(plain_dir, plain_game)
+    plain_report = _audit(plain)
+    plain_game = plain_report["games"][0]
+    plain_images = _images(plain_report, plain_game)
     for key in ("", "lora0"):
         for a, b in zip(images[key], plain_images[key]):
             np.testing.assert_array_equal(a, b)
