@@ -8,9 +8,13 @@ runs, with the file:line of the offending key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+
+# Numbers as in copyscope.config (which imports this module): no booleans, no NaN or infinity
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 DEFAULT_LABELS = ["Artwork", "Digital Artwork", "Artwork from the public domain"]
 """Casper et al.'s three 'default' labels: a generic style instead of a particular artist."""
@@ -42,7 +46,7 @@ class RecognisabilitySpec(_Strict):
     """
 
     method: Literal["zero_shot", "similarity", "none"] = "zero_shot"
-    threshold: float | None = None
+    threshold: Float | None = Field(None, ge=-1e6, le=1e6)
 
     @model_validator(mode="after")
     def _threshold(self):
@@ -86,13 +90,13 @@ class ImitationSpec(_Strict):
 
     artists: list[ImitationArtist] = Field(min_length=1)
     random_names: list[str] = Field([], description="random names for the baseline (same procedure)")
-    n_images: int = Field(10, ge=1, description="images per artist (seeds first_seed .. first_seed + n - 1)")
-    first_seed: int = Field(0, ge=0)
+    n_images: Int = Field(10, ge=1, le=100_000, description="images per artist (seeds first_seed .. first_seed + n - 1)")
+    first_seed: Int = Field(0, ge=0, le=2**63 - 100_001)
     template: str = "Artwork from {name}"
     default_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS))
     base: str | None = Field(None, description="base to test (default: the first base)")
     addons: list[str] = Field([], description="LoRAs / ControlNets switched on (default: none, the plain base)")
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: Float = Field(0.05, gt=0, lt=1)
 
     @field_validator("artists", mode="before")
     @classmethod

@@ -89,3 +89,16 @@ def test_yaml_is_loaded_safely(tmp_path):
     evil = MINIMAL.replace("name: t", "name: !!python/object/apply:os.system ['echo pwned']")
     with pytest.raises(CopyscopeError, match="malformed YAML"):
         load_zoo(write(tmp_path, evil))
+
+
+def test_analysis_spec_numbers_are_strict_and_bounded():
+    """Issue 19: the analyses' numbers follow the zoo's rules: no booleans, no NaN/inf, bounded counts."""
+    import pydantic
+
+    from copyscope.analysis_specs import ImitationSpec
+
+    ok = ImitationSpec(artists=[{"name": "x"}], n_images=3, alpha=0.1)
+    assert ok.n_images == 3
+    for bad in ({"n_images": True}, {"n_images": 10**9}, {"alpha": float("nan")}, {"first_seed": -1}):
+        with pytest.raises(pydantic.ValidationError):
+            ImitationSpec(artists=[{"name": "x"}], **bad)

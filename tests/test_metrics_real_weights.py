@@ -194,7 +194,7 @@ def test_sscd_defaults_to_the_full_model_without_pickle(copies):
     sim = m.similarity(m.features([a[0], a[1]]), m.features([b[0], b[1]]))
     assert sim[0, 0] > sim[0, 1] + 0.3 and sim[1, 1] > sim[1, 0] + 0.3, sim
     row = {r["name"]: r for r in list_metrics()}["sscd"]
-    assert row["available"] and row["default"]
+    assert row["available"] and not row["default"]  # not a default until the validity benchmark measures it
 
 
 def test_sscd_without_any_model_says_what_to_install(monkeypatch):

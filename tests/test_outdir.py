@@ -169,7 +169,7 @@ def test_cache_folder_not_writable_is_one_line(stubbed, zoo, tmp_path):
     (tmp_path / "cache-file").write_text("a file where the cache's parent should be\n")
     zoo.write_text(data)
     result = runner.invoke(app, ["audit", str(zoo)])
-    assert_one_line_error(result, r"cache-file/sub/\S+: cannot write \(Not a directory\); .*choose another cache folder")
+    assert_one_line_error(result, r"cache-file/sub(/\S+)?: cannot write \(Not a directory\); .*choose another cache folder")
 
 
 def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
