@@ -540,13 +540,18 @@ def ablation_plots(ablation: dict) -> dict[str, str]:
 
 
 def write_ablation(ablation: dict, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "ablation.json", json.dumps(ablation, indent=2))
-    atomic_write_text(out_dir / "ablation.csv", summary_csv(ablation))
-    atomic_write_text(out_dir / "ablation_seeds.csv", seeds_csv(ablation))
-    for name, svg in ablation_plots(ablation).items():
-        atomic_write_text(out_dir / name, svg)
+    """The ablation's files, staged and swapped in through the output folder's manifest like the
+    audit's (copyscope.outdir): never over a file copyscope did not write."""
+    from .outdir import OutputFolder, os_error_message
+
+    files = {"ablation.json": json.dumps(ablation, indent=2), "ablation.csv": summary_csv(ablation),
+             "ablation_seeds.csv": seeds_csv(ablation), **ablation_plots(ablation)}
+    try:
+        with OutputFolder(Path(out_dir)).run(list(files), "ablate") as stage:
+            for name, text in files.items():
+                atomic_write_text(stage / name, text)
+    except OSError as exc:
+        raise os_error_message(exc) from None
 
 
 def _fmt(x, spec: str = ".3g") -> str:
