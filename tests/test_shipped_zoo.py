@@ -46,7 +46,7 @@ def test_ground_truth_names_the_planted_lora():
     assert gt["components"]["loras"]["planted"]["trained_on"] == list(gt["references"])
 
 
-# Learned-feature metrics run on the demo with real weights (effnet always, sscd with the `sscd` extra) but do
+# Learned-feature metrics run on the demo with real weights (effnet; sscd when a zoo adds it with the `sscd` extra) but do
 # not see its memorisation: at 32 px the planted LoRA's images are too weak a copy for ImageNet / SSCD
 # features (README "## Metrics"). They are reported, not asserted to recover the plant.
 LEARNED = {"effnet", "fd_effnet", "kid_effnet", "sscd", "clip", "dinov2", "dreamsim", "fd_dinov2", "kid_dinov2",

@@ -112,7 +112,7 @@ FUSION_METRICS: list[str] = ["phash", "ssim", "rgb_ssim", "fd_pixels", "kid_pixe
 # cosine, histogram and dhash are not defaults: in the validity benchmark (bench/validity_results.json,
 # README "Validity benchmark") each called a decoy significant in more than 5% of the scenarios.
 # The learned metrics that run offline (effnet, fd_effnet, kid_effnet; sscd with its extra) are not defaults
-# either: the benchmark has not measured them, and on the 32 px demo they miss the plant (docs/metrics.md).
+# either: on the validity benchmark's quick set they rarely put the plant first at 32 px (docs/metrics.md).
 DEFAULT_METRICS: list[str] = [
     "phash", "ssim", "rgb_ssim",
     "clip", "dinov2", "dreamsim",
