@@ -495,21 +495,25 @@ class SSCDBackbone(_FileBackbone):
     def _embed(self, images):
         torch = _torch()
         model = self._load()
-        s = self.options["size"]
-        mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-        std = torch.tensor(IMAGENET_STD)[:, None, None]
         rows = []
-        bs = self.options["batch_size"]
         with torch.inference_mode():
-            for k in range(0, len(images), bs):
-                xs = [
-                    (_resize_tensor(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))), (s, s)) - mean)
-                    / std
-                    for im in images[k : k + bs]
-                ]
-                out = model(torch.stack(xs).to(self.device))
-                rows.append(out.float().reshape(len(xs), -1).cpu().numpy())
+            for x in imagenet_batches(images, self.options["size"], self.options["batch_size"], self.device):
+                rows.append(model(x).float().reshape(len(x), -1).cpu().numpy())
         return np.concatenate(rows)
+
+
+def imagenet_batches(images, size: int, batch_size: int, device):
+    """(H, W, 3) float images -> batches of (b, 3, size, size) tensors, resized and ImageNet-normalised
+    (the input of the TorchScript SSCD and EfficientNet-Lite0 backbones)."""
+    torch = _torch()
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    for k in range(0, len(images), batch_size):
+        xs = [
+            (_resize_tensor(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))), (size, size)) - mean) / std
+            for im in images[k : k + batch_size]
+        ]
+        yield torch.stack(xs).to(device)
 
 
 def _import_ok(*modules: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from copyscope.cache import file_sha256
 from copyscope.errors import MissingDependency
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, _import_ok, _resize_tensor, _torch
+from .backbones import Backbone, _import_ok, _torch, imagenet_batches
 from .base import Option
 
 MODEL_NAME = "efficientnet-lite0"
@@ -124,15 +124,8 @@ class EffNetBackbone(Backbone):
     def _embed(self, images):
         torch = _torch()
         model = self._load()
-        s = self.options["size"]
-        mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-        std = torch.tensor(IMAGENET_STD)[:, None, None]
         rows = []
-        bs = self.options["batch_size"]
         with torch.inference_mode():
-            for k in range(0, len(images), bs):
-                xs = [(_resize_tensor(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))), (s, s)) - mean)
-                      / std for im in images[k : k + bs]]
-                feats = model.extract_features(torch.stack(xs).to(self.device)).mean(dim=(2, 3))
-                rows.append(feats.float().cpu().numpy())
+            for x in imagenet_batches(images, self.options["size"], self.options["batch_size"], self.device):
+                rows.append(model.extract_features(x).mean(dim=(2, 3)).float().cpu().numpy())
         return np.concatenate(rows)
