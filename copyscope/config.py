@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from .errors import CopyscopeError
+from .shapley.registry import estimator_names
 from .analysis_specs import ImitationSpec, RewardSplitSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -280,7 +281,7 @@ class GenerationSpec(_Strict):
 
 
 class EstimatorSpec(_Strict):
-    method: Literal["auto", "exact", "permutation", "kernelshap", "oddshap"] = "auto"
+    method: Literal[estimator_names("shapley")] = "auto"  # the registry's names (copyscope/shapley/registry.py)
     budget: Int | None = Field(None, ge=2, le=MAX_BUDGET, description="distinct coalitions a sampled estimator may evaluate")
     intervals: Literal["jackknife", "bootstrap"] = Field(
         "jackknife",

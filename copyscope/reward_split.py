@@ -135,12 +135,9 @@ def recognisable_by_zero_shot(probs: np.ndarray, artist_cols: Sequence[int], thr
 def percent_split(contributions: np.ndarray) -> np.ndarray:
     """Column-wise ``100 * max(x, 0) / sum(max(x, 0))`` over recipients (rows); NaN in a column
     where no recipient contributes positively."""
-    x = np.asarray(contributions, dtype=float)
-    pos = np.maximum(x, 0.0)
-    tot = pos.sum(axis=0, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = 100.0 * pos / tot
-    return np.where(tot > 0, out, np.nan)
+    from .shapley.result import positive_shares  # lazy, like this module's other shapley imports
+
+    return positive_shares(contributions, none_positive=np.nan)
 
 
 def _interval(rep: np.ndarray, point: float, level: float) -> tuple[float | None, float | None]:

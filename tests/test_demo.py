@@ -133,8 +133,8 @@ def test_rejects_leaks(tmp_path):
         demo_build.build_demo_zoo(tmp_path, references=("mona",), quick=True, log=None)
 
 
-def test_exact_shapley():
-    from copyscope.demo.check import exact_shapley
+def test_brute_force_shapley_of_the_check():
+    from copyscope.shapley.synthetic import brute_force_shapley
 
     players = ["a", "b", "c"]
     import itertools
@@ -144,7 +144,7 @@ def test_exact_shapley():
         for s in itertools.combinations(players, k):
             s = frozenset(s)
             w[s] = 2.0 * ("a" in s) + 1.0 * ("b" in s) + (0.5 if {"b", "c"} <= s else 0.0)
-    phi = exact_shapley(players, w)
+    phi = brute_force_shapley(players, w.__getitem__)
     assert phi == pytest.approx({"a": 2.0, "b": 1.25, "c": 0.25})
 
 

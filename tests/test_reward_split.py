@@ -18,6 +18,7 @@ from copyscope.reward_split import (
     within_work_scores,
 )
 from copyscope.shapley import KernelShap
+from copyscope.shapley.synthetic import brute_force_shapley
 
 
 def coalitions(n):
@@ -48,15 +49,8 @@ def test_additive_game_split_is_exact():
 
 
 def brute_shapley(n, v):
-    phi = np.zeros(n)
-    orders = list(itertools.permutations(range(n)))
-    for order in orders:
-        S = [False] * n
-        for i in order:
-            before = v[tuple(S)]
-            S[i] = True
-            phi[i] += v[tuple(S)] - before
-    return phi / len(orders)
+    phi = brute_force_shapley(range(n), lambda s: v[tuple(i in s for i in range(n))])
+    return np.array([phi[i] for i in range(n)])
 
 
 def test_interacting_game_matches_definition():

@@ -27,6 +27,7 @@ from copyscope.shapley.synthetic import (
     airport_shapley,
     brute_force_banzhaf,
     brute_force_shapley,
+    game_worth,
     dividend_banzhaf,
     dividend_game,
     dividend_shapley,
@@ -93,7 +94,8 @@ def test_airport_game_littlechild_owen():
 def test_weighted_majority_against_brute_force(quota, weights):
     g = weighted_majority_game(quota, weights)
     sv = ExactShapley().estimate(g)
-    np.testing.assert_allclose(sv.values, brute_force_shapley(g), atol=TOL)
+    phi = brute_force_shapley(range(g.n_players), game_worth(g))
+    np.testing.assert_allclose(sv.values, [phi[i] for i in range(g.n_players)], atol=TOL)
     assert abs(efficiency_gap(sv, g)) < TOL
     bz = ExactBanzhaf().estimate(g)
     np.testing.assert_allclose(bz.values, brute_force_banzhaf(g), atol=TOL)
@@ -279,3 +281,84 @@ def test_level_and_adjustment_validation():
         e.p_adjusted("fdr-magic")
     assert Estimate(["a"], [1.0]).ci() is None
     assert np.isnan(Estimate(["a"], [1.0]).p_values()).all()
+
+
+# ---------------------------------------------------------------------------------- registry and plan
+from copyscope.shapley import ESTIMATORS, estimator_names, positive_shares  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+@pytest.mark.parametrize("n,budget", [(3, None), (3, 8), (6, 24), (9, 60)])
+def test_plan_is_exactly_what_estimate_evaluates(name, n, budget):
+    """Estimator.plan is the one answer to 'which coalitions?': estimate asks the game for the same
+    rows, in the same order, in one call, for every registered estimator."""
+    cls = ESTIMATORS[name]
+    if budget is None and cls.needs_budget:
+        budget = 2**n
+    try:
+        planned = cls().plan(n, budget, seed=5)
+    except CopyscopeError:
+        assert budget is not None and budget < 2**n  # e.g. exact with too small a budget
+        return
+    calls = []
+
+    def worth(z):
+        calls.append(z.copy())
+        return z.astype(float) @ np.arange(1.0, n + 1) + z.all(axis=1)
+
+    cls().estimate(Game(n, worth), budget=budget, seed=5)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(calls[0], planned)
+    assert len({r.tobytes() for r in planned}) == len(planned)  # distinct
+    assert budget is None or len(planned) <= budget
+
+
+def test_registry_names_and_attributes_come_from_the_classes():
+    assert all(cls.method == name for name, cls in ESTIMATORS.items())
+    assert estimator_names()[0] == "auto" and set(estimator_names()[1:]) == set(ESTIMATORS)
+    assert estimator_names("shapley") == ("auto", "exact", "permutation", "kernelshap", "oddshap")
+    from copyscope.config import EstimatorSpec
+
+    assert EstimatorSpec(method="oddshap").method == "oddshap"
+    with pytest.raises(Exception, match="literal"):
+        EstimatorSpec(method="loo")  # not a Shapley estimator: computed beside, never chosen
+    deterministic = {name for name, cls in ESTIMATORS.items() if cls.deterministic}
+    assert deterministic == {"exact", "banzhaf", "loo"}
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_estimate_records_a_seed_only_when_it_drew_from_it(name):
+    cls = ESTIMATORS[name]
+    game = additive_game([1.0, 2.0, 3.0, 4.0, 5.0])
+    small = None if cls.deterministic else 20  # below 2**5: really sampled
+    assert (cls().estimate(game, budget=small, seed=7).seed is None) == cls.deterministic
+    if not cls.deterministic:  # a budget covering every coalition falls back to exact enumeration
+        est = cls().estimate(additive_game([1.0, 2.0, 3.0, 4.0, 5.0]), budget=32, seed=7)
+        assert est.method in ("exact", "banzhaf") and est.seed is None
+
+
+def test_brute_force_formula_matches_the_permutation_definition():
+    """The one brute force (subset formula) against the other definition: the mean marginal
+    contribution over all n! orders, on a random game with interactions of every order."""
+    import itertools
+
+    rng = np.random.default_rng(11)
+    n = 5
+    table = {frozenset(s): rng.normal() for k in range(n + 1) for s in itertools.combinations(range(n), k)}
+    by_orders = np.zeros(n)
+    orders = list(itertools.permutations(range(n)))
+    for order in orders:
+        members: frozenset = frozenset()
+        for p in order:
+            by_orders[p] += table[members | {p}] - table[members]
+            members = members | {p}
+    phi = brute_force_shapley(range(n), table.__getitem__)
+    np.testing.assert_allclose([phi[i] for i in range(n)], by_orders / len(orders), atol=1e-12)
+
+
+def test_positive_shares():
+    phi = np.array([[3.0, -1.0, np.nan], [1.0, -2.0, 0.0], [-4.0, -1.0, 0.0]])
+    out = positive_shares(phi, none_positive=np.nan)
+    np.testing.assert_allclose(out[:, 0], [75.0, 25.0, 0.0])
+    assert np.isnan(out[:, 1]).all()  # nobody positive
+    assert positive_shares(np.array([[-1.0], [0.0]]), none_positive=0.0).tolist() == [[0.0], [0.0]]

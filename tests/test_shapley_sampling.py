@@ -163,7 +163,7 @@ def test_rank_deficient_designs_split_indistinguishable_players(tanh_game):
             assert np.ptp(e.values[group]) < 1e-9
     assert worst < 0.6
     # directly: players 0 and 1 always together -> equal split, efficiency kept
-    from copyscope.shapley.estimators import _kkt_solve
+    from copyscope.shapley.kernelshap import _kkt_solve
 
     z = np.array([[1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=float)
     y = np.array([[2.0], [1.0], [3.0], [0.0], [2.2]])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from copyscope.shapley.synthetic import brute_force_shapley as shapley_by_formula
 
 
 def write_reference_images(folder: Path, n: int = 2, seed: int = 0, size: int = 40) -> Path:
@@ -46,19 +47,6 @@ def make_zoo_file(tmp_path: Path, tiny_models: dict, *, loras: int = 2, controln
 
 
 def brute_force_shapley(players: list[str], worth: dict[str, float]) -> dict[str, float]:
-    """Shapley values straight from the definition: average marginal contribution over all orders.
-
-    ``worth`` is keyed like report.json's coalitions: member names joined with ``+`` in ``players`` order.
-    """
-    def key(members):
-        return "+".join(p for p in players if p in members)
-
-    phi = {p: 0.0 for p in players}
-    orders = list(itertools.permutations(players))
-    for order in orders:
-        members: set[str] = set()
-        for p in order:
-            before = worth[key(members)]
-            members.add(p)
-            phi[p] += worth[key(members)] - before
-    return {p: v / len(orders) for p, v in phi.items()}
+    """Shapley values by the formula (copyscope.shapley.synthetic.brute_force_shapley) for worths keyed
+    like report.json's coalitions: member names joined with ``+`` in ``players`` order."""
+    return shapley_by_formula(players, lambda members: worth["+".join(p for p in players if p in members)])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..cache import to_uint8
+from ..shapley.synthetic import brute_force_shapley
 from .build import grey_ssim
 
 
@@ -43,21 +43,6 @@ def centred_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 SIMILARITIES = {"ssim": grey_ssim, "colour_hist": colour_hist_similarity, "centred_cosine": centred_cosine}
-
-
-def exact_shapley(players: list[str], worth: dict[frozenset, float]) -> dict[str, float]:
-    n = len(players)
-    phi = {}
-    for p in players:
-        others = [q for q in players if q != p]
-        tot = 0.0
-        for k in range(n):
-            wk = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
-            for s in itertools.combinations(others, k):
-                s = frozenset(s)
-                tot += wk * (worth[s | {p}] - worth[s])
-        phi[p] = tot
-    return phi
 
 
 def _load_png(path: Path, size: int) -> np.ndarray:
@@ -129,7 +114,7 @@ def shapley_check(
             grid_rows.append(np.concatenate(list(imgs), axis=1))
             log(f"  check {'+'.join(coal) or '(empty)':<50} ssim {worth['ssim'][frozenset(coal)]:.3f}")
     pipe.disable_lora()
-    shap = {m: exact_shapley(players, w) for m, w in worth.items()}
+    shap = {m: brute_force_shapley(players, w.__getitem__) for m, w in worth.items()}
     if grid_path is not None:
         grid = np.concatenate(grid_rows, axis=0)
         Image.fromarray(to_uint8(grid)).save(grid_path)

@@ -27,8 +27,8 @@ from copyscope.shapley.estimators import (
 )
 from copyscope.shapley.game import Game
 from copyscope.shapley.odd_regression import OddShap
-from copyscope.shapley.registry import METHODS, efficiency_gap, get_estimator
-from copyscope.shapley.result import Estimate, adjust_p_values
+from copyscope.shapley.registry import ESTIMATORS, METHODS, efficiency_gap, estimator_names, get_estimator
+from copyscope.shapley.result import Estimate, adjust_p_values, positive_shares
 
 __all__ = [
     "Game",
@@ -41,9 +41,12 @@ __all__ = [
     "KernelShap",
     "OddShap",
     "SampledBanzhaf",
+    "ESTIMATORS",
     "METHODS",
+    "estimator_names",
     "get_estimator",
     "efficiency_gap",
     "adjust_p_values",
+    "positive_shares",
     "all_coalitions",
 ]

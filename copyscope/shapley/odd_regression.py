@@ -34,7 +34,8 @@ from itertools import combinations
 
 import numpy as np
 
-from copyscope.shapley.estimators import Design, Estimator, KernelShap
+from copyscope.shapley.base import Design, Estimator
+from copyscope.shapley.kernelshap import KernelShap
 
 __all__ = ["OddShap", "MAX_THIRD_ORDER_TERMS"]
 

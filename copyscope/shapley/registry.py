@@ -1,39 +1,51 @@
-"""Choosing an estimator by name, and the efficiency check."""
+"""Estimators by name: the one registry that zoo files, the config schema and ``get_estimator`` use.
+
+A new estimator: subclass :class:`~copyscope.shapley.base.Estimator` (set ``method``, ``index``,
+``needs_budget``, ``deterministic``; implement ``_design``) and add the class to ``ESTIMATORS``.
+Its name then reaches the zoo file's ``estimator.method`` if its ``index`` is "shapley".
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from copyscope.errors import CopyscopeError
+from copyscope.shapley.base import Estimator, check_budget
 from copyscope.shapley.estimators import (
-    Estimator,
     ExactBanzhaf,
     ExactShapley,
-    KernelShap,
     LeaveOneOut,
     PermutationShapley,
     SampledBanzhaf,
-    check_budget,
 )
-from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.game import Game
+from copyscope.shapley.kernelshap import KernelShap
+from copyscope.shapley.odd_regression import OddShap
 from copyscope.shapley.result import Estimate
 
-__all__ = ["METHODS", "AUTO_EXACT_MAX_PLAYERS", "get_estimator", "efficiency_gap"]
+__all__ = ["ESTIMATORS", "METHODS", "AUTO_EXACT_MAX_PLAYERS", "estimator_names", "get_estimator",
+           "efficiency_gap"]
 
 AUTO_EXACT_MAX_PLAYERS = 12
 """With no budget, "auto" enumerates exactly up to this many players (4096 coalitions)."""
 
-METHODS = {
-    "auto": None,
-    "exact": ExactShapley,
-    "permutation": PermutationShapley,
-    "kernelshap": KernelShap,
-    "oddshap": OddShap,
-    "banzhaf": ExactBanzhaf,
-    "sampled_banzhaf": SampledBanzhaf,
-    "loo": LeaveOneOut,
+ESTIMATORS: dict[str, type[Estimator]] = {
+    cls.method: cls
+    for cls in (ExactShapley, PermutationShapley, KernelShap, OddShap, ExactBanzhaf, SampledBanzhaf,
+                LeaveOneOut)
 }
+"""Every estimator class by its ``method`` name, in the order error messages list them."""
+
+METHODS: dict[str, type[Estimator] | None] = {"auto": None, **ESTIMATORS}
+"""The names ``get_estimator`` accepts: "auto" (chosen from n and the budget) and ``ESTIMATORS``."""
+
+
+def estimator_names(index: str | None = None) -> tuple[str, ...]:
+    """"auto" and the registered names, or only those whose ``index`` is ``index``.
+
+    The zoo file's ``estimator.method`` takes ``estimator_names("shapley")`` (an audit reports
+    Shapley values; Banzhaf and leave-one-out are computed beside them, not chosen)."""
+    return ("auto",) + tuple(m for m, cls in ESTIMATORS.items() if index is None or cls.index == index)
 
 
 def get_estimator(method: str, n_players: int, budget: int | None = None) -> Estimator:

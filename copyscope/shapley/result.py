@@ -33,7 +33,7 @@ from copyscope.shapley.inference import (
     t_interval,
 )
 
-__all__ = ["Estimate", "adjust_p_values"]
+__all__ = ["Estimate", "adjust_p_values", "positive_shares"]
 
 P_ADJUST_METHODS = ("holm", "bonferroni", "none")
 RESAMPLINGS = ("jackknife", "bootstrap")
@@ -297,14 +297,14 @@ class Estimate:
         (computed on each leave-one-seed-out estimate), clipped to [0, 100].
         """
         level = _check_level(level)
-        point = _positive_shares(self.values[:, None], none_positive=0.0)[:, 0]
+        point = positive_shares(self.values[:, None], none_positive=0.0)[:, 0]
         lo = hi = None
         if self.jackknife and self.n_replicates >= 2:
-            rep = _positive_shares(self.replicates, none_positive=0.0)
+            rep = positive_shares(self.replicates, none_positive=0.0)
             ci = t_interval(point, jackknife_se(rep), self.df, level, 1e-9)
             lo, hi = np.clip(ci[:, 0], 0.0, 100.0), np.clip(ci[:, 1], 0.0, 100.0)
         elif self.replicates is not None and not self.jackknife:
-            rep = _positive_shares(self.replicates, none_positive=np.nan)
+            rep = positive_shares(self.replicates, none_positive=np.nan)
             alpha = 1.0 - level
             keep = np.isfinite(rep).all(axis=0)
             if keep.any():
@@ -396,10 +396,11 @@ class Estimate:
         )
 
 
-def _positive_shares(phi: np.ndarray, none_positive: float) -> np.ndarray:
-    """Column-wise 100 * max(phi, 0) / sum(max(phi, 0)); ``none_positive`` in columns where no
-    player is positive."""
-    pos = np.maximum(phi, 0.0)
+def positive_shares(phi: np.ndarray, none_positive: float) -> np.ndarray:
+    """Column-wise ``100 * max(phi, 0) / sum(max(phi, 0))`` over the rows (players, recipients):
+    each one's percent of the positive total; ``none_positive`` in columns where none is positive.
+    The one positive-share formula (liability shares here, the reward split's percentages)."""
+    pos = np.maximum(np.asarray(phi, dtype=float), 0.0)
     tot = pos.sum(axis=0, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = 100.0 * pos / tot

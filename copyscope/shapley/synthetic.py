@@ -7,13 +7,16 @@ in closed form (or by an independent brute-force definition for small n).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from itertools import combinations, permutations
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from itertools import combinations
+from typing import TypeVar
 
 import numpy as np
 
 from copyscope.errors import CopyscopeError
 from copyscope.shapley.game import Game
+
+H = TypeVar("H", bound=Hashable)
 
 __all__ = [
     "additive_game",
@@ -24,6 +27,7 @@ __all__ = [
     "airport_shapley",
     "weighted_majority_game",
     "brute_force_shapley",
+    "game_worth",
     "brute_force_banzhaf",
     "dividend_game",
     "dividend_shapley",
@@ -104,23 +108,35 @@ def _scalar_value(game: Game, members: Sequence[int]) -> float:
     return float(game.evaluate(z)[0, 0])
 
 
-def brute_force_shapley(game: Game) -> np.ndarray:
-    """The definition: average marginal contribution over all n! orders (small n only)."""
-    n = game.n_players
-    if n > 8:
-        raise CopyscopeError("brute force is for n <= 8")
-    phi = np.zeros(n)
-    count = 0
-    for order in permutations(range(n)):
-        before: list[int] = []
-        prev = _scalar_value(game, before)
-        for i in order:
-            before.append(i)
-            cur = _scalar_value(game, before)
-            phi[i] += cur - prev
-            prev = cur
-        count += 1
-    return phi / count
+def brute_force_shapley(players: Iterable[H], worth: Callable[[frozenset[H]], float]) -> dict[H, float]:
+    """Shapley values straight from the formula, in plain Python (small n; the reference the tests,
+    the demo's sanity check and the analyses compare against, independent of the estimators):
+
+    ``phi_p = sum_{S not containing p} |S|! (n - |S| - 1)! / n! * (v(S + p) - v(S))``.
+
+    ``players``: any hashable labels (names, indices); ``worth(S)`` the worth of the frozenset S of
+    labels. For a :class:`Game`: ``brute_force_shapley(range(n), game_worth(game))``.
+    """
+    players = list(players)
+    n = len(players)
+    if n > 16:
+        raise CopyscopeError("brute force is for n <= 16")
+    phi = {}
+    for p in players:
+        others = [q for q in players if q != p]
+        tot = 0.0
+        for k in range(n):
+            wk = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
+            for s in combinations(others, k):
+                s = frozenset(s)
+                tot += wk * (worth(s | {p}) - worth(s))
+        phi[p] = tot
+    return phi
+
+
+def game_worth(game: Game) -> Callable[[frozenset[int]], float]:
+    """``S -> v(S)`` (column 0) for a frozenset of player indices, as brute_force_shapley takes it."""
+    return lambda members: _scalar_value(game, sorted(members))
 
 
 def brute_force_banzhaf(game: Game) -> np.ndarray:
