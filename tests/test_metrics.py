@@ -531,3 +531,38 @@ def test_fusion_fuses_the_benchmark_sound_metrics_only():
     assert fusion_members(["ssim", "effnet", "phash", "sscd", "cosine"]) == ["ssim", "phash"]
     assert fusion_members(["ssim", "effnet"]) == ["ssim", "effnet"]
     assert set(FUSION_METRICS) <= set(METRIC_NAMES)
+
+
+def test_kind_and_orientation_are_written_once_on_the_class():
+    """The registry reads a metric's kind and orientation from its class (never repeats them)."""
+    from copyscope.metrics.base import PerImageMetric, SetMetric
+    from copyscope.metrics.registry import METRIC_NAMES, list_metrics
+
+    rows = {r["name"]: r for r in list_metrics()}
+    for name in METRIC_NAMES:
+        (m,) = build_metrics([name])
+        assert "kind" not in vars(m) and "orientation" not in vars(m)  # not patched onto the instance
+        assert (rows[name]["kind"], rows[name]["orientation"]) == (type(m).kind, type(m).orientation)
+        expected = ("per_image", "higher_is_closer") if isinstance(m, PerImageMetric) else ("set", "lower_is_closer")
+        assert isinstance(m, (PerImageMetric, SetMetric)) and (m.kind, m.orientation) == expected
+
+
+def test_backbone_weights_use_the_one_tree_hash(tmp_path):
+    """Backbone weight fingerprints use copyscope.cache.tree_sha256 (the image cache's hash): a file's
+    hash is its SHA-256, a folder's covers config and weight files (also in subfolders), not the rest."""
+    import hashlib
+
+    from copyscope.cache import tree_sha256
+    from copyscope.metrics.backbones import WEIGHT_SUFFIXES, hash_weights
+
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "model.safetensors").write_bytes(b"w1")
+    first = hash_weights(folder)
+    assert first == f"sha256:{tree_sha256(folder, WEIGHT_SUFFIXES)}"
+    (folder / "README.md").write_text("notes")
+    assert hash_weights(folder) == first  # not a weight or config file
+    (folder / "sub" / "model.safetensors").write_bytes(b"w2")
+    assert hash_weights(folder) != first  # a weight in a subfolder counts
+    assert hash_weights(folder / "config.json") == "sha256:" + hashlib.sha256(b"{}").hexdigest()

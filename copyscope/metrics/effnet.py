@@ -27,7 +27,7 @@ import numpy as np
 from copyscope.cache import file_sha256
 from copyscope.errors import MissingDependency
 
-from .backbones import Backbone, _import_ok, _torch, imagenet_batches
+from .backbone_base import Backbone, _import_ok, _torch, imagenet_batches
 from .base import Option
 
 MODEL_NAME = "efficientnet-lite0"

@@ -30,7 +30,7 @@ import numpy as np
 from copyscope.cache import file_sha256
 from copyscope.errors import MissingDependency
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Backbone, _import_ok, _resize_tensor, _torch
+from .backbone_base import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Backbone, _import_ok, _resize_tensor, _torch
 
 ONNX_KEYS = ("clip", "dinov2", "sscd")  # backbones that accept an .onnx file or a preset
 PRESETS = {  # name -> (backbone key, package, attribute of the package naming the file)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from copyscope.errors import CopyscopeError
@@ -25,21 +24,25 @@ BACKBONE_CLASSES: dict[str, type[Backbone]] = {**_CLASSIC_BACKBONES, "effnet": E
 @dataclass(frozen=True)
 class _Entry:
     name: str
-    kind: str
-    orientation: str
+    cls: type[Metric]  # kind and orientation are the class's (read, never repeated here)
     description: str
-    make: Callable[..., Metric]  # make(name, description, backbone_or_None, **own_options)
     own_options: dict[str, Option]
     backbone: str | None = None  # backbone key for learned / set metrics
     family: str | None = None  # "fd" or "kid": backbone can be switched with the `backbone` option
+    fixed: dict[str, Any] = field(default_factory=dict)  # constructor arguments the name fixes (ssim: grey)
 
+    @property
+    def kind(self) -> str:
+        return self.cls.kind
 
-def _simple(cls, **fixed):
-    return lambda name, description, backbone, **o: cls(name, description=description, **fixed, **o)
+    @property
+    def orientation(self) -> str:
+        return self.cls.orientation
 
-
-def _with_backbone(cls):
-    return lambda name, description, backbone, **o: cls(name, backbone, description=description, **o)
+    def make(self, backbone: Backbone | None, **own: Any) -> Metric:
+        if self.backbone:
+            return self.cls(self.name, backbone, description=self.description, **own)
+        return self.cls(self.name, description=self.description, **self.fixed, **own)
 
 
 _BB_TEXT = {
@@ -51,38 +54,36 @@ _BB_TEXT = {
 }
 
 _ENTRIES: list[_Entry] = [
-    _Entry("cosine", "per_image", "higher_is_closer", PixelCosine.description, _simple(PixelCosine),
-           PixelCosine.OPTIONS),
-    _Entry("histogram", "per_image", "higher_is_closer", Histogram.description, _simple(Histogram),
-           Histogram.OPTIONS),
-    _Entry("dhash", "per_image", "higher_is_closer",
+    _Entry("cosine", PixelCosine, PixelCosine.description, PixelCosine.OPTIONS),
+    _Entry("histogram", Histogram, Histogram.description, Histogram.OPTIONS),
+    _Entry("dhash", HashMetric,
            "1 - Hamming/64 of 64-bit difference hashes (imagehash.dhash: 9x8 grey, neighbour differences)",
-           _simple(HashMetric, method="dhash"), {}),
-    _Entry("phash", "per_image", "higher_is_closer",
+           {}, fixed={"method": "dhash"}),
+    _Entry("phash", HashMetric,
            "1 - Hamming/64 of 64-bit DCT hashes (imagehash.phash: 32x32 grey, low 8x8 DCT above median)",
-           _simple(HashMetric, method="phash"), {}),
-    _Entry("ssim", "per_image", "higher_is_closer",
+           {}, fixed={"method": "phash"}),
+    _Entry("ssim", SSIMMetric,
            "grey (BT.709 luma) SSIM, Gaussian window sigma 1.5, K1=0.01, K2=0.03, L=1, both resized to 256x256",
-           _simple(SSIMMetric, grey=True), SSIMMetric.OPTIONS),
-    _Entry("rgb_ssim", "per_image", "higher_is_closer",
+           SSIMMetric.OPTIONS, fixed={"grey": True}),
+    _Entry("rgb_ssim", SSIMMetric,
            "mean over R, G, B of per-channel SSIM (same window and constants), both resized to 256x256",
-           _simple(SSIMMetric, grey=False), SSIMMetric.OPTIONS),
-    _Entry("clip", "per_image", "higher_is_closer",
+           SSIMMetric.OPTIONS, fixed={"grey": False}),
+    _Entry("clip", EmbeddingCosine,
            "cosine of CLIP image embeddings (backbones.clip, default openai/clip-vit-base-patch32)",
-           _with_backbone(EmbeddingCosine), {}, backbone="clip"),
-    _Entry("dinov2", "per_image", "higher_is_closer",
+           {}, backbone="clip"),
+    _Entry("dinov2", EmbeddingCosine,
            "cosine of DINOv2 CLS embeddings (backbones.dinov2, default facebook/dinov2-small)",
-           _with_backbone(EmbeddingCosine), {}, backbone="dinov2"),
-    _Entry("sscd", "per_image", "higher_is_closer",
+           {}, backbone="dinov2"),
+    _Entry("sscd", EmbeddingCosine,
            "cosine of SSCD copy-detection descriptors (the `sscd` extra's ONNX model, or an .onnx / TorchScript "
            "file in backbones.sscd; TorchScript needs --allow-pickle)",
-           _with_backbone(EmbeddingCosine), {}, backbone="sscd"),
-    _Entry("effnet", "per_image", "higher_is_closer",
+           {}, backbone="sscd"),
+    _Entry("effnet", EmbeddingCosine,
            "cosine of ImageNet EfficientNet-Lite0 features (1280-d, bundled weights, 224x224)",
-           _with_backbone(EmbeddingCosine), {}, backbone="effnet"),
-    _Entry("dreamsim", "per_image", "higher_is_closer",
+           {}, backbone="effnet"),
+    _Entry("dreamsim", EmbeddingCosine,
            "1 - DreamSim distance, i.e. cosine of DreamSim embeddings (needs the dreamsim package)",
-           _with_backbone(EmbeddingCosine), {}, backbone="dreamsim"),
+           {}, backbone="dreamsim"),
 ]
 _FAMILY_NAMES = {
     "fd": {"pixels": "fd_pixels", "clip": "fd_clip", "dinov2": "fd_dinov2", "inception": "fid", "effnet": "fd_effnet"},
@@ -91,14 +92,14 @@ _FAMILY_NAMES = {
 }
 for _bb, _name in _FAMILY_NAMES["fd"].items():
     _ENTRIES.append(_Entry(
-        _name, "set", "lower_is_closer",
+        _name, FrechetMetric,
         ("Fréchet Inception Distance: " if _bb == "inception" else "Fréchet distance of ") + _BB_TEXT[_bb],
-        _with_backbone(FrechetMetric), FrechetMetric.OPTIONS, backbone=_bb, family="fd"))
+        FrechetMetric.OPTIONS, backbone=_bb, family="fd"))
 for _bb, _name in _FAMILY_NAMES["kid"].items():
     _ENTRIES.append(_Entry(
-        _name, "set", "lower_is_closer",
+        _name, KIDMetric,
         "KID (unbiased MMD^2, kernel (x.y/d + 1)^3, mean over subsets) of " + _BB_TEXT[_bb],
-        _with_backbone(KIDMetric), KIDMetric.OPTIONS, backbone=_bb, family="kid"))
+        KIDMetric.OPTIONS, backbone=_bb, family="kid"))
 
 REGISTRY: dict[str, _Entry] = {e.name: e for e in _ENTRIES}
 METRIC_NAMES: list[str] = list(REGISTRY)
@@ -235,10 +236,7 @@ class _Builder:
             raise CopyscopeError(str(e), where=where) from None
         own = {k: v for k, v in full.items() if k in entry.own_options}
         bb = self.backbone(entry.backbone, {k: v for k, v in full.items() if k in bb_spec}) if entry.backbone else None
-        metric = entry.make(entry.name, entry.description, bb, **own)
-        metric.kind = entry.kind  # type: ignore[assignment]
-        metric.orientation = entry.orientation  # type: ignore[assignment]
-        return metric
+        return entry.make(bb, **own)
 
 
 def _pickle_blocked(metric: Metric) -> str:
