@@ -14,8 +14,8 @@ from scipy import stats
 
 from copyscope.ablate import planted_recovery, rank_agreement, ranking, seed_stability
 
-from test_report_helpers import N_SEEDS, audited_and_ablated
-from zoo_helpers import brute_force_shapley
+from helpers.audit_run import N_SEEDS, audited_and_ablated
+from helpers.zoo import brute_force_shapley
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_ground_truth_lookup_and_mapping(tmp_path):
 
 def test_missing_ground_truth_file_fails_before_the_audit(run, tmp_path):
     from copyscope.cli import app
-    from test_report_helpers import runner
+    from helpers.audit_run import runner
 
     out = tmp_path / "never"
     r = runner.invoke(app, ["ablate", str(run["zoo"]), "--out", str(out), "--ground-truth", str(tmp_path / "nope.json")])

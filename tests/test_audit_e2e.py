@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.cache import ImageCache
 
-from zoo_helpers import brute_force_shapley, make_zoo_file
+from helpers.zoo import brute_force_shapley, make_zoo_file
 
 runner = CliRunner()
 

@@ -16,19 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from copyscope.cli import app
 
-from zoo_helpers import write_reference_images
+from helpers.cli_errors import (
+    Z,
+    _set,
+    _stub_generate,
+    _text,
+    assert_one_line_error,
+    sentinel_output,
+    snapshot,
+    zoo_data,
+)
 
 runner = CliRunner()
-
-# Lines other than the error that a failing `audit` may print before it (progress, pickle warning).
-ALLOWED_OTHER = re.compile(r"^(game: |loading |warning: --allow-pickle)")
-
 
 # -- fixtures ------------------------------------------------------------------------------------
 
@@ -77,78 +81,10 @@ def _misfit_lora(path: Path) -> Path:
     return save_lora_file(path, lora_unet)
 
 
-def zoo_data(tmp: Path, a: dict, *, controlnet: bool = False) -> dict:
-    """One LoRA (and optionally the ControlNet), one prompt, two seeds."""
-    refs = write_reference_images(tmp / "refs")
-    data = {
-        "name": "bad",
-        "output": str(tmp / "out"),
-        "bases": [{"name": "tiny-sd", "model": str(a["base"])}],
-        "loras": [{"name": "lora0", "model": str(a["loras"][0]), "weight": 1.0}],
-        "references": [{"name": "work", "paths": [str(refs)]}],
-        "prompts": [{"name": "p", "text": "a painting of a cat"}],
-        "generation": {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 2, "batch_size": 2, "scheduler": "ddim"},
-        "metrics": ["ssim", "dhash"],
-        "estimator": {"bootstrap": 20},
-    }
-    if controlnet:
-        data["controlnets"] = [{"name": "depth", "model": str(a["controlnet"]), "conditioning": {"image": str(a["control"])}}]
-    return data
-
-
-def sentinel_output(tmp: Path) -> Path:
-    """An output folder holding a previous audit's report (must survive a failed run untouched)."""
-    out = tmp / "previous-audit"
-    out.mkdir()
-    (out / "report.json").write_text(json.dumps({"sentinel": True, "games": []}) + "\n")
-    (out / "attribution.csv").write_text("sentinel\n")
-    return out
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_one_line_error(result, *patterns: str) -> str:
-    """Exit 2, no traceback, exactly one error line (the last line), matching every pattern."""
-    out = result.output
-    assert result.exit_code == 2, out
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in out and 'File "' not in out, out
-    lines = [line for line in out.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], out
-    assert all(ALLOWED_OTHER.match(line) for line in lines[:-1]), out
-    for pat in patterns:
-        assert re.search(pat, errors[0]), f"{pat!r} not in {errors[0]!r}"
-    return errors[0]
-
-
 # -- cases ---------------------------------------------------------------------------------------
 # Each case: (id, command, edit, patterns). ``edit(tmp, data, assets)`` changes the zoo dict in place,
 # or returns bytes/str to write as the zoo file verbatim, or a Path to pass instead of the zoo file.
 # Patterns are regexes the error line must match; "ZOO" stands for the zoo file's path (+ ":line").
-
-Z = r"zoo\.yaml"
-
-
-def _text(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def _set(path: str, value):
-    def edit(tmp, data, a):
-        *parents, last = path.split(".")
-        node = data
-        for p in parents:
-            node = node[int(p)] if p.isdigit() else node[p]
-        if callable(value):
-            node[int(last) if last.isdigit() else last] = value(tmp, a)
-        else:
-            node[int(last) if last.isdigit() else last] = value
-
-    return edit
-
 
 def _replace_text(old: str, new: str):
     def edit(tmp, data, a):
@@ -384,24 +320,6 @@ def test_allow_pickle_warns_and_gets_past_the_pickle_check(assets, tmp_path):
 
 
 # -- inputs that are accepted ------------------------------------------------------------------
-
-
-def _stub_generate(nan_black: bool):
-    """A stand-in for CoalitionEngine.generate: deterministic noise per (coalition, seed); with
-    ``nan_black`` the full coalition's first image is NaN and its second all black."""
-
-    def generate(self, members, items):
-        h, w = self.gen.size
-        out = []
-        for it in items:
-            rng = np.random.default_rng([it.seed, *map(int, members)])
-            img = rng.random((h, w, 3)).astype(np.float32)
-            if nan_black and all(members):
-                img = np.full((h, w, 3), np.nan if it.seed == 0 else 0.0, dtype=np.float32)
-            out.append(img)
-        return out
-
-    return generate
 
 
 def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, monkeypatch):

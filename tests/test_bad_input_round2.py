@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from copyscope.cli import app
 
-from test_bad_input import Z, _set, _text, assert_one_line_error, zoo_data
+from helpers.cli_errors import Z, _set, _text, assert_one_line_error, zoo_data
 
 runner = CliRunner()
 

@@ -21,8 +21,8 @@ from copyscope.cli import app
 from copyscope.config import load_zoo
 from copyscope.errors import CopyscopeError
 
-from test_resume import cli_env
-from zoo_helpers import make_zoo_file
+from helpers.subprocess_audit import cli_env
+from helpers.zoo import make_zoo_file
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

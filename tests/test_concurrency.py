@@ -8,7 +8,7 @@ import json
 
 from copyscope.cache import ImageCache
 
-from test_resume import N_IMAGES, count_images, finish, start_audit, values, workspace
+from helpers.subprocess_audit import N_IMAGES, count_images, finish, start_audit, values, workspace
 
 
 def test_two_audits_share_one_cache_at_the_same_time(tiny_models, tmp_path_factory):

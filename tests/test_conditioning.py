@@ -18,7 +18,7 @@ from copyscope.conditioning import ConditioningMaps, pseudo_depth
 from copyscope.config import load_zoo
 from copyscope.errors import CopyscopeError
 
-from zoo_helpers import make_zoo_file, write_reference_images
+from helpers.zoo import make_zoo_file, write_reference_images
 
 ROOT = Path(__file__).resolve().parents[1]
 

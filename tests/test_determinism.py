@@ -4,7 +4,7 @@ folder are left out."""
 
 from __future__ import annotations
 
-from test_resume import comparable, run_audit_subprocess, values, workspace
+from helpers.subprocess_audit import comparable, run_audit_subprocess, values, workspace
 
 
 def test_same_zoo_twice_gives_identical_report(tiny_models, tmp_path_factory):

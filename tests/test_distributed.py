@@ -21,7 +21,7 @@ from copyscope.distributed import (
     merge_generation,
     planned_coalitions,
 )
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 REPO = Path(__file__).resolve().parents[1]
 

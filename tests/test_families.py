@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from copyscope.cache import ImageCache
 from copyscope.cli import app
 
-from zoo_helpers import write_reference_images
+from helpers.zoo import write_reference_images
 
 runner = CliRunner()
 FAMILIES = ("sd", "sdxl", "sd3", "flux")

@@ -22,7 +22,7 @@ from copyscope import formats
 from copyscope.cache import ImageCache
 from copyscope.cli import app
 
-from zoo_helpers import write_reference_images
+from helpers.zoo import write_reference_images
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,7 +11,7 @@ import torch
 from copyscope.errors import CopyscopeError, MissingDependency
 from copyscope.metrics import build_metrics, frechet_distance, kernel_inception_distance, list_metrics
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402 (a dependency: never skipped)
 
 VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
               patch_size=8)

@@ -17,8 +17,7 @@ from copyscope.errors import CopyscopeError, MissingDependency
 from copyscope.metrics import build_metrics, frechet_distance, list_metrics
 from copyscope.metrics.backbones import IMAGENET_MEAN, IMAGENET_STD, _resize_tensor
 
-pytest.importorskip("efficientnet_lite_pytorch")
-skdata = pytest.importorskip("skimage.data")
+import skimage.data as skdata  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.outdir import MANIFEST, STAGING_PREFIX
 
-from test_bad_input import _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
+from helpers.cli_errors import _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
 
 runner = CliRunner()
 AUDIT_FILES = {"report.json", "report.html", "coalitions.csv", "attribution.csv", "per_seed.csv", "plan.json", "zoo.resolved.json"}
@@ -179,7 +179,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from copyscope.engine import CoalitionEngine
-        from test_bad_input import _stub_generate
+        from helpers.cli_errors import _stub_generate
         CoalitionEngine.generate = _stub_generate(False)
         if sys.argv[1] == "small":
             resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))

@@ -16,7 +16,7 @@ from copyscope.cli import app
 from copyscope.config import ZooSpec, load_zoo
 from copyscope.plan import make_plan
 
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
 

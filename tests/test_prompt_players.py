@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from copyscope.cache import ImageCache
 from copyscope.cli import app
 from copyscope.config import render_prompt
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from copyscope.report import attribution_csv
 from copyscope.report.html import render_html, summary_sentences
 from copyscope.report.plots import shapley_bars_svg
 
-from test_report_helpers import N_SEEDS, audited_and_ablated, runner
+from helpers.audit_run import N_SEEDS, audited_and_ablated, runner
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from copyscope.cache import ImageCache
 from copyscope.cli import app
-from zoo_helpers import make_zoo_file, write_reference_images
+from helpers.zoo import make_zoo_file, write_reference_images
 
 runner = CliRunner()
 

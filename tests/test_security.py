@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from copyscope.cli import app
 
-from test_bad_input import _text, assert_one_line_error, sentinel_output, snapshot, zoo_data
+from helpers.cli_errors import _text, assert_one_line_error, sentinel_output, snapshot, zoo_data
 
 runner = CliRunner()
 

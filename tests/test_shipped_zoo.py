@@ -9,9 +9,6 @@ import numpy as np
 import yaml
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-
 from typer.testing import CliRunner  # noqa: E402
 
 from copyscope.cli import app  # noqa: E402

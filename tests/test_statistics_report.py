@@ -10,7 +10,7 @@ import pytest
 
 from copyscope.audit import run_audit
 from copyscope.shapley.inference import MIN_SEEDS, seed_inference
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 
 @pytest.fixture(scope="module")

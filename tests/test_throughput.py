@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from copyscope.audit import prepare_audit
 from copyscope.cli import app
 from copyscope.engine import CoalitionEngine
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("peft")
+import torch
 
 from copyscope.demo import tiny  # noqa: E402
 

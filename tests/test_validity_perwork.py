@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("diffusers")
-
 from copyscope.audit import run_audit  # noqa: E402
 from copyscope.report import attribution_tables  # noqa: E402
 from copyscope.report.headline import HEADLINE_PREFERENCE, headline_metric, per_work_sentences  # noqa: E402
 from copyscope.report.html import render_html  # noqa: E402
 
-from zoo_helpers import make_zoo_file, write_reference_images  # noqa: E402
+from helpers.zoo import make_zoo_file, write_reference_images  # noqa: E402
 
 
 def _two_work_zoo(tmp_path, tiny_models, works=("a", "b")):

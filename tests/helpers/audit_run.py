@@ -1,5 +1,5 @@
 """Shared, once-per-session audit + ablation on the tiny models for tests/test_report_html.py and
-tests/test_ablate.py (imported by both, so the ~40 s audit runs once). No tests here."""
+tests/test_ablate.py (imported by both, so the ~40 s audit runs once)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
 N_SEEDS = 3
