@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("peft")
-pytest.importorskip("skimage")
+import torch
 
-from copyscope.demo import build as demo_build  # noqa: E402
-from copyscope.errors import CopyscopeError  # noqa: E402
+from copyscope.conditioning import pseudo_depth
+from copyscope.demo import build as demo_build
+from copyscope.demo.images import load_skimage, resize_square
+from copyscope.errors import CopyscopeError
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +97,8 @@ def test_zoo_yaml(zoo):
 
 
 def test_zoo_yaml_validates_with_config(zoo):
-    config = pytest.importorskip("copyscope.config")
-    if not hasattr(config, "load_zoo"):
-        pytest.skip("copyscope.config.load_zoo not available")
+    from copyscope import config
+
     z = config.load_zoo(zoo / "zoo.yaml")
     assert z.spec.loras[0].name == "planted"
 
@@ -118,12 +116,12 @@ def test_zoo_yaml_non_default():
 
 
 def test_pseudo_depth_and_images():
-    a = demo_build.load_skimage("camera")
+    a = load_skimage("camera")
     assert a.shape[-1] == 3 and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
-    d = demo_build.pseudo_depth(demo_build._resize(a, 32))
+    d = pseudo_depth(resize_square(a, 32))
     assert d.shape == (32, 32, 3) and np.allclose(d[..., 0], d[..., 1])
     assert d.min() == 0.0 and abs(d.max() - 1.0) < 1e-6
-    assert demo_build.load_skimage("logo").shape[-1] == 3 and demo_build.load_skimage("horse").shape[-1] == 3
+    assert load_skimage("logo").shape[-1] == 3 and load_skimage("horse").shape[-1] == 3
 
 
 def test_rejects_leaks(tmp_path):

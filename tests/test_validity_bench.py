@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("diffusers")
-
 from typer.testing import CliRunner  # noqa: E402
 
 from copyscope.cli import app  # noqa: E402
@@ -89,7 +87,7 @@ def test_full_scenario_set_is_what_the_issue_asks():
 def test_transforms_change_the_image_but_keep_the_palette():
     import numpy as np
 
-    from copyscope.demo.build import center_square, load_skimage
+    from copyscope.demo.images import center_square, load_skimage
 
     a = center_square(load_skimage("astronaut"))
     t = transformed_pixels(a, "flip_crop_colour")

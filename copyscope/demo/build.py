@@ -24,6 +24,11 @@ Layout written to ``out_dir``::
     control/<work>_depth.png   pseudo_depth of each reference; control/neutral.png (flat grey)
     ground_truth.json          which component was trained on which images, seeds, steps, timings, SSIM
     zoo.yaml                   a zoo file for ``copyscope audit`` (paths relative to it)
+
+The work is split three ways: :mod:`.images` (the data: scikit-image images, crops, reference views),
+:mod:`.training` (the training loops and ``HYPER``), and this module (the orchestration: arguments, the
+stages in order, the files and ground_truth.json). :mod:`.check` (the Shapley sanity check) imports
+:mod:`.images` only, so this module may call it without an import cycle.
 """
 
 from __future__ import annotations
@@ -31,43 +36,36 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cache import to_uint8
 from ..conditioning import pseudo_depth  # the named detector `pseudo_depth` (a stand-in for depth)
 from ..errors import CopyscopeError
 from . import tiny
-
-# Images bundled with scikit-image (no download needed) and simple captions for them.
-CAPTIONS: dict[str, str] = {
-    "astronaut": "a photo of an astronaut",
-    "coffee": "a photo of a cup of coffee",
-    "rocket": "a photo of a rocket launch",
-    "chelsea": "a photo of a cat",
-    "camera": "a photo of a man with a camera",
-    "brick": "a photo of a brick wall",
-    "grass": "a photo of grass",
-    "gravel": "a photo of gravel",
-    "horse": "a black and white horse",
-    "moon": "a photo of the moon",
-    "page": "a page of text",
-    "coins": "a photo of coins",
-    "colorwheel": "a colour wheel",
-    "hubble_deep_field": "a photo of a galaxy field",
-    "immunohistochemistry": "a microscope image of cells",
-    "retina": "a photo of a retina",
-    "logo": "a logo",
-    "text": "text on a page",
-    "clock": "a photo of a clock",
-}
-SKIMAGE_IMAGES = tuple(CAPTIONS)
-
-DEFAULT_BASE_IMAGES = (
-    "chelsea", "camera", "brick", "grass", "gravel", "horse", "moon", "page", "coins",
-    "colorwheel", "hubble_deep_field", "immunohistochemistry", "retina", "logo",
+from .images import (
+    CAPTIONS,
+    DEFAULT_BASE_IMAGES,
+    SKIMAGE_IMAGES,
+    center_square,
+    grey_ssim,
+    load_skimage,
+    random_crops,
+    resize_square,
+    save_png,
+    write_reference_views,
+)
+from .training import (
+    HYPER,
+    Latents,
+    encode_latents,
+    train_base_unet,
+    train_controlnet,
+    train_lora,
+    train_vae,
+    vae_reconstruct,
 )
 
 DEFAULT_PROMPT = "a painting"
@@ -78,323 +76,6 @@ QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
 QUICK_POOL = {"base_per_image": 4, "lora_per_image": 4}
 
-HYPER = {
-    "vae_channels": (16, 32),
-    "vae_batch": 32, "vae_lr": 3e-3, "vae_kl_weight": 1e-4,
-    "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
-    "controlnet_batch": 16, "controlnet_lr": 2e-3,
-    "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8, "lora_targets": tuple(tiny.UNET_LORA_TARGETS_WIDE),
-    "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.94, 1.0),
-    "reference_png_size": 128,
-    # Each work ships as several views (the full centre square plus near-full crops, the kind of image
-    # the planted LoRA saw), so that set-level metrics (KID, Fréchet) have more than one reference image.
-    "reference_views": 4,
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# images
-# ---------------------------------------------------------------------------------------------
-def load_skimage(name: str) -> np.ndarray:
-    """A scikit-image bundled image as float32 (H, W, 3) in [0, 1] (grey replicated, RGBA on white)."""
-    import skimage.data
-
-    if name not in SKIMAGE_IMAGES:
-        raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}")
-    a = getattr(skimage.data, name)()
-    if a.dtype == bool:
-        a = a.astype(np.float32)
-    else:
-        a = a.astype(np.float32) / 255.0
-    if a.ndim == 2:
-        a = np.stack([a] * 3, -1)
-    if a.shape[-1] == 4:
-        alpha = a[..., 3:4]
-        a = a[..., :3] * alpha + (1.0 - alpha)
-    return np.ascontiguousarray(a[..., :3], dtype=np.float32)
-
-
-def _resize(a: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    im = Image.fromarray(to_uint8(a))
-    im = im.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(im, dtype=np.float32) / 255.0
-
-
-def center_square(a: np.ndarray) -> np.ndarray:
-    h, w = a.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return a[y : y + s, x : x + s]
-
-
-def random_crops(a: np.ndarray, n: int, size: int, rng: np.random.Generator, scale=(0.35, 1.0), flip=True,
-                 include_full: bool = True) -> np.ndarray:
-    """``n`` square crops (side = uniform(scale) * min side), resized to ``size``; optional h-flips.
-
-    With ``include_full`` the first crop is the whole centre square, unflipped.
-    """
-    h, w = a.shape[:2]
-    out = []
-    for i in range(n):
-        if include_full and i == 0:
-            crop = center_square(a)
-        else:
-            s = int(round(rng.uniform(*scale) * min(h, w)))
-            s = max(8, min(s, h, w))
-            y = int(rng.integers(0, h - s + 1))
-            x = int(rng.integers(0, w - s + 1))
-            crop = a[y : y + s, x : x + s]
-            if flip and rng.random() < 0.5:
-                crop = crop[:, ::-1]
-        out.append(_resize(crop, size))
-    return np.stack(out)
-
-
-def write_reference_views(out: Path, works: dict[str, np.ndarray], size: int, views: int,
-                          seed: int) -> dict[str, list[str]]:
-    """Write ``references/<work>/<work>.png`` (the centre square) and ``<work>-view<k>.png``.
-
-    The views are near-full crops (``lora_crop_scale``) drawn from their own RNG, so they change no
-    trained weight. Returns the written paths per work, relative to ``out``.
-    """
-    paths = {}
-    for i, (w, a) in enumerate(works.items()):
-        rng = np.random.default_rng(seed + 7 + i)
-        crops = random_crops(a, views, size, rng, scale=HYPER["lora_crop_scale"], flip=False)
-        names = [f"{w}.png"] + [f"{w}-view{k}.png" for k in range(1, views)]
-        paths[w] = [str(save_png(c, out / "references" / w / n).relative_to(out)) for c, n in zip(crops, names)]
-    return paths
-
-
-def save_png(a: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(a)).save(path)
-    return path
-
-
-def grey_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of the luminance of two (H, W, 3) [0, 1] images, Gaussian window (sigma 1.5)."""
-    from skimage.metrics import structural_similarity
-
-    ga = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
-    gb = 0.299 * b[..., 0] + 0.587 * b[..., 1] + 0.114 * b[..., 2]
-    return float(structural_similarity(ga, gb, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
-
-
-# ---------------------------------------------------------------------------------------------
-# training
-# ---------------------------------------------------------------------------------------------
-def _to_tensor(x: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
-
-
-Log = Callable[[str], None]
-
-
-def _optimise(opt, loss, step: int, steps: int, t0: float, log: Log, what: str, clip=None) -> None:
-    """One optimiser step on ``loss`` (gradient norm clipped to 1 over ``clip`` if given), logged
-    every 100 steps and at the last."""
-    import torch
-
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(clip, 1.0)
-    opt.step()
-    if step % 100 == 0 or step == steps - 1:
-        log(f"  {what} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
-
-
-def train_vae(vae, pixels: np.ndarray, steps: int, seed: int, log: Log) -> None:
-    """Train the VAE as a (nearly) deterministic autoencoder: the posterior mean is decoded, with a small
-    L2 penalty on it (the KL mean term); cosine learning-rate decay."""
-    import torch
-
-    rng = np.random.default_rng(seed)
-    x_all = _to_tensor(pixels) * 2 - 1
-    lr = HYPER["vae_lr"]
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    vae.train()
-    t0 = time.time()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
-        idx = rng.choice(len(x_all), size=min(HYPER["vae_batch"], len(x_all)), replace=False)
-        x = x_all[idx]
-        z = vae.encode(x).latent_dist.mean
-        rec = vae.decode(z).sample
-        loss = torch.nn.functional.mse_loss(rec, x) + HYPER["vae_kl_weight"] * 0.5 * (z**2).mean()
-        _optimise(opt, loss, step, steps, t0, log, "vae")
-    vae.eval()
-
-
-def vae_reconstruct(vae, pixels: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        x = _to_tensor(pixels) * 2 - 1
-        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-    return ((rec.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
-
-
-def encode_latents(vae, pixels: np.ndarray):
-    """(mean, std) of the VAE posterior for each image, unscaled."""
-    import torch
-
-    means, stds = [], []
-    with torch.no_grad():
-        x_all = _to_tensor(pixels) * 2 - 1
-        for i in range(0, len(x_all), 64):
-            post = vae.encode(x_all[i : i + 64]).latent_dist
-            means.append(post.mean)
-            stds.append(torch.zeros_like(post.mean))  # the VAE is trained as a deterministic autoencoder
-    return torch.cat(means), torch.cat(stds)
-
-
-def _train_scheduler():
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False)
-
-
-def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None, min_snr_gamma=None):
-    import torch
-
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=g)
-    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
-    noisy = sched.add_noise(latents, noise, t)
-    extra = {}
-    if controlnet is not None:
-        down, mid = controlnet(noisy, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
-        extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-    pred = unet(noisy, t, encoder_hidden_states=enc, **extra).sample
-    err = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
-    if min_snr_gamma:
-        ac = sched.alphas_cumprod[t]
-        snr = ac / (1 - ac)
-        w = torch.clamp(snr, max=min_snr_gamma) / snr
-        return (err * w).mean()
-    return err.mean()
-
-
-class _Latents:
-    """Sampled, scaled latents from stored posterior (mean, std)."""
-
-    def __init__(self, mean, std, scale):
-        self.mean, self.std, self.scale = mean, std, scale
-
-    def __len__(self):
-        return len(self.mean)
-
-    def sample(self, idx, g):
-        import torch
-
-        m, s = self.mean[idx], self.std[idx]
-        return (m + s * torch.randn(m.shape, generator=g)) * self.scale
-
-
-def _token_ids(tokenizer, captions: Sequence[str]):
-    return tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
-
-
-def train_base_unet(unet, text_encoder, tokenizer, lat: _Latents, captions: list[str], steps: int, seed: int,
-                    log: Log) -> None:
-    """Train UNet and text encoder jointly (epsilon loss, min-SNR weighting, caption dropout)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sched = _train_scheduler()
-    uniq = sorted(set(captions)) + [""]
-    ids = _token_ids(tokenizer, uniq)
-    cap_idx = np.array([uniq.index(c) for c in captions])
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=HYPER["base_lr"], weight_decay=1e-2)
-    warm = max(1, min(100, steps // 10))
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + np.cos(np.pi * s / max(steps, 1))) * 0.9 + 0.1)
-    unet.train()
-    text_encoder.train()
-    t0 = time.time()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = HYPER["base_lr"] * lr_at(step)
-        idx = rng.choice(len(lat), size=min(HYPER["base_batch"], len(lat)), replace=False)
-        ci = cap_idx[idx].copy()
-        ci[rng.random(len(ci)) < HYPER["caption_dropout"]] = len(uniq) - 1
-        enc = text_encoder(ids[ci])[0]
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc, g, min_snr_gamma=HYPER["min_snr_gamma"])
-        _optimise(opt, loss, step, steps, t0, log, "base", clip=params)
-    unet.eval()
-    text_encoder.eval()
-
-
-def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: _Latents, conds: np.ndarray,
-                     captions: list[str], steps: int, seed: int, log: Log) -> None:
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sched = _train_scheduler()
-    uniq = sorted(set(captions)) + [""]
-    with torch.no_grad():
-        enc_all = text_encoder(_token_ids(tokenizer, uniq))[0]
-    cap_idx = np.array([uniq.index(c) for c in captions])
-    cond_all = _to_tensor(conds)
-    unet.requires_grad_(False)
-    opt = torch.optim.AdamW(controlnet.parameters(), lr=HYPER["controlnet_lr"], weight_decay=0.0)
-    controlnet.train()
-    t0 = time.time()
-    for step in range(steps):
-        idx = rng.choice(len(lat), size=min(HYPER["controlnet_batch"], len(lat)), replace=False)
-        ci = cap_idx[idx].copy()
-        ci[rng.random(len(ci)) < 0.5] = len(uniq) - 1  # often uncaptioned: the map must carry the layout
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc_all[ci], g, controlnet=controlnet,
-                               cond=cond_all[idx])
-        _optimise(opt, loss, step, steps, t0, log, "controlnet")
-    controlnet.eval()
-
-
-def train_lora(pipe, lat: _Latents, caption: str, steps: int, seed: int, log: Log, name: str):
-    """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy."""
-    import torch
-
-    torch.manual_seed(seed)
-    unet, _ = tiny.lora_copies(pipe, "lora", rank=HYPER["lora_rank"], init="gaussian",
-                               targets=list(HYPER["lora_targets"]))
-    unet.requires_grad_(False)
-    params = tiny.lora_parameters(unet, "lora")
-    for p in params:
-        p.requires_grad_(True)
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sched = _train_scheduler()
-    with torch.no_grad():
-        enc1 = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
-    opt = torch.optim.AdamW(params, lr=HYPER["lora_lr"], weight_decay=0.0)
-    unet.train()
-    t0 = time.time()
-    for step in range(steps):
-        b = HYPER["lora_batch"]
-        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
-        _optimise(opt, loss, step, steps, t0, log, f"lora {name}")
-    unet.eval()
-    return unet
-
-
-# ---------------------------------------------------------------------------------------------
-# zoo file
-# ---------------------------------------------------------------------------------------------
 TEMPLATE_PATH = Path(__file__).with_name("zoo_template.yaml")
 
 
@@ -419,14 +100,252 @@ def zoo_yaml(*, references: Sequence[str], lora_names: Sequence[str], prompt: st
     return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
 
 
-# ---------------------------------------------------------------------------------------------
-# the builder
-# ---------------------------------------------------------------------------------------------
 def _norm_decoys(decoys) -> list[tuple[str, ...]]:
     out = []
     for d in decoys:
         out.append((d,) if isinstance(d, str) else tuple(d))
     return out
+
+
+@dataclass
+class _Build:
+    """One build: its checked arguments, then what each stage produces (stages run in order and share
+    one NumPy generator, ``rng``, for the base crops then the LoRA crops)."""
+
+    out: Path
+    references: tuple[str, ...]
+    decoys: list[tuple[str, ...]]
+    base_images: tuple[str, ...]
+    resolution: int
+    seed: int
+    quick: bool
+    steps: dict[str, int]
+    pool: dict[str, int]
+    prompt: str
+    log: Callable[[str], None]
+    timings: dict[str, float] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)  # measured numbers for ground_truth.json
+
+    @property
+    def decoy_images(self) -> list[str]:
+        return [x for d in self.decoys for x in d]
+
+    def lora_sets(self) -> list[tuple[str, tuple[str, ...], str]]:
+        return [("planted", tuple(self.references), "planted_infringer")] + [
+            ("decoy-" + "-".join(d), tuple(d), "decoy") for d in self.decoys
+        ]
+
+
+def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite) -> dict:
+    """The arguments, normalised; a CopyscopeError for anything a build must not start with."""
+    out = Path(out_dir)
+    references, decoys, base_images = tuple(references), _norm_decoys(decoys), tuple(base_images)
+    if resolution % 8 or resolution < 16:
+        raise CopyscopeError(f"resolution must be a multiple of 8 and >= 16, got {resolution}")
+    if not references:
+        raise CopyscopeError("need at least one reference work")
+    for name in (*references, *base_images, *(x for d in decoys for x in d)):
+        if name not in SKIMAGE_IMAGES:
+            raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}")
+    held_out = set(references) | {x for d in decoys for x in d}
+    leak = sorted(held_out & set(base_images))
+    if leak:
+        raise CopyscopeError(f"base images must not include references or decoy images: {', '.join(leak)}")
+    if set(references) & {x for d in decoys for x in d}:
+        raise CopyscopeError("a decoy LoRA must not be trained on a reference work")
+    st = dict(QUICK_STEPS if quick else FULL_STEPS)
+    st.update(steps or {})
+    if out.exists() and not out.is_dir():
+        raise CopyscopeError(f"{out}: exists and is not a folder; expected an output folder for the zoo")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CopyscopeError(f"{out}: exists and is not empty; choose another --out, or pass --overwrite to replace it")
+    return {"out": out, "references": references, "decoys": decoys, "base_images": base_images,
+            "steps": st, "pool": QUICK_POOL if quick else FULL_POOL}
+
+
+def _data(b: _Build, rng: np.random.Generator):
+    """Generic crops (pixels, captions) for base, VAE and ControlNet; the references, full and small."""
+    t = time.time()
+    gen_pix, gen_caps = [], []
+    for name in b.base_images:
+        crops = random_crops(load_skimage(name), b.pool["base_per_image"], b.resolution, rng,
+                             scale=HYPER["base_crop_scale"], flip=True)
+        gen_pix.append(crops)
+        gen_caps += [CAPTIONS[name]] * len(crops)
+    gen_pix = np.concatenate(gen_pix)
+    ref_full = {w: center_square(load_skimage(w)) for w in b.references}
+    ref_small = {w: resize_square(a, b.resolution) for w, a in ref_full.items()}
+    b.timings["data"] = time.time() - t
+    b.log(f"data: {len(gen_pix)} generic crops from {len(b.base_images)} images ({b.timings['data']:.1f}s)")
+    return gen_pix, gen_caps, ref_full, ref_small
+
+
+def _train_vae_stage(b: _Build, gen_pix: np.ndarray, ref_small: dict):
+    """Train the VAE, measure its reconstruction SSIM, set its latent scaling; the encoded crops."""
+    import torch
+
+    vae = tiny.tiny_vae(b.seed, b.resolution, block_out_channels=HYPER["vae_channels"], norm_num_groups=8,
+                        mid_block_add_attention=False)
+    t = time.time()
+    train_vae(vae, gen_pix, b.steps["vae"], b.seed + 11, b.log)
+    b.timings["vae"] = time.time() - t
+    check_idx = np.random.default_rng(b.seed + 5).choice(len(gen_pix), size=min(64, len(gen_pix)), replace=False)
+    rec_train = vae_reconstruct(vae, gen_pix[check_idx])
+    ssim_train = float(np.mean([grey_ssim(x, y) for x, y in zip(gen_pix[check_idx], rec_train)]))
+    held = np.stack([ref_small[w] for w in b.references]
+                    + [resize_square(center_square(load_skimage(x)), b.resolution) for x in b.decoy_images])
+    rec_held = vae_reconstruct(vae, held)
+    ssim_held = float(np.mean([grey_ssim(x, y) for x, y in zip(held, rec_held)]))
+    mean, std = encode_latents(vae, gen_pix)
+    lat_std = float((mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(b.seed))).std())
+    scaling = 1.0 / max(lat_std, 1e-6)
+    vae.register_to_config(scaling_factor=scaling)
+    b.facts.update(ssim_train=ssim_train, ssim_held=ssim_held, scaling=scaling)
+    b.log(f"vae: reconstruction SSIM train {ssim_train:.3f}, held-out {ssim_held:.3f}; "
+          f"latent scaling {scaling:.3f} ({b.timings['vae']:.1f}s)")
+    return vae, Latents(mean, std, scaling)
+
+
+def _train_base_stage(b: _Build, gen_pix, gen_caps, ref_small):
+    """Tokenizer, text encoder, VAE and UNet, saved as ``base/``; returns the pipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    tok_dir = b.out / "base" / "tokenizer"
+    tokenizer = tiny.tiny_tokenizer(tok_dir)
+    text_encoder = tiny.tiny_text_encoder(tokenizer, b.seed)
+    vae, gen_lat = _train_vae_stage(b, gen_pix, ref_small)
+    unet = tiny.tiny_unet(b.seed, b.resolution)
+    t = time.time()
+    train_base_unet(unet, text_encoder, tokenizer, gen_lat, gen_caps, b.steps["base"], b.seed + 23, b.log)
+    b.timings["base"] = time.time() - t
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=tiny.tiny_scheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(str(b.out / "base"), safe_serialization=True)
+    tiny.write_tokenizer_files(tok_dir)
+    b.log(f"base: trained {b.steps['base']} steps ({b.timings['base']:.1f}s)")
+    return pipe, gen_lat
+
+
+def _train_controlnet_stage(b: _Build, pipe, gen_lat: Latents, gen_pix, gen_caps) -> None:
+    """The ControlNet on (pseudo_depth(crop), crop) pairs, saved as ``controlnet-depth/``."""
+    t = time.time()
+    controlnet = tiny.tiny_controlnet(pipe.unet, seed=b.seed, randomize=False)  # zero convs: trained below
+    conds = np.stack([pseudo_depth(p) for p in gen_pix])
+    train_controlnet(controlnet, pipe.unet, pipe.text_encoder, pipe.tokenizer, gen_lat, conds, gen_caps,
+                     b.steps["controlnet"], b.seed + 37, b.log)
+    controlnet.requires_grad_(False)
+    controlnet.save_pretrained(str(b.out / "controlnet-depth"), safe_serialization=True)
+    b.timings["controlnet"] = time.time() - t
+    b.log(f"controlnet-depth: trained {b.steps['controlnet']} steps ({b.timings['controlnet']:.1f}s)")
+
+
+def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
+    """The planted LoRA (on the references) and one decoy LoRA per decoy set; their ground truth."""
+    lora_info = {}
+    scaling = b.facts["scaling"]
+    for k, (name, imgs, role) in enumerate(b.lora_sets()):
+        t = time.time()
+        pix = np.concatenate([
+            random_crops(center_square(load_skimage(x)), b.pool["lora_per_image"], b.resolution, rng,
+                         scale=HYPER["lora_crop_scale"], flip=False)
+            for x in imgs
+        ])
+        m, s = encode_latents(pipe.vae, pix)
+        lu = train_lora(pipe, Latents(m, s, scaling), b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name)
+        path = tiny.save_lora_file(b.out / "loras" / f"{name}.safetensors", lu, None, "lora")
+        del lu
+        b.timings[f"lora:{name}"] = time.time() - t
+        lora_info[name] = {
+            "file": f"loras/{name}.safetensors",
+            "role": role,
+            "trained_on": list(imgs),
+            "caption": b.prompt,
+            "rank": HYPER["lora_rank"],
+            "targets": list(HYPER["lora_targets"]),
+            "samples": int(len(pix)),
+            "seed": b.seed + 101 + k,
+            "bytes": path.stat().st_size,
+        }
+        b.log(f"lora {name} ({role}, on {', '.join(imgs)}): {b.steps['lora']} steps "
+              f"({b.timings[f'lora:{name}']:.1f}s)")
+    return lora_info
+
+
+def _write_inputs(b: _Build, ref_full: dict, ref_small: dict) -> tuple[dict, dict]:
+    """References, conditioning images and zoo.yaml; (reference paths, control paths), relative."""
+    size = min(HYPER["reference_png_size"], min(a.shape[0] for a in ref_full.values()))
+    ref_paths = write_reference_views(b.out, ref_full, size, HYPER["reference_views"], b.seed,
+                                      HYPER["lora_crop_scale"])
+    control_paths = {}
+    for w in b.references:
+        control_paths[w] = str(save_png(pseudo_depth(ref_small[w]), b.out / "control" / f"{w}_depth.png")
+                               .relative_to(b.out))
+    control_paths["neutral"] = str(save_png(np.full((b.resolution, b.resolution, 3), 0.5, np.float32),
+                                            b.out / "control" / "neutral.png").relative_to(b.out))
+    (b.out / "zoo.yaml").write_text(
+        zoo_yaml(references=b.references, lora_names=[n for n, _, _ in b.lora_sets()], prompt=b.prompt,
+                 resolution=b.resolution), encoding="utf-8")
+    return ref_paths, control_paths
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import peft
+    import skimage
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "scikit-image": skimage.__version__, "python": platform.python_version()}
+
+
+def _ground_truth(b: _Build, n_generic: int, ref_paths: dict, control_paths: dict, lora_info: dict) -> dict:
+    import torch
+
+    return {
+        "format": "copyscope-demo-ground-truth/1",
+        "seed": b.seed,
+        "quick": b.quick,
+        "resolution": b.resolution,
+        "prompt": b.prompt,
+        "planted_infringer": "planted",
+        "references": {w: {"paths": ref_paths[w], "source": f"skimage.data.{w}()",
+                           "trained_into": ["planted"]} for w in b.references},
+        "components": {
+            "base": {
+                "path": "base",
+                "trained_on": list(b.base_images),
+                "captions": {n: CAPTIONS[n] for n in b.base_images},
+                "samples": n_generic,
+                "augmentation": f"random square crops (side {HYPER['base_crop_scale']} of the short side), "
+                                "horizontal flips",
+                "note": "tokenizer, text encoder, VAE and UNet; never saw the references or decoy images",
+            },
+            "controlnet-depth": {
+                "path": "controlnet-depth",
+                "trained_on": list(b.base_images),
+                "conditioning": "pseudo_depth(image): Gaussian-blurred (sigma = side/8), min-max normalised "
+                                "luminance; a stand-in for a depth map (no depth model offline)",
+                "control_images": control_paths,
+            },
+            "loras": lora_info,
+        },
+        "steps": b.steps,
+        "pool": b.pool,
+        "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in HYPER.items()},
+        "vae_reconstruction_ssim": {"train_crops": round(b.facts["ssim_train"], 4),
+                                    "held_out": round(b.facts["ssim_held"], 4),
+                                    "held_out_images": list(b.references) + b.decoy_images},
+        "vae_scaling_factor": b.facts["scaling"],
+        "timings_s": {k: round(v, 2) for k, v in b.timings.items()},
+        "threads": torch.get_num_threads(),
+        "versions": _versions(),
+    }
 
 
 def build_demo_zoo(
@@ -455,211 +374,34 @@ def build_demo_zoo(
     (a build must not replace a zoo, such as the shipped one, by accident).
     """
     import torch
-    from diffusers import StableDiffusionPipeline
 
     t_all = time.time()
-    L = log or (lambda s: None)
-    out = Path(out_dir)
-    references = tuple(references)
-    decoys = _norm_decoys(decoys)
-    base_images = tuple(base_images)
-    if resolution % 8 or resolution < 16:
-        raise CopyscopeError(f"resolution must be a multiple of 8 and >= 16, got {resolution}")
-    if not references:
-        raise CopyscopeError("need at least one reference work")
-    for name in (*references, *base_images, *(x for d in decoys for x in d)):
-        if name not in SKIMAGE_IMAGES:
-            raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}")
-    held_out = set(references) | {x for d in decoys for x in d}
-    leak = sorted(held_out & set(base_images))
-    if leak:
-        raise CopyscopeError(f"base images must not include references or decoy images: {', '.join(leak)}")
-    if set(references) & {x for d in decoys for x in d}:
-        raise CopyscopeError("a decoy LoRA must not be trained on a reference work")
-    st = dict(QUICK_STEPS if quick else FULL_STEPS)
-    st.update(steps or {})
-    pool = QUICK_POOL if quick else FULL_POOL
-    if out.exists() and not out.is_dir():
-        raise CopyscopeError(f"{out}: exists and is not a folder; expected an output folder for the zoo")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CopyscopeError(f"{out}: exists and is not empty; choose another --out, or pass --overwrite to replace it")
-    if check is None:
-        check = not quick
+    args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite)
+    b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None), **args)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    timings: dict[str, float] = {}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(seed)
-
-        # ---- data -------------------------------------------------------------------------
-        t = time.time()
-        gen_pix, gen_caps, gen_src = [], [], []
-        for name in base_images:
-            crops = random_crops(load_skimage(name), pool["base_per_image"], resolution, rng,
-                                 scale=HYPER["base_crop_scale"], flip=True)
-            gen_pix.append(crops)
-            gen_caps += [CAPTIONS[name]] * len(crops)
-            gen_src += [name] * len(crops)
-        gen_pix = np.concatenate(gen_pix)
-        ref_full = {w: center_square(load_skimage(w)) for w in references}
-        ref_small = {w: _resize(a, resolution) for w, a in ref_full.items()}
-        timings["data"] = time.time() - t
-        L(f"data: {len(gen_pix)} generic crops from {len(base_images)} images ({timings['data']:.1f}s)")
-
-        # ---- tokenizer, text encoder, VAE ---------------------------------------------------
-        tok_dir = out / "base" / "tokenizer"
-        tokenizer = tiny.tiny_tokenizer(tok_dir)
-        text_encoder = tiny.tiny_text_encoder(tokenizer, seed)
-        vae = tiny.tiny_vae(seed, resolution, block_out_channels=HYPER["vae_channels"], norm_num_groups=8,
-                            mid_block_add_attention=False)
-        t = time.time()
-        train_vae(vae, gen_pix, st["vae"], seed + 11, L)
-        timings["vae"] = time.time() - t
-        check_idx = np.random.default_rng(seed + 5).choice(len(gen_pix), size=min(64, len(gen_pix)), replace=False)
-        rec_train = vae_reconstruct(vae, gen_pix[check_idx])
-        ssim_train = float(np.mean([grey_ssim(a, b) for a, b in zip(gen_pix[check_idx], rec_train)]))
-        held = np.stack([ref_small[w] for w in references]
-                        + [_resize(center_square(load_skimage(x)), resolution) for d in decoys for x in d])
-        rec_held = vae_reconstruct(vae, held)
-        ssim_held = float(np.mean([grey_ssim(a, b) for a, b in zip(held, rec_held)]))
-        mean, std = encode_latents(vae, gen_pix)
-        lat_std = float((mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed))).std())
-        scaling = 1.0 / max(lat_std, 1e-6)
-        vae.register_to_config(scaling_factor=scaling)
-        gen_lat = _Latents(mean, std, scaling)
-        L(f"vae: reconstruction SSIM train {ssim_train:.3f}, held-out {ssim_held:.3f}; "
-          f"latent scaling {scaling:.3f} ({timings['vae']:.1f}s)")
-
-        # ---- base UNet (+ text encoder) ----------------------------------------------------------
-        unet = tiny.tiny_unet(seed, resolution)
-        t = time.time()
-        train_base_unet(unet, text_encoder, tokenizer, gen_lat, gen_caps, st["base"], seed + 23, L)
-        timings["base"] = time.time() - t
-        unet.requires_grad_(False)
-        text_encoder.requires_grad_(False)
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                       scheduler=tiny.tiny_scheduler(), safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.save_pretrained(str(out / "base"), safe_serialization=True)
-        tiny.write_tokenizer_files(tok_dir)
-        L(f"base: trained {st['base']} steps ({timings['base']:.1f}s)")
-
-        # ---- ControlNet on pseudo-depth ---------------------------------------------------------
-        t = time.time()
-        controlnet = tiny.tiny_controlnet(unet, seed=seed, randomize=False)  # zero convs: trained below
-        conds = np.stack([pseudo_depth(p) for p in gen_pix])
-        train_controlnet(controlnet, unet, text_encoder, tokenizer, gen_lat, conds, gen_caps, st["controlnet"],
-                         seed + 37, L)
-        controlnet.requires_grad_(False)
-        controlnet.save_pretrained(str(out / "controlnet-depth"), safe_serialization=True)
-        timings["controlnet"] = time.time() - t
-        L(f"controlnet-depth: trained {st['controlnet']} steps ({timings['controlnet']:.1f}s)")
-
-        # ---- LoRAs ------------------------------------------------------------------------------
-        lora_sets = [("planted", tuple(references), "planted_infringer")] + [
-            ("decoy-" + "-".join(d), tuple(d), "decoy") for d in decoys
-        ]
-        lora_info = {}
-        for k, (name, imgs, role) in enumerate(lora_sets):
-            t = time.time()
-            pix = np.concatenate([
-                random_crops(center_square(load_skimage(x)), pool["lora_per_image"], resolution, rng,
-                             scale=HYPER["lora_crop_scale"], flip=False)
-                for x in imgs
-            ])
-            m, s = encode_latents(vae, pix)
-            lu = train_lora(pipe, _Latents(m, s, scaling), prompt, st["lora"], seed + 101 + k, L, name)
-            path = tiny.save_lora_file(out / "loras" / f"{name}.safetensors", lu, None, "lora")
-            del lu
-            timings[f"lora:{name}"] = time.time() - t
-            lora_info[name] = {
-                "file": f"loras/{name}.safetensors",
-                "role": role,
-                "trained_on": list(imgs),
-                "caption": prompt,
-                "rank": HYPER["lora_rank"],
-                "targets": list(HYPER["lora_targets"]),
-                "samples": int(len(pix)),
-                "seed": seed + 101 + k,
-                "bytes": path.stat().st_size,
-            }
-            L(f"lora {name} ({role}, on {', '.join(imgs)}): {st['lora']} steps ({timings[f'lora:{name}']:.1f}s)")
-
-        # ---- references, conditioning images, zoo file -----------------------------------------------
-        size = min(HYPER["reference_png_size"], min(a.shape[0] for a in ref_full.values()))
-        ref_paths = write_reference_views(out, ref_full, size, HYPER["reference_views"], seed)
-        control_paths = {}
-        for w in references:
-            control_paths[w] = str(save_png(pseudo_depth(ref_small[w]), out / "control" / f"{w}_depth.png")
-                                   .relative_to(out))
-        control_paths["neutral"] = str(save_png(np.full((resolution, resolution, 3), 0.5, np.float32),
-                                                out / "control" / "neutral.png").relative_to(out))
-        (out / "zoo.yaml").write_text(
-            zoo_yaml(references=references, lora_names=[n for n, _, _ in lora_sets], prompt=prompt,
-                     resolution=resolution), encoding="utf-8")
-
-        import diffusers
-        import peft
-        import skimage
-        import transformers
-
-        gt = {
-            "format": "copyscope-demo-ground-truth/1",
-            "seed": seed,
-            "quick": quick,
-            "resolution": resolution,
-            "prompt": prompt,
-            "planted_infringer": "planted",
-            "references": {w: {"paths": ref_paths[w], "source": f"skimage.data.{w}()",
-                               "trained_into": ["planted"]} for w in references},
-            "components": {
-                "base": {
-                    "path": "base",
-                    "trained_on": list(base_images),
-                    "captions": {n: CAPTIONS[n] for n in base_images},
-                    "samples": int(len(gen_pix)),
-                    "augmentation": f"random square crops (side {HYPER['base_crop_scale']} of the short side), "
-                                    "horizontal flips",
-                    "note": "tokenizer, text encoder, VAE and UNet; never saw the references or decoy images",
-                },
-                "controlnet-depth": {
-                    "path": "controlnet-depth",
-                    "trained_on": list(base_images),
-                    "conditioning": "pseudo_depth(image): Gaussian-blurred (sigma = side/8), min-max normalised "
-                                    "luminance; a stand-in for a depth map (no depth model offline)",
-                    "control_images": control_paths,
-                },
-                "loras": lora_info,
-            },
-            "steps": st,
-            "pool": pool,
-            "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in HYPER.items()},
-            "vae_reconstruction_ssim": {"train_crops": round(ssim_train, 4), "held_out": round(ssim_held, 4),
-                                        "held_out_images": list(references) + [x for d in decoys for x in d]},
-            "vae_scaling_factor": scaling,
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "threads": torch.get_num_threads(),
-            "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                         "transformers": transformers.__version__, "peft": peft.__version__,
-                         "scikit-image": skimage.__version__, "python": platform.python_version()},
-        }
-        (out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n", encoding="utf-8")
-
-        if check:
+        b.out.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)  # base crops first, then the LoRA crops: the order is the seed's
+        gen_pix, gen_caps, ref_full, ref_small = _data(b, rng)
+        pipe, gen_lat = _train_base_stage(b, gen_pix, gen_caps, ref_small)
+        _train_controlnet_stage(b, pipe, gen_lat, gen_pix, gen_caps)
+        lora_info = _train_loras_stage(b, pipe, rng)
+        ref_paths, control_paths = _write_inputs(b, ref_full, ref_small)
+        gt = _ground_truth(b, int(len(gen_pix)), ref_paths, control_paths, lora_info)
+        (b.out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n", encoding="utf-8")
+        if check if check is not None else not quick:
             from .check import shapley_check
 
             t = time.time()
-            res = shapley_check(out, seeds=check_seeds, log=L)
-            timings["check"] = time.time() - t
-            gt["shapley_check"] = res
-        timings["total"] = time.time() - t_all
-        gt["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-        gt["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        (out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n", encoding="utf-8")
-        L(f"demo zoo written to {out} in {timings['total']:.0f}s ({gt['size_bytes'] / 1e6:.1f} MB)")
-        return out
+            gt["shapley_check"] = shapley_check(b.out, seeds=check_seeds, log=b.log)
+            b.timings["check"] = time.time() - t
+        b.timings["total"] = time.time() - t_all
+        gt["timings_s"] = {k: round(v, 2) for k, v in b.timings.items()}
+        gt["size_bytes"] = sum(p.stat().st_size for p in b.out.rglob("*") if p.is_file())
+        (b.out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n", encoding="utf-8")
+        b.log(f"demo zoo written to {b.out} in {b.timings['total']:.0f}s ({gt['size_bytes'] / 1e6:.1f} MB)")
+        return b.out
     finally:
         torch.set_num_threads(old_threads)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..cache import to_uint8
 from ..shapley.synthetic import brute_force_shapley
-from .build import grey_ssim
+from .images import grey_ssim
 
 
 def colour_hist_similarity(a: np.ndarray, b: np.ndarray, bins: int = 4) -> float:
@@ -54,6 +54,39 @@ def _load_png(path: Path, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
+def _pipelines(zoo: Path, gt: dict, loras: list[str]):
+    """The zoo's base pipeline with every LoRA loaded as an adapter, and its ControlNet pipeline."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(zoo / "base"), local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    for name in loras:
+        pipe.load_lora_weights(str(zoo / gt["components"]["loras"][name]["file"]), adapter_name=name)
+    cn = ControlNetModel.from_pretrained(str(zoo / "controlnet-depth"), local_files_only=True)
+    cpipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cn)
+    cpipe.set_progress_bar_config(disable=True)
+    return pipe, cpipe
+
+
+def _generate(pipe, cpipe, coal, prompt, cond, seeds, steps, guidance, res, conditioning_scale):
+    """One image per seed from the pipeline assembled from coalition ``coal``."""
+    import torch
+
+    active = [p for p in coal if p != "controlnet-depth"]
+    if active:
+        pipe.enable_lora()
+        pipe.set_adapters(active, adapter_weights=[1.0] * len(active))
+    else:
+        pipe.disable_lora()
+    gens = [torch.Generator().manual_seed(s) for s in range(seeds)]
+    kw = dict(num_inference_steps=steps, guidance_scale=guidance, height=res, width=res, generator=gens,
+              output_type="np", num_images_per_prompt=1)
+    if "controlnet-depth" in coal:
+        return cpipe([prompt] * seeds, image=cond, controlnet_conditioning_scale=conditioning_scale, **kw).images
+    return pipe([prompt] * seeds, **kw).images
+
+
 def shapley_check(
     zoo_dir: Path | str,
     *,
@@ -66,8 +99,6 @@ def shapley_check(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Exact Shapley over {controlnet-depth, every LoRA} for one reference work; returns a JSON-able dict."""
-    import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
     from PIL import Image
 
     log = log or (lambda s: None)
@@ -81,34 +112,13 @@ def shapley_check(
     loras = list(gt["components"]["loras"])
 
     t0 = time.time()
-    pipe = StableDiffusionPipeline.from_pretrained(str(zoo / "base"), local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    for name in loras:
-        pipe.load_lora_weights(str(zoo / gt["components"]["loras"][name]["file"]), adapter_name=name)
-    cn = ControlNetModel.from_pretrained(str(zoo / "controlnet-depth"), local_files_only=True)
-    cpipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cn)
-    cpipe.set_progress_bar_config(disable=True)
-
+    pipe, cpipe = _pipelines(zoo, gt, loras)
     players = ["controlnet-depth"] + loras
     worth: dict[str, dict[frozenset, float]] = {m: {} for m in SIMILARITIES}
     grid_rows = []
     for k in range(len(players) + 1):
         for coal in itertools.combinations(players, k):
-            active = [p for p in coal if p != "controlnet-depth"]
-            if active:
-                pipe.enable_lora()
-                pipe.set_adapters(active, adapter_weights=[1.0] * len(active))
-            else:
-                pipe.disable_lora()
-            gens = [torch.Generator().manual_seed(s) for s in range(seeds)]
-            kw = dict(num_inference_steps=steps, guidance_scale=guidance, height=res, width=res, generator=gens,
-                      output_type="np", num_images_per_prompt=1)
-            if "controlnet-depth" in coal:
-                imgs = cpipe([prompt] * seeds, image=cond, controlnet_conditioning_scale=conditioning_scale,
-                             **kw).images
-            else:
-                imgs = pipe([prompt] * seeds, **kw).images
+            imgs = _generate(pipe, cpipe, coal, prompt, cond, seeds, steps, guidance, res, conditioning_scale)
             for m, f in SIMILARITIES.items():
                 worth[m][frozenset(coal)] = float(np.mean([f(im, ref) for im in imgs]))
             grid_rows.append(np.concatenate(list(imgs), axis=1))

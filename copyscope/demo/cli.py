@@ -41,7 +41,8 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the files of a non-empty --out folder"),
 ) -> None:
     """Train the demo zoo on CPU from scikit-image's bundled images and write it to --out."""
-    from .build import DEFAULT_BASE_IMAGES, build_demo_zoo
+    from .build import build_demo_zoo
+    from .images import DEFAULT_BASE_IMAGES
 
     steps = {k: v for k, v in {"vae": vae_steps, "base": base_steps, "controlnet": controlnet_steps,
                                "lora": lora_steps}.items() if v is not None}

@@ -37,10 +37,6 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
 
     ``only``: the names of the LoRAs needed (default: the whole pool)."""
-    import torch
-
-    from . import build, tiny
-
     demo_zoo = Path(demo_zoo)
     gt_file = demo_zoo / "ground_truth.json"
     if not gt_file.is_file():
@@ -53,13 +49,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     old = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
     manifest = {"format": POOL_FORMAT, "demo_zoo": str(demo_zoo.resolve()), "resolution": resolution,
                 "prompt": prompt, "loras": dict(old.get("loras", {}))}
-    # references and conditioning images, exactly as `demo build` writes them for a reference work
-    full = {w: build.center_square(build.load_skimage(w)) for w in WORKS}
-    size = min(build.HYPER["reference_png_size"], min(a.shape[0] for a in full.values()))
-    build.write_reference_views(pool_dir, full, size, build.HYPER["reference_views"], seed)
-    for w, a in full.items():
-        build.save_png(build.pseudo_depth(build._resize(a, resolution)), pool_dir / "control" / f"{w}_depth.png")
-
+    _write_pool_references(pool_dir, resolution, seed)
     pipe = None
     for p in POOL:
         target = pool_dir / "loras" / f"{p.name}.safetensors"
@@ -79,21 +69,46 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
                                                                requires_safety_checker=False)
                 pipe.set_progress_bar_config(disable=True)
             t = time.time()
-            rng = np.random.default_rng(entry["seed"])
-            pix = np.concatenate([
-                build.random_crops(build.center_square(transformed_pixels(build.load_skimage(x), p.transform)),
-                                   build.FULL_POOL["lora_per_image"], resolution, rng,
-                                   scale=build.HYPER["lora_crop_scale"], flip=False)
-                for x in p.images
-            ])
-            m, s = build.encode_latents(pipe.vae, pix)
-            lat = build._Latents(m, s, pipe.vae.config.scaling_factor)
-            torch.manual_seed(entry["seed"])
-            unet = build.train_lora(pipe, lat, prompt, steps, entry["seed"], log, p.name)
-            tiny.save_lora_file(target, unet, None, "lora")
-            del unet
+            _train_pool_lora(pipe, p, target, resolution, prompt, steps, entry["seed"], log)
             log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {time.time() - t:.0f}s")
         manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(target)}
         atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
+
+
+def _write_pool_references(pool_dir: Path, resolution: int, seed: int) -> None:
+    """References and conditioning images, exactly as `demo build` writes them for a reference work."""
+    from ..conditioning import pseudo_depth
+    from .images import center_square, load_skimage, resize_square, save_png, write_reference_views
+    from .training import HYPER
+
+    full = {w: center_square(load_skimage(w)) for w in WORKS}
+    size = min(HYPER["reference_png_size"], min(a.shape[0] for a in full.values()))
+    write_reference_views(pool_dir, full, size, HYPER["reference_views"], seed, HYPER["lora_crop_scale"])
+    for w, a in full.items():
+        save_png(pseudo_depth(resize_square(a, resolution)), pool_dir / "control" / f"{w}_depth.png")
+
+
+def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,
+                     log: Callable[[str], None]) -> None:
+    """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps)."""
+    import torch
+
+    from . import tiny
+    from .build import FULL_POOL
+    from .images import center_square, load_skimage, random_crops
+    from .training import HYPER, Latents, encode_latents, train_lora
+
+    rng = np.random.default_rng(seed)
+    pix = np.concatenate([
+        random_crops(center_square(transformed_pixels(load_skimage(x), p.transform)),
+                     FULL_POOL["lora_per_image"], resolution, rng, scale=HYPER["lora_crop_scale"], flip=False)
+        for x in p.images
+    ])
+    m, s = encode_latents(pipe.vae, pix)
+    lat = Latents(m, s, pipe.vae.config.scaling_factor)
+    torch.manual_seed(seed)
+    unet = train_lora(pipe, lat, prompt, steps, seed, log, p.name)
+    tiny.save_lora_file(target, unet, None, "lora")
+    del unet

@@ -51,7 +51,7 @@ POOL_BY_NAME = {p.name: p for p in POOL}
 
 def transformed_pixels(image: np.ndarray, transform: str) -> np.ndarray:
     """The image a pool LoRA is trained on, as float32 (H, W, 3) in [0, 1] (before random crops)."""
-    from .build import center_square, load_skimage
+    from .images import center_square, load_skimage
 
     if transform == "none":
         return image
