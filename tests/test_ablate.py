@@ -26,6 +26,7 @@ def run(tiny_models, tmp_path_factory):
 METRICS = ["ssim", "dhash", "histogram", "cosine", "fusion"]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_outputs_and_table(run):
     out, ab = run["out"], run["ablation"]
     for name in ["ablation.json", "ablation.csv", "ablation_seeds.csv", "ablation_0_seeds.svg", "ablation_0_agreement.svg",
@@ -46,6 +47,7 @@ def _rows(ab, metric):
     return {r["k"]: r for r in ab["games"][0]["seed_stability"][metric]["rows"]}
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_all_seed_row_equals_the_audit(run):
     ab, game = run["ablation"], run["report"]["games"][0]
     for m in METRICS:
@@ -58,6 +60,7 @@ def test_all_seed_row_equals_the_audit(run):
         assert st["full_ranking"] == ranking({p: game["metrics"][m]["shapley"][p]["value"] for p in game["players"]}, game["players"])
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_seed_stability_is_consistent(run):
     ab = run["ablation"]
     for m in METRICS:
@@ -75,6 +78,7 @@ def test_seed_stability_is_consistent(run):
         assert rows[N_SEEDS]["kendall_vs_full"] in (1.0, None)
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_first_seed_values_match_an_independent_computation(run):
     """k = 1 from the metric itself on the cached seed-0 images, Shapley by brute force."""
     from copyscope.cache import ImageCache
@@ -100,6 +104,7 @@ def test_first_seed_values_match_an_independent_computation(run):
     assert any(not math.isclose(got[p], game["metrics"]["histogram"]["shapley"][p]["value"]) for p in game["players"])
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_agreement_matrix(run):
     ab, game = run["ablation"], run["report"]["games"][0]
     ag = ab["games"][0]["agreement"]
@@ -115,6 +120,7 @@ def test_agreement_matrix(run):
                 assert ag["kendall"][a][b] is None
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_ground_truth_planted_component(run):
     ab, game = run["ablation"], run["report"]["games"][0]
     gt = ab["games"][0]["ground_truth"]
@@ -199,6 +205,7 @@ def test_ground_truth_lookup_and_mapping(tmp_path):
     assert planted_players({"planted": ["style-a"]}, gt_path, zoo, ["style-a", "style-b"]) == (["style-a"], [])
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_missing_ground_truth_file_fails_before_the_audit(run, tmp_path):
     from copyscope.cli import app
     from helpers.audit_run import runner

@@ -150,6 +150,7 @@ def zoo(tiny_models, tmp_path_factory):
                          estimator={"bootstrap": 20})
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_audit_into_another_out_generates_nothing(zoo, tmp_path, monkeypatch):
     root = tmp_path / "user-cache"
     monkeypatch.setenv("COPYSCOPE_CACHE", str(root))
@@ -169,6 +170,7 @@ def test_audit_into_another_out_generates_nothing(zoo, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "--older-than" in r.output
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_prune_during_a_running_audit_never_deletes_its_images(zoo, tmp_path):
     """A real audit in a subprocess while this process prunes down to size 0 in a loop: stale
     entries of an earlier run go, the audit finishes, and every image it reports is still there."""

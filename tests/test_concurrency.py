@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from copyscope.cache import ImageCache
 
 from helpers.subprocess_audit import N_IMAGES, count_images, finish, start_audit, values, workspace
+
+pytestmark = pytest.mark.slow  # subprocess audits (pyproject: markers)
 
 
 def test_two_audits_share_one_cache_at_the_same_time(tiny_models, tmp_path_factory):

@@ -27,6 +27,7 @@ def gt(zoo):
     return json.loads((zoo / "ground_truth.json").read_text())
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_layout(zoo):
     for rel in ("base/model_index.json", "base/unet/diffusion_pytorch_model.safetensors",
                 "base/vae/diffusion_pytorch_model.safetensors", "base/text_encoder/model.safetensors",
@@ -39,6 +40,7 @@ def test_layout(zoo):
     assert not [p for p in zoo.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_ground_truth(gt, zoo):
     assert gt["planted_infringer"] == "planted"
     loras = gt["components"]["loras"]
@@ -61,6 +63,7 @@ def test_ground_truth(gt, zoo):
     assert "total" in gt["timings_s"]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_models_load(zoo, gt):
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
     from PIL import Image
@@ -80,6 +83,7 @@ def test_models_load(zoo, gt):
     assert out.shape == (1, 32, 32, 3) and np.isfinite(out).all()
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_zoo_yaml(zoo):
     import yaml
 
@@ -96,6 +100,7 @@ def test_zoo_yaml(zoo):
     assert (zoo / "zoo.yaml").read_text() == demo_build.TEMPLATE_PATH.read_text()
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_zoo_yaml_validates_with_config(zoo):
     from copyscope import config
 
@@ -155,6 +160,7 @@ def test_cli_registered():
     assert r.exit_code == 0 and "--quick" in r.output
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_refuses_to_overwrite_a_zoo(zoo, tmp_path):
     from typer.testing import CliRunner
 
@@ -168,3 +174,42 @@ def test_refuses_to_overwrite_a_zoo(zoo, tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(CopyscopeError, match="not a folder"):
         demo_build.build_demo_zoo(tmp_path / "f", quick=True, log=None)
+
+
+def test_each_training_stage_takes_a_step(tmp_path):
+    """One step of every training loop the build runs (the quick suite's cover of demo/training.py, whose
+    full use is the slow quick-build above): each moves its own weights and logs a finite loss."""
+    import math
+    import re
+
+    from diffusers import StableDiffusionPipeline
+
+    from copyscope.demo import tiny, training
+
+    logs: list[str] = []
+    pix = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    caps = ["a photo of a cat", "a logo"] * 2
+
+    def moved(module, step):
+        before = [p.detach().clone() for p in module.parameters()]
+        step()
+        return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+    tok = tiny.tiny_tokenizer(tmp_path / "tok")
+    te = tiny.tiny_text_encoder(tok, 0)
+    vae = tiny.tiny_vae(0, 32, block_out_channels=training.HYPER["vae_channels"], norm_num_groups=8,
+                        mid_block_add_attention=False)
+    assert moved(vae, lambda: training.train_vae(vae, pix, 1, 0, logs.append))
+    mean, std = training.encode_latents(vae, pix)
+    lat = training.Latents(mean, std, 1.0)
+    unet = tiny.tiny_unet(0, 32)
+    assert moved(unet, lambda: training.train_base_unet(unet, te, tok, lat, caps, 1, 0, logs.append))
+    cn = tiny.tiny_controlnet(unet, seed=0, randomize=False)
+    conds = np.stack([pseudo_depth(p) for p in pix])
+    assert moved(cn, lambda: training.train_controlnet(cn, unet, te, tok, lat, conds, caps, 1, 0, logs.append))
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=tiny.tiny_scheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    lora_unet = training.train_lora(pipe, lat, "a painting", 1, 0, logs.append, "x")
+    assert tiny.lora_parameters(lora_unet, "lora")  # the adapter the step trained
+    losses = [float(m.group(1)) for line in logs if (m := re.search(r"loss (\S+)", line))]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses), logs

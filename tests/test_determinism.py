@@ -4,7 +4,11 @@ folder are left out."""
 
 from __future__ import annotations
 
+import pytest
+
 from helpers.subprocess_audit import comparable, run_audit_subprocess, values, workspace
+
+pytestmark = pytest.mark.slow  # subprocess audits (pyproject: markers)
 
 
 def test_same_zoo_twice_gives_identical_report(tiny_models, tmp_path_factory):

@@ -73,6 +73,7 @@ def two_runs(tiny_models, tmp_path_factory):
     )
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_two_processes_give_the_single_process_report(two_runs):
     one, two, _ = two_runs
     g1, g2 = one["games"][0], two["games"][0]
@@ -82,6 +83,7 @@ def test_two_processes_give_the_single_process_report(two_runs):
         assert g2["metrics"][name]["shapley"] == m["shapley"], name
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_two_processes_split_the_work_and_report_summed_counts(two_runs):
     one, two, output = two_runs
     assert one["generation"]["generated"] == 16 and one["generation"]["cached"] == 0

@@ -50,6 +50,7 @@ def family_zoo_file(tmp: Path, models: dict, *, lora: dict | None = None, **base
     return path
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_audit_through_the_cli(family, family_zoos, tmp_path, one_torch_thread):
     zoo = family_zoo_file(tmp_path, family_zoos[family])
@@ -101,6 +102,7 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_lora_of_another_family_is_refused(family_zoos, tmp_path):
     flux_lora = {"name": "flux-style", "model": str(family_zoos["flux"]["loras"][0])}
     zoo = family_zoo_file(tmp_path, family_zoos["sdxl"], lora=flux_lora)
@@ -112,6 +114,7 @@ def test_lora_of_another_family_is_refused(family_zoos, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_controlnet_of_another_family_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["sd3"])
     data = yaml.safe_load(zoo.read_text())
@@ -121,18 +124,21 @@ def test_controlnet_of_another_family_is_refused(family_zoos, tmp_path):
     assert "controlnets[0].model" in line and "is a Stable Diffusion XL ControlNet but base 'tiny-sd3' is" in line
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_unknown_family_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["sd"], family="sd4")
     line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "bases[0].family" in line and "unknown family 'sd4'; expected one of sd, sdxl, sd3, flux" in line
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_declared_family_contradicting_the_model_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["flux"], family="sdxl")
     line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "bases[0].family" in line and "declared family 'sdxl' but the model is Flux.1 (FluxPipeline: family flux)" in line
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_pipeline_of_no_known_family_is_refused(family_zoos, tmp_path):
     import shutil
 
@@ -146,6 +152,7 @@ def test_pipeline_of_no_known_family_is_refused(family_zoos, tmp_path):
     assert "bases[0].model" in line and "unknown family: model_index.json names KandinskyPipeline" in line
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_flow_matching_family_refuses_an_sd_scheduler(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["flux"])
     data = yaml.safe_load(zoo.read_text())

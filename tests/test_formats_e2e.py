@@ -104,6 +104,7 @@ def audits(files, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_single_file_and_kohya_give_the_pixels_of_the_diffusers_originals(audits):
     a, b = audits["diffusers"], audits["single"]
     assert sorted(a["images"]) == sorted(b["images"]) == ["", "depth", "depth+style", "style"]
@@ -113,6 +114,7 @@ def test_single_file_and_kohya_give_the_pixels_of_the_diffusers_originals(audits
     assert not set(sum(a["keys"].values(), [])) & set(sum(b["keys"].values(), []))
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_players_change_images_and_rerun_generates_nothing(audits):
     imgs = audits["single"]["images"]
     for without, with_ in [("", "style"), ("", "depth"), ("style", "depth+style"), ("depth", "depth+style")]:

@@ -18,11 +18,14 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from copyscope.cli import app
+
+pytestmark = pytest.mark.slow  # 1000 CLI runs, about 21 s of CPU (docs/robustness.md)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FILES = 500

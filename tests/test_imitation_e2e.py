@@ -45,6 +45,7 @@ def imitation_run(tiny_models, tiny_clip, tmp_path_factory):
             "cache": Path(os.environ["COPYSCOPE_CACHE"])}  # the shared cache the audit used
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_identification_structure_and_consistency(imitation_run):
     res = imitation_run["result"]
     assert res["analysis"] == "imitation" and res["base"] == "tiny-sd" and res["addons"] == []
@@ -72,6 +73,7 @@ def test_identification_structure_and_consistency(imitation_run):
     assert "imitation" in out and "chance" in out and "random-name" in out
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_images_are_the_plain_base_with_the_template_and_recorded_seeds(imitation_run):
     res = imitation_run["result"]
     cache = ImageCache(imitation_run["cache"])  # the audit's cache folder
@@ -84,6 +86,7 @@ def test_images_are_the_plain_base_with_the_template_and_recorded_seeds(imitatio
     assert cache.sidecar(keys[0])["fields"]["prompt"] == "Artwork from Jo Smith"
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_matching_test_consistency(imitation_run):
     m = imitation_run["result"]["matching"]
     assert m["correction"] == "bonferroni" and m["alpha"] == 0.05
@@ -99,6 +102,7 @@ def test_matching_test_consistency(imitation_run):
     assert ctrl["n_permutations"] == 100 and 0.0 <= ctrl["mean_share"] <= 1.0
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_rerun_with_addons_and_other_output(imitation_run, tiny_models, tiny_clip):
     tmp = imitation_run["tmp"]
     zoo = imitation_zoo(tmp, tiny_models, tiny_clip, cache=str(imitation_run["cache"]),

@@ -29,6 +29,7 @@ def _ids(html: str) -> set[str]:
     return set(re.findall(r'id="([^"]+)"', html))
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_sections_exist(run):
     html, report = run["html"], run["report"]
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
@@ -60,6 +61,7 @@ def test_sections_exist(run):
     assert "Every requested metric was available" in html and "No generated image was flagged" in html
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_self_contained(run):
     html = run["html"]
     low = html.lower()
@@ -69,11 +71,13 @@ def test_self_contained(run):
         assert src.startswith("data:image/"), src[:40]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_html_before_ablation_has_no_ablation_section(run):
     before = run["html_audit"].decode("utf-8")
     assert 'id="ablation"' not in before and 'id="game-0-summary"' in before
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_report_command_reproduces_the_same_bytes(run, tmp_path):
     out = run["out"]
     original = (out / "report.html").read_bytes()
@@ -90,6 +94,7 @@ def test_report_command_reproduces_the_same_bytes(run, tmp_path):
     assert render_html(data, other) == original.decode("utf-8")
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_missing_files_are_reported_not_fatal(run, tmp_path):
     data = copy.deepcopy(run["report"])
     data["works"] = {"work": [str(tmp_path / "gone.png")]}
@@ -119,6 +124,7 @@ def _rename_player(game: dict, old: str, new: str) -> None:
                 sec[field] = {(new if k == old else k): v for k, v in sec[field].items()}
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_hostile_strings_are_escaped(run, tmp_path):
     data = copy.deepcopy(run["report"])
     g = data["games"][0]
@@ -190,6 +196,7 @@ def test_summary_wording():
     assert "works a, b (combined: max_mean)" in sig90 and "90% interval" in sig90 and "accounts for" in sig90  # 0.07 < 0.1
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_attribution_csv_share_columns(run):
     report = run["report"]
     rows = list(csv.DictReader(io.StringIO(attribution_csv(report))))

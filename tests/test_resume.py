@@ -38,6 +38,8 @@ from helpers.subprocess_audit import (
     workspace,
 )
 
+pytestmark = pytest.mark.slow  # subprocess audits or hundreds of CLI runs (pyproject: markers)
+
 # -- tests ---------------------------------------------------------------------------------------
 
 

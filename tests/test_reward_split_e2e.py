@@ -45,6 +45,7 @@ def split_run(tiny_models, tiny_clip, tmp_path_factory):
     return {"tmp": tmp, "zoo": zoo, "output": r.output, "result": json.loads(path.read_text())}
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_output_structure_and_consistency(split_run):
     res = split_run["result"]
     assert res["analysis"] == "reward_split" and res["metric"]["name"] == "clip"
@@ -73,6 +74,7 @@ def test_output_structure_and_consistency(split_run):
     assert "reward split" in split_run["output"] and "model" in split_run["output"]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_coalitions_are_prompts_with_the_model_fully_on(split_run):
     (g,) = split_run["result"]["games"]
     cache = ImageCache(split_run["tmp"] / "cache")
@@ -103,6 +105,7 @@ def full_prompt_similarities(tmp, tiny_clip, image_keys):
     return np.maximum(s[:, :2].max(axis=1), s[:, 2])
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_rerun_uses_the_cache_metric_override_and_similarity_filter(split_run, tiny_models, tiny_clip):
     tmp = split_run["tmp"]
     (g0,) = split_run["result"]["games"]
@@ -131,6 +134,7 @@ def test_rerun_uses_the_cache_metric_override_and_similarity_filter(split_run, t
     assert sum(x["share"] for x in [g["split"]["model"], *g["split"]["artists"].values()]) == pytest.approx(100.0)
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_everything_dropped_is_a_clear_error(split_run, tiny_models, tiny_clip):
     tmp = split_run["tmp"]
     zoo = split_zoo(tmp, tiny_models, tiny_clip, reward_split={"recognisability": {"method": "similarity", "threshold": 2.0}})

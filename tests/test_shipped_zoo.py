@@ -50,6 +50,7 @@ LEARNED = {"effnet", "fd_effnet", "kid_effnet", "sscd", "clip", "dinov2", "dream
            "fid", "kid"}
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
     report, _ = shipped_audit
     (game,) = report["games"]
@@ -76,6 +77,7 @@ def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
         assert abs(sec["efficiency_gap"]) < 1e-9
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_set_level_metrics_carry_sample_sizes(shipped_audit):
     report, _ = shipped_audit
     (game,) = report["games"]
@@ -86,6 +88,7 @@ def test_set_level_metrics_carry_sample_sizes(shipped_audit):
             assert size["n_generated"] == 8 and size["n_reference"] >= 2
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_rerun_is_cached_and_identical(shipped_audit):
     report, rerun = shipped_audit
     assert rerun["generation"]["generated"] == 0
@@ -93,6 +96,7 @@ def test_rerun_is_cached_and_identical(shipped_audit):
     assert rerun["games"] == report["games"]
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_no_decoy_carries_a_significance_mark_in_the_terminal_table(shipped_audit):
     """Issue 15: significance is claimed for the headline metric only; a decoy never gets the '*' mark."""
     import io

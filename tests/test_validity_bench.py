@@ -30,6 +30,7 @@ def quick_bench(tmp_path_factory, one_torch_thread):
     return json.loads((out / "results.json").read_text()), res.output, out
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_headline_recovers_the_plant(quick_bench):
     doc, output, _ = quick_bench
     assert doc["scenarios"] == len(scenarios("quick")) == 6
@@ -48,6 +49,7 @@ def test_headline_recovers_the_plant(quick_bench):
         assert f"| {m} |" in output
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_scenarios_share_cached_images(quick_bench):
     doc, _, out = quick_bench
     gen = {r["scenario"]: r["generated"] for r in doc["results"]}

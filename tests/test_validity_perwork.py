@@ -44,6 +44,7 @@ def audits(tiny_models, tmp_path_factory, one_torch_thread):
     return both, alone
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_each_work_gets_its_own_attribution_equal_to_auditing_it_alone(audits):
     both, alone = audits
     (game,) = both["games"]
@@ -63,6 +64,7 @@ def test_each_work_gets_its_own_attribution_equal_to_auditing_it_alone(audits):
     assert va != vb
 
 
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_headline_marks_and_per_work_words(audits):
     both, _ = audits
     (game,) = both["games"]
