@@ -135,7 +135,8 @@ class BarePipelines:
         import torch
         from safetensors.torch import load_file
 
-        from copyscope.engine import SCHEDULERS, resolve_device, resolve_dtype
+        from copyscope.config import SCHEDULERS
+        from copyscope.generation import resolve_device, resolve_dtype
         from copyscope.families import FAMILIES
 
         zoo, self.game, self.gen = prep.zoo, game, prep.zoo.spec.generation
@@ -280,7 +281,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from copyscope.audit import run_audit
-    from copyscope.engine import _quiet_diffusers
+    from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))

@@ -20,7 +20,7 @@ import numpy as np
 from .cache import ImageCache, atomic_write_text
 from .conditioning import attach as attach_conditioning, maps_for
 from .config import Zoo, load_zoo
-from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
+from .generation import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
 from .inputs import check_image_file
 from .game import CoalitionEvaluator, seed_resamples
@@ -92,7 +92,7 @@ def prepare_audit(
     images are collected in ``info["missing_files"]`` instead of failing, so a zoo file for hub
     models can be checked before its protected works are put in place.
     """
-    from .engine import check_lora_fits
+    from .generation import check_lora_fits
     from .file_checks import check_real_files
     from .shapley import get_estimator
 
@@ -161,15 +161,9 @@ MAX_BOOTSTRAP_DRAWS = 50_000_000  # the (resamples, seeds) index table: 400 MB o
 
 def _check_generation_and_estimator(zoo: Zoo) -> None:
     """Settings that would otherwise fail only after the models are loaded, or run for days."""
-    from .engine import SCHEDULERS
     from .shapley.registry import AUTO_EXACT_MAX_PLAYERS
 
-    s = zoo.spec
-    if s.generation.scheduler is not None and s.generation.scheduler not in SCHEDULERS:
-        raise zoo.fail(
-            f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
-            "generation", "scheduler",
-        )
+    s = zoo.spec  # the scheduler name is checked by the schema (config.GenerationSpec)
     n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
     if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
         raise zoo.fail(
@@ -327,16 +321,16 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
         engine = CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=hooks.on_event)
+        queue = background_queue(scorer)
         evaluator = CoalitionEvaluator(
             game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score,
-            resampling=est.intervals,
+            resampling=est.intervals, queue=queue,
         )
-        engine.background = background_queue(scorer)
         try:
             games.append(estimate_game(prep, game, evaluator, per_work=True))
         finally:
-            if engine.background is not None:
-                engine.background.close(cancel=True)
+            if queue is not None:
+                queue.close(cancel=True)
         stats.switches += engine.switches
         engine.release()
     report = build_report(
@@ -363,7 +357,7 @@ def background_queue(scorer: Scorer) -> "BackgroundQueue | None":
     before it returns). ``COPYSCOPE_BACKGROUND=0`` runs everything in the audit's thread."""
     import os
 
-    from .engine import BackgroundQueue
+    from .generation import BackgroundQueue
 
     if os.environ.get("COPYSCOPE_BACKGROUND", "1") == "0":
         return None

@@ -119,8 +119,9 @@ def make_plan(zoo: Zoo) -> Plan:
     from .players import KINDS
 
     addons = [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
-    # prompt fragments, and textual-inversion tokens: both join the prompt when their player is active
-    fragments = {pp.name: pp.text for pp in s.prompt_players} | {ti.name: ti.token for ti in s.textual_inversions}
+    # what joins the prompt when a player is active (prompt fragments, textual-inversion tokens, ...)
+    fragments = {spec.name: text for cls in KINDS.values() for spec in cls.specs(zoo)
+                 if (text := cls.prompt_fragment(spec)) is not None}
     from .families import base_family
 
     games = []

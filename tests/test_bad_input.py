@@ -405,7 +405,7 @@ def _stub_generate(nan_black: bool):
 
 
 def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, monkeypatch):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.score import load_image_rgb
 
     d = tmp_path / "refs_modes"
@@ -443,7 +443,7 @@ def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, mon
 
 
 def test_nan_and_black_images_are_flagged_not_silently_scored(assets, tmp_path, monkeypatch):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(True))
     monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # stub images must not reach another test
@@ -469,8 +469,9 @@ def test_load_time_lora_mismatch_message_is_one_line():
     hub LoRA) is condensed to one line naming the layer and both shapes."""
     from types import SimpleNamespace
 
-    from copyscope.engine import CoalitionEngine, ModelSource
     from copyscope.errors import CopyscopeError
+    from copyscope.generation import ModelSource
+    from copyscope.players.lora import LoraPlayer
 
     exc = RuntimeError(
         "Error(s) in loading state_dict for UNet2DConditionModel:\n\tsize mismatch for "
@@ -482,8 +483,10 @@ def test_load_time_lora_mismatch_message_is_one_line():
         def fail(self, message, *loc):
             return CopyscopeError(message, where="zoo.yaml:9: loras[0].model")
 
-    fake = SimpleNamespace(zoo=FakeZoo(), game=SimpleNamespace(base=SimpleNamespace(name="tiny-sd")))
-    err = CoalitionEngine._lora_error(fake, "lora0", exc, ModelSource("x", Path("x.safetensors"), None), ("loras", 0))
+    engine = SimpleNamespace(zoo=FakeZoo(), game=SimpleNamespace(base=SimpleNamespace(name="tiny-sd")))
+    player = SimpleNamespace(engine=engine, name="lora0", source=ModelSource("x", Path("x.safetensors"), None),
+                             loc=("loras", 0))
+    err = LoraPlayer._error(player, exc)
     text = str(err)
     assert "\n" not in text
     assert "to_q.lora_A has shape [4, 64] in the LoRA but [4, 32] in the base" in text

@@ -8,8 +8,18 @@ KINDS: dict[str, type["PlayerKind"]] = {}
 
 
 def register(cls: type["PlayerKind"]) -> type["PlayerKind"]:
+    """Register a kind: its zoo section joins the zoo schema (config.zoo_spec_model), its players
+    join every game (plan) and engine, in registration order."""
+    for other in KINDS.values():
+        if other is not cls and other.kind != cls.kind and other.section == cls.section:
+            raise ValueError(f"player kind {cls.kind!r}: zoo section {cls.section!r} is taken by {other.kind!r}")
     KINDS[cls.kind] = cls
     return cls
+
+
+def unregister(kind: str) -> None:
+    """Remove a kind (tests that register a toy kind)."""
+    KINDS.pop(kind, None)
 
 
 class PlayerKind:
@@ -17,6 +27,7 @@ class PlayerKind:
 
     kind: ClassVar[str]  # plan/report kind name ("lora")
     section: ClassVar[str]  # zoo file section holding its specs ("loras")
+    spec_model: ClassVar[type]  # pydantic model of one entry of the section (config.NamedSpec or Strict_)
     label: ClassVar[str]  # human name ("LoRA")
     # image-key field listing the active players of this kind; None when the kind changes the key
     # otherwise (a prompt fragment changes the prompt text)
@@ -34,14 +45,34 @@ class PlayerKind:
         self.loc = (self.section, index)
         self.source = None
         if self.has_model:
-            from ..engine import model_source
+            from ..generation.sources import model_source
 
             self.source = model_source(engine.zoo, spec.model, getattr(spec, "revision", None), self.loc, engine.allow_pickle)
 
-    # -- before anything loads ------------------------------------------------------------------
+    # -- the zoo file (config) --------------------------------------------------------------------
     @classmethod
     def specs(cls, zoo) -> list:
         return list(getattr(zoo.spec, cls.section))
+
+    @classmethod
+    def fill_defaults(cls, spec) -> None:
+        """After validation: the default name (the stem of ``weight_name`` if given, else of ``model``)."""
+        from ..config import stem
+
+        if getattr(spec, "name", None) is None:
+            source = getattr(spec, "weight_name", None) or getattr(spec, "model", None)
+            spec.name = stem(source) if source else None
+
+    @classmethod
+    def check_references(cls, zoo) -> None:
+        """After names are filled in: keys of the section that name prompts, works, ... (no file access)."""
+
+    @classmethod
+    def prompt_fragment(cls, spec) -> str | None:
+        """Text this player adds to the prompt when active (a ``{name}`` placeholder marks where), or None."""
+        return None
+
+    # -- before anything loads ------------------------------------------------------------------
 
     @classmethod
     def check_zoo(cls, zoo, base_families: dict[str, str]) -> None:
