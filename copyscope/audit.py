@@ -140,11 +140,11 @@ def prepare_audit(
         missing.append(str(problem))
         refs = ReferenceSet([], [], [], [])
     est = zoo.spec.estimator
-    if max(g.n_players for g in plan.games) == 0:
+    if plan.n_players == 0:
         raise zoo.fail("no players: list at least one LoRA, ControlNet or prompt player (or set estimator.base: player)",
                        "estimator")
     try:
-        estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
+        estimator = get_estimator(est.method, plan.n_players, est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
@@ -182,10 +182,9 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
                 f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
                 f"expected at most {limit}", "generation", "steps",
             )
-    from .players import KINDS
+    from .plan import player_count
 
-    # every registered player kind (ControlNets, LoRAs, prompt fragments, IP-Adapters, ...), plus the base
-    n = sum(len(cls.specs(zoo)) for cls in KINDS.values()) + (1 if s.estimator.base == "player" else 0)
+    n = player_count(zoo)  # every registered player kind (ControlNets, LoRAs, prompt fragments, ...), plus the base
     if s.estimator.method == "exact" and s.estimator.budget is None and n > AUTO_EXACT_MAX_PLAYERS:
         raise zoo.fail(
             f"exact estimation of {n} players evaluates 2**{n} = {2**n} coalitions; set estimator.budget "

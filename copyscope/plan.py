@@ -91,6 +91,11 @@ class Plan:
     estimator: dict = field(default_factory=dict)
 
     @property
+    def n_players(self) -> int:
+        """Players of the largest game (every game has the same players: :func:`player_count`)."""
+        return max(g.n_players for g in self.games)
+
+    @property
     def images_per_coalition(self) -> int:
         return len(self.items)
 
@@ -113,12 +118,24 @@ class Plan:
         }
 
 
+def addon_players(zoo: Zoo) -> list[Player]:
+    """Every add-on player of the zoo: the registered kinds in order, zoo order within a kind."""
+    from .players import KINDS
+
+    return [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
+
+
+def player_count(zoo: Zoo) -> int:
+    """Players of each game: every add-on of every kind, plus the base with ``estimator.base: player``."""
+    return len(addon_players(zoo)) + (1 if zoo.spec.estimator.base == "player" else 0)
+
+
 def make_plan(zoo: Zoo) -> Plan:
     s = zoo.spec
     base_as_player = s.estimator.base == "player"
     from .players import KINDS
 
-    addons = [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
+    addons = addon_players(zoo)
     # what joins the prompt when a player is active (prompt fragments, textual-inversion tokens, ...)
     fragments = {spec.name: text for cls in KINDS.values() for spec in cls.specs(zoo)
                  if (text := cls.prompt_fragment(spec)) is not None}

@@ -104,30 +104,18 @@ class ControlNetPlayer(PlayerKind):
                         raise zoo.fail(f"no conditioning image for work {p.work!r}", "controlnets", i, "conditioning", "per_work")
 
     @classmethod
-    def check_zoo(cls, zoo, base_families):
-        from ..families import FAMILIES, controlnet_family
+    def families(cls, zoo, spec):
+        from ..families import controlnet_family
 
-        for i, cn in enumerate(cls.specs(zoo)):
-            path = zoo.resolve_path(cn.model)
-            config = path / "config.json" if path.is_dir() else None
-            if config is None or not config.is_file():
-                continue
-            try:
-                fam = controlnet_family(json.loads(config.read_text(encoding="utf-8")))
-            except ValueError:
-                continue
-            for base, base_fam in base_families.items():
-                if fam is not None and fam != base_fam:
-                    raise zoo.fail(
-                        f"ControlNet {cn.name!r} is a {FAMILIES[fam].title} ControlNet but base {base!r} is "
-                        f"{FAMILIES[base_fam].title} (family {base_fam}); expected a ControlNet trained for the base's family",
-                        cls.section, i, "model",
-                    )
-
-    def identity(self) -> dict:
-        from ..file_checks import load_identity
-
-        return {**super().identity(), **load_identity(self.engine.zoo, self.spec)}
+        path = zoo.resolve_path(spec.model)
+        config = path / "config.json" if path.is_dir() else None
+        if config is None or not config.is_file():
+            return None
+        try:
+            fam = controlnet_family(json.loads(config.read_text(encoding="utf-8")))
+        except ValueError:
+            return None
+        return frozenset({fam}) if fam is not None else None
 
     def conditioning_path(self, item) -> Path:
         c, zoo = self.spec.conditioning, self.engine.zoo

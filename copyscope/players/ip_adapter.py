@@ -37,7 +37,12 @@ class IPAdapterPlayer(PlayerKind):
     switch_cost = "set_ip_adapter_scale: milliseconds, no reload"
 
     @classmethod
+    def families(cls, zoo, spec):
+        return frozenset(SUPPORTED)
+
+    @classmethod
     def check_zoo(cls, zoo, base_families):
+        super().check_zoo(zoo, base_families)
         works = {r.name for r in zoo.spec.references}
         for i, ip in enumerate(cls.specs(zoo)):
             if ip.image is not None:

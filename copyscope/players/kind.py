@@ -76,8 +76,31 @@ class PlayerKind:
 
     @classmethod
     def check_zoo(cls, zoo, base_families: dict[str, str]) -> None:
-        """Zoo-wide checks before loading (e.g. the file's family against every base's family).
-        ``base_families``: base name -> family name."""
+        """Zoo-wide checks before loading; ``base_families``: base name -> family name. By default:
+        every player's :meth:`families` against every base's family."""
+        for i, spec in enumerate(cls.specs(zoo)):
+            fits = cls.families(zoo, spec)
+            if fits is None:
+                continue
+            for base, fam in base_families.items():
+                if fam not in fits:
+                    message, *key = cls.family_mismatch(spec, base, fam, fits)
+                    raise zoo.fail(message, cls.section, i, *key)
+
+    @classmethod
+    def families(cls, zoo, spec) -> frozenset[str] | None:
+        """The base families this player works with, from its files before loading (None: any, or
+        cannot tell)."""
+        return None
+
+    @classmethod
+    def family_mismatch(cls, spec, base: str, fam: str, fits) -> tuple:
+        """(message, key under the player's entry...) for a player made for other families than the base's."""
+        from ..families import FAMILIES
+
+        made_for = " or ".join(FAMILIES[f].title for f in sorted(fits))
+        return (f"{cls.label} {spec.name!r} is a {made_for} {cls.label} but base {base!r} is {FAMILIES[fam].title} "
+                f"(family {fam}); expected a {cls.label} trained for the base's family", "model")
 
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict:

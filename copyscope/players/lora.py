@@ -31,37 +31,37 @@ class LoraPlayer(PlayerKind):
     switch_cost = "set_adapters / disable_lora: milliseconds, no reload"
 
     @classmethod
+    def families(cls, zoo, spec):
+        from ..families import lora_families
+        from ..formats import safetensors_header
+        from ..generation.sources import weights_file
+
+        path = weights_file(zoo, spec)
+        try:
+            return lora_families(safetensors_header(path)) if path is not None else None
+        except Exception:  # unreadable headers are reported by model_source / the loader
+            return None
+
+    @classmethod
     def check_zoo(cls, zoo, base_families):
         """Every LoRA whose file is here (a local file, ``weight_name`` in a local folder, a hub file in
         the local Hugging Face cache) against every base: its family, then its layers, from the headers."""
         from ..generation.sources import local_base, weights_file
 
-        bases = {b.name: (base_families[b.name], local_base(zoo, b)) for b in zoo.spec.bases}
+        super().check_zoo(zoo, base_families)
+        bases = {b.name: local_base(zoo, b) for b in zoo.spec.bases}
         for i, lo in enumerate(cls.specs(zoo)):
             path = weights_file(zoo, lo)
             if path is not None:
-                cls.check_file(zoo, i, lo, path, bases)
+                cls.check_fit(zoo, i, lo, path, bases)
 
     @classmethod
-    def check_file(cls, zoo, index: int, spec, path, bases: dict) -> None:
-        """One LoRA file against ``bases`` (name -> (family, local folder or file, or None)), from the
-        headers; a misfit is a one-line error naming ``loras[index].model``."""
-        from ..families import FAMILIES, lora_families
-        from ..formats import lora_misfit, safetensors_header
+    def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
+        """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here),
+        from the headers; a misfit is a one-line error naming ``loras[index].model``."""
+        from ..formats import lora_misfit
 
-        try:
-            fits = lora_families(safetensors_header(path))
-        except Exception:  # unreadable headers are reported by model_source / the loader
-            return
-        for base, (fam, base_path) in bases.items():
-            if fits is not None and fam not in fits:
-                made_for = " or ".join(FAMILIES[f].title for f in sorted(fits))
-                raise zoo.fail(
-                    f"LoRA {spec.name!r} is a {made_for} LoRA but base {base!r} is {FAMILIES[fam].title} "
-                    f"(family {fam}); expected a LoRA trained for the base's family",
-                    cls.section, index, "model",
-                )
-        for base, (fam, base_path) in bases.items():
+        for base, base_path in bases.items():
             try:
                 why = lora_misfit(base_path, path) if base_path is not None else None
             except Exception:  # unreadable headers are reported by model_source / the loader
@@ -126,8 +126,11 @@ class LoraPlayer(PlayerKind):
             return
         eng = self.engine
         base = eng.game.base
-        self.check_file(eng.zoo, self.index, self.spec, Path(path),
-                        {base.name: (eng.family.name, local_base(eng.zoo, base))})
+        fits = self.families(eng.zoo, self.spec)  # the file is in the local cache now
+        if fits is not None and eng.family.name not in fits:
+            message, *key = self.family_mismatch(self.spec, base.name, eng.family.name, fits)
+            raise eng.zoo.fail(message, *self.loc, *key)
+        self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)})
 
     def _error(self, exc: Exception) -> CopyscopeError:
         from ..generation.sources import hub_error

@@ -42,14 +42,13 @@ class TextualInversionPlayer(PlayerKind):
         return spec.token
 
     @classmethod
-    def check_zoo(cls, zoo, base_families):
-        for i, ti in enumerate(cls.specs(zoo)):
-            for base, fam in base_families.items():
-                if fam not in SUPPORTED:
-                    raise zoo.fail(
-                        f"textual inversion {ti.name!r}: base {base!r} is family {fam}; textual-inversion players "
-                        f"work on {' and '.join(SUPPORTED)} bases", cls.section, i,
-                    )
+    def families(cls, zoo, spec):
+        return frozenset(SUPPORTED)
+
+    @classmethod
+    def family_mismatch(cls, spec, base, fam, fits):
+        return (f"textual inversion {spec.name!r}: base {base!r} is family {fam}; textual-inversion players "
+                f"work on {' and '.join(SUPPORTED)} bases",)
 
     def identity(self) -> dict:
         return {**self.source.identity(), "weight_name": self.spec.weight_name}
