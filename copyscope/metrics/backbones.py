@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from copyscope.cache import file_sha256
+from copyscope.config.schema import HUB_REPO_RE as _HUB_ID  # the one hub-id pattern (owner/name)
 from copyscope.errors import MissingDependency
 
 from ._imageops import resize
@@ -53,7 +53,6 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 
 def folder_sha256(folder: str | os.PathLike) -> str:
     """Hash of a model folder: names and contents of its config and weight files."""
