@@ -48,11 +48,7 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
     if path.is_dir() and path.suffix in (".safetensors",) + PICKLE_SUFFIXES:
         raise zoo.fail(f"{value!r} is a folder; expected a {path.suffix} file", *loc, "model")
     if path.is_dir() and not allow_pickle:
-        # a diffusers folder whose component (unet/, vae/, ...) has pickle weights and no safetensors
-        def parts(suffixes):
-            return {f.parent.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.suffix in suffixes}
-
-        only_pickle = sorted(parts(PICKLE_SUFFIXES) - parts((".safetensors",)))
+        only_pickle = pickle_only_parts(path)
         if only_pickle:
             raise zoo.fail(
                 f"{value!r} has pickle weights only (.bin/.ckpt/.pt in {', '.join(only_pickle)}), which can run "
@@ -68,6 +64,26 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
                 "expected intact safetensors weights", *loc, "model",
             ) from None
     return ModelSource(value, path, revision)
+
+
+def pickle_only_parts(folder: Path) -> list[str]:
+    """The pickle policy's test of a model folder: its sub-folders (a diffusers component such as unet/,
+    or "." for the folder itself) that hold pickle weights and no .safetensors, which load only with
+    --allow-pickle. Used for zoo models here and for the metric backbones' folders."""
+    def parts(suffixes):
+        return {f.parent.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file() and f.suffix in suffixes}
+
+    return sorted(parts(PICKLE_SUFFIXES) - parts((".safetensors",)))
+
+
+def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
+    """A hub repo's folder in the local Hugging Face cache (no network), or None when it is not there."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError, invalid repo id, no huggingface_hub, ...
+        return None
 
 
 # diffusers' load_lora_weights reads this file when no weight_name is given
@@ -104,14 +120,7 @@ def weights_file(zoo: Zoo, spec, default: str = DEFAULT_LORA_WEIGHTS) -> Path | 
 def local_base(zoo: Zoo, base) -> Path | None:
     """A base's local folder or single file: the zoo's path, or its snapshot in the local Hugging Face
     cache (no network); None when neither exists."""
-    if zoo.is_local(base.model):
-        return zoo.resolve_path(base.model)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(base.model, revision=base.revision, local_files_only=True))
-    except Exception:  # not cached, invalid id, ...
-        return None
+    return zoo.resolve_path(base.model) if zoo.is_local(base.model) else cached_snapshot(base.model, base.revision)
 
 
 def check_player_families(zoo: Zoo) -> dict[str, str]:
