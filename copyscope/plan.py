@@ -73,6 +73,10 @@ class GamePlan:
                 out.setdefault(p.kind, []).append(p.name)
         return out
 
+    def base_active(self, members: tuple[bool, ...]) -> bool:
+        """Whether the coalition runs the base (always, unless the base is a player and not a member)."""
+        return (not self.base_as_player) or any(m and p.kind == "base" for p, m in zip(self.players, members))
+
     def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
         """(base active?, active ControlNet names, active LoRA names) for a coalition."""
         active = {p.name for p, m in zip(self.players, members) if m}

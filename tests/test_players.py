@@ -114,3 +114,12 @@ def test_conditioning_images_are_memoised_by_content_not_path(tmp_path):
     assert first.shape == second.shape == (8, 8, 3)
     assert first[0, 0].tolist() == [255, 0, 0] and second[0, 0].tolist() == [0, 0, 255]
     assert load_control(path, 8, 8) is load_control(path, 8, 8)  # unchanged content: the memo answers
+
+
+def test_base_active_only_without_base_player_or_with_the_base_in_the_coalition(tiny_models, tmp_path):
+    zoo = load_zoo(make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, estimator={"base": "player"}))
+    game = make_plan(zoo).games[0]
+    assert [p.kind for p in game.players] == ["base", "lora"]
+    assert [game.base_active(c) for c in [(False, False), (False, True), (True, False), (True, True)]] == [False, False, True, True]
+    plain = make_plan(load_zoo(make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False))).games[0]
+    assert plain.base_active((False,)) and plain.base_active((True,))

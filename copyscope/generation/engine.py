@@ -141,7 +141,7 @@ class CoalitionEngine:
         """Everything that determines an image. Its hash is the cache key."""
         from ..families import family_settings
 
-        base_on = self.game.addons(members)[0]
+        base_on = self.game.base_active(members)
         active = self._active_players(members)
         h, w = self.gen.size
         fields = {
@@ -261,7 +261,7 @@ class CoalitionEngine:
 
         from ..families import family_call_kwargs
 
-        base_on = self.game.addons(members)[0]
+        base_on = self.game.base_active(members)
         h, w = self.gen.size
         if not base_on:
             # The null generator used when the base is a player: a coalition without the base
