@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from copyscope.generation.sources import cached_snapshot, pickle_only_parts
 from copyscope.metrics.backbones import CLIPBackbone
 

@@ -32,11 +32,16 @@ class LoraPlayer(PlayerKind):
 
     @classmethod
     def families(cls, zoo, spec):
-        from ..families import lora_families
-        from ..formats import safetensors_header
         from ..generation.sources import weights_file
 
-        path = weights_file(zoo, spec)
+        return cls.file_families(weights_file(zoo, spec))
+
+    @staticmethod
+    def file_families(path) -> frozenset[str] | None:
+        """The families a LoRA file fits, from its tensor names (None: no file, or cannot tell)."""
+        from ..families import lora_families
+        from ..formats import safetensors_header
+
         try:
             return lora_families(safetensors_header(path)) if path is not None else None
         except Exception:  # unreadable headers are reported by model_source / the loader
@@ -126,7 +131,7 @@ class LoraPlayer(PlayerKind):
             return
         eng = self.engine
         base = eng.game.base
-        fits = self.families(eng.zoo, self.spec)  # the file is in the local cache now
+        fits = self.file_families(Path(path))
         if fits is not None and eng.family.name not in fits:
             message, *key = self.family_mismatch(self.spec, base.name, eng.family.name, fits)
             raise eng.zoo.fail(message, *self.loc, *key)
