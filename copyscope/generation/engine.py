@@ -97,6 +97,7 @@ class CoalitionEngine:
         self.dtype = resolve_dtype(self.gen.dtype, self.device, self.family.cuda_dtype)
         self._on_event = on_event or (lambda msg: None)
         self.base_src = model_source(zoo, game.base.model, game.base.revision, ("bases", base_idx), allow_pickle)
+        self._kind_classes = dict(KINDS)  # the kinds registered now, in order
         # kind -> its players (zoo order); every player of the zoo, whether in a coalition or not
         self.players: dict[str, list] = {
             kind: [cls(self, spec, i) for i, spec in enumerate(cls.specs(zoo))] for kind, cls in KINDS.items()
@@ -117,9 +118,7 @@ class CoalitionEngine:
         self.switch_seconds = 0.0  # time spent switching players on and off
 
     def _kinds(self):
-        from ..players import KINDS
-
-        return KINDS.items()
+        return self._kind_classes.items()
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
