@@ -59,7 +59,7 @@ def tiny_zoo(folder: Path, *, loras: int = 2, controlnet: bool = True, resolutio
 
     sys.path.insert(0, str(REPO / "tests"))
     from copyscope.demo.tiny import save_tiny_zoo
-    from zoo_helpers import write_reference_images
+    from helpers.zoo import write_reference_images
 
     models = save_tiny_zoo(folder / "models", seed=0, n_loras=loras, controlnet=controlnet, sample_size=resolution)
     refs = write_reference_images(folder / "refs", n=2, size=resolution)
@@ -135,7 +135,8 @@ class BarePipelines:
         import torch
         from safetensors.torch import load_file
 
-        from copyscope.engine import SCHEDULERS, resolve_device, resolve_dtype
+        from copyscope.config import SCHEDULERS
+        from copyscope.generation import resolve_device, resolve_dtype
         from copyscope.families import FAMILIES
 
         zoo, self.game, self.gen = prep.zoo, game, prep.zoo.spec.generation
@@ -280,7 +281,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from copyscope.audit import run_audit
-    from copyscope.engine import _quiet_diffusers
+    from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))

@@ -204,7 +204,7 @@ def build_family_models(folder: Path, family: str, n_loras: int, controlnet: boo
     if smoke:
         import math
 
-        from copyscope.engine import safetensors_header
+        from copyscope.formats import safetensors_header
 
         paths = save_tiny_family_zoo(folder, family, n_loras=n_loras, controlnet=controlnet)
         paths["params"] = sum(math.prod(t["shape"]) for f in paths["base"].rglob("*.safetensors")
@@ -239,7 +239,7 @@ def write_zoo(folder: Path, models: dict, args) -> Path:
     import yaml
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from zoo_helpers import write_reference_images
+    from helpers.zoo import write_reference_images
 
     refs = write_reference_images(folder / "refs", n=2, size=args.resolution)
     words = ["a painting of a cat", "a photo of a dog", "a drawing of a house", "a picture of a tree",
@@ -306,7 +306,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark is for a GPU machine (use --smoke to check it on CPU)")
     from copyscope.audit import run_audit
-    from copyscope.engine import CoalitionEngine, _quiet_diffusers
+    from copyscope.generation import CoalitionEngine, _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-sd15-"))

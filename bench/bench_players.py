@@ -89,7 +89,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from copyscope.engine import _quiet_diffusers
+    from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
     print(f"machine: {machine()}")

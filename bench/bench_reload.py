@@ -42,7 +42,7 @@ from bench_audit_overhead import BarePipelines, machine, planned, resolve_zoo, z
 
 
 def engine_run(prep, games):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     t0 = time.perf_counter()
     bs = prep.zoo.spec.generation.batch_size
@@ -118,7 +118,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from copyscope.engine import _quiet_diffusers
+    from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(tempfile.mkdtemp(prefix="bench-reload-"))

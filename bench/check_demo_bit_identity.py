@@ -6,7 +6,7 @@ import sys, time
 from pathlib import Path
 import numpy as np
 from copyscope.audit import prepare_audit
-from copyscope.engine import CoalitionEngine
+from copyscope.generation import CoalitionEngine
 from copyscope.cache import ImageCache, key_of
 
 base = ImageCache(Path(sys.argv[1]))

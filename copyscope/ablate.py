@@ -226,7 +226,7 @@ def _members(key: str, names: Sequence[str]) -> tuple[bool, ...]:
 def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     """estimate_game over the first k seeds of every prompt, from cached scores only."""
     from .audit import estimate_game
-    from .engine import GenerationStats
+    from .generation import GenerationStats
     from .game import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator

@@ -20,7 +20,7 @@ import numpy as np
 from .cache import ImageCache, atomic_write_text
 from .conditioning import attach as attach_conditioning, maps_for
 from .config import Zoo, load_zoo
-from .engine import CoalitionEngine, GenerationStats, model_source, resolve_device
+from .generation import CoalitionEngine, GenerationStats, model_source, resolve_device
 from .errors import CopyscopeError
 from .inputs import check_image_file
 from .game import CoalitionEvaluator, seed_resamples
@@ -92,7 +92,7 @@ def prepare_audit(
     images are collected in ``info["missing_files"]`` instead of failing, so a zoo file for hub
     models can be checked before its protected works are put in place.
     """
-    from .engine import check_lora_fits
+    from .generation import check_lora_fits
     from .file_checks import check_real_files
     from .shapley import get_estimator
 
@@ -140,11 +140,11 @@ def prepare_audit(
         missing.append(str(problem))
         refs = ReferenceSet([], [], [], [])
     est = zoo.spec.estimator
-    if max(g.n_players for g in plan.games) == 0:
+    if plan.n_players == 0:
         raise zoo.fail("no players: list at least one LoRA, ControlNet or prompt player (or set estimator.base: player)",
                        "estimator")
     try:
-        estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
+        estimator = get_estimator(est.method, plan.n_players, est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
@@ -161,15 +161,9 @@ MAX_BOOTSTRAP_DRAWS = 50_000_000  # the (resamples, seeds) index table: 400 MB o
 
 def _check_generation_and_estimator(zoo: Zoo) -> None:
     """Settings that would otherwise fail only after the models are loaded, or run for days."""
-    from .engine import SCHEDULERS
     from .shapley.registry import AUTO_EXACT_MAX_PLAYERS
 
-    s = zoo.spec
-    if s.generation.scheduler is not None and s.generation.scheduler not in SCHEDULERS:
-        raise zoo.fail(
-            f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
-            "generation", "scheduler",
-        )
+    s = zoo.spec  # the scheduler name is checked by the schema (config.GenerationSpec)
     n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
     if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
         raise zoo.fail(
@@ -188,10 +182,9 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
                 f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
                 f"expected at most {limit}", "generation", "steps",
             )
-    from .players import KINDS
+    from .plan import player_count
 
-    # every registered player kind (ControlNets, LoRAs, prompt fragments, IP-Adapters, ...), plus the base
-    n = sum(len(cls.specs(zoo)) for cls in KINDS.values()) + (1 if s.estimator.base == "player" else 0)
+    n = player_count(zoo)  # every registered player kind (ControlNets, LoRAs, prompt fragments, ...), plus the base
     if s.estimator.method == "exact" and s.estimator.budget is None and n > AUTO_EXACT_MAX_PLAYERS:
         raise zoo.fail(
             f"exact estimation of {n} players evaluates 2**{n} = {2**n} coalitions; set estimator.budget "
@@ -327,16 +320,16 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
         engine = CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=hooks.on_event)
+        queue = background_queue(scorer)
         evaluator = CoalitionEvaluator(
             game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score,
-            resampling=est.intervals,
+            resampling=est.intervals, queue=queue,
         )
-        engine.background = background_queue(scorer)
         try:
             games.append(estimate_game(prep, game, evaluator, per_work=True))
         finally:
-            if engine.background is not None:
-                engine.background.close(cancel=True)
+            if queue is not None:
+                queue.close(cancel=True)
         stats.switches += engine.switches
         engine.release()
     report = build_report(
@@ -363,7 +356,7 @@ def background_queue(scorer: Scorer) -> "BackgroundQueue | None":
     before it returns). ``COPYSCOPE_BACKGROUND=0`` runs everything in the audit's thread."""
     import os
 
-    from .engine import BackgroundQueue
+    from .generation import BackgroundQueue
 
     if os.environ.get("COPYSCOPE_BACKGROUND", "1") == "0":
         return None

@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import BackgroundQueue, CoalitionEngine, GenerationStats, ensure_images
+from .generation import BackgroundQueue, CoalitionEngine, GenerationStats, ensure_images
 from .game import CoalitionEvaluator, gray_rank
 
 # Environment variables that a multi-process launcher (torchrun / accelerate launch / mpirun) sets.
@@ -183,8 +183,9 @@ def generate_share(
         sizes = [min(bs, n_items - start) for _ in coalitions for start in range(0, n_items, bs)]
         owners = assign_chunks(sizes, world, loads)
         stats = GenerationStats()
-        with BackgroundQueue() as engine.background:  # PNG writes overlap the next batch
-            ensure_images(engine, prep.cache, coalitions, prep.plan.items, stats, work_filter=lambda i: owners[i] == rank)
+        with BackgroundQueue() as queue:  # PNG writes overlap the next batch
+            ensure_images(engine, prep.cache, coalitions, prep.plan.items, stats, work_filter=lambda i: owners[i] == rank,
+                          queue=queue)
         out.chunks += sum(1 for o in owners if o == rank)
         out.generated += stats.generated
         out.cached += stats.cached

@@ -161,7 +161,7 @@ def base_family(zoo, index: int) -> Family:
     detected, cls = detect_family(local, None if local is not None else base.model, base.revision)
     if detected is None and local is not None and local.is_file() and local.suffix == ".safetensors":
         try:
-            from .engine import safetensors_header
+            from .formats import safetensors_header
 
             detected = family_from_single_file_keys(safetensors_header(local))
         except Exception:  # an invalid file is reported by the model-source checks

@@ -34,13 +34,9 @@ def offline() -> bool:
 
 
 def _hub_cached(repo: str, revision: str | None = None) -> bool:
-    from huggingface_hub import snapshot_download
+    from .generation.sources import cached_snapshot
 
-    try:
-        snapshot_download(repo, revision=revision, local_files_only=True)
-        return True
-    except Exception:  # LocalEntryNotFoundError, invalid repo id, ...
-        return False
+    return cached_snapshot(repo, revision) is not None
 
 
 def config_arg(zoo: Zoo, value: str | None) -> str | None:

@@ -28,10 +28,32 @@ CLIP_PREFIX = "cond_stage_model.transformer."
 CONTROLNET_PREFIX = "control_model."
 
 
-def header(path: Path) -> dict:
-    from .engine import safetensors_header
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), read without loading
+    any tensor. Raises ValueError when the file is not a complete safetensors file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = int.from_bytes(raw, "little")
+        if n > size - 8:
+            raise ValueError(f"header length {n} exceeds the file size {size}")
+        try:
+            head = json.loads(f.read(n))
+        except ValueError:
+            raise ValueError("its header is not JSON: not a safetensors file") from None
+    if not isinstance(head, dict):
+        raise ValueError("header is not a JSON object")
+    head.pop("__metadata__", None)
+    end = max((int(v["data_offsets"][1]) for v in head.values()), default=0)
+    if 8 + n + end > size:
+        raise ValueError(f"truncated: tensors need {8 + n + end} bytes, the file has {size}")
+    return head
 
-    return safetensors_header(Path(path))
+
+header = safetensors_header
 
 
 # -- UNet / ControlNet names: diffusers <-> LDM ----------------------------------------------------
@@ -329,7 +351,43 @@ _COMPONENT_WORDS = {"unet": "UNet", "text_encoder": "text-encoder", "text_encode
 
 def lora_misfit(base: Path, lora_file: Path) -> str | None:
     """Why a LoRA file cannot fit a local base, from the two files' headers alone (no weights loaded);
-    None when it fits or the two cannot be compared (a layout not known here)."""
+    None when it fits or the two cannot be compared (a layout not known here). UNet bases (SD1.x/2.x,
+    SDXL; folder or single file; diffusers/peft or kohya LoRAs), and transformer bases (SD3, Flux
+    folders) with diffusers-layout LoRAs."""
+    base = Path(base)
+    transformer = sorted((base / "transformer").glob("*.safetensors")) if base.is_dir() else []
+    return _transformer_lora_misfit(transformer, lora_file) if transformer else _unet_lora_misfit(base, lora_file)
+
+
+def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | None:
+    base: dict[str, list[int]] = {}
+    for f in transformer:
+        base.update({k: v.get("shape") for k, v in header(f).items()})
+    n_found = n_lora = 0
+    for key, info in sorted(header(lora_file).items()):
+        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
+        m = re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
+        if not m:
+            continue
+        n_lora += 1
+        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
+        if target is None:
+            continue
+        n_found += 1
+        if len(target) != 2 or not got or len(got) != 2:
+            continue
+        down = m.group(2) in ("lora_A", "lora.down")
+        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
+            return (
+                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
+                f"{m.group(2)} weight has shape {list(got)}"
+            )
+    if n_lora and not n_found:
+        return f"none of its {n_lora} transformer tensors name a layer of the base"
+    return None
+
+
+def _unet_lora_misfit(base: Path, lora_file: Path) -> str | None:
     layers = base_layers(Path(base))
     if "unet" not in layers:
         return None

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .cache import ImageCache
-from .engine import CoalitionEngine, GenerationStats, ensure_images
+from .generation import BackgroundQueue, CoalitionEngine, GenerationStats, ensure_images
 from .plan import GamePlan, WorkItem
 from .score import Scorer
 
@@ -76,8 +76,10 @@ class CoalitionEvaluator:
         on_generate: Callable[[int, int], None] | None = None,
         on_score: Callable[[int, int], None] | None = None,
         resampling: str = "bootstrap",
+        queue: BackgroundQueue | None = None,
     ):
         self.game = game
+        self.queue = queue  # PNG writes and per-coalition scoring off the generation's thread
         self.engine = engine
         self.cache = cache
         self.scorer = scorer
@@ -108,6 +110,7 @@ class CoalitionEvaluator:
             self.items,
             self.stats,
             progress=(lambda n: self.on_generate(n, 0)) if self.on_generate else None,
+            queue=self.queue,
         )
         for c in todo:
             self.image_keys[c] = keys[c]

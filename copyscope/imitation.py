@@ -185,7 +185,7 @@ def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, within: str)
 
 def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow_pickle: bool, on_event):
     """A CoalitionEngine over a one-coalition game: the base with ``addons`` switched on."""
-    from .engine import CoalitionEngine
+    from .generation import CoalitionEngine
     from .plan import GamePlan, Player
 
     s = zoo.spec
@@ -213,7 +213,7 @@ def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow
 def generate_named(engine, members, cache, template: str, names: list[str], seeds: list[int], stats) -> dict[str, list[str]]:
     """Images of ``template`` with each name, one per seed (counted in ``stats``); returns their
     cache keys per name."""
-    from .engine import ensure_images
+    from .generation import ensure_images
     from .plan import WorkItem
 
     items = [
@@ -247,7 +247,7 @@ def run_imitation(
     """Run Casper et al.'s protocol on a zoo's ``imitation:`` section; write imitation.json; return it."""
     from .clip_zero_shot import load_zero_shot
     from .config import load_zoo
-    from .engine import GenerationStats, resolve_device
+    from .generation import GenerationStats, resolve_device
     from .score import ReferenceSet
 
     on_event = on_event or (lambda msg: None)

@@ -73,6 +73,10 @@ class GamePlan:
                 out.setdefault(p.kind, []).append(p.name)
         return out
 
+    def base_active(self, members: tuple[bool, ...]) -> bool:
+        """Whether the coalition runs the base (always, unless the base is a player and not a member)."""
+        return (not self.base_as_player) or any(m and p.kind == "base" for p, m in zip(self.players, members))
+
     def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
         """(base active?, active ControlNet names, active LoRA names) for a coalition."""
         active = {p.name for p, m in zip(self.players, members) if m}
@@ -89,6 +93,11 @@ class Plan:
     items: list[WorkItem]
     seeds: list[int]
     estimator: dict = field(default_factory=dict)
+
+    @property
+    def n_players(self) -> int:
+        """Players of the largest game (every game has the same players: :func:`player_count`)."""
+        return max(g.n_players for g in self.games)
 
     @property
     def images_per_coalition(self) -> int:
@@ -113,14 +122,27 @@ class Plan:
         }
 
 
+def addon_players(zoo: Zoo) -> list[Player]:
+    """Every add-on player of the zoo: the registered kinds in order, zoo order within a kind."""
+    from .players import KINDS
+
+    return [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
+
+
+def player_count(zoo: Zoo) -> int:
+    """Players of each game: every add-on of every kind, plus the base with ``estimator.base: player``."""
+    return len(addon_players(zoo)) + (1 if zoo.spec.estimator.base == "player" else 0)
+
+
 def make_plan(zoo: Zoo) -> Plan:
     s = zoo.spec
     base_as_player = s.estimator.base == "player"
     from .players import KINDS
 
-    addons = [Player(spec.name, kind) for kind, cls in KINDS.items() for spec in cls.specs(zoo)]
-    # prompt fragments, and textual-inversion tokens: both join the prompt when their player is active
-    fragments = {pp.name: pp.text for pp in s.prompt_players} | {ti.name: ti.token for ti in s.textual_inversions}
+    addons = addon_players(zoo)
+    # what joins the prompt when a player is active (prompt fragments, textual-inversion tokens, ...)
+    fragments = {spec.name: text for cls in KINDS.values() for spec in cls.specs(zoo)
+                 if (text := cls.prompt_fragment(spec)) is not None}
     from .families import base_family
 
     games = []

@@ -49,7 +49,7 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
 
 def _calibrate(prep, game) -> float:
     """Seconds per image of the full coalition, from one timed batch after a warm-up batch."""
-    from .engine import CoalitionEngine
+    from .generation import CoalitionEngine
 
     engine = CoalitionEngine(prep.zoo, game)
     engine.load()

@@ -246,7 +246,7 @@ def run_reward_split(
     from .analysis_specs import RewardSplitSpec
     from .config import load_zoo
     from .audit import check_model_sources
-    from .engine import CoalitionEngine, GenerationStats, ensure_images, resolve_device
+    from .generation import CoalitionEngine, GenerationStats, ensure_images, resolve_device
     from .game import bootstrap_indices, gray_rank
     from .analysis_io import analysis_dirs, embed_cached, write_analysis
     from .metrics import build_metrics

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from copyscope.cache import to_uint8  # noqa: E402
 from copyscope.conditioning import ConditioningMaps  # noqa: E402
 from copyscope.config import load_zoo  # noqa: E402
-from copyscope.engine import CoalitionEngine  # noqa: E402
+from copyscope.generation import CoalitionEngine  # noqa: E402
 from copyscope.plan import make_plan  # noqa: E402
 
 CELL, SCALE, LABEL_W, PAD = 32, 3, 230, 4

@@ -23,6 +23,7 @@ from copyscope.cli import app
 
 from helpers.cli_errors import (
     Z,
+    _misfit_lora,
     _set,
     _stub_generate,
     _text,
@@ -60,25 +61,6 @@ def assets(tiny_models, tmp_path_factory) -> dict:
         f.unlink()
     a["bin_base"] = binbase
     return a
-
-
-def _misfit_lora(path: Path) -> Path:
-    """A LoRA saved from a UNet with other block_out_channels / cross_attention_dim than the tiny base."""
-    from types import SimpleNamespace
-
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    from copyscope.demo.tiny import lora_copies, save_lora_file
-
-    torch.manual_seed(5)
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(64, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=48, attention_head_dim=8, norm_num_groups=32,
-    )
-    lora_unet, _ = lora_copies(SimpleNamespace(unet=unet), "lora")
-    return save_lora_file(path, lora_unet)
 
 
 # -- cases ---------------------------------------------------------------------------------------
@@ -323,7 +305,7 @@ def test_allow_pickle_warns_and_gets_past_the_pickle_check(assets, tmp_path):
 
 
 def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, monkeypatch):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.score import load_image_rgb
 
     d = tmp_path / "refs_modes"
@@ -361,7 +343,7 @@ def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, mon
 
 
 def test_nan_and_black_images_are_flagged_not_silently_scored(assets, tmp_path, monkeypatch):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(True))
     monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # stub images must not reach another test
@@ -387,8 +369,9 @@ def test_load_time_lora_mismatch_message_is_one_line():
     hub LoRA) is condensed to one line naming the layer and both shapes."""
     from types import SimpleNamespace
 
-    from copyscope.engine import CoalitionEngine, ModelSource
     from copyscope.errors import CopyscopeError
+    from copyscope.generation import ModelSource
+    from copyscope.players.lora import LoraPlayer
 
     exc = RuntimeError(
         "Error(s) in loading state_dict for UNet2DConditionModel:\n\tsize mismatch for "
@@ -400,8 +383,10 @@ def test_load_time_lora_mismatch_message_is_one_line():
         def fail(self, message, *loc):
             return CopyscopeError(message, where="zoo.yaml:9: loras[0].model")
 
-    fake = SimpleNamespace(zoo=FakeZoo(), game=SimpleNamespace(base=SimpleNamespace(name="tiny-sd")))
-    err = CoalitionEngine._lora_error(fake, "lora0", exc, ModelSource("x", Path("x.safetensors"), None), ("loras", 0))
+    engine = SimpleNamespace(zoo=FakeZoo(), game=SimpleNamespace(base=SimpleNamespace(name="tiny-sd")))
+    player = SimpleNamespace(engine=engine, name="lora0", source=ModelSource("x", Path("x.safetensors"), None),
+                             loc=("loras", 0))
+    err = LoraPlayer._error(player, exc)
     text = str(err)
     assert "\n" not in text
     assert "to_q.lora_A has shape [4, 64] in the LoRA but [4, 32] in the base" in text

@@ -238,7 +238,7 @@ def test_hub_error_names_the_cause_not_an_unseen_stack_trace():
     """diffusers says "check out the root cause in the stacktrace above"; no stack trace is shown."""
     from types import SimpleNamespace
 
-    from copyscope.engine import _hub_error
+    from copyscope.generation.sources import _hub_error
     from copyscope.errors import CopyscopeError
 
     class FakeZoo:

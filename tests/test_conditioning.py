@@ -121,7 +121,7 @@ def test_depth_detector_runs_a_tiny_dpt(tmp_path, tiny_models, tiny_dpt):
 # ---------------------------------------------------------------------------------------- cache and keys
 
 def test_unchanged_maps_are_reused_and_a_changed_parameter_changes_the_image_keys(tmp_path, tiny_models):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.plan import make_plan
 
     def keys_of(sigma: float, out: Path):
@@ -248,7 +248,7 @@ def test_audit_with_a_depth_map_from_the_work(tmp_path, tiny_models, tiny_dpt, o
 
 def test_from_work_placeholder_reads_each_prompts_own_work(tmp_path, tiny_models):
     from copyscope.cache import key_of
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.plan import make_plan
 
     other = write_reference_images(tmp_path / "refs-b", n=1, seed=5)

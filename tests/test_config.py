@@ -102,3 +102,14 @@ def test_analysis_spec_numbers_are_strict_and_bounded():
     for bad in ({"n_images": True}, {"n_images": 10**9}, {"alpha": float("nan")}, {"first_seed": -1}):
         with pytest.raises(pydantic.ValidationError):
             ImitationSpec(artists=[{"name": "x"}], **bad)
+
+
+def test_one_hub_id_pattern_for_zoo_models_and_metric_backbones():
+    from copyscope.config import is_hub_id
+    from copyscope.metrics import backbones
+
+    for value, bare_ok, repo_ok in [("owner/name", True, True), ("stabilityai/sd-turbo", True, True), ("name", True, False),
+                                    ("./local/x", False, False), ("a/b/c", False, False), ("/abs/path", False, False),
+                                    ("-x/y", False, False)]:
+        assert is_hub_id(value) is bare_ok and is_hub_id(value, owner=True) is repo_ok, value
+        assert bool(backbones._HUB_ID.match(value)) is repo_ok, value  # the backbones use the same pattern

@@ -133,7 +133,7 @@ def test_fp16_variant_folder_and_fp16_single_file_agree(files, tmp_path):
         assert np.array_equal(img, single["images"][coalition]), coalition
     # the variant is part of the image key: the same folder without it (fp32 weights) has other keys
     from copyscope.audit import prepare_audit
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     def base_identity(zoo):
         prep = prepare_audit(zoo)
@@ -146,7 +146,7 @@ def test_fp16_variant_folder_and_fp16_single_file_agree(files, tmp_path):
 
 def test_text_encoder_only_kohya_lora_bypasses_the_embedding_cache(files, tmp_path):
     from copyscope.audit import prepare_audit
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     prep = prepare_audit(_zoo(tmp_path, files, {"model": str(files["single"]), "config": str(files["config"])},
                               lora=files["te_only"]))

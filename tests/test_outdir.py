@@ -31,7 +31,7 @@ AUDIT_FILES = {"report.json", "report.html", "coalitions.csv", "attribution.csv"
 
 @pytest.fixture
 def stubbed(monkeypatch):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(False))
     return monkeypatch
@@ -100,7 +100,7 @@ def test_folder_from_before_manifests_is_adopted(stubbed, zoo, tmp_path):
 
 
 def test_interrupted_audit_leaves_the_previous_result_and_says_so(stubbed, zoo, tmp_path):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
 
     out = _audit_ok(zoo)
     before = {k: v for k, v in snapshot(out).items() if not k.startswith(("cache", MANIFEST))}
@@ -126,7 +126,7 @@ def test_interrupted_audit_leaves_the_previous_result_and_says_so(stubbed, zoo, 
 
 
 def test_failed_audit_after_start_leaves_the_previous_result(stubbed, zoo):
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.errors import CopyscopeError
 
     out = _audit_ok(zoo)
@@ -178,7 +178,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
     script = textwrap.dedent(f"""
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from copyscope.engine import CoalitionEngine
+        from copyscope.generation import CoalitionEngine
         from helpers.cli_errors import _stub_generate
         CoalitionEngine.generate = _stub_generate(False)
         if sys.argv[1] == "small":

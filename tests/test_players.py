@@ -93,3 +93,33 @@ def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_fil
         for a, b in zip(images[key], plain_images[key]):
             np.testing.assert_array_equal(a, b)
     assert _audit(zoo)["generation"]["generated"] == 0
+
+
+def test_conditioning_images_are_memoised_by_content_not_path(tmp_path):
+    """A conditioning file rewritten during a run is read again: its pixels follow its content, as the
+    image key's hash of it does (a memo keyed by path would hand back the old image)."""
+    import os
+
+    from PIL import Image
+
+    from copyscope.generation.engine import load_control
+
+    path = tmp_path / "control.png"
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(path)
+    first = np.asarray(load_control(path, 8, 8))
+    st = path.stat()
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = np.asarray(load_control(path, 8, 8))
+    assert first.shape == second.shape == (8, 8, 3)
+    assert first[0, 0].tolist() == [255, 0, 0] and second[0, 0].tolist() == [0, 0, 255]
+    assert load_control(path, 8, 8) is load_control(path, 8, 8)  # unchanged content: the memo answers
+
+
+def test_base_active_only_without_base_player_or_with_the_base_in_the_coalition(tiny_models, tmp_path):
+    zoo = load_zoo(make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, estimator={"base": "player"}))
+    game = make_plan(zoo).games[0]
+    assert [p.kind for p in game.players] == ["base", "lora"]
+    assert [game.base_active(c) for c in [(False, False), (False, True), (True, False), (True, True)]] == [False, False, True, True]
+    plain = make_plan(load_zoo(make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False))).games[0]
+    assert plain.base_active((False,)) and plain.base_active((True,))

@@ -128,7 +128,7 @@ def test_loader_refuses_pickle_folder_too(tiny_models, tmp_path):
     """Behind the up-front check, the loader itself asks diffusers for safetensors only
     (``from_pretrained(use_safetensors=True)``): its failure is one line naming the key."""
     from copyscope.config import load_zoo
-    from copyscope.engine import CoalitionEngine
+    from copyscope.generation import CoalitionEngine
     from copyscope.errors import CopyscopeError
     from copyscope.plan import make_plan
 

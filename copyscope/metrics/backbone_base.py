@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -17,6 +16,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from copyscope.cache import tree_sha256
+from copyscope.config.schema import HUB_REPO_RE as _HUB_ID  # the one hub-id pattern (owner/name)
 from copyscope.errors import MissingDependency
 
 from .base import Option
@@ -32,7 +32,6 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 
 # config and weight files of a model folder (its fingerprint); hidden files and others are ignored
 WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")

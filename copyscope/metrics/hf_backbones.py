@@ -58,6 +58,8 @@ class HFBackbone(Backbone):
         )
 
     def _resolve(self) -> tuple[str | None, str, str]:
+        from copyscope.generation.sources import cached_snapshot, pickle_only_parts
+
         if self._resolved is not None:
             return self._resolved
         src = os.path.expanduser(self.source)
@@ -71,12 +73,11 @@ class HFBackbone(Backbone):
         elif not _HUB_ID.match(self.source):
             reason = f"backbones.{self.key}: folder {self.source} not found; {self._hint()}"
         else:
-            try:
-                from huggingface_hub import snapshot_download
-
-                folder = snapshot_download(repo_id=self.source, local_files_only=True)
-                weights_id = f"hub:{self.source}@{Path(folder).name}"
-            except Exception:  # noqa: BLE001 - any failure means: not in the local cache
+            snapshot = cached_snapshot(self.source)
+            if snapshot is not None:
+                folder = str(snapshot)
+                weights_id = f"hub:{self.source}@{snapshot.name}"
+            else:
                 reason = (
                     f"{self.key}: '{self.source}' is neither a local folder nor a hub id in the local "
                     f"Hugging Face cache; {self._hint()}"
@@ -84,14 +85,14 @@ class HFBackbone(Backbone):
         if folder is not None:
             names = set(os.listdir(folder))
             has_st = any(n.endswith(".safetensors") for n in names)
-            has_bin = any(n.endswith(".bin") for n in names)
+            pickle_only = "." in pickle_only_parts(Path(folder))  # the zoo models' pickle policy
             if "config.json" not in names:
                 reason = f"backbones.{self.key}: {self.source} has no config.json; {self._hint()}"
                 folder = None
-            elif not has_st and not (has_bin and self.allow_pickle):
+            elif not has_st and not (pickle_only and self.allow_pickle):
                 reason = (
                     f"backbones.{self.key}: {self.source} has no .safetensors weights"
-                    + (" (only pickle .bin: pass --allow-pickle to accept it)" if has_bin else "")
+                    + (" (only pickle weights: pass --allow-pickle to accept them)" if pickle_only else "")
                     + f"; {self._hint()}"
                 )
                 folder = None

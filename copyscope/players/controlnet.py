@@ -7,62 +7,146 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from ..cache import file_sha256
+from ..config import MAX_WEIGHT, Float, NamedSpec, Strict_
 from .kind import PlayerKind, register
+
+
+class ConditioningSpec(Strict_):
+    """Where a ControlNet's conditioning image comes from: a ready-made file (``image``, ``per_prompt``,
+    ``per_work``), or a map a detector computes from a work (``from_work``) or an image file
+    (``from_image``): see copyscope.conditioning."""
+
+    image: str | None = None
+    per_prompt: dict[str, str] | None = None
+    per_work: dict[str, str] | None = None
+    from_work: str | None = Field(None, description="a reference work whose image the detector reads")
+    from_image: str | None = Field(None, description="an image file the detector reads")
+    detector: str | None = Field(None, description="canny, depth, pseudo_depth, or a controlnet-aux annotator id")
+    model: str | None = Field(None, description="the detector's weights: hub id or local folder")
+    revision: str | None = None
+    params: dict[str, int | float | bool | str | None] = {}
+    reference: int | str = Field(0, description="which image of from_work: index, file name, or 'each' (one map per image)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        sources = ("image", "per_prompt", "per_work", "from_work", "from_image")
+        given = [k for k in sources if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'image', 'per_prompt', 'per_work', 'from_work' or 'from_image'")
+        computed = given[0] in ("from_work", "from_image")
+        if computed and self.detector is None:
+            raise ValueError(f"'{given[0]}' needs a 'detector' (canny, depth, pseudo_depth, ...)")
+        if not computed:
+            extra = [k for k in ("detector", "model", "revision") if getattr(self, k) is not None] + (["params"] if self.params else [])
+            if extra:
+                raise ValueError(f"'{extra[0]}' only goes with 'from_work' or 'from_image'")
+        if computed:
+            from ..conditioning import check_detector
+
+            check_detector(self.detector, self.params, self.model)
+        if "reference" in self.model_fields_set and given[0] != "from_work":
+            raise ValueError("'reference' only goes with 'from_work'")
+        return self
+
+
+class ControlNetSpec(NamedSpec):
+    model: str
+    revision: str | None = None
+    variant: str | None = None
+    config: str | None = Field(None, description="diffusers ControlNet config (hub id or folder) for a single-file ControlNet")
+    conditioning_scale: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)
+    conditioning: ConditioningSpec
 
 
 @register
 class ControlNetPlayer(PlayerKind):
     kind = "controlnet"
     section = "controlnets"
+    spec_model = ControlNetSpec
     label = "ControlNet"
     key_group = "controlnets"
     key_group_always = True
     switch_cost = "free: the ControlNet pipeline over the same modules is chosen per coalition"
 
     @classmethod
-    def check_zoo(cls, zoo, base_families):
-        from ..families import FAMILIES, controlnet_family
-
+    def check_references(cls, zoo):
+        s = zoo.spec
+        works = {r.name for r in s.references}
+        prompts = {p.name for p in s.prompts}
         for i, cn in enumerate(cls.specs(zoo)):
-            path = zoo.resolve_path(cn.model)
-            config = path / "config.json" if path.is_dir() else None
-            if config is None or not config.is_file():
-                continue
-            try:
-                fam = controlnet_family(json.loads(config.read_text(encoding="utf-8")))
-            except ValueError:
-                continue
-            for base, base_fam in base_families.items():
-                if fam is not None and fam != base_fam:
-                    raise zoo.fail(
-                        f"ControlNet {cn.name!r} is a {FAMILIES[fam].title} ControlNet but base {base!r} is "
-                        f"{FAMILIES[base_fam].title} (family {base_fam}); expected a ControlNet trained for the base's family",
-                        cls.section, i, "model",
-                    )
+            c = cn.conditioning
+            if c.per_prompt is not None:
+                for key in c.per_prompt:
+                    if key not in prompts:
+                        raise zoo.fail(f"unknown prompt {key!r}; prompts are {sorted(prompts)}", "controlnets", i, "conditioning", "per_prompt", key)
+                missing = prompts - set(c.per_prompt)
+                if missing:
+                    raise zoo.fail(f"no conditioning image for prompt(s) {sorted(missing)}", "controlnets", i, "conditioning", "per_prompt")
+            if c.from_work == "{work}":  # each prompt's own work
+                for j, p in enumerate(s.prompts):
+                    if p.work is None:
+                        raise zoo.fail("from_work: '{work}' needs every prompt to name its 'work'", "prompts", j)
+            elif c.from_work is not None and c.from_work not in works:
+                raise zoo.fail(f"unknown work {c.from_work!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "from_work")
+            if c.per_work is not None:
+                for key in c.per_work:
+                    if key not in works:
+                        raise zoo.fail(f"unknown work {key!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "per_work", key)
+                for j, p in enumerate(s.prompts):
+                    if p.work is None:
+                        raise zoo.fail("per_work conditioning needs every prompt to name its 'work'", "prompts", j)
+                    if p.work not in c.per_work:
+                        raise zoo.fail(f"no conditioning image for work {p.work!r}", "controlnets", i, "conditioning", "per_work")
 
-    def identity(self) -> dict:
-        from ..file_checks import load_identity
+    @classmethod
+    def families(cls, zoo, spec):
+        from ..families import controlnet_family
 
-        return {**super().identity(), **load_identity(self.engine.zoo, self.spec)}
+        path = zoo.resolve_path(spec.model)
+        config = path / "config.json" if path.is_dir() else None
+        if config is None or not config.is_file():
+            return None
+        try:
+            fam = controlnet_family(json.loads(config.read_text(encoding="utf-8")))
+        except ValueError:
+            return None
+        return frozenset({fam}) if fam is not None else None
+
+    def conditioning_path(self, item) -> Path:
+        c, zoo = self.spec.conditioning, self.engine.zoo
+        if c.detector is not None:  # a map computed from a work or image (copyscope.conditioning)
+            return self._conditioning_map(item).path
+        value = c.image if c.image is not None else (c.per_prompt[item.prompt] if c.per_prompt is not None else c.per_work[item.work])
+        path = zoo.resolve_path(value)
+        if not path.is_file():
+            raise zoo.fail(f"conditioning image {value!r} not found (looked at {path})", "controlnets", self.index, "conditioning")
+        return path
+
+    def _conditioning_map(self, item):
+        from ..conditioning import maps_for
+
+        return maps_for(self.engine.zoo).entry(self.index, getattr(item, "control", 0), item.work)
 
     def key_entry(self, item) -> dict:
-        eng = self.engine
         entry = {
-            "id": eng.identities()["controlnets"][self.name],
+            "id": self.engine.identities()["controlnets"][self.name],
             "scale": self.spec.conditioning_scale,
-            "image_sha256": file_sha256(eng.conditioning_path(self.spec, item)),
+            "image_sha256": file_sha256(self.conditioning_path(item)),
         }
         if self.spec.conditioning.detector is not None:
             # a computed map: its key names detector, weights, parameters and source
-            entry["map_key"] = eng._conditioning_map(self.spec, item).key
+            entry["map_key"] = self._conditioning_map(item).key
         return entry
 
     def load(self, pipe) -> None:
         import diffusers
 
-        from ..engine import _hub_error
+        from ..generation.sources import hub_error
         from ..file_checks import config_arg
 
         eng, src = self.engine, self.source
@@ -81,7 +165,7 @@ class ControlNetPlayer(PlayerKind):
                     use_safetensors=not eng.allow_pickle,
                 )
         except Exception as exc:
-            raise _hub_error(eng.zoo, exc, src, self.loc) from None
+            raise hub_error(eng.zoo, exc, src, self.loc) from None
         eng._cn_models[self.name] = model.to(eng.device)
 
     @classmethod
@@ -106,10 +190,10 @@ class ControlNetPlayer(PlayerKind):
     def call_kwargs(cls, engine, active, items, kwargs):
         if not active:
             return
-        from ..engine import _load_control
+        from ..generation.engine import load_control
 
         h, w = engine.gen.size
-        images = [[_load_control(engine.conditioning_path(p.spec, i), w, h) for i in items] for p in active]
+        images = [[load_control(p.conditioning_path(i), w, h) for i in items] for p in active]
         scales = [p.spec.conditioning_scale for p in active]
         kwargs[engine.family.control_arg] = images[0] if len(active) == 1 else images
         kwargs["controlnet_conditioning_scale"] = scales[0] if len(active) == 1 else scales

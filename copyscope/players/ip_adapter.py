@@ -6,22 +6,43 @@ an adapter at scale 0 adds exactly nothing (its attention output is multiplied b
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from ..cache import file_sha256
+from ..config import NamedSpec
 from .kind import PlayerKind, register
 
 SUPPORTED = ("sd", "sdxl", "sd3", "flux")
+
+
+class IPAdapterSpec(NamedSpec):
+    """An IP-Adapter as a player: an image prompt (a reference work's image, or a given image) at a scale."""
+
+    model: str = Field(description="hub id or local folder holding the IP-Adapter weights")
+    weight_name: str = Field(description="weights file inside 'model' (e.g. ip-adapter_sd15.safetensors)")
+    subfolder: str = ""
+    image_encoder: str | None = Field(None, description="image encoder folder; default: 'model'/models/image_encoder")
+    revision: str | None = None
+    scale: float = 1.0
+    image: str | None = Field(None, description="the image prompt; default: the first image of the prompt's work")
 
 
 @register
 class IPAdapterPlayer(PlayerKind):
     kind = "ip_adapter"
     section = "ip_adapters"
+    spec_model = IPAdapterSpec
     label = "IP-Adapter"
     key_group = "ip_adapters"
     switch_cost = "set_ip_adapter_scale: milliseconds, no reload"
 
     @classmethod
+    def families(cls, zoo, spec):
+        return frozenset(SUPPORTED)
+
+    @classmethod
     def check_zoo(cls, zoo, base_families):
+        super().check_zoo(zoo, base_families)
         works = {r.name for r in zoo.spec.references}
         for i, ip in enumerate(cls.specs(zoo)):
             if ip.image is not None:
@@ -60,7 +81,7 @@ class IPAdapterPlayer(PlayerKind):
     def after_load(cls, engine, players):
         if not players:
             return
-        from ..engine import _hub_error
+        from ..generation.sources import hub_error
 
         pipe = engine.pipe
         first = players[0]
@@ -79,7 +100,7 @@ class IPAdapterPlayer(PlayerKind):
                 **({"image_encoder_folder": None} if encoder is not None else {}),
             )
         except Exception as exc:
-            raise _hub_error(engine.zoo, exc, first.source, first.loc) from None
+            raise hub_error(engine.zoo, exc, first.source, first.loc) from None
         cls.switch(engine, [], players)
 
     @classmethod
@@ -94,9 +115,9 @@ class IPAdapterPlayer(PlayerKind):
         players = engine.players.get(cls.kind, [])
         if not players:
             return
-        from ..engine import _load_control
+        from ..generation.engine import load_control
 
         h, w = engine.gen.size
-        per_adapter = [[_load_control(p.image_path(i), w, h) for i in items] for p in players]
+        per_adapter = [[load_control(p.image_path(i), w, h) for i in items] for p in players]
         # one list per adapter, holding one image per batch item
         kwargs["ip_adapter_image"] = per_adapter

@@ -8,8 +8,18 @@ KINDS: dict[str, type["PlayerKind"]] = {}
 
 
 def register(cls: type["PlayerKind"]) -> type["PlayerKind"]:
+    """Register a kind: its zoo section joins the zoo schema (config.zoo_spec_model), its players
+    join every game (plan) and engine, in registration order."""
+    for other in KINDS.values():
+        if other is not cls and other.kind != cls.kind and other.section == cls.section:
+            raise ValueError(f"player kind {cls.kind!r}: zoo section {cls.section!r} is taken by {other.kind!r}")
     KINDS[cls.kind] = cls
     return cls
+
+
+def unregister(kind: str) -> None:
+    """Remove a kind (tests that register a toy kind)."""
+    KINDS.pop(kind, None)
 
 
 class PlayerKind:
@@ -17,6 +27,7 @@ class PlayerKind:
 
     kind: ClassVar[str]  # plan/report kind name ("lora")
     section: ClassVar[str]  # zoo file section holding its specs ("loras")
+    spec_model: ClassVar[type]  # pydantic model of one entry of the section (config.NamedSpec or Strict_)
     label: ClassVar[str]  # human name ("LoRA")
     # image-key field listing the active players of this kind; None when the kind changes the key
     # otherwise (a prompt fragment changes the prompt text)
@@ -34,19 +45,62 @@ class PlayerKind:
         self.loc = (self.section, index)
         self.source = None
         if self.has_model:
-            from ..engine import model_source
+            from ..generation.sources import model_source
 
             self.source = model_source(engine.zoo, spec.model, getattr(spec, "revision", None), self.loc, engine.allow_pickle)
 
-    # -- before anything loads ------------------------------------------------------------------
+    # -- the zoo file (config) --------------------------------------------------------------------
     @classmethod
     def specs(cls, zoo) -> list:
         return list(getattr(zoo.spec, cls.section))
 
     @classmethod
+    def fill_defaults(cls, spec) -> None:
+        """After validation: the default name (the stem of ``weight_name`` if given, else of ``model``)."""
+        from ..config import stem
+
+        if getattr(spec, "name", None) is None:
+            source = getattr(spec, "weight_name", None) or getattr(spec, "model", None)
+            spec.name = stem(source) if source else None
+
+    @classmethod
+    def check_references(cls, zoo) -> None:
+        """After names are filled in: keys of the section that name prompts, works, ... (no file access)."""
+
+    @classmethod
+    def prompt_fragment(cls, spec) -> str | None:
+        """Text this player adds to the prompt when active (a ``{name}`` placeholder marks where), or None."""
+        return None
+
+    # -- before anything loads ------------------------------------------------------------------
+
+    @classmethod
     def check_zoo(cls, zoo, base_families: dict[str, str]) -> None:
-        """Zoo-wide checks before loading (e.g. the file's family against every base's family).
-        ``base_families``: base name -> family name."""
+        """Zoo-wide checks before loading; ``base_families``: base name -> family name. By default:
+        every player's :meth:`families` against every base's family."""
+        for i, spec in enumerate(cls.specs(zoo)):
+            fits = cls.families(zoo, spec)
+            if fits is None:
+                continue
+            for base, fam in base_families.items():
+                if fam not in fits:
+                    message, *key = cls.family_mismatch(spec, base, fam, fits)
+                    raise zoo.fail(message, cls.section, i, *key)
+
+    @classmethod
+    def families(cls, zoo, spec) -> frozenset[str] | None:
+        """The base families this player works with, from its files before loading (None: any, or
+        cannot tell)."""
+        return None
+
+    @classmethod
+    def family_mismatch(cls, spec, base: str, fam: str, fits) -> tuple:
+        """(message, key under the player's entry...) for a player made for other families than the base's."""
+        from ..families import FAMILIES
+
+        made_for = " or ".join(FAMILIES[f].title for f in sorted(fits))
+        return (f"{cls.label} {spec.name!r} is a {made_for} {cls.label} but base {base!r} is {FAMILIES[fam].title} "
+                f"(family {fam}); expected a {cls.label} trained for the base's family", "model")
 
     # -- identity -------------------------------------------------------------------------------
     def identity(self) -> dict:

@@ -3,43 +3,79 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+from pydantic import Field
+
+from ..config import MAX_WEIGHT, Float, NamedSpec
+from ..errors import CopyscopeError
 from .kind import PlayerKind, register
+
+
+class LoraSpec(NamedSpec):
+    model: str = Field(description="hub id or local .safetensors file")
+    weight_name: str | None = None
+    revision: str | None = None
+    weight: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)
 
 
 @register
 class LoraPlayer(PlayerKind):
     kind = "lora"
     section = "loras"
+    spec_model = LoraSpec
     label = "LoRA"
     key_group = "loras"
     key_group_always = True
     switch_cost = "set_adapters / disable_lora: milliseconds, no reload"
 
     @classmethod
-    def check_zoo(cls, zoo, base_families):
-        from ..engine import safetensors_header
-        from ..families import FAMILIES, lora_families
+    def families(cls, zoo, spec):
+        from ..generation.sources import weights_file
 
+        return cls.file_families(weights_file(zoo, spec))
+
+    @staticmethod
+    def file_families(path) -> frozenset[str] | None:
+        """The families a LoRA file fits, from its tensor names (None: no file, or cannot tell)."""
+        from ..families import lora_families
+        from ..formats import safetensors_header
+
+        try:
+            return lora_families(safetensors_header(path)) if path is not None else None
+        except Exception:  # unreadable headers are reported by model_source / the loader
+            return None
+
+    @classmethod
+    def check_zoo(cls, zoo, base_families):
+        """Every LoRA whose file is here (a local file, ``weight_name`` in a local folder, a hub file in
+        the local Hugging Face cache) against every base: its family, then its layers, from the headers."""
+        from ..generation.sources import local_base, weights_file
+
+        super().check_zoo(zoo, base_families)
+        bases = {b.name: local_base(zoo, b) for b in zoo.spec.bases}
         for i, lo in enumerate(cls.specs(zoo)):
-            if not zoo.is_local(lo.model):
-                continue
-            path = zoo.resolve_path(lo.model)
-            if not (path.is_file() and path.suffix == ".safetensors"):
-                continue
+            path = weights_file(zoo, lo)
+            if path is not None:
+                cls.check_fit(zoo, i, lo, path, bases)
+
+    @classmethod
+    def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
+        """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here),
+        from the headers; a misfit is a one-line error naming ``loras[index].model``."""
+        from ..formats import lora_misfit
+
+        for base, base_path in bases.items():
             try:
-                fits = lora_families(safetensors_header(path))
+                why = lora_misfit(base_path, path) if base_path is not None else None
             except Exception:  # unreadable headers are reported by model_source / the loader
-                continue
-            if fits is None:
-                continue
-            for base, fam in base_families.items():
-                if fam not in fits:
-                    made_for = " or ".join(FAMILIES[f].title for f in sorted(fits))
-                    raise zoo.fail(
-                        f"LoRA {lo.name!r} is a {made_for} LoRA but base {base!r} is {FAMILIES[fam].title} "
-                        f"(family {fam}); expected a LoRA trained for the base's family",
-                        cls.section, i, "model",
-                    )
+                why = None
+            if why:
+                raise zoo.fail(
+                    f"LoRA {spec.name!r} does not fit base {base!r}: {why}; expected a LoRA trained for this base's architecture",
+                    cls.section, index, "model",
+                )
 
     def identity(self) -> dict:
         return {**self.source.identity(), "weight_name": self.spec.weight_name}
@@ -48,7 +84,80 @@ class LoraPlayer(PlayerKind):
         return {"id": self.engine.identities()["loras"][self.name], "weight": self.spec.weight}
 
     def load(self, pipe) -> None:
-        self.engine._load_lora(self.name, self.spec, self.source, self.loc)
+        from diffusers.utils import logging as dlogging
+
+        # diffusers logs a failed load (every mismatched tensor, many lines) before raising; the
+        # raised error becomes one line below, so the log is silenced while loading.
+        level = dlogging.get_verbosity()
+        dlogging.set_verbosity(dlogging.CRITICAL)
+        try:
+            self._load_weights(pipe)
+        except CopyscopeError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from None
+        finally:
+            dlogging.set_verbosity(level)
+
+    def _load_weights(self, pipe) -> None:
+        src, eng = self.source, self.engine
+        if src.local is not None and src.local.is_file() and src.local.suffix == ".safetensors":
+            # Read the tensors ourselves: a local file never goes through a pickle loader.
+            from safetensors.torch import load_file
+
+            pipe.load_lora_weights(load_file(str(src.local)), adapter_name=self.name)
+            return
+        if src.local is None:
+            self._download_and_check()
+        kwargs = {"weight_name": self.spec.weight_name, "revision": self.spec.revision}
+        if not eng.allow_pickle:
+            kwargs["use_safetensors"] = True
+        pipe.load_lora_weights(str(src.local) if src.local is not None else src.value, adapter_name=self.name, **kwargs)
+
+    def _download_and_check(self) -> None:
+        """A hub LoRA not in the local cache at pre-flight: download its file now and check it against
+        this engine's base from the headers, before any weight loads. A failed download is left to
+        ``load_lora_weights`` (which reports it, or finds the file under another name)."""
+        from ..generation.sources import DEFAULT_LORA_WEIGHTS, local_base
+
+        name = self.spec.weight_name or DEFAULT_LORA_WEIGHTS
+        if not name.endswith(".safetensors"):
+            return
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(self.source.value, name, revision=self.spec.revision)
+        except Exception:
+            return
+        eng = self.engine
+        base = eng.game.base
+        fits = self.file_families(Path(path))
+        if fits is not None and eng.family.name not in fits:
+            message, *key = self.family_mismatch(self.spec, base.name, eng.family.name, fits)
+            raise eng.zoo.fail(message, *self.loc, *key)
+        self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)})
+
+    def _error(self, exc: Exception) -> CopyscopeError:
+        from ..generation.sources import hub_error
+
+        eng, src, name = self.engine, self.source, self.name
+        text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+        if src.local is None and ("offline" in text.lower() or "connect" in text.lower() or "cache" in text.lower()):
+            return hub_error(eng.zoo, exc, src, self.loc)
+        mismatch = re.search(
+            r"size mismatch for (\S+?)(?:\.\w+)?\.weight: copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+            r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+            str(exc),
+        )
+        if mismatch:
+            layer, got, want = mismatch.groups()
+            return eng.zoo.fail(
+                f"LoRA {name!r} does not fit base {eng.game.base.name!r}: {layer} has shape {got} in the LoRA but "
+                f"{want} in the base; expected a LoRA trained for this base architecture", *self.loc, "model",
+            )
+        return eng.zoo.fail(
+            f"LoRA {name!r} does not fit base {eng.game.base.name!r} or cannot be read ({text})", *self.loc, "model"
+        )
 
     @classmethod
     def after_load(cls, engine, players):

@@ -6,28 +6,49 @@ hold ``clip_l`` and ``clip_g`` tensors for the two text encoders."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from ..config import NamedSpec
 from .kind import PlayerKind, register
 
 SUPPORTED = ("sd", "sdxl")
+
+
+class TextualInversionSpec(NamedSpec):
+    """A textual-inversion embedding as a player: its token joins the prompt when it is active."""
+
+    model: str = Field(description="local .safetensors embedding file (or hub id with weight_name)")
+    token: str | None = Field(None, description="the token that stands for the embedding; default '<name>'")
+    weight_name: str | None = None
+    revision: str | None = None
 
 
 @register
 class TextualInversionPlayer(PlayerKind):
     kind = "textual_inversion"
     section = "textual_inversions"
+    spec_model = TextualInversionSpec
     label = "textual inversion"
     key_group = "textual_inversions"
     switch_cost = "free (the token joins or leaves the prompt)"
 
     @classmethod
-    def check_zoo(cls, zoo, base_families):
-        for i, ti in enumerate(cls.specs(zoo)):
-            for base, fam in base_families.items():
-                if fam not in SUPPORTED:
-                    raise zoo.fail(
-                        f"textual inversion {ti.name!r}: base {base!r} is family {fam}; textual-inversion players "
-                        f"work on {' and '.join(SUPPORTED)} bases", cls.section, i,
-                    )
+    def fill_defaults(cls, spec) -> None:
+        super().fill_defaults(spec)
+        spec.token = spec.token or f"<{spec.name}>"
+
+    @classmethod
+    def prompt_fragment(cls, spec) -> str:
+        return spec.token
+
+    @classmethod
+    def families(cls, zoo, spec):
+        return frozenset(SUPPORTED)
+
+    @classmethod
+    def family_mismatch(cls, spec, base, fam, fits):
+        return (f"textual inversion {spec.name!r}: base {base!r} is family {fam}; textual-inversion players "
+                f"work on {' and '.join(SUPPORTED)} bases",)
 
     def identity(self) -> dict:
         return {**self.source.identity(), "weight_name": self.spec.weight_name}
@@ -36,7 +57,7 @@ class TextualInversionPlayer(PlayerKind):
         return {"id": self.engine.identities()["textual_inversions"][self.name], "token": self.spec.token}
 
     def load(self, pipe) -> None:
-        from ..engine import _hub_error
+        from ..generation.sources import hub_error
 
         eng, src, token = self.engine, self.source, self.spec.token
         try:
@@ -62,6 +83,6 @@ class TextualInversionPlayer(PlayerKind):
                 pipe.load_textual_inversion(tensor.to(eng.dtype), token=token)
         except Exception as exc:
             if src.local is None:
-                raise _hub_error(eng.zoo, exc, src, self.loc) from None
+                raise hub_error(eng.zoo, exc, src, self.loc) from None
             text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
             raise eng.zoo.fail(f"cannot load textual inversion {self.name!r} ({text})", *self.loc, "model") from None

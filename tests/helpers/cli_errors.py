@@ -102,3 +102,22 @@ def _stub_generate(nan_black: bool):
         return out
 
     return generate
+
+
+def _misfit_lora(path: Path) -> Path:
+    """A LoRA saved from a UNet with other block_out_channels / cross_attention_dim than the tiny base."""
+    from types import SimpleNamespace
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from copyscope.demo.tiny import lora_copies, save_lora_file
+
+    torch.manual_seed(5)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(64, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=48, attention_head_dim=8, norm_num_groups=32,
+    )
+    lora_unet, _ = lora_copies(SimpleNamespace(unet=unet), "lora")
+    return save_lora_file(path, lora_unet)

@@ -1,0 +1,130 @@
+"""``generation:`` settings of a zoo file: size, steps, guidance, scheduler, seeds, batch, dtype,
+device, and the family-specific settings (each part of the image keys of its family only)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Float as _Float, Int as _Int, Strict_ as _Strict
+
+# Seeds seed a torch.Generator, which takes 0 <= seed < 2**64; the others bound what one machine can
+# hold or finish (docs/robustness.md).
+MAX_SEED = 2**63 - 1
+MAX_SEEDS = 100_000
+MAX_SIDE = 8192
+MAX_BATCH = 4096
+MAX_GUIDANCE = 1000.0
+
+# zoo name -> diffusers scheduler class; the only list of schedulers (validated here, applied by the engine)
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "ddpm": "DDPMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class SDXLSettings(_Strict):
+    """SDXL micro-conditioning (sizes as [height, width]); null sizes mean the generated size."""
+
+    original_size: tuple[int, int] | None = None
+    target_size: tuple[int, int] | None = None
+    crops_coords_top_left: tuple[int, int] = (0, 0)
+
+
+class SD3Settings(_Strict):
+    max_sequence_length: int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
+
+
+class FluxSettings(_Strict):
+    max_sequence_length: int = Field(512, ge=1, le=512, description="T5 tokens of the prompt")
+    true_cfg_scale: float = Field(1.0, ge=1.0, description="> 1 runs real classifier-free guidance with the negative prompt")
+
+
+class GenerationSpec(_Strict):
+    resolution: Any = 512  # an integer or [height, width]: checked by _resolution
+    steps: _Int = Field(30, ge=1, le=10_000)
+    guidance: _Float = Field(7.5, ge=0, le=MAX_GUIDANCE)
+    scheduler: str | None = Field(None, description="ddim, euler, euler_a, dpm, pndm, lms, or null for the base's own")
+    seeds: Any = 4  # a count or a list of distinct seeds: checked by _seeds
+    batch_size: _Int = Field(4, ge=1, le=MAX_BATCH)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
+    compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
+    # family-specific settings (copyscope/families.py); each is part of the image keys of its family only
+    sdxl: SDXLSettings = SDXLSettings()
+    sd3: SD3Settings = SD3Settings()
+    flux: FluxSettings = FluxSettings()
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v):
+        # whether it applies to the base's family is checked with the families (check_player_families)
+        if v is not None and v not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; expected one of {', '.join(sorted(SCHEDULERS))}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if is_int(v):
+            if v < 1:
+                raise ValueError("need at least one seed")
+            if v > MAX_SEEDS:
+                raise ValueError(f"{v} seeds is too many; expected at most {MAX_SEEDS}")
+            return v
+        if not isinstance(v, list):
+            raise ValueError(f"expected a number of seeds or a list of seeds, got {v!r}")
+        if not v:
+            raise ValueError("need at least one seed")
+        if len(v) > MAX_SEEDS:
+            raise ValueError(f"{len(v)} seeds is too many; expected at most {MAX_SEEDS}")
+        for i, seed in enumerate(v):
+            if not is_int(seed) or not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seeds[{i}] is {seed!r}; expected an integer from 0 to 2**63-1")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if not re.match(r"^(auto|cpu|mps|(cuda|xpu)(:\d{1,3})?)$", v):
+            raise ValueError(f"unknown device {v!r}; expected auto, cpu, cuda, cuda:N, mps or xpu")
+        return v
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, v):
+        if is_int(v):
+            sizes = (v, v)
+        elif isinstance(v, list) and len(v) == 2 and all(is_int(s) for s in v):
+            sizes = v = tuple(v)
+        else:
+            raise ValueError(f"expected an integer or [height, width] (two integers), got {v!r}")
+        if any(s < 8 or s % 8 for s in sizes):
+            raise ValueError(f"resolution must be a positive multiple of 8, got {v!r}")
+        if any(s > MAX_SIDE for s in sizes):
+            raise ValueError(f"resolution {v!r} is too large; expected at most {MAX_SIDE} pixels a side")
+        return v
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.resolution, self.resolution) if isinstance(self.resolution, int) else tuple(self.resolution)

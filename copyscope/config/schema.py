@@ -1,0 +1,133 @@
+"""The zoo file's schema: shared field types, bases, references, prompts, the estimator, and the
+zoo model itself. Player sections (``loras:``, ``controlnets:``, ...) are not written here: each
+registered player kind (:mod:`copyscope.players`) declares its zoo key and spec model, and
+:func:`zoo_spec_model` builds the zoo model from them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model, field_validator
+
+from ..analysis_specs import ImitationSpec, RewardSplitSpec
+from ..shapley.registry import estimator_names
+from .base import Float, Int, NamedSpec, Strict_, check_name  # noqa: F401 (re-exported)
+from .generation import GenerationSpec
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+# Bounds checked before anything loads (docs/robustness.md).
+MAX_BUDGET = 10_000_000
+MAX_BOOTSTRAP = 1_000_000
+
+# The one hub-id pattern: "owner/name", or a bare "name" where the hub allows it (model repos of the
+# zoo file); segments start with a letter or digit. Anything else (a path separator beyond that, a
+# leading "." or "/", a file suffix) is a local path.
+_HUB_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+HUB_ID_RE = re.compile(rf"^{_HUB_SEGMENT}(/{_HUB_SEGMENT})?$")
+HUB_REPO_RE = re.compile(rf"^{_HUB_SEGMENT}/{_HUB_SEGMENT}$")  # owner required (metric backbones)
+
+
+def is_hub_id(value: str, owner: bool = False) -> bool:
+    """Whether ``value`` reads as a hub id ("owner/name"; with ``owner=False`` a bare "name" too)."""
+    return bool((HUB_REPO_RE if owner else HUB_ID_RE).match(value))
+
+
+class BaseSpec(NamedSpec):
+    """A base checkpoint: each base is its own game."""
+
+    model: str = Field(description="hub id, local diffusers folder, or single .safetensors file")
+    revision: str | None = None
+    variant: str | None = None
+    config: str | None = Field(None, description="diffusers config (hub id or folder) for a single-file checkpoint")
+    family: str | None = Field(None, description="sd, sdxl, sd3 or flux; read from model_index.json when not given")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v):
+        from ..families import canonical_family, family_names
+
+        if v is not None and canonical_family(v) is None:
+            raise ValueError(f"unknown family {v!r}; expected one of {family_names()}")
+        return canonical_family(v) if v is not None else None
+
+
+class ReferenceSpec(Strict_):
+    """A protected work: one or more image files or folders of images."""
+
+    name: str
+    paths: list[str] = Field(min_length=1)
+
+    _name = field_validator("name")(check_name)
+
+
+class PromptSpec(NamedSpec):
+    text: str
+    negative: str = ""
+    work: str | None = Field(None, description="the work this prompt targets (for per-work conditioning)")
+
+
+class EstimatorSpec(Strict_):
+    method: Literal[estimator_names("shapley")] = "auto"  # the registry's names (copyscope/shapley/registry.py)
+    budget: Int | None = Field(None, ge=2, le=MAX_BUDGET, description="distinct coalitions a sampled estimator may evaluate")
+    intervals: Literal["jackknife", "bootstrap"] = Field(
+        "jackknife",
+        description="jackknife: leave-one-seed-out, Student-t intervals and tests (calibrated, docs/estimation.md); "
+        "bootstrap: percentile bootstrap over seeds (the older method: too narrow at the seed counts audits use)",
+    )
+    bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
+    confidence: Float = Field(0.95, gt=0, lt=1)
+    base: Literal["context", "player"] = "context"
+    seed: Int = Field(0, ge=0, le=2**32 - 1)  # numpy's SeedSequence takes any int >= 0; 32 bits is plenty
+
+
+class _ZooHead(Strict_):
+    """The keys before the player sections (field order is the order of the resolved zoo JSON and of
+    validation errors, so it is kept as it was when the sections were written here)."""
+
+    name: str = "audit"
+    output: str | None = None
+    cache: str | None = None
+    bases: list[BaseSpec] = Field(min_length=1)
+
+    _name = field_validator("name")(check_name)
+
+
+# the keys after the player sections
+_ZOO_TAIL: dict[str, Any] = {
+    "references": (list[ReferenceSpec], Field(min_length=1)),
+    "prompts": (list[PromptSpec], Field(min_length=1)),
+    "generation": (GenerationSpec, GenerationSpec()),
+    "metrics": (list[str | dict[str, Any]] | None, None),
+    "backbones": (dict[str, str], {}),
+    "aggregate": (Literal["max_mean", "mean_mean", "max_max"], "max_mean"),
+    "estimator": (EstimatorSpec, EstimatorSpec()),
+    "reward_split": (RewardSplitSpec | None, None),  # `copyscope reward-split` (docs/analyses.md)
+    "imitation": (ImitationSpec | None, None),  # `copyscope imitation` (docs/analyses.md)
+}
+
+_models: dict[tuple, type[BaseModel]] = {}
+
+
+def zoo_spec_model() -> type[BaseModel]:
+    """The zoo model for the player kinds registered now: one ``list[<kind's spec>]`` section per kind,
+    in registration order, between ``bases`` and ``references``. Built once per set of kinds."""
+    from ..players import KINDS
+
+    sections = tuple((cls.section, cls.spec_model) for cls in KINDS.values())
+    model = _models.get(sections)
+    if model is None:
+        players = {section: (list[spec], []) for section, spec in sections}
+        model = create_model("ZooSpec", __base__=_ZooHead, **players, **_ZOO_TAIL)
+        _models[sections] = model
+    return model
+
+
+def stem(model: str) -> str:
+    """A default name from a model path or hub id: its last part without a weights suffix."""
+    name = Path(model.rstrip("/")).name
+    for suffix in (".safetensors",) + PICKLE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", name) or "model"

@@ -1,0 +1,179 @@
+"""A validated zoo: names filled in, paths resolved against the zoo file's folder, errors that name
+file, line and key; the cross-reference checks after validation; prompt rendering; reference files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from ..errors import CopyscopeError
+from .schema import IMAGE_SUFFIXES, PICKLE_SUFFIXES, is_hub_id, stem
+
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
+
+
+class Zoo:
+    """A validated zoo file with names filled in and paths resolved against the file's folder."""
+
+    def __init__(self, spec, path: Path, text: str, lines: dict[tuple, int]):
+        self.spec = spec
+        self.path = path
+        self.root = path.parent
+        self.text = text
+        self._lines = lines
+        self.sha256 = hashlib.sha256(text.encode()).hexdigest()
+        self.conditioning_maps = None  # copyscope.conditioning.attach sets the computed-map cache
+
+    # -- error helpers -------------------------------------------------------------------------
+    def where(self, *loc) -> str:
+        """'zoo.yaml:LINE: key.path' for an error message."""
+        return _where(self.path, loc, self._lines)
+
+    def fail(self, message: str, *loc) -> CopyscopeError:
+        return CopyscopeError(message, where=self.where(*loc))
+
+    # -- path resolution -----------------------------------------------------------------------
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def is_local(self, value: str) -> bool:
+        """A model string is local if it names an existing path or cannot be a hub id."""
+        if self.resolve_path(value).exists():
+            return True
+        return not is_hub_id(value) or value.startswith(".") or value.endswith(
+            IMAGE_SUFFIXES + (".safetensors",) + PICKLE_SUFFIXES
+        )
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve_path(self.spec.output or f"copyscope-out/{self.spec.name}")
+
+    @property
+    def cache_dir(self) -> Path:
+        from ..cache import default_cache_root  # shared by every audit unless the zoo says `cache:`
+
+        return self.resolve_path(self.spec.cache) if self.spec.cache else default_cache_root()
+
+
+def _where(path: Path, loc: tuple, lines: dict[tuple, int]) -> str:
+    loc = tuple(loc)
+    line = None
+    for n in range(len(loc), -1, -1):  # the deepest key the parser has a line for
+        if loc[:n] in lines:
+            line = lines[loc[:n]]
+            break
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    head = f"{path}:{line}" if line else str(path)
+    return f"{head}: {key}" if key else head
+
+
+
+
+def fill_names_and_check(zoo: Zoo) -> None:
+    """Default names, uniqueness, and cross-references (prompt.work, placeholders, and each player
+    kind's own: a ControlNet's per_prompt keys, ...)."""
+    from ..players import KINDS
+
+    s = zoo.spec
+    for base in s.bases:
+        base.name = base.name or stem(base.model)
+    for cls in KINDS.values():
+        for spec in cls.specs(zoo):
+            cls.fill_defaults(spec)
+    for i, prompt in enumerate(s.prompts):
+        prompt.name = prompt.name or f"prompt{i}"
+
+    _unique(zoo, "bases", [b.name for b in s.bases])
+    _unique(zoo, "players", [spec.name for cls in KINDS.values() for spec in cls.specs(zoo)],
+            sections=tuple(cls.section for cls in KINDS.values()))
+    _unique(zoo, "references", [r.name for r in s.references])
+    _unique(zoo, "prompts", [p.name for p in s.prompts])
+
+    works = {r.name for r in s.references}
+    for i, p in enumerate(s.prompts):
+        if p.work is not None and p.work not in works:
+            raise zoo.fail(f"unknown work {p.work!r}; references are {sorted(works)}", "prompts", i, "work")
+    for cls in KINDS.values():
+        cls.check_references(zoo)
+    fragments = {spec.name for cls in KINDS.values() for spec in cls.specs(zoo) if cls.prompt_fragment(spec) is not None}
+    for i, p in enumerate(s.prompts):
+        for field in _PLACEHOLDER_RE.findall(p.text):
+            if field not in fragments:
+                raise zoo.fail(
+                    f"placeholder {{{field}}} names no prompt player or textual inversion; they are {sorted(fragments)}", "prompts", i, "text"
+                )
+    for key, value in s.backbones.items():
+        if not isinstance(value, str):
+            raise zoo.fail("expected a hub id or a local path", "backbones", key)
+
+
+def _unique(zoo: Zoo, what: str, names: list[str], sections: tuple[str, ...] | None = None) -> None:
+    seen: dict[str, int] = {}
+    for idx, name in enumerate(names):
+        if name in seen:
+            loc: tuple = (what, idx)
+            if sections:  # player names span several sections: point at the second occurrence
+                for section in sections:
+                    size = len(getattr(zoo.spec, section))
+                    if idx < size:
+                        loc = (section, idx)
+                        break
+                    idx -= size
+            raise zoo.fail(f"duplicate name {name!r}: names must be unique (set 'name:' explicitly)", *loc, "name")
+        seen[name] = idx
+
+
+def render_prompt(template: str, fragments: dict[str, str], active: set[str]) -> str:
+    """A coalition's prompt: ``{name}`` placeholders take the fragment's text when the prompt player
+    is in the coalition and vanish otherwise; active fragments the template does not mention are
+    appended, comma-separated, in zoo order. Whitespace and stray commas are tidied."""
+    used = set(_PLACEHOLDER_RE.findall(template))
+    text = _PLACEHOLDER_RE.sub(lambda m: fragments[m.group(1)] if m.group(1) in active else "", template)
+    extra = [fragments[n] for n in fragments if n in active and n not in used]
+    text = ", ".join([text.strip()] + extra) if extra else text
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r",(\s*,)+", ",", text)
+    return text.strip().strip(",").strip()
+
+
+def iter_reference_files(zoo: Zoo) -> dict[str, list[Path]]:
+    """work name -> its image files (folders expanded, sorted). Errors name the offending key.
+
+    A FIFO, a device or a looping symlink is an error here, never "not found" (which validate
+    reports as a file still to be put in place); a file listed twice in one work is an error too
+    (it would be counted twice)."""
+    from ..inputs import file_kind
+
+    works: dict[str, list[Path]] = {}
+    for i, ref in enumerate(zoo.spec.references):
+        files: list[Path] = []
+        where_from: dict[Path, int] = {}
+        for j, value in enumerate(ref.paths):
+            p = zoo.resolve_path(value)
+            kind = file_kind(p)
+            if kind == "a folder":
+                found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and file_kind(f) is None)
+                if not found:
+                    raise zoo.fail(f"folder {value!r} holds no images ({', '.join(IMAGE_SUFFIXES)})", "references", i, "paths", j)
+            elif kind is None:
+                found = [p]
+            elif kind == "not found":
+                raise zoo.fail(f"reference {value!r} not found (looked at {p})", "references", i, "paths", j)
+            else:
+                raise zoo.fail(f"reference {value!r} is {kind}; expected an image file or a folder of images", "references", i, "paths", j)
+            for f in found:
+                real = f.resolve()
+                if real in where_from:
+                    raise zoo.fail(
+                        f"reference file {f} is listed twice (also by paths[{where_from[real]}]); list each file once",
+                        "references", i, "paths", j,
+                    )
+                where_from[real] = j
+            files.extend(found)
+        works[ref.name] = files
+    return works

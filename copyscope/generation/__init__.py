@@ -1,0 +1,11 @@
+"""Generation: model sources and every check before loading (:mod:`.sources`), the engine that
+assembles each coalition's pipeline (:mod:`.engine`), and the generate-into-cache loop with its
+background queue (:mod:`.generate`)."""
+
+from __future__ import annotations
+
+from .engine import GENERATOR_VERSION, CoalitionEngine, load_control, resolve_device, resolve_dtype  # noqa: F401
+from .generate import BackgroundQueue, GenerationStats, ensure_images, image_flags  # noqa: F401
+from .sources import (  # noqa: F401
+    ModelSource, check_lora_fits, check_player_families, hub_error, model_source, safetensors_header,
+)
