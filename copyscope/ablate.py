@@ -36,7 +36,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .cache import atomic_write_text
+from .coalitions import members_of
 from .errors import CopyscopeError
+from .finite import finite_or_none, is_finite
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -47,8 +49,7 @@ GROUND_TRUTH_FILE = "ground_truth.json"
 # pure helpers (also used by the HTML report)
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+_finite = is_finite
 
 
 def ranking(values: Mapping[str, float | None], players: Sequence[str]) -> list[str]:
@@ -74,8 +75,7 @@ def _corr(kind: str, a: Sequence[float], b: Sequence[float]) -> float | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = stats.kendalltau(a, b) if kind == "kendall" else stats.spearmanr(a, b)
-    x = float(r[0])
-    return x if math.isfinite(x) else None
+    return finite_or_none(r[0])
 
 
 def rank_agreement(values: Mapping[str, Mapping[str, float | None]], players: Sequence[str]) -> dict:
@@ -215,14 +215,6 @@ class _NoEngine:
         raise CopyscopeError("the ablation asked for a coalition the audit did not generate; rerun `copyscope audit`")
 
 
-def _members(key: str, names: Sequence[str]) -> tuple[bool, ...]:
-    parts = set(key.split("+")) if key else set()
-    unknown = parts - set(names)
-    if unknown:
-        raise CopyscopeError(f"report.json names unknown players in coalition {key!r}")
-    return tuple(n in parts for n in names)
-
-
 def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     """estimate_game over the first k seeds of every prompt, from cached scores only."""
     from .audit import estimate_game
@@ -240,7 +232,7 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
         if len(keys) != len(prep.plan.items):
             raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
-        c = _members(key, game.names)
+        c = members_of(key, game.names)  # unknown names: a report.json of another zoo
         ev.image_keys[c] = [keys[i] for i in sel]
         ev.flags[c] = {}
         ev.worths[c] = {}

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import CopyscopeError
+from .finite import finite_or_none  # noqa: F401  (re-exported for the analyses)
 
 
 def analysis_dirs(zoo, out: str | Path | None, default: str):
@@ -40,12 +41,6 @@ def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
             cache.save_feature(fid, keys[i], f)
             rows[i] = f
     return np.stack(rows) if rows else np.zeros((0, 0))
-
-
-def finite_or_none(x) -> float | None:
-    """A float for JSON: NaN and infinities become None (null)."""
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 def write_analysis(result: dict, out_dir: Path, filename: str, t0: float) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .coalitions import coalition_key
 from .conditioning import map_count
 from .config import BaseSpec, Zoo, render_prompt
 
@@ -50,7 +51,7 @@ class GamePlan:
 
     def coalition_key(self, members: tuple[bool, ...]) -> str:
         """Players joined by '+' in the order of ``players``; '' is the empty coalition."""
-        return "+".join(p.name for p, m in zip(self.players, members) if m)
+        return coalition_key(self.names, members)
 
     def all_coalitions(self) -> list[tuple[bool, ...]]:
         """Every coalition, in reflected Gray-code order: neighbours differ by one player, so

@@ -42,6 +42,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .coalitions import coalition_key, report_order
 from .errors import CopyscopeError
 from .analysis_io import finite_or_none as _f
 
@@ -233,10 +234,6 @@ def split_reward(
 # ---------------------------------------------------------------------------------------------------
 # the analysis on a zoo
 # ---------------------------------------------------------------------------------------------------
-def _coalition_key(names: Sequence[str], c: tuple[bool, ...]) -> str:
-    return "+".join(nm for nm, m in zip(names, c) if m)
-
-
 def run_reward_split(
     zoo_path: str | Path,
     out: str | Path | None = None,
@@ -421,8 +418,8 @@ def run_reward_split(
             "artists": names,
             "works": work_of,
             "fragments": {p.name: p.text for p in players},
-            "coalitions": {_coalition_key(names, c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: (sum(kv[0]), kv[0][::-1]))},
-            "images": {_coalition_key(names, c): keys[members(c)] for c in needed_sorted},
+            "coalitions": {coalition_key(names, c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))},
+            "images": {coalition_key(names, c): keys[members(c)] for c in needed_sorted},
             "recognisability": recognisability,
             "bootstrap_used": int(used.sum()),
             "split": split,

@@ -9,18 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 
 from .. import __version__
+from ..coalitions import report_order
+from ..finite import finite_or_none as _f
 from ..cache import atomic_write_text
 from .headline import HEADLINE_NOTE, headline_metric, significant
 
 
-def _f(x) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
 
 
 def _interval(ci_row) -> list[float] | None:
@@ -96,7 +94,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             est = r["estimate"]
             m = metric_info.get(metric_name)
             table = evaluator.table(metric_name)
-            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: (sum(kv[0]), kv[0][::-1]))}
+            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
             section = {
                 "orientation": "higher_is_closer",
                 "kind": m.kind if m else "fusion",

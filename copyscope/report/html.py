@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..cache import ImageCache
+from ..coalitions import sorted_keys
+from ..finite import is_finite
 from . import plots
 from .headline import headline_metric, per_work_sentences, significant
 
@@ -51,8 +53,7 @@ def esc(x: object) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+_finite = is_finite
 
 
 def num(x, spec: str = ".3g") -> str:
@@ -229,14 +230,6 @@ def _corr_cell(x) -> str:
     return f'<td class="num" style="background:{color}">{x:+.2f}</td>'
 
 
-def _coalition_order(keys: Iterable[str], players: Sequence[str]) -> list[str]:
-    def k(key: str):
-        parts = key.split("+") if key else []
-        return (len(parts), [players.index(p) if p in players else len(players) for p in parts])
-
-    return sorted(keys, key=k)
-
-
 def section_works(report: dict) -> str:
     parts = ["<h2 id=\"works\">Reference works</h2>"]
     works = report.get("works") or {}
@@ -401,7 +394,7 @@ def section_coalitions(game: dict) -> str:
     for sec in game["metrics"].values():
         keys += [k for k in sec["coalitions"] if k not in keys]
     rows = []
-    for k in _coalition_order(keys, game["players"]):
+    for k in sorted_keys(keys, game["players"]):
         rows.append([td(k or "(empty: base alone)")] + [td(num(game["metrics"][m]["coalitions"].get(k), ".5g"), True) for m in metrics])
     return ("<p class=\"muted\">Worth of each coalition (higher = closer to the works; for distance metrics, minus the "
             "distance), mean over prompts and seeds.</p>" + _table(["coalition"] + metrics, rows))
@@ -440,7 +433,7 @@ def section_images(report: dict, game: dict, root: Path) -> str:
     if not images:
         return "<p class=\"muted\">No generated images listed.</p>"
     flagged = {k for f in (game.get("flagged_images") or {}).values() for k in (f or {})}
-    keys = _coalition_order(images, game["players"])
+    keys = sorted_keys(images, game["players"])
     n_items = max(len(v) for v in images.values())
     labels = _item_labels(report, n_items)
     cols = min(n_items, MAX_ITEM_COLUMNS)
