@@ -24,11 +24,8 @@ cache (an audit already run generates nothing; one not yet run is run now).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -38,67 +35,13 @@ import numpy as np
 from .cache import atomic_write_text
 from .coalitions import members_of
 from .errors import CopyscopeError
-from .finite import finite_or_none, is_finite
+from .finite import is_finite as _finite
+from .report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
+from .report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
 GROUND_TRUTH_FILE = "ground_truth.json"
-
-
-# ---------------------------------------------------------------------------------------------------
-# pure helpers (also used by the HTML report)
-
-
-_finite = is_finite
-
-
-def ranking(values: Mapping[str, float | None], players: Sequence[str]) -> list[str]:
-    """Players ordered by value, highest first. Values equal up to 1e-9 of the largest magnitude
-    tie, and ties keep the players' order (so float noise does not reorder tied players).
-    Players without a finite value go last."""
-    finite = [abs(values[p]) for p in players if _finite(values.get(p))]
-    scale = max(finite) if finite and max(finite) > 0 else 1.0
-
-    def key(ip):
-        i, p = ip
-        v = values.get(p)
-        return (0, -round(v / scale, 9), i) if _finite(v) else (1, 0.0, i)
-
-    return [p for _, p in sorted(enumerate(players), key=key)]
-
-
-def _corr(kind: str, a: Sequence[float], b: Sequence[float]) -> float | None:
-    from scipy import stats
-
-    if len(a) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = stats.kendalltau(a, b) if kind == "kendall" else stats.spearmanr(a, b)
-    return finite_or_none(r[0])
-
-
-def rank_agreement(values: Mapping[str, Mapping[str, float | None]], players: Sequence[str]) -> dict:
-    """Pairwise rank correlation of the players' values between metrics.
-
-    ``values[metric][player]``. Returns ``{"metrics": [...], "kendall": {m1: {m2: tau}},
-    "spearman": {m1: {m2: rho}}}``; a cell is None when it is undefined (fewer than 2 players with
-    finite values under both metrics, or a metric whose values are all equal).
-    """
-    metrics = list(values)
-    out = {"metrics": metrics, "kendall": {}, "spearman": {}}
-    for kind in ("kendall", "spearman"):
-        for m1 in metrics:
-            row = {}
-            for m2 in metrics:
-                ps = [p for p in players if _finite(values[m1].get(p)) and _finite(values[m2].get(p))]
-                row[m2] = _corr(kind, [values[m1][p] for p in ps], [values[m2][p] for p in ps])
-            out[kind][m1] = row
-    return out
-
-
-def shapley_values(game_report: dict, metric: str) -> dict[str, float | None]:
-    return {p: e["value"] for p, e in game_report["metrics"][metric]["shapley"].items()}
 
 
 def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
@@ -449,88 +392,6 @@ def _close(a, b) -> bool:
 # outputs
 
 
-def summary_rows(ablation: dict) -> list[dict]:
-    """One row per (game, metric): the ablation.csv table and the printed table."""
-    rows = []
-    for g in ablation["games"]:
-        for m in g["metrics"]:
-            st = g["seed_stability"].get(m) or {}
-            full = next((r for r in st.get("rows", []) if r.get("k") == st.get("n_seeds")), {}) if st else {}
-            gt = ((g.get("ground_truth") or {}).get("metrics") or {}).get(m) or {}
-            rows.append({
-                "base": g["base"],
-                "metric": m,
-                "ranking": " > ".join(st.get("full_ranking", [])),
-                "mean_kendall_with_other_metrics": g["agreement"]["mean_kendall_with_other_metrics"].get(m),
-                "n_seeds": st.get("n_seeds"),
-                "k_stable": st.get("k_stable"),
-                "k_top_stable": st.get("k_top_stable"),
-                "mean_ci_width": full.get("mean_ci_width"),
-                "relative_ci_width": full.get("relative_ci_width"),
-                "planted": "+".join(gt.get("planted", [])) or None,
-                "planted_rank": gt.get("planted_rank"),
-                "planted_first": gt.get("planted_first"),
-                "margin": gt.get("margin"),
-                "relative_margin": gt.get("relative_margin"),
-                "p_first": gt.get("p_first"),
-            })
-    return rows
-
-
-SUMMARY_COLUMNS = ["base", "metric", "ranking", "mean_kendall_with_other_metrics", "n_seeds", "k_stable", "k_top_stable",
-                   "mean_ci_width", "relative_ci_width", "planted", "planted_rank", "planted_first", "margin",
-                   "relative_margin", "p_first"]
-SEED_COLUMNS = ["base", "metric", "k", "player", "value", "ci_low", "ci_high", "ci_width", "rank", "same_ranking",
-                "kendall_vs_full"]
-
-
-def summary_csv(ablation: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(SUMMARY_COLUMNS)
-    for r in summary_rows(ablation):
-        w.writerow([r[c] for c in SUMMARY_COLUMNS])
-    return buf.getvalue()
-
-
-def seeds_csv(ablation: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(SEED_COLUMNS)
-    for g in ablation["games"]:
-        for m, st in g["seed_stability"].items():
-            for row in st["rows"]:
-                if not row.get("available"):
-                    continue
-                for p in g["players"]:
-                    ci = row["ci95"][p] or [None, None]
-                    w.writerow([g["base"], m, row["k"], p, row["values"][p], ci[0], ci[1], row["ci_width"][p],
-                                row["ranking"].index(p) + 1, row["same_ranking"], row["kendall_vs_full"]])
-    return buf.getvalue()
-
-
-def ablation_plots(ablation: dict) -> dict[str, str]:
-    """{file name: SVG text}: per game, interval width against seeds, the agreement matrix, and the
-    planted component's relative margin (with ground truth)."""
-    from .report.plots import heatmap_svg, margin_bars_svg, seed_curves_svg
-
-    out = {}
-    for i, g in enumerate(ablation["games"]):
-        series = {m: [(r["k"], r.get("relative_ci_width")) for r in st["rows"]] for m, st in g["seed_stability"].items()}
-        out[f"ablation_{i}_seeds.svg"] = seed_curves_svg(
-            series, f"base {g['base']}: interval width vs seeds", "mean 95% interval width / max |value|")
-        ag = g["agreement"]
-        out[f"ablation_{i}_agreement.svg"] = heatmap_svg(
-            ag["metrics"], [[ag["kendall"][a][b] for b in ag["metrics"]] for a in ag["metrics"]],
-            f"base {g['base']}: Kendall tau between metrics")
-        gt = g.get("ground_truth") or {}
-        if gt.get("metrics"):
-            out[f"ablation_{i}_planted.svg"] = margin_bars_svg(
-                {m: r["relative_margin"] for m, r in gt["metrics"].items()},
-                f"base {g['base']}: planted value - best other, / max |value|")
-    return out
-
-
 def write_ablation(ablation: dict, out_dir: Path) -> None:
     """The ablation's files, staged and swapped in through the output folder's manifest like the
     audit's (copyscope.outdir): never over a file copyscope did not write."""
@@ -544,48 +405,3 @@ def write_ablation(ablation: dict, out_dir: Path) -> None:
                 atomic_write_text(stage / name, text)
     except OSError as exc:
         raise os_error_message(exc) from None
-
-
-def _fmt(x, spec: str = ".3g") -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return format(x, spec) if math.isfinite(x) else "n/a"
-    return str(x)
-
-
-def ablation_tables(ablation: dict):
-    """One rich Table per game."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    rows = summary_rows(ablation)
-    tables = []
-    for g in ablation["games"]:
-        has_gt = bool((g.get("ground_truth") or {}).get("metrics"))
-        planted = "+".join((g.get("ground_truth") or {}).get("planted", []))
-        game_rows = [r for r in rows if r["base"] == g["base"]]
-        t = Table(
-            title=escape(f"Metric ablation — base {g['base']} ({len(ablation['seeds'])} seed(s))"),
-            caption=escape("tau: mean Kendall tau with the other metrics; k stable: fewest seeds from which the "
-                           "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
-                           + (f"; rank, margin (value - best other's, / max |value|) and P(1st) (share of "
-                              f"seeds ranking it first) of the planted component ({planted})"
-                              if has_gt else "")),
-            caption_justify="left",
-        )
-        t.add_column("metric", no_wrap=True, min_width=max((len(m) for m in g["metrics"]), default=6))
-        # numbers never wrap; the ranking (last) takes the remaining width and wraps between players
-        for col in ["tau", "k stable", "width"] + (["rank", "margin", "P(1st)"] if has_gt else []):
-            t.add_column(col, justify="right", no_wrap=True)
-        t.add_column("ranking", min_width=10, overflow="fold")
-        for r in game_rows:
-            cells = [r["metric"], _fmt(r["mean_kendall_with_other_metrics"], "+.2f"),
-                     f"{_fmt(r['k_stable'])}/{_fmt(r['n_seeds'])}", _fmt(r["relative_ci_width"], ".2f")]
-            if has_gt:
-                cells += [_fmt(r["planted_rank"]), _fmt(r["relative_margin"], "+.2f"), _fmt(r["p_first"], ".2f")]
-            t.add_row(*[escape(c) for c in cells + [r["ranking"]]])
-        tables.append(t)
-    return tables
