@@ -49,7 +49,7 @@ def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
 def measured(max_players: int, scratch: Path) -> list[dict]:
     import yaml
 
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
 
     rows = []
     n_loras = max_players - 1
@@ -67,7 +67,7 @@ def measured(max_players: int, scratch: Path) -> list[dict]:
         path = scratch / f"zoo{i}.yaml"
         path.write_text(yaml.safe_dump(d, sort_keys=False))
         t0 = time.perf_counter()
-        report = run_audit(path)
+        report = audit_zoo(path)
         wall = time.perf_counter() - t0
         coal = len(report["games"][0]["images"])
         images = report["generation"]["generated"]

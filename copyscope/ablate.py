@@ -10,13 +10,12 @@ Three questions, answered per game (base checkpoint) from one audit's images:
 3. **Ground truth** — where the zoo carries a ``ground_truth.json`` (the demo zoo does), which
    metrics rank the planted component first, and by what margin.
 
-Method for (2). The audit's own code computes the worths: a :class:`copyscope.game.CoalitionEvaluator`
-is built over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
-its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method), its worths are filled by
-the evaluator's own ``_worth`` from the cached per-image scores / features, and
-:func:`copyscope.audit.estimate_game` runs the audit's estimators on it (fusion included). Nothing
-is generated: the evaluator's engine is a stub that refuses to generate. At k = n this is exactly
-the audit's computation, so the k = n row reproduces report.json.
+Method for (2). The audit's own code computes the worths: ``CoalitionEvaluator.from_cached`` builds
+an evaluator over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
+its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method) from the cached
+per-image scores / features, and :func:`copyscope.estimate.estimate_game` runs the audit's
+estimators on it (fusion included). Nothing is generated: that evaluator has no engine. At k = n
+this is exactly the audit's computation, so the k = n row reproduces report.json.
 
 The audit itself is run first through :func:`copyscope.audit.run_audit`, which reuses the image
 cache (an audit already run generates nothing; one not yet run is run now).
@@ -151,17 +150,9 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 # seed subsets
 
 
-class _NoEngine:
-    """Stands in for the generation engine: the ablation never generates."""
-
-    def __getattr__(self, name):
-        raise CopyscopeError("the ablation asked for a coalition the audit did not generate; rerun `copyscope audit`")
-
-
-def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
-    """estimate_game over the first k seeds of every prompt, from cached scores only."""
-    from .audit import estimate_game
-    from .engine import GenerationStats
+def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
+    """estimate_game over the first k seeds of every prompt, from cached scores only (a GameResult)."""
+    from .estimate import estimate_game
     from .game import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator
@@ -170,44 +161,34 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     sel = [p * n_seeds + s for p in range(n_prompts) for s in range(k)]
     items = [prep.plan.items[i] for i in sel]
     boot = seed_resamples(k, est.intervals, est.bootstrap, est.seed)  # the audit's own interval method
-    ev = CoalitionEvaluator(game, _NoEngine(), prep.cache, scorer, items, k, boot, GenerationStats(),
-                            resampling=est.intervals)
+    image_keys = {}
     for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
         if len(keys) != len(prep.plan.items):
             raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
-        c = members_of(key, game.names)  # unknown names: a report.json of another zoo
-        ev.image_keys[c] = [keys[i] for i in sel]
-        ev.flags[c] = {}
-        ev.worths[c] = {}
-        ev.set_results[c] = {}
-        for name, metric in scorer.metrics.items():
-            try:
-                ev.worths[c][name] = ev._worth(c, metric)
-            except CopyscopeError:
-                raise
-            except Exception:  # a set metric undefined on this few images: skipped like a non-finite one
-                ev.worths[c][name] = np.full(1 + len(boot), np.nan)
+        image_keys[members_of(key, game.names)] = [keys[i] for i in sel]  # unknown names: a report.json of another zoo
+    # a set metric undefined on this few images gets NaN worths, and is skipped like a non-finite one
+    ev = CoalitionEvaluator.from_cached(game, prep.cache, scorer, items, k, boot, image_keys,
+                                        resampling=est.intervals, undefined_as_nan=True)
     # a metric not finite on k seeds (e.g. a set distance from too few images) is left out at this k,
     # as the audit leaves out a metric that is not finite
     finite = [m for m in prep.metrics if all(np.isfinite(w[m.name]).all() for w in ev.worths.values())]
     result = estimate_game(replace(prep, metrics=finite), game, ev)
-    result["skipped"] = {**result.get("skipped", {}),
-                         **{m.name: f"not finite with {k} seed(s)" for m in prep.metrics if m not in finite}}
+    result.skipped = {**result.skipped, **{m.name: f"not finite with {k} seed(s)" for m in prep.metrics if m not in finite}}
     return result
 
 
-def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
+def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
     from .report import _estimate_section
 
     out = {}
-    for metric, r in result["results"].items():
+    for metric, r in result.results.items():
         est = r["estimate"]
         sec = _estimate_section(est, level, list(names))
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
         out[metric] = {"shapley": sec, "replicates": reps}
-    out[SKIPPED] = dict(result.get("skipped") or {})
+    out[SKIPPED] = dict(result.skipped)
     return out
 
 
@@ -295,7 +276,7 @@ def run_ablation(
     if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
         raise CopyscopeError("ground truth file not found", where=str(ground_truth))
     prep = prepare_audit(zoo_path, out, allow_pickle)
-    report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks, prep=prep)
+    report = run_audit(prep, hooks=hooks)
     zoo = prep.zoo
     level = zoo.spec.estimator.confidence
     out_dir = prep.out_dir

@@ -68,7 +68,7 @@ def validate(zoo: Path = ZooArg):
 
 
 def _print_missing(prep) -> None:
-    for problem in prep.info.get("missing_files", []):
+    for problem in prep.missing_files:
         out.print(f"  [yellow]needed before `audit`:[/] {problem}", highlight=False)
 
 
@@ -97,7 +97,7 @@ def audit(
     """Generate, score and attribute: writes report.json (and the views) to the output folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .audit import AuditHooks, run_audit
+    from .audit import AuditHooks, audit_zoo
     from .distributed import launch_state, run_distributed_audit
     from .report import attribution_tables
 
@@ -135,7 +135,7 @@ def audit(
 
         hooks = AuditHooks(on_event=on_event, on_generate=counter(gen_task), on_score=counter(score_task))
         if state is None:
-            report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
+            report = audit_zoo(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
         else:
             report = run_distributed_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks, state=state)
         progress.update(load_task, description="done", total=1, completed=1)

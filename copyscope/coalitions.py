@@ -29,6 +29,17 @@ def members_of(key: str, names: Sequence[str]) -> Coalition:
     return tuple(n in parts for n in names)
 
 
+def gray_rank(members: Sequence[bool]) -> int:
+    """Position of a coalition in reflected Gray-code order (inverse Gray code of its bitmask):
+    generation order, one player switched between neighbours."""
+    g = sum(1 << i for i, m in enumerate(members) if m)
+    n = 0
+    while g:
+        n ^= g
+        g >>= 1
+    return n
+
+
 def report_order(members: Sequence[bool]) -> tuple:
     """Sort key of a coalition in reports: size first, then colexicographic."""
     return (sum(bool(m) for m in members), tuple(bool(m) for m in members)[::-1])

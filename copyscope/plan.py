@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .coalitions import coalition_key
+from .coalitions import coalition_key, gray_rank
 from .conditioning import map_count
 from .config import BaseSpec, Zoo, render_prompt
 
@@ -95,7 +95,10 @@ class Plan:
     def images_per_coalition(self) -> int:
         return len(self.items)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, coalitions: list[list[tuple[bool, ...]]] | None = None) -> dict:
+        """plan.json. ``coalitions``: per game, the coalitions the audit evaluates
+        (:func:`planned_coalitions`); listed by key when there are at most ``MAX_LISTED``."""
+        coalitions = coalitions or [g.all_coalitions() if g.n_players <= 12 else None for g in self.games]
         return {
             "zoo": self.zoo_name,
             "seeds": self.seeds,
@@ -106,12 +109,25 @@ class Plan:
                     "base": g.base.name,
                     "family": g.family,
                     "players": [asdict(p) for p in g.players],
-                    "coalitions": [g.coalition_key(c) for c in g.all_coalitions()] if g.n_players <= 12 else None,
-                    "n_coalitions": 2**g.n_players,
+                    "coalitions": [g.coalition_key(c) for c in cs] if cs is not None and len(cs) <= MAX_LISTED else None,
+                    "n_coalitions": len(cs) if cs is not None else 2**g.n_players,
                 }
-                for g in self.games
+                for g, cs in zip(self.games, coalitions)
             ],
         }
+
+
+MAX_LISTED = 2**12  # plan.json lists the coalitions' keys up to this many
+
+
+def planned_coalitions(game: GamePlan, estimator, budget: int | None, seed: int) -> list[tuple[bool, ...]]:
+    """The coalitions an audit evaluates for ``game``, in generation (Gray-code) order: exactly the
+    estimator's own ``plan`` (its design depends on the number of players, the budget and the seed,
+    never on worths). Leave-one-out, Banzhaf and fusion reuse these and add none; the per-work games
+    use the same estimator and seed. plan.json, ``copyscope plan`` and the distributed split all
+    read this list."""
+    rows = estimator.plan(game.n_players, budget, seed)
+    return sorted({tuple(bool(x) for x in r) for r in rows}, key=gray_rank)
 
 
 def make_plan(zoo: Zoo) -> Plan:
