@@ -11,7 +11,7 @@ from rich.table import Table
 def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
     """Print games, players, coalitions and image counts; optionally time a short calibration run
     (one batch of the full coalition) to estimate the duration. Returns the numbers printed."""
-    plan, zoo = prep.plan, prep.zoo
+    plan = prep.plan
     per_coalition = plan.images_per_coalition
     summary = {"games": []}
     for game in plan.games:

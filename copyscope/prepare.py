@@ -162,10 +162,10 @@ MAX_IMAGES_PER_COALITION = 1_000_000
 MAX_BOOTSTRAP_DRAWS = 50_000_000  # the (resamples, seeds) index table: 400 MB of int64
 
 
-def _check_generation_and_estimator(zoo: Zoo) -> None:
-    """Settings that would otherwise fail only after the models are loaded, or run for days."""
+def check_generation(zoo: Zoo) -> None:
+    """Generation settings that would otherwise fail only after the models are loaded (the audit's
+    and every analysis's): the scheduler's name, steps within every base's scheduler."""
     from .engine import SCHEDULERS
-    from .shapley.registry import AUTO_EXACT_MAX_PLAYERS
 
     s = zoo.spec
     if s.generation.scheduler is not None and s.generation.scheduler not in SCHEDULERS:
@@ -173,6 +173,21 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
             f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
             "generation", "scheduler",
         )
+    for i, base in enumerate(s.bases):
+        limit = _train_timesteps(zoo, base.model)
+        if s.generation.steps > limit:
+            raise zoo.fail(
+                f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
+                f"expected at most {limit}", "generation", "steps",
+            )
+
+
+def _check_generation_and_estimator(zoo: Zoo) -> None:
+    """Settings that would otherwise fail only after the models are loaded, or run for days."""
+    from .shapley.registry import AUTO_EXACT_MAX_PLAYERS
+
+    check_generation(zoo)
+    s = zoo.spec
     n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
     if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
         raise zoo.fail(
@@ -184,13 +199,6 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
             f"{s.estimator.bootstrap} resamples x {n_seeds} seeds = {s.estimator.bootstrap * n_seeds} draws; expected at "
             f"most {MAX_BOOTSTRAP_DRAWS} (lower estimator.bootstrap)", "estimator", "bootstrap",
         )
-    for i, base in enumerate(s.bases):
-        limit = _train_timesteps(zoo, base.model)
-        if s.generation.steps > limit:
-            raise zoo.fail(
-                f"{s.generation.steps} steps, but the scheduler of base {base.name!r} has {limit} timesteps; "
-                f"expected at most {limit}", "generation", "steps",
-            )
     from .players import KINDS
 
     # every registered player kind (ControlNets, LoRAs, prompt fragments, IP-Adapters, ...), plus the base

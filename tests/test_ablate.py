@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from copyscope.ablate import planted_recovery, rank_agreement, ranking, seed_stability
+from copyscope.analyses.ablate import planted_recovery, rank_agreement, ranking, seed_stability
 
 from test_report_helpers import N_SEEDS, audited_and_ablated
 from zoo_helpers import brute_force_shapley
@@ -179,7 +179,7 @@ def _fake_zoo(root: Path, loras: dict[str, str], base: str = "models/base"):
 
 
 def test_ground_truth_lookup_and_mapping(tmp_path):
-    from copyscope.ablate import find_ground_truth, planted_players
+    from copyscope.analyses.ablate import find_ground_truth, planted_players
 
     (tmp_path / "models" / "base").mkdir(parents=True)
     (tmp_path / "models" / "loras").mkdir()

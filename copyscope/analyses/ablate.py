@@ -31,12 +31,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .cache import atomic_write_text
-from .coalitions import members_of
-from .errors import CopyscopeError
-from .finite import is_finite as _finite
-from .report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
-from .report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
+from ..cache import atomic_write_text
+from ..coalitions import members_of
+from ..errors import CopyscopeError
+from ..finite import is_finite as _finite
+from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
+from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -152,8 +152,8 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 
 def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     """estimate_game over the first k seeds of every prompt, from cached scores only (a GameResult)."""
-    from .estimate import estimate_game
-    from .game import CoalitionEvaluator, seed_resamples
+    from ..estimate import estimate_game
+    from ..game import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator
     n_seeds = len(prep.plan.seeds)
@@ -178,7 +178,7 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
 
 
 def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
-    from .report import _estimate_section
+    from ..report import _estimate_section
 
     out = {}
     for metric, r in result.results.items():
@@ -269,9 +269,9 @@ def run_ablation(
 ) -> dict:
     """Run (or reuse) the audit, then the three comparisons; write ablation.json / .csv / plots and
     re-render the report views (the HTML gains an Ablation section). Returns the ablation dict."""
-    from .audit import prepare_audit, run_audit
-    from .report import write_views
-    from .score import Scorer
+    from ..audit import prepare_audit, run_audit
+    from ..report import write_views
+    from ..score import Scorer
 
     if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
         raise CopyscopeError("ground truth file not found", where=str(ground_truth))
@@ -376,7 +376,7 @@ def _close(a, b) -> bool:
 def write_ablation(ablation: dict, out_dir: Path) -> None:
     """The ablation's files, staged and swapped in through the output folder's manifest like the
     audit's (copyscope.outdir): never over a file copyscope did not write."""
-    from .outdir import OutputFolder, os_error_message
+    from ..outdir import OutputFolder, os_error_message
 
     files = {"ablation.json": json.dumps(ablation, indent=2), "ablation.csv": summary_csv(ablation),
              "ablation_seeds.csv": seeds_csv(ablation), **ablation_plots(ablation)}
