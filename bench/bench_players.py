@@ -9,8 +9,7 @@ Two parts, one run:
    32 px, 10 steps, 1 prompt x 2 seeds: distinct coalitions, images, wall seconds, seconds per
    coalition; for the largest game also KernelSHAP and permutation sampling with a budget.
 2. **counted**: distinct coalitions the audit evaluates for n = 2 ... 20 players (found by
-   running the audit's own estimation code on a recording game: ``copyscope.distributed.
-   planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
+   the estimator's own plan: ``copyscope.distributed.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
    budgets, with images (x 32 per coalition: 8 prompts x 4 seeds) and hours projected from the
    seconds per coalition measured in part 1 (scaled to 32 images).
 """

@@ -19,13 +19,24 @@ Coalition = tuple[bool, ...]
 
 
 @dataclass
+class MetricEstimate:
+    """The estimates of one metric's game (or of the fusion, or of one work's game)."""
+
+    estimate: object  # copyscope.shapley.Estimate: Shapley values, replicates, intervals
+    game: object  # the copyscope.shapley.Game it was computed on (its worth table)
+    efficiency_gap: float
+    loo: object = None  # leave-one-out, where the estimator's coalitions cover it
+    banzhaf: object = None  # Banzhaf, where every coalition was evaluated
+
+
+@dataclass
 class GameResult:
     """One game's estimates, and the evaluated coalitions' data the report shows."""
 
     game: GamePlan
-    results: dict[str, dict]  # metric (and "fusion") -> {"estimate", "game", "loo"?, "banzhaf"?, "efficiency_gap"}
+    results: dict[str, MetricEstimate]  # metric (and "fusion") -> its estimates
     skipped: dict[str, str]  # metric -> why it attributes nothing
-    per_work: dict[str, dict[str, dict]]  # work -> metric -> as in results (several works only)
+    per_work: dict[str, dict[str, MetricEstimate]]  # work -> metric -> its estimates (several works only)
     worths: dict[Coalition, dict[str, np.ndarray]]  # coalition -> metric -> worth row (1 + replicates,)
     set_results: dict[Coalition, dict[str, object]]  # coalition -> set metric -> its SetResult
     flags: dict[Coalition, dict[str, list[str]]]  # coalition -> image key -> generation flags
@@ -41,7 +52,8 @@ class _NotFinite(Exception):
 
 
 def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work: bool = False) -> GameResult:
-    """Run the estimators on every metric of one game; return the game's report section.
+    """Run the estimators on every metric of one game (the estimator pulls the worths it needs from
+    ``evaluator``, which generates and scores them on demand); return the game's results.
 
     ``per_work``: with several works, also one game per work (``run_audit`` asks for it; the
     coalition-planning and ablation callers do not need it: it evaluates no other coalitions)."""
@@ -51,7 +63,7 @@ def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work:
     est = prep.zoo.spec.estimator
     estimator = prep.estimator
     n = game.n_players
-    results: dict[str, dict] = {}
+    results: dict[str, MetricEstimate] = {}
     names = [m.name for m in prep.metrics]
 
     resampling = getattr(evaluator, "resampling", "bootstrap")
@@ -63,19 +75,19 @@ def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work:
         estimate.zero_tol = 1e-10 * max(float(np.abs(worths).max()), 1e-300)
         return estimate
 
-    def run(value_function) -> dict:
+    def run(value_function) -> MetricEstimate:
         g = Game(n, value_function, player_names=game.names)
         estimate = inference_settings(estimator.estimate(g, budget=est.budget, seed=est.seed), g)
-        out = {"estimate": estimate, "game": g}
+        out = MetricEstimate(estimate, g, efficiency_gap=0.0)
         # LOO and Banzhaf are reported beside Shapley only from coalitions already evaluated:
         # they must not spend generation beyond the estimator's budget.
         known = set(g.values_table())
         loo_needs = {tuple([True] * n)} | {tuple(j != i for j in range(n)) for i in range(n)}
         if loo_needs <= known:
-            out["loo"] = inference_settings(LeaveOneOut().estimate(g, seed=est.seed), g)
+            out.loo = inference_settings(LeaveOneOut().estimate(g, seed=est.seed), g)
         if g.n_evaluated >= 2**n:
-            out["banzhaf"] = inference_settings(ExactBanzhaf().estimate(g, seed=est.seed), g)
-        out["efficiency_gap"] = efficiency_gap(estimate, g)
+            out.banzhaf = inference_settings(ExactBanzhaf().estimate(g, seed=est.seed), g)
+        out.efficiency_gap = efficiency_gap(estimate, g)
         return out
 
     def metric_values(C, name):
@@ -108,7 +120,7 @@ def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work:
     works = prep.refs.works
     if per_work and len(works) > 1:
         for w in works:
-            res_w: dict[str, dict] = {}
+            res_w: dict[str, MetricEstimate] = {}
             for name in names:
                 def work_values(C, name=name, w=w):
                     values = evaluator.work_values(C, name, w)

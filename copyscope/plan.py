@@ -95,10 +95,9 @@ class Plan:
     def images_per_coalition(self) -> int:
         return len(self.items)
 
-    def to_dict(self, coalitions: list[list[tuple[bool, ...]]] | None = None) -> dict:
-        """plan.json. ``coalitions``: per game, the coalitions the audit evaluates
-        (:func:`planned_coalitions`); listed by key when there are at most ``MAX_LISTED``."""
-        coalitions = coalitions or [g.all_coalitions() if g.n_players <= 12 else None for g in self.games]
+    def to_dict(self, coalitions: list[list[tuple[bool, ...]]]) -> dict:
+        """plan.json. ``coalitions``: per game, the coalitions the audit evaluates, in generation
+        order (:func:`planned_coalitions`); listed by key when there are at most ``MAX_LISTED``."""
         return {
             "zoo": self.zoo_name,
             "seeds": self.seeds,
@@ -109,8 +108,8 @@ class Plan:
                     "base": g.base.name,
                     "family": g.family,
                     "players": [asdict(p) for p in g.players],
-                    "coalitions": [g.coalition_key(c) for c in cs] if cs is not None and len(cs) <= MAX_LISTED else None,
-                    "n_coalitions": len(cs) if cs is not None else 2**g.n_players,
+                    "coalitions": [g.coalition_key(c) for c in cs] if len(cs) <= MAX_LISTED else None,
+                    "n_coalitions": len(cs),
                 }
                 for g, cs in zip(self.games, coalitions)
             ],

@@ -182,7 +182,7 @@ def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
 
     out = {}
     for metric, r in result.results.items():
-        est = r["estimate"]
+        est = r.estimate
         sec = _estimate_section(est, level, list(names))
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates

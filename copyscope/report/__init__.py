@@ -94,7 +94,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
         names = game.names
         metrics = {}
         for metric_name, r in results.items():
-            est = r["estimate"]
+            est = r.estimate
             m = metric_info.get(metric_name)
             table = g.table(metric_name)
             coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
@@ -105,13 +105,13 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
                 "shapley": _estimate_section(est, level, names),
-                "efficiency_gap": _f(r["efficiency_gap"]),
+                "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
                 "per_seed": _per_seed_section(est, names),
                 "seed_worths": _seed_worths(table, {c: game.coalition_key(c) for c in table}) if est.jackknife else None,
-                "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)} if "loo" in r else None,
-                "banzhaf": {n: _f(v) for n, v in zip(names, r["banzhaf"].values)} if "banzhaf" in r else None,
+                "loo": {n: _f(v) for n, v in zip(names, r.loo.values)} if r.loo is not None else None,
+                "banzhaf": {n: _f(v) for n, v in zip(names, r.banzhaf.values)} if r.banzhaf is not None else None,
             }
             if m is not None and m.kind == "set":
                 section["sample_size"] = {}
@@ -128,7 +128,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": _estimate_section(r["estimate"], level, names), "split_percent": r["estimate"].shares(level)}
+            w: {m: {"shapley": _estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level)}
                 for m, r in res_w.items()}
             for w, res_w in (g.per_work or {}).items()
         }
