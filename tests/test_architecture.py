@@ -102,3 +102,25 @@ def test_within_work_scores_is_the_audits_aggregation():
         if how != "max_max":
             np.testing.assert_allclose(per_work.mean(axis=1), aggregate_references(sims, work_of, how))
     np.testing.assert_array_equal(within_work_scores(sims, work_of, ["y"], "max")[:, 0], sims[:, [1, 3]].max(axis=1))
+
+
+def test_run_audit_takes_a_prepared_audit():
+    from copyscope.audit import run_audit
+
+    with pytest.raises(TypeError, match="PreparedAudit"):
+        run_audit("model_zoo.yaml")
+
+
+def test_one_output_folder_rule(tmp_path):
+    from types import SimpleNamespace
+
+    from copyscope.errors import CopyscopeError
+    from copyscope.outdir import resolve_output
+
+    zoo = SimpleNamespace(output_dir=tmp_path / "out", where=lambda *loc: "zoo.yaml:3: " + ".".join(map(str, loc)))
+    assert resolve_output(zoo, None) == (tmp_path / "out", f"zoo.yaml:3: output: {tmp_path / 'out'}")
+    assert resolve_output(zoo, None, "imitation")[0] == tmp_path / "out" / "imitation"
+    assert resolve_output(zoo, tmp_path / "x", "imitation") == (tmp_path / "x", f"--out {tmp_path / 'x'}")  # --out wins
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CopyscopeError, match=r"--out .*file: exists and is not a folder; expected an output folder"):
+        resolve_output(zoo, tmp_path / "file")
