@@ -200,10 +200,10 @@ class CoalitionEvaluator:
         if not rows or not cols:
             raise ValueError(f"work {work!r} has no prompts or no references")
         if metric.kind == "per_image":
-            from .metrics import aggregate_references
+            from .score import within_work_scores
 
-            sims = self.scorer.rows(metric, keys)[np.ix_(rows, cols)]
-            scores = aggregate_references(sims, [work] * len(cols), self.scorer.aggregate)
+            sims = self.scorer.rows(metric, keys)[rows]
+            scores = within_work_scores(sims, self.scorer.refs.work_of, [work], self.scorer.aggregate)[:, 0]
             value = self._per_image_worth(scores.reshape(-1, self.n_seeds))
         else:
             feats = self.scorer.rows(metric, keys)[rows]
