@@ -119,13 +119,13 @@ class Plan:
 MAX_LISTED = 2**12  # plan.json lists the coalitions' keys up to this many
 
 
-def planned_coalitions(game: GamePlan, estimator, budget: int | None, seed: int) -> list[tuple[bool, ...]]:
-    """The coalitions an audit evaluates for ``game``, in generation (Gray-code) order: exactly the
+def planned_coalitions(n_players: int, estimator, budget: int | None, seed: int) -> list[tuple[bool, ...]]:
+    """The coalitions an audit evaluates for a game of ``n_players``, in generation (Gray-code) order: exactly the
     estimator's own ``plan`` (its design depends on the number of players, the budget and the seed,
     never on worths). Leave-one-out, Banzhaf and fusion reuse these and add none; the per-work games
     use the same estimator and seed. plan.json, ``copyscope plan`` and the distributed split all
     read this list."""
-    rows = estimator.plan(game.n_players, budget, seed)
+    rows = estimator.plan(n_players, budget, seed)
     return sorted({tuple(bool(x) for x in r) for r in rows}, key=gray_rank)
 
 

@@ -47,7 +47,7 @@ class PreparedAudit:
     def coalitions(self, game: GamePlan) -> list[tuple[bool, ...]]:
         """The coalitions the audit evaluates for ``game``, in generation order (plan.json lists them)."""
         est = self.zoo.spec.estimator
-        return planned_coalitions(game, self.estimator, est.budget, est.seed)
+        return planned_coalitions(game.n_players, self.estimator, est.budget, est.seed)
 
 
 def open_cache(zoo: Zoo) -> ImageCache:

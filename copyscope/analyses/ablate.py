@@ -178,12 +178,12 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
 
 
 def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
-    from ..report import _estimate_section
+    from ..report import estimate_section
 
     out = {}
     for metric, r in result.results.items():
         est = r.estimate
-        sec = _estimate_section(est, level, list(names))
+        sec = estimate_section(est, level, list(names))
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}

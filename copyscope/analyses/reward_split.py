@@ -103,18 +103,19 @@ def _planned(zoo, rs, n: int):
     """(estimator, the artist coalitions to generate in Gray-code order): the estimator's own plan
     plus the empty and full coalitions (the veto-player rule plans over the model too)."""
     from ..coalitions import gray_rank
+    from ..plan import planned_coalitions
     from ..shapley import get_estimator
 
     est_spec = zoo.spec.estimator
     n_est = n + (rs.model == "veto_player")  # the veto-player rule adds the model as a player
     try:
         estimator = get_estimator(est_spec.method, n_est, est_spec.budget)
-        planned = estimator.plan(n_est, est_spec.budget, est_spec.seed)
+        planned = planned_coalitions(n_est, estimator, est_spec.budget, est_spec.seed)  # the audit's rule
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     if rs.model == "veto_player":
-        planned = planned[:, 1:]
-    needed = {tuple(bool(x) for x in row) for row in planned} | {(False,) * n, (True,) * n}
+        planned = [c[1:] for c in planned]
+    needed = set(planned) | {(False,) * n, (True,) * n}
     return estimator, sorted(needed, key=gray_rank)
 
 

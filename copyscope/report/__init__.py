@@ -28,7 +28,7 @@ def _interval(ci_row) -> list[float] | None:
     return None if lo is None or hi is None else [lo, hi]
 
 
-def _estimate_section(est, level: float, names: list[str]) -> dict:
+def estimate_section(est, level: float, names: list[str]) -> dict:
     """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
     one-sided p-value and its Holm correction; for jackknife estimates also the standard error and
     the degrees of freedom of the t quantile, so the interval can be rechecked from per_seed.csv."""
@@ -104,7 +104,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 "raw_orientation": m.orientation if m else "higher_is_closer",
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
-                "shapley": _estimate_section(est, level, names),
+                "shapley": estimate_section(est, level, names),
                 "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
@@ -128,7 +128,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": _estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level)}
+            w: {m: {"shapley": estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level)}
                 for m, r in res_w.items()}
             for w, res_w in (g.per_work or {}).items()
         }
