@@ -280,7 +280,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
     from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
@@ -304,7 +304,7 @@ def main() -> None:
             copy = cold_copy(zoo_path, out_dir)
             try:
                 t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
-                report = run_audit(copy, out_dir)
+                report = audit_zoo(copy, out_dir)
                 t_audit, c_audit, m_audit = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
             finally:
                 copy.unlink(missing_ok=True)

@@ -305,7 +305,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark is for a GPU machine (use --smoke to check it on CPU)")
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
     from copyscope.generation import CoalitionEngine, _quiet_diffusers
 
     _quiet_diffusers()
@@ -361,7 +361,7 @@ def main() -> None:
             copy = cold_copy(zoo, out_dir)
             try:
                 t = time.perf_counter()
-                report = run_audit(copy, out_dir)
+                report = audit_zoo(copy, out_dir)
                 sync()
                 t_audit = time.perf_counter() - t
             finally:

@@ -9,8 +9,7 @@ Two parts, one run:
    32 px, 10 steps, 1 prompt x 2 seeds: distinct coalitions, images, wall seconds, seconds per
    coalition; for the largest game also KernelSHAP and permutation sampling with a budget.
 2. **counted**: distinct coalitions the audit evaluates for n = 2 ... 20 players (found by
-   running the audit's own estimation code on a recording game: ``copyscope.distributed.
-   planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
+   the estimator's own plan: ``copyscope.distributed.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
    budgets, with images (x 32 per coalition: 8 prompts x 4 seeds) and hours projected from the
    seconds per coalition measured in part 1 (scaled to 32 images).
 """
@@ -49,7 +48,7 @@ def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
 def measured(max_players: int, scratch: Path) -> list[dict]:
     import yaml
 
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
 
     rows = []
     n_loras = max_players - 1
@@ -67,7 +66,7 @@ def measured(max_players: int, scratch: Path) -> list[dict]:
         path = scratch / f"zoo{i}.yaml"
         path.write_text(yaml.safe_dump(d, sort_keys=False))
         t0 = time.perf_counter()
-        report = run_audit(path)
+        report = audit_zoo(path)
         wall = time.perf_counter() - t0
         coal = len(report["games"][0]["images"])
         images = report["generation"]["generated"]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from copyscope.audit import prepare_audit, run_audit  # noqa: E402
+from copyscope.audit import audit_zoo, prepare_audit  # noqa: E402
 from copyscope.score import Scorer  # noqa: E402
 
 BATCH = 32
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         os.environ["COPYSCOPE_BACKGROUND"] = "0"
         t0 = time.perf_counter()
-        cold = run_audit(args.zoo, out)
+        cold = audit_zoo(args.zoo, out)
         cold_wall = time.perf_counter() - t0
         del os.environ["COPYSCOPE_BACKGROUND"]
         gen_seconds = cold["generation"]["seconds"]
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
 
         shutil.rmtree(out / "cache" / "features")
         t0 = time.perf_counter()
-        warm = run_audit(args.zoo, out)
+        warm = audit_zoo(args.zoo, out)
         warm_wall = time.perf_counter() - t0
         assert warm["generation"]["generated"] == 0
 

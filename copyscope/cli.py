@@ -68,7 +68,7 @@ def validate(zoo: Path = ZooArg):
 
 
 def _print_missing(prep) -> None:
-    for problem in prep.info.get("missing_files", []):
+    for problem in prep.missing_files:
         out.print(f"  [yellow]needed before `audit`:[/] {problem}", highlight=False)
 
 
@@ -97,7 +97,7 @@ def audit(
     """Generate, score and attribute: writes report.json (and the views) to the output folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .audit import AuditHooks, run_audit
+    from .audit import AuditHooks, audit_zoo
     from .distributed import launch_state, run_distributed_audit
     from .report import attribution_tables
 
@@ -135,7 +135,7 @@ def audit(
 
         hooks = AuditHooks(on_event=on_event, on_generate=counter(gen_task), on_score=counter(score_task))
         if state is None:
-            report = run_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
+            report = audit_zoo(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
         else:
             report = run_distributed_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks, state=state)
         progress.update(load_task, description="done", total=1, completed=1)
@@ -269,7 +269,7 @@ def ablate(
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Compare metrics on the audit's cached images: agreement, seeds needed, planted-component recovery; writes ablation.json."""
-    from .ablate import ablation_tables, run_ablation
+    from .analyses.ablate import ablation_tables, run_ablation
     from .audit import AuditHooks
 
     result = run_ablation(zoo, out_dir, allow_pickle=allow_pickle, ground_truth=ground_truth,
@@ -298,7 +298,7 @@ def reward_split_cmd(
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Split a reward between the artists (prompt players) and the model (Glinsky & Sokolsky); writes reward_split.json."""
-    from .reward_split import reward_split_tables, run_reward_split
+    from .analyses.reward_split import reward_split_tables, run_reward_split
 
     result = run_reward_split(zoo, out_dir, metric=metric, allow_pickle=allow_pickle, on_event=_echo)
     _print_analysis(reward_split_tables(result), result, "reward_split.json")
@@ -313,7 +313,7 @@ def imitation_cmd(
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Can the base imitate each artist at all? (Casper et al.: CLIP zero-shot identification + matching test); writes imitation.json."""
-    from .imitation import imitation_tables, run_imitation
+    from .analyses.imitation import imitation_tables, run_imitation
 
     result = run_imitation(zoo, out_dir, n_images=n_images, allow_pickle=allow_pickle, on_event=_echo)
     _print_analysis(imitation_tables(result), result, "imitation.json")
@@ -336,15 +336,16 @@ def conditioning_cmd(
         out.print(f"{r['controlnet']}: {r['detector']} of {r['source']} -> {r['map']}", highlight=False)
 
 
-def _mount_optional_subapps() -> None:
-    try:
-        from .demo.cli import demo_app
-    except ImportError:
-        return
+def _mount_subapps() -> None:
+    # The demo ships with copyscope and its command module imports only typer at the top (its heavy
+    # dependencies load inside the commands), so an ImportError here is a bug: let it surface
+    # instead of dropping `copyscope demo` silently.
+    from .demo.cli import demo_app
+
     app.add_typer(demo_app, name="demo", help="Build the embedded demo zoo with planted infringement.")
 
 
-_mount_optional_subapps()
+_mount_subapps()
 __import__("copyscope.cache_cli", fromlist=["register"]).register(app, user_errors, out)
 
 

@@ -2,9 +2,8 @@
 
 Which coalitions an audit evaluates is known before any image exists: the exact estimator needs
 all 2**n, and a sampled estimator draws its coalitions from (seed, budget, n) only, never from the
-worths. :func:`planned_coalitions` finds them by running the audit's own estimation code
-(:func:`copyscope.audit.estimate_game`) on a *recording* game that answers every request with
-placeholder worths and notes which coalitions were asked for.
+worths. :func:`planned_coalitions` reads them from the estimator's own ``plan``
+(:func:`copyscope.plan.planned_coalitions`, the same list plan.json holds).
 
 The work items are the fixed batch chunks (``generation.batch_size`` items) of every planned
 coalition, in the order a single process would generate them; they are dealt round robin to the
@@ -30,10 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .generation import BackgroundQueue, CoalitionEngine, GenerationStats, ensure_images
-from .game import CoalitionEvaluator, gray_rank
 
 # Environment variables that a multi-process launcher (torchrun / accelerate launch / mpirun) sets.
 _WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -76,55 +72,10 @@ def launch_state(cpu: bool | None = None):
 
 
 # ---------------------------------------------------------------------------------- planning
-class _RecordingEvaluator(CoalitionEvaluator):
-    """A CoalitionEvaluator that generates nothing: it records the coalitions asked for, in order,
-    and answers with deterministic placeholder worths (distinct per coalition, so fusion and the
-    solvers behave as with real worths)."""
-
-    def __init__(self, game, metric_names: list[str], width: int):
-        self.game = game
-        self.metric_names = metric_names
-        self.width = width
-        self.requested: list[tuple[bool, ...]] = []
-        self.on_generate = self.on_score = None
-        self.image_keys = {}
-        self.worths = {}
-        self.set_results = {}
-        self.flags = {}
-
-    def prefetch(self, coalitions) -> None:
-        todo = sorted({c for c in coalitions if c not in self.worths}, key=gray_rank)
-        for c in todo:
-            self.requested.append(c)
-            seed = int.from_bytes(np.packbits(np.asarray(c, dtype=bool)).tobytes() or b"\0", "little")
-            rng = np.random.default_rng([len(c), seed])
-            self.worths[c] = {m: rng.normal(size=self.width) for m in self.metric_names}
-            self.set_results[c] = {}
-            self.flags[c] = {}
-
-
 def planned_coalitions(prep, game) -> list[tuple[bool, ...]]:
-    """The coalitions ``run_audit`` will evaluate for ``game``, in the order it asks for them.
-
-    Runs :func:`copyscope.audit.estimate_game` (the estimator, leave-one-out, Banzhaf where exact,
-    the efficiency check, fusion) against a recording game. Valid because sampling depends only on
-    the seed, the budget and the number of players, never on the worths.
-    """
-    import warnings
-
-    from .audit import estimate_game
-    from .shapley import ExactShapley
-
-    if isinstance(prep.estimator, ExactShapley):
-        # every coalition, asked for in one batch, which the evaluator sorts into Gray-code order
-        return game.all_coalitions()
-    # bootstrap columns change no choice of coalition: two are enough to exercise the code
-    width = 1 + min(prep.zoo.spec.estimator.bootstrap, 2)
-    rec = _RecordingEvaluator(game, [m.name for m in prep.metrics], width)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        estimate_game(prep, game, rec)
-    return list(rec.requested)
+    """The coalitions ``run_audit`` will evaluate for ``game``, in generation order: the estimator's
+    own plan (:meth:`copyscope.prepare.PreparedAudit.coalitions`, the list plan.json holds)."""
+    return prep.coalitions(game)
 
 
 def count_planned(prep) -> list[int]:
@@ -230,12 +181,12 @@ def run_distributed_audit(
     """Generate on every process, then audit on process 0. Returns the report on process 0 and
     None on the others. ``state`` defaults to :func:`launch_state`; without a multi-process launch
     this is a plain :func:`copyscope.audit.run_audit`."""
-    from .audit import AuditHooks, prepare_audit, run_audit
+    from .audit import AuditHooks, audit_zoo, prepare_audit, run_audit
 
     hooks = hooks or AuditHooks()
     state = state if state is not None else launch_state()
     if state is None:
-        return run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks)
+        return audit_zoo(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks)
     from accelerate.utils import gather_object
 
     rank, world = state.process_index, state.num_processes
@@ -253,14 +204,7 @@ def run_distributed_audit(
         f"{world} processes generated {sum(w.generated for w in workers)} image(s) "
         f"in {max(w.wall_seconds for w in workers):.1f} s; scoring on process 0"
     )
-    return run_audit(
-        zoo_path,
-        out,
-        allow_pickle=allow_pickle,
-        hooks=hooks,
-        generation_adjust=lambda main_pass: merge_generation(main_pass, workers),
-        prep=prep,
-    )
+    return run_audit(prep, hooks=hooks, generation_adjust=lambda main_pass: merge_generation(main_pass, workers))
 
 
 def _destroy_process_group() -> None:

@@ -63,6 +63,21 @@ def os_error_message(exc: OSError, what: str = "output folder") -> CopyscopeErro
     return CopyscopeError(f"cannot write ({reason}); {todo}", where=str(path))
 
 
+def resolve_output(zoo, out: str | Path | None, subfolder: str | None = None) -> tuple[Path, str]:
+    """The output-folder rule of every command: ``--out`` when given, else the zoo file's
+    ``output`` (an analysis adds its own ``subfolder`` there). Returns (folder, how errors name it:
+    "--out DIR" or "zoo.yaml:3: output: DIR"); a file standing there is refused."""
+    if out:
+        path = Path(out)
+        where = f"--out {path}"
+    else:
+        path = zoo.output_dir / subfolder if subfolder else zoo.output_dir
+        where = f"{zoo.where('output')}: {path}"
+    if path.exists() and not path.is_dir():
+        raise CopyscopeError("exists and is not a folder; expected an output folder", where=where)
+    return path, where
+
+
 class OutputFolder:
     """The output folder of one run. ``where`` prefixes errors about the folder itself (the zoo
     file's ``output:`` key, or ``--out``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .coalitions import coalition_key, gray_rank
 from .conditioning import map_count
 from .config import BaseSpec, Zoo, render_prompt
 
@@ -50,7 +51,7 @@ class GamePlan:
 
     def coalition_key(self, members: tuple[bool, ...]) -> str:
         """Players joined by '+' in the order of ``players``; '' is the empty coalition."""
-        return "+".join(p.name for p, m in zip(self.players, members) if m)
+        return coalition_key(self.names, members)
 
     def all_coalitions(self) -> list[tuple[bool, ...]]:
         """Every coalition, in reflected Gray-code order: neighbours differ by one player, so
@@ -103,7 +104,9 @@ class Plan:
     def images_per_coalition(self) -> int:
         return len(self.items)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, coalitions: list[list[tuple[bool, ...]]]) -> dict:
+        """plan.json. ``coalitions``: per game, the coalitions the audit evaluates, in generation
+        order (:func:`planned_coalitions`); listed by key when there are at most ``MAX_LISTED``."""
         return {
             "zoo": self.zoo_name,
             "seeds": self.seeds,
@@ -114,10 +117,10 @@ class Plan:
                     "base": g.base.name,
                     "family": g.family,
                     "players": [asdict(p) for p in g.players],
-                    "coalitions": [g.coalition_key(c) for c in g.all_coalitions()] if g.n_players <= 12 else None,
-                    "n_coalitions": 2**g.n_players,
+                    "coalitions": [g.coalition_key(c) for c in cs] if len(cs) <= MAX_LISTED else None,
+                    "n_coalitions": len(cs),
                 }
-                for g in self.games
+                for g, cs in zip(self.games, coalitions)
             ],
         }
 
@@ -132,6 +135,17 @@ def addon_players(zoo: Zoo) -> list[Player]:
 def player_count(zoo: Zoo) -> int:
     """Players of each game: every add-on of every kind, plus the base with ``estimator.base: player``."""
     return len(addon_players(zoo)) + (1 if zoo.spec.estimator.base == "player" else 0)
+MAX_LISTED = 2**12  # plan.json lists the coalitions' keys up to this many
+
+
+def planned_coalitions(n_players: int, estimator, budget: int | None, seed: int) -> list[tuple[bool, ...]]:
+    """The coalitions an audit evaluates for a game of ``n_players``, in generation (Gray-code) order: exactly the
+    estimator's own ``plan`` (its design depends on the number of players, the budget and the seed,
+    never on worths). Leave-one-out, Banzhaf and fusion reuse these and add none; the per-work games
+    use the same estimator and seed. plan.json, ``copyscope plan`` and the distributed split all
+    read this list."""
+    rows = estimator.plan(n_players, budget, seed)
+    return sorted({tuple(bool(x) for x in r) for r in rows}, key=gray_rank)
 
 
 def make_plan(zoo: Zoo) -> Plan:

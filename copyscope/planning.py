@@ -11,22 +11,15 @@ from rich.table import Table
 def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
     """Print games, players, coalitions and image counts; optionally time a short calibration run
     (one batch of the full coalition) to estimate the duration. Returns the numbers printed."""
-    plan, zoo = prep.plan, prep.zoo
+    plan = prep.plan
     per_coalition = plan.images_per_coalition
     summary = {"games": []}
     for game in plan.games:
         n = game.n_players
-        exact = 2**n
-        budget = zoo.spec.estimator.budget
         method = type(prep.estimator).__name__
-        try:
-            # exactly the coalitions the audit will evaluate (sampling never depends on worths)
-            from .distributed import planned_coalitions
-
-            coalitions = planned_coalitions(prep, game)
-        except Exception:  # pragma: no cover - fall back to the estimator's nominal count
-            coalitions = None
-        n_coal = len(coalitions) if coalitions else (exact if method.startswith("Exact") else min(exact, budget or exact))
+        # exactly the coalitions the audit will evaluate (the estimator's plan; plan.json lists them)
+        coalitions = prep.coalitions(game)
+        n_coal = len(coalitions)
         t = Table(title=f"game: base {game.base.name} (family {game.family}, {method}, {n} players)")
         t.add_column("players")
         t.add_column("kind")
@@ -34,8 +27,7 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
             t.add_row(p.name, p.kind)
         out.print(t)
         if n <= 6:
-            listed = coalitions or game.all_coalitions()
-            out.print("coalitions (in generation order): " + ", ".join(repr(game.coalition_key(c)) for c in listed))
+            out.print("coalitions (in generation order): " + ", ".join(repr(game.coalition_key(c)) for c in coalitions))
         images = n_coal * per_coalition
         out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) ({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
         g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}

@@ -136,3 +136,31 @@ class Scorer:
 
         sims = self.rows(metric, image_keys)
         return aggregate_references(sims, self.refs.work_of, self.aggregate)
+
+
+def within_rule(aggregate: str) -> str:
+    """How the zoo's ``aggregate`` combines a work's reference images: "max" (max_mean, max_max) or
+    "mean" (mean_mean)."""
+    return "mean" if aggregate == "mean_mean" else "max"
+
+
+def within_work_scores(sims: np.ndarray, work_of_ref: Sequence[str], works: Sequence[str], aggregate: str = "max_mean") -> np.ndarray:
+    """(n_images, len(works)) similarity of each image to each work: an (n_images, n_refs) similarity
+    matrix reduced over each work's reference columns as the audit reduces it
+    (``metrics.aggregate_references`` on that work alone). ``aggregate`` is the zoo's setting
+    (max_mean, mean_mean, max_max) or its within-work rule ("max", "mean")."""
+    from .errors import CopyscopeError
+    from .metrics import aggregate_references
+
+    how = {"max": "max_mean", "mean": "mean_mean"}.get(aggregate, aggregate)
+    s = np.asarray(sims, dtype=float)
+    work_of_ref = list(work_of_ref)
+    if s.ndim != 2 or s.shape[1] != len(work_of_ref):
+        raise CopyscopeError(f"similarity rows have {s.shape[-1]} columns for {len(work_of_ref)} reference images")
+    cols = []
+    for w in works:
+        mask = np.asarray([x == w for x in work_of_ref])
+        if not mask.any():
+            raise CopyscopeError(f"work {w!r} has no reference image")
+        cols.append(aggregate_references(s[:, mask], [w] * int(mask.sum()), how))
+    return np.stack(cols, axis=1)

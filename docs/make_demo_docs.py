@@ -48,7 +48,7 @@ def attribution_markdown(report: dict, focus: str = "planted") -> str:
 
 
 def ablation_markdown(ablation: dict) -> str:
-    from copyscope.ablate import summary_rows
+    from copyscope.analyses.ablate import summary_rows
 
     n = len(ablation["seeds"])
     lines = [f"| metric | ranking (all {n} seeds) | mean Kendall tau with the other metrics | stable ranking from k "

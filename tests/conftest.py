@@ -59,6 +59,6 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """A random-weight CLIP folder (the offline stand-in for the CLIP backbone)."""
-    from copyscope.clip_zero_shot import save_tiny_clip
+    from copyscope.analyses.clip_zero_shot import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")

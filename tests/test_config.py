@@ -95,7 +95,7 @@ def test_analysis_spec_numbers_are_strict_and_bounded():
     """Issue 19: the analyses' numbers follow the zoo's rules: no booleans, no NaN/inf, bounded counts."""
     import pydantic
 
-    from copyscope.analysis_specs import ImitationSpec
+    from copyscope.analyses.specs import ImitationSpec
 
     ok = ImitationSpec(artists=[{"name": "x"}], n_images=3, alpha=0.1)
     assert ok.n_images == 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from copyscope.audit import AuditHooks, prepare_audit, run_audit
+from copyscope.audit import AuditHooks, audit_zoo, prepare_audit, run_audit
 from copyscope.distributed import (
     count_planned,
     generate_share,
@@ -59,7 +59,7 @@ def two_runs(tiny_models, tmp_path_factory):
     dual = tmp_path_factory.mktemp("dual")
     zoo1 = make_zoo_file(single, tiny_models)
     zoo2 = make_zoo_file(dual, tiny_models)
-    run_audit(zoo1)  # in this process, one thread (the fixture above), like each launched process
+    audit_zoo(zoo1)  # in this process, one thread (the fixture above), like each launched process
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -109,9 +109,9 @@ def test_plain_run_is_not_distributed(monkeypatch):
     [{"bootstrap": 20}, {"method": "kernelshap", "budget": 6, "bootstrap": 20}, {"method": "permutation", "budget": 10, "bootstrap": 20}],
 )
 def test_planned_coalitions_do_not_depend_on_worths(tiny_models, tmp_path, estimator):
-    """The recording game asks for the same coalitions whatever the worths are."""
-    from copyscope.audit import estimate_game
-    from copyscope.distributed import _RecordingEvaluator
+    """The estimator's plan (planned_coalitions, plan.json) is exactly what estimate_game asks the
+    game for, whatever the worths are; plan.json lists the same keys in the same order."""
+    from copyscope.estimate import estimate_game
 
     zoo = make_zoo_file(tmp_path, tiny_models, loras=2, estimator=estimator,
                         prompt_players=[{"name": "artist", "text": "by ada painter"}])
@@ -120,20 +120,34 @@ def test_planned_coalitions_do_not_depend_on_worths(tiny_models, tmp_path, estim
     planned = planned_coalitions(prep, game)
     assert len(planned) == len(set(planned))
 
-    class Other(_RecordingEvaluator):  # different placeholder worths
-        def prefetch(self, coalitions):
-            for c in sorted({c for c in coalitions if c not in self.worths}):
-                self.requested.append(c)
-                self.worths[c] = {m: np.full(self.width, float(sum(c)) ** 2 - 0.3 * c[0]) for m in self.metric_names}
-                self.set_results[c] = {}
-                self.flags[c] = {}
+    class Recording:
+        """Stands in for the evaluator: records what is asked for, answers with made-up worths."""
 
-    other = Other(game, [m.name for m in prep.metrics], 1 + prep.zoo.spec.estimator.bootstrap)
-    estimate_game(prep, game, other)
-    assert set(other.requested) == set(planned)
+        resampling = "bootstrap"
+
+        def __init__(self, worth):
+            self.worth, self.requested = worth, []
+            self.worths, self.set_results, self.flags, self.image_keys, self.work_worths = {}, {}, {}, {}, {}
+
+        def values(self, coalitions, metric):
+            rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
+            for c in rows:
+                if c not in self.worths:
+                    self.requested.append(c)
+                    self.worths[c] = {m.name: self.worth(c, 1 + prep.zoo.spec.estimator.bootstrap) for m in prep.metrics}
+                    self.set_results[c] = {}
+            return np.stack([self.worths[c][metric] for c in rows])
+
+    rng = np.random.default_rng(0)
+    for worth in (lambda c, w: np.full(w, float(sum(c)) ** 2 - 0.3 * c[0]), lambda c, w: rng.normal(size=w)):
+        rec = Recording(worth)
+        estimate_game(prep, game, rec)
+        assert set(rec.requested) == set(planned)
     if "budget" in estimator:
         assert len(planned) < 2**game.n_players
     assert count_planned(prep) == [len(planned)]
+    listed = prep.plan.to_dict([planned])["games"][0]
+    assert listed["coalitions"] == [game.coalition_key(c) for c in planned] and listed["n_coalitions"] == len(planned)
 
 
 def test_assign_chunks_is_round_robin_and_balances_short_chunks():
@@ -159,7 +173,7 @@ def test_shares_cover_every_chunk_once_and_the_audit_finds_them(tiny_models, tmp
     shares = [generate_share(prep, r, 2) for r in (0, 1)]
     assert [s.chunks for s in shares] == [n_coal, n_coal]  # 3 items in chunks of 2: 2 chunks per coalition
     assert [s.generated for s in shares] in ([n_coal * 3 // 2, n_coal * 3 - n_coal * 3 // 2], [n_coal * 3 - n_coal * 3 // 2, n_coal * 3 // 2])
-    report = run_audit(zoo, generation_adjust=lambda g: merge_generation(g, shares), hooks=AuditHooks())
+    report = run_audit(prepare_audit(zoo), generation_adjust=lambda g: merge_generation(g, shares), hooks=AuditHooks())
     gen = report["generation"]
     assert gen["generated_while_scoring"] == 0
     assert gen["generated"] == n_coal * 3 and gen["cached"] == 0

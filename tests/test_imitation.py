@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.clip_zero_shot import normalise, zero_shot_probabilities
+from copyscope.analyses.clip_zero_shot import normalise, zero_shot_probabilities
 from copyscope.errors import CopyscopeError
-from copyscope.imitation import (
+from copyscope.analyses.imitation import (
     accuracy_per_class,
     chance_accuracy,
     matching_control,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from copyscope.errors import CopyscopeError
-from copyscope.reward_split import (
+from copyscope.analyses.reward_split import (
     coalition_worths,
     masked_bootstrap_means,
     percent_split,

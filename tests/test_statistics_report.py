@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from copyscope.audit import run_audit
+from copyscope.audit import audit_zoo
 from copyscope.shapley.inference import MIN_SEEDS, seed_inference
 from helpers.zoo import make_zoo_file
 
@@ -19,7 +19,7 @@ def audited(tiny_models, tmp_path_factory):
     zoo = make_zoo_file(tmp, tiny_models, loras=2, controlnet=False, metrics=["dhash", "cosine", "kid_pixels"],
                         generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 4, "batch_size": 4,
                                     "scheduler": "ddim"})
-    report = run_audit(zoo)
+    report = audit_zoo(zoo)
     return report, tmp / "out"
 
 

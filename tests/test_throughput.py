@@ -122,13 +122,13 @@ def test_plan_calibrate_prints_an_estimate(tiny_models, tmp_path):
 
 
 def test_background_scoring_gives_the_same_report(tiny_models, tmp_path, monkeypatch):
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
 
     reports = {}
     for flag in ("1", "0"):
         monkeypatch.setenv("COPYSCOPE_BACKGROUND", flag)
         zoo = make_zoo_file(tmp_path / flag, tiny_models, loras=2, controlnet=False, estimator={"bootstrap": 20})
-        reports[flag] = run_audit(zoo)
+        reports[flag] = audit_zoo(zoo)
     a, b = reports["1"]["games"][0]["metrics"], reports["0"]["games"][0]["metrics"]
     assert a.keys() == b.keys()
     for name in a:

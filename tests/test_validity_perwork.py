@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from copyscope.audit import run_audit  # noqa: E402
+from copyscope.audit import audit_zoo  # noqa: E402
 from copyscope.report import attribution_tables  # noqa: E402
 from copyscope.report.headline import HEADLINE_PREFERENCE, headline_metric, per_work_sentences  # noqa: E402
 from copyscope.report.html import render_html  # noqa: E402
@@ -34,13 +34,13 @@ def _two_work_zoo(tmp_path, tiny_models, works=("a", "b")):
 @pytest.fixture(scope="module")
 def audits(tiny_models, tmp_path_factory, one_torch_thread):
     tmp = tmp_path_factory.mktemp("perwork")
-    both = run_audit(_two_work_zoo(tmp, tiny_models), tmp / "both")
+    both = audit_zoo(_two_work_zoo(tmp, tiny_models), tmp / "both")
     alone = {}
     for w in ("a", "b"):
         sub = tmp / f"only-{w}"
         sub.mkdir()
         path = _two_work_zoo(tmp, tiny_models, works=(w,))
-        alone[w] = run_audit(path, sub / "out")
+        alone[w] = audit_zoo(path, sub / "out")
     return both, alone
 
 

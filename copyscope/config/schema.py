@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from ..analysis_specs import ImitationSpec, RewardSplitSpec
+from ..analyses.specs import ImitationSpec, RewardSplitSpec
 from ..shapley.registry import estimator_names
 from .base import Float, Int, NamedSpec, Strict_, check_name  # noqa: F401 (re-exported)
 from .generation import GenerationSpec

@@ -73,12 +73,12 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
 
 
 def _audit(zoo: dict, folder: Path) -> dict:
-    from ..audit import run_audit
+    from ..audit import audit_zoo
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.zoo.yaml"  # beside its output folder, which copyscope owns
     atomic_write_text(path, yaml.safe_dump(zoo, sort_keys=False))
-    return run_audit(path, folder)
+    return audit_zoo(path, folder)
 
 
 def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:

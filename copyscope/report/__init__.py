@@ -1,4 +1,4 @@
-"""Stage 7 — report: report.json (the source of truth), scores.json, CSV files and the printed table.
+"""Stage 7 — report: report.json (the source of truth), the CSV files, the HTML view and the printed table.
 
 Every other view (table, CSV, HTML) is rendered from the report dict alone, so
 ``copyscope report DIR`` can rebuild them from ``report.json`` without the models.
@@ -9,18 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 
 from .. import __version__
+from ..coalitions import report_order
+from ..finite import finite_or_none as _f
 from ..cache import atomic_write_text
 from .headline import HEADLINE_NOTE, headline_metric, significant
 
 
-def _f(x) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
 
 
 def _interval(ci_row) -> list[float] | None:
@@ -30,7 +28,7 @@ def _interval(ci_row) -> list[float] | None:
     return None if lo is None or hi is None else [lo, hi]
 
 
-def _estimate_section(est, level: float, names: list[str]) -> dict:
+def estimate_section(est, level: float, names: list[str]) -> dict:
     """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
     one-sided p-value and its Holm correction; for jackknife estimates also the standard error and
     the degrees of freedom of the t quantile, so the interval can be rechecked from per_seed.csv."""
@@ -80,7 +78,10 @@ def intervals_text(intervals: str) -> str:
     return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
 
 
-def build_report(prep, games: list[dict], generation: dict, provenance: dict) -> dict:
+def build_report(prep, games: list, generation: dict, provenance: dict, conditioning: list | None = None) -> dict:
+    """report.json from the prepared audit (zoo, plan, metrics, references), the games' results
+    (copyscope.estimate.GameResult: plain data), the generation counts, the provenance and the
+    computed conditioning maps."""
     from ..shapley.inference import MIN_SEEDS, seed_count_warning
 
     level = prep.zoo.spec.estimator.confidence
@@ -89,32 +90,32 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
     for g in games:
-        game, evaluator, results = g["game"], g["evaluator"], g["results"]
+        game, results = g.game, g.results
         names = game.names
         metrics = {}
         for metric_name, r in results.items():
-            est = r["estimate"]
+            est = r.estimate
             m = metric_info.get(metric_name)
-            table = evaluator.table(metric_name)
-            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: (sum(kv[0]), kv[0][::-1]))}
+            table = g.table(metric_name)
+            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
             section = {
                 "orientation": "higher_is_closer",
                 "kind": m.kind if m else "fusion",
                 "raw_orientation": m.orientation if m else "higher_is_closer",
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
-                "shapley": _estimate_section(est, level, names),
-                "efficiency_gap": _f(r["efficiency_gap"]),
+                "shapley": estimate_section(est, level, names),
+                "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
                 "per_seed": _per_seed_section(est, names),
                 "seed_worths": _seed_worths(table, {c: game.coalition_key(c) for c in table}) if est.jackknife else None,
-                "loo": {n: _f(v) for n, v in zip(names, r["loo"].values)} if "loo" in r else None,
-                "banzhaf": {n: _f(v) for n, v in zip(names, r["banzhaf"].values)} if "banzhaf" in r else None,
+                "loo": {n: _f(v) for n, v in zip(names, r.loo.values)} if r.loo is not None else None,
+                "banzhaf": {n: _f(v) for n, v in zip(names, r.banzhaf.values)} if r.banzhaf is not None else None,
             }
             if m is not None and m.kind == "set":
                 section["sample_size"] = {}
-                for c, res in evaluator.set_results.items():
+                for c, res in g.set_results.items():
                     if metric_name in res:
                         sr = res[metric_name]
                         section["sample_size"][game.coalition_key(c)] = {
@@ -125,11 +126,11 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                         }
                 section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
             metrics[metric_name] = section
-        flags = {game.coalition_key(c): f for c, f in evaluator.flags.items() if f}
+        flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": _estimate_section(r["estimate"], level, names), "split_percent": r["estimate"].shares(level)}
+            w: {m: {"shapley": estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level)}
                 for m, r in res_w.items()}
-            for w, res_w in (g.get("per_work") or {}).items()
+            for w, res_w in (g.per_work or {}).items()
         }
         report_games.append(
             {
@@ -137,10 +138,10 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
                 "players": names,
                 "player_kinds": {p.name: p.kind for p in game.players},
                 "base_as_player": game.base_as_player,
-                "weights": evaluator.engine.identities(),
-                "images": {game.coalition_key(c): keys for c, keys in evaluator.image_keys.items()},
+                "weights": g.weights,
+                "images": {game.coalition_key(c): keys for c, keys in g.image_keys.items()},
                 "flagged_images": flags,
-                "skipped_metrics": g.get("skipped", {}),
+                "skipped_metrics": g.skipped,
                 "metrics": metrics,
                 # significance is claimed for this metric only; the others are sensitivity analysis
                 "headline": headline_metric(metrics),
@@ -169,7 +170,7 @@ def build_report(prep, games: list[dict], generation: dict, provenance: dict) ->
             "seed_warning": seed_count_warning(n_seeds),
         },
         "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
-        "conditioning": prep.info.get("conditioning", []),  # computed ControlNet maps (copyscope.conditioning)
+        "conditioning": conditioning or [],  # computed ControlNet maps (copyscope.conditioning)
         "unavailable_metrics": prep.unavailable,
         "games": report_games,
         "provenance": provenance,

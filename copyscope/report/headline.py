@@ -10,7 +10,8 @@ needed: nothing is flagged).
 
 from __future__ import annotations
 
-import math
+
+from ..finite import is_finite
 
 # In order of preference; see the benchmark table in README.md ("Validity benchmark").
 HEADLINE_PREFERENCE = ("ssim", "cosine", "fusion")
@@ -31,8 +32,7 @@ def headline_metric(metrics) -> str | None:
 def significant(entry: dict, alpha: float) -> bool:
     """A Shapley entry (value, p_holm) is significantly above zero."""
     p, v = entry.get("p_holm"), entry.get("value")
-    ok = lambda x: x is not None and not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
-    return ok(p) and ok(v) and p < alpha and v > 0
+    return is_finite(p) and is_finite(v) and p < alpha and v > 0
 
 
 def per_work_sentences(report: dict, game: dict) -> list[str]:

@@ -19,6 +19,8 @@ import io
 import math
 from typing import Mapping, Sequence
 
+from ..finite import is_finite
+
 RC = {
     "svg.hashsalt": "copyscope",
     "svg.fonttype": "path",
@@ -38,8 +40,7 @@ def short(label: object, n: int = LABEL_MAX) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+_finite = is_finite
 
 
 def _save(fig) -> str:

@@ -17,7 +17,6 @@ Intervals and p-values combine both by adding variances (see :meth:`Estimate.ci`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from copyscope.errors import CopyscopeError
+from copyscope.finite import finite_or_none as _json_float
 from copyscope.shapley.inference import (
     default_zero_tol,
     jackknife_pseudo_values,
@@ -80,11 +80,6 @@ def adjust_p_values(p: np.ndarray, method: str = "holm") -> np.ndarray:
         adj[order] = stepped
     out[ok] = adj
     return out
-
-
-def _json_float(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _json_array(a: np.ndarray | None) -> Any:

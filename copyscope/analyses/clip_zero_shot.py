@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import CopyscopeError, MissingDependency
-from .metrics.backbones import _HUB_ID, CLIPBackbone, _torch
+from ..errors import CopyscopeError, MissingDependency
+from ..metrics.backbones import _HUB_ID, CLIPBackbone, _torch
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -177,7 +177,7 @@ def save_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32, proj
     import torch
     import transformers
 
-    from .demo.tiny import tiny_tokenizer
+    from ..demo.tiny import tiny_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

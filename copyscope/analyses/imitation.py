@@ -19,20 +19,24 @@ Protocol (``copyscope imitation ZOO``, configured by the zoo's ``imitation:`` se
    artists tested (p_adj = min(1, m p)); the count of artists with p_adj < alpha. A control re-runs
    the test with works assigned to artists at random (the paper's control).
 
-The statistics are pure numpy/scipy functions at the top of this module.
+The statistics are pure numpy/scipy functions in :mod:`.imitation_stats`.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
-from .analysis_io import analysis_dirs, embed_cached, write_analysis
-from .analysis_io import finite_or_none as _f
-from .errors import CopyscopeError
+from ..score import within_rule, within_work_scores
+from .harness import embed_cached, open_analysis
+from .harness import finite_or_none as _f
+from ..errors import CopyscopeError
+from .imitation_stats import (  # noqa: F401  (the statistics, re-exported)
+    accuracy_per_class, chance_accuracy, matching_control, matching_test, rank_sum_test, zero_shot_accuracy,
+)
 
 __all__ = [
     "accuracy_per_class",
@@ -47,146 +51,23 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------------
-# pure statistics
-# ---------------------------------------------------------------------------------------------------
-def chance_accuracy(n_labels: int) -> float:
-    """Accuracy of a uniformly random guess among ``n_labels`` labels."""
-    if n_labels < 1:
-        raise CopyscopeError("chance accuracy needs at least one label")
-    return 1.0 / n_labels
-
-
-def accuracy_per_class(predicted: np.ndarray, true: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n_classes,) share of the images of class c predicted as c (NaN for a class with no image)."""
-    predicted = np.asarray(predicted, dtype=int)
-    true = np.asarray(true, dtype=int)
-    if predicted.shape != true.shape:
-        raise CopyscopeError(f"{predicted.shape[0]} predictions for {true.shape[0]} images")
-    out = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        mine = true == c
-        if mine.any():
-            out[c] = float((predicted[mine] == c).mean())
-    return out
-
-
-def zero_shot_accuracy(scores: np.ndarray, true: np.ndarray, n_classes: int | None = None) -> dict:
-    """Zero-shot identification from an (n_images, n_labels) matrix of probabilities or similarities.
-
-    ``true[i]`` is the label index image i was generated for (the classes are the first
-    ``n_classes`` labels; later columns are default labels that are never correct). Returns the
-    predicted label per image, per-class accuracy, the mean over classes (each class weighs the
-    same), the mean probability/score of the correct label per class, and chance = 1 / n_labels.
-    """
-    s = np.asarray(scores, dtype=float)
-    true = np.asarray(true, dtype=int)
-    if s.ndim != 2 or s.shape[0] != true.shape[0]:
-        raise CopyscopeError(f"zero-shot: scores must be (n_images, n_labels), got {s.shape} for {true.shape[0]} images")
-    n_classes = int(true.max()) + 1 if n_classes is None else int(n_classes)
-    if n_classes > s.shape[1]:
-        raise CopyscopeError(f"zero-shot: {n_classes} classes but only {s.shape[1]} labels")
-    pred = s.argmax(axis=1)
-    per_class = accuracy_per_class(pred, true, n_classes)
-    conf = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        if (true == c).any():
-            conf[c] = float(s[true == c, c].mean())
-    return {
-        "predicted": pred,
-        "correct": pred == true,
-        "per_class": per_class,
-        "mean": float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan"),
-        "confidence": conf,
-        "chance": chance_accuracy(s.shape[1]),
-    }
-
-
-def rank_sum_test(own: np.ndarray, other: np.ndarray) -> tuple[float, float]:
-    """One-sided Mann-Whitney U test of H1: ``own`` tends to be larger than ``other``.
-
-    Returns (U of ``own``, p). NaN p when either sample is empty. scipy picks the exact null
-    distribution for small samples without ties and the normal approximation otherwise.
-    """
-    from scipy.stats import mannwhitneyu
-
-    own = np.asarray(own, dtype=float).ravel()
-    other = np.asarray(other, dtype=float).ravel()
-    if own.size == 0 or other.size == 0:
-        return float("nan"), float("nan")
-    res = mannwhitneyu(own, other, alternative="greater")
-    return float(res.statistic), float(res.pvalue)
-
-
-def matching_test(
-    sim: np.ndarray, owner: np.ndarray, artist_of_row: Sequence[int], alpha: float = 0.05
-) -> dict:
-    """Casper et al.'s matching test.
-
-    ``sim[r, j]``: similarity of reference work r to imitation j; ``owner[j]``: the artist imitation
-    j imitates; ``artist_of_row[r]``: the artist work r is by. For each row, the rank-sum test of the
-    similarities to that artist's imitations against those to every other artist's imitations.
-    p-values are Bonferroni-corrected over the rows tested (m = rows with a finite p):
-    ``p_bonferroni = min(1, m p)``; ``significant = p_bonferroni < alpha``.
-    """
-    from .shapley import adjust_p_values
-
-    sim = np.asarray(sim, dtype=float)
-    owner = np.asarray(owner, dtype=int)
-    rows = [int(a) for a in artist_of_row]
-    if sim.ndim != 2 or sim.shape != (len(rows), owner.shape[0]):
-        raise CopyscopeError(f"matching: sim must be (works, imitations) = ({len(rows)}, {owner.shape[0]}), got {sim.shape}")
-    U = np.full(len(rows), np.nan)
-    p = np.full(len(rows), np.nan)
-    for r, a in enumerate(rows):
-        U[r], p[r] = rank_sum_test(sim[r, owner == a], sim[r, owner != a])
-    p_adj = adjust_p_values(p, "bonferroni")
-    sig = np.where(np.isfinite(p_adj), p_adj < alpha, False)
-    return {
-        "U": U,
-        "p": p,
-        "p_bonferroni": p_adj,
-        "m": int(np.isfinite(p).sum()),
-        "significant": sig,
-        "n_significant": int(sig.sum()),
-        "alpha": float(alpha),
-    }
-
-
-def matching_control(
-    sim: np.ndarray, owner: np.ndarray, artist_of_row: Sequence[int], alpha: float = 0.05, n_perm: int = 100, seed: int = 0
-) -> dict:
-    """The matching test with works assigned to artists at random (uniform permutations of the
-    work -> artist assignment, as in the paper's control). Returns the mean count and share of
-    significant artists over ``n_perm`` permutations."""
-    rows = np.asarray(list(artist_of_row), dtype=int)
-    if len(rows) < 2:
-        return {"n_permutations": 0, "mean_significant": None, "mean_share": None}
-    rng = np.random.default_rng(seed)
-    counts = []
-    for _ in range(n_perm):
-        res = matching_test(sim, owner, rng.permutation(rows), alpha)
-        counts.append(res["n_significant"])
-    mean = float(np.mean(counts))
-    return {"n_permutations": int(n_perm), "seed": int(seed), "mean_significant": mean, "mean_share": mean / len(rows)}
-
-
-# ---------------------------------------------------------------------------------------------------
 # the protocol on a zoo
 # ---------------------------------------------------------------------------------------------------
-def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, within: str) -> np.ndarray:
-    """(n_imitations,) cosine of each imitation to a work: max (or mean) over the work's images."""
+def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, aggregate: str) -> np.ndarray:
+    """(n_imitations,) cosine of each imitation to a work, over the work's images as the audit
+    aggregates them (``aggregate``: the zoo's setting, or "max" / "mean")."""
     from .clip_zero_shot import normalise
 
     imgs = [im for im, w in zip(refs.images, refs.work_of) if w == work]
     ref = normalise(zs.embed(imgs))
     s = normalise(imitation_emb) @ ref.T
-    return s.max(axis=1) if within == "max" else s.mean(axis=1)
+    return within_work_scores(s, [work] * len(imgs), [work], aggregate)[:, 0]
 
 
 def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow_pickle: bool, on_event):
     """A CoalitionEngine over a one-coalition game: the base with ``addons`` switched on."""
-    from .generation import CoalitionEngine
-    from .plan import GamePlan, Player
+    from ..generation import CoalitionEngine
+    from ..plan import GamePlan, Player
 
     s = zoo.spec
     if base_name is None:
@@ -213,8 +94,8 @@ def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow
 def generate_named(engine, members, cache, template: str, names: list[str], seeds: list[int], stats) -> dict[str, list[str]]:
     """Images of ``template`` with each name, one per seed (counted in ``stats``); returns their
     cache keys per name."""
-    from .generation import ensure_images
-    from .plan import WorkItem
+    from ..generation import ensure_images
+    from ..plan import WorkItem
 
     items = [
         WorkItem(f"imitation{i}", template.replace("{name}", name), "", None, seed)
@@ -245,12 +126,10 @@ def run_imitation(
     on_event: Callable[[str], None] | None = None,
 ) -> dict:
     """Run Casper et al.'s protocol on a zoo's ``imitation:`` section; write imitation.json; return it."""
+    from ..config import load_zoo
+    from ..generation import GenerationStats
     from .clip_zero_shot import load_zero_shot
-    from .config import load_zoo
-    from .generation import GenerationStats, resolve_device
-    from .score import ReferenceSet
 
-    on_event = on_event or (lambda msg: None)
     t0 = time.perf_counter()
     zoo = load_zoo(zoo_path)
     spec = zoo.spec.imitation
@@ -268,12 +147,12 @@ def run_imitation(
     for i, a in enumerate(spec.artists):
         if a.work is not None and a.work not in works:
             raise zoo.fail(f"unknown work {a.work!r}; references are {sorted(works)}", "imitation", "artists", i, "work")
-    out_dir, cache = analysis_dirs(zoo, out, "imitation")
+    ctx = open_analysis(zoo, out, "imitation", allow_pickle=allow_pickle, on_event=on_event, t0=t0)
+    on_event, cache = ctx.on_event, ctx.cache
     engine, members = _engine_for(zoo, spec.base, spec.addons, ("imitation",), allow_pickle, on_event)
     # everything that can fail on input is checked before the first image is generated
-    refs = ReferenceSet.from_zoo(zoo) if any(a.work for a in spec.artists) else None
-    device = resolve_device(zoo.spec.generation.device)
-    zs = load_zero_shot(zoo.spec.backbones, device=device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
+    refs = ctx.refs if any(a.work for a in spec.artists) else None
+    zs = load_zero_shot(zoo.spec.backbones, device=ctx.device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
 
     artists = [a.name for a in spec.artists]
     stats = GenerationStats()
@@ -331,9 +210,9 @@ def run_imitation(
 
     matching = None
     tested = [(i, a) for i, a in enumerate(spec.artists) if a.work is not None]
-    within = "mean" if zoo.spec.aggregate == "mean_mean" else "max"
+    within = within_rule(zoo.spec.aggregate)
     if tested:
-        sim = np.stack([work_similarity(zs, refs, a.work, emb, within) for _, a in tested])
+        sim = np.stack([work_similarity(zs, refs, a.work, emb, zoo.spec.aggregate) for _, a in tested])
         rows = [i for i, _ in tested]
         mt = matching_test(sim, owner, rows, spec.alpha)
         control = matching_control(sim, owner, rows, spec.alpha, n_perm=100, seed=0)
@@ -387,7 +266,7 @@ def run_imitation(
         "matching": matching,
         "generation": {"generated": stats.generated, "cached": stats.cached, "seconds": round(stats.seconds, 3)},
     }
-    return write_analysis(result, out_dir, "imitation.json", t0)
+    return ctx.write(result, "imitation.json")
 
 
 def imitation_tables(result: dict) -> list:

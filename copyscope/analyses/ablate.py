@@ -10,13 +10,12 @@ Three questions, answered per game (base checkpoint) from one audit's images:
 3. **Ground truth** — where the zoo carries a ``ground_truth.json`` (the demo zoo does), which
    metrics rank the planted component first, and by what margin.
 
-Method for (2). The audit's own code computes the worths: a :class:`copyscope.game.CoalitionEvaluator`
-is built over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
-its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method), its worths are filled by
-the evaluator's own ``_worth`` from the cached per-image scores / features, and
-:func:`copyscope.audit.estimate_game` runs the audit's estimators on it (fusion included). Nothing
-is generated: the evaluator's engine is a stub that refuses to generate. At k = n this is exactly
-the audit's computation, so the k = n row reproduces report.json.
+Method for (2). The audit's own code computes the worths: ``CoalitionEvaluator.from_cached`` builds
+an evaluator over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
+its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method) from the cached
+per-image scores / features, and :func:`copyscope.estimate.estimate_game` runs the audit's
+estimators on it (fusion included). Nothing is generated: that evaluator has no engine. At k = n
+this is exactly the audit's computation, so the k = n row reproduces report.json.
 
 The audit itself is run first through :func:`copyscope.audit.run_audit`, which reuses the image
 cache (an audit already run generates nothing; one not yet run is run now).
@@ -24,81 +23,24 @@ cache (an audit already run generates nothing; one not yet run is run now).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from .cache import atomic_write_text
-from .errors import CopyscopeError
+from ..cache import atomic_write_text
+from ..coalitions import members_of
+from ..errors import CopyscopeError
+from ..finite import is_finite as _finite
+from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
+from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
 GROUND_TRUTH_FILE = "ground_truth.json"
-
-
-# ---------------------------------------------------------------------------------------------------
-# pure helpers (also used by the HTML report)
-
-
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def ranking(values: Mapping[str, float | None], players: Sequence[str]) -> list[str]:
-    """Players ordered by value, highest first. Values equal up to 1e-9 of the largest magnitude
-    tie, and ties keep the players' order (so float noise does not reorder tied players).
-    Players without a finite value go last."""
-    finite = [abs(values[p]) for p in players if _finite(values.get(p))]
-    scale = max(finite) if finite and max(finite) > 0 else 1.0
-
-    def key(ip):
-        i, p = ip
-        v = values.get(p)
-        return (0, -round(v / scale, 9), i) if _finite(v) else (1, 0.0, i)
-
-    return [p for _, p in sorted(enumerate(players), key=key)]
-
-
-def _corr(kind: str, a: Sequence[float], b: Sequence[float]) -> float | None:
-    from scipy import stats
-
-    if len(a) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = stats.kendalltau(a, b) if kind == "kendall" else stats.spearmanr(a, b)
-    x = float(r[0])
-    return x if math.isfinite(x) else None
-
-
-def rank_agreement(values: Mapping[str, Mapping[str, float | None]], players: Sequence[str]) -> dict:
-    """Pairwise rank correlation of the players' values between metrics.
-
-    ``values[metric][player]``. Returns ``{"metrics": [...], "kendall": {m1: {m2: tau}},
-    "spearman": {m1: {m2: rho}}}``; a cell is None when it is undefined (fewer than 2 players with
-    finite values under both metrics, or a metric whose values are all equal).
-    """
-    metrics = list(values)
-    out = {"metrics": metrics, "kendall": {}, "spearman": {}}
-    for kind in ("kendall", "spearman"):
-        for m1 in metrics:
-            row = {}
-            for m2 in metrics:
-                ps = [p for p in players if _finite(values[m1].get(p)) and _finite(values[m2].get(p))]
-                row[m2] = _corr(kind, [values[m1][p] for p in ps], [values[m2][p] for p in ps])
-            out[kind][m1] = row
-    return out
-
-
-def shapley_values(game_report: dict, metric: str) -> dict[str, float | None]:
-    return {p: e["value"] for p, e in game_report["metrics"][metric]["shapley"].items()}
 
 
 def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
@@ -208,26 +150,10 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 # seed subsets
 
 
-class _NoEngine:
-    """Stands in for the generation engine: the ablation never generates."""
-
-    def __getattr__(self, name):
-        raise CopyscopeError("the ablation asked for a coalition the audit did not generate; rerun `copyscope audit`")
-
-
-def _members(key: str, names: Sequence[str]) -> tuple[bool, ...]:
-    parts = set(key.split("+")) if key else set()
-    unknown = parts - set(names)
-    if unknown:
-        raise CopyscopeError(f"report.json names unknown players in coalition {key!r}")
-    return tuple(n in parts for n in names)
-
-
-def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
-    """estimate_game over the first k seeds of every prompt, from cached scores only."""
-    from .audit import estimate_game
-    from .generation import GenerationStats
-    from .game import CoalitionEvaluator, seed_resamples
+def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
+    """estimate_game over the first k seeds of every prompt, from cached scores only (a GameResult)."""
+    from ..estimate import estimate_game
+    from ..game import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator
     n_seeds = len(prep.plan.seeds)
@@ -235,44 +161,34 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int) -> dict:
     sel = [p * n_seeds + s for p in range(n_prompts) for s in range(k)]
     items = [prep.plan.items[i] for i in sel]
     boot = seed_resamples(k, est.intervals, est.bootstrap, est.seed)  # the audit's own interval method
-    ev = CoalitionEvaluator(game, _NoEngine(), prep.cache, scorer, items, k, boot, GenerationStats(),
-                            resampling=est.intervals)
+    image_keys = {}
     for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
         if len(keys) != len(prep.plan.items):
             raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
-        c = _members(key, game.names)
-        ev.image_keys[c] = [keys[i] for i in sel]
-        ev.flags[c] = {}
-        ev.worths[c] = {}
-        ev.set_results[c] = {}
-        for name, metric in scorer.metrics.items():
-            try:
-                ev.worths[c][name] = ev._worth(c, metric)
-            except CopyscopeError:
-                raise
-            except Exception:  # a set metric undefined on this few images: skipped like a non-finite one
-                ev.worths[c][name] = np.full(1 + len(boot), np.nan)
+        image_keys[members_of(key, game.names)] = [keys[i] for i in sel]  # unknown names: a report.json of another zoo
+    # a set metric undefined on this few images gets NaN worths, and is skipped like a non-finite one
+    ev = CoalitionEvaluator.from_cached(game, prep.cache, scorer, items, k, boot, image_keys,
+                                        resampling=est.intervals, undefined_as_nan=True)
     # a metric not finite on k seeds (e.g. a set distance from too few images) is left out at this k,
     # as the audit leaves out a metric that is not finite
     finite = [m for m in prep.metrics if all(np.isfinite(w[m.name]).all() for w in ev.worths.values())]
     result = estimate_game(replace(prep, metrics=finite), game, ev)
-    result["skipped"] = {**result.get("skipped", {}),
-                         **{m.name: f"not finite with {k} seed(s)" for m in prep.metrics if m not in finite}}
+    result.skipped = {**result.skipped, **{m.name: f"not finite with {k} seed(s)" for m in prep.metrics if m not in finite}}
     return result
 
 
-def _estimate_rows(result: dict, names: Sequence[str], level: float) -> dict:
-    from .report import _estimate_section
+def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
+    from ..report import estimate_section
 
     out = {}
-    for metric, r in result["results"].items():
-        est = r["estimate"]
-        sec = _estimate_section(est, level, list(names))
+    for metric, r in result.results.items():
+        est = r.estimate
+        sec = estimate_section(est, level, list(names))
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
         out[metric] = {"shapley": sec, "replicates": reps}
-    out[SKIPPED] = dict(result.get("skipped") or {})
+    out[SKIPPED] = dict(result.skipped)
     return out
 
 
@@ -353,14 +269,14 @@ def run_ablation(
 ) -> dict:
     """Run (or reuse) the audit, then the three comparisons; write ablation.json / .csv / plots and
     re-render the report views (the HTML gains an Ablation section). Returns the ablation dict."""
-    from .audit import prepare_audit, run_audit
-    from .report import write_views
-    from .score import Scorer
+    from ..audit import prepare_audit, run_audit
+    from ..report import write_views
+    from ..score import Scorer
 
     if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
         raise CopyscopeError("ground truth file not found", where=str(ground_truth))
     prep = prepare_audit(zoo_path, out, allow_pickle)
-    report = run_audit(zoo_path, out, allow_pickle=allow_pickle, hooks=hooks, prep=prep)
+    report = run_audit(prep, hooks=hooks)
     zoo = prep.zoo
     level = zoo.spec.estimator.confidence
     out_dir = prep.out_dir
@@ -457,92 +373,10 @@ def _close(a, b) -> bool:
 # outputs
 
 
-def summary_rows(ablation: dict) -> list[dict]:
-    """One row per (game, metric): the ablation.csv table and the printed table."""
-    rows = []
-    for g in ablation["games"]:
-        for m in g["metrics"]:
-            st = g["seed_stability"].get(m) or {}
-            full = next((r for r in st.get("rows", []) if r.get("k") == st.get("n_seeds")), {}) if st else {}
-            gt = ((g.get("ground_truth") or {}).get("metrics") or {}).get(m) or {}
-            rows.append({
-                "base": g["base"],
-                "metric": m,
-                "ranking": " > ".join(st.get("full_ranking", [])),
-                "mean_kendall_with_other_metrics": g["agreement"]["mean_kendall_with_other_metrics"].get(m),
-                "n_seeds": st.get("n_seeds"),
-                "k_stable": st.get("k_stable"),
-                "k_top_stable": st.get("k_top_stable"),
-                "mean_ci_width": full.get("mean_ci_width"),
-                "relative_ci_width": full.get("relative_ci_width"),
-                "planted": "+".join(gt.get("planted", [])) or None,
-                "planted_rank": gt.get("planted_rank"),
-                "planted_first": gt.get("planted_first"),
-                "margin": gt.get("margin"),
-                "relative_margin": gt.get("relative_margin"),
-                "p_first": gt.get("p_first"),
-            })
-    return rows
-
-
-SUMMARY_COLUMNS = ["base", "metric", "ranking", "mean_kendall_with_other_metrics", "n_seeds", "k_stable", "k_top_stable",
-                   "mean_ci_width", "relative_ci_width", "planted", "planted_rank", "planted_first", "margin",
-                   "relative_margin", "p_first"]
-SEED_COLUMNS = ["base", "metric", "k", "player", "value", "ci_low", "ci_high", "ci_width", "rank", "same_ranking",
-                "kendall_vs_full"]
-
-
-def summary_csv(ablation: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(SUMMARY_COLUMNS)
-    for r in summary_rows(ablation):
-        w.writerow([r[c] for c in SUMMARY_COLUMNS])
-    return buf.getvalue()
-
-
-def seeds_csv(ablation: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(SEED_COLUMNS)
-    for g in ablation["games"]:
-        for m, st in g["seed_stability"].items():
-            for row in st["rows"]:
-                if not row.get("available"):
-                    continue
-                for p in g["players"]:
-                    ci = row["ci95"][p] or [None, None]
-                    w.writerow([g["base"], m, row["k"], p, row["values"][p], ci[0], ci[1], row["ci_width"][p],
-                                row["ranking"].index(p) + 1, row["same_ranking"], row["kendall_vs_full"]])
-    return buf.getvalue()
-
-
-def ablation_plots(ablation: dict) -> dict[str, str]:
-    """{file name: SVG text}: per game, interval width against seeds, the agreement matrix, and the
-    planted component's relative margin (with ground truth)."""
-    from .report.plots import heatmap_svg, margin_bars_svg, seed_curves_svg
-
-    out = {}
-    for i, g in enumerate(ablation["games"]):
-        series = {m: [(r["k"], r.get("relative_ci_width")) for r in st["rows"]] for m, st in g["seed_stability"].items()}
-        out[f"ablation_{i}_seeds.svg"] = seed_curves_svg(
-            series, f"base {g['base']}: interval width vs seeds", "mean 95% interval width / max |value|")
-        ag = g["agreement"]
-        out[f"ablation_{i}_agreement.svg"] = heatmap_svg(
-            ag["metrics"], [[ag["kendall"][a][b] for b in ag["metrics"]] for a in ag["metrics"]],
-            f"base {g['base']}: Kendall tau between metrics")
-        gt = g.get("ground_truth") or {}
-        if gt.get("metrics"):
-            out[f"ablation_{i}_planted.svg"] = margin_bars_svg(
-                {m: r["relative_margin"] for m, r in gt["metrics"].items()},
-                f"base {g['base']}: planted value - best other, / max |value|")
-    return out
-
-
 def write_ablation(ablation: dict, out_dir: Path) -> None:
     """The ablation's files, staged and swapped in through the output folder's manifest like the
     audit's (copyscope.outdir): never over a file copyscope did not write."""
-    from .outdir import OutputFolder, os_error_message
+    from ..outdir import OutputFolder, os_error_message
 
     files = {"ablation.json": json.dumps(ablation, indent=2), "ablation.csv": summary_csv(ablation),
              "ablation_seeds.csv": seeds_csv(ablation), **ablation_plots(ablation)}
@@ -552,48 +386,3 @@ def write_ablation(ablation: dict, out_dir: Path) -> None:
                 atomic_write_text(stage / name, text)
     except OSError as exc:
         raise os_error_message(exc) from None
-
-
-def _fmt(x, spec: str = ".3g") -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return format(x, spec) if math.isfinite(x) else "n/a"
-    return str(x)
-
-
-def ablation_tables(ablation: dict):
-    """One rich Table per game."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    rows = summary_rows(ablation)
-    tables = []
-    for g in ablation["games"]:
-        has_gt = bool((g.get("ground_truth") or {}).get("metrics"))
-        planted = "+".join((g.get("ground_truth") or {}).get("planted", []))
-        game_rows = [r for r in rows if r["base"] == g["base"]]
-        t = Table(
-            title=escape(f"Metric ablation — base {g['base']} ({len(ablation['seeds'])} seed(s))"),
-            caption=escape("tau: mean Kendall tau with the other metrics; k stable: fewest seeds from which the "
-                           "ranking equals the all-seed ranking; width: mean 95% interval width / max |value|"
-                           + (f"; rank, margin (value - best other's, / max |value|) and P(1st) (share of "
-                              f"seeds ranking it first) of the planted component ({planted})"
-                              if has_gt else "")),
-            caption_justify="left",
-        )
-        t.add_column("metric", no_wrap=True, min_width=max((len(m) for m in g["metrics"]), default=6))
-        # numbers never wrap; the ranking (last) takes the remaining width and wraps between players
-        for col in ["tau", "k stable", "width"] + (["rank", "margin", "P(1st)"] if has_gt else []):
-            t.add_column(col, justify="right", no_wrap=True)
-        t.add_column("ranking", min_width=10, overflow="fold")
-        for r in game_rows:
-            cells = [r["metric"], _fmt(r["mean_kendall_with_other_metrics"], "+.2f"),
-                     f"{_fmt(r['k_stable'])}/{_fmt(r['n_seeds'])}", _fmt(r["relative_ci_width"], ".2f")]
-            if has_gt:
-                cells += [_fmt(r["planted_rank"]), _fmt(r["relative_margin"], "+.2f"), _fmt(r["p_first"], ".2f")]
-            t.add_row(*[escape(c) for c in cells + [r["ranking"]]])
-        tables.append(t)
-    return tables

@@ -1,0 +1,112 @@
+"""What every analysis shares with the audit, so that an analysis is a module, a spec and a command.
+
+:class:`AnalysisContext` (``open_analysis``) holds what the audit resolves in
+:func:`copyscope.prepare.prepare_audit`, by the same functions: the output folder (the audit's rule,
+``outdir.resolve_output``, with the analysis's own subfolder of the zoo's ``output``), the image
+cache (``prepare.open_cache``: images are shared with ``copyscope audit``), the device, the
+generation-settings and model checks, the reference works, and one metric built and checked like
+the audit's. Besides: CLIP embeddings cached per image, and writing the result JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import CopyscopeError
+from ..finite import finite_or_none  # noqa: F401  (the analyses' JSON numbers)
+from ..score import within_rule, within_work_scores  # noqa: F401  (within-work aggregation: one source)
+
+
+@dataclass
+class AnalysisContext:
+    zoo: object  # copyscope.config.Zoo
+    out_dir: Path
+    cache: object  # copyscope.cache.ImageCache
+    device: str
+    allow_pickle: bool = False
+    on_event: Callable[[str], None] = lambda msg: None
+    t0: float = field(default_factory=time.perf_counter)
+    _refs: object = None
+
+    @property
+    def refs(self):
+        """The zoo's reference works (copyscope.score.ReferenceSet), loaded and checked once."""
+        if self._refs is None:
+            from ..score import ReferenceSet
+
+            self._refs = ReferenceSet.from_zoo(self.zoo)
+        return self._refs
+
+    def check_models(self) -> None:
+        """Every model path of the zoo resolves and obeys the pickle policy (the audit's check)."""
+        from ..prepare import check_model_sources
+
+        check_model_sources(self.zoo, self.allow_pickle)
+
+    def per_image_metric(self, spec, *loc, purpose: str = "this analysis"):
+        """One per-image metric from a zoo spec (a name or {name: ..., options}), built on the
+        audit's device and backbones and checked for availability; errors name ``loc``."""
+        from ..metrics import build_metrics
+
+        zoo = self.zoo
+        try:
+            (m,) = build_metrics([spec], zoo.spec.backbones, device=self.device, allow_pickle=self.allow_pickle)
+        except CopyscopeError as exc:
+            raise CopyscopeError(str(exc), where=zoo.where(*loc)) from None
+        if m.kind != "per_image":
+            raise zoo.fail(f"metric {m.name!r} compares sets of images; {purpose} needs a per-image metric "
+                           "(e.g. clip, dinov2, ssim)", *loc)
+        ok, why = m.availability()
+        if not ok:
+            raise zoo.fail(f"metric {m.name!r} is unavailable: {why}", *loc)
+        return m
+
+    def write(self, result: dict, filename: str) -> dict:
+        return write_analysis(result, self.out_dir, filename, self.t0)
+
+
+def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: bool = False,
+                  on_event: Callable[[str], None] | None = None, t0: float | None = None) -> AnalysisContext:
+    """The context of an analysis of a loaded zoo: output ``--out`` or ``<zoo output>/<subfolder>``,
+    the shared image cache, the device; generation settings checked as the audit checks them."""
+    from ..generation import resolve_device
+    from ..outdir import resolve_output
+    from ..prepare import check_generation, open_cache
+
+    out_dir, _ = resolve_output(zoo, out, subfolder)
+    cache = open_cache(zoo)
+    check_generation(zoo)
+    return AnalysisContext(zoo, out_dir, cache, resolve_device(zoo.spec.generation.device), allow_pickle,
+                           on_event or (lambda msg: None), t0 if t0 is not None else time.perf_counter())
+
+
+def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
+    """CLIP image embeddings of cached images, stored per image in the cache's features."""
+    fid = "clip_zero_shot_image|" + json.dumps(zs.fingerprint(), sort_keys=True, default=str)
+    rows = [cache.load_feature(fid, k) for k in keys]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    for s in range(0, len(todo), batch):
+        idx = todo[s : s + batch]
+        feats = zs.embed([cache.load(keys[i]) for i in idx])
+        for i, f in zip(idx, feats):
+            cache.save_feature(fid, keys[i], f)
+            rows[i] = f
+    return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def write_analysis(result: dict, out_dir: Path, filename: str, t0: float) -> dict:
+    """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
+    (JSON), and return it."""
+    from ..cache import atomic_write_text
+
+    result["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    result["output_dir"] = str(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / filename, json.dumps(result, indent=2))
+    return result

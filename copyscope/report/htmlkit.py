@@ -1,0 +1,133 @@
+"""Building blocks of the HTML view: escaping, number formats, tables, image thumbnails, labels.
+
+Every string that comes from the user goes through :func:`esc` (``html.escape(..., quote=True)``);
+:func:`td` and :func:`_table` escape their text, cells passed to :func:`_table` must be HTML already.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..cache import ImageCache
+from ..finite import is_finite
+
+MAX_COALITION_ROWS = 64  # rows of the generated-image grid
+MAX_ITEM_COLUMNS = 12  # columns (prompt x seed) of the grid
+GEN_THUMB = 96  # px, longest side of a generated-image thumbnail
+REF_THUMB = 160
+_KEY_RE = re.compile(r"^[0-9a-fA-F]{16,128}$")
+KIND_LABEL = {"lora": "LoRA", "controlnet": "ControlNet", "base": "base model", "prompt": "prompt fragment",
+              "ip_adapter": "IP-Adapter", "textual_inversion": "textual inversion"}
+
+def esc(x: object) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+_finite = is_finite
+
+
+def num(x, spec: str = ".3g") -> str:
+    return format(x, spec) if _finite(x) else "n/a"
+
+
+def fmt_p(p) -> str:
+    if not _finite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def _pct(x) -> str:
+    return f"{x:.0f}%" if _finite(x) else "n/a"
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _encode_thumb(arr_u8, max_side: int) -> bytes:
+    from PIL import Image
+
+    im = Image.fromarray(arr_u8, mode="RGB")
+    if max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
+    """(data URI, None) or (None, why not)."""
+    from ..cache import to_uint8
+    from ..score import load_image_rgb
+
+    path = Path(path)
+    if not path.is_file():
+        return None, "file not found on this machine"
+    try:
+        return _png_uri(_encode_thumb(to_uint8(load_image_rgb(path)), max_side)), None
+    except Exception as exc:  # unreadable image: say so, keep rendering
+        return None, f"unreadable ({exc.__class__.__name__})"
+
+
+def cache_root(report: dict, out_dir: Path) -> Path:
+    """report["cache_dir"] when it exists on this machine, else out_dir/cache."""
+    c = report.get("cache_dir")
+    if isinstance(c, str) and c and Path(c).is_dir():
+        return Path(c)
+    return Path(out_dir) / "cache"
+
+
+def cached_image(root: Path, key: object) -> tuple[str | None, str | None]:
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        return None, "not a cache key"
+    path = ImageCache(root).path(key)
+    if not path.is_file():
+        return None, "not in the image cache"
+    return image_thumb(path, GEN_THUMB)
+
+
+def _img(uri: str | None, why: str | None, alt: str, cls: str = "", title: str = "") -> str:
+    if uri is None:
+        return f'<span class="warn">{esc(why)}</span>'
+    c = f' class="{cls}"' if cls else ""
+    t = f' title="{esc(title)}"' if title else ""
+    return f'<img src="{uri}" alt="{esc(alt)}"{c}{t}>'
+
+
+def player_label(game: dict, player: str) -> str:
+    kind = (game.get("player_kinds") or {}).get(player)
+    return f"{KIND_LABEL.get(kind, kind or 'player')} {player}"
+
+
+def metric_label(metric: str) -> str:
+    return "fusion (mean z-score over the metrics)" if metric == "fusion" else metric
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
+    """``headers`` are escaped here; row cells must already be HTML (escaped by the caller)."""
+    c = f' class="{cls}"' if cls else ""
+    h = "".join(f"<th>{esc(x)}</th>" for x in headers)
+    body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
+    return f"<table{c}><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def td(text: object, numeric: bool = False, title: str = "") -> str:
+    t = f' title="{esc(title)}"' if title else ""
+    return f'<td class="num"{t}>{esc(text)}</td>' if numeric else f"<td{t}>{esc(text)}</td>"
+
+
+def _corr_cell(x) -> str:
+    if not _finite(x):
+        return '<td class="num muted">n/a</td>'
+    a = min(1.0, abs(x))
+    color = f"rgba(192,57,43,{a * 0.6:.2f})" if x > 0 else f"rgba(46,134,193,{a * 0.6:.2f})"
+    return f'<td class="num" style="background:{color}">{x:+.2f}</td>'
