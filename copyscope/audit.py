@@ -147,6 +147,10 @@ def prepare_audit(
         estimator = get_estimator(est.method, max(g.n_players for g in plan.games), est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
+    # --- adaptive seeds hook (issue 16, copyscope/adaptive.py): refuse unsupported combinations now ---
+    from .adaptive import check_adaptive
+
+    check_adaptive(zoo, estimator)
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
         try:
             OutputFolder(out_dir, where=f"{zoo.where('output')}: {out_dir}").claim(AUDIT_FILES)
@@ -170,7 +174,7 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
             f"unknown scheduler {s.generation.scheduler!r}; expected one of {', '.join(sorted(SCHEDULERS))}",
             "generation", "scheduler",
         )
-    n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
+    n_seeds = len(s.generation.seed_list)  # adaptive seeds: their max
     if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
         raise zoo.fail(
             f"{len(s.prompts)} prompt(s) x {n_seeds} seed(s) = {len(s.prompts) * n_seeds} images per coalition; "
@@ -293,7 +297,14 @@ def run_audit(
         # the run's files are staged and moved in together at the end: an interrupted or failed
         # run leaves the previous report, its views and its plan.json as they were
         with folder.run(AUDIT_FILES, "audit") as stage:
-            report = _run_games(prep, hooks, generation_adjust, t_start, allow_pickle)
+            # --- adaptive seeds hook (issue 16): rounds of seeds, each an ordinary _run_games ---
+            from .adaptive import adaptive_spec, run_adaptive
+
+            if adaptive_spec(prep.zoo) is not None:
+                report = run_adaptive(prep, lambda p: _run_games(p, hooks, generation_adjust, t_start, allow_pickle),
+                                      hooks.on_event)
+            else:
+                report = _run_games(prep, hooks, generation_adjust, t_start, allow_pickle)
             write_outputs(report, stage, view_root=prep.out_dir)
             atomic_write_text(stage / "plan.json", json.dumps(prep.plan.to_dict(), indent=2))
             atomic_write_text(stage / "zoo.resolved.json", json.dumps(prep.zoo.spec.model_dump(), indent=2))

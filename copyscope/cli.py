@@ -143,6 +143,10 @@ def audit(
         return
     for table in attribution_tables(report):
         out.print(table)
+    from .adaptive import adaptive_line  # adaptive seeds (issue 16): one line, rounds and why they stopped
+
+    if adaptive_line(report):
+        out.print(adaptive_line(report), highlight=False)
     gen = report["generation"]
     out.print(
         f"generated {gen['generated']} image(s), {gen['cached']} from cache, {gen['seconds']:.1f} s generating; "
