@@ -264,7 +264,7 @@ class GenerationSpec(_Strict):
                 key = ".".join(str(p) for p in e["loc"])
                 raise ValueError(f"{key + ': ' if key else ''}{_pydantic_message(e)}") from None
         if not isinstance(v, list):
-            raise ValueError(f"expected a number of seeds, a list of seeds or {{min, max, target}}, got {v!r}")
+            raise ValueError(f"expected a number of seeds or a list of seeds (or adaptive {{min, max, target}}), got {v!r}")
         if not v:
             raise ValueError("need at least one seed")
         if len(v) > MAX_SEEDS:

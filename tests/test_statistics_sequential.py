@@ -47,10 +47,10 @@ def test_repeated_looks_with_spending_keep_false_positives_at_alpha():
 
 def test_adaptive_seeds_decide_when_the_fixed_design_does_and_stop_early_on_clear_games():
     """The 4-player game of the interval tests (strong 0.9, moderate 0.55) with little player-by-
-    seed noise: the fixed 16-seed design decides (leader's interval above zero and above the
-    others, Bonferroni across players) in most audits; the adaptive rounds name the same leader at
-    least as often. With larger effects relative to the noise they stop at 4 or 8 seeds. (On this
-    game they use about 19 seeds on average, more than 16: see the module docstring.)"""
+    seed noise: the fixed 16-seed design decides (leader above zero and above the others, paired
+    tests, Bonferroni across players) in most audits; the adaptive rounds to 64 name the same leader
+    at least as often. With larger effects relative to the noise they stop at 8 seeds or fewer on
+    average."""
     from copyscope.shapley.sequential import look
 
     rng = np.random.default_rng(1)
