@@ -170,7 +170,7 @@ def _sequential_headline(game: dict, lk, names: list[str], alpha: float) -> None
 def adaptive_line(report: dict) -> str | None:
     """'adaptive seeds: stopped after 8 seeds (round 3 of 5): decided' (None without adaptive seeds)."""
     a = report.get("adaptive")
-    if not a:
+    if not isinstance(a, dict):
         return None
-    return (f"adaptive seeds: stopped after {a['stopped_after']} seeds (round {a['round']} of {a['rounds_planned']}): "
-            f"{a['reason']}")
+    return (f"adaptive seeds: stopped after {a.get('stopped_after')} seeds (round {a.get('round')} of "
+            f"{a.get('rounds_planned')}): {a.get('reason')}")

@@ -258,6 +258,10 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
         ) from None
     for table in tables:
         out.print(table)
+    from .adaptive import adaptive_line  # adaptive seeds (issue 16)
+
+    if adaptive_line(data):
+        out.print(adaptive_line(data), highlight=False)
     _warn_seeds(data)
     note = interrupted_note(out_dir)
     if note:

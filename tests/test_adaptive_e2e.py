@@ -90,7 +90,7 @@ def runs(planted):
     assert more.exit_code == 0, more.output
     more_rep = json.loads((planted["tmp"] / "d" / "out" / "report.json").read_text())
     return {"report": report, "output": first.output, "html": html, "rerun": rerun, "larger": larger,
-            "cut": cut_rep, "more": more_rep}
+            "cut": cut_rep, "more": more_rep, "out": out}
 
 
 def test_stops_before_max_when_decided_and_records_the_rounds(runs):
@@ -194,3 +194,11 @@ def test_fixed_seed_zoos_are_unchanged(tiny_models, tmp_path):
                                                                      "seeds": {"min": 4, "max": 10}}))
     assert zoo.spec.generation.seed_list == list(range(10))
     assert zoo.spec.model_dump()["generation"]["seeds"] == {"min": 4, "max": 10, "target": None, "rho": 1.0}
+
+
+def test_report_command_rerenders_the_line_and_says_the_marks_are_sequential(runs):
+    r = runner.invoke(app, ["report", str(runs["out"])])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert runs["rerun"]["adaptive"]["line"] in text
+    assert "sequential ones of the stopping look" in text
