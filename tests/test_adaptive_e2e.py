@@ -53,7 +53,9 @@ def planted(tiny_models, tmp_path_factory, one_torch_thread):
     cache0 = ImageCache(Path(rep0["cache_dir"]))
     for i, key in enumerate(rep0["games"][0]["images"]["lora0"]):
         _png(cache0, key, refs / f"lora0_{i:02d}.png")
-    return {"tmp": tmp, "refs": refs, "tiny": tiny_models}
+    html0 = (src / "out" / "report.html").read_text()
+    return {"tmp": tmp, "refs": refs, "tiny": tiny_models, "fixed_report": rep0, "fixed_html": html0,
+            "fixed_output": r.output}
 
 
 def _adaptive_zoo(planted, folder: str, seeds, cache: str = "cache", **extra) -> Path:
@@ -181,6 +183,13 @@ def test_bad_adaptive_settings_fail_with_one_line(planted, tmp_path, seeds, esti
     if estimator is None:  # the line of the seeds key
         line_no = next(i for i, t in enumerate(zoo.read_text().splitlines(), 1) if t.strip().startswith("seeds:"))
         assert f"{zoo}:{line_no}:" in lines[0]
+
+
+def test_a_fixed_seed_audit_has_no_adaptive_section(planted):
+    assert "adaptive" not in planted["fixed_report"]
+    assert "adaptive seeds" not in planted["fixed_html"] and "adaptive seeds" not in planted["fixed_output"]
+    sh = planted["fixed_report"]["games"][0]["metrics"]["ssim"]["shapley"]
+    assert all("sequential" not in e for e in sh.values())
 
 
 def test_fixed_seed_zoos_are_unchanged(tiny_models, tmp_path):
