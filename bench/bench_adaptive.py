@@ -76,6 +76,33 @@ def synthetic(games: int = 200) -> list[dict]:
     return rows
 
 
+def error_rates(games: int = 1000) -> dict:
+    """The simulations of tests/test_statistics_sequential.py (same seeds), with their numbers:
+    looks at 4..64 seeds, alpha 0.05."""
+    from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
+    from copyscope.shapley.sequential import run_sequential, seed_rounds
+
+    rounds = seed_rounds(4, 64)
+    phi = np.random.default_rng(0).normal(scale=0.3, size=(games, 4, 64))  # 4 null players
+    looks = [run_sequential(phi[g], rounds) for g in range(games)]
+    out = {"null_decided": np.mean([lk[-1].reason == "decided" for lk in looks]),
+           "null_any_significant": np.mean([any(x.significant.any() for x in lk) for lk in looks]),
+           "null_naive_one_player": np.mean([any(x.p_values[0] < 0.05 for x in lk) for lk in looks])}
+    rng = np.random.default_rng(5)
+    shared = rng.normal(scale=0.3, size=(games, 1, 64))
+    tie = np.concatenate([1.0 + shared + rng.normal(scale=0.2, size=(games, 2, 64)),
+                          rng.normal(scale=0.3, size=(games, 2, 64))], axis=1)
+    out["tie_decided"] = np.mean([run_sequential(tie[g], rounds)[-1].reason == "decided" for g in range(games)])
+    per_seed, _ = per_image_audits(200, 64, np.random.default_rng(1), noise=(0.5, 0.15, 0.05))
+    game = np.einsum("gcs,cn->gns", per_seed, shapley_matrix(4))
+    last = [run_sequential(game[g], rounds)[-1] for g in range(len(game))]
+    out["game_decided"] = np.mean([x.reason == "decided" for x in last])
+    out["game_mean_seeds"] = np.mean([x.seeds for x in last])
+    game[:, 0] += 1.0
+    out["game_doubled_mean_seeds"] = np.mean([run_sequential(game[g], rounds)[-1].seeds for g in range(len(game))])
+    return {k: round(float(v), 3) for k, v in out.items()}
+
+
 def print_synthetic(rows: list[dict]) -> None:
     print("| effect scale | rounds | rule | rho | mean seeds | images vs fixed 16 | same verdict as fixed 16 |")
     print("|---|---|---|---|---|---|---|")
@@ -208,6 +235,16 @@ def main(argv=None) -> int:
     ap.add_argument("--check-run", action="store_true", help="also run the real adaptive audit of the demo zoo")
     args = ap.parse_args(argv)
     if args.synthetic:
+        rates = error_rates()
+        print("error rates over repeated looks (4..64 seeds, alpha 0.05; the simulations of "
+              "tests/test_statistics_sequential.py):")
+        print(f"  1000 all-null 4-player audits: verdict 'decided' {rates['null_decided']:.3f}, any player significant "
+              f"at any look {rates['null_any_significant']:.3f}; one player at 5% at every look without spending "
+              f"{rates['null_naive_one_player']:.3f}")
+        print(f"  1000 audits with two players tied at the top: 'decided' (a false verdict) {rates['tie_decided']:.3f}")
+        print(f"  200 audits of the synthetic 4-player game: decided {rates['game_decided']:.3f}, "
+              f"{rates['game_mean_seeds']:.1f} seeds on average ({rates['game_doubled_mean_seeds']:.1f} with the "
+              "leader's effect doubled)\n")
         print_synthetic(synthetic())
         return 0
     import os
