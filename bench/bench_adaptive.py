@@ -92,6 +92,22 @@ def error_rates(games: int = 1000) -> dict:
     shared = rng.normal(scale=0.3, size=(games, 1, 64))
     tie = np.concatenate([1.0 + shared + rng.normal(scale=0.2, size=(games, 2, 64)),
                           rng.normal(scale=0.3, size=(games, 2, 64))], axis=1)
+    # skewed seed noise (a centred exponential, skewness +2 / -2), the fixed 16-seed Holm test beside it
+    from copyscope.shapley import adjust_p_values
+    from copyscope.shapley.inference import seed_inference
+
+    expo = np.random.default_rng(11).exponential(size=(games, 4, 64)) - 1.0
+    for label, sign in (("right", 1.0), ("left", -1.0)):
+        x = sign * 0.3 * expo
+        for mx in (16, 64):
+            lks = [run_sequential(x[g, :, :mx], seed_rounds(4, mx)) for g in range(games)]
+            out[f"{label}_skew_any_significant_max{mx}"] = np.mean([any(k.significant.any() for k in lk) for lk in lks])
+        fixed = 0
+        for g in range(games):
+            y = x[g, :, :16]
+            _, p = seed_inference(y.mean(axis=1), y, None, 0.95, 0.0, True)
+            fixed += bool((adjust_p_values(p, "holm") < 0.05).any())
+        out[f"{label}_skew_fixed16_any_significant"] = fixed / games
     out["tie_decided"] = np.mean([run_sequential(tie[g], rounds)[-1].reason == "decided" for g in range(games)])
     per_seed, _ = per_image_audits(200, 64, np.random.default_rng(1), noise=(0.5, 0.15, 0.05))
     game = np.einsum("gcs,cn->gns", per_seed, shapley_matrix(4))
@@ -241,6 +257,11 @@ def main(argv=None) -> int:
         print(f"  1000 all-null 4-player audits: verdict 'decided' {rates['null_decided']:.3f}, any player significant "
               f"at any look {rates['null_any_significant']:.3f}; one player at 5% at every look without spending "
               f"{rates['null_naive_one_player']:.3f}")
+        for label in ("right", "left"):
+            print(f"  1000 all-null audits, {label}-skewed seed noise (skewness {'+' if label == 'right' else '-'}2): any "
+                  f"player significant at any look {rates[f'{label}_skew_any_significant_max16']:.3f} (max 16), "
+                  f"{rates[f'{label}_skew_any_significant_max64']:.3f} (max 64); fixed 16 seeds, Holm: "
+                  f"{rates[f'{label}_skew_fixed16_any_significant']:.3f}")
         print(f"  1000 audits with two players tied at the top: 'decided' (a false verdict) {rates['tie_decided']:.3f}")
         print(f"  200 audits of the synthetic 4-player game: decided {rates['game_decided']:.3f}, "
               f"{rates['game_mean_seeds']:.1f} seeds on average ({rates['game_doubled_mean_seeds']:.1f} with the "
