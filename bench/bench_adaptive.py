@@ -102,6 +102,11 @@ def error_rates(games: int = 1000) -> dict:
         for mx in (16, 64):
             lks = [run_sequential(x[g, :, :mx], seed_rounds(4, mx)) for g in range(games)]
             out[f"{label}_skew_any_significant_max{mx}"] = np.mean([any(k.significant.any() for k in lk) for lk in lks])
+        if sign < 0:  # what did not fix it: Hall's skew correction, a later first look
+            for key, kw, r in (("hall", {"skew_correction": True}, seed_rounds(4, 16)),
+                               ("min8", {}, seed_rounds(8, 16)), ("min16", {}, seed_rounds(16, 64))):
+                lks = [run_sequential(x[g, :, :r[-1]], r, **kw) for g in range(games)]
+                out[f"left_skew_any_significant_{key}"] = np.mean([any(k.significant.any() for k in lk) for lk in lks])
         fixed = 0
         for g in range(games):
             y = x[g, :, :16]
@@ -262,6 +267,9 @@ def main(argv=None) -> int:
                   f"player significant at any look {rates[f'{label}_skew_any_significant_max16']:.3f} (max 16), "
                   f"{rates[f'{label}_skew_any_significant_max64']:.3f} (max 64); fixed 16 seeds, Holm: "
                   f"{rates[f'{label}_skew_fixed16_any_significant']:.3f}")
+        print(f"    left-skewed, what did not fix it: Hall's skew correction (looks 4..16) "
+              f"{rates['left_skew_any_significant_hall']:.3f}, looks 8..16 {rates['left_skew_any_significant_min8']:.3f}, "
+              f"looks 16..64 {rates['left_skew_any_significant_min16']:.3f}")
         print(f"  1000 audits with two players tied at the top: 'decided' (a false verdict) {rates['tie_decided']:.3f}")
         print(f"  200 audits of the synthetic 4-player game: decided {rates['game_decided']:.3f}, "
               f"{rates['game_mean_seeds']:.1f} seeds on average ({rates['game_doubled_mean_seeds']:.1f} with the "

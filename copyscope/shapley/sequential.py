@@ -145,7 +145,8 @@ def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, tar
 
 
 def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0.05, target: float | None = None,
-                   rho: float = 1.0, levels: np.ndarray | None = None, paired: bool = True) -> list[Look]:
+                   rho: float = 1.0, levels: np.ndarray | None = None, paired: bool = True,
+                   skew_correction: bool = False) -> list[Look]:
     """Replay the rounds on per-seed attributions ``(n, max_seeds)`` (a per-image metric: the
     pseudo-values of the first ``m`` seeds are the per-seed values themselves); returns the looks
     up to and including the one that stopped. ``levels`` overrides the spending (e.g. ``alpha`` at
@@ -157,7 +158,8 @@ def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0
         values = x.mean(axis=1)
         loo = (x.sum(axis=1, keepdims=True) - x) / (m - 1)
         pseudo = jackknife_pseudo_values(values, loo)  # = x, computed as the audit would
-        looks.append(look(values, pseudo, levels[k], k == len(rounds) - 1, target, paired=paired))
+        looks.append(look(values, pseudo, levels[k], k == len(rounds) - 1, target, paired=paired,
+                          skew_correction=skew_correction))
         if looks[-1].stop:
             break
     return looks
