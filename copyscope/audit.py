@@ -69,7 +69,14 @@ def run_audit(
         # the run's files are staged and moved in together at the end: an interrupted or failed
         # run leaves the previous report, its views and its plan.json as they were
         with folder.run(AUDIT_FILES, "audit") as stage:
-            report = _run_games(prep, hooks, generation_adjust, t_start)
+            # --- adaptive seeds hook (issue 16): rounds of seeds, each an ordinary _run_games ---
+            from .adaptive import adaptive_spec, run_adaptive
+
+            if adaptive_spec(prep.zoo) is not None:
+                report = run_adaptive(prep, lambda p: _run_games(p, hooks, generation_adjust, t_start),
+                                      hooks.on_event)
+            else:
+                report = _run_games(prep, hooks, generation_adjust, t_start)
             write_outputs(report, stage, view_root=prep.out_dir)
             planned = [prep.coalitions(g) for g in prep.plan.games]
             atomic_write_text(stage / "plan.json", json.dumps(prep.plan.to_dict(planned), indent=2))

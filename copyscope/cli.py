@@ -143,6 +143,10 @@ def audit(
         return
     for table in attribution_tables(report):
         out.print(table)
+    from .adaptive import adaptive_line  # adaptive seeds (issue 16): one line, rounds and why they stopped
+
+    if adaptive_line(report):
+        out.print(adaptive_line(report), highlight=False)
     gen = report["generation"]
     out.print(
         f"generated {gen['generated']} image(s), {gen['cached']} from cache, {gen['seconds']:.1f} s generating; "
@@ -254,6 +258,10 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
         ) from None
     for table in tables:
         out.print(table)
+    from .adaptive import adaptive_line  # adaptive seeds (issue 16)
+
+    if adaptive_line(data):
+        out.print(adaptive_line(data), highlight=False)
     _warn_seeds(data)
     note = interrupted_note(out_dir)
     if note:

@@ -149,6 +149,9 @@ def prepare_audit(
         estimator = get_estimator(est.method, plan.n_players, est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
+    from .adaptive import check_adaptive  # adaptive seeds (issue 16): refuse unsupported combinations now
+
+    check_adaptive(zoo, estimator)
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
         try:
             OutputFolder(out_dir, where=out_where).claim(AUDIT_FILES)
@@ -182,7 +185,7 @@ def _check_generation_and_estimator(zoo: Zoo) -> None:
 
     check_generation(zoo)
     s = zoo.spec
-    n_seeds = len(s.generation.seed_list) if isinstance(s.generation.seeds, list) else s.generation.seeds
+    n_seeds = len(s.generation.seed_list)  # adaptive seeds: their max
     if len(s.prompts) * n_seeds > MAX_IMAGES_PER_COALITION:
         raise zoo.fail(
             f"{len(s.prompts)} prompt(s) x {n_seeds} seed(s) = {len(s.prompts) * n_seeds} images per coalition; "

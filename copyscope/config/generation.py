@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .base import Float as _Float, Int as _Int, Strict_ as _Strict
 
@@ -53,12 +53,32 @@ class FluxSettings(_Strict):
     true_cfg_scale: float = Field(1.0, ge=1.0, description="> 1 runs real classifier-free guidance with the negative prompt")
 
 
+class AdaptiveSeeds(_Strict):
+    """``generation.seeds: {min, max, target, rho}``: seeds in rounds until the headline verdict is
+    decided (issue 16; the round loop is copyscope/adaptive.py, the statistics
+    copyscope/shapley/sequential.py). The seeds are 0, 1, 2, ...: a round of ``m`` seeds uses the
+    same images as ``seeds: m``."""
+
+    # 3, not 2: at 2 seeds the t quantile has 1 degree of freedom, and at the level a first look
+    # spends (about 0.001 per player) it is over 300: a look at 2 seeds could never decide
+    min: _Int = Field(4, ge=3, le=MAX_SEEDS, description="seeds of the first round")
+    max: _Int = Field(64, ge=3, le=MAX_SEEDS, description="most seeds; the last round")
+    target: _Float | None = Field(None, gt=0, description="stop when every headline interval is at most this wide")
+    rho: _Float = Field(1.0, gt=0, le=10, description="alpha spending alpha * (m / max)**rho; 1: in proportion to the seeds")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        return self
+
+
 class GenerationSpec(_Strict):
     resolution: Any = 512  # an integer or [height, width]: checked by _resolution
     steps: _Int = Field(30, ge=1, le=10_000)
     guidance: _Float = Field(7.5, ge=0, le=MAX_GUIDANCE)
     scheduler: str | None = Field(None, description="ddim, euler, euler_a, dpm, pndm, lms, or null for the base's own")
-    seeds: Any = 4  # a count or a list of distinct seeds: checked by _seeds
+    seeds: Any = 4  # a count, a list of distinct seeds, or adaptive {min, max, target, rho}: checked by _seeds
     batch_size: _Int = Field(4, ge=1, le=MAX_BATCH)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
@@ -85,8 +105,19 @@ class GenerationSpec(_Strict):
             if v > MAX_SEEDS:
                 raise ValueError(f"{v} seeds is too many; expected at most {MAX_SEEDS}")
             return v
+        if isinstance(v, AdaptiveSeeds):
+            return v
+        if isinstance(v, dict):  # adaptive seeds: one line naming the inner key
+            from .loading import _pydantic_message
+
+            try:
+                return AdaptiveSeeds.model_validate(v)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                key = ".".join(str(p) for p in e["loc"])
+                raise ValueError(f"{key + ': ' if key else ''}{_pydantic_message(e)}") from None
         if not isinstance(v, list):
-            raise ValueError(f"expected a number of seeds or a list of seeds, got {v!r}")
+            raise ValueError(f"expected a number of seeds or a list of seeds (or adaptive {{min, max, target}}), got {v!r}")
         if not v:
             raise ValueError("need at least one seed")
         if len(v) > MAX_SEEDS:
@@ -122,6 +153,8 @@ class GenerationSpec(_Strict):
 
     @property
     def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, AdaptiveSeeds):  # every seed the last round may use
+            return list(range(self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     @property

@@ -275,7 +275,10 @@ def attribution_tables(report: dict):
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
             caption=(f"value, then its {level:.0%} interval; headline metric: {head}, * = above zero after Holm "
                      f"correction across players (p < {alpha:.2g}); the other metrics are sensitivity analysis "
-                     "(no significance claimed)") + (f"\nWARNING: {warn}" if warn else ""),
+                     "(no significance claimed)") + (f"\nWARNING: {warn}" if warn else "")
+                    # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones
+                    + ("\nadaptive seeds: the headline's intervals and * are the sequential ones of the stopping look "
+                       "(simultaneous over players and looks), not Holm" if isinstance(report.get("adaptive"), dict) else ""),
         )
         metrics = [head] + [m for m in g["metrics"] if m != head] if head in g["metrics"] else list(g["metrics"])
         players = list(g["players"])

@@ -208,6 +208,22 @@ def section_provenance(report: dict) -> str:
 # ------------------------------------------------------------------------------------------- page
 
 
+def _adaptive_html(report: dict) -> str:
+    """Adaptive seeds (issue 16): the one-line summary and a table of the looks."""
+    from ..adaptive import adaptive_line
+
+    line = adaptive_line(report)
+    if not line:
+        return ""
+    a = report["adaptive"]
+    rows = [[td(lk.get("round")), td(lk.get("seeds")), td(lk.get("images")), td(lk.get("generated")), td(f"{lk.get('alpha', 0):.3g}"),
+             td("; ".join(f"{b}: leader {g.get('leader')}, {g.get('reason') or 'go on'}" for b, g in (lk.get("games") or {}).items()))]
+            for lk in a.get("looks") or []]
+    return (f"<p><b>{esc(line)}</b>. <span class=\"muted\">The headline metric's intervals and significance marks are "
+            f"the sequential ones of the stopping look (valid whenever the audit stops); {esc(a.get('note', ''))}.</span></p>"
+            + _table(["round", "seeds", "images so far", "generated", "level spent", "look"], rows))
+
+
 def render_html(report: dict, out_dir: Path) -> str:
     out_dir = Path(out_dir)
     root = cache_root(report, out_dir)
@@ -244,6 +260,7 @@ def render_html(report: dict, out_dir: Path) -> str:
         "Attribution: Shapley values of the pipeline's components in the game whose worth is the similarity of the "
         "generated images to the reference works.</p>"
         f"<nav><ul>{''.join(nav)}</ul></nav>"
+        + _adaptive_html(report)  # adaptive seeds (issue 16): rounds and why they stopped
         + "".join(body)
         + "</body></html>\n"
     )

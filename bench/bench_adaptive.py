@@ -1,0 +1,323 @@
+"""Adaptive seeds (issue 16) against the fixed 16-seed design: same headline verdict, fewer images?
+
+Two parts.
+
+1. **Design, on synthetic games** (``--synthetic``; the choice of the rule, the rounds and rho was
+   made here, not on the scenarios below): the 4-player game of ``tests/test_statistics_*.py`` with
+   its effects scaled by 0.5 / 1 / 2, 200 simulated audits each. Per design: mean seeds used
+   (ratio to 16) and how often the adaptive verdict equals the fixed 16-seed verdict.
+
+2. **Replay on the validity scenarios and the shipped demo zoo** (default): each is audited once
+   with 16 fixed seeds (``seeds: 16``, the headline metric ``ssim``); the adaptive design
+   ``{min: 4, max: 16}`` then replays its looks on the first 4, 6, 8, 12, 16 seeds of those
+   per-seed values. A round of an adaptive audit is exactly an audit of the first ``m`` seeds (the
+   same images, the same per-seed Shapley values for a per-image metric), so replaying is running
+   (``--check-run`` runs the real adaptive audit of the demo zoo and compares).
+
+Verdict (the headline's): the player with the largest value, and whether it is significantly above
+zero (fixed design: Holm-corrected one-sided t test at alpha 0.05, as the report marks it;
+adaptive: the sequential test of the stopping look). Images: coalitions x prompts x seeds used.
+
+    python bench/bench_adaptive.py --synthetic
+    python bench/bench_adaptive.py --out /tmp/bench-adaptive [--from-validity /work/bench-out/validity16] [--check-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ALPHA = 0.05
+FIXED = 16
+
+
+# -- part 1: design on synthetic games ------------------------------------------------------------
+
+
+def synthetic(games: int = 200) -> list[dict]:
+    from copyscope.shapley import adjust_p_values
+    from copyscope.shapley.inference import seed_inference
+    from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
+    from copyscope.shapley.sequential import run_sequential
+
+    rows = []
+    designs = [("doubling 4,8,16", [4, 8, 16]), ("half-way 4,6,8,12,16", [4, 6, 8, 12, 16])]
+    for scale in (0.25, 0.5, 1.0, 2.0):
+        rng = np.random.default_rng(7)
+        per_seed, _ = per_image_audits(games, FIXED, rng, noise=(0.5, 0.15, 0.05))
+        phi = np.einsum("gcs,cn->gns", per_seed, shapley_matrix(4))
+        phi = phi + (scale - 1.0) * phi.mean(axis=(0, 2))[None, :, None]  # effects scaled, noise kept
+        fixed = []
+        for g in range(games):
+            v = phi[g].mean(axis=1)
+            _, p = seed_inference(v, phi[g], None, 0.95, 0.0, True)
+            lead = int(np.argmax(v))
+            fixed.append((lead, bool(adjust_p_values(p, "holm")[lead] < ALPHA)))
+        extra = [("from 6: 6,8,12,16", [6, 8, 12, 16]), ("from 8: 8,12,16", [8, 12, 16]),
+                 ("every 2: 4,6,...,16", [4, 6, 8, 10, 12, 14, 16])]
+        for label, rounds in designs + extra:
+            for paired in ((False, True) if (label, rounds) in designs else (True,)):
+                for rho in ((0.5, 1.0, 2.0) if (label, rounds) in designs else (1.0,)):
+                    looks = [run_sequential(phi[g], rounds, ALPHA, None, rho, paired=paired)[-1] for g in range(games)]
+                    same = np.mean([(lk.leader, bool(lk.significant[lk.leader])) == fixed[g] for g, lk in enumerate(looks)])
+                    seeds = np.mean([lk.seeds for lk in looks])
+                    rows.append({"scale": scale, "rounds": label, "rule": "paired" if paired else "separated",
+                                 "rho": rho, "mean_seeds": round(float(seeds), 2), "ratio": round(float(seeds) / FIXED, 3),
+                                 "same_verdict": round(float(same), 3)})
+    return rows
+
+
+def error_rates(games: int = 1000) -> dict:
+    """The simulations of tests/test_statistics_sequential.py (same seeds), with their numbers:
+    looks at 4..64 seeds, alpha 0.05."""
+    from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
+    from copyscope.shapley.sequential import run_sequential, seed_rounds
+
+    rounds = seed_rounds(4, 64)
+    phi = np.random.default_rng(0).normal(scale=0.3, size=(games, 4, 64))  # 4 null players
+    looks = [run_sequential(phi[g], rounds) for g in range(games)]
+    out = {"null_decided": np.mean([lk[-1].reason == "decided" for lk in looks]),
+           "null_any_significant": np.mean([any(x.significant.any() for x in lk) for lk in looks]),
+           "null_naive_one_player": np.mean([any(x.p_values[0] < 0.05 for x in lk) for lk in looks])}
+    rng = np.random.default_rng(5)
+    shared = rng.normal(scale=0.3, size=(games, 1, 64))
+    tie = np.concatenate([1.0 + shared + rng.normal(scale=0.2, size=(games, 2, 64)),
+                          rng.normal(scale=0.3, size=(games, 2, 64))], axis=1)
+    # skewed seed noise (a centred exponential, skewness +2 / -2), the fixed 16-seed Holm test beside it
+    from copyscope.shapley import adjust_p_values
+    from copyscope.shapley.inference import seed_inference
+
+    expo = np.random.default_rng(11).exponential(size=(games, 4, 64)) - 1.0
+    for label, sign in (("right", 1.0), ("left", -1.0)):
+        x = sign * 0.3 * expo
+        for mx in (16, 64):
+            lks = [run_sequential(x[g, :, :mx], seed_rounds(4, mx)) for g in range(games)]
+            out[f"{label}_skew_any_significant_max{mx}"] = np.mean([any(k.significant.any() for k in lk) for lk in lks])
+        if sign < 0:  # what did not fix it: Hall's skew correction, a later first look
+            for key, kw, r in (("hall", {"skew_correction": True}, seed_rounds(4, 16)),
+                               ("min8", {}, seed_rounds(8, 16)), ("min16", {}, seed_rounds(16, 64))):
+                lks = [run_sequential(x[g, :, :r[-1]], r, **kw) for g in range(games)]
+                out[f"left_skew_any_significant_{key}"] = np.mean([any(k.significant.any() for k in lk) for lk in lks])
+        fixed = 0
+        for g in range(games):
+            y = x[g, :, :16]
+            _, p = seed_inference(y.mean(axis=1), y, None, 0.95, 0.0, True)
+            fixed += bool((adjust_p_values(p, "holm") < 0.05).any())
+        out[f"{label}_skew_fixed16_any_significant"] = fixed / games
+    out["tie_decided"] = np.mean([run_sequential(tie[g], rounds)[-1].reason == "decided" for g in range(games)])
+    per_seed, _ = per_image_audits(200, 64, np.random.default_rng(1), noise=(0.5, 0.15, 0.05))
+    game = np.einsum("gcs,cn->gns", per_seed, shapley_matrix(4))
+    last = [run_sequential(game[g], rounds)[-1] for g in range(len(game))]
+    out["game_decided"] = np.mean([x.reason == "decided" for x in last])
+    out["game_mean_seeds"] = np.mean([x.seeds for x in last])
+    game[:, 0] += 1.0
+    out["game_doubled_mean_seeds"] = np.mean([run_sequential(game[g], rounds)[-1].seeds for g in range(len(game))])
+    return {k: round(float(v), 3) for k, v in out.items()}
+
+
+def print_synthetic(rows: list[dict]) -> None:
+    print("| effect scale | rounds | rule | rho | mean seeds | images vs fixed 16 | same verdict as fixed 16 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scale']} | {r['rounds']} | {r['rule']} | {r['rho']} | {r['mean_seeds']:.1f} | {r['ratio']:.2f}x "
+              f"| {100 * r['same_verdict']:.0f}% |")
+
+
+# -- part 2: replay on the validity scenarios and the demo zoo -------------------------------------
+
+
+def _audit(zoo: dict, folder: Path) -> dict:
+    from copyscope.audit import run_audit
+    from copyscope.cache import atomic_write_text
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.parent / f"{folder.name}.zoo.yaml"
+    atomic_write_text(path, yaml.safe_dump(zoo, sort_keys=False))
+    return run_audit(path, folder)
+
+
+def demo_zoo_dict(out: Path, cache: Path, seeds) -> dict:
+    """The shipped model_zoo.yaml with absolute paths, ``seeds`` and the headline metric only."""
+    z = yaml.safe_load((ROOT / "model_zoo.yaml").read_text())
+    absp = lambda p: str((ROOT / p).resolve())
+    for b in z["bases"]:
+        b["model"] = absp(b["model"])
+    for cn in z.get("controlnets") or []:
+        cn["model"] = absp(cn["model"])
+        cn["conditioning"]["per_work"] = {w: absp(p) for w, p in cn["conditioning"]["per_work"].items()}
+    for lo in z.get("loras") or []:
+        lo["model"] = absp(lo["model"])
+    for r in z["references"]:
+        r["paths"] = [absp(p) for p in r["paths"]]
+    z["generation"]["seeds"] = seeds
+    z["metrics"] = ["ssim"]
+    z["cache"] = str(cache.resolve())
+    z["output"] = str(out.resolve())
+    return z
+
+
+def fixed_reports(out: Path, cache: Path, validity: Path | None, log=print) -> list[tuple[str, str, dict]]:
+    """(name, kind, 16-seed report) for every quick validity scenario and the demo zoo."""
+    from copyscope.demo.bench import _folder_name, scenario_zoo
+    from copyscope.demo.pool import train_pool
+    from copyscope.demo.scenarios import scenarios
+
+    demo = ROOT / "demo_zoo"
+    todo = scenarios("quick")
+    pool = None
+    gt = json.loads((demo / "ground_truth.json").read_text())
+    found = []
+    for s in todo:
+        folder = _folder_name(s.name)
+        rep = None
+        if validity is not None and (validity / "scenarios" / folder / "report.json").is_file():
+            rep = json.loads((validity / "scenarios" / folder / "report.json").read_text())
+            if len(rep["settings"]["seeds"]) != FIXED:
+                rep = None
+            else:
+                log(f"{s.name}: 16-seed report from {validity}")
+        if rep is None:
+            if pool is None:
+                pool = train_pool(out, demo, only={n for t in todo for n in t.loras}, log=log)
+            t = time.time()
+            rep = _audit(scenario_zoo(s, pool, demo, cache, ["ssim"], seeds=FIXED, gt=gt), out / "scenarios" / folder)
+            log(f"{s.name}: audited with 16 seeds, {rep['generation']['generated']} images generated, {time.time() - t:.0f}s")
+        found.append((s.name, "validity scenario", rep))
+    t = time.time()
+    rep = _audit(demo_zoo_dict(out / "demo16", cache, FIXED), out / "demo16")
+    log(f"demo zoo: audited with 16 seeds, {rep['generation']['generated']} images generated, {time.time() - t:.0f}s")
+    found.append(("demo zoo (model_zoo.yaml)", "shipped demo", rep))
+    return found
+
+
+def replay(rep: dict, min_seeds: int = 4, max_seeds: int = FIXED, rho: float = 1.0, paired: bool = True,
+           rounds: list[int] | None = None) -> dict:
+    """The fixed verdict of a 16-seed report, and the adaptive design replayed on its seed prefixes."""
+    from copyscope.shapley.sequential import look, seed_rounds, spending
+
+    game = rep["games"][0]
+    head = game["headline"]
+    sec = game["metrics"][head]
+    names = list(game["players"])
+    values16 = np.array([sec["shapley"][n]["value"] for n in names])
+    lead16 = int(np.argmax(values16))
+    fixed = (names[lead16], bool(sec["shapley"][names[lead16]]["p_holm"] < ALPHA))
+    per_seed = np.array([sec["per_seed"][n] for n in names], dtype=float)
+    worths = [abs(v) for v in sec["coalitions"].values() if v is not None]
+    zero_tol = 1e-10 * max(max(worths, default=0.0), 1e-300)
+    rounds = rounds or seed_rounds(min_seeds, max_seeds)
+    levels = spending(rounds, ALPHA, rho)
+    for k, m in enumerate(rounds):
+        x = per_seed[:, :m]  # per-image metric: the pseudo-values of m seeds are their per-seed values
+        lk = look(x.mean(axis=1), x, float(levels[k]), k == len(rounds) - 1, None, zero_tol, paired=paired)
+        if lk.stop:
+            break
+    adaptive = (names[lk.leader], bool(lk.significant[lk.leader]))
+    per_seed_images = sum(len(keys) for keys in game["images"].values()) // FIXED
+    return {"metric": head, "players": names, "fixed": fixed, "adaptive": adaptive, "same": fixed == adaptive,
+            "seeds": lk.seeds, "round": k + 1, "rounds": len(rounds), "reason": lk.reason,
+            "images_fixed": per_seed_images * FIXED, "images_adaptive": per_seed_images * lk.seeds}
+
+
+def _verdict(v) -> str:
+    return f"{v[0]} {'significant' if v[1] else 'not significant'}"
+
+
+def check_run(out: Path, cache: Path, expected: dict, log=print) -> dict:
+    """The real adaptive audit of the demo zoo (images cached by the 16-seed run): same stop and verdict?"""
+    rep = _audit(demo_zoo_dict(out / "demo-adaptive", cache, {"min": 4, "max": FIXED}), out / "demo-adaptive")
+    a = rep["adaptive"]
+    game = rep["games"][0]
+    sh = game["metrics"][game["headline"]]["shapley"]
+    leader = max(sh, key=lambda p: sh[p]["value"])
+    verdict = (leader, bool(sh[leader]["p_holm"] < ALPHA))
+    ok = a["stopped_after"] == expected["seeds"] and verdict == expected["adaptive"]
+    log(f"check run: {a['line']}; verdict {_verdict(verdict)}; generated {rep['generation']['generated']}; "
+        f"{'matches the replay' if ok else 'DIFFERS from the replay'}")
+    return {"line": a["line"], "verdict": verdict, "generated": rep["generation"]["generated"], "matches_replay": ok}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--synthetic", action="store_true", help="only the design study on synthetic games")
+    ap.add_argument("--out", type=Path, default=Path("copyscope-out/bench-adaptive"))
+    ap.add_argument("--cache", type=Path, default=None, help="image cache (default: $COPYSCOPE_CACHE or OUT/cache)")
+    ap.add_argument("--from-validity", type=Path, default=None,
+                    help="a `copyscope demo bench --quick --seeds 16` output folder: its scenario reports are used")
+    ap.add_argument("--check-run", action="store_true", help="also run the real adaptive audit of the demo zoo")
+    args = ap.parse_args(argv)
+    if args.synthetic:
+        rates = error_rates()
+        print("error rates over repeated looks (4..64 seeds, alpha 0.05; the simulations of "
+              "tests/test_statistics_sequential.py):")
+        print(f"  1000 all-null 4-player audits: verdict 'decided' {rates['null_decided']:.3f}, any player significant "
+              f"at any look {rates['null_any_significant']:.3f}; one player at 5% at every look without spending "
+              f"{rates['null_naive_one_player']:.3f}")
+        for label in ("right", "left"):
+            print(f"  1000 all-null audits, {label}-skewed seed noise (skewness {'+' if label == 'right' else '-'}2): any "
+                  f"player significant at any look {rates[f'{label}_skew_any_significant_max16']:.3f} (max 16), "
+                  f"{rates[f'{label}_skew_any_significant_max64']:.3f} (max 64); fixed 16 seeds, Holm: "
+                  f"{rates[f'{label}_skew_fixed16_any_significant']:.3f}")
+        print(f"    left-skewed, what did not fix it: Hall's skew correction (looks 4..16) "
+              f"{rates['left_skew_any_significant_hall']:.3f}, looks 8..16 {rates['left_skew_any_significant_min8']:.3f}, "
+              f"looks 16..64 {rates['left_skew_any_significant_min16']:.3f}")
+        print(f"  1000 audits with two players tied at the top: 'decided' (a false verdict) {rates['tie_decided']:.3f}")
+        print(f"  200 audits of the synthetic 4-player game: decided {rates['game_decided']:.3f}, "
+              f"{rates['game_mean_seeds']:.1f} seeds on average ({rates['game_doubled_mean_seeds']:.1f} with the "
+              "leader's effect doubled)\n")
+        print_synthetic(synthetic())
+        return 0
+    import os
+
+    cache = args.cache or Path(os.environ.get("COPYSCOPE_CACHE") or args.out / "cache")
+    reports = fixed_reports(args.out, cache, args.from_validity)
+    rows = []
+    for name, kind, rep in reports:
+        r = replay(rep)
+        rows.append({"name": name, "kind": kind, **r})
+    print("\n| audit | players | fixed 16 seeds: headline verdict | adaptive {min: 4, max: 16}: verdict | same | seeds used "
+          "(round, why) | images adaptive / fixed | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {len(r['players'])} | {_verdict(r['fixed'])} | {_verdict(r['adaptive'])} | "
+              f"{'yes' if r['same'] else 'NO'} | {r['seeds']} (round {r['round']} of {r['rounds']}, {r['reason']}) | "
+              f"{r['images_adaptive']} / {r['images_fixed']} | {r['images_adaptive'] / r['images_fixed']:.2f}x |")
+    img_a = sum(r["images_adaptive"] for r in rows)
+    img_f = sum(r["images_fixed"] for r in rows)
+    same = sum(r["same"] for r in rows)
+    print(f"\nsame headline verdict: {same}/{len(rows)}; images adaptive / fixed: {img_a} / {img_f} = {img_a / img_f:.2f}x "
+          f"(goal <= 0.5x: {'met' if img_a / img_f <= 0.5 and same == len(rows) else 'NOT met'})")
+    # the other designs of the synthetic study, replayed here for the record (the default was chosen on
+    # the synthetic games above, not on these rows)
+    variants = {"doubling 4,8,16, separated intervals, rho 1 (the first sequential.py)": dict(paired=False, rounds=[4, 8, 16]),
+                "half-way 4,6,8,12,16, paired, rho 0.5": dict(rho=0.5),
+                "half-way 4,6,8,12,16, paired, rho 2": dict(rho=2.0)}
+    print("\n| design | same verdict | images adaptive / fixed |\n|---|---|---|")
+    print(f"| half-way 4,6,8,12,16, paired, rho 1 (default) | {same}/{len(rows)} | {img_a / img_f:.2f}x |")
+    other = {}
+    for label, kw in variants.items():
+        rr = [replay(rep, **kw) for _, _, rep in reports]
+        ia, fi = sum(r["images_adaptive"] for r in rr), sum(r["images_fixed"] for r in rr)
+        other[label] = {"same": sum(r["same"] for r in rr), "ratio": ia / fi, "seeds": [r["seeds"] for r in rr]}
+        print(f"| {label} | {other[label]['same']}/{len(rr)} | {ia / fi:.2f}x |")
+    doc = {"variants": other, "alpha": ALPHA, "fixed_seeds": FIXED, "design": {"min": 4, "max": FIXED, "rho": 1.0, "rule": "paired"},
+           "rows": rows, "images_adaptive": img_a, "images_fixed": img_f, "ratio": img_a / img_f, "same": same}
+    if args.check_run:
+        demo = next(r for r in rows if r["kind"] == "shipped demo")
+        doc["check_run"] = check_run(args.out, cache, demo)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "adaptive.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
