@@ -17,8 +17,8 @@ imported lazily; weights are never downloaded:
 * ``dreamsim`` the ``dreamsim`` package's embedding; needs that package, its weights folder, allow_pickle.
 
 Embeddings are memoised per image content (a bounded LRU), so clip, fd_clip and kid_clip sharing one
-backbone compute each image once. ``embed`` works through the new images in chunks and reports each chunk to
-``on_progress(done, total)`` when set (a progress bar).
+backbone compute each image once. ``embed`` works through the new images in chunks and reports ``on_progress(0, total)`` before the first
+chunk, then ``on_progress(done, total)`` after each, when set (the audit's feature bar: Scorer.on_features).
 """
 
 from __future__ import annotations
@@ -155,6 +155,8 @@ class Backbone:
         if todo:
             self.require()
             chunk = max(1, int(self.options.get("batch_size", 64)))
+            if self.on_progress is not None:
+                self.on_progress(0, len(todo))  # announces the total before the first chunk
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
                 fresh = np.asarray(self._embed([images[i] for i in part]), dtype=np.float32)
