@@ -14,7 +14,16 @@ from copyscope.audit import AuditHooks, run_audit
 from copyscope.cache import ImageCache
 from copyscope.metrics import build_metrics
 from copyscope.score import ReferenceSet, Scorer, learned_backbones
-from tests.zoo_helpers import make_zoo_file
+from tests.zoo_helpers import make_zoo_file, write_reference_images
+
+
+def _own_zoo(tmp_path, tiny_models, seed: int, metrics):
+    """A one-LoRA zoo whose prompt and references no other test of this module uses: the image and feature
+    caches (one per module) then hold nothing of it, so every image is embedded here."""
+    refs = write_reference_images(tmp_path / f"refs{seed}", seed=seed)
+    return make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, metrics=metrics,
+                         references=[{"name": "work", "paths": [str(refs)]}],
+                         prompts=[{"name": "p", "text": f"a painting number {seed}"}], estimator={"bootstrap": 20})
 
 
 def _effnet_metrics(batch_size: int):
@@ -78,9 +87,7 @@ def test_scoring_with_a_learned_metric_reports_feature_progress(tmp_path):
 
 def test_audit_hook_counts_every_embedded_image(tmp_path, tiny_models, one_torch_thread):
     _effnet_metrics(batch_size=4)  # skips without effnet
-    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False,
-                        metrics=["ssim", "effnet", "fd_effnet"],
-                        estimator={"bootstrap": 20})
+    zoo = _own_zoo(tmp_path, tiny_models, 101, ["ssim", "effnet", "fd_effnet"])
     events = []
     run_audit(zoo, tmp_path / "out", hooks=AuditHooks(on_features=lambda a, t: events.append((a, t))))
     seen = _cumulative(events)
@@ -95,8 +102,7 @@ def test_cli_audit_shows_the_learned_features_bar(tmp_path, tiny_models, one_tor
     from copyscope.cli import app
 
     _effnet_metrics(batch_size=4)  # skips without effnet
-    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, metrics=["ssim", "effnet"],
-                        estimator={"bootstrap": 20})
+    zoo = _own_zoo(tmp_path, tiny_models, 102, ["ssim", "effnet"])
     monkeypatch.setenv("COPYSCOPE_PROGRESS", "1")  # the bars, although the runner is not a terminal
     res = CliRunner().invoke(app, ["audit", str(zoo), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
