@@ -17,8 +17,9 @@ imported lazily; weights are never downloaded:
 * ``dreamsim`` the ``dreamsim`` package's embedding; needs that package, its weights folder, allow_pickle.
 
 Embeddings are memoised per image content (a bounded LRU), so clip, fd_clip and kid_clip sharing one
-backbone compute each image once. ``embed`` works through the new images in chunks and reports ``on_progress(0, total)`` before the first
-chunk, then ``on_progress(done, total)`` after each, when set (the audit's feature bar: Scorer.on_features).
+backbone compute each image once. ``embed`` works through the new images in chunks and, when
+``on_progress`` is set, reports ``on_progress(0, total)`` before the first chunk and
+``on_progress(done, total)`` after each (the audit's feature bar: ``score.watch_feature_extraction``).
 """
 
 from __future__ import annotations
