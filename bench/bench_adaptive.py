@@ -136,13 +136,13 @@ def print_synthetic(rows: list[dict]) -> None:
 
 
 def _audit(zoo: dict, folder: Path) -> dict:
-    from copyscope.audit import run_audit
+    from copyscope.audit import audit_zoo
     from copyscope.cache import atomic_write_text
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.zoo.yaml"
     atomic_write_text(path, yaml.safe_dump(zoo, sort_keys=False))
-    return run_audit(path, folder)
+    return audit_zoo(path, folder)
 
 
 def demo_zoo_dict(out: Path, cache: Path, seeds) -> dict:

@@ -92,8 +92,8 @@ def sd15_zoo(scratch: Path, args) -> tuple[Path, str]:
     t0 = time.perf_counter()
     models = build_models(scratch / "models", args.loras, False, torch.float32, smoke=args.smoke)
     size = sum(f.stat().st_size for f in (scratch / "models").rglob("*.safetensors"))
-    opts = SimpleNamespace(resolution=args.resolution, prompts=1, steps=args.steps or 2, seeds=1, batch=1,
-                           dtype="float32", device="cpu", compile=False, metrics=["dhash"])
+    opts = SimpleNamespace(family="sd15", smoke=args.smoke, resolution=args.resolution, prompts=1, steps=args.steps or 2,
+                           seeds=1, batch=1, dtype="float32", device="cpu", compile=False, metrics=["dhash"])
     zoo = write_zoo(scratch, models, opts)
     desc = (f"{'NARROW (--smoke: code paths only, timings mean nothing)' if args.smoke else 'SD1.5-sized'} random weights ({models['params'] / 1e6:.0f} M parameters, {size / 1e9:.2f} GB of "
             f"safetensors, float32), {args.loras} rank-8 LoRAs, {args.resolution} px, {opts.steps} steps, "

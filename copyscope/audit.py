@@ -40,6 +40,7 @@ class AuditHooks:
     on_event: Callable[[str], None] = lambda msg: None
     on_generate: Callable[[int, int], None] | None = None  # (advance, add_total)
     on_score: Callable[[int, int], None] | None = None  # (advance, add_total)
+    on_features: Callable[[int, int], None] | None = None  # (advance, add_total) images embedded by learned backbones
 
 
 def audit_zoo(zoo_path: str | Path, out: str | Path | None = None, *, allow_pickle: bool = False,
@@ -104,7 +105,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     # the replicate columns (leave-one-seed-out or bootstrap), shared by every coalition and game
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()
-    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
+    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, on_features=hooks.on_features)
     games: list[GameResult] = []
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")

@@ -133,7 +133,17 @@ def audit(
 
             return on_progress
 
-        hooks = AuditHooks(on_event=on_event, on_generate=counter(gen_task), on_score=counter(score_task))
+        # learned features (effnet, sscd, ...): shown once a backbone embeds images not in the feature cache
+        feat_task = progress.add_task("learned features (images)", total=0, visible=False)
+        feat_counter = counter(feat_task)
+
+        def on_features(advance: int, add_total: int):
+            if add_total and not progress.tasks[feat_task].visible:
+                progress.update(feat_task, visible=True)
+            feat_counter(advance, add_total)
+
+        hooks = AuditHooks(on_event=on_event, on_generate=counter(gen_task), on_score=counter(score_task),
+                           on_features=on_features)
         if state is None:
             report = audit_zoo(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks)
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -89,12 +89,15 @@ class ReferenceSet:
 class Scorer:
     """Computes and caches per-image similarity rows (per-image metrics) and feature rows (set metrics)."""
 
-    def __init__(self, metrics: Sequence, cache: ImageCache, refs: ReferenceSet, aggregate: str = "max_mean"):
+    def __init__(self, metrics: Sequence, cache: ImageCache, refs: ReferenceSet, aggregate: str = "max_mean",
+                 on_features: Callable[[int, int], None] | None = None):
         self.metrics = {m.name: m for m in metrics}
         self.cache = cache
         self.refs = refs
         self.aggregate = aggregate
         self._ref_feats: dict[str, np.ndarray] = {}
+        if on_features is not None:
+            watch_feature_extraction(metrics, on_features)
 
     def _store_id(self, metric) -> str:
         # per-image rows depend on the references too; features depend on the metric alone
@@ -164,3 +167,36 @@ def within_work_scores(sims: np.ndarray, work_of_ref: Sequence[str], works: Sequ
             raise CopyscopeError(f"work {w!r} has no reference image")
         cols.append(aggregate_references(s[:, mask], [w] * int(mask.sum()), how))
     return np.stack(cols, axis=1)
+def learned_backbones(metrics: Sequence) -> list:
+    """The distinct learned backbones (effnet, sscd, clip, ...) of some metrics; pixel projections excluded."""
+    seen: dict[int, object] = {}
+    for m in metrics:
+        bb = getattr(m, "backbone", None)
+        if bb is not None and getattr(bb, "key", "pixels") != "pixels":
+            seen.setdefault(id(bb), bb)
+    return list(seen.values())
+
+
+def watch_feature_extraction(metrics: Sequence, on_features: Callable[[int, int], None]) -> list[str]:
+    """Report the learned backbones' feature extraction (images embedded, not read from the feature
+    cache) as ``on_features(advance, add_total)``, the audit's progress-callback shape: each ``embed`` call
+    first adds its new images to the total, then advances per chunk. Returns the backbone keys watched."""
+    import threading
+
+    lock = threading.Lock()  # the audit scores in a background thread too
+    watched = []
+    for bb in learned_backbones(metrics):
+        last = [0]
+
+        def on_progress(done: int, total: int, last=last) -> None:
+            with lock:
+                if done == 0:
+                    last[0] = 0
+                    on_features(0, total)
+                else:
+                    on_features(done - last[0], 0)
+                    last[0] = done
+
+        bb.on_progress = on_progress
+        watched.append(bb.key)
+    return watched

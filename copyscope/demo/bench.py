@@ -154,10 +154,13 @@ def _frac(kn) -> float:
 
 
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
-              lora_steps: int | None = None, log: Callable[[str], None] = print) -> dict:
+              lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None,
+              log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
-    ``truth`` (default: on for the full set) measures true values with 32 other seeds."""
+    ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
+    seeds 0..seeds-1 per coalition (default 8, as the shipped zoo). ``cache``: the image cache (default
+    ``out/cache``)."""
     from .pool import train_pool
 
     out, demo_zoo = Path(out), Path(demo_zoo)
@@ -168,7 +171,9 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log)
     gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
     metrics = candidate_metrics()
-    cache = out / "cache"
+    if int(seeds) < 2:
+        raise CopyscopeError(f"--seeds {seeds}: the audit needs at least 2 seeds per coalition")
+    cache = Path(cache) if cache is not None else out / "cache"
     truth_of: dict[str, dict] = {}
     if truth if truth is not None else subset == "full":
         for s in truth_scenarios(todo):
@@ -181,7 +186,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     results = []
     for i, s in enumerate(todo):
         t = time.time()
-        zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=AUDIT_SEEDS, gt=gt)
+        zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=int(seeds), gt=gt)
         rep = _audit(zoo, out / "scenarios" / _folder_name(s.name))
         verdicts = judge(s, rep, truth_of.get(s.name))
         results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
@@ -190,7 +195,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         log(f"[{i + 1}/{len(todo)}] {s.name}: {rep['generation']['generated']} images generated, "
             f"{time.time() - t:.0f}s")
     summary = summarise(results)
-    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None, "truth": bool(truth_of), "seed": seed, "alpha": ALPHA,
+    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None, "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")

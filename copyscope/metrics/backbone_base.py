@@ -135,6 +135,8 @@ class Backbone:
         if todo:
             self.require()
             chunk = max(1, int(self.options.get("batch_size", 64)))
+            if self.on_progress is not None:
+                self.on_progress(0, len(todo))  # announces the total before the first chunk
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
                 fresh = np.asarray(self._embed([images[i] for i in part]), dtype=np.float32)
