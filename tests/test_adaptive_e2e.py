@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from copyscope.cache import ImageCache
 from copyscope.cli import app
 
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
 COALITIONS = 4  # two LoRAs, no ControlNet

@@ -10,7 +10,7 @@ import pytest
 from copyscope.adaptive import run_adaptive
 from copyscope.audit import prepare_audit
 
-from zoo_helpers import make_zoo_file
+from helpers.zoo import make_zoo_file
 
 PLAYERS = ["lora0", "lora1"]
 

@@ -14,7 +14,7 @@ from copyscope.audit import AuditHooks, run_audit
 from copyscope.cache import ImageCache
 from copyscope.metrics import build_metrics
 from copyscope.score import ReferenceSet, Scorer, learned_backbones
-from tests.zoo_helpers import make_zoo_file, write_reference_images
+from helpers.zoo import make_zoo_file, write_reference_images
 
 
 def _own_zoo(tmp_path, tiny_models, seed: int, metrics):

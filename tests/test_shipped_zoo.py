@@ -82,7 +82,7 @@ def test_set_level_metrics_carry_sample_sizes(shipped_audit):
     report, _ = shipped_audit
     (game,) = report["games"]
     set_level = [m for m, sec in game["metrics"].items() if sec.get("sample_size")]
-    assert {"fd_pixels", "kid_pixels"} <= set(set_level)
+    assert {"kid_pixels", "fd_effnet", "kid_effnet"} <= set(set_level)
     for m in set_level:
         for size in game["metrics"][m]["sample_size"].values():
             assert size["n_generated"] == 8 and size["n_reference"] >= 2
