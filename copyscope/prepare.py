@@ -12,9 +12,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .cache import ImageCache
-from .conditioning import attach as attach_conditioning
+from .conditioning import attach as attach_conditioning, maps_for
 from .config import Zoo, load_zoo
 from .generation import model_source, resolve_device
 from .errors import CopyscopeError
@@ -273,3 +274,10 @@ def _conditioning_files(zoo: Zoo, cn) -> list[str]:
     if c.detector is not None:  # computed from a work or image: checked by ConditioningMaps.check
         return []
     return [c.image] if c.image is not None else list((c.per_prompt or c.per_work).values())
+
+
+def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
+               on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
+    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
+    prep = prepare_audit(zoo_path, out, allow_pickle)
+    return maps_for(prep.zoo).compute_all(on_event)
