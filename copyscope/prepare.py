@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .cache import ImageCache
-from .conditioning import attach as attach_conditioning, maps_for
+from .conditioning import attach as attach_conditioning
+from .conditioning import maps_for
 from .config import Zoo, load_zoo
-from .generation import model_source, resolve_device
 from .errors import CopyscopeError
+from .generation import model_source, resolve_device
 from .inputs import check_image_file
 from .outdir import OutputFolder, resolve_output
 from .plan import GamePlan, Plan, make_plan, planned_coalitions
@@ -150,7 +151,9 @@ def prepare_audit(
         estimator = get_estimator(est.method, plan.n_players, est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
-    from .adaptive import check_adaptive  # adaptive seeds (issue 16): refuse unsupported combinations now
+    from .adaptive import (
+        check_adaptive,  # adaptive seeds (issue 16): refuse unsupported combinations now
+    )
 
     check_adaptive(zoo, estimator)
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder

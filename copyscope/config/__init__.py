@@ -9,12 +9,12 @@ from .generation import (  # noqa: F401
     MAX_BATCH, MAX_GUIDANCE, MAX_SEED, MAX_SEEDS, MAX_SIDE, SCHEDULERS, AdaptiveSeeds, FluxSettings, GenerationSpec,
     SD3Settings, SDXLSettings,
 )
+from .kinds import zoo_spec_model
 from .loading import MAX_YAML_VALUES, load_zoo  # noqa: F401
 from .schema import (  # noqa: F401
     HUB_ID_RE, IMAGE_SUFFIXES, MAX_BOOTSTRAP, MAX_BUDGET, PICKLE_SUFFIXES, BaseSpec, EstimatorSpec, PromptSpec,
     ReferenceSpec, is_hub_id, stem,
 )
-from .kinds import zoo_spec_model  # noqa: F401
 from .zoo import Zoo, iter_reference_files, render_prompt  # noqa: F401
 
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import CopyscopeError
-from .base import _pydantic_message  # noqa: F401 (re-exported: the old place)
+from .base import _pydantic_message
 from .kinds import fill_names_and_check, zoo_spec_model
 from .zoo import Zoo, _where
 

@@ -10,9 +10,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ..analyses.specs import ImitationSpec, RewardSplitSpec
-from ..shapley.registry import estimator_names
 from ..hubids import HUB_ID_RE, HUB_REPO_RE, is_hub_id  # noqa: F401 (re-exported)
-from .base import IMAGE_SUFFIXES, PICKLE_SUFFIXES, Float, Int, NamedSpec, Strict_, check_name, stem  # noqa: F401 (re-exported)
+from ..shapley.registry import estimator_names
+from .base import (  # noqa: F401 (re-exported)
+    IMAGE_SUFFIXES, PICKLE_SUFFIXES, Float, Int, NamedSpec, Strict_, check_name, stem,
+)
 from .generation import GenerationSpec
 
 # Bounds checked before anything loads (docs/robustness.md).
