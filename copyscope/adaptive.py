@@ -47,7 +47,7 @@ __all__ = ["adaptive_spec", "check_adaptive", "run_adaptive", "adaptive_line"]
 
 def adaptive_spec(zoo):
     """The zoo's AdaptiveSeeds, or None for a fixed seed count or list."""
-    from .config import AdaptiveSeeds
+    from .config.generation import AdaptiveSeeds
 
     seeds = zoo.spec.generation.seeds
     return seeds if isinstance(seeds, AdaptiveSeeds) else None

@@ -345,7 +345,7 @@ def conditioning_cmd(
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Compute the ControlNet conditioning maps (from_work / from_image) without generating anything."""
-    from .conditioning import write_maps
+    from .prepare import write_maps
 
     rows = write_maps(zoo, out_dir, allow_pickle=allow_pickle, on_event=_echo)
     if not rows:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 from . import formats
 from .cache import tree_sha256
-from .config import Zoo
+from .config.zoo import Zoo
 from .errors import CopyscopeError
 
 _CONFIG_SUFFIXES = (".json", ".txt", ".model")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import ImageCache
 from .conditioning import attach as attach_conditioning
+from .conditioning import maps_for
 from .config import Zoo, load_zoo
-from .generation import model_source, resolve_device
 from .errors import CopyscopeError
+from .generation import model_source, resolve_device
 from .inputs import check_image_file
 from .outdir import OutputFolder, resolve_output
 from .plan import GamePlan, Plan, make_plan, planned_coalitions
@@ -149,7 +151,9 @@ def prepare_audit(
         estimator = get_estimator(est.method, plan.n_players, est.budget)
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
-    from .adaptive import check_adaptive  # adaptive seeds (issue 16): refuse unsupported combinations now
+    from .adaptive import (
+        check_adaptive,  # adaptive seeds (issue 16): refuse unsupported combinations now
+    )
 
     check_adaptive(zoo, estimator)
     if not strict_files:  # validate / plan: say now what `audit` would refuse about its output folder
@@ -273,3 +277,10 @@ def _conditioning_files(zoo: Zoo, cn) -> list[str]:
     if c.detector is not None:  # computed from a work or image: checked by ConditioningMaps.check
         return []
     return [c.image] if c.image is not None else list((c.per_prompt or c.per_work).values())
+
+
+def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
+               on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
+    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
+    prep = prepare_audit(zoo_path, out, allow_pickle)
+    return maps_for(prep.zoo).compute_all(on_event)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .cache import ImageCache, file_sha256, key_of
-from .config import Zoo, iter_reference_files
+from .config.zoo import Zoo, iter_reference_files
 from .inputs import check_image_file
 
 

@@ -44,7 +44,7 @@ from .detectors import (  # noqa: F401  (re-exported: copyscope.conditioning.can
 )
 
 if TYPE_CHECKING:
-    from ..config import Zoo
+    from ..config.zoo import Zoo
 
 # Bump when a change here changes the maps a detector produces: part of every map key.
 CONDITIONING_VERSION = 1
@@ -92,7 +92,7 @@ class ConditioningMaps:
     def sources(self, i: int, work: str | None = None) -> list[tuple[Path, str | None]]:
         """(source image, work) of each map of ControlNet ``i`` (for prompts of ``work`` when it
         reads each prompt's own work)."""
-        from ..config import iter_reference_files
+        from ..config.zoo import iter_reference_files
 
         c = self.zoo.spec.controlnets[i].conditioning
         work = work if c.from_work == PROMPT_WORK else c.from_work
@@ -306,13 +306,3 @@ def map_count(zoo: "Zoo") -> int:
         raise zoo.fail(f"'reference: each' needs the same number of reference images in every work it reads "
                        f"({sorted(set(counts.values()))}); they must agree", "controlnets", i, "conditioning", "reference")
     return next(iter(counts.values()), 1)
-
-
-
-def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
-               on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
-    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
-    from ..audit import prepare_audit
-
-    prep = prepare_audit(zoo_path, out, allow_pickle)
-    return maps_for(prep.zoo).compute_all(on_event)

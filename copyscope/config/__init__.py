@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from .base import MAX_NAME_LENGTH, MAX_WEIGHT, Float, Int, NamedSpec, Strict_, check_name  # noqa: F401
 from .generation import (  # noqa: F401
-    MAX_BATCH, MAX_GUIDANCE, MAX_SEED, MAX_SEEDS, MAX_SIDE, SCHEDULERS, AdaptiveSeeds, FluxSettings, GenerationSpec, SD3Settings,
-    SDXLSettings,
+    MAX_BATCH, MAX_GUIDANCE, MAX_SEED, MAX_SEEDS, MAX_SIDE, SCHEDULERS, AdaptiveSeeds, FluxSettings, GenerationSpec,
+    SD3Settings, SDXLSettings,
 )
+from .kinds import zoo_spec_model
 from .loading import MAX_YAML_VALUES, load_zoo  # noqa: F401
 from .schema import (  # noqa: F401
     HUB_ID_RE, IMAGE_SUFFIXES, MAX_BOOTSTRAP, MAX_BUDGET, PICKLE_SUFFIXES, BaseSpec, EstimatorSpec, PromptSpec,
-    ReferenceSpec, is_hub_id, stem, zoo_spec_model,
+    ReferenceSpec, is_hub_id, stem,
 )
 from .zoo import Zoo, iter_reference_files, render_prompt  # noqa: F401
 

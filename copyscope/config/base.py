@@ -1,13 +1,17 @@
 """Field types and base models shared by every zoo section (the schema, the generation settings and
-the player kinds' specs)."""
+the player kinds' specs), the file suffixes, default names (:func:`stem`) and pydantic's error as one
+line. A leaf of the config layer: the player kinds import it without the zoo schema."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MAX_NAME_LENGTH = 100
 MAX_WEIGHT = 100.0  # bound of LoRA weights and ControlNet scales
@@ -47,3 +51,26 @@ class NamedSpec(Strict_):
     _name = field_validator("name")(check_name)
 
 
+def stem(model: str) -> str:
+    """A default name from a model path or hub id: its last part without a weights suffix."""
+    name = Path(model.rstrip("/")).name
+    for suffix in (".safetensors",) + PICKLE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", name) or "model"
+
+
+def _pydantic_message(err: dict) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "model_type":  # "Input should be a valid dictionary or instance of LoraSpec"
+        got = err.get("input")
+        return f"expected a mapping of keys (key: value), got {got!r}"[:200]
+    msg = msg.removeprefix("Value error, ")
+    if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
+        got = repr(err["input"])
+        if got not in msg:
+            msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
+    return msg

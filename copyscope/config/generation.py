@@ -91,7 +91,7 @@ class GenerationSpec(_Strict):
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, v):
-        # whether it applies to the base's family is checked with the families (check_player_families)
+        # whether it applies to the base's family is checked with the families (players.check_player_families)
         if v is not None and v not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {v!r}; expected one of {', '.join(sorted(SCHEDULERS))}")
         return v
@@ -108,7 +108,7 @@ class GenerationSpec(_Strict):
         if isinstance(v, AdaptiveSeeds):
             return v
         if isinstance(v, dict):  # adaptive seeds: one line naming the inner key
-            from .loading import _pydantic_message
+            from .base import _pydantic_message
 
             try:
                 return AdaptiveSeeds.model_validate(v)

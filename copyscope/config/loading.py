@@ -16,8 +16,9 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import CopyscopeError
-from .schema import zoo_spec_model
-from .zoo import Zoo, _where, fill_names_and_check
+from .base import _pydantic_message
+from .kinds import fill_names_and_check, zoo_spec_model
+from .zoo import Zoo, _where
 
 MAX_YAML_VALUES = 100_000
 
@@ -71,23 +72,6 @@ def _line_map(node, prefix=(), out=None) -> dict[tuple, int]:
         for i, item in enumerate(node.value):
             _line_map(item, prefix + (i,), out)
     return out
-
-
-def _pydantic_message(err: dict) -> str:
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    if err["type"] == "model_type":  # "Input should be a valid dictionary or instance of LoraSpec"
-        got = err.get("input")
-        return f"expected a mapping of keys (key: value), got {got!r}"[:200]
-    msg = msg.removeprefix("Value error, ")
-    if "input" in err and err["type"] not in ("model_type",) and not isinstance(err["input"], (dict, list)):
-        got = repr(err["input"])
-        if got not in msg:
-            msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
-    return msg
 
 
 def _clean_loc(loc: tuple) -> tuple:

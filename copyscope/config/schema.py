@@ -5,35 +5,21 @@ registered player kind (:mod:`copyscope.players`) declares its zoo key and spec 
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic import Field, field_validator
 
 from ..analyses.specs import ImitationSpec, RewardSplitSpec
+from ..hubids import HUB_ID_RE, HUB_REPO_RE, is_hub_id  # noqa: F401 (re-exported)
 from ..shapley.registry import estimator_names
-from .base import Float, Int, NamedSpec, Strict_, check_name  # noqa: F401 (re-exported)
+from .base import (  # noqa: F401 (re-exported)
+    IMAGE_SUFFIXES, PICKLE_SUFFIXES, Float, Int, NamedSpec, Strict_, check_name, stem,
+)
 from .generation import GenerationSpec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 # Bounds checked before anything loads (docs/robustness.md).
 MAX_BUDGET = 10_000_000
 MAX_BOOTSTRAP = 1_000_000
-
-# The one hub-id pattern: "owner/name", or a bare "name" where the hub allows it (model repos of the
-# zoo file); segments start with a letter or digit. Anything else (a path separator beyond that, a
-# leading "." or "/", a file suffix) is a local path.
-_HUB_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
-HUB_ID_RE = re.compile(rf"^{_HUB_SEGMENT}(/{_HUB_SEGMENT})?$")
-HUB_REPO_RE = re.compile(rf"^{_HUB_SEGMENT}/{_HUB_SEGMENT}$")  # owner required (metric backbones)
-
-
-def is_hub_id(value: str, owner: bool = False) -> bool:
-    """Whether ``value`` reads as a hub id ("owner/name"; with ``owner=False`` a bare "name" too)."""
-    return bool((HUB_REPO_RE if owner else HUB_ID_RE).match(value))
-
 
 class BaseSpec(NamedSpec):
     """A base checkpoint: each base is its own game."""
@@ -107,27 +93,3 @@ _ZOO_TAIL: dict[str, Any] = {
     "reward_split": (RewardSplitSpec | None, None),  # `copyscope reward-split` (docs/analyses.md)
     "imitation": (ImitationSpec | None, None),  # `copyscope imitation` (docs/analyses.md)
 }
-
-_models: dict[tuple, type[BaseModel]] = {}
-
-
-def zoo_spec_model() -> type[BaseModel]:
-    """The zoo model for the player kinds registered now: one ``list[<kind's spec>]`` section per kind,
-    in registration order, between ``bases`` and ``references``. Built once per set of kinds."""
-    from ..players import KINDS
-
-    sections = tuple((cls.section, cls.spec_model) for cls in KINDS.values())
-    model = _models.get(sections)
-    if model is None:
-        players = {section: (list[spec], []) for section, spec in sections}
-        model = create_model("ZooSpec", __base__=_ZooHead, **players, **_ZOO_TAIL)
-        _models[sections] = model
-    return model
-
-
-def stem(model: str) -> str:
-    """A default name from a model path or hub id: its last part without a weights suffix."""
-    name = Path(model.rstrip("/")).name
-    for suffix in (".safetensors",) + PICKLE_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return re.sub(r"[^A-Za-z0-9_.\-]", "-", name) or "model"

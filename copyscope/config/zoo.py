@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from ..errors import CopyscopeError
-from .schema import IMAGE_SUFFIXES, PICKLE_SUFFIXES, is_hub_id, stem
+from ..hubids import is_hub_id
+from .base import IMAGE_SUFFIXES, PICKLE_SUFFIXES
 
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 
@@ -71,60 +72,6 @@ def _where(path: Path, loc: tuple, lines: dict[tuple, int]) -> str:
     return f"{head}: {key}" if key else head
 
 
-
-
-def fill_names_and_check(zoo: Zoo) -> None:
-    """Default names, uniqueness, and cross-references (prompt.work, placeholders, and each player
-    kind's own: a ControlNet's per_prompt keys, ...)."""
-    from ..players import KINDS
-
-    s = zoo.spec
-    for base in s.bases:
-        base.name = base.name or stem(base.model)
-    for cls in KINDS.values():
-        for spec in cls.specs(zoo):
-            cls.fill_defaults(spec)
-    for i, prompt in enumerate(s.prompts):
-        prompt.name = prompt.name or f"prompt{i}"
-
-    _unique(zoo, "bases", [b.name for b in s.bases])
-    _unique(zoo, "players", [spec.name for cls in KINDS.values() for spec in cls.specs(zoo)],
-            sections=tuple(cls.section for cls in KINDS.values()))
-    _unique(zoo, "references", [r.name for r in s.references])
-    _unique(zoo, "prompts", [p.name for p in s.prompts])
-
-    works = {r.name for r in s.references}
-    for i, p in enumerate(s.prompts):
-        if p.work is not None and p.work not in works:
-            raise zoo.fail(f"unknown work {p.work!r}; references are {sorted(works)}", "prompts", i, "work")
-    for cls in KINDS.values():
-        cls.check_references(zoo)
-    fragments = {spec.name for cls in KINDS.values() for spec in cls.specs(zoo) if cls.prompt_fragment(spec) is not None}
-    for i, p in enumerate(s.prompts):
-        for field in _PLACEHOLDER_RE.findall(p.text):
-            if field not in fragments:
-                raise zoo.fail(
-                    f"placeholder {{{field}}} names no prompt player or textual inversion; they are {sorted(fragments)}", "prompts", i, "text"
-                )
-    for key, value in s.backbones.items():
-        if not isinstance(value, str):
-            raise zoo.fail("expected a hub id or a local path", "backbones", key)
-
-
-def _unique(zoo: Zoo, what: str, names: list[str], sections: tuple[str, ...] | None = None) -> None:
-    seen: dict[str, int] = {}
-    for idx, name in enumerate(names):
-        if name in seen:
-            loc: tuple = (what, idx)
-            if sections:  # player names span several sections: point at the second occurrence
-                for section in sections:
-                    size = len(getattr(zoo.spec, section))
-                    if idx < size:
-                        loc = (section, idx)
-                        break
-                    idx -= size
-            raise zoo.fail(f"duplicate name {name!r}: names must be unique (set 'name:' explicitly)", *loc, "name")
-        seen[name] = idx
 
 
 def render_prompt(template: str, fragments: dict[str, str], active: set[str]) -> str:

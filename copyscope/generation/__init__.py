@@ -4,8 +4,9 @@ background queue (:mod:`.generate`)."""
 
 from __future__ import annotations
 
-from .engine import GENERATOR_VERSION, CoalitionEngine, load_control, resolve_device, resolve_dtype  # noqa: F401
+from ..players import check_lora_fits, check_player_families  # noqa: F401
+from .engine import GENERATOR_VERSION, CoalitionEngine, resolve_device, resolve_dtype  # noqa: F401
 from .generate import BackgroundQueue, GenerationStats, ensure_images, image_flags  # noqa: F401
 from .sources import (  # noqa: F401
-    ModelSource, check_lora_fits, check_player_families, hub_error, model_source, safetensors_header,
+    ModelSource, hub_error, load_control, model_source, safetensors_header,
 )

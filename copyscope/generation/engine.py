@@ -12,11 +12,9 @@ the device's RNG. Model checks before loading: :mod:`.sources`; the generate-int
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,7 +24,7 @@ from ..config import SCHEDULERS, Zoo
 from ..errors import CopyscopeError
 from ..file_checks import config_arg, load_identity
 from ..plan import GamePlan, WorkItem
-from .sources import hub_error, model_source
+from .sources import hub_error, load_control, model_source  # noqa: F401 (load_control: re-exported)
 
 # Bump when a change to this module changes the pixels it produces: it is part of every image key.
 GENERATOR_VERSION = 1
@@ -227,7 +225,7 @@ class CoalitionEngine:
         getattr(self.pipe, self.family.denoiser).compile(fullgraph=False, dynamic=False)
 
     def _set_scheduler(self) -> None:
-        # the name (config.GenerationSpec) and its family (sources.check_player_families) are checked
+        # the name (config.GenerationSpec) and its family (players.check_player_families) are checked
         # before anything loads
         name = self.gen.scheduler
         if name is not None:
@@ -329,23 +327,3 @@ class CoalitionEngine:
                 torch.cuda.empty_cache()
         except Exception:
             pass
-
-
-_control_memo: dict[tuple, object] = {}
-
-
-def load_control(path: Path, w: int, h: int):
-    """A conditioning (or image-prompt) image as RGB at (w, h), memoised by the file's content: a file
-    changed during a run is read again, so the pixels always match the image key's hash of it."""
-    from PIL import Image
-
-    data = Path(path).read_bytes()
-    key = (hashlib.sha256(data).hexdigest(), w, h)
-    if key not in _control_memo:
-        import io
-
-        with Image.open(io.BytesIO(data)) as im:
-            _control_memo[key] = im.convert("RGB").resize((w, h), Image.BICUBIC)
-        if len(_control_memo) > 256:  # a few MB at most; oldest first
-            _control_memo.pop(next(iter(_control_memo)))
-    return _control_memo[key]

@@ -6,12 +6,14 @@ player kinds (copyscope.players) use these; nothing here imports torch or diffus
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import tree_sha256
-from ..config import PICKLE_SUFFIXES, Zoo
+from ..config.base import PICKLE_SUFFIXES
+from ..config.zoo import Zoo
 from ..errors import CopyscopeError
 from ..formats import safetensors_header  # noqa: F401 (re-exported: the header reader of every check)
 
@@ -123,29 +125,6 @@ def local_base(zoo: Zoo, base) -> Path | None:
     return zoo.resolve_path(base.model) if zoo.is_local(base.model) else cached_snapshot(base.model, base.revision)
 
 
-def check_player_families(zoo: Zoo) -> dict[str, str]:
-    """Every base's family (declared or detected), the scheduler against it, and every add-on player
-    against the bases (each kind's ``check_zoo``: a Flux LoRA on an SDXL base, a LoRA whose layers do
-    not fit the base, ...), before anything loads. Returns base -> family."""
-    from ..families import FAMILIES, base_family
-    from ..players import KINDS
-
-    families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
-    scheduler = zoo.spec.generation.scheduler
-    for name, fam in families.items():
-        if scheduler is not None and FAMILIES[fam].flow_matching:
-            raise zoo.fail(
-                f"scheduler {scheduler!r} does not apply to {FAMILIES[fam].title} (base {name!r}), which samples "
-                "with its flow-matching scheduler; expected scheduler: null", "generation", "scheduler",
-            )
-    for cls in KINDS.values():
-        cls.check_zoo(zoo, families)
-    return families
-
-
-check_lora_fits = check_player_families  # the name the audit calls (the LoRA check is LoraPlayer.check_zoo)
-
-
 def hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> CopyscopeError:
     """A failed load as one line naming the zoo key."""
     text = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
@@ -173,3 +152,23 @@ def hub_error(zoo: Zoo, exc: Exception, src: ModelSource, loc: tuple) -> Copysco
 
 
 _hub_error = hub_error  # the old private name
+
+
+_control_memo: dict[tuple, object] = {}
+
+
+def load_control(path: Path, w: int, h: int):
+    """A conditioning (or image-prompt) image as RGB at (w, h), memoised by the file's content: a file
+    changed during a run is read again, so the pixels always match the image key's hash of it."""
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    key = (hashlib.sha256(data).hexdigest(), w, h)
+    if key not in _control_memo:
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            _control_memo[key] = im.convert("RGB").resize((w, h), Image.BICUBIC)
+        if len(_control_memo) > 256:  # a few MB at most; oldest first
+            _control_memo.pop(next(iter(_control_memo)))
+    return _control_memo[key]

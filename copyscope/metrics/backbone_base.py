@@ -16,8 +16,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from copyscope.cache import tree_sha256
-from copyscope.config.schema import HUB_REPO_RE as _HUB_ID  # the one hub-id pattern (owner/name)
 from copyscope.errors import MissingDependency
+from copyscope.hubids import HUB_REPO_RE as _HUB_ID  # noqa: F401 (the one hub-id pattern, owner/name; re-exported)
 
 from .base import Option
 

@@ -7,6 +7,7 @@ loads, its identity for cache keys, how to load once into an engine, how to swit
 loaded pipeline, and what it adds to the pipeline call. The engine loads a base, asks each kind to
 switch to the active players, and generates; config, plan, engine and report iterate :data:`KINDS`.
 Adding a kind is one module here plus its import below (its :func:`register` runs on import);
+the zoo-wide family checks before loading (:func:`check_player_families`) live here too;
 docs/ARCHITECTURE.md "Adding a player kind".
 """
 
@@ -21,3 +22,25 @@ from . import ip_adapter, textual_inversion  # noqa: F401,E402
 
 def kind_of(name: str) -> type[PlayerKind]:
     return KINDS[name]
+
+
+def check_player_families(zoo) -> dict[str, str]:
+    """Every base's family (declared or detected), the scheduler against it, and every add-on player
+    against the bases (each kind's ``check_zoo``: a Flux LoRA on an SDXL base, a LoRA whose layers do
+    not fit the base, ...), before anything loads. Returns base -> family."""
+    from ..families import FAMILIES, base_family
+    
+    families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
+    scheduler = zoo.spec.generation.scheduler
+    for name, fam in families.items():
+        if scheduler is not None and FAMILIES[fam].flow_matching:
+            raise zoo.fail(
+                f"scheduler {scheduler!r} does not apply to {FAMILIES[fam].title} (base {name!r}), which samples "
+                "with its flow-matching scheduler; expected scheduler: null", "generation", "scheduler",
+            )
+    for cls in KINDS.values():
+        cls.check_zoo(zoo, families)
+    return families
+
+
+check_lora_fits = check_player_families  # the name the audit calls (the LoRA check is LoraPlayer.check_zoo)

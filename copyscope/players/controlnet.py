@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from ..cache import file_sha256
-from ..config import MAX_WEIGHT, Float, NamedSpec, Strict_
+from ..config.base import MAX_WEIGHT, Float, NamedSpec, Strict_
 from .kind import PlayerKind, register
 
 
@@ -190,7 +190,7 @@ class ControlNetPlayer(PlayerKind):
     def call_kwargs(cls, engine, active, items, kwargs):
         if not active:
             return
-        from ..generation.engine import load_control
+        from ..generation.sources import load_control
 
         h, w = engine.gen.size
         images = [[load_control(p.conditioning_path(i), w, h) for i in items] for p in active]

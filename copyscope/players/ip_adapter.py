@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..cache import file_sha256
-from ..config import NamedSpec
+from ..config.base import NamedSpec
 from .kind import PlayerKind, register
 
 SUPPORTED = ("sd", "sdxl", "sd3", "flux")
@@ -60,7 +60,7 @@ class IPAdapterPlayer(PlayerKind):
         return ident
 
     def image_path(self, item):
-        from ..config import iter_reference_files
+        from ..config.zoo import iter_reference_files
 
         if self.spec.image is not None:
             return self.engine.zoo.resolve_path(self.spec.image)
@@ -115,7 +115,7 @@ class IPAdapterPlayer(PlayerKind):
         players = engine.players.get(cls.kind, [])
         if not players:
             return
-        from ..generation.engine import load_control
+        from ..generation.sources import load_control
 
         h, w = engine.gen.size
         per_adapter = [[load_control(p.image_path(i), w, h) for i in items] for p in players]

@@ -57,7 +57,7 @@ class PlayerKind:
     @classmethod
     def fill_defaults(cls, spec) -> None:
         """After validation: the default name (the stem of ``weight_name`` if given, else of ``model``)."""
-        from ..config import stem
+        from ..config.base import stem
 
         if getattr(spec, "name", None) is None:
             source = getattr(spec, "weight_name", None) or getattr(spec, "model", None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ..config import MAX_WEIGHT, Float, NamedSpec
+from ..config.base import MAX_WEIGHT, Float, NamedSpec
 from ..errors import CopyscopeError
 from .kind import PlayerKind, register
 

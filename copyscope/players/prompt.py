@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from ..config import Strict_, check_name
+from ..config.base import Strict_, check_name
 from .kind import PlayerKind, register
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..config import NamedSpec
+from ..config.base import NamedSpec
 from .kind import PlayerKind, register
 
 SUPPORTED = ("sd", "sdxl")
