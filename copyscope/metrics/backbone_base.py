@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from copyscope.cache import tree_sha256
-from copyscope.config.schema import HUB_REPO_RE as _HUB_ID  # the one hub-id pattern (owner/name)
+from copyscope.config.schema import HUB_REPO_RE as _HUB_ID  # noqa: F401 - re-exported (backbones, hf_backbones); the one hub-id pattern (owner/name)
 from copyscope.errors import MissingDependency
 
 from .base import Option
