@@ -148,7 +148,10 @@ def _audit(zoo: dict, folder: Path) -> dict:
 def demo_zoo_dict(out: Path, cache: Path, seeds) -> dict:
     """The shipped model_zoo.yaml with absolute paths, ``seeds`` and the headline metric only."""
     z = yaml.safe_load((ROOT / "model_zoo.yaml").read_text())
-    absp = lambda p: str((ROOT / p).resolve())
+
+    def absp(p):
+        return str((ROOT / p).resolve())
+
     for b in z["bases"]:
         b["model"] = absp(b["model"])
     for cn in z.get("controlnets") or []:

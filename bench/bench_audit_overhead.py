@@ -216,7 +216,8 @@ class BarePipelines:
             imgs = []
             for n in cn_names:
                 c = self.cns[n].conditioning
-                paths = [c.image if c.image is not None else (c.per_prompt[i.prompt] if c.per_prompt else c.per_work[i.work]) for i in items]
+                paths = [c.image if c.image is not None else (c.per_prompt[i.prompt] if c.per_prompt else c.per_work[i.work])
+                         for i in items]
                 imgs.append([Image.open(self.zoo.resolve_path(p)).convert("RGB").resize((w, h), Image.BICUBIC) for p in paths])
             scales = [self.cns[n].conditioning_scale for n in cn_names]
             kwargs[self.family.control_arg] = imgs[0] if len(imgs) == 1 else imgs

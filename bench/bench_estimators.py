@@ -107,7 +107,7 @@ def run(players: list[int], budgets: list[int], seeds: int, names: list[str]) ->
     try:
         import shapiq
     except ImportError:
-        raise SystemExit("the benchmark compares against shapiq: pip install 'copyscope[shapiq]'")
+        raise SystemExit("the benchmark compares against shapiq: pip install 'copyscope[shapiq]'") from None
 
     ours = {
         "oddshap": lambda: OddShap(),

@@ -41,7 +41,8 @@ def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
         metrics=[SimpleNamespace(name="m")],
     )
     game = SimpleNamespace(n_players=n, names=[f"p{i}" for i in range(n)],
-                           all_coalitions=lambda: [tuple(bool((g >> i) & 1) for i in range(n)) for g in (k ^ (k >> 1) for k in range(2**n))])
+                           all_coalitions=lambda: [tuple(bool((g >> i) & 1) for i in range(n))
+                                                   for g in (k ^ (k >> 1) for k in range(2**n))])
     return len(planned_coalitions(prep, game))
 
 
@@ -88,6 +89,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from copyscope.errors import CopyscopeError
     from copyscope.generation.engine import _quiet_diffusers
 
     _quiet_diffusers()
@@ -109,14 +111,13 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for n in [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20]:
-        t0 = time.perf_counter()
         cells = [f"{n:>3}", f"{count(n, 'exact', None) if n <= 16 else 2 ** n:>9}"]
         for b in args.budgets:
             for method, width in (("kernelshap", 15), ("permutation", 16)):
                 try:
                     c = count(n, method, b)
                     cells.append(f"{c:>{width}}")
-                except Exception as exc:  # budget too small for n
+                except CopyscopeError:  # budget too small for n
                     cells.append(f"{'(too small)':>{width}}")
         print(" | ".join(cells), flush=True)
     print("\nprojected cost (coalitions x images x s/image):")
@@ -128,7 +129,7 @@ def main() -> None:
             try:
                 c = count(n, "kernelshap", b)
                 parts.append(f"kernelshap {b}: {c} coalitions ~ {c * images_per_coalition * per_image / 3600:.1f} h")
-            except Exception:
+            except CopyscopeError:  # budget too small for n
                 pass
         print("; ".join(parts))
 

@@ -95,7 +95,8 @@ def sd15_zoo(scratch: Path, args) -> tuple[Path, str]:
     opts = SimpleNamespace(family="sd15", smoke=args.smoke, resolution=args.resolution, prompts=1, steps=args.steps or 2,
                            seeds=1, batch=1, dtype="float32", device="cpu", compile=False, metrics=["dhash"])
     zoo = write_zoo(scratch, models, opts)
-    desc = (f"{'NARROW (--smoke: code paths only, timings mean nothing)' if args.smoke else 'SD1.5-sized'} random weights ({models['params'] / 1e6:.0f} M parameters, {size / 1e9:.2f} GB of "
+    desc = (f"{'NARROW (--smoke: code paths only, timings mean nothing)' if args.smoke else 'SD1.5-sized'} random weights "
+            f"({models['params'] / 1e6:.0f} M parameters, {size / 1e9:.2f} GB of "
             f"safetensors, float32), {args.loras} rank-8 LoRAs, {args.resolution} px, {opts.steps} steps, "
             f"1 image per coalition; built and saved in {time.perf_counter() - t0:.0f} s")
     return zoo, desc

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-# usage: python bench/check_demo_bit_identity.py BASELINE_CACHE "coal1,coal2"  (BASELINE_CACHE from an audit of model_zoo.yaml made before a change)
+# usage: python bench/check_demo_bit_identity.py BASELINE_CACHE "coal1,coal2"
+#   (BASELINE_CACHE from an audit of model_zoo.yaml made before a change)
 """Bit-identity of the shipped demo under the player-class engine: every image key equals the
 baseline run's (made with the engine before this branch), and regenerated images equal its PNGs."""
-import sys, time
+import sys
+import time
 from pathlib import Path
 import numpy as np
 from copyscope.audit import prepare_audit

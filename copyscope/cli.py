@@ -40,7 +40,7 @@ def user_errors(fn):
             # one line whatever the message holds; '[...]' in paths and keys is text, not markup
             message = escape(" ".join(str(exc).split()) if "\n" in str(exc) else str(exc))
             console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper
 
@@ -222,7 +222,8 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
     for col in ("name", "kind", "orientation", "available", "definition"):
         t.add_column(col)
     for row in list_metrics(backbones):
-        t.add_row(*map(escape, (row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}", row["description"])))
+        t.add_row(*map(escape, (row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}",
+                                row["description"])))
     out.print(t)
 
 
@@ -283,7 +284,8 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
 def ablate(
     zoo: Path = ZooArg,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="the audit's output folder (default: the zoo file's 'output')"),
-    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="ground_truth.json (default: found beside the zoo file or the base model)"),
+    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth",
+                                                help="ground_truth.json (default: found beside the zoo file or the base model)"),
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Compare metrics on the audit's cached images: agreement, seeds needed, planted-component recovery; writes ablation.json."""
@@ -294,7 +296,8 @@ def ablate(
                           hooks=AuditHooks(on_event=lambda m: console.print(m, highlight=False, markup=False)))
     for table in ablation_tables(result):
         out.print(table)
-    out.print(f"ablation: {Path(result['output_dir']) / 'ablation.json'} (and ablation.csv, ablation_seeds.csv, report.html)", highlight=False, markup=False)
+    out.print(f"ablation: {Path(result['output_dir']) / 'ablation.json'} (and ablation.csv, ablation_seeds.csv, report.html)",
+              highlight=False, markup=False)
 
 
 def _echo(message: str) -> None:

@@ -87,7 +87,7 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
 
             path = hf_hub_download(hub_id, "model_index.json", revision=revision, local_files_only=True)
             index = json.loads(Path(path).read_text(encoding="utf-8"))
-        except Exception:  # not cached: the family must be declared, or defaults to sd
+        except Exception:  # noqa: BLE001 - not cached or unreadable (hub errors vary): the family must be declared, or defaults to sd
             index = None
     if not isinstance(index, dict):
         return None, None
@@ -164,7 +164,7 @@ def base_family(zoo, index: int) -> Family:
             from .formats import safetensors_header
 
             detected = family_from_single_file_keys(safetensors_header(local))
-        except Exception:  # an invalid file is reported by the model-source checks
+        except Exception:  # noqa: BLE001 - a malformed header fails in any way; the model-source checks report it
             detected = None
     if base.family is not None:
         if detected is not None and detected != base.family:

@@ -69,7 +69,7 @@ def default_config_repo(head: dict) -> str | None:
     shapes = {k: SimpleNamespace(shape=tuple(v.get("shape") or ())) for k, v in head.items()}
     try:
         return DIFFUSERS_DEFAULT_PIPELINE_PATHS[infer_diffusers_model_type(shapes)]["pretrained_model_name_or_path"]
-    except Exception:
+    except Exception:  # noqa: BLE001 - diffusers' guess on arbitrary tensor names can fail in any way: no guess
         return None
 
 

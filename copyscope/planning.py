@@ -29,12 +29,14 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
         if n <= 6:
             out.print("coalitions (in generation order): " + ", ".join(repr(game.coalition_key(c)) for c in coalitions))
         images = n_coal * per_coalition
-        out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) ({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
+        out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) "
+                  f"({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
         g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}
         if calibrate:
             g["seconds_per_image"] = _calibrate(prep, game)
             g["estimated_seconds"] = g["seconds_per_image"] * images
-            out.print(f"calibration: {g['seconds_per_image']:.2f} s/image -> about {g['estimated_seconds'] / 60:.1f} min (without cache hits)")
+            out.print(f"calibration: {g['seconds_per_image']:.2f} s/image -> about {g['estimated_seconds'] / 60:.1f} min "
+                      "(without cache hits)")
         summary["games"].append(g)
     return summary
 

@@ -72,7 +72,8 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False, device: str | None = No
                        "metrics")
     specs = zoo.spec.metrics if explicit else list(DEFAULT_METRICS)
     try:
-        metrics = build_metrics(specs, zoo.spec.backbones, device=device or resolve_device(zoo.spec.generation.device), allow_pickle=allow_pickle)
+        metrics = build_metrics(specs, zoo.spec.backbones, device=device or resolve_device(zoo.spec.generation.device),
+                                allow_pickle=allow_pickle)
     except CopyscopeError as exc:
         m = re.match(r"metrics\[(\d+)\]: (.*)", str(exc))  # "metrics[1]: unknown metric ..."
         if m and explicit:
@@ -125,7 +126,8 @@ def prepare_audit(
             # a regular image file within the pixel limit: a bomb fails here, not after the models load
             what = check_image_file(zoo.resolve_path(path))
             if what is not None:
-                problem = zoo.fail(f"conditioning image {path!r} {'' if what == 'not found' else 'is '}{what}", "controlnets", i, "conditioning")
+                problem = zoo.fail(f"conditioning image {path!r} {'' if what == 'not found' else 'is '}{what}",
+                                   "controlnets", i, "conditioning")
                 if strict_files or what != "not found":
                     raise problem
                 missing.append(str(problem))
@@ -174,7 +176,7 @@ def check_generation(zoo: Zoo) -> None:
     and every analysis's): steps within every base's scheduler (the scheduler's name is checked by the
     schema, config.GenerationSpec)."""
     s = zoo.spec
-    for i, base in enumerate(s.bases):
+    for base in s.bases:
         limit = _train_timesteps(zoo, base.model)
         if s.generation.steps > limit:
             raise zoo.fail(
@@ -245,7 +247,7 @@ def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
             continue
         try:
             snapshot_download(spec.model, revision=spec.revision, local_files_only=True)
-        except Exception:  # LocalEntryNotFoundError, invalid repo id, ...
+        except Exception:  # noqa: BLE001 - LocalEntryNotFoundError, invalid repo id, ...: any means not cached
             problems.append(zoo.fail(
                 f"hub model {spec.model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                 f"download it first (huggingface-cli download {spec.model}) or point 'model' at a local copy",

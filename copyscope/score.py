@@ -78,7 +78,8 @@ class ReferenceSet:
                     )
                     raise zoo.fail(f"reference file {path} is {reason}; expected an intact image file", "references", i, "paths") from None
                 if min(img.shape[:2]) < 8:
-                    raise zoo.fail(f"reference file {path} is too small ({img.shape[1]}x{img.shape[0]}); expected at least 8x8 pixels", "references", i, "paths")
+                    raise zoo.fail(f"reference file {path} is too small ({img.shape[1]}x{img.shape[0]}); expected at least 8x8 pixels",
+                                   "references", i, "paths")
                 files.append(path)
                 work_of.append(work)
                 images.append(img)

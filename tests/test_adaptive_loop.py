@@ -5,7 +5,6 @@ loop goes on until the verdict is decided or max is reached."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from copyscope.adaptive import run_adaptive
 from copyscope.audit import prepare_audit

@@ -109,9 +109,11 @@ CASES = [
     ("steps-boolean", _set("generation.steps", True), [Z + r":\d+: generation\.steps: .*valid integer, got True"]),
     ("seeds-booleans", _set("generation.seeds", [True, False]), [Z + r":\d+: generation\.seeds: seeds\[0\] is True; expected an integer"]),
     ("seeds-count-boolean", _set("generation.seeds", True), [Z + r":\d+: generation\.seeds: expected a number of seeds or a list"]),
-    ("seeds-count-50M", _set("generation.seeds", 50_000_000), [Z + r":\d+: generation\.seeds: 50000000 seeds is too many; expected at most"]),
+    ("seeds-count-50M", _set("generation.seeds", 50_000_000),
+     [Z + r":\d+: generation\.seeds: 50000000 seeds is too many; expected at most"]),
     ("seeds-count-1e12", _set("generation.seeds", 10**12), [Z + r":\d+: generation\.seeds: 1000000000000 seeds is too many"]),
-    ("seed-2-to-the-64", _set("generation.seeds", [1, 2**64]), [Z + r":\d+: generation\.seeds: seeds\[1\] is 18446744073709551616; expected an integer from 0"]),
+    ("seed-2-to-the-64", _set("generation.seeds", [1, 2**64]),
+     [Z + r":\d+: generation\.seeds: seeds\[1\] is 18446744073709551616; expected an integer from 0"]),
     ("seed-negative", _set("generation.seeds", [-1, 2]), [Z + r":\d+: generation\.seeds: seeds\[0\] is -1"]),
     ("seed-float", _set("generation.seeds", [1.5]), [Z + r":\d+: generation\.seeds: seeds\[0\] is 1\.5"]),
     ("steps-above-scheduler", _set("generation.steps", 1001),
@@ -123,29 +125,37 @@ CASES = [
     ("bootstrap-1e10", _set("estimator.bootstrap", 10**10), [Z + r":\d+: estimator\.bootstrap: .*less than or equal to 1000000"]),
     ("bootstrap-times-seeds", lambda t, d, a: d["generation"].update(seeds=100) or d["estimator"].update(bootstrap=1_000_000),
      [Z + r":\d+: estimator\.bootstrap: 1000000 resamples x 100 seeds = 100000000 draws; expected at most"]),
-    ("budget-huge", _set("estimator", {"method": "kernelshap", "budget": 10**12}), [Z + r":\d+: estimator\.budget: .*less than or equal to"]),
+    ("budget-huge", _set("estimator", {"method": "kernelshap", "budget": 10**12}),
+     [Z + r":\d+: estimator\.budget: .*less than or equal to"]),
     ("estimator-seed-negative", _set("estimator", {"seed": -1}), [Z + r":\d+: estimator\.seed: .*greater than or equal to 0"]),
     # --- names are path-safe, the zoo's own included
     ("zoo-name-escapes", _set("name", "../../x"), [Z + r":\d+: name: '\.\./\.\./x' is not a valid name"]),
     ("zoo-name-absolute", _set("name", "/tmp/x"), [Z + r":\d+: name: '/tmp/x' is not a valid name"]),
-    ("name-too-long", _set("loras.0.name", "a" * 101), [Z + r":\d+: loras\[0\]\.name: name is 101 characters long; expected at most 100, got 'a{56}\.\.\.$"]),
+    ("name-too-long", _set("loras.0.name", "a" * 101),
+     [Z + r":\d+: loras\[0\]\.name: name is 101 characters long; expected at most 100, got 'a{56}\.\.\.$"]),
     ("device-unknown", _set("generation.device", "gpu0"), [Z + r":\d+: generation\.device: unknown device 'gpu0'; expected auto, cpu"]),
     # --- messages that were vague
     ("metrics-empty", _set("metrics", []), [Z + r":\d+: metrics: lists no metric; name at least one"]),
     ("zero-players", _set("loras", []), [Z + r":\d+: estimator: no players: list at least one LoRA"]),
-    ("lora-not-a-mapping", _set("loras", ["just-a-name"]), [Z + r":\d+: loras\[0\]: expected a mapping of keys \(key: value\), got 'just-a-name'"]),
+    ("lora-not-a-mapping", _set("loras", ["just-a-name"]),
+     [Z + r":\d+: loras\[0\]: expected a mapping of keys \(key: value\), got 'just-a-name'"]),
     # --- references and conditioning images: regular files within the pixel limit
-    ("reference-fifo", _ref_at(_fifo), [Z + r":\d+: references\[0\]\.paths\[0\]: reference '.*pipe\.png' is a FIFO \(named pipe\); expected an image file"]),
-    ("reference-dev-zero", _set("references.0.paths", ["/dev/zero"]), [Z + r":\d+: references\[0\]\.paths\[0\]: reference '/dev/zero' is a device"]),
+    ("reference-fifo", _ref_at(_fifo),
+     [Z + r":\d+: references\[0\]\.paths\[0\]: reference '.*pipe\.png' is a FIFO \(named pipe\); expected an image file"]),
+    ("reference-dev-zero", _set("references.0.paths", ["/dev/zero"]),
+     [Z + r":\d+: references\[0\]\.paths\[0\]: reference '/dev/zero' is a device"]),
     ("reference-symlink-loop", _ref_at(_loop), [Z + r":\d+: references\[0\]\.paths\[0\]: reference '.*loop\.png' is a symlink that loops"]),
-    ("reference-listed-twice", _listed_twice, [Z + r":\d+: references\[0\]\.paths\[1\]: reference file .* is listed twice \(also by paths\[0\]\)"]),
+    ("reference-listed-twice", _listed_twice,
+     [Z + r":\d+: references\[0\]\.paths\[1\]: reference file .* is listed twice \(also by paths\[0\]\)"]),
     ("reference-bomb", _ref_at(lambda t: _bomb_png(t / "bomb.png", 9000)),
-     [Z + r":\d+: references\[0\]\.paths: reference file .*bomb\.png is too large \(9000x9000 = 81000000 pixels, a decompression bomb\?\)"]),
+     [Z + r":\d+: references\[0\]\.paths: reference file .*bomb\.png is too large "
+          r"\(9000x9000 = 81000000 pixels, a decompression bomb\?\)"]),
     ("reference-bomb-beyond-pil-limit", _ref_at(lambda t: _bomb_png(t / "bigbomb.png", 14000)),
      [Z + r":\d+: references\[0\]\.paths: reference file .*bigbomb\.png is too large \(196000000 pixels, a decompression bomb\?\)"]),
     ("conditioning-bomb", _conditioning_at(lambda t: _bomb_png(t / "cbomb.png", 9000)),
      [Z + r":\d+: controlnets\[0\]\.conditioning: conditioning image '.*cbomb\.png' is too large \(9000x9000"]),
-    ("conditioning-fifo", _conditioning_at(_fifo), [Z + r":\d+: controlnets\[0\]\.conditioning: conditioning image '.*pipe\.png' is a FIFO"]),
+    ("conditioning-fifo", _conditioning_at(_fifo),
+     [Z + r":\d+: controlnets\[0\]\.conditioning: conditioning image '.*pipe\.png' is a FIFO"]),
     ("conditioning-not-an-image", _conditioning_at(lambda t: (t / "c.png").write_text("text") and t / "c.png"),
      [Z + r":\d+: controlnets\[0\]\.conditioning: conditioning image '.*c\.png' is not an image"]),
 ]
@@ -180,7 +190,8 @@ def test_round2_one_line_exit_2(command, case_id, edit, patterns, assets, tmp_pa
 def test_zoo_path_fifo_and_dev_zero_answer_at_once(command, tmp_path):
     fifo = tmp_path / "zoo.yaml"
     os.mkfifo(fifo)
-    assert_one_line_error(runner.invoke(app, [command, str(fifo)]), r"zoo\.yaml: is a FIFO \(named pipe\); expected a zoo YAML file \(a regular file\)")
+    assert_one_line_error(runner.invoke(app, [command, str(fifo)]),
+                          r"zoo\.yaml: is a FIFO \(named pipe\); expected a zoo YAML file \(a regular file\)")
     assert_one_line_error(runner.invoke(app, [command, "/dev/zero"]), r"^error: /dev/zero: is a device; expected a zoo YAML file")
 
 

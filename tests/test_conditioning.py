@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from copyscope.cli import app
 from copyscope.conditioning import ConditioningMaps, pseudo_depth
 from copyscope.config import load_zoo
-from copyscope.errors import CopyscopeError
 
 from helpers.zoo import make_zoo_file, write_reference_images
 

@@ -89,10 +89,10 @@ def test_zoo_yaml(zoo):
 
     data = yaml.safe_load((zoo / "zoo.yaml").read_text())
     assert data["bases"][0]["model"] == "./base"
-    assert {l["name"] for l in data["loras"]} == {"planted", "decoy-coffee", "decoy-rocket"}
-    for l in data["loras"]:
-        assert (zoo / l["model"]).is_file()
-    for w, p in data["controlnets"][0]["conditioning"]["per_work"].items():
+    assert {lora["name"] for lora in data["loras"]} == {"planted", "decoy-coffee", "decoy-rocket"}
+    for lora in data["loras"]:
+        assert (zoo / lora["model"]).is_file()
+    for p in data["controlnets"][0]["conditioning"]["per_work"].values():
         assert (zoo / p).is_file()
     assert data["references"][0]["name"] == "astronaut"
     assert data["prompts"][0]["work"] == "astronaut"

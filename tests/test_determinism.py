@@ -23,5 +23,6 @@ def test_same_zoo_twice_gives_identical_report(tiny_models, tmp_path_factory):
 
 
 def test_comparable_ignores_only_volatile_fields():
-    report = {"a": 1.0, "generation": {"seconds": 3.2, "generated": 4}, "provenance": {"time_utc": "x", "wall_seconds": 1}, "output_dir": "/x"}
+    report = {"a": 1.0, "generation": {"seconds": 3.2, "generated": 4}, "provenance": {"time_utc": "x", "wall_seconds": 1},
+              "output_dir": "/x"}
     assert comparable(report) == {"a": 1.0, "generation": {"generated": 4}, "provenance": {}}

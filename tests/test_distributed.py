@@ -172,7 +172,8 @@ def test_shares_cover_every_chunk_once_and_the_audit_finds_them(tiny_models, tmp
     assert n_coal < 8
     shares = [generate_share(prep, r, 2) for r in (0, 1)]
     assert [s.chunks for s in shares] == [n_coal, n_coal]  # 3 items in chunks of 2: 2 chunks per coalition
-    assert [s.generated for s in shares] in ([n_coal * 3 // 2, n_coal * 3 - n_coal * 3 // 2], [n_coal * 3 - n_coal * 3 // 2, n_coal * 3 // 2])
+    assert [s.generated for s in shares] in ([n_coal * 3 // 2, n_coal * 3 - n_coal * 3 // 2],
+                                             [n_coal * 3 - n_coal * 3 // 2, n_coal * 3 // 2])
     report = run_audit(prepare_audit(zoo), generation_adjust=lambda g: merge_generation(g, shares), hooks=AuditHooks())
     gen = report["generation"]
     assert gen["generated_while_scoring"] == 0

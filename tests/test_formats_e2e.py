@@ -225,7 +225,8 @@ BAD = [
      r"loras\[0\]\.model: tiny-sd\.safetensors is a base checkpoint \(A1111 layout\), not a LoRA; list it under 'bases:'"),
     ("kohya LoRA does not fit a single-file base",
      lambda f, t: {"base": {"model": str(f["single"]), "config": str(f["config"])}, "lora": _kohya_misfit(t / "misfit.safetensors")},
-     r"loras\[0\]\.model: LoRA 'style' does not fit base 'tiny-sd': layer down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k "
+     r"loras\[0\]\.model: LoRA 'style' does not fit base 'tiny-sd': "
+     r"layer down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k "
      r"maps 32 -> 32 features in the base, but the LoRA's lora_down weight has shape \[4, 64\]"),
 ]
 

@@ -50,10 +50,10 @@ def test_sections_exist(run):
     assert html.split('id="game-0-shapley"')[1].split('id="game-0-coalitions"')[0].count("data:image/svg+xml;base64,") == 1
     assert html.split('id="ablation"')[1].split('id="provenance"')[0].count("data:image/svg+xml;base64,") == 3
     # numbers from the report: a Shapley value, every coalition worth of ssim, the weight hashes, the seeds
-    for key, worth in game["metrics"]["ssim"]["coalitions"].items():
+    for worth in game["metrics"]["ssim"]["coalitions"].values():
         assert f"{worth:.5g}" in html
     for comp in ("loras",):
-        for name, ident in game["weights"][comp].items():
+        for ident in game["weights"][comp].values():
             assert ident["local_sha256"] in html
     assert game["weights"]["base"]["local_sha256"] in html
     assert "Kendall tau" in html and "Spearman rho" in html

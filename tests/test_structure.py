@@ -1,4 +1,5 @@
-"""Structure the architecture document promises (docs/ARCHITECTURE.md), checked on the source: report/ renders only, analyses live in copyscope/analyses/, the one-source helpers. (Import cycles and module sizes: test_architecture.py.)"""
+"""Structure the architecture document promises (docs/ARCHITECTURE.md), checked on the source: report/ renders only,
+analyses live in copyscope/analyses/, the one-source helpers. (Import cycles and module sizes: test_architecture.py.)"""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_no_module_of_report_or_the_audit_over_400_lines():
 def test_analyses_live_in_their_package():
     top = {p.stem for p in PKG.glob("*.py")}
     assert not top & {"ablate", "reward_split", "imitation", "clip_zero_shot", "analysis_io", "analysis_specs"}
-    assert {"ablate", "reward_split", "imitation", "clip_zero_shot", "harness", "specs"} <= {p.stem for p in (PKG / "analyses").glob("*.py")}
+    assert ({"ablate", "reward_split", "imitation", "clip_zero_shot", "harness", "specs"}
+            <= {p.stem for p in (PKG / "analyses").glob("*.py")})
 
 
 def test_demo_command_is_mounted_and_its_import_errors_surface():
@@ -67,7 +69,8 @@ def test_finite_or_none_is_the_one_rule():
     from copyscope.shapley.result import _json_float
 
     assert _json_float is finite_or_none
-    assert [finite_or_none(x) for x in (1, np.float32(0.5), float("nan"), float("inf"), -np.inf, None)] == [1.0, 0.5, None, None, None, None]
+    assert ([finite_or_none(x) for x in (1, np.float32(0.5), float("nan"), float("inf"), -np.inf, None)]
+            == [1.0, 0.5, None, None, None, None])
     assert json.dumps(finite_or_none(np.float64(2.0))) == "2.0"
     assert [is_finite(x) for x in (0, 1.5, True, None, "1", float("nan"))] == [True, True, False, False, False, False]
 

@@ -35,7 +35,8 @@ def te_lora(tiny_models, tmp_path_factory):
 def engine_zoo(tiny_models, te_lora, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("thr")
     zoo = make_zoo_file(tmp, tiny_models, loras=1, controlnet=True,
-                        prompts=[{"name": "p", "text": "a painting of a cat"}, {"name": "q", "text": "a photo of a dog", "negative": "blurry"}],
+                        prompts=[{"name": "p", "text": "a painting of a cat"},
+                                 {"name": "q", "text": "a photo of a dog", "negative": "blurry"}],
                         generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 1, "batch_size": 2, "scheduler": "ddim"})
     import yaml
 

@@ -238,7 +238,7 @@ def seed_stability(per_k: dict[int, dict], players: Sequence[str], metrics: Sequ
 
         def first_stable(flag: str) -> int:
             k_ok = n
-            for row in sorted(rows, key=lambda r: -r["k"]):
+            for row in sorted(rows, key=lambda r: -r["k"]):  # noqa: B023 - called only in this iteration (out[m] below)
                 if row.get("available") and row[flag]:
                     k_ok = row["k"]
                 else:
@@ -347,7 +347,8 @@ def run_ablation(
         "estimator": zoo.spec.estimator.method,
         "ground_truth_file": str(gt_path) if gt_path else None,
         "method": {
-            "agreement": "Kendall tau and Spearman rho between two metrics' Shapley values over the players (the audit's values, all seeds)",
+            "agreement": "Kendall tau and Spearman rho between two metrics' Shapley values over the players "
+                         "(the audit's values, all seeds)",
             "seeds": "Shapley values recomputed by the audit's estimator from the first k seeds of every prompt (cached scores; "
                      "intervals over those k seeds by the audit's method); k_stable = smallest k from which the "
                      "ranking equals the all-seed ranking; no interval at k = 1 (one seed has no spread)",

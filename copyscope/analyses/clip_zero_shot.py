@@ -92,7 +92,8 @@ class ClipZeroShot(CLIPBackbone):
             )
         names = set(os.listdir(folder))
         if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
-            return False, f"backbones.clip: {self.source} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); {self._full_hint()}"
+            return False, (f"backbones.clip: {self.source} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); "
+                           f"{self._full_hint()}")
         return True, ""
 
     def _load(self):
@@ -119,7 +120,8 @@ class ClipZeroShot(CLIPBackbone):
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             except Exception as exc:  # noqa: BLE001 - any failure: the folder's tokenizer is unusable
-                raise MissingDependency(f"backbones.clip: cannot load the tokenizer of {self.source} ({_one_line(exc)}); {self._full_hint()}") from None
+                raise MissingDependency(f"backbones.clip: cannot load the tokenizer of {self.source} ({_one_line(exc)}); "
+                                        f"{self._full_hint()}") from None
         return self._tokenizer
 
     def text_embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -85,7 +85,8 @@ def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow
         if kinds[name] == "controlnet":
             cn = next(c for c in s.controlnets if c.name == name)
             if cn.conditioning.image is None:
-                raise zoo.fail(f"ControlNet {name!r} needs a single 'conditioning.image' to be used here (per-prompt/per-work conditioning has no prompt or work to follow)", *loc, "addons", i)
+                raise zoo.fail(f"ControlNet {name!r} needs a single 'conditioning.image' to be used here "
+                               "(per-prompt/per-work conditioning has no prompt or work to follow)", *loc, "addons", i)
         players.append(Player(name, kinds[name]))
     game = GamePlan(base=base, players=players)
     return CoalitionEngine(zoo, game, allow_pickle=allow_pickle, on_event=on_event), tuple(True for _ in players)

@@ -318,7 +318,7 @@ def reward_split_tables(result: dict) -> list:
 
         def row(label: str, r: dict) -> None:
             iv = "" if r["low"] is None else f"[{r['low']:.1f}, {r['high']:.1f}]"
-            t.add_row(label, "n/a" if r["share"] is None else f"{r['share']:.1f}", iv,
+            t.add_row(label, "n/a" if r["share"] is None else f"{r['share']:.1f}", iv,  # noqa: B023 - called only in this iteration
                       "n/a" if r["value"] is None else f"{r['value']:+.4f}")
 
         row("model (" + ("v(empty)" if sp["model_rule"] == "empty_coalition" else "veto player") + ")", sp["model"])

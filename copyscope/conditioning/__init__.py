@@ -153,7 +153,7 @@ class ConditioningMaps:
                     from huggingface_hub import snapshot_download
 
                     snapshot_download(src.value, revision=src.revision, local_files_only=True)
-                except Exception:
+                except Exception:  # noqa: BLE001 - hub errors vary (LocalEntryNotFoundError, invalid id, ...): any means not usable offline
                     raise self.zoo.fail(
                         f"detector weights {src.value!r} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                         f"download them first (huggingface-cli download {src.value}) or point 'model' at a local folder",
@@ -230,10 +230,11 @@ class ConditioningMaps:
         memo = (c.detector, src.value, src.revision)
         if memo not in self._loaded:
             try:
-                self._loaded[memo] = load_depth_model(src, self.allow_pickle, self.device) if c.detector == "depth" else load_annotator(c.detector, src)
+                self._loaded[memo] = (load_depth_model(src, self.allow_pickle, self.device) if c.detector == "depth"
+                                      else load_annotator(c.detector, src))
             except CopyscopeError as exc:
                 raise self.zoo.fail(str(exc), *self._loc(i, "detector")) from None
-            except Exception as exc:  # transformers/hub raise many kinds; the user needs one line
+            except Exception as exc:  # noqa: BLE001 - transformers/hub raise many kinds; the user needs one line
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
                 raise self.zoo.fail(f"cannot load detector {c.detector!r} weights {src.value!r} "
                                     f"({exc.__class__.__name__}: {first})", *self._loc(i, "model")) from None

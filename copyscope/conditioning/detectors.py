@@ -182,6 +182,6 @@ def require_annotators(detector: str) -> None:
     """Raise MissingDependency (one line naming the extra) when controlnet-aux cannot be imported."""
     try:
         import controlnet_aux  # noqa: F401
-    except Exception as exc:  # ImportError, or torchvision failing inside it
+    except Exception as exc:  # noqa: BLE001 - ImportError, or torchvision failing inside it (RuntimeError, ...)
         raise MissingDependency(f"detector {detector!r} needs the optional extra controlnet-aux, which cannot be "
                                 f"imported ({exc.__class__.__name__}); {ANNOTATOR_EXTRA}") from None

@@ -63,7 +63,8 @@ class EstimatorSpec(Strict_):
         description="jackknife: leave-one-seed-out, Student-t intervals and tests (calibrated, docs/estimation.md); "
         "bootstrap: percentile bootstrap over seeds (the older method: too narrow at the seed counts audits use)",
     )
-    bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP, description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
+    bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP,
+                           description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
     confidence: Float = Field(0.95, gt=0, lt=1)
     base: Literal["context", "player"] = "context"
     seed: Int = Field(0, ge=0, le=2**32 - 1)  # numpy's SeedSequence takes any int >= 0; 32 bits is plenty

@@ -94,7 +94,10 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             continue
         others = [p for p in vals if p not in plants]
         first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
-        sig = lambda p: sh[p]["p_holm"] is not None and sh[p]["p_holm"] < ALPHA
+
+        def sig(p):
+            return sh[p]["p_holm"] is not None and sh[p]["p_holm"] < ALPHA  # noqa: B023 - called only in this iteration (row below)
+
         row = {
             "values": vals,
             "planted_first": bool(first),
@@ -195,7 +198,8 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         log(f"[{i + 1}/{len(todo)}] {s.name}: {rep['generation']['generated']} images generated, "
             f"{time.time() - t:.0f}s")
     summary = summarise(results)
-    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None, "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
+    doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
+           "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")

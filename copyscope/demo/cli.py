@@ -64,7 +64,7 @@ def build(
         )
     except CopyscopeError as e:
         typer.secho(str(e), fg="red", err=True)
-        raise typer.Exit(e.exit_code)
+        raise typer.Exit(e.exit_code) from None
 
 
 @demo_app.command("check")
@@ -119,7 +119,7 @@ def bench_cmd(
                         log=typer.echo)
     except CopyscopeError as e:
         typer.secho(str(e), fg="red", err=True)
-        raise typer.Exit(e.exit_code)
+        raise typer.Exit(e.exit_code) from None
     typer.echo(f"\n{doc['scenarios']} scenarios, {doc['wall_seconds']:.0f} s; alpha {doc['alpha']} (Holm across players)\n")
     typer.echo(format_table(doc["summary"]))
     typer.echo(f"results: {Path(out) / 'results.json'}, table: {Path(out) / 'table.md'}")

@@ -156,7 +156,10 @@ def train_base_unet(unet, text_encoder, tokenizer, lat: Latents, captions: list[
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=HYPER["base_lr"], weight_decay=1e-2)
     warm = max(1, min(100, steps // 10))
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + np.cos(np.pi * s / max(steps, 1))) * 0.9 + 0.1)
+
+    def lr_at(s):
+        return min(1.0, (s + 1) / warm) * (0.5 * (1 + np.cos(np.pi * s / max(steps, 1))) * 0.9 + 0.1)
+
     unet.train()
     text_encoder.train()
     t0 = time.time()

@@ -60,7 +60,7 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
     if path.is_file() and path.suffix == ".safetensors":
         try:
             safetensors_header(path)
-        except Exception as exc:  # truncated download, wrong file renamed, ...
+        except Exception as exc:  # noqa: BLE001 - truncated download, wrong file renamed, malformed header: any is one line
             raise zoo.fail(
                 f"{path.name} is not a valid .safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                 "expected intact safetensors weights", *loc, "model",
@@ -84,7 +84,7 @@ def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo, revision=revision, local_files_only=True))
-    except Exception:  # LocalEntryNotFoundError, invalid repo id, no huggingface_hub, ...
+    except Exception:  # noqa: BLE001 - LocalEntryNotFoundError, invalid repo id, no huggingface_hub, ...: not cached
         return None
 
 
@@ -98,7 +98,7 @@ def cached_hub_file(repo: str, filename: str, revision: str | None = None) -> Pa
         from huggingface_hub import try_to_load_from_cache
 
         found = try_to_load_from_cache(repo, filename, revision=revision)
-    except Exception:  # invalid repo id, no huggingface_hub, ...
+    except Exception:  # noqa: BLE001 - invalid repo id, no huggingface_hub, ...: not cached
         return None
     return Path(found) if isinstance(found, str) else None
 

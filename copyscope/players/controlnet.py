@@ -83,7 +83,8 @@ class ControlNetPlayer(PlayerKind):
             if c.per_prompt is not None:
                 for key in c.per_prompt:
                     if key not in prompts:
-                        raise zoo.fail(f"unknown prompt {key!r}; prompts are {sorted(prompts)}", "controlnets", i, "conditioning", "per_prompt", key)
+                        raise zoo.fail(f"unknown prompt {key!r}; prompts are {sorted(prompts)}",
+                                       "controlnets", i, "conditioning", "per_prompt", key)
                 missing = prompts - set(c.per_prompt)
                 if missing:
                     raise zoo.fail(f"no conditioning image for prompt(s) {sorted(missing)}", "controlnets", i, "conditioning", "per_prompt")
@@ -92,11 +93,13 @@ class ControlNetPlayer(PlayerKind):
                     if p.work is None:
                         raise zoo.fail("from_work: '{work}' needs every prompt to name its 'work'", "prompts", j)
             elif c.from_work is not None and c.from_work not in works:
-                raise zoo.fail(f"unknown work {c.from_work!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "from_work")
+                raise zoo.fail(f"unknown work {c.from_work!r}; references are {sorted(works)}",
+                               "controlnets", i, "conditioning", "from_work")
             if c.per_work is not None:
                 for key in c.per_work:
                     if key not in works:
-                        raise zoo.fail(f"unknown work {key!r}; references are {sorted(works)}", "controlnets", i, "conditioning", "per_work", key)
+                        raise zoo.fail(f"unknown work {key!r}; references are {sorted(works)}",
+                                       "controlnets", i, "conditioning", "per_work", key)
                 for j, p in enumerate(s.prompts):
                     if p.work is None:
                         raise zoo.fail("per_work conditioning needs every prompt to name its 'work'", "prompts", j)
@@ -164,7 +167,7 @@ class ControlNetPlayer(PlayerKind):
                     torch_dtype=eng.dtype,
                     use_safetensors=not eng.allow_pickle,
                 )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - diffusers/hub raise many kinds; the user needs one line
             raise hub_error(eng.zoo, exc, src, self.loc) from None
         eng._cn_models[self.name] = model.to(eng.device)
 

@@ -99,7 +99,7 @@ class IPAdapterPlayer(PlayerKind):
                 weight_name=[p.spec.weight_name for p in players],
                 **({"image_encoder_folder": None} if encoder is not None else {}),
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - diffusers/hub raise many kinds; the user needs one line
             raise hub_error(engine.zoo, exc, first.source, first.loc) from None
         cls.switch(engine, [], players)
 

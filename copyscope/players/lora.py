@@ -44,7 +44,7 @@ class LoraPlayer(PlayerKind):
 
         try:
             return lora_families(safetensors_header(path)) if path is not None else None
-        except Exception:  # unreadable headers are reported by model_source / the loader
+        except Exception:  # noqa: BLE001 - unreadable headers fail in any way; model_source / the loader report them
             return None
 
     @classmethod
@@ -69,7 +69,7 @@ class LoraPlayer(PlayerKind):
         for base, base_path in bases.items():
             try:
                 why = lora_misfit(base_path, path) if base_path is not None else None
-            except Exception:  # unreadable headers are reported by model_source / the loader
+            except Exception:  # noqa: BLE001 - unreadable headers fail in any way; model_source / the loader report them
                 why = None
             if why:
                 raise zoo.fail(
@@ -94,7 +94,7 @@ class LoraPlayer(PlayerKind):
             self._load_weights(pipe)
         except CopyscopeError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - diffusers/peft raise many kinds; the user needs one line
             raise self._error(exc) from None
         finally:
             dlogging.set_verbosity(level)
@@ -127,7 +127,7 @@ class LoraPlayer(PlayerKind):
             from huggingface_hub import hf_hub_download
 
             path = hf_hub_download(self.source.value, name, revision=self.spec.revision)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any hub failure: load_lora_weights reports it, or finds the file under another name
             return
         eng = self.engine
         base = eng.game.base

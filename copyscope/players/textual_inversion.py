@@ -81,7 +81,7 @@ class TextualInversionPlayer(PlayerKind):
             else:
                 tensor = state["emb_params"] if "emb_params" in state else next(iter(state.values()))
                 pipe.load_textual_inversion(tensor.to(eng.dtype), token=token)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - hub/safetensors/diffusers raise many kinds; the user needs one line
             if src.local is None:
                 raise hub_error(eng.zoo, exc, src, self.loc) from None
             text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]

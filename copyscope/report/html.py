@@ -19,7 +19,8 @@ from .htmlkit import (GEN_THUMB, MAX_COALITION_ROWS, MAX_ITEM_COLUMNS, REF_THUMB
 from .summary import section_attribution, section_summary, summary_sentences  # noqa: F401  (summary_sentences: API)
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;\
+color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.5em}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}
 th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -28,7 +29,8 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
 .grid td{text-align:center;padding:2px}.grid img{width:64px;height:64px;image-rendering:pixelated;display:block}
 .grid th{font-weight:normal;font-size:.8em}
-img.flag{outline:3px solid #c0392b}.refs{display:flex;flex-wrap:wrap;gap:1em}.refs figure{margin:0;max-width:180px;font-size:.8em}.refs figcaption{overflow-wrap:anywhere}
+img.flag{outline:3px solid #c0392b}.refs{display:flex;flex-wrap:wrap;gap:1em}.refs figure{margin:0;max-width:180px;font-size:.8em}\
+.refs figcaption{overflow-wrap:anywhere}
 .refs img{max-width:160px;max-height:160px;display:block}
 ul.summary li{margin-bottom:.35em}code{background:#f3f3f3;padding:0 .2em}
 nav ul{columns:2}
@@ -154,7 +156,8 @@ def _flatten(d, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def section_unavailable(report: dict) -> str:
-    rows = [[td(k), td(v), td("not available on the machine that ran the audit")] for k, v in (report.get("unavailable_metrics") or {}).items()]
+    rows = [[td(k), td(v), td("not available on the machine that ran the audit")]
+            for k, v in (report.get("unavailable_metrics") or {}).items()]
     for g in report.get("games", []):
         rows += [[td(k), td(v), td(f"skipped for base {g.get('base')}")] for k, v in (g.get("skipped_metrics") or {}).items()]
     if not rows:
@@ -190,14 +193,17 @@ def section_provenance(report: dict) -> str:
     ]
     out = [_table(["", ""], [[td(k), td(v)] for k, v in facts])]
     libs = prov.get("libraries") or {}
-    out.append("<h3>Libraries</h3>" + _table(["package", "version"], [[td(k), td(v if v is not None else "not installed")] for k, v in libs.items()]))
+    out.append("<h3>Libraries</h3>" + _table(["package", "version"],
+                                             [[td(k), td(v if v is not None else "not installed")] for k, v in libs.items()]))
     prompts = s.get("prompts") or []
     if prompts:
         out.append("<h3>Prompts</h3>" + _table(["name", "text", "negative", "work"],
-                                               [[td(p.get("name")), td(p.get("text")), td(p.get("negative")), td(p.get("work"))] for p in prompts]))
+                                               [[td(p.get("name")), td(p.get("text")), td(p.get("negative")), td(p.get("work"))]
+                                                for p in prompts]))
     refs = prov.get("references") or []
     if refs:
-        out.append("<h3>Reference files</h3>" + _table(["work", "file", "SHA-256"], [[td(r.get("work")), td(r.get("file")), td(r.get("sha256"))] for r in refs]))
+        out.append("<h3>Reference files</h3>" + _table(["work", "file", "SHA-256"],
+                                                       [[td(r.get("work")), td(r.get("file")), td(r.get("sha256"))] for r in refs]))
     for g in report.get("games", []):
         rows = [[td(k), td(v)] for k, v in _flatten(g.get("weights") or {})]
         out.append(f"<h3>Model weights — base {esc(g.get('base'))}</h3>" + _table(["component", "identity / hash"], rows))

@@ -74,7 +74,7 @@ def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
         return None, "file not found on this machine"
     try:
         return _png_uri(_encode_thumb(to_uint8(load_image_rgb(path)), max_side)), None
-    except Exception as exc:  # unreadable image: say so, keep rendering
+    except Exception as exc:  # noqa: BLE001 - unreadable image (PIL raises many kinds): say so, keep rendering
         return None, f"unreadable ({exc.__class__.__name__})"
 
 

@@ -173,7 +173,8 @@ def margin_bars_svg(margins: Mapping[str, float | None], title: str) -> str:
         ax = fig.subplots()
         ys = list(range(len(names)))[::-1]
         vals = [margins[n] if _finite(margins[n]) else 0.0 for n in names]
-        ax.barh(ys, vals, color=[POS if _finite(margins[n]) and margins[n] > 0 else (GREY if not _finite(margins[n]) else NEG) for n in names], height=0.6)
+        ax.barh(ys, vals, color=[POS if _finite(margins[n]) and margins[n] > 0 else (GREY if not _finite(margins[n]) else NEG)
+                                 for n in names], height=0.6)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(ys)
         ax.set_yticklabels([short(n, 20) for n in names])
