@@ -9,7 +9,7 @@ Two parts, one run:
    32 px, 10 steps, 1 prompt x 2 seeds: distinct coalitions, images, wall seconds, seconds per
    coalition; for the largest game also KernelSHAP and permutation sampling with a budget.
 2. **counted**: distinct coalitions the audit evaluates for n = 2 ... 20 players (found by
-   the estimator's own plan: ``copyscope.distributed.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
+   the estimator's own plan: ``copyscope.plan.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
    budgets, with images (x 32 per coalition: 8 prompts x 4 seeds) and hours projected from the
    seconds per coalition measured in part 1 (scaled to 32 images).
 """
@@ -22,28 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit_overhead import machine, tiny_zoo  # noqa: E402
 
 
 def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
-    """Distinct coalitions run_audit evaluates for a synthetic n-player game (no images)."""
-    from copyscope.config import EstimatorSpec
-    from copyscope.distributed import planned_coalitions
+    """Distinct coalitions run_audit evaluates for a synthetic n-player game (no images): the
+    estimator's own plan, as plan.json lists it (copyscope.plan.planned_coalitions)."""
+    from copyscope.plan import planned_coalitions
     from copyscope.shapley import get_estimator
 
-    spec = EstimatorSpec(method=method, budget=budget, bootstrap=0, seed=seed)
-    prep = SimpleNamespace(
-        zoo=SimpleNamespace(spec=SimpleNamespace(estimator=spec)),
-        estimator=get_estimator(method, n, budget),
-        metrics=[SimpleNamespace(name="m")],
-    )
-    game = SimpleNamespace(n_players=n, names=[f"p{i}" for i in range(n)],
-                           all_coalitions=lambda: [tuple(bool((g >> i) & 1) for i in range(n))
-                                                   for g in (k ^ (k >> 1) for k in range(2**n))])
-    return len(planned_coalitions(prep, game))
+    return len(planned_coalitions(n, get_estimator(method, n, budget), budget, seed))
 
 
 def measured(max_players: int, scratch: Path) -> list[dict]:

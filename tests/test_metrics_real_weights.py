@@ -290,7 +290,7 @@ def test_embedding_reports_progress_per_chunk(copies):
     m.backbone.on_progress = lambda done, total: seen.append((done, total))
     imgs = copies[0][:5]
     m.features(imgs)
-    assert seen == [(2, 5), (4, 5), (5, 5)]
+    assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]  # the total announced first, then each chunk
     seen.clear()
     m.features(imgs)  # memoised: nothing to do, nothing reported
     assert seen == []

@@ -59,7 +59,8 @@ def fill_names_and_check(zoo: Zoo) -> None:
         for field in _PLACEHOLDER_RE.findall(p.text):
             if field not in fragments:
                 raise zoo.fail(
-                    f"placeholder {{{field}}} names no prompt player or textual inversion; they are {sorted(fragments)}", "prompts", i, "text"
+                    f"placeholder {{{field}}} names no prompt player or textual inversion; they are {sorted(fragments)}",
+                    "prompts", i, "text"
                 )
     for key, value in s.backbones.items():
         if not isinstance(value, str):

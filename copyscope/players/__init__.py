@@ -29,7 +29,7 @@ def check_player_families(zoo) -> dict[str, str]:
     against the bases (each kind's ``check_zoo``: a Flux LoRA on an SDXL base, a LoRA whose layers do
     not fit the base, ...), before anything loads. Returns base -> family."""
     from ..families import FAMILIES, base_family
-    
+
     families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
     scheduler = zoo.spec.generation.scheduler
     for name, fam in families.items():
