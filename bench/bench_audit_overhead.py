@@ -6,7 +6,7 @@ ZOO defaults to ``model_zoo.yaml`` at the repository root (the demo zoo). If tha
 exist, a zoo over tiny random-weight models (copyscope.demo.tiny: 1 ControlNet + 2 LoRAs, 32 px,
 20 steps, 2 prompts x 4 seeds, batch 4) is written to a temporary folder and used instead.
 
-* **audit**: ``copyscope.audit.run_audit`` on a cold cache (a fresh output folder, the zoo's
+* **audit**: ``copyscope.audit.audit_zoo`` on a cold cache (a fresh output folder, the zoo's
   ``cache:`` removed): model loading, identity hashing, generation, PNG writes, scoring with the
   zoo's metrics, estimation, report files. Everything ``copyscope audit`` does but the CLI.
 * **bare**: a plain diffusers loop: load the pipeline, the LoRAs (``load_lora_weights`` with

@@ -18,7 +18,7 @@ derived from the UNet. They are saved as a diffusers folder / safetensors (fp16)
 temporary folder and used through a zoo file, 512x512, fp16, DDIM.
 
 Measured in one run, alternating after a warm-up (bench_audit_overhead.py explains both sides):
-bare diffusers loop (load once, set_adapters per coalition) vs ``run_audit`` on a cold cache
+bare diffusers loop (load once, set_adapters per coalition) vs ``audit_zoo`` on a cold cache
 (scoring with cheap metrics included); images/s of each and the ratio; the time to load the
 pipeline with its LoRAs and ControlNet from disk (what a reload-per-coalition script pays per
 coalition) against the adapter switch. With ``--compile`` both sides torch.compile the UNet

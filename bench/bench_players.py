@@ -4,7 +4,7 @@
 
 Two parts, one run:
 
-1. **measured**: real audits (``run_audit``, cold cache, scoring included) over tiny
+1. **measured**: real audits (``audit_zoo``, cold cache, scoring included) over tiny
    random-weight models with 1 ControlNet + k LoRAs (players = k + 1, up to ``--max-players``),
    32 px, 10 steps, 1 prompt x 2 seeds: distinct coalitions, images, wall seconds, seconds per
    coalition; for the largest game also KernelSHAP and permutation sampling with a budget.
@@ -28,7 +28,7 @@ from bench_audit_overhead import machine, tiny_zoo  # noqa: E402
 
 
 def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
-    """Distinct coalitions run_audit evaluates for a synthetic n-player game (no images): the
+    """Distinct coalitions an audit evaluates for a synthetic n-player game (no images): the
     estimator's own plan, as plan.json lists it (copyscope.plan.planned_coalitions)."""
     from copyscope.plan import planned_coalitions
     from copyscope.shapley import get_estimator

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.audit import AuditHooks, run_audit
+from copyscope.audit import AuditHooks, audit_zoo
 from copyscope.cache import ImageCache
 from copyscope.metrics import build_metrics
 from copyscope.score import ReferenceSet, Scorer, learned_backbones
@@ -89,7 +89,7 @@ def test_audit_hook_counts_every_embedded_image(tmp_path, tiny_models, one_torch
     _effnet_metrics(batch_size=4)  # skips without effnet
     zoo = _own_zoo(tmp_path, tiny_models, 101, ["ssim", "effnet", "fd_effnet"])
     events = []
-    run_audit(zoo, tmp_path / "out", hooks=AuditHooks(on_features=lambda a, t: events.append((a, t))))
+    audit_zoo(zoo, tmp_path / "out", hooks=AuditHooks(on_features=lambda a, t: events.append((a, t))))
     seen = _cumulative(events)
     assert seen and [d for d, _ in seen] == sorted(d for d, _ in seen)
     # 2 coalitions x 1 prompt x 2 seeds = 4 images + 2 reference images, each embedded once
