@@ -102,8 +102,9 @@ class CoalitionEngine:
         }
         self._by_name = {p.name: p for ps in self.players.values() for p in ps}
         self.pipe = None
-        self._cn_models: dict = {}
-        self._cn_pipes: dict = {}
+        # per-kind state a kind keeps on the engine (ControlNet models and pipelines, the LoRAs with
+        # text-encoder weights, ...): the kind's own business, cleared on release
+        self.kind_state: dict[str, dict] = {kind: {} for kind in self._kind_classes}
         self._active: tuple | None = None
         self.switches = 0
         self._identity_cache: dict | None = None
@@ -112,7 +113,6 @@ class CoalitionEngine:
         self.embedding_cache = True
         self._embeds: dict[tuple, tuple] = {}
         self.embedding_hits = 0
-        self._te_adapters: frozenset[str] = frozenset()  # adapters with text-encoder weights
         self.switch_seconds = 0.0  # time spent switching players on and off
 
     def _kinds(self):
@@ -216,7 +216,7 @@ class CoalitionEngine:
         (docs/scale.md has the measurements)."""
         import torch
 
-        n_states = 2 ** sum(len(ps) for k, ps in self.players.items() if k in ("lora", "controlnet"))
+        n_states = 2 ** sum(len(self.players[k]) for k, cls in self._kinds() if cls.changes_denoiser_graph)
         dyn = torch._dynamo.config
         for name in ("cache_size_limit", "recompile_limit"):
             if hasattr(dyn, name):
@@ -318,8 +318,8 @@ class CoalitionEngine:
     def release(self) -> None:
         self._embeds.clear()
         self.pipe = None
-        self._cn_models.clear()
-        self._cn_pipes.clear()
+        for state in self.kind_state.values():
+            state.clear()
         try:
             import torch
 

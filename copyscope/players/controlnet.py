@@ -66,6 +66,7 @@ class ControlNetSpec(NamedSpec):
 @register
 class ControlNetPlayer(PlayerKind):
     kind = "controlnet"
+    changes_denoiser_graph = True  # residuals added inside the denoiser
     section = "controlnets"
     spec_model = ControlNetSpec
     label = "ControlNet"
@@ -169,25 +170,27 @@ class ControlNetPlayer(PlayerKind):
                 )
         except Exception as exc:  # noqa: BLE001 - diffusers/hub raise many kinds; the user needs one line
             raise hub_error(eng.zoo, exc, src, self.loc) from None
-        eng._cn_models[self.name] = model.to(eng.device)
+        eng.kind_state[self.kind].setdefault("models", {})[self.name] = model.to(eng.device)
 
     @classmethod
     def route(cls, engine, active, pipe):
         if not active:
             return pipe
         key = tuple(p.name for p in active)
-        if key not in engine._cn_pipes:
+        state = engine.kind_state[cls.kind]
+        pipes = state.setdefault("pipes", {})  # one ControlNet pipeline per active set, sharing the base's modules
+        if key not in pipes:
             import diffusers
 
             pipe_cls = getattr(diffusers, engine.family.controlnet_pipeline)
             accepted = inspect.signature(pipe_cls.__init__).parameters
-            models = [engine._cn_models[n] for n in key]
+            models = [state["models"][n] for n in key]
             parts = {k: v for k, v in pipe.components.items() if k in accepted and k != "controlnet"}
             extra = {k: v for k, v in engine.family.load_kwargs.items() if k in accepted and k != "safety_checker"}
             p = pipe_cls(**parts, **extra, controlnet=models[0] if len(models) == 1 else models)
             p.set_progress_bar_config(disable=True)
-            engine._cn_pipes[key] = p
-        return engine._cn_pipes[key]
+            pipes[key] = p
+        return pipes[key]
 
     @classmethod
     def call_kwargs(cls, engine, active, items, kwargs):

@@ -36,6 +36,8 @@ class PlayerKind:
     key_group_always: ClassVar[bool] = False
     has_model: ClassVar[bool] = True  # has a model file / hub id (checked by the audit's source checks)
     switch_cost: ClassVar[str] = "free"
+    # switching it on or off changes the denoiser's traced graph (torch.compile recompiles per active set)
+    changes_denoiser_graph: ClassVar[bool] = False
 
     def __init__(self, engine, spec, index: int):
         self.engine = engine

@@ -23,6 +23,7 @@ class LoraSpec(NamedSpec):
 @register
 class LoraPlayer(PlayerKind):
     kind = "lora"
+    changes_denoiser_graph = True  # adapter layers inside the denoiser
     section = "loras"
     spec_model = LoraSpec
     label = "LoRA"
@@ -167,7 +168,7 @@ class LoraPlayer(PlayerKind):
         names: set[str] = set()
         for attr in ("text_encoder", "text_encoder_2", "text_encoder_3"):
             names |= set(getattr(getattr(engine.pipe, attr, None), "peft_config", None) or ())
-        engine._te_adapters = frozenset(names)
+        engine.kind_state[cls.kind]["text_encoder_adapters"] = frozenset(names)
 
     @classmethod
     def switch(cls, engine, active, players):
@@ -180,4 +181,4 @@ class LoraPlayer(PlayerKind):
             engine.pipe.disable_lora()
 
     def touches_text_encoder(self) -> bool:
-        return self.name in self.engine._te_adapters
+        return self.name in self.engine.kind_state[self.kind].get("text_encoder_adapters", ())
