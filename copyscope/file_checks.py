@@ -8,7 +8,6 @@ a zoo's bases and ControlNets and phrases the one-line errors.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,23 +19,6 @@ from .errors import CopyscopeError
 _CONFIG_SUFFIXES = (".json", ".txt", ".model")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _KIND = {"bases": "base", "controlnets": "ControlNet"}
-
-
-def offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:
-        return False
-
-
-def _hub_cached(repo: str, revision: str | None = None) -> bool:
-    from .generation.sources import cached_snapshot
-
-    return cached_snapshot(repo, revision) is not None
 
 
 def config_arg(zoo: Zoo, value: str | None) -> str | None:
@@ -86,6 +68,9 @@ def _variant_files(folder: Path) -> dict[str, dict[str, set[str]]]:
 
 def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list[CopyscopeError]:
     """Hard errors raise; problems of a missing local hub cache (offline) are returned."""
+    # lazily: generation's package imports this module (engine -> file_checks)
+    from .generation.sources import cached_snapshot, hub_offline
+
     problems: list[CopyscopeError] = []
     if not zoo.is_local(spec.model):
         if spec.config:
@@ -146,15 +131,15 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
                     f"config folder {spec.config!r} has no {config_marker}; expected the diffusers configs of a "
                     f"{_KIND[section]} of the same architecture", section, i, "config",
                 )
-        elif offline() and not _hub_cached(spec.config):
+        elif hub_offline() and cached_snapshot(spec.config) is None:
             problems.append(zoo.fail(
                 f"config {spec.config!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; download "
                 f"it first (huggingface-cli download {spec.config}) or point 'config' at a local diffusers folder",
                 section, i, "config",
             ))
-    elif offline():
+    elif hub_offline():
         repo = default_config_repo(head)
-        if repo is None or not _hub_cached(repo):
+        if repo is None or cached_snapshot(repo) is None:
             fetch = f"the configs of {repo}" if repo else "its configs"
             problems.append(zoo.fail(
                 f"single-file checkpoint {path.name} has no 'config:' and HF_HUB_OFFLINE is set, so diffusers cannot "

@@ -229,25 +229,15 @@ def _train_timesteps(zoo: Zoo, model: str) -> int:
 
 def _uncached_hub_models(zoo: Zoo) -> list[CopyscopeError]:
     """With HF_HUB_OFFLINE set, hub ids missing from the local cache (checked before loading anything)."""
-    import os
+    from .generation.sources import cached_snapshot, hub_offline
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in {"1", "ON", "YES", "TRUE"}:
-        try:
-            from huggingface_hub import constants
-
-            if not constants.HF_HUB_OFFLINE:
-                return []
-        except ImportError:
-            return []
-    from huggingface_hub import snapshot_download
-
+    if not hub_offline():
+        return []
     problems = []
     for section, i, spec in _zoo_models(zoo):
         if zoo.is_local(spec.model):
             continue
-        try:
-            snapshot_download(spec.model, revision=spec.revision, local_files_only=True)
-        except Exception:  # noqa: BLE001 - LocalEntryNotFoundError, invalid repo id, ...: any means not cached
+        if cached_snapshot(spec.model, spec.revision) is None:
             problems.append(zoo.fail(
                 f"hub model {spec.model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                 f"download it first (huggingface-cli download {spec.model}) or point 'model' at a local copy",

@@ -131,6 +131,8 @@ class ConditioningMaps:
     def check(self) -> None:
         """Everything that can fail before a detector runs: sources, weights on disk or in the hub
         cache when offline, the pickle policy, the controlnet-aux extra. Raises one-line errors."""
+        from ..generation.sources import cached_snapshot, hub_offline
+
         for i in self.detector_controlnets():
             c = self.zoo.spec.controlnets[i].conditioning
             for work in self.works(i):
@@ -148,16 +150,11 @@ class ConditioningMaps:
                 continue
             if src.local is not None and c.detector == "depth":
                 self._check_local_weights(i, src)
-            elif src.local is None and _hub_offline():
-                try:
-                    from huggingface_hub import snapshot_download
-
-                    snapshot_download(src.value, revision=src.revision, local_files_only=True)
-                except Exception:  # noqa: BLE001 - hub errors vary (LocalEntryNotFoundError, invalid id, ...): any means not usable offline
-                    raise self.zoo.fail(
-                        f"detector weights {src.value!r} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                        f"download them first (huggingface-cli download {src.value}) or point 'model' at a local folder",
-                        *self._loc(i, "model")) from None
+            elif src.local is None and hub_offline() and cached_snapshot(src.value, src.revision) is None:
+                raise self.zoo.fail(
+                    f"detector weights {src.value!r} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                    f"download them first (huggingface-cli download {src.value}) or point 'model' at a local folder",
+                    *self._loc(i, "model"))
 
     def _check_local_weights(self, i: int, src: DetectorSource) -> None:
         root = src.local
@@ -267,12 +264,6 @@ def _intact(path: Path, key: str) -> bool:
         return info.get("key") == key and sha256_bytes(path.read_bytes()) == info.get("png_sha256")
     except (OSError, ValueError):
         return False
-
-
-def _hub_offline() -> bool:
-    from ..file_checks import offline  # lazily: file_checks imports config, which reads this package
-
-    return offline()
 
 
 def maps_for(zoo: "Zoo") -> ConditioningMaps:

@@ -78,6 +78,20 @@ def pickle_only_parts(folder: Path) -> list[str]:
     return sorted(parts(PICKLE_SUFFIXES) - parts((".safetensors",)))
 
 
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is off limits (HF_HUB_OFFLINE in the environment or huggingface_hub's constants)."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:
+        return False
+
+
 def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
     """A hub repo's folder in the local Hugging Face cache (no network), or None when it is not there."""
     try:
