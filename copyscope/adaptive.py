@@ -79,6 +79,7 @@ def _restrict(prep, m: int):
 
 
 def _headline_look(game: dict, alpha_k: float, last: bool, target: float | None):
+    from .shapley.inference import worths_zero_tol
     from .shapley.sequential import look
 
     head = game.get("headline")
@@ -91,8 +92,7 @@ def _headline_look(game: dict, alpha_k: float, last: bool, target: float | None)
     values = np.array([sec["shapley"][n]["value"] for n in names], dtype=float)
     pseudo = np.array([per_seed[n] for n in names], dtype=float)
     worths = [abs(v) for v in (sec.get("coalitions") or {}).values() if v is not None]
-    zero_tol = 1e-10 * max(max(worths, default=0.0), 1e-300)  # as the audit's estimates (copyscope.audit)
-    return look(values, pseudo, alpha_k, last, target, zero_tol), names, head
+    return look(values, pseudo, alpha_k, last, target, worths_zero_tol(max(worths, default=0.0))), names, head
 
 
 def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[str], None] = lambda msg: None) -> dict:

@@ -59,6 +59,7 @@ def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work:
     coalition-planning and ablation callers do not need it: it evaluates no other coalitions)."""
     from .metrics import fusion
     from .shapley import ExactBanzhaf, Game, LeaveOneOut, efficiency_gap
+    from .shapley.inference import worths_zero_tol
 
     est = prep.zoo.spec.estimator
     estimator = prep.estimator
@@ -72,7 +73,7 @@ def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work:
         """What the replicate columns are, and what counts as zero at the worths' scale."""
         estimate.resampling = resampling
         worths = np.stack(list(g.values_table().values()))
-        estimate.zero_tol = 1e-10 * max(float(np.abs(worths).max()), 1e-300)
+        estimate.zero_tol = worths_zero_tol(np.abs(worths).max())
         return estimate
 
     def run(value_function) -> MetricEstimate:

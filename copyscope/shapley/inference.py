@@ -40,6 +40,7 @@ __all__ = [
     "t_interval",
     "t_test_greater",
     "default_zero_tol",
+    "worths_zero_tol",
     "seed_count_warning",
 ]
 
@@ -67,6 +68,12 @@ def jackknife_se(leave_one_out: np.ndarray) -> np.ndarray:
         return np.full(loo.shape[:-1], np.nan)
     dev = loo - loo.mean(axis=-1, keepdims=True)
     return np.sqrt((m - 1) / m * (dev**2).sum(axis=-1))
+
+
+def worths_zero_tol(max_abs_worth: float) -> float:
+    """What counts as exactly zero for estimates of a game whose largest worth magnitude is
+    ``max_abs_worth``: 1e-10 of it (the audit's rule; floating-point residue of sums of worths)."""
+    return 1e-10 * max(float(max_abs_worth), 1e-300)
 
 
 def default_zero_tol(*arrays: np.ndarray | None) -> float:
