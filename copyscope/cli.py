@@ -49,6 +49,17 @@ ZooArg = typer.Argument(..., help="zoo YAML file", show_default=False)
 AllowPickleOpt = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.pt weights (they can run code when loaded)")
 
 
+
+def _print_attribution(tables, report: dict) -> None:
+    """The attribution tables, then (adaptive seeds, issue 16) the line saying the rounds and why they stopped."""
+    from .adaptive import adaptive_line
+
+    for table in tables:
+        out.print(table)
+    line = adaptive_line(report)
+    if line:
+        out.print(line, highlight=False)
+
 @app.command()
 @user_errors
 def validate(zoo: Path = ZooArg):
@@ -151,12 +162,7 @@ def audit(
         progress.update(load_task, description="done", total=1, completed=1)
     if report is None:  # a worker process of a distributed run: process 0 writes the report
         return
-    for table in attribution_tables(report):
-        out.print(table)
-    from .adaptive import adaptive_line  # adaptive seeds (issue 16): one line, rounds and why they stopped
-
-    if adaptive_line(report):
-        out.print(adaptive_line(report), highlight=False)
+    _print_attribution(attribution_tables(report), report)
     gen = report["generation"]
     out.print(
         f"generated {gen['generated']} image(s), {gen['cached']} from cache, {gen['seconds']:.1f} s generating; "
@@ -267,12 +273,7 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
             f"lacks what the views need ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]}); "
             "expected the report.json an audit wrote (rerun `copyscope audit`)", where=str(path),
         ) from None
-    for table in tables:
-        out.print(table)
-    from .adaptive import adaptive_line  # adaptive seeds (issue 16)
-
-    if adaptive_line(data):
-        out.print(adaptive_line(data), highlight=False)
+    _print_attribution(tables, data)
     _warn_seeds(data)
     note = interrupted_note(out_dir)
     if note:
