@@ -172,7 +172,8 @@ class BarePipelines:
 
         import diffusers
 
-        _, cns, loras = self.game.addons(members)
+        active = self.game.active_by_kind(members)
+        cns, loras = set(active.get("controlnet", [])), set(active.get("lora", []))
         t = time.perf_counter()
         if self.loras:
             if loras:

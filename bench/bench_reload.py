@@ -69,8 +69,8 @@ def reload_run(prep, games):
     for game, coalitions in games:
         for c in coalitions:
             t = time.perf_counter()
-            _, cns, loras = game.addons(c)
-            pipe = BarePipelines(prep, game, only=cns | loras)
+            active = game.active_by_kind(c)
+            pipe = BarePipelines(prep, game, only=set(active.get("controlnet", [])) | set(active.get("lora", [])))
             load_s += time.perf_counter() - t
             n += 1
             out = []

@@ -78,14 +78,6 @@ class GamePlan:
         """Whether the coalition runs the base (always, unless the base is a player and not a member)."""
         return (not self.base_as_player) or any(m and p.kind == "base" for p, m in zip(self.players, members))
 
-    def addons(self, members: tuple[bool, ...]) -> tuple[bool, set[str], set[str]]:
-        """(base active?, active ControlNet names, active LoRA names) for a coalition."""
-        active = {p.name for p, m in zip(self.players, members) if m}
-        base_on = (not self.base_as_player) or self.base.name in active
-        cns = {p.name for p in self.players if p.kind == "controlnet" and p.name in active}
-        loras = {p.name for p in self.players if p.kind == "lora" and p.name in active}
-        return base_on, cns, loras
-
 
 @dataclass
 class Plan:
