@@ -74,8 +74,14 @@ def run_audit(
             from .adaptive import adaptive_spec, run_adaptive
 
             if adaptive_spec(prep.zoo) is not None:
-                report = run_adaptive(prep, lambda p: _run_games(p, hooks, generation_adjust, t_start),
-                                      hooks.on_event)
+                # one engine per game for all the rounds: models load (and weights are hashed) once
+                engines: dict[str, CoalitionEngine] = {}
+                try:
+                    report = run_adaptive(prep, lambda p: _run_games(p, hooks, generation_adjust, t_start, engines),
+                                          hooks.on_event)
+                finally:
+                    for engine in engines.values():
+                        engine.release()
             else:
                 report = _run_games(prep, hooks, generation_adjust, t_start)
             write_outputs(report, stage, view_root=prep.out_dir)
@@ -96,7 +102,10 @@ def _is_under(filename, *roots: Path) -> bool:
     return any(f == Path(r).absolute() or Path(r).absolute() in f.parents for r in roots)
 
 
-def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_start: float) -> dict:
+def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_start: float,
+               engines: dict | None = None) -> dict:
+    """One fixed-seed audit of ``prep``. ``engines`` (base name -> engine), when given, keeps each
+    game's engine for the caller's next call (adaptive rounds) instead of releasing it here."""
     from .report import build_report
 
     zoo, plan = prep.zoo, prep.plan
@@ -109,7 +118,12 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     games: list[GameResult] = []
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
-        engine = CoalitionEngine(zoo, game, allow_pickle=prep.allow_pickle, on_event=hooks.on_event)
+        engine = (engines or {}).get(game.base.name)
+        if engine is None:
+            engine = CoalitionEngine(zoo, game, allow_pickle=prep.allow_pickle, on_event=hooks.on_event)
+            if engines is not None:
+                engines[game.base.name] = engine
+        switches_before = engine.switches
         queue = background_queue(scorer)
         evaluator = CoalitionEvaluator(
             game, engine, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, hooks.on_generate, hooks.on_score,
@@ -122,8 +136,9 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
                 queue.close(cancel=True)
         result.weights = engine.identities()
         games.append(result)
-        stats.switches += engine.switches
-        engine.release()
+        stats.switches += engine.switches - switches_before
+        if engines is None:
+            engine.release()
     report = build_report(
         prep,
         games,

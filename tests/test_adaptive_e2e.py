@@ -210,3 +210,43 @@ def test_report_command_rerenders_the_line_and_says_the_marks_are_sequential(run
     text = " ".join(r.output.split())
     assert runs["rerun"]["adaptive"]["line"] in text
     assert "sequential ones of the stopping look" in text
+
+
+def test_the_rounds_share_one_engine_per_game(planted, monkeypatch):
+    """Each round is an audit of more seeds, but the models load once: the engine (its pipeline, the
+    players' weights and hashes) is kept across the rounds and released once at the end."""
+    import copyscope.audit as audit_mod
+    from copyscope.generation import CoalitionEngine
+
+    made, loads, released = [], [], []
+
+    class CountingEngine(CoalitionEngine):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+        def load(self):
+            if self.pipe is None:  # a real load, not the no-op of a loaded engine
+                loads.append(self)
+            return super().load()
+
+        def release(self):
+            released.append(self)
+            return super().release()
+
+    monkeypatch.setattr(audit_mod, "CoalitionEngine", CountingEngine)
+    # noise references (nothing is decided: every round runs) and a cache of its own (every round generates)
+    d = planted["tmp"] / "e"
+    (d / "noise").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / "noise" / f"{i}.png")
+    zoo = make_zoo_file(d, planted["tiny"], loras=2, controlnet=False, metrics=["ssim"], cache=str(d / "cache"),
+                        references=[{"name": "work", "paths": [str(d / "noise")]}],
+                        generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": {"min": 3, "max": 6},
+                                    "batch_size": 8, "scheduler": "ddim"})
+    r = runner.invoke(app, ["audit", str(zoo)])
+    assert r.exit_code == 0, r.output
+    a = json.loads((d / "out" / "report.json").read_text())["adaptive"]
+    assert [lk["seeds"] for lk in a["looks"]] == [3, 4, 6] and all(lk["generated"] > 0 for lk in a["looks"])
+    assert len(made) == 1 and loads == made and released == made
