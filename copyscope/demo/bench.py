@@ -137,6 +137,25 @@ def summarise(results: list[dict]) -> dict[str, dict]:
     return table
 
 
+def format_kind_table(results: list[dict], metrics: list[str]) -> str:
+    """Per scenario kind (with / without the ControlNet): plant first, plant significant and decoy
+    significant counts for ``metrics``, as Markdown: where each metric fails."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(f"{r['kind']} ({'cn' if r['controlnet'] else 'no cn'})", []).append(r)
+    head = "| scenarios | n | " + " | ".join(f"{m}: first / plant sig. / decoy sig." for m in metrics) + " |\n"
+    head += "|---|---|" + "---|" * len(metrics) + "\n"
+    rows = []
+    for name, rs in groups.items():
+        cells = []
+        for m in metrics:
+            vs = [r["verdicts"][m] for r in rs if m in r["verdicts"]]
+            cells.append(" / ".join(str(sum(bool(v[k]) for v in vs)) for k in
+                                    ("planted_first", "plant_significant", "decoy_significant")))
+        rows.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |\n")
+    return head + "".join(rows)
+
+
 def _rate(kn) -> str:
     k, n = kn
     return "n/a" if n == 0 else f"{k}/{n} ({100.0 * k / n:.0f}%)"
@@ -204,7 +223,17 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
            "summary": summary, "results": results}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
     atomic_write_text(out / "table.md", format_table(summary))
+    atomic_write_text(out / "table_by_kind.md", format_kind_table(results, kind_table_metrics(metrics)))
     return doc
+
+
+def kind_table_metrics(metrics: list[str]) -> list[str]:
+    """The metrics of the per-kind table: the headline, then the fusion's members that were judged."""
+    from ..metrics.registry import FUSION_METRICS
+    from ..report.headline import headline_metric
+
+    head = headline_metric(metrics)
+    return [head] + [m for m in FUSION_METRICS if m in metrics and m != head] + ["fusion"]
 
 
 def check_demo_zoo(path: Path) -> Path:

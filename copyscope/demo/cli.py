@@ -122,4 +122,6 @@ def bench_cmd(
         raise typer.Exit(e.exit_code) from None
     typer.echo(f"\n{doc['scenarios']} scenarios, {doc['wall_seconds']:.0f} s; alpha {doc['alpha']} (Holm across players)\n")
     typer.echo(format_table(doc["summary"]))
-    typer.echo(f"results: {Path(out) / 'results.json'}, table: {Path(out) / 'table.md'}")
+    typer.echo("Per scenario kind (headline first, then the fusion's members and the fusion):\n")
+    typer.echo((Path(out) / "table_by_kind.md").read_text(encoding="utf-8"))
+    typer.echo(f"results: {Path(out) / 'results.json'}, tables: {Path(out) / 'table.md'}, {Path(out) / 'table_by_kind.md'}")

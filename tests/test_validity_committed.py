@@ -1,0 +1,98 @@
+"""The committed validity-benchmark runs (bench/validity_results*.json, README "Validity benchmark"): the shipped
+choices (headline, defaults, fusion members) follow from them, and what the README says of them holds.
+
+Four runs of `copyscope demo bench`: the quick set (6 scenarios) and the full set (36) at 8 and 16 seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {  # file -> (subset, scenarios, seeds)
+    "validity_results.json": ("quick", 6, 8),
+    "validity_results_16seeds.json": ("quick", 6, 16),
+    "validity_results_full_8seeds.json": ("full", 36, 8),
+    "validity_results_full_16seeds.json": ("full", 36, 16),
+}
+LEARNED_OR_UNMEASURED = {"clip", "dinov2", "dreamsim", "fd_dinov2", "kid_dinov2", "fid", "kid"}
+
+
+def _doc(name: str) -> dict:
+    return json.loads((ROOT / "bench" / name).read_text())
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_each_run_is_what_its_name_says(name):
+    doc = _doc(name)
+    subset, n, seeds = RUNS[name]
+    assert (doc["subset"], doc["scenarios"], doc["audit_seeds"]) == (subset, n, seeds)
+    assert len(doc["results"]) == n and all(r["verdicts"] for r in doc["results"])
+
+
+def test_no_default_metric_calls_a_decoy_in_more_than_5_percent_of_any_run():
+    """Issue 15's rule on every committed run: a metric above 5% false decoys is not a default."""
+    from copyscope.metrics.registry import DEFAULT_METRICS
+
+    judged = set()
+    for name in RUNS:
+        summary = _doc(name)["summary"]
+        for metric in sorted(set(DEFAULT_METRICS) & set(summary)):
+            dec, n = summary[metric]["decoy_significant"]
+            assert dec <= 0.05 * n, (name, metric, dec, n)
+            judged.add(metric)
+    # every default that runs offline was judged (the others need weights this machine cannot fetch)
+    assert set(DEFAULT_METRICS) - LEARNED_OR_UNMEASURED <= judged
+
+
+def test_the_headline_is_the_metric_that_never_called_a_decoy_significant():
+    """The headline (first of HEADLINE_PREFERENCE) is the metric with no false decoy in any run, and among
+    those the one that puts the plant first most often over the full set."""
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
+    docs = [_doc(name) for name in RUNS]
+    common = set.intersection(*(set(d["summary"]) for d in docs))
+    clean = [m for m in common if m != "fusion" and all(d["summary"][m]["decoy_significant"][0] == 0 for d in docs)]
+    full = [d for d in docs if d["subset"] == "full"]
+    best = max(clean, key=lambda m: sum(d["summary"][m]["planted_first"][0] for d in full))
+    assert HEADLINE_PREFERENCE[0] == best, (best, clean)
+
+
+def test_the_fusion_members_call_no_decoy_at_the_default_8_seeds():
+    from copyscope.metrics.registry import FUSION_METRICS
+
+    for name in ("validity_results.json", "validity_results_full_8seeds.json"):
+        summary = _doc(name)["summary"]
+        for metric in FUSION_METRICS:
+            dec, n = summary[metric]["decoy_significant"]
+            assert dec <= 0.05 * n, (name, metric, dec, n)
+
+
+def test_headline_counts_against_issue_15s_bar():
+    """What the README states of the headline on the full set: no decoy significant at either seed count,
+    each plant attributed to its own work in both two-work scenarios; and the bar it does NOT meet
+    (plant first >= 95%, plant significant >= 90%), so the README's "not met" stays true."""
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
+    head = HEADLINE_PREFERENCE[0]
+    for name in ("validity_results_full_8seeds.json", "validity_results_full_16seeds.json"):
+        s = _doc(name)["summary"][head]
+        n = s["scenarios"]
+        assert s["decoy_significant"] == [0, n]
+        assert s["own_work"] == [2, 2]
+        assert s["planted_first"][0] < 0.95 * n and s["plant_significant"][0] < 0.9 * n  # README: not met
+
+
+def test_every_headline_miss_on_the_full_set_is_named_in_the_readme():
+    """The README lists the scenario kinds where the headline misses the plant; each miss is of one of them."""
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
+    head = HEADLINE_PREFERENCE[0]
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Validity benchmark"):readme.index("## Estimation, intervals and tests")]
+    for name in ("validity_results_full_8seeds.json", "validity_results_full_16seeds.json"):
+        for r in _doc(name)["results"]:
+            if not r["verdicts"][head]["planted_first"]:
+                assert f"| {r['kind']} ({'cn' if r['controlnet'] else 'no cn'}) |" in section, r["scenario"]
