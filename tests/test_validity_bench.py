@@ -151,3 +151,23 @@ def test_judge_and_summary_count_what_they_claim():
     assert summary["good"]["coverage"] == [8, 10] and summary["bad"]["coverage"] == [0, 0]
     table = format_table(summary)
     assert table.index("| good |") < table.index("| bad |") and "n/a" in table
+
+
+def test_scenarios_sample_as_the_demo_zoo_does(tmp_path):
+    """A rebuilt demo zoo with other sampling settings is benchmarked with them, not with fixed ones."""
+    import shutil
+
+    from copyscope.demo.bench import scenario_zoo
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    text = (ROOT / "demo_zoo" / "zoo.yaml").read_text().replace("steps: 20", "steps: 7").replace("guidance: 5.0", "guidance: 3.5")
+    (demo / "zoo.yaml").write_text(text)
+    shutil.copy(ROOT / "demo_zoo" / "ground_truth.json", demo / "ground_truth.json")
+    s = scenarios("quick")[0]
+    gen = scenario_zoo(s, tmp_path / "pool", demo, tmp_path / "cache", ["ssim"], seeds=4,
+                       gt={"resolution": 48, "prompt": "p"})["generation"]
+    assert (gen["steps"], gen["guidance"], gen["scheduler"], gen["resolution"], gen["seeds"]) == (7, 3.5, "ddim", 48, 4)
+    shipped = scenario_zoo(s, tmp_path / "pool", ROOT / "demo_zoo", tmp_path / "cache", ["ssim"], seeds=4,
+                           gt={"resolution": 32, "prompt": "p"})["generation"]
+    assert (shipped["steps"], shipped["guidance"]) == (20, 5.0)
