@@ -213,3 +213,28 @@ def test_each_training_stage_takes_a_step(tmp_path):
     assert tiny.lora_parameters(lora_unet, "lora")  # the adapter the step trained
     losses = [float(m.group(1)) for line in logs if (m := re.search(r"loss (\S+)", line))]
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses), logs
+
+
+@pytest.mark.slow  # a quick build (training loops of a few steps)
+def test_lora_rank_option_reaches_the_files_the_ground_truth_and_the_pool(tmp_path):
+    """`demo build --lora-rank N` trains every LoRA at rank N, records it, and the validity pool trains at it."""
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from copyscope.demo.cli import demo_app
+    from copyscope.demo.pool import lora_rank_of
+
+    out = tmp_path / "zoo"
+    r = CliRunner().invoke(demo_app, ["build", "--out", str(out), "--quick", "--lora-rank", "4"])
+    assert r.exit_code == 0, r.output
+    gt = json.loads((out / "ground_truth.json").read_text())
+    assert gt["hyperparameters"]["lora_rank"] == 4 and lora_rank_of(gt) == 4
+    for name, info in gt["components"]["loras"].items():
+        assert info["rank"] == 4, name
+        with safe_open(str(out / info["file"]), "pt") as f:
+            downs = [k for k in f.keys() if "lora_A" in k or "lora.down" in k]
+            assert downs and all(f.get_slice(k).get_shape()[0] == 4 for k in downs), name
+    # the default stays 8, and a bad rank is one line, exit 2, nothing written
+    assert lora_rank_of({"hyperparameters": {}}) == demo_build.HYPER["lora_rank"] == 8
+    bad = CliRunner().invoke(demo_app, ["build", "--out", str(tmp_path / "bad"), "--quick", "--lora-rank", "0"])
+    assert bad.exit_code == 2 and "lora rank" in bad.output and not (tmp_path / "bad").exists()

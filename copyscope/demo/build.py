@@ -123,6 +123,7 @@ class _Build:
     pool: dict[str, int]
     prompt: str
     log: Callable[[str], None]
+    lora_rank: int = HYPER["lora_rank"]
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)  # measured numbers for ground_truth.json
 
@@ -255,7 +256,8 @@ def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
             for x in imgs
         ])
         m, s = encode_latents(pipe.vae, pix)
-        lu = train_lora(pipe, Latents(m, s, scaling), b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name)
+        lu = train_lora(pipe, Latents(m, s, scaling), b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name,
+                        rank=b.lora_rank)
         path = tiny.save_lora_file(b.out / "loras" / f"{name}.safetensors", lu, None, "lora")
         del lu
         b.timings[f"lora:{name}"] = time.time() - t
@@ -264,7 +266,7 @@ def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
             "role": role,
             "trained_on": list(imgs),
             "caption": b.prompt,
-            "rank": HYPER["lora_rank"],
+            "rank": b.lora_rank,
             "targets": list(HYPER["lora_targets"]),
             "samples": int(len(pix)),
             "seed": b.seed + 101 + k,
@@ -337,7 +339,8 @@ def _ground_truth(b: _Build, n_generic: int, ref_paths: dict, control_paths: dic
         },
         "steps": b.steps,
         "pool": b.pool,
-        "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in HYPER.items()},
+        "hyperparameters": {**{k: list(v) if isinstance(v, tuple) else v for k, v in HYPER.items()},
+                            "lora_rank": b.lora_rank},
         "vae_reconstruction_ssim": {"train_crops": round(b.facts["ssim_train"], 4),
                                     "held_out": round(b.facts["ssim_held"], 4),
                                     "held_out_images": list(b.references) + b.decoy_images},
@@ -358,6 +361,7 @@ def build_demo_zoo(
     seed: int = 0,
     quick: bool = False,
     steps: dict[str, int] | None = None,
+    lora_rank: int | None = None,
     prompt: str = DEFAULT_PROMPT,
     check: bool | None = None,
     check_seeds: int = 8,
@@ -367,7 +371,8 @@ def build_demo_zoo(
 ) -> Path:
     """Train and write the demo zoo into ``out_dir``; returns ``out_dir``.
 
-    ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora). ``quick`` uses a
+    ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora); ``lora_rank`` the
+    LoRAs' rank (default ``HYPER["lora_rank"]``, 8). ``quick`` uses a
     handful of steps (a loadable but untrained-looking zoo, for tests). ``check`` (default: on unless
     quick) runs the exact Shapley sanity check of :mod:`copyscope.demo.check` and records it in
     ground_truth.json. An ``out_dir`` that exists and is not empty is refused unless ``overwrite``
@@ -377,7 +382,10 @@ def build_demo_zoo(
 
     t_all = time.time()
     args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite)
-    b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None), **args)
+    if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank < 1):
+        raise CopyscopeError(f"lora rank must be a positive integer, got {lora_rank!r}")
+    b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None),
+               lora_rank=int(lora_rank or HYPER["lora_rank"]), **args)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

@@ -22,13 +22,13 @@ from .scenarios import POOL, WORKS, PoolLora, transformed_pixels
 POOL_FORMAT = "copyscope-validity-pool/1"
 
 
-def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path) -> dict:
+def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int) -> dict:
     e = {"images": list(p.images), "copies": p.copies, "transform": p.transform}
     if p.shipped:
         e["shipped"] = p.shipped
         e["sha256"] = file_sha256(demo_zoo / "loras" / p.shipped)
     else:
-        e.update(seed=seed + 201 + p.seed_offset, steps=steps, prompt=prompt)
+        e.update(seed=seed + 201 + p.seed_offset, steps=steps, prompt=prompt, rank=rank)
     return e
 
 
@@ -44,6 +44,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     gt = json.loads(gt_file.read_text(encoding="utf-8"))
     resolution, prompt = int(gt["resolution"]), gt["prompt"]
     steps = int(steps or gt["steps"]["lora"])
+    rank = lora_rank_of(gt)
     pool_dir = Path(out) / "pool"
     manifest_file = pool_dir / "pool.json"
     old = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
@@ -55,7 +56,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         target = pool_dir / "loras" / f"{p.name}.safetensors"
         if only is not None and p.name not in only:
             continue
-        entry = _entry(p, seed, steps, prompt, demo_zoo)
+        entry = _entry(p, seed, steps, prompt, demo_zoo, rank)
         if target.is_file() and old.get("loras", {}).get(p.name, {}).get("spec") == entry:
             continue
         if p.shipped:
@@ -69,7 +70,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
                                                                requires_safety_checker=False)
                 pipe.set_progress_bar_config(disable=True)
             t = time.time()
-            _train_pool_lora(pipe, p, target, resolution, prompt, steps, entry["seed"], log)
+            _train_pool_lora(pipe, p, target, resolution, prompt, steps, entry["seed"], log, rank)
             log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {time.time() - t:.0f}s")
         manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(target)}
         atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
@@ -90,9 +91,16 @@ def _write_pool_references(pool_dir: Path, resolution: int, seed: int) -> None:
         save_png(pseudo_depth(resize_square(a, resolution)), pool_dir / "control" / f"{w}_depth.png")
 
 
+def lora_rank_of(gt: dict) -> int:
+    """The rank the demo zoo's LoRAs were trained with (ground_truth.json), so the pool matches them."""
+    from .training import HYPER
+
+    return int((gt.get("hyperparameters") or {}).get("lora_rank") or HYPER["lora_rank"])
+
+
 def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,
-                     log: Callable[[str], None]) -> None:
-    """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps)."""
+                     log: Callable[[str], None], rank: int) -> None:
+    """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps, rank)."""
     import torch
 
     from . import tiny
@@ -109,6 +117,6 @@ def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: s
     m, s = encode_latents(pipe.vae, pix)
     lat = Latents(m, s, pipe.vae.config.scaling_factor)
     torch.manual_seed(seed)
-    unet = train_lora(pipe, lat, prompt, steps, seed, log, p.name)
+    unet = train_lora(pipe, lat, prompt, steps, seed, log, p.name, rank=rank)
     tiny.save_lora_file(target, unet, None, "lora")
     del unet

@@ -202,12 +202,13 @@ def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: Latents, co
     controlnet.eval()
 
 
-def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str):
-    """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy."""
+def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str, rank: int | None = None):
+    """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy.
+    ``rank``: the LoRA rank (default ``HYPER["lora_rank"]``)."""
     import torch
 
     torch.manual_seed(seed)
-    unet, _ = tiny.lora_copies(pipe, "lora", rank=HYPER["lora_rank"], init="gaussian",
+    unet, _ = tiny.lora_copies(pipe, "lora", rank=int(rank or HYPER["lora_rank"]), init="gaussian",
                                targets=list(HYPER["lora_targets"]))
     unet.requires_grad_(False)
     params = tiny.lora_parameters(unet, "lora")
