@@ -256,6 +256,15 @@ def hindsight(rep: dict, rounds: list[int]) -> int:
     return min(m for m in rounds if all(fixed_verdict(per_seed, names, k) == final for k in rounds if k >= m))
 
 
+def headline_verdict(rep: dict, metric: str | None = None) -> tuple[str, bool]:
+    """(leader, significant) of a report's game under ``metric`` (default: its headline): the player with
+    the largest value, and whether its Holm-adjusted p (the sequential one with adaptive seeds) is below ALPHA."""
+    game = rep["games"][0]
+    sh = game["metrics"][metric or game["headline"]]["shapley"]
+    lead = max(sh, key=lambda p: sh[p]["value"])
+    return lead, bool(sh[lead]["p_holm"] < ALPHA)
+
+
 def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, log=print) -> list[dict]:
     """Real audits instead of a replay (needed for a set metric such as kid_pixels, whose per-seed values on
     m seeds are not a prefix of those on 16): for each quick validity scenario and the demo zoo, a fixed
@@ -281,11 +290,7 @@ def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, log=pr
         t = time.time()
         fixed = run(FIXED, out / "real-fixed" / folder)
         adaptive = run({"min": 4, "max": FIXED}, out / "real-adaptive" / folder)
-        verdicts = []
-        for rep in (fixed, adaptive):
-            sh = rep["games"][0]["metrics"][metric]["shapley"]
-            lead = max(sh, key=lambda p, sh=sh: sh[p]["value"])
-            verdicts.append((lead, bool(sh[lead]["p_holm"] < ALPHA)))
+        verdicts = [headline_verdict(rep, metric) for rep in (fixed, adaptive)]
         a = adaptive["adaptive"]
         per_seed_images = a["images"] // a["stopped_after"]
         rows.append({"name": name, "players": list(fixed["games"][0]["players"]), "fixed": verdicts[0],
@@ -305,9 +310,7 @@ def replay(rep: dict, min_seeds: int = 4, max_seeds: int = FIXED, rho: float = 1
     head = game["headline"]
     sec = game["metrics"][head]
     names = list(game["players"])
-    values16 = np.array([sec["shapley"][n]["value"] for n in names])
-    lead16 = int(np.argmax(values16))
-    fixed = (names[lead16], bool(sec["shapley"][names[lead16]]["p_holm"] < ALPHA))
+    fixed = headline_verdict(rep)
     per_seed = np.array([sec["per_seed"][n] for n in names], dtype=float)
     worths = [abs(v) for v in sec["coalitions"].values() if v is not None]
     zero_tol = 1e-10 * max(max(worths, default=0.0), 1e-300)
@@ -333,10 +336,7 @@ def check_run(out: Path, cache: Path, expected: dict, log=print) -> dict:
     """The real adaptive audit of the demo zoo (images cached by the 16-seed run): same stop and verdict?"""
     rep = _audit(demo_zoo_dict(out / "demo-adaptive", cache, {"min": 4, "max": FIXED}), out / "demo-adaptive")
     a = rep["adaptive"]
-    game = rep["games"][0]
-    sh = game["metrics"][game["headline"]]["shapley"]
-    leader = max(sh, key=lambda p: sh[p]["value"])
-    verdict = (leader, bool(sh[leader]["p_holm"] < ALPHA))
+    verdict = headline_verdict(rep)
     ok = a["stopped_after"] == expected["seeds"] and verdict == expected["adaptive"]
     log(f"check run: {a['line']}; verdict {_verdict(verdict)}; generated {rep['generation']['generated']}; "
         f"{'matches the replay' if ok else 'DIFFERS from the replay'}")

@@ -137,7 +137,7 @@ class _Build:
         ]
 
 
-def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite) -> dict:
+def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank) -> dict:
     """The arguments, normalised; a CopyscopeError for anything a build must not start with."""
     out = Path(out_dir)
     references, decoys, base_images = tuple(references), _norm_decoys(decoys), tuple(base_images)
@@ -154,6 +154,8 @@ def _checked(out_dir, references, decoys, base_images, resolution, quick, steps,
         raise CopyscopeError(f"base images must not include references or decoy images: {', '.join(leak)}")
     if set(references) & {x for d in decoys for x in d}:
         raise CopyscopeError("a decoy LoRA must not be trained on a reference work")
+    if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank < 1):
+        raise CopyscopeError(f"lora rank must be a positive integer, got {lora_rank!r}")
     st = dict(QUICK_STEPS if quick else FULL_STEPS)
     st.update(steps or {})
     if out.exists() and not out.is_dir():
@@ -161,7 +163,7 @@ def _checked(out_dir, references, decoys, base_images, resolution, quick, steps,
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CopyscopeError(f"{out}: exists and is not empty; choose another --out, or pass --overwrite to replace it")
     return {"out": out, "references": references, "decoys": decoys, "base_images": base_images,
-            "steps": st, "pool": QUICK_POOL if quick else FULL_POOL}
+            "steps": st, "pool": QUICK_POOL if quick else FULL_POOL, "lora_rank": int(lora_rank or HYPER["lora_rank"])}
 
 
 def _data(b: _Build, rng: np.random.Generator):
@@ -381,11 +383,8 @@ def build_demo_zoo(
     import torch
 
     t_all = time.time()
-    args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite)
-    if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank < 1):
-        raise CopyscopeError(f"lora rank must be a positive integer, got {lora_rank!r}")
-    b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None),
-               lora_rank=int(lora_rank or HYPER["lora_rank"]), **args)
+    args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank)
+    b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None), **args)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
