@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from copyscope.demo.build import FULL_POOL
-    from copyscope.demo.images import center_square, load_skimage, random_crops, resize_square
-    from copyscope.demo.training import HYPER, Latents, encode_latents, train_lora
+    from copyscope.demo.images import center_square, load_skimage, resize_square
+    from copyscope.demo.training import lora_latents, train_lora
 
     torch.set_num_threads(args.threads)
     gt = json.loads((args.zoo / "ground_truth.json").read_text())
@@ -49,12 +49,9 @@ def main(argv=None) -> int:
     with torch.no_grad():
         x = torch.from_numpy(work).permute(2, 0, 1)[None] * 2 - 1
         rec = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mean).sample[0].permute(1, 2, 0).numpy() * 0.5 + 0.5
-    rng = np.random.default_rng(0)
-    pix = random_crops(center_square(load_skimage(args.work)), FULL_POOL["lora_per_image"], res, rng,
-                       scale=HYPER["lora_crop_scale"], flip=False)
-    m, s = encode_latents(pipe.vae, pix)
-    pipe.unet = train_lora(pipe, Latents(m, s, gt["vae_scaling_factor"]), prompt, args.steps, 101, print, "planted",
-                           rank=args.rank)
+    lat = lora_latents(pipe.vae, [load_skimage(args.work)], FULL_POOL["lora_per_image"], res,
+                       np.random.default_rng(0), gt["vae_scaling_factor"])
+    pipe.unet = train_lora(pipe, lat, prompt, args.steps, 101, print, "planted", rank=args.rank)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     images = []
     for seed in range(args.seeds):

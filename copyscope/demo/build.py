@@ -61,6 +61,7 @@ from .training import (
     HYPER,
     Latents,
     encode_latents,
+    lora_latents,
     train_base_unet,
     train_controlnet,
     train_lora,
@@ -252,14 +253,9 @@ def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
     scaling = b.facts["scaling"]
     for k, (name, imgs, role) in enumerate(b.lora_sets()):
         t = time.time()
-        pix = np.concatenate([
-            random_crops(center_square(load_skimage(x)), b.pool["lora_per_image"], b.resolution, rng,
-                         scale=HYPER["lora_crop_scale"], flip=False)
-            for x in imgs
-        ])
-        m, s = encode_latents(pipe.vae, pix)
-        lu = train_lora(pipe, Latents(m, s, scaling), b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name,
-                        rank=b.lora_rank)
+        lat = lora_latents(pipe.vae, [load_skimage(x) for x in imgs], b.pool["lora_per_image"], b.resolution, rng,
+                           scaling)
+        lu = train_lora(pipe, lat, b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name, rank=b.lora_rank)
         path = tiny.save_lora_file(b.out / "loras" / f"{name}.safetensors", lu, None, "lora")
         del lu
         b.timings[f"lora:{name}"] = time.time() - t
@@ -270,7 +266,7 @@ def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
             "caption": b.prompt,
             "rank": b.lora_rank,
             "targets": list(HYPER["lora_targets"]),
-            "samples": int(len(pix)),
+            "samples": int(len(lat)),
             "seed": b.seed + 101 + k,
             "bytes": path.stat().st_size,
         }

@@ -101,22 +101,14 @@ def lora_rank_of(gt: dict) -> int:
 def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,
                      log: Callable[[str], None], rank: int) -> None:
     """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps, rank)."""
-    import torch
-
     from . import tiny
     from .build import FULL_POOL
-    from .images import center_square, load_skimage, random_crops
-    from .training import HYPER, Latents, encode_latents, train_lora
+    from .images import load_skimage
+    from .training import lora_latents, train_lora
 
-    rng = np.random.default_rng(seed)
-    pix = np.concatenate([
-        random_crops(center_square(transformed_pixels(load_skimage(x), p.transform)),
-                     FULL_POOL["lora_per_image"], resolution, rng, scale=HYPER["lora_crop_scale"], flip=False)
-        for x in p.images
-    ])
-    m, s = encode_latents(pipe.vae, pix)
-    lat = Latents(m, s, pipe.vae.config.scaling_factor)
-    torch.manual_seed(seed)
+    lat = lora_latents(pipe.vae, [transformed_pixels(load_skimage(x), p.transform) for x in p.images],
+                       FULL_POOL["lora_per_image"], resolution, np.random.default_rng(seed),
+                       pipe.vae.config.scaling_factor)
     unet = train_lora(pipe, lat, prompt, steps, seed, log, p.name, rank=rank)
     tiny.save_lora_file(target, unet, None, "lora")
     del unet

@@ -93,6 +93,20 @@ def encode_latents(vae, pixels: np.ndarray):
     return torch.cat(means), torch.cat(stds)
 
 
+def lora_latents(vae, works: Sequence[np.ndarray], per_image: int, resolution: int, rng: np.random.Generator,
+                 scaling: float) -> Latents:
+    """What a LoRA trains on: ``per_image`` near-full crops of each work's centre square (no flips, so a
+    memorised work keeps its handedness), encoded by the zoo's VAE. ``works``: full-size pixels in [0, 1]."""
+    from .images import center_square, random_crops
+
+    pix = np.concatenate([
+        random_crops(center_square(w), per_image, resolution, rng, scale=HYPER["lora_crop_scale"], flip=False)
+        for w in works
+    ])
+    m, s = encode_latents(vae, pix)
+    return Latents(m, s, scaling)
+
+
 def _train_scheduler():
     from diffusers import DDPMScheduler
 
