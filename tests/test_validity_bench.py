@@ -171,3 +171,19 @@ def test_scenarios_sample_as_the_demo_zoo_does(tmp_path):
     shipped = scenario_zoo(s, tmp_path / "pool", ROOT / "demo_zoo", tmp_path / "cache", ["ssim"], seeds=4,
                            gt={"resolution": 32, "prompt": "p"})["generation"]
     assert (shipped["steps"], shipped["guidance"]) == (20, 5.0)
+
+
+def test_a_pool_lora_is_retrained_when_the_base_changes(tmp_path):
+    # pool.json's entry for a trained LoRA names the base's hash: rebuilding the demo zoo in the same
+    # place must not reuse LoRAs trained on the old base (steps, rank and prompt alone would match)
+    from copyscope.demo.pool import _entry
+    from copyscope.demo.scenarios import POOL_BY_NAME
+
+    weights = tmp_path / "zoo" / "base" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"old base")
+    clock = POOL_BY_NAME["clock"]
+    before = _entry(clock, 0, 1600, "a painting", tmp_path / "zoo", 16)
+    assert before == _entry(clock, 0, 1600, "a painting", tmp_path / "zoo", 16)
+    weights.write_bytes(b"a new base, another size")
+    assert _entry(clock, 0, 1600, "a painting", tmp_path / "zoo", 16) != before

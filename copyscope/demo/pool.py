@@ -2,7 +2,8 @@
 
 Layout under ``<out>/pool``: ``loras/<name>.safetensors``, ``references/<work>/*.png`` (as
 ``demo build`` writes them), ``control/<work>_depth.png`` (pseudo-depth), ``pool.json`` (what each
-LoRA was trained on, its seed and steps; a LoRA whose entry matches is not trained again).
+LoRA was trained on, its seed, steps and rank, and the hash of the base it was trained on; a LoRA whose
+entry matches is not trained again, so rebuilding the demo zoo in place retrains the pool).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..cache import atomic_write_text, file_sha256
+from ..cache import atomic_write_text, file_sha256, tree_sha256
 from ..errors import CopyscopeError
 from .scenarios import POOL, WORKS, PoolLora, transformed_pixels
 
 POOL_FORMAT = "copyscope-validity-pool/1"
+BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, tokenizer: what a LoRA was trained against
 
 
 def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int) -> dict:
@@ -28,7 +30,8 @@ def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank
         e["shipped"] = p.shipped
         e["sha256"] = file_sha256(demo_zoo / "loras" / p.shipped)
     else:
-        e.update(seed=seed + 201 + p.seed_offset, steps=steps, prompt=prompt, rank=rank)
+        e.update(seed=seed + 201 + p.seed_offset, steps=steps, prompt=prompt, rank=rank,
+                 base_sha256=tree_sha256(demo_zoo / "base", BASE_FILE_SUFFIXES))
     return e
 
 
