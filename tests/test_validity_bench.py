@@ -39,9 +39,10 @@ def test_headline_recovers_the_plant(quick_bench):
     n = s["scenarios"]
     assert n == 6
     assert s["decoy_significant"] == [0, n], s
-    # The plant ranks first in at least 5 of the 6 (README "Validity benchmark": the headline kid_pixels puts
-    # the ControlNet, fed the work's depth map, above the half-weight plant); wherever it is not first, the
-    # player above it is the ControlNet, never a decoy, and the plant is still significant.
+    # The plant ranks first in at least 5 of the 6 (README "Validity benchmark": 6 of 6 under the headline phash
+    # on the shipped zoo; under the old zoo and headline the ControlNet, fed the work's depth map, was above the
+    # half-weight plant); wherever it is not first, the player above it is the ControlNet, never a decoy, and the
+    # plant is still significant.
     assert s["planted_first"][0] >= n - 1, s
     for r in doc["results"]:
         v = r["verdicts"][head]
@@ -50,8 +51,8 @@ def test_headline_recovers_the_plant(quick_bench):
             above = [p for p, x in v["values"].items() if x > v["values"][plant]]
             assert r["controlnet"] and set(above) <= {"depth"}, (r["scenario"], v["values"])
             assert v["plant_significant"], r["scenario"]
-    # The plant's significance is reported, not asserted beyond the line above: at 8 seeds the headline calls
-    # it significant in 5 of the 6 (README), below issue 15's 90% bar.
+    # the plant is significant in at least 5 of the 6 (issue 15's 90% bar on six scenarios; 6/6 measured)
+    assert s["plant_significant"][0] >= n - 1, s
     # the printed table has a row per metric judged
     for m in doc["summary"]:
         assert f"| {m} |" in output

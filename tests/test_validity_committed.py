@@ -70,19 +70,20 @@ def test_the_fusion_members_call_no_decoy_at_the_default_8_seeds():
             assert dec <= 0.05 * n, (name, metric, dec, n)
 
 
-def test_headline_counts_against_issue_15s_bar():
-    """What the README states of the headline on the full set: no decoy significant at either seed count,
-    each plant attributed to its own work in both two-work scenarios; and the bar it does NOT meet
-    (plant first >= 95%, plant significant >= 90%), so the README's "not met" stays true."""
+def test_headline_meets_issue_15s_bar_on_the_full_set():
+    """Issue 15's bar, under the headline, on the full set at 8 and 16 seeds (README "Validity benchmark"): the plant
+    first in >= 95% of the scenarios, significant in >= 90%, a decoy significant in none, and each plant
+    attributed to its own work in both two-work scenarios."""
     from copyscope.report.headline import HEADLINE_PREFERENCE
 
     head = HEADLINE_PREFERENCE[0]
     for name in ("validity_results_full_8seeds.json", "validity_results_full_16seeds.json"):
         s = _doc(name)["summary"][head]
         n = s["scenarios"]
-        assert s["decoy_significant"] == [0, n]
-        assert s["own_work"] == [2, 2]
-        assert s["planted_first"][0] < 0.95 * n and s["plant_significant"][0] < 0.9 * n  # README: not met
+        assert n == 36
+        assert s["decoy_significant"] == [0, n], (name, s)
+        assert s["own_work"] == [2, 2], (name, s)
+        assert s["planted_first"][0] >= 0.95 * n and s["plant_significant"][0] >= 0.9 * n, (name, s)
 
 
 def test_every_headline_miss_on_the_full_set_is_named_in_the_readme():

@@ -71,7 +71,9 @@ from .training import (
 
 DEFAULT_PROMPT = "a painting"
 
-FULL_STEPS = {"vae": 800, "base": 500, "controlnet": 200, "lora": 400}
+# The shipped zoo's steps. 800/500/400 (rank 8) before 2026-12-03: its planted LoRA drew textures in the
+# work's colours, not a recognisable astronaut (bench/demo_lora_grid.py; README "Validity benchmark").
+FULL_STEPS = {"vae": 2000, "base": 3000, "controlnet": 200, "lora": 1600}
 QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 # Augmented samples per image: generic pool (base, VAE, ControlNet) and per-LoRA pool.
 FULL_POOL = {"base_per_image": 96, "lora_per_image": 64}
@@ -370,7 +372,7 @@ def build_demo_zoo(
     """Train and write the demo zoo into ``out_dir``; returns ``out_dir``.
 
     ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora); ``lora_rank`` the
-    LoRAs' rank (default ``HYPER["lora_rank"]``, 8). ``quick`` uses a
+    LoRAs' rank (default ``HYPER["lora_rank"]``, 16). ``quick`` uses a
     handful of steps (a loadable but untrained-looking zoo, for tests). ``check`` (default: on unless
     quick) runs the exact Shapley sanity check of :mod:`copyscope.demo.check` and records it in
     ground_truth.json. An ``out_dir`` that exists and is not empty is refused unless ``overwrite``

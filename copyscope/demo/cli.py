@@ -35,7 +35,7 @@ def build(
     base_steps: Optional[int] = typer.Option(None, "--base-steps"),
     controlnet_steps: Optional[int] = typer.Option(None, "--controlnet-steps"),
     lora_steps: Optional[int] = typer.Option(None, "--lora-steps"),
-    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="rank of every LoRA (default 8)"),
+    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="rank of every LoRA (default 16)"),
     check: Optional[bool] = typer.Option(None, "--check/--no-check",
                                          help="run the exact Shapley sanity check (default: on unless --quick)"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),

@@ -95,10 +95,9 @@ def _write_pool_references(pool_dir: Path, resolution: int, seed: int) -> None:
 
 
 def lora_rank_of(gt: dict) -> int:
-    """The rank the demo zoo's LoRAs were trained with (ground_truth.json), so the pool matches them."""
-    from .training import HYPER
-
-    return int((gt.get("hyperparameters") or {}).get("lora_rank") or HYPER["lora_rank"])
+    """The rank the demo zoo's LoRAs were trained with (ground_truth.json), so the pool matches them.
+    Zoos written before the rank was recorded used rank 8."""
+    return int((gt.get("hyperparameters") or {}).get("lora_rank") or 8)
 
 
 def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,

@@ -15,7 +15,7 @@ HYPER = {
     "vae_batch": 32, "vae_lr": 3e-3, "vae_kl_weight": 1e-4,
     "base_batch": 16, "base_lr": 1e-3, "caption_dropout": 0.1, "min_snr_gamma": 5.0,
     "controlnet_batch": 16, "controlnet_lr": 2e-3,
-    "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 8, "lora_targets": tuple(tiny.UNET_LORA_TARGETS_WIDE),
+    "lora_batch": 8, "lora_lr": 2e-3, "lora_rank": 16, "lora_targets": tuple(tiny.UNET_LORA_TARGETS_WIDE),
     "base_crop_scale": (0.35, 1.0), "lora_crop_scale": (0.94, 1.0),
     "reference_png_size": 128,
     # Each work ships as several views (the full centre square plus near-full crops, the kind of image
