@@ -8,7 +8,7 @@ Two parts.
    (ratio to 16) and how often the adaptive verdict equals the fixed 16-seed verdict.
 
 2. **Replay on the validity scenarios and the shipped demo zoo** (default): each is audited once
-   with 16 fixed seeds (``seeds: 16``, the headline metric ``ssim``); the adaptive design
+   with 16 fixed seeds (``seeds: 16``; ``--metric``, default the shipped headline ``phash``); the adaptive design
    ``{min: 4, max: 16}`` then replays its looks on the first 4, 6, 8, 12, 16 seeds of those
    per-seed values. A round of an adaptive audit is exactly an audit of the first ``m`` seeds (the
    same images, the same per-seed Shapley values for a per-image metric), so replaying is running
@@ -19,7 +19,7 @@ zero (fixed design: Holm-corrected one-sided t test at alpha 0.05, as the report
 adaptive: the sequential test of the stopping look). Images: coalitions x prompts x seeds used.
 
     python bench/bench_adaptive.py --synthetic
-    python bench/bench_adaptive.py --out /tmp/bench-adaptive [--from-validity /work/bench-out/validity16] [--check-run]
+    python bench/bench_adaptive.py --out /tmp/bench-adaptive [--from-validity DIR [--subset full]] [--check-run]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _audit(zoo: dict, folder: Path) -> dict:
     return audit_zoo(path, folder)
 
 
-def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = "ssim") -> dict:
+def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = "phash") -> dict:
     """The shipped model_zoo.yaml with absolute paths, ``seeds`` and one metric (the headline of the audit)."""
     z = yaml.safe_load((ROOT / "model_zoo.yaml").read_text())
 
@@ -168,14 +168,16 @@ def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = "ssim") -> dict:
     return z
 
 
-def fixed_reports(out: Path, cache: Path, validity: Path | None, log=print) -> list[tuple[str, str, dict]]:
-    """(name, kind, 16-seed report) for every quick validity scenario and the demo zoo."""
+def fixed_reports(out: Path, cache: Path, validity: Path | None, metric: str = "phash", subset: str = "quick",
+                  log=print) -> list[tuple[str, str, dict]]:
+    """(name, kind, 16-seed report) for every validity scenario of ``subset`` and the demo zoo; a scenario
+    without a 16-seed report in ``validity`` is audited here with ``metric``."""
     from copyscope.demo.bench import _folder_name, scenario_zoo
     from copyscope.demo.pool import train_pool
     from copyscope.demo.scenarios import scenarios
 
     demo = ROOT / "demo_zoo"
-    todo = scenarios("quick")
+    todo = scenarios(subset)
     pool = None
     gt = json.loads((demo / "ground_truth.json").read_text())
     found = []
@@ -192,11 +194,11 @@ def fixed_reports(out: Path, cache: Path, validity: Path | None, log=print) -> l
             if pool is None:
                 pool = train_pool(out, demo, only={n for t in todo for n in t.loras}, log=log)
             t = time.time()
-            rep = _audit(scenario_zoo(s, pool, demo, cache, ["ssim"], seeds=FIXED, gt=gt), out / "scenarios" / folder)
+            rep = _audit(scenario_zoo(s, pool, demo, cache, [metric], seeds=FIXED, gt=gt), out / "scenarios" / folder)
             log(f"{s.name}: audited with 16 seeds, {rep['generation']['generated']} images generated, {time.time() - t:.0f}s")
         found.append((s.name, "validity scenario", rep))
     t = time.time()
-    rep = _audit(demo_zoo_dict(out / "demo16", cache, FIXED), out / "demo16")
+    rep = _audit(demo_zoo_dict(out / "demo16", cache, FIXED, metric), out / "demo16")
     log(f"demo zoo: audited with 16 seeds, {rep['generation']['generated']} images generated, {time.time() - t:.0f}s")
     found.append(("demo zoo (model_zoo.yaml)", "shipped demo", rep))
     return found
@@ -265,9 +267,10 @@ def headline_verdict(rep: dict, metric: str | None = None) -> tuple[str, bool]:
     return lead, bool(sh[lead]["p_holm"] < ALPHA)
 
 
-def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, log=print) -> list[dict]:
+def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, subset: str = "quick",
+              log=print) -> list[dict]:
     """Real audits instead of a replay (needed for a set metric such as kid_pixels, whose per-seed values on
-    m seeds are not a prefix of those on 16): for each quick validity scenario and the demo zoo, a fixed
+    m seeds are not a prefix of those on 16): for each validity scenario of ``subset`` and the demo zoo, a fixed
     16-seed audit and an adaptive ``{min: 4, max: 16}`` audit, both with ``metric`` alone (so it is the
     headline). Images come from the cache when earlier runs made them."""
     from copyscope.demo.bench import _folder_name, scenario_zoo
@@ -275,7 +278,7 @@ def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, log=pr
     from copyscope.demo.scenarios import scenarios
 
     demo = ROOT / "demo_zoo"
-    todo = scenarios("quick")
+    todo = scenarios(subset)
     gt = json.loads((demo / "ground_truth.json").read_text())
     if validity is not None and (validity / "pool" / "pool.json").is_file():
         pool = validity / "pool"
@@ -332,9 +335,9 @@ def _verdict(v) -> str:
     return f"{v[0]} {'significant' if v[1] else 'not significant'}"
 
 
-def check_run(out: Path, cache: Path, expected: dict, log=print) -> dict:
+def check_run(out: Path, cache: Path, expected: dict, metric: str = "phash", log=print) -> dict:
     """The real adaptive audit of the demo zoo (images cached by the 16-seed run): same stop and verdict?"""
-    rep = _audit(demo_zoo_dict(out / "demo-adaptive", cache, {"min": 4, "max": FIXED}), out / "demo-adaptive")
+    rep = _audit(demo_zoo_dict(out / "demo-adaptive", cache, {"min": 4, "max": FIXED}, metric), out / "demo-adaptive")
     a = rep["adaptive"]
     verdict = headline_verdict(rep)
     ok = a["stopped_after"] == expected["seeds"] and verdict == expected["adaptive"]
@@ -349,12 +352,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("copyscope-out/bench-adaptive"))
     ap.add_argument("--cache", type=Path, default=None, help="image cache (default: $COPYSCOPE_CACHE or OUT/cache)")
     ap.add_argument("--from-validity", type=Path, default=None,
-                    help="a `copyscope demo bench --quick --seeds 16` output folder: its scenario reports are used")
+                    help="a `copyscope demo bench [--quick] --seeds 16` output folder: its scenario reports are used")
+    ap.add_argument("--subset", choices=("quick", "full"), default="quick",
+                    help="the validity scenarios replayed: the quick 6 (default) or the full 36")
     ap.add_argument("--check-run", action="store_true", help="also run the real adaptive audit of the demo zoo")
     ap.add_argument("--real", action="store_true", help="real fixed and adaptive audits per scenario instead of the "
                     "replay (needed for a set metric)")
-    ap.add_argument("--metric", default="ssim", help="the metric audited (the audits' headline); default ssim, the "
-                    "replay's; the shipped headline is kid_pixels, a set metric: use it with --real")
+    ap.add_argument("--metric", default="phash", help="the metric audited (the audits' headline); default phash, "
+                    "the shipped headline; a set metric such as kid_pixels needs --real")
     args = ap.parse_args(argv)
     if args.synthetic:
         rates = error_rates()
@@ -381,7 +386,7 @@ def main(argv=None) -> int:
 
     cache = args.cache or Path(os.environ.get("COPYSCOPE_CACHE") or args.out / "cache")
     if args.real:
-        rows = real_runs(args.out, cache, args.from_validity, args.metric)
+        rows = real_runs(args.out, cache, args.from_validity, args.metric, args.subset)
         print(f"\n| audit ({args.metric}) | players | fixed 16 seeds: headline verdict | adaptive {{min: 4, max: 16}}: verdict "
               "| same | seeds used (round, why) | images adaptive / fixed | ratio |")
         print("|---|---|---|---|---|---|---|---|")
@@ -396,7 +401,7 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"adaptive_real_{args.metric}.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
         return 0
-    reports = fixed_reports(args.out, cache, args.from_validity)
+    reports = fixed_reports(args.out, cache, args.from_validity, args.metric, args.subset)
     rows = []
     for name, kind, rep in reports:
         r = replay(rep)
@@ -449,7 +454,7 @@ def main(argv=None) -> int:
            "rows": rows, "images_adaptive": img_a, "images_fixed": img_f, "ratio": img_a / img_f, "same": same}
     if args.check_run:
         demo = next(r for r in rows if r["kind"] == "shipped demo")
-        doc["check_run"] = check_run(args.out, cache, demo)
+        doc["check_run"] = check_run(args.out, cache, demo, args.metric)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "adaptive.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return 0
