@@ -60,10 +60,11 @@ def test_the_headline_is_the_metric_that_never_called_a_decoy_significant():
     assert HEADLINE_PREFERENCE[0] == best, (best, clean)
 
 
-def test_the_fusion_members_call_no_decoy_at_the_default_8_seeds():
+def test_the_fusion_members_call_no_decoy_in_more_than_5_percent_of_any_run():
+    """registry.FUSION_METRICS: members are at most 5% false decoys at 8 and at 16 seeds, quick and full set."""
     from copyscope.metrics.registry import FUSION_METRICS
 
-    for name in ("validity_results.json", "validity_results_full_8seeds.json"):
+    for name in RUNS:
         summary = _doc(name)["summary"]
         for metric in FUSION_METRICS:
             dec, n = summary[metric]["decoy_significant"]
