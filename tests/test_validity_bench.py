@@ -188,3 +188,36 @@ def test_a_pool_lora_is_retrained_when_the_base_changes(tmp_path):
     assert before == _entry(clock, 0, 1600, "a painting", tmp_path / "zoo", 16)
     weights.write_bytes(b"a new base, another size")
     assert _entry(clock, 0, 1600, "a painting", tmp_path / "zoo", 16) != before
+
+
+@pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
+def test_parallel_audits_give_the_serial_verdicts(quick_bench):
+    """`--jobs 2` audits the scenarios in two worker processes sharing the image cache: every verdict and value is
+    the serial run's (the images come from the cache the serial run filled, so this is quick)."""
+    doc, _, out = quick_bench
+    out2 = out.parent / "validity-jobs2"
+    res = CliRunner().invoke(app, ["demo", "bench", "--quick", "--out", str(out2), "--cache", str(out / "cache"),
+                                   "--zoo", str(ROOT / "demo_zoo"), "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    par = json.loads((out2 / "results.json").read_text())
+    assert par["jobs"] == 2 and par["summary"] == doc["summary"]
+    assert [r["scenario"] for r in par["results"]] == [r["scenario"] for r in doc["results"]]
+    for a, b in zip(par["results"], doc["results"]):
+        for m, v in b["verdicts"].items():
+            assert a["verdicts"][m]["values"] == pytest.approx(v["values"], rel=1e-6, abs=1e-9), (a["scenario"], m)
+
+
+@pytest.mark.slow  # trains LoRAs (a few steps) in worker processes
+def test_pool_trained_in_worker_processes_is_the_one_process_pool(tmp_path, one_torch_thread):
+    """`train_pool(jobs=2)` writes byte-identical LoRA files to a one-process run with one torch thread."""
+    from copyscope.demo.build import build_demo_zoo
+    from copyscope.demo.pool import train_pool
+
+    zoo = build_demo_zoo(tmp_path / "zoo", quick=True, log=None, threads=1)
+    only = {"clock", "astronaut-twin", "palette-decoy"}
+    one = json.loads((train_pool(tmp_path / "one", zoo, steps=2, only=only, log=lambda m: None) / "pool.json").read_text())
+    two = json.loads((train_pool(tmp_path / "two", zoo, steps=2, only=only, log=lambda m: None, jobs=2)
+                      / "pool.json").read_text())
+    assert set(one["loras"]) == set(two["loras"]) == only
+    for name in only:
+        assert two["loras"][name] == one["loras"][name], name  # same spec, same file hash

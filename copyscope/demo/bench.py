@@ -186,14 +186,50 @@ def _frac(kn) -> float:
     return kn[0] / kn[1] if kn[1] else 0.0
 
 
+def _audit_scenario(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], seeds: int, gt: dict,
+                    folder: Path, bootstrap: int | None, threads: int | None = None) -> dict:
+    """One scenario's audit (a worker process's task when ``--jobs`` > 1: ``threads`` torch threads there)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    kw = {} if bootstrap is None else {"bootstrap": bootstrap}
+    return _audit(scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=seeds, gt=gt, **kw), folder)
+
+
+def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label: Callable[[int, dict, float], str]):
+    """Run ``_audit_scenario(*task)`` for every task, in order or in ``jobs`` worker processes (spawned, one torch
+    thread each; they share the image cache, whose writes are atomic); returns the reports in task order."""
+    if jobs <= 1 or len(tasks) <= 1:
+        reports = []
+        for i, task in enumerate(tasks):
+            t = time.time()
+            reports.append(_audit_scenario(*task))
+            log(label(i, reports[-1], time.time() - t))
+        return reports
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    reports: list[dict | None] = [None] * len(tasks)
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        futures = {ex.submit(_audit_scenario, *task, 1): i for i, task in enumerate(tasks)}
+        for f in as_completed(futures):
+            i = futures[f]
+            reports[i] = f.result()
+            log(label(i, reports[i], time.time() - t0) + " (since the start of the parallel audits)")
+    return reports
+
+
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
-              lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None,
+              lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None, jobs: int = 1,
               log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
     ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
     seeds 0..seeds-1 per coalition (default 8, as the shipped zoo). ``cache``: the image cache (default
-    ``out/cache``)."""
+    ``out/cache``). ``jobs``: worker processes for the pool's training and the audits (default 1: all in
+    this process)."""
     from .pool import train_pool
 
     out, demo_zoo = Path(out), Path(demo_zoo)
@@ -201,36 +237,38 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
     if not todo:
         raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
-    pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log)
-    gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
-    metrics = candidate_metrics()
+    if int(jobs) < 1:
+        raise CopyscopeError(f"--jobs {jobs}: needs at least 1 process")
     if int(seeds) < 2:
         raise CopyscopeError(f"--seeds {seeds}: the audit needs at least 2 seeds per coalition")
+    pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log,
+                      jobs=int(jobs))
+    gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
+    metrics = candidate_metrics()
     cache = Path(cache) if cache is not None else out / "cache"
     truth_of: dict[str, dict] = {}
     if truth if truth is not None else subset == "full":
-        for s in truth_scenarios(todo):
-            t = time.time()
-            zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=TRUTH_SEEDS, gt=gt, bootstrap=0)
-            rep = _audit(zoo, out / "truth" / _folder_name(s.name))
+        measured = truth_scenarios(todo)
+        tasks = [(s, pool, demo_zoo, cache, metrics, TRUTH_SEEDS, gt, out / "truth" / _folder_name(s.name), 0)
+                 for s in measured]
+        reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: f"truth {measured[i].name}: {dt:.0f}s")
+        for s, rep in zip(measured, reps):
             truth_of[s.name] = {m: {p: v["value"] for p, v in sec["shapley"].items()}
                                 for m, sec in rep["games"][0]["metrics"].items()}
-            log(f"truth {s.name}: {time.time() - t:.0f}s")
+    tasks = [(s, pool, demo_zoo, cache, metrics, int(seeds), gt, out / "scenarios" / _folder_name(s.name), None)
+             for s in todo]
+    reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: (
+        f"[{i + 1}/{len(todo)}] {todo[i].name}: {rep['generation']['generated']} images generated, {dt:.0f}s"))
     results = []
-    for i, s in enumerate(todo):
-        t = time.time()
-        zoo = scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=int(seeds), gt=gt)
-        rep = _audit(zoo, out / "scenarios" / _folder_name(s.name))
+    for s, rep in zip(todo, reps):
         verdicts = judge(s, rep, truth_of.get(s.name))
         results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
                         "decoys": list(s.decoys), "controlnet": s.controlnet, "weights": s.weights,
                         "generated": rep["generation"]["generated"], "verdicts": verdicts})
-        log(f"[{i + 1}/{len(todo)}] {s.name}: {rep['generation']['generated']} images generated, "
-            f"{time.time() - t:.0f}s")
     summary = summarise(results)
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
            "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
-           "metrics": metrics, "scenarios": len(todo), "wall_seconds": round(time.time() - t0, 1),
+           "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
     atomic_write_text(out / "table.md", format_table(summary))

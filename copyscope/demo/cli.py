@@ -103,6 +103,8 @@ def bench_cmd(
     seed: int = typer.Option(0, "--seed", help="seed of the LoRA pool's training"),
     lora_steps: Optional[int] = typer.Option(None, "--lora-steps", help="training steps per pool LoRA (default: the zoo's)"),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
+    jobs: int = typer.Option(1, "--jobs", help="worker processes for the pool's training and the audits (one "
+                             "torch thread each; 2 on a 2-core machine)"),
     seeds: int = typer.Option(8, "--seeds", help="audit seeds per coalition (0..N-1; the shipped zoo uses 8)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="image cache folder (default: OUT/cache)"),
 ) -> None:
@@ -118,7 +120,7 @@ def bench_cmd(
         subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
         doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
-                        log=typer.echo)
+                        jobs=jobs, log=typer.echo)
     except CopyscopeError as e:
         typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..cache import atomic_write_text, file_sha256, tree_sha256
 from ..errors import CopyscopeError
-from .scenarios import POOL, WORKS, PoolLora, transformed_pixels
+from .scenarios import POOL, POOL_BY_NAME, WORKS, PoolLora, transformed_pixels
 
 POOL_FORMAT = "copyscope-validity-pool/1"
 BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, tokenizer: what a LoRA was trained against
@@ -36,10 +36,11 @@ def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank
 
 
 def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, only=None,
-               log: Callable[[str], None] = print) -> Path:
+               log: Callable[[str], None] = print, jobs: int = 1) -> Path:
     """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
 
-    ``only``: the names of the LoRAs needed (default: the whole pool)."""
+    ``only``: the names of the LoRAs needed (default: the whole pool). ``jobs`` > 1 trains them in that many
+    worker processes (spawned, one torch thread each; the same files as one process with one thread)."""
     demo_zoo = Path(demo_zoo)
     gt_file = demo_zoo / "ground_truth.json"
     if not gt_file.is_file():
@@ -54,7 +55,12 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     manifest = {"format": POOL_FORMAT, "demo_zoo": str(demo_zoo.resolve()), "resolution": resolution,
                 "prompt": prompt, "loras": dict(old.get("loras", {}))}
     _write_pool_references(pool_dir, resolution, seed)
-    pipe = None
+
+    def record(p: PoolLora, entry: dict) -> None:
+        manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(pool_dir / "loras" / f"{p.name}.safetensors")}
+        atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
+
+    to_train = []
     for p in POOL:
         target = pool_dir / "loras" / f"{p.name}.safetensors"
         if only is not None and p.name not in only:
@@ -65,20 +71,51 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         if p.shipped:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(demo_zoo / "loras" / p.shipped, target)
+            record(p, entry)
         else:
-            if pipe is None:
-                from diffusers import StableDiffusionPipeline
+            to_train.append((p, entry))
+    tasks = [(str(demo_zoo), p.name, str(pool_dir / "loras" / f"{p.name}.safetensors"), resolution, prompt, steps,
+              entry["seed"], rank) for p, entry in to_train]
+    if int(jobs) > 1 and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-                pipe = StableDiffusionPipeline.from_pretrained(str(demo_zoo / "base"), safety_checker=None,
-                                                               requires_safety_checker=False)
-                pipe.set_progress_bar_config(disable=True)
+        with ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
+                                 mp_context=multiprocessing.get_context("spawn")) as ex:
+            for (p, entry), seconds in zip(to_train, ex.map(_train_in_worker, tasks)):
+                log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {seconds:.0f}s "
+                    "(worker process)")
+                record(p, entry)
+    else:
+        pipe = _base_pipeline(demo_zoo) if tasks else None
+        for (p, entry), task in zip(to_train, tasks):
             t = time.time()
-            _train_pool_lora(pipe, p, target, resolution, prompt, steps, entry["seed"], log, rank)
+            _train_pool_lora(pipe, p, Path(task[2]), resolution, prompt, steps, entry["seed"], log, rank)
             log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {time.time() - t:.0f}s")
-        manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(target)}
-        atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
+            record(p, entry)
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
+
+
+def _base_pipeline(demo_zoo: Path):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(demo_zoo / "base"), safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _train_in_worker(task: tuple) -> float:
+    """One pool LoRA in a worker process (one torch thread); returns its training seconds."""
+    import torch
+
+    demo_zoo, name, target, resolution, prompt, steps, seed, rank = task
+    torch.set_num_threads(1)
+    t = time.time()
+    _train_pool_lora(_base_pipeline(Path(demo_zoo)), POOL_BY_NAME[name], Path(target), resolution, prompt, steps,
+                     seed, lambda msg: None, rank)
+    return time.time() - t
 
 
 def _write_pool_references(pool_dir: Path, resolution: int, seed: int) -> None:
