@@ -36,8 +36,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from copyscope.report.headline import HEADLINE_PREFERENCE  # noqa: E402  (after the sys.path line)
+
 ALPHA = 0.05
 FIXED = 16
+HEADLINE = HEADLINE_PREFERENCE[0]  # the shipped headline metric, the default --metric
 
 
 # -- part 1: design on synthetic games ------------------------------------------------------------
@@ -145,7 +148,7 @@ def _audit(zoo: dict, folder: Path) -> dict:
     return audit_zoo(path, folder)
 
 
-def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = "phash") -> dict:
+def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = HEADLINE) -> dict:
     """The shipped model_zoo.yaml with absolute paths, ``seeds`` and one metric (the headline of the audit)."""
     z = yaml.safe_load((ROOT / "model_zoo.yaml").read_text())
 
@@ -168,7 +171,7 @@ def demo_zoo_dict(out: Path, cache: Path, seeds, metric: str = "phash") -> dict:
     return z
 
 
-def fixed_reports(out: Path, cache: Path, validity: Path | None, metric: str = "phash", subset: str = "quick",
+def fixed_reports(out: Path, cache: Path, validity: Path | None, metric: str = HEADLINE, subset: str = "quick",
                   log=print) -> list[tuple[str, str, dict]]:
     """(name, kind, 16-seed report) for every validity scenario of ``subset`` and the demo zoo; a scenario
     without a 16-seed report in ``validity`` is audited here with ``metric``."""
@@ -335,7 +338,7 @@ def _verdict(v) -> str:
     return f"{v[0]} {'significant' if v[1] else 'not significant'}"
 
 
-def check_run(out: Path, cache: Path, expected: dict, metric: str = "phash", log=print) -> dict:
+def check_run(out: Path, cache: Path, expected: dict, metric: str = HEADLINE, log=print) -> dict:
     """The real adaptive audit of the demo zoo (images cached by the 16-seed run): same stop and verdict?"""
     rep = _audit(demo_zoo_dict(out / "demo-adaptive", cache, {"min": 4, "max": FIXED}, metric), out / "demo-adaptive")
     a = rep["adaptive"]
@@ -358,7 +361,7 @@ def main(argv=None) -> int:
     ap.add_argument("--check-run", action="store_true", help="also run the real adaptive audit of the demo zoo")
     ap.add_argument("--real", action="store_true", help="real fixed and adaptive audits per scenario instead of the "
                     "replay (needed for a set metric)")
-    ap.add_argument("--metric", default="phash", help="the metric audited (the audits' headline); default phash, "
+    ap.add_argument("--metric", default=HEADLINE, help=f"the metric audited (the audits' headline); default {HEADLINE}, "
                     "the shipped headline; a set metric such as kid_pixels needs --real")
     args = ap.parse_args(argv)
     if args.synthetic:

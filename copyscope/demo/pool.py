@@ -56,13 +56,16 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
                 "prompt": prompt, "loras": dict(old.get("loras", {}))}
     _write_pool_references(pool_dir, resolution, seed)
 
+    def lora_file(p: PoolLora) -> Path:
+        return pool_dir / "loras" / f"{p.name}.safetensors"
+
     def record(p: PoolLora, entry: dict) -> None:
-        manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(pool_dir / "loras" / f"{p.name}.safetensors")}
+        manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(lora_file(p))}
         atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
 
     to_train = []
     for p in POOL:
-        target = pool_dir / "loras" / f"{p.name}.safetensors"
+        target = lora_file(p)
         if only is not None and p.name not in only:
             continue
         entry = _entry(p, seed, steps, prompt, demo_zoo, rank)
@@ -74,25 +77,27 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
             record(p, entry)
         else:
             to_train.append((p, entry))
-    tasks = [(str(demo_zoo), p.name, str(pool_dir / "loras" / f"{p.name}.safetensors"), resolution, prompt, steps,
-              entry["seed"], rank) for p, entry in to_train]
-    if int(jobs) > 1 and len(tasks) > 1:
+
+    def trained(p: PoolLora, entry: dict, seconds: float) -> None:
+        log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {seconds:.0f}s")
+        record(p, entry)
+
+    if int(jobs) > 1 and len(to_train) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        tasks = [(str(demo_zoo), p.name, str(lora_file(p)), resolution, prompt, steps,
+                  entry["seed"], rank) for p, entry in to_train]
         with ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
                                  mp_context=multiprocessing.get_context("spawn")) as ex:
             for (p, entry), seconds in zip(to_train, ex.map(_train_in_worker, tasks)):
-                log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {seconds:.0f}s "
-                    "(worker process)")
-                record(p, entry)
+                trained(p, entry, seconds)
     else:
-        pipe = _base_pipeline(demo_zoo) if tasks else None
-        for (p, entry), task in zip(to_train, tasks):
+        pipe = _base_pipeline(demo_zoo) if to_train else None
+        for p, entry in to_train:
             t = time.time()
-            _train_pool_lora(pipe, p, Path(task[2]), resolution, prompt, steps, entry["seed"], log, rank)
-            log(f"pool: lora {p.name} on {', '.join(p.images)} ({p.transform}): {steps} steps, {time.time() - t:.0f}s")
-            record(p, entry)
+            _train_pool_lora(pipe, p, lora_file(p), resolution, prompt, steps, entry["seed"], log, rank)
+            trained(p, entry, time.time() - t)
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
 
