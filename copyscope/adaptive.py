@@ -1,6 +1,6 @@
 """Adaptive seeds in the audit (issue 16): seeds in rounds, a sequential look after each round.
 
-``generation.seeds: {min, max, target, rho}`` (copyscope.config.AdaptiveSeeds). The seeds are
+``generation.seeds: {min, max, target, rho, levels}`` (copyscope.config.AdaptiveSeeds). The seeds are
 0, 1, 2, ...; round ``k`` audits the first ``m_k`` of them (``seed_rounds``: 4, 6, 8, 12, 16, ...
 up to ``max``), every coalition on the same seeds (common random numbers). A round is an ordinary
 audit of ``m_k`` seeds: the images of the earlier rounds come from the image cache and their
@@ -9,9 +9,10 @@ a larger ``max`` (or a fixed ``seeds: m``) reuses every image.
 
 After each round the headline metric's per-seed pseudo-values go through
 :func:`copyscope.shapley.sequential.look` at the level the round spends (alpha spending,
-``alpha = 1 - estimator.confidence``). The audit stops when every game's look stops: the verdict
-is decided (the leader is above zero and above every other player), every headline interval is
-narrower than ``target``, or the round reached ``max``.
+``alpha = 1 - estimator.confidence``; :func:`game_look`). The audit stops when every game's look
+stops: the verdict is decided (the leader is above zero and above every other player; with
+several works, either in the averaged game or in every work's game, the families sharing the
+round's level), every headline interval is narrower than ``target``, or the round reached ``max``.
 
 The report is the last round's audit, with three changes:
 
@@ -19,18 +20,19 @@ The report is the last round's audit, with three changes:
   images generated in the round, the spent level, the per-player intervals, p-values and the
   leader's paired tests) and why it stopped, with the one-line summary the terminal and the HTML
   show ("adaptive seeds: stopped after 8 seeds (round 3 of 5): decided");
-* the headline metric's Shapley entries carry the sequential intervals and tests of the stopping
-  look: ``ci95`` is the look's simultaneous interval (all players, all looks: coverage >=
-  ``confidence``), ``p_value`` the look's one-sided t test, and ``p_holm`` the sequentially
-  adjusted p-value ``min(1, p * n * alpha / alpha_k)``, below ``alpha`` exactly when the look
-  calls the player significant (so every view marks significance by the sequential rule);
-  ``sequential: true`` marks them;
+* the headline metric's Shapley entries (the averaged game's and, with several works, each
+  work's) carry the sequential intervals and tests of the stopping look: ``ci95`` is the look's
+  simultaneous interval (all players, works and looks: coverage >= ``confidence``), ``p_value``
+  the look's one-sided t test, and ``p_holm`` the sequentially adjusted p-value
+  ``min(1, p * alpha / a_k)`` (``a_k``: the level of the look's tests), below ``alpha`` exactly
+  when the look calls the player significant (so every view marks significance by the sequential
+  rule); ``sequential: true`` marks them;
 * ``generation``: ``generated`` sums the rounds; ``cached`` is the rest of the images the last
   round used.
 
-The other metrics, the per-work games and the share intervals keep the fixed-design numbers of
-the last round's seeds: they claim no significance (sensitivity analysis) but are not corrected
-for the stopping either (said in the report's ``adaptive.note``).
+The other metrics and the share intervals keep the fixed-design numbers of the last round's seeds:
+they claim no significance (sensitivity analysis) but are not corrected for the stopping either
+(said in the report's ``adaptive.note``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 
 from .errors import CopyscopeError
 
-__all__ = ["adaptive_spec", "check_adaptive", "run_adaptive", "adaptive_line"]
+__all__ = ["adaptive_spec", "check_adaptive", "run_adaptive", "game_look", "adaptive_line"]
 
 
 def adaptive_spec(zoo):
@@ -78,21 +80,71 @@ def _restrict(prep, m: int):
     return dataclasses.replace(prep, plan=sub_plan)
 
 
-def _headline_look(game: dict, alpha_k: float, last: bool, target: float | None):
+def _has_per_seed(sec: dict | None, names: list[str]) -> bool:
+    per_seed = (sec or {}).get("per_seed")
+    return per_seed is not None and all(v is not None for n in names for v in per_seed.get(n, [None]))
+
+
+def _headline_section(game: dict, sec: dict | None, names: list[str], what: str, seeds: int | None):
+    """(values, per-seed pseudo-values) of one headline section, on its first ``seeds`` seeds when given
+    (a replay: for a per-image metric the first m seeds' pseudo-values are their per-seed values)."""
+    if not _has_per_seed(sec, names):
+        raise CopyscopeError(f"adaptive seeds: the headline metric {game.get('headline')!r} of base {game['base']!r} "
+                             f"has no finite per-seed values{what}; give a fixed number of seeds")
+    pseudo = np.array([sec["per_seed"][n] for n in names], dtype=float)
+    if seeds is not None:
+        pseudo = pseudo[:, :seeds]
+        return pseudo.mean(axis=1), pseudo
+    return np.array([sec["shapley"][n]["value"] for n in names], dtype=float), pseudo
+
+
+def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 1.0, target: float | None = None,
+              seeds: int | None = None, paired: bool = True, exact: bool = True) -> dict:
+    """The sequential look at one game of a fixed-seed report after round ``k`` of ``rounds``.
+
+    One work: :func:`copyscope.shapley.sequential.look` on the headline metric, its ``n`` tests
+    sharing the round's spent level ``alpha_k`` (exact group-sequential levels, or the union bound
+    over looks with ``exact=False``: :func:`copyscope.shapley.sequential.look_levels`). Several
+    works: the averaged game and each work's game (report ``per_work``) are ``W + 1`` families of
+    tests that share it (``n (W + 1)`` tests, so a false claim in any of them has probability at
+    most ``alpha`` over all looks). The game stops when the averaged verdict is decided, or when
+    every work's verdict is (each work's leader above zero and above every other player: "which
+    component copies which work", issue 15), or at the target width of the averaged intervals, or
+    at ``max``. Why: two components that each copy a different work tie in the average by design,
+    so the averaged leader may never separate, while each work's game is decided early
+    (bench/adaptive_results.md, two-works scenarios). A work whose headline has no finite per-seed
+    values (e.g. a set metric undefined for it) gets no look, and then "every work" cannot be
+    decided: only the averaged game can stop the audit early.
+
+    Returns ``{"look": Look, "names": [...], "metric": head, "works": {work: Look}}``; ``seeds``
+    replays the look on the first ``seeds`` seeds of a larger report, ``paired=False`` with the older
+    separation rule (both for bench/bench_adaptive.py)."""
+    from dataclasses import replace
+
     from .shapley.inference import worths_zero_tol
-    from .shapley.sequential import look
+    from .shapley.sequential import look, look_levels
 
     head = game.get("headline")
-    sec = (game.get("metrics") or {}).get(head)
     names = list(game["players"])
-    per_seed = (sec or {}).get("per_seed")
-    if sec is None or per_seed is None or any(v is None for n in names for v in per_seed.get(n, [None])):
-        raise CopyscopeError(f"adaptive seeds: the headline metric {head!r} of base {game['base']!r} has no finite "
-                             "per-seed values; give a fixed number of seeds")
-    values = np.array([sec["shapley"][n]["value"] for n in names], dtype=float)
-    pseudo = np.array([per_seed[n] for n in names], dtype=float)
-    worths = [abs(v) for v in (sec.get("coalitions") or {}).values() if v is not None]
-    return look(values, pseudo, alpha_k, last, target, worths_zero_tol(max(worths, default=0.0))), names, head
+    sec = (game.get("metrics") or {}).get(head)
+    worths = [abs(v) for v in ((sec or {}).get("coalitions") or {}).values() if v is not None]
+    zero_tol = worths_zero_tol(max(worths, default=0.0))
+    all_works = game.get("per_work") or {}
+    works = {w: m[head] for w, m in all_works.items() if _has_per_seed(m.get(head), names)}
+    families = 1 + len(works)
+    spent, test_level, side_level = look_levels(rounds, alpha, rho, len(names) * families, exact)[k]
+    last = k == len(rounds) - 1
+    kw = dict(zero_tol=zero_tol, paired=paired, levels=(test_level, side_level))
+    values, pseudo = _headline_section(game, sec, names, "", seeds)
+    averaged = look(values, pseudo, spent / families, last, target, **kw)
+    work_looks = {}
+    for w, sec_w in works.items():
+        values_w, pseudo_w = _headline_section(game, sec_w, names, f" for work {w!r}", seeds)
+        work_looks[w] = look(values_w, pseudo_w, spent / families, last, None, **kw)
+    if (averaged.reason != "decided" and work_looks and len(work_looks) == len(all_works)
+            and all(lk.reason == "decided" for lk in work_looks.values())):
+        averaged = replace(averaged, stop=True, reason="decided for every work")
+    return {"look": averaged, "names": names, "metric": head, "works": work_looks}
 
 
 def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[str], None] = lambda msg: None) -> dict:
@@ -111,11 +163,13 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
         on_event(f"adaptive seeds: round {k + 1} of {len(rounds)}, {m} seeds")
         report = run_games(_restrict(prep, m))
         generated += int(report["generation"]["generated"])
-        last = k == len(rounds) - 1
         games, stops = {}, []
         for g in report["games"]:
-            lk, names, head = _headline_look(g, float(levels[k]), last, spec.target)
-            games[g["base"]] = {"metric": head, **lk.to_dict(names), "_look": lk, "_names": names}
+            gl = game_look(g, rounds, k, alpha, spec.rho, spec.target, exact=spec.levels == "exact")
+            lk, names = gl["look"], gl["names"]
+            games[g["base"]] = {"metric": gl["metric"], **lk.to_dict(names), "_look": gl,
+                                **({"works": {w: wl.to_dict(names) for w, wl in gl["works"].items()}}
+                                   if gl["works"] else {})}
             stops.append(lk.stop)
         images = sum(len(keys) for g in report["games"] for keys in (g.get("images") or {}).values())
         looks.append({"round": k + 1, "seeds": m, "images": images,
@@ -127,27 +181,35 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     reason = next(iter(reasons.values())) if len(set(reasons.values())) == 1 else \
         "; ".join(f"base {b}: {r}" for b, r in reasons.items())
     for g in report["games"]:
-        entry = final["games"][g["base"]]
-        _sequential_headline(g, entry.pop("_look"), entry.pop("_names"), alpha)
+        gl = final["games"][g["base"]].pop("_look")
+        head = g["headline"]
+        _sequential_headline(g["metrics"][head], gl["look"], gl["names"], alpha)
+        for w, wl in gl["works"].items():
+            _sequential_headline(g["per_work"][w][head], wl, gl["names"], alpha)
     for lk in looks[:-1]:
         for entry in lk["games"].values():
-            entry.pop("_look"), entry.pop("_names")
+            entry.pop("_look")
     report["generation"]["generated"] = generated
     report["generation"]["cached"] = max(final["images"] - generated, 0)
     report["adaptive"] = {
-        "min": spec.min, "max": spec.max, "target": spec.target, "rho": spec.rho, "alpha": alpha,
+        "min": spec.min, "max": spec.max, "target": spec.target, "rho": spec.rho, "levels": spec.levels, "alpha": alpha,
         "planned_rounds": rounds, "spending": [float(x) for x in levels],
         "stopped_after": final["seeds"], "round": final["round"], "rounds_planned": len(rounds), "reason": reason,
         "images": final["images"], "looks": looks,
-        "rule": ("alpha spending alpha_k = alpha * ((m_k / max)**rho - (m_{k-1} / max)**rho); each test of a look at "
-                 "alpha_k / n (n players): decided when the leader's one-sided t test of > 0 and its paired t tests "
-                 "against every other player (per-seed differences) all reject; intervals two-sided at 1 - alpha_k / n, "
-                 "simultaneous over players and looks (copyscope/shapley/sequential.py)"),
-        "note": ("the headline metric's intervals and tests are the sequential ones of the stopping look (valid whenever "
-                 "the audit stops); the other metrics, per-work games and share intervals are fixed-design numbers on "
-                 "the stopped seeds, not corrected for the stopping; the sequential t tests assume roughly symmetric "
-                 "per-seed contributions: with strongly left-skewed seed noise (skewness -2) simulated all-null audits "
-                 "called some player significant in about 1 in 3 (docs/estimation.md, Adaptive seeds)"),
+        "rule": ("alpha spending alpha_k = alpha * ((m_k / max)**rho - (m_{k-1} / max)**rho); each test of a look "
+                 "spends alpha_k / (n (W + 1)) (n players; W works when there are several, else W = 0), at the exact "
+                 "group-sequential level for nested seed prefixes (levels: exact) or at that level itself (levels: "
+                 "union, the union bound over looks), test_level of each look; decided when the "
+                 "leader's one-sided t test of > 0 and its paired t tests against every other player (per-seed "
+                 "differences) all reject, in the averaged game or in every work's game; intervals two-sided, each "
+                 "side spending half of a test's share: simultaneous over players, works and looks "
+                 "(copyscope/adaptive.py game_look, copyscope/shapley/sequential.py)"),
+        "note": ("the headline metric's intervals and tests (averaged and per work) are the sequential ones of the "
+                 "stopping look (valid whenever the audit stops); the other metrics and share intervals are "
+                 "fixed-design numbers on the stopped seeds, not corrected for the stopping; the sequential t tests "
+                 "assume roughly symmetric per-seed contributions: with strongly left-skewed seed noise (skewness -2) "
+                 "simulated all-null audits called some player significant far more often than alpha "
+                 "(docs/estimation.md, Adaptive seeds)"),
     }
     report["adaptive"]["line"] = adaptive_line(report)
     report["settings"]["test"] = ("headline: sequential (adaptive seeds): " + report["adaptive"]["rule"]
@@ -155,16 +217,16 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     return report
 
 
-def _sequential_headline(game: dict, lk, names: list[str], alpha: float) -> None:
-    """Replace the headline metric's intervals and tests by those of the stopping look."""
-    sec = game["metrics"][game["headline"]]
-    n = len(names)
+def _sequential_headline(sec: dict, lk, names: list[str], alpha: float) -> None:
+    """Replace a headline section's intervals and tests (the averaged game's, or one work's) by those of
+    the stopping look. ``lk.test_level`` is the level of that look's tests, so ``p_holm < alpha``
+    exactly when the look calls the player significant."""
     for i, name in enumerate(names):
         e = sec["shapley"][name]
         p = float(lk.p_values[i])
         e["ci95"] = [float(lk.ci[i, 0]), float(lk.ci[i, 1])]
         e["p_value"] = p
-        e["p_holm"] = min(1.0, p * n * alpha / lk.alpha) if lk.alpha > 0 else 1.0
+        e["p_holm"] = min(1.0, p * alpha / lk.test_level) if lk.test_level > 0 else 1.0
         e["sequential"] = True
     sec["inference"] = "sequential (adaptive seeds): see report['adaptive']"
 

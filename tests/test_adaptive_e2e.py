@@ -167,6 +167,7 @@ def test_a_run_cut_short_is_continued_from_the_cache(runs):
     ({"min": 8, "max": 4}, None, r"generation\.seeds: max \(4\) must be at least min \(8\)"),
     ({"min": 4, "max": 8, "target": 0}, None, r"generation\.seeds: target: .*greater than 0"),
     ({"min": 4, "max": 8, "every": 2}, None, r"generation\.seeds: every: unknown key"),
+    ({"min": 4, "max": 8, "levels": "bonferroni"}, None, r"generation\.seeds: levels: .*'exact' or 'union'"),
     ({"min": 4, "max": 8}, {"method": "permutation", "budget": 4}, r"estimator\.method: adaptive seeds .* need exact Shapley"),
     ({"min": 4, "max": 8}, {"intervals": "bootstrap"}, r"estimator\.intervals: adaptive seeds need per-seed values"),
 ])
@@ -201,7 +202,8 @@ def test_fixed_seed_zoos_are_unchanged(tiny_models, tmp_path):
     zoo = load_zoo(make_zoo_file(tmp_path, tiny_models, generation={"resolution": 32, "steps": 2,
                                                                      "seeds": {"min": 4, "max": 10}}))
     assert zoo.spec.generation.seed_list == list(range(10))
-    assert zoo.spec.model_dump()["generation"]["seeds"] == {"min": 4, "max": 10, "target": None, "rho": 1.0}
+    assert zoo.spec.model_dump()["generation"]["seeds"] == {"min": 4, "max": 10, "target": None, "rho": 1.0,
+                                                           "levels": "exact"}
 
 
 def test_report_command_rerenders_the_line_and_says_the_marks_are_sequential(runs):

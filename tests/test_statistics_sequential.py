@@ -101,3 +101,50 @@ def test_paired_rule_is_never_less_powerful_than_separated_intervals():
     separate = [run_sequential(phi[g], rounds, paired=False)[-1] for g in range(len(phi))]
     assert np.mean([lk.reason == "decided" for lk in paired]) >= np.mean([lk.reason == "decided" for lk in separate])
     assert np.mean([lk.seeds for lk in paired]) < np.mean([lk.seeds for lk in separate])
+
+
+def test_exact_levels_spend_exactly_the_planned_level_at_each_look():
+    """The group-sequential levels are calibrated on one set of simulated null sequences; on fresh
+    ones (another seed) the rate of first false rejections at each look is the spent level, and
+    the total over looks is the test's share of alpha, while every level is at least the union
+    bound's (so the exact rule is never less powerful)."""
+    from scipy import stats
+
+    from copyscope.shapley.sequential import look_levels
+
+    rounds = seed_rounds(4, 16)
+    spent = spending(rounds, 0.05) / 4
+    exact = look_levels(rounds, 0.05, 1.0, 4)
+    union = look_levels(rounds, 0.05, 1.0, 4, exact=False)
+    assert (exact[:, 1] >= union[:, 1]).all() and (exact[1:, 1] > 1.2 * union[1:, 1]).all()
+    assert exact[0, 1] == pytest.approx(spent[0])  # the first look needs no calibration
+    x = np.random.default_rng(123).standard_normal((200_000, 16))
+    alive = np.ones(len(x), dtype=bool)
+    first = []
+    for k, m in enumerate(rounds):
+        y = x[:, :m]
+        p = stats.t.sf(y.mean(axis=1) / (y.std(axis=1, ddof=1) / np.sqrt(m)), m - 1)
+        cross = alive & (p < exact[k, 1])
+        first.append(cross.mean())
+        alive &= ~cross
+    # binomial standard error of a rate near 0.003 from 200,000 sequences: about 1.2e-4
+    np.testing.assert_allclose(first, spent, atol=5e-4)
+    assert sum(first) == pytest.approx(0.05 / 4, abs=6e-4)
+    # the union bound spends less than planned: its levels are conservative
+    alive[:] = True
+    union_total = 0.0
+    for k, m in enumerate(rounds):
+        y = x[:, :m]
+        p = stats.t.sf(y.mean(axis=1) / (y.std(axis=1, ddof=1) / np.sqrt(m)), m - 1)
+        cross = alive & (p < union[k, 1])
+        union_total += cross.mean()
+        alive &= ~cross
+    assert union_total < 0.8 * (0.05 / 4)
+
+
+def test_exact_levels_are_deterministic():
+    from copyscope.shapley.sequential import exact_levels
+
+    rounds = seed_rounds(4, 16)
+    spent = spending(rounds, 0.05) / 3
+    np.testing.assert_array_equal(exact_levels(rounds, spent), exact_levels(list(rounds), spent.copy()))

@@ -54,7 +54,7 @@ class FluxSettings(_Strict):
 
 
 class AdaptiveSeeds(_Strict):
-    """``generation.seeds: {min, max, target, rho}``: seeds in rounds until the headline verdict is
+    """``generation.seeds: {min, max, target, rho, levels}``: seeds in rounds until the headline verdict is
     decided (issue 16; the round loop is copyscope/adaptive.py, the statistics
     copyscope/shapley/sequential.py). The seeds are 0, 1, 2, ...: a round of ``m`` seeds uses the
     same images as ``seeds: m``."""
@@ -65,6 +65,9 @@ class AdaptiveSeeds(_Strict):
     max: _Int = Field(64, ge=3, le=MAX_SEEDS, description="most seeds; the last round")
     target: _Float | None = Field(None, gt=0, description="stop when every headline interval is at most this wide")
     rho: _Float = Field(1.0, gt=0, le=10, description="alpha spending alpha * (m / max)**rho; 1: in proportion to the seeds")
+    levels: Literal["exact", "union"] = Field(
+        "exact", description="exact: group-sequential test levels for nested seed prefixes (spend exactly alpha); "
+                             "union: the union bound over looks (conservative, no assumption on how the looks correlate)")
 
     @model_validator(mode="after")
     def _order(self):

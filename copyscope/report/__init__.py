@@ -128,7 +128,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level)}
+            w: {m: {"shapley": estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level),
+                    "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
                 for m, r in res_w.items()}
             for w, res_w in (g.per_work or {}).items()
         }
