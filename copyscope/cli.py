@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -161,7 +162,13 @@ def audit(
             report = run_distributed_audit(zoo, out_dir, allow_pickle=allow_pickle, hooks=hooks, state=state)
         progress.update(load_task, description="done", total=1, completed=1)
     if report is None:  # a worker process of a distributed run: process 0 writes the report
-        return
+        # Leave without interpreter finalization: Gloo's worker threads can still hold work objects
+        # with Python references after destroy_process_group, and finalizing them aborts the process
+        # ("terminate called without an active exception", SIGABRT; pytorch/pytorch#179291), which
+        # makes the launcher kill process 0 mid-audit. Nothing is left to write here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     _print_attribution(attribution_tables(report), report)
     gen = report["generation"]
     out.print(
