@@ -207,12 +207,13 @@ def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label
             reports.append(_audit_scenario(*task))
             log(label(i, reports[-1], time.time() - t))
         return reports
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from .pool import spawned_workers
 
     reports: list[dict | None] = [None] * len(tasks)
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with spawned_workers(jobs) as ex:
         futures = {ex.submit(_audit_scenario, *task, 1): i for i, task in enumerate(tasks)}
         for f in as_completed(futures):
             i = futures[f]

@@ -83,13 +83,9 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         record(p, entry)
 
     if int(jobs) > 1 and len(to_train) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         tasks = [(str(demo_zoo), p.name, str(lora_file(p)), resolution, prompt, steps,
                   entry["seed"], rank) for p, entry in to_train]
-        with ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
-                                 mp_context=multiprocessing.get_context("spawn")) as ex:
+        with spawned_workers(min(int(jobs), len(tasks))) as ex:
             for (p, entry), seconds in zip(to_train, ex.map(_train_in_worker, tasks)):
                 trained(p, entry, seconds)
     else:
@@ -100,6 +96,15 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
             trained(p, entry, time.time() - t)
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
+
+
+def spawned_workers(jobs: int):
+    """A pool of ``jobs`` worker processes, spawned rather than forked (a fork copies torch's thread
+    pools and locks mid-state); used by the pool's training and the benchmark's audits."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _base_pipeline(demo_zoo: Path):
