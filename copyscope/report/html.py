@@ -222,8 +222,13 @@ def _adaptive_html(report: dict) -> str:
     if not line:
         return ""
     a = report["adaptive"]
+    def game_cell(base: str, g: dict) -> str:
+        works = "".join(f"; work {w}: leader {wg.get('leader')}, {wg.get('reason') or 'go on'}"
+                        for w, wg in (g.get("works") or {}).items())  # several works: each work's own look
+        return f"{base}: leader {g.get('leader')}, {g.get('reason') or 'go on'}{works}"
+
     rows = [[td(lk.get("round")), td(lk.get("seeds")), td(lk.get("images")), td(lk.get("generated")), td(f"{lk.get('alpha', 0):.3g}"),
-             td("; ".join(f"{b}: leader {g.get('leader')}, {g.get('reason') or 'go on'}" for b, g in (lk.get("games") or {}).items()))]
+             td(" | ".join(game_cell(b, g) for b, g in (lk.get("games") or {}).items()))]
             for lk in a.get("looks") or []]
     return (f"<p><b>{esc(line)}</b>. <span class=\"muted\">The headline metric's intervals and significance marks are "
             f"the sequential ones of the stopping look (valid whenever the audit stops); {esc(a.get('note', ''))}.</span></p>"
