@@ -17,7 +17,8 @@ Two parts.
 
 Verdict (the headline's): the player with the largest value, and whether it is significantly above
 zero (fixed design: Holm-corrected one-sided t test at alpha 0.05, as the report marks it;
-adaptive: the sequential test of the stopping look). Images: coalitions x prompts x seeds used.
+adaptive: the sequential test of the stopping look); with several works, that for each work's game.
+Images: coalitions x prompts x seeds used.
 
     python bench/bench_adaptive.py --synthetic
     python bench/bench_adaptive.py --out /tmp/bench-adaptive [--from-validity DIR [--subset full]] [--check-run]
@@ -260,13 +261,14 @@ def headline_verdict(rep: dict, metric: str | None = None) -> tuple:
     """(leader, significant) of a report's game under ``metric`` (default: its headline): the player with
     the largest value, and whether its Holm-adjusted p (the sequential one with adaptive seeds) is below
     ALPHA. With several works, one (work, leader, significant) per work."""
-    verdicts = []
-    for work, sec in _headline_sections(rep, metric).items():
-        sh = sec["shapley"]
+    def one(sh: dict) -> tuple[str, bool]:
         lead = max(sh, key=lambda p: sh[p]["value"])
-        verdicts.append((lead, bool(sh[lead]["p_holm"] < ALPHA)) if work is None
-                        else (work, lead, bool(sh[lead]["p_holm"] < ALPHA)))
-    return verdicts[0] if len(verdicts) == 1 and len(verdicts[0]) == 2 else tuple(verdicts)
+        return lead, bool(sh[lead]["p_holm"] < ALPHA)
+
+    sections = _headline_sections(rep, metric)
+    if None in sections:  # one work: the averaged game's verdict
+        return one(sections[None]["shapley"])
+    return tuple((work, *one(sec["shapley"])) for work, sec in sections.items())
 
 
 def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, subset: str = "quick",
