@@ -252,3 +252,58 @@ def test_the_rounds_share_one_engine_per_game(planted, monkeypatch):
     a = json.loads((d / "out" / "report.json").read_text())["adaptive"]
     assert [lk["seeds"] for lk in a["looks"]] == [3, 4, 6] and all(lk["generated"] > 0 for lk in a["looks"])
     assert len(made) == 1 and loads == made and released == made
+
+
+@pytest.fixture(scope="module")
+def two_works(tiny_models, tmp_path_factory, one_torch_thread):
+    """Two works, each planted for one LoRA: work a's references are lora0's images for prompt a, work
+    b's are lora1's for prompt b (made in a cache the audit does not see). Averaged over the works the
+    two LoRAs tie by design; each work's own game has one clear copier."""
+    tmp = tmp_path_factory.mktemp("adaptive-two-works")
+    texts = {"a": "a painting of a cat", "b": "a photo of a red boat"}
+    refs = {}
+    for w, lora in (("a", "lora0"), ("b", "lora1")):
+        src = tmp / f"src-{w}"
+        src.mkdir()
+        zoo = make_zoo_file(src, tiny_models, loras=2, controlnet=False, metrics=["ssim"], cache=str(tmp / "cache-refs"),
+                            prompts=[{"name": f"p-{w}", "text": texts[w]}],
+                            generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 16, "batch_size": 8,
+                                        "scheduler": "ddim"})
+        r = runner.invoke(app, ["audit", str(zoo)])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((src / "out" / "report.json").read_text())
+        refs[w] = tmp / f"refs-{w}"
+        refs[w].mkdir()
+        cache = ImageCache(Path(rep["cache_dir"]))
+        for i, key in enumerate(rep["games"][0]["images"][lora]):
+            _png(cache, key, refs[w] / f"{lora}_{i:02d}.png")
+    d = tmp / "audit"
+    d.mkdir()
+    zoo = make_zoo_file(d, tiny_models, loras=2, controlnet=False, metrics=["ssim"], cache=str(tmp / "cache"),
+                        references=[{"name": w, "paths": [str(refs[w])]} for w in ("a", "b")],
+                        prompts=[{"name": f"p-{w}", "text": texts[w], "work": w} for w in ("a", "b")],
+                        generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": {"min": 4, "max": 16},
+                                    "batch_size": 8, "scheduler": "ddim"})
+    r = runner.invoke(app, ["audit", str(zoo)])
+    assert r.exit_code == 0, r.output
+    return json.loads((d / "out" / "report.json").read_text()), r.output
+
+
+@pytest.mark.slow  # a shared module fixture runs audits (pyproject: markers)
+def test_two_works_stop_when_each_work_is_decided_and_say_who_copies_which(two_works):
+    report, output = two_works
+    a = report["adaptive"]
+    assert a["reason"] == "decided for every work" and a["stopped_after"] < 16, a["line"]
+    assert "decided for every work" in output
+    game = report["games"][0]
+    last = a["looks"][-1]["games"]["tiny-sd"]
+    assert {w: g["leader"] for w, g in last["works"].items()} == {"a": "lora0", "b": "lora1"}
+    for w, lora, other in (("a", "lora0", "lora1"), ("b", "lora1", "lora0")):
+        sh = game["per_work"][w]["ssim"]["shapley"]
+        assert sh[lora]["sequential"] and sh[lora]["p_holm"] < 0.05 and sh[lora]["ci95"][0] > 0
+        assert sh[other]["p_holm"] >= 0.05
+    # each look's tests share the level among the averaged game and the two works: 2 players x 3
+    from copyscope.shapley.sequential import look_levels
+
+    want = look_levels(a["planned_rounds"], a["alpha"], 1.0, 2 * 3)[len(a["looks"]) - 1, 1]
+    assert last["test_level"] == pytest.approx(want)
