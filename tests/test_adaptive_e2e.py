@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -286,12 +287,21 @@ def two_works(tiny_models, tmp_path_factory, one_torch_thread):
                                     "batch_size": 8, "scheduler": "ddim"})
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output
-    return json.loads((d / "out" / "report.json").read_text()), r.output
+    adaptive = json.loads((d / "out" / "report.json").read_text())
+    # the same zoo with 16 fixed seeds (the first 4 from the cache), for bench/bench_adaptive.py's replay
+    fixed = d / "fixed"
+    fixed.mkdir()
+    data = yaml.safe_load(zoo.read_text())
+    data["generation"]["seeds"], data["output"] = 16, str(fixed / "out")
+    (fixed / "zoo.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    r16 = runner.invoke(app, ["audit", str(fixed / "zoo.yaml")])
+    assert r16.exit_code == 0, r16.output
+    return adaptive, r.output, json.loads((fixed / "out" / "report.json").read_text())
 
 
 @pytest.mark.slow  # a shared module fixture runs audits (pyproject: markers)
 def test_two_works_stop_when_each_work_is_decided_and_say_who_copies_which(two_works):
-    report, output = two_works
+    report, output, _ = two_works
     a = report["adaptive"]
     assert a["reason"] == "decided for every work" and a["stopped_after"] < 16, a["line"]
     assert "decided for every work" in output
@@ -307,3 +317,21 @@ def test_two_works_stop_when_each_work_is_decided_and_say_who_copies_which(two_w
 
     want = look_levels(a["planned_rounds"], a["alpha"], 1.0, 2 * 3)[len(a["looks"]) - 1, 1]
     assert last["test_level"] == pytest.approx(want)
+
+
+@pytest.mark.slow  # a shared module fixture runs audits (pyproject: markers)
+def test_the_benchmark_replay_of_a_fixed_run_is_the_real_adaptive_audit(two_works):
+    """bench/bench_adaptive.py replays the adaptive design on the seed prefixes of a fixed 16-seed report
+    (its quick subset here): on the two-work zoo it must stop where the real adaptive audit stopped, with
+    the same per-work verdicts, which are also the fixed design's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_adaptive", Path(__file__).parents[1] / "bench" / "bench_adaptive.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    adaptive, _, fixed = two_works
+    r = bench.replay(fixed)
+    assert r["seeds"] == adaptive["adaptive"]["stopped_after"] and r["reason"] == adaptive["adaptive"]["reason"]
+    assert r["adaptive"] == bench.headline_verdict(adaptive) == (("a", "lora0", True), ("b", "lora1", True))
+    assert r["fixed"] == r["adaptive"] and r["same"]
+    assert r["images_adaptive"] * 16 == r["images_fixed"] * r["seeds"]
