@@ -197,9 +197,9 @@ def fixed_reports(out: Path, cache: Path, validity: Path | None, metric: str = H
         rep, zoo_file = None, None
         if validity is not None and (validity / "scenarios" / folder / "report.json").is_file():
             rep = json.loads((validity / "scenarios" / folder / "report.json").read_text())
+            per_work = rep["games"][0].get("per_work") or {}
             if len(rep["settings"]["seeds"]) != FIXED or any(
-                    sec.get("per_seed") is None for sec in (rep["games"][0].get("per_work") or {}).values()
-                    for sec in sec.values()):
+                    sec.get("per_seed") is None for metrics in per_work.values() for sec in metrics.values()):
                 rep = None  # not 16 seeds, or per-work games without per-seed values (older reports): audit again
             else:
                 log(f"{s.name}: 16-seed report from {validity}")

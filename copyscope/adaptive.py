@@ -85,12 +85,10 @@ def _has_per_seed(sec: dict | None, names: list[str]) -> bool:
     return per_seed is not None and all(v is not None for n in names for v in per_seed.get(n, [None]))
 
 
-def _headline_section(game: dict, sec: dict | None, names: list[str], what: str, seeds: int | None):
-    """(values, per-seed pseudo-values) of one headline section, on its first ``seeds`` seeds when given
-    (a replay: for a per-image metric the first m seeds' pseudo-values are their per-seed values)."""
-    if not _has_per_seed(sec, names):
-        raise CopyscopeError(f"adaptive seeds: the headline metric {game.get('headline')!r} of base {game['base']!r} "
-                             f"has no finite per-seed values{what}; give a fixed number of seeds")
+def _section_arrays(sec: dict, names: list[str], seeds: int | None):
+    """(values, per-seed pseudo-values) of one headline section (checked by :func:`_has_per_seed`), on its
+    first ``seeds`` seeds when given (a replay: for a per-image metric the first m seeds' pseudo-values are
+    their per-seed values)."""
     pseudo = np.array([sec["per_seed"][n] for n in names], dtype=float)
     if seeds is not None:
         pseudo = pseudo[:, :seeds]
@@ -127,7 +125,10 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     head = game.get("headline")
     names = list(game["players"])
     sec = (game.get("metrics") or {}).get(head)
-    worths = [abs(v) for v in ((sec or {}).get("coalitions") or {}).values() if v is not None]
+    if not _has_per_seed(sec, names):
+        raise CopyscopeError(f"adaptive seeds: the headline metric {head!r} of base {game['base']!r} has no finite "
+                             "per-seed values; give a fixed number of seeds")
+    worths = [abs(v) for v in (sec.get("coalitions") or {}).values() if v is not None]
     zero_tol = worths_zero_tol(max(worths, default=0.0))
     all_works = game.get("per_work") or {}
     works = {w: m[head] for w, m in all_works.items() if _has_per_seed(m.get(head), names)}
@@ -135,11 +136,11 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     spent, test_level, side_level = look_levels(rounds, alpha, rho, len(names) * families, exact)[k]
     last = k == len(rounds) - 1
     kw = dict(zero_tol=zero_tol, paired=paired, levels=(test_level, side_level))
-    values, pseudo = _headline_section(game, sec, names, "", seeds)
+    values, pseudo = _section_arrays(sec, names, seeds)
     averaged = look(values, pseudo, spent / families, last, target, **kw)
     work_looks = {}
     for w, sec_w in works.items():
-        values_w, pseudo_w = _headline_section(game, sec_w, names, f" for work {w!r}", seeds)
+        values_w, pseudo_w = _section_arrays(sec_w, names, seeds)
         work_looks[w] = look(values_w, pseudo_w, spent / families, last, None, **kw)
     if (averaged.reason != "decided" and work_looks and len(work_looks) == len(all_works)
             and all(lk.reason == "decided" for lk in work_looks.values())):

@@ -21,6 +21,14 @@ def _prep(tmp_path, tiny_models, seeds):
     return prepare_audit(zoo)
 
 
+def _section(x: np.ndarray) -> dict:
+    """A headline section of per-seed Shapley values ``x`` (players x seeds): the fields the loop reads."""
+    return {"coalitions": {"": 0.2, "lora0": 0.5},
+            "shapley": {p: {"value": float(x[i].mean()), "ci95": [0, 0], "p_value": 0.5, "p_holm": 0.5, "se": 0.1}
+                        for i, p in enumerate(PLAYERS)},
+            "per_seed": {p: [float(v) for v in x[i]] for i, p in enumerate(PLAYERS)}}
+
+
 def _fake_audit(per_seed: np.ndarray, calls: list):
     """A fixed-seed audit of per-seed Shapley values ``(2, max)``: the report shape the loop reads."""
 
@@ -34,12 +42,7 @@ def _fake_audit(per_seed: np.ndarray, calls: list):
         game = {
             "base": "tiny-sd", "players": PLAYERS, "headline": "ssim",
             "images": {c: [f"{c}-{s}" for s in range(m)] for c in ("", "lora0", "lora1", "lora0+lora1")},
-            "metrics": {"ssim": {
-                "coalitions": {"": 0.2, "lora0": 0.5},
-                "shapley": {p: {"value": float(x[i].mean()), "ci95": [0, 0], "p_value": 0.5, "p_holm": 0.5, "se": 0.1}
-                            for i, p in enumerate(PLAYERS)},
-                "per_seed": {p: [float(v) for v in x[i]] for i, p in enumerate(PLAYERS)},
-            }},
+            "metrics": {"ssim": _section(x)},
         }
         return {"games": [game], "generation": {"generated": 4 * (m - done), "cached": 4 * done},
                 "settings": {"test": "fixed"}}
@@ -87,20 +90,14 @@ def _fake_two_work_audit(per_work: dict[str, np.ndarray], calls: list):
     """A fixed-seed audit with two works: each work's game from ``per_work[w]`` ``(2, max)``, the
     averaged game their mean (the report shape the loop reads)."""
 
-    def section(x):
-        return {"coalitions": {"": 0.2, "lora0": 0.5},
-                "shapley": {p: {"value": float(x[i].mean()), "ci95": [0, 0], "p_value": 0.5, "p_holm": 0.5, "se": 0.1}
-                            for i, p in enumerate(PLAYERS)},
-                "per_seed": {p: [float(v) for v in x[i]] for i, p in enumerate(PLAYERS)}}
-
     def run_games(prep):
         m = len(prep.plan.seeds)
         calls.append(m)
         works = {w: x[:, :m] for w, x in per_work.items()}
         game = {"base": "tiny-sd", "players": PLAYERS, "headline": "ssim",
                 "images": {c: [f"{c}-{s}" for s in range(m)] for c in ("", "lora0", "lora1", "lora0+lora1")},
-                "metrics": {"ssim": section(np.mean(list(works.values()), axis=0))},
-                "per_work": {w: {"ssim": section(x)} for w, x in works.items()}}
+                "metrics": {"ssim": _section(np.mean(list(works.values()), axis=0))},
+                "per_work": {w: {"ssim": _section(x)} for w, x in works.items()}}
         return {"games": [game], "generation": {"generated": 4, "cached": 0}, "settings": {"test": "fixed"}}
 
     return run_games

@@ -137,12 +137,13 @@ def _exact_levels(rounds: tuple[int, ...], spent: tuple[float, ...], sims: int, 
     return tuple(q)
 
 
-def look_levels(rounds: list[int], alpha: float, rho: float, tests: int, exact: bool = True) -> np.ndarray:
+def look_levels(rounds: list[int], alpha: float, rho: float, tests: int, exact: bool = True,
+                spent: np.ndarray | None = None) -> np.ndarray:
     """Per look ``k``: ``[alpha_k, test level, interval level a side]`` for ``tests`` tests sharing the
     look's level ``alpha_k`` (``tests`` = players, times works + 1 with several works). Union bound
     (``exact=False``): ``alpha_k / tests`` and half of it a side. Exact (default): the
-    :func:`exact_levels` of those spent levels."""
-    spent = spending(rounds, alpha, rho)
+    :func:`exact_levels` of those spent levels. ``spent`` replaces the spending ``alpha_k``."""
+    spent = spending(rounds, alpha, rho) if spent is None else np.asarray(spent, dtype=float)
     per_test = spent / tests
     if not exact:
         return np.stack([spent, per_test, per_test / 2.0], axis=1)
@@ -234,12 +235,7 @@ def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0
     up to and including the one that stopped. ``exact``: the group-sequential levels (default) or
     the union bound over looks. ``levels`` overrides the spending with union-bound tests at those
     levels (e.g. ``alpha`` at every look, the naive design the tests show to be wrong)."""
-    n = per_seed_phi.shape[0]
-    if levels is None:
-        table = look_levels(rounds, alpha, rho, n, exact)
-    else:
-        levels = np.asarray(levels, dtype=float)
-        table = np.stack([levels, levels / n, levels / n / 2.0], axis=1)
+    table = look_levels(rounds, alpha, rho, per_seed_phi.shape[0], exact and levels is None, spent=levels)
     looks = []
     for k, m in enumerate(rounds):
         x = per_seed_phi[:, :m]
