@@ -97,7 +97,7 @@ def _section_arrays(sec: dict, names: list[str], seeds: int | None):
 
 
 def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 1.0, target: float | None = None,
-              seeds: int | None = None, paired: bool = True, exact: bool = True) -> dict:
+              seeds: int | None = None, paired: bool = True, exact: bool = True, rule: str = "t") -> dict:
     """The sequential look at one game of a fixed-seed report after round ``k`` of ``rounds``.
 
     One work: :func:`copyscope.shapley.sequential.look` on the headline metric, its ``n`` tests
@@ -116,7 +116,12 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
 
     Returns ``{"look": Look, "names": [...], "metric": head, "works": {work: Look}}``; ``seeds``
     replays the look on the first ``seeds`` seeds of a larger report, ``paired=False`` with the older
-    separation rule (both for bench/bench_adaptive.py)."""
+    separation rule (both for bench/bench_adaptive.py).
+
+    ``rule`` (``estimator.significance``) ``both`` or ``distribution_free`` with a bounded headline (its
+    ``seed_bound``): the tests go through the anytime-valid betting test (copyscope.shapley.bounded), so
+    every look tests at the whole level ``alpha / (n (W + 1))``: nothing is spent across looks and no
+    simulated levels are needed; the stopping rule cannot inflate the error whatever the seed noise."""
     from dataclasses import replace
 
     from .shapley.inference import worths_zero_tol
@@ -133,9 +138,15 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     all_works = game.get("per_work") or {}
     works = {w: m[head] for w, m in all_works.items() if _has_per_seed(m.get(head), names)}
     families = 1 + len(works)
-    spent, test_level, side_level = look_levels(rounds, alpha, rho, len(names) * families, exact)[k]
+    bound = sec.get("seed_bound") if rule != "t" else None
+    if bound is not None:  # anytime-valid: every look at the whole level
+        spent = alpha
+        test_level = alpha / (len(names) * families)
+        side_level = test_level / 2.0
+    else:
+        spent, test_level, side_level = look_levels(rounds, alpha, rho, len(names) * families, exact)[k]
     last = k == len(rounds) - 1
-    kw = dict(zero_tol=zero_tol, paired=paired, levels=(test_level, side_level))
+    kw = dict(zero_tol=zero_tol, paired=paired, levels=(test_level, side_level), bound=bound, rule=rule)
     values, pseudo = _section_arrays(sec, names, seeds)
     averaged = look(values, pseudo, spent / families, last, target, **kw)
     work_looks = {}
@@ -145,7 +156,7 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     if (averaged.reason != "decided" and work_looks and len(work_looks) == len(all_works)
             and all(lk.reason == "decided" for lk in work_looks.values())):
         averaged = replace(averaged, stop=True, reason="decided for every work")
-    return {"look": averaged, "names": names, "metric": head, "works": work_looks}
+    return {"look": averaged, "names": names, "metric": head, "works": work_looks, "anytime": bound is not None}
 
 
 def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[str], None] = lambda msg: None) -> dict:
@@ -157,6 +168,7 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     spec = adaptive_spec(prep.zoo)
     confidence = prep.zoo.spec.estimator.confidence
     alpha = 1.0 - confidence
+    rule = prep.zoo.spec.estimator.significance
     rounds = seed_rounds(spec.min, spec.max)
     levels = spending(rounds, alpha, spec.rho)
     looks, generated, report = [], 0, None
@@ -164,17 +176,18 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
         on_event(f"adaptive seeds: round {k + 1} of {len(rounds)}, {m} seeds")
         report = run_games(_restrict(prep, m))
         generated += int(report["generation"]["generated"])
-        games, stops = {}, []
+        games, stops, anytime = {}, [], True
         for g in report["games"]:
-            gl = game_look(g, rounds, k, alpha, spec.rho, spec.target, exact=spec.levels == "exact")
+            gl = game_look(g, rounds, k, alpha, spec.rho, spec.target, exact=spec.levels == "exact", rule=rule)
             lk, names = gl["look"], gl["names"]
             games[g["base"]] = {"metric": gl["metric"], **lk.to_dict(names), "_look": gl,
                                 **({"works": {w: wl.to_dict(names) for w, wl in gl["works"].items()}}
                                    if gl["works"] else {})}
             stops.append(lk.stop)
+            anytime = anytime and gl["anytime"]
         images = sum(len(keys) for g in report["games"] for keys in (g.get("images") or {}).values())
         looks.append({"round": k + 1, "seeds": m, "images": images,
-                      "generated": int(report["generation"]["generated"]), "alpha": float(levels[k]), "games": games})
+                      "generated": int(report["generation"]["generated"]), "alpha": alpha if anytime else float(levels[k]), "games": games})
         if all(stops):
             break
     final = looks[-1]
@@ -184,9 +197,10 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     for g in report["games"]:
         gl = final["games"][g["base"]].pop("_look")
         head = g["headline"]
-        _sequential_headline(g["metrics"][head], gl["look"], gl["names"], alpha)
+        label = _sequential_label(rule if gl["anytime"] else "t")
+        _sequential_headline(g["metrics"][head], gl["look"], gl["names"], alpha, label)
         for w, wl in gl["works"].items():
-            _sequential_headline(g["per_work"][w][head], wl, gl["names"], alpha)
+            _sequential_headline(g["per_work"][w][head], wl, gl["names"], alpha, label)
     for lk in looks[:-1]:
         for entry in lk["games"].values():
             entry.pop("_look")
@@ -194,10 +208,34 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     report["generation"]["cached"] = max(final["images"] - generated, 0)
     report["adaptive"] = {
         "min": spec.min, "max": spec.max, "target": spec.target, "rho": spec.rho, "levels": spec.levels, "alpha": alpha,
-        "planned_rounds": rounds, "spending": [float(x) for x in levels],
+        "planned_rounds": rounds, "spending": None if anytime else [float(x) for x in levels],
         "stopped_after": final["seeds"], "round": final["round"], "rounds_planned": len(rounds), "reason": reason,
-        "images": final["images"], "looks": looks,
-        "rule": ("alpha spending alpha_k = alpha * ((m_k / max)**rho - (m_{k-1} / max)**rho); each test of a look "
+        "images": final["images"], "looks": looks, "anytime_valid": anytime,
+        **(_ANYTIME_TEXT if anytime else _SPENDING_TEXT),
+    }
+    report["adaptive"]["line"] = adaptive_line(report)
+    report["settings"]["test"] = ("headline: sequential (adaptive seeds): " + report["adaptive"]["rule"]
+                                  + "; other metrics: " + report["settings"]["test"])
+    return report
+
+
+_ANYTIME_TEXT = {
+    "rule": ("anytime-valid: every look tests at the whole level alpha / (n (W + 1)) (n players; W works when there "
+             "are several, else W = 0) with the distribution-free betting test of the per-seed contributions, bounded "
+             "by the headline metric's declared range (and, with significance: both, also the t test at that level); "
+             "no level is spent across looks, since the betting p-values are valid at any stopping time; decided "
+             "when the leader's test of > 0 and its tests against every other player (per-seed differences, same "
+             "bound) all reject, in the averaged game or in every work's game; intervals: confidence sequences, "
+             "each side at half a test's level, simultaneous over players, works and looks "
+             "(copyscope/adaptive.py game_look, copyscope/shapley/sequential.py, copyscope/shapley/bounded.py)"),
+    "note": ("the headline metric's intervals and tests (averaged and per work) are the anytime-valid ones of the "
+             "stopping look: valid whenever the audit stops and whatever the shape of the seed noise; the other "
+             "metrics and share intervals are fixed-design numbers on the stopped seeds, not corrected for the "
+             "stopping (docs/estimation.md, Adaptive seeds)"),
+}
+
+_SPENDING_TEXT = {
+    "rule": ("alpha spending alpha_k = alpha * ((m_k / max)**rho - (m_{k-1} / max)**rho); each test of a look "
                  "spends alpha_k / (n (W + 1)) (n players; W works when there are several, else W = 0), at the exact "
                  "group-sequential level for nested seed prefixes (levels: exact) or at that level itself (levels: "
                  "union, the union bound over looks), test_level of each look; decided when the "
@@ -211,19 +249,24 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
                  "assume roughly symmetric per-seed contributions: with strongly left-skewed seed noise (skewness -2) "
                  "simulated all-null audits called some player significant far more often than alpha "
                  "(docs/estimation.md, Adaptive seeds)"),
-    }
-    report["adaptive"]["line"] = adaptive_line(report)
-    report["settings"]["test"] = ("headline: sequential (adaptive seeds): " + report["adaptive"]["rule"]
-                                  + "; other metrics: " + report["settings"]["test"])
-    return report
+}
 
 
-def _sequential_headline(sec: dict, lk, names: list[str], alpha: float) -> None:
+def _sequential_label(rule: str) -> str:
+    return {"both": "sequential: t and distribution-free (anytime-valid)",
+            "distribution_free": "sequential: distribution-free (anytime-valid)"}.get(rule, "sequential: t (alpha spending)")
+
+
+def _sequential_headline(sec: dict, lk, names: list[str], alpha: float, label: str) -> None:
     """Replace a headline section's intervals and tests (the averaged game's, or one work's) by those of
     the stopping look. ``lk.test_level`` is the level of that look's tests, so ``p_holm < alpha``
-    exactly when the look calls the player significant."""
+    exactly when the look calls the player significant. The fixed-design tests of the last round's seeds
+    (``t``, ``bounded``) are dropped: they are not the ones the stopping rule was run on."""
     for i, name in enumerate(names):
         e = sec["shapley"][name]
+        e.pop("t", None)
+        e.pop("bounded", None)
+        e["claim"] = label
         p = float(lk.p_values[i])
         e["ci95"] = [float(lk.ci[i, 0]), float(lk.ci[i, 1])]
         e["p_value"] = p

@@ -58,9 +58,15 @@ def planted(tiny_models, tmp_path_factory, one_torch_thread):
             "fixed_output": r.output}
 
 
+# The alpha-spending design of the t test (estimator.significance: t): these tests check its machinery. The
+# default, anytime-valid design (significance: both) has its own run below (test_anytime_*).
+SPENDING = {"bootstrap": 50, "significance": "t"}
+
+
 def _adaptive_zoo(planted, folder: str, seeds, cache: str = "cache", **extra) -> Path:
     d = planted["tmp"] / folder
     d.mkdir(exist_ok=True)
+    extra.setdefault("estimator", SPENDING)
     path = make_zoo_file(d, planted["tiny"], loras=2, controlnet=False, metrics=["ssim"],
                          cache=str(planted["tmp"] / cache),
                          references=[{"name": "work", "paths": [str(planted["refs"])]}],
@@ -91,8 +97,43 @@ def runs(planted):
     more = runner.invoke(app, ["audit", str(_adaptive_zoo(planted, "d", {"min": 4, "max": 16}, cache="cache2"))])
     assert more.exit_code == 0, more.output
     more_rep = json.loads((planted["tmp"] / "d" / "out" / "report.json").read_text())
+    # the default design: anytime-valid betting tests (and the t test) at every look, up to 64 seeds
+    anytime = runner.invoke(app, ["audit", str(_adaptive_zoo(planted, "e", {"min": 4, "max": 64},
+                                                             estimator={"bootstrap": 50}))])
+    assert anytime.exit_code == 0, anytime.output
+    anytime_rep = json.loads((planted["tmp"] / "e" / "out" / "report.json").read_text())
     return {"report": report, "output": first.output, "html": html, "rerun": rerun, "larger": larger,
-            "cut": cut_rep, "more": more_rep, "out": out}
+            "cut": cut_rep, "more": more_rep, "out": out, "anytime": anytime_rep}
+
+
+def test_anytime_design_tests_every_look_at_the_whole_level_and_decides_by_the_betting_test(runs):
+    """significance: both (the default): no spending; each look's tests at alpha / n; the stopping look's
+    headline numbers are recomputed here from the per-seed values of the stopped seeds."""
+    from copyscope.shapley.bounded import betting_p_values
+
+    rep = runs["anytime"]
+    a = rep["adaptive"]
+    assert a["anytime_valid"] is True and a["spending"] is None and "anytime-valid" in a["rule"]
+    assert all(lk["alpha"] == a["alpha"] for lk in a["looks"])
+    assert all(lk["games"]["tiny-sd"]["test_level"] == pytest.approx(a["alpha"] / 2) for lk in a["looks"])
+    game = rep["games"][0]
+    sec = game["metrics"][game["headline"]]
+    assert sec["seed_bound"] == 2.0  # ssim lies in [-1, 1]
+    per_seed = np.array([sec["per_seed"][p] for p in ("lora0", "lora1")])
+    assert per_seed.shape[1] == a["stopped_after"]
+    p_b = betting_p_values(per_seed, 2.0)
+    look = a["looks"][-1]["games"]["tiny-sd"]
+    for i, p in enumerate(("lora0", "lora1")):
+        e = sec["shapley"][p]
+        assert e["claim"].startswith("sequential: t and distribution-free") and "t" not in e and "bounded" not in e
+        assert look["p_values"][p] >= p_b[i] - 1e-12  # the claim's p is the larger of t and betting
+    # it stops only once the betting test agrees: decided means lora0's betting p-value is below alpha / 2
+    if a["reason"] == "decided":
+        assert p_b[0] < a["alpha"] / 2 and look["leader"] == "lora0"
+    else:
+        assert a["reason"] == "max seeds" and a["stopped_after"] == 64
+    # the betting test needs more seeds than the t test with spending on the same images
+    assert a["stopped_after"] >= runs["larger"]["adaptive"]["stopped_after"]
 
 
 def test_stops_before_max_when_decided_and_records_the_rounds(runs):
@@ -284,7 +325,7 @@ def two_works(tiny_models, tmp_path_factory, one_torch_thread):
                         references=[{"name": w, "paths": [str(refs[w])]} for w in ("a", "b")],
                         prompts=[{"name": f"p-{w}", "text": texts[w], "work": w} for w in ("a", "b")],
                         generation={"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": {"min": 4, "max": 16},
-                                    "batch_size": 8, "scheduler": "ddim"})
+                                    "batch_size": 8, "scheduler": "ddim"}, estimator=SPENDING)
     r = runner.invoke(app, ["audit", str(zoo)])
     assert r.exit_code == 0, r.output
     adaptive = json.loads((d / "out" / "report.json").read_text())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from copyscope.audit import audit_zoo
+from copyscope.shapley.bounded import bounded_seed_inference, claim
 from copyscope.shapley.inference import MIN_SEEDS, seed_inference
 from helpers.zoo import make_zoo_file
 
@@ -41,8 +42,19 @@ def test_every_interval_and_p_value_is_rechecked_from_per_seed_csv(audited):
                 assert np.mean(vals) == pytest.approx(e["value"], abs=1e-12)
             tol = report_tol = 1e-10 * max(abs(v) for v in sec["coalitions"].values())
             ci, p = seed_inference(np.array([e["value"]]), np.array([vals]), None, level, tol)
-            assert e["ci95"] == pytest.approx(ci[0].tolist(), abs=1e-12) and e["p_value"] == pytest.approx(p[0])
+            t = e.get("t", e)  # the t test's own numbers; the claim's are rechecked below
+            assert t["ci95"] == pytest.approx(ci[0].tolist(), abs=1e-12) and t["p_value"] == pytest.approx(p[0])
             assert e["df"] == 3 and report_tol >= 0
+            # the claim (significance: both): the betting test on the same per-seed values, its bound from
+            # the metric's declared range, then the larger p-value and the hull of the intervals
+            bound = {"dhash": 1.0, "cosine": 2.0}.get(metric)
+            assert sec["seed_bound"] == bound
+            bounded = bounded_seed_inference(np.array([vals]), bound, level)
+            ci_c, p_c, carried = claim("both", (ci, p), bounded)
+            assert e["claim"] == carried and e["p_value"] == pytest.approx(p_c[0])
+            assert e["ci95"] == pytest.approx(ci_c[0].tolist(), abs=1e-12)
+            if bound is not None:
+                assert e["bounded"]["p_value"] == pytest.approx(bounded[1][0]) and e["p_value"] >= t["p_value"]
             checked += 1
         # the coalitions' per-seed worths are stored too, and average to the worth of a per-image metric
         for key, worth in sec["coalitions"].items():

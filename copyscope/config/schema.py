@@ -66,6 +66,12 @@ class EstimatorSpec(Strict_):
     bootstrap: Int = Field(500, ge=0, le=MAX_BOOTSTRAP,
                            description="bootstrap resamples over seeds with intervals: bootstrap (0: no intervals)")
     confidence: Float = Field(0.95, gt=0, lt=1)
+    significance: Literal["both", "distribution_free", "t"] = Field(
+        "both",
+        description="what a significance claim needs (docs/estimation.md): both (default): the t test AND the "
+        "distribution-free betting test, valid whatever the shape of the seed noise; distribution_free: the betting "
+        "test alone; t: the skew-corrected t test alone (calibrated for roughly symmetric seed noise only)",
+    )
     base: Literal["context", "player"] = "context"
     seed: Int = Field(0, ge=0, le=2**32 - 1)  # numpy's SeedSequence takes any int >= 0; 32 bits is plenty
 

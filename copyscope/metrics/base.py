@@ -115,6 +115,10 @@ class Metric:
     description: str = ""
     OPTIONS: ClassVar[dict[str, Option]] = {}
     VERSION: ClassVar[int] = 1
+    #: The range every per-image similarity lies in, declared by the metric (None: unbounded, e.g. a
+    #: distance between sets). It bounds each seed's Shapley contribution, which the distribution-free
+    #: tests need (copyscope.shapley.bounded).
+    value_range: ClassVar[tuple[float, float] | None] = None
 
     def __init__(self, name: str, description: str = "", **options: Any):
         self.name = name
@@ -184,6 +188,7 @@ def check_feature_pair(name: str, gen_feats: np.ndarray, ref_feats: np.ndarray) 
 class PerImageMetric(Metric):
     kind: Kind = "per_image"
     orientation: Orientation = "higher_is_closer"
+    value_range: ClassVar[tuple[float, float] | None] = (-1.0, 1.0)  # a correlation or cosine; narrower ones say so
 
     def similarity(self, gen_feats: np.ndarray, ref_feats: np.ndarray) -> np.ndarray:
         g, r = check_feature_pair(self.name, gen_feats, ref_feats)

@@ -49,6 +49,7 @@ def phash_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 class HashMetric(PerImageMetric):
     OPTIONS = {}
+    value_range = (0.0, 1.0)  # 1 - Hamming distance / bits
 
     def __init__(self, name: str, method: str, description: str = ""):
         self.method = method

@@ -89,6 +89,7 @@ class Histogram(PerImageMetric):
         "Bhattacharyya coefficient (1 - squared Hellinger distance) of joint RGB histograms, 8 bins per channel"
     )
     OPTIONS = {"bins": Option(8, int, minimum=2, help="levels per channel (bins**3 cells)")}
+    value_range = (0.0, 1.0)
 
     def feature_dim_hint(self) -> int:
         return self.options["bins"] ** 3

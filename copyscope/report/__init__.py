@@ -16,7 +16,7 @@ from .. import __version__
 from ..coalitions import report_order
 from ..finite import finite_or_none as _f
 from ..cache import atomic_write_text
-from .headline import HEADLINE_NOTE, headline_metric, significant
+from .headline import HEADLINE_NOTE, claim_rule, headline_metric, significant, t_only
 
 
 
@@ -28,15 +28,25 @@ def _interval(ci_row) -> list[float] | None:
     return None if lo is None or hi is None else [lo, hi]
 
 
-def estimate_section(est, level: float, names: list[str]) -> dict:
+def estimate_section(est, level: float, names: list[str], bound: float | None = None, rule: str = "t") -> dict:
     """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
-    one-sided p-value and its Holm correction; for jackknife estimates also the standard error and
-    the degrees of freedom of the t quantile, so the interval can be rechecked from per_seed.csv."""
+    one-sided p-value and its Holm correction, those of the significance ``rule`` (``estimator.significance``:
+    copyscope.shapley.bounded.claim); for jackknife estimates also the standard error and the degrees of
+    freedom of the t quantile, so the interval can be rechecked from per_seed.csv. ``bound``: every per-seed
+    contribution lies in ``[-bound, bound]`` (None: unknown), which allows the distribution-free test; each
+    test's own interval and p-values are kept under ``t`` and ``bounded``, and ``claim`` says which carried it."""
     from ..shapley import adjust_p_values
+    from ..shapley.bounded import bounded_seed_inference, claim
 
-    ci = est.ci(level)
-    p = est.p_values()
+    t = (est.ci(level), est.p_values())
+    per_seed = est.per_seed() if hasattr(est, "per_seed") else None
+    bounded = bounded_seed_inference(per_seed, bound, level)
+    ci, p, carried = claim(rule, t, bounded)
+    carried = carried if est.jackknife else "bootstrap"
     p_adj = adjust_p_values(p, "holm")  # not est.p_adjusted(), which recomputes the p-values
+    tests = {"t": (t[0], t[1], adjust_p_values(t[1], "holm"))}
+    if bounded is not None:
+        tests["bounded"] = (bounded[0], bounded[1], adjust_p_values(bounded[1], "holm"))
     se = est.standard_error() if hasattr(est, "standard_error") else None
     out = {}
     for i, name in enumerate(names):
@@ -45,11 +55,29 @@ def estimate_section(est, level: float, names: list[str]) -> dict:
             "ci95": _interval(ci[i]) if ci is not None else None,
             "p_value": _f(p[i]),
             "p_holm": _f(p_adj[i]),
+            "claim": carried,
         }
         if se is not None:
             out[name]["se"] = _f(se[i])
             out[name]["df"] = est.df
+        if rule != "t" or bounded is not None:
+            for key, (ci_k, p_k, adj_k) in tests.items():
+                out[name][key] = {"ci95": _interval(ci_k[i]) if ci_k is not None else None,
+                                  "p_value": _f(p_k[i]), "p_holm": _f(adj_k[i])}
     return out
+
+
+def seed_bound(metric, est) -> float | None:
+    """The a-priori bound on one seed's Shapley contribution (copyscope.shapley.bounded.shapley_seed_bound)
+    of a per-image metric with a declared range under exact Shapley with per-seed values; None otherwise
+    (set metrics and the fusion have no range; a sampled estimator's per-seed values are not convex
+    combinations of marginal contributions)."""
+    from ..shapley.bounded import shapley_seed_bound
+
+    rng = getattr(metric, "value_range", None) if metric is not None and metric.kind == "per_image" else None
+    if rng is None or est.method != "exact" or est.index != "shapley" or not est.jackknife:
+        return None
+    return shapley_seed_bound(rng)
 
 
 def _per_seed_section(est, names: list[str]) -> dict | None:
@@ -78,14 +106,26 @@ def intervals_text(intervals: str) -> str:
     return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
 
 
+def significance_text(rule: str) -> str:
+    if rule == "both":
+        return ("a significance claim needs the t test AND the distribution-free betting test (anytime-valid, for "
+                "per-seed contributions bounded by the metric's declared range: valid whatever the shape of the seed "
+                "noise); its p-value is the larger of the two and its interval the hull of both")
+    if rule == "distribution_free":
+        return ("a significance claim needs the distribution-free betting test (anytime-valid, for per-seed "
+                "contributions bounded by the metric's declared range: valid whatever the shape of the seed noise)")
+    return "a significance claim needs the t test alone (calibrated for roughly symmetric seed noise)"
+
+
 def build_report(prep, games: list, generation: dict, provenance: dict, conditioning: list | None = None) -> dict:
     """report.json from the prepared audit (zoo, plan, metrics, references), the games' results
     (copyscope.estimate.GameResult: plain data), the generation counts, the provenance and the
     computed conditioning maps."""
-    from ..shapley.inference import MIN_SEEDS, seed_count_warning
+    from ..shapley.inference import MIN_SEEDS, power_note, seed_count_warning
 
     level = prep.zoo.spec.estimator.confidence
     intervals = prep.zoo.spec.estimator.intervals
+    rule = prep.zoo.spec.estimator.significance if intervals == "jackknife" else "t"
     n_seeds = len(prep.plan.seeds)
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
@@ -104,7 +144,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 "raw_orientation": m.orientation if m else "higher_is_closer",
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
-                "shapley": estimate_section(est, level, names),
+                "shapley": estimate_section(est, level, names, seed_bound(m, est), rule),
+                "seed_bound": seed_bound(m, est),
                 "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
@@ -128,7 +169,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": estimate_section(r.estimate, level, names), "split_percent": r.estimate.shares(level),
+            w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate), rule),
+                    "split_percent": r.estimate.shares(level),
                     "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
                 for m, r in res_w.items()}
             for w, res_w in (g.per_work or {}).items()
@@ -150,6 +192,11 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             }
         )
     zoo = prep.zoo
+    # the guarantee of the claims is the headline's: distribution-free where its per-seed values are bounded
+    heads = [g["metrics"].get(g["headline"]) or {} for g in report_games]
+    bounds = [h.get("seed_bound") for h in heads]
+    head_bound = bounds[0] if bounds and all(b is not None for b in bounds) else None
+    head_players = max((len(g["players"]) for g in report_games), default=1)
     return {
         "copyscope_version": __version__,
         "config_sha256": zoo.sha256,
@@ -165,10 +212,12 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
             "confidence": level,
             "intervals": intervals,
-            "test": intervals_text(intervals) + "; " + HEADLINE_NOTE,
+            "test": intervals_text(intervals) + "; " + significance_text(rule) + "; " + HEADLINE_NOTE,
+            "significance": rule,
             "n_seeds": n_seeds,
             "min_seeds": MIN_SEEDS,
-            "seed_warning": seed_count_warning(n_seeds),
+            "seed_warning": seed_count_warning(n_seeds, rule, head_bound),
+            "power_note": power_note(n_seeds, head_bound, 1.0 - level, head_players) if rule != "t" else None,
         },
         "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
         "conditioning": conditioning or [],  # computed ControlNet maps (copyscope.conditioning)
@@ -264,6 +313,8 @@ def attribution_tables(report: dict):
         text = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
         if mark and significant(v, alpha):
             text += " *"
+        elif mark and t_only(v, alpha):
+            text += " (t)"
         if v["ci95"]:
             text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
         return text
@@ -275,8 +326,10 @@ def attribution_tables(report: dict):
         t = Table(
             title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
             caption=(f"value, then its {level:.0%} interval; headline metric: {head}, * = above zero after Holm "
-                     f"correction across players (p < {alpha:.2g}); the other metrics are sensitivity analysis "
-                     "(no significance claimed)") + (f"\nWARNING: {warn}" if warn else "")
+                     f"correction across players (p < {alpha:.2g}) under the claim's test ({claim_rule(report)}); "
+                     "the other metrics are sensitivity analysis (no significance claimed)")
+                    + (f"\nWARNING: {warn}" if warn else "")
+                    + (f"\n{note}" if (note := (report.get("settings") or {}).get("power_note")) else "")
                     # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones
                     + ("\nadaptive seeds: the headline's intervals and * are the sequential ones of the stopping look "
                        "(simultaneous over players and looks), not Holm" if isinstance(report.get("adaptive"), dict) else ""),

@@ -40,6 +40,19 @@ def significant(entry: dict, alpha: float) -> bool:
     return is_finite(p) and is_finite(v) and p < alpha and v > 0
 
 
+def t_only(entry: dict, alpha: float) -> bool:
+    """Significant under the t test alone, but not under the claim's rule (not confirmed by the
+    distribution-free test): shown as '(t)', never as a claim."""
+    t = entry.get("t")
+    return isinstance(t, dict) and not significant(entry, alpha) and significant({**t, "value": entry.get("value")}, alpha)
+
+
+def claim_rule(report: dict) -> str:
+    """In words, what a significance mark needs (settings.significance; older reports: the t test)."""
+    rule = (report.get("settings") or {}).get("significance") or "t"
+    return {"both": "t and distribution-free", "distribution_free": "distribution-free"}.get(rule, "t test")
+
+
 def per_work_sentences(report: dict, game: dict) -> list[str]:
     """One sentence per work: which component copies it most, under the headline metric."""
     alpha = 1.0 - (report.get("settings") or {}).get("confidence", 0.95)

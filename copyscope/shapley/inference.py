@@ -42,6 +42,7 @@ __all__ = [
     "default_zero_tol",
     "worths_zero_tol",
     "seed_count_warning",
+    "power_note",
 ]
 
 #: Fewest seeds from which the simulations of ``bench/bench_intervals.py`` (2000 audits per row)
@@ -187,13 +188,32 @@ def seed_inference(values: np.ndarray, pseudo: np.ndarray, extra_se: np.ndarray 
     return ci, p
 
 
-def seed_count_warning(n_seeds: int) -> str | None:
-    """The warning printed with every interval when there are too few seeds, or None."""
-    if n_seeds >= MIN_SEEDS:
-        return None
+def seed_count_warning(n_seeds: int, rule: str = "t", bound: float | None = None) -> str | None:
+    """The warning printed with every interval when the claims' guarantee does not hold at this seed
+    count, or None. Under a rule with the distribution-free test (``rule`` both or distribution_free) and
+    a bounded headline (``bound``), the guarantee is exact at any seed count: no warning, only the power
+    note (:func:`power_note`)."""
     if n_seeds < 2:
         return (f"{n_seeds} seed: no interval or test is possible (the seed-to-seed spread is unknown); "
                 f"use at least {MIN_SEEDS} seeds")
+    if rule != "t" and bound is not None:
+        return None
+    if n_seeds >= MIN_SEEDS:
+        return None
     return (f"only {n_seeds} seeds: below {MIN_SEEDS} seeds the intervals and p-values hold only if the per-seed "
             f"contributions are roughly symmetric; with skewed seed noise, simulated 95% intervals cover 91-93% and the "
             f"5% test has up to 9-13% false positives (docs/estimation.md); use at least {MIN_SEEDS} seeds")
+
+
+def power_note(n_seeds: int, bound: float | None, alpha: float, players: int) -> str | None:
+    """What the distribution-free test can confirm at this seed count: the smallest per-seed contribution
+    that could be significant at all (every seed equal to it, the most significant of ``players`` after
+    Holm), copyscope.shapley.bounded.min_detectable. None without a bound."""
+    from .bounded import min_detectable
+
+    if bound is None or n_seeds < 1:
+        return None
+    floor = min_detectable(n_seeds, bound, alpha / max(players, 1))
+    return (f"with {n_seeds} seeds the distribution-free test can confirm a contribution only above {floor:.3g} "
+            f"(per-seed contributions lie in [-{bound:g}, {bound:g}]); a contribution the t test alone finds "
+            f"significant is marked (t) until more seeds confirm it (docs/estimation.md)")

@@ -180,7 +180,7 @@ class Look:
 
 def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, target: float | None = None,
          zero_tol: float = 0.0, skew_correction: bool = False, paired: bool = True,
-         levels: tuple[float, float] | None = None) -> Look:
+         levels: tuple[float, float] | None = None, bound: float | None = None, rule: str = "t") -> Look:
     """Intervals and tests after one round, and whether to stop (module docstring).
 
     The look spends ``alpha_k``; each of its ``n`` one-sided tests spends ``alpha_k / n``, and is
@@ -202,12 +202,23 @@ def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, tar
 
     Plain t by default: the spent levels are tiny at early looks (1e-4 at 4 seeds), and there the
     skew correction's tail is far from nominal (1.5e-4 observed for 3e-6 nominal with Gaussian
-    noise at 4 seeds), while the t tail is exact for Gaussian seed noise."""
+    noise at 4 seeds), while the t tail is exact for Gaussian seed noise.
+
+    ``bound`` with ``rule`` ``both`` or ``distribution_free`` (copyscope.shapley.bounded.claim): every test
+    and interval also (both) or only (distribution_free) through the anytime-valid betting test of
+    per-seed values in ``[-bound, bound]`` (the leader-minus-player differences too: the same bound,
+    copyscope.shapley.bounded.pair_difference_bound). Anytime-valid: the caller runs every look at the
+    whole level (``levels``), with no spending across looks."""
+    from .bounded import betting_p_values, bounded_inference, claim
+
     values = np.asarray(values, dtype=float)
     pseudo = np.asarray(pseudo, dtype=float)
     n = len(values)
     a, side = (alpha_k / n, alpha_k / n / 2.0) if levels is None else (float(levels[0]), float(levels[1]))
+    bounded = bound is not None and rule != "t" and bool(np.all(np.abs(pseudo) <= bound * (1 + 1e-9)))
     ci, p = seed_inference(values, pseudo, None, 1.0 - 2.0 * side, zero_tol, skew_correction)
+    if bounded:
+        ci, p, _ = claim(rule, (ci, p), bounded_inference(pseudo, bound, 1.0 - 2.0 * side))
     leader = int(np.argmax(values))
     significant = p < a
     others = [j for j in range(n) if j != leader]
@@ -215,9 +226,14 @@ def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, tar
         diff_values = values[leader] - values[others]
         diffs = pseudo[leader][None, :] - pseudo[others]
         _, pair_p = seed_inference(diff_values, diffs, None, 0.5, zero_tol, skew_correction)
+        if bounded:
+            pair_b = betting_p_values(np.clip(diffs, -bound, bound), bound)
+            pair_p = pair_b if rule == "distribution_free" else np.fmax(pair_p, pair_b)
         separated = bool(np.all(pair_p < a))
     else:
-        wide, _ = seed_inference(values, pseudo, None, 1.0 - 2.0 * a, zero_tol, skew_correction)
+        wide, p_wide = seed_inference(values, pseudo, None, 1.0 - 2.0 * a, zero_tol, skew_correction)
+        if bounded:
+            wide, _, _ = claim(rule, (wide, p_wide), bounded_inference(pseudo, bound, 1.0 - 2.0 * a))
         pair_p = np.full(len(others), np.nan)
         separated = bool(not others or wide[leader, 0] > wide[others, 1].max())
     decided = bool(significant[leader]) and separated
@@ -229,13 +245,21 @@ def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, tar
 
 def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0.05, target: float | None = None,
                    rho: float = 1.0, levels: np.ndarray | None = None, paired: bool = True,
-                   skew_correction: bool = False, exact: bool = True) -> list[Look]:
+                   skew_correction: bool = False, exact: bool = True, bound: float | None = None,
+                   rule: str = "t") -> list[Look]:
     """Replay the rounds on per-seed attributions ``(n, max_seeds)`` (a per-image metric: the
     pseudo-values of the first ``m`` seeds are the per-seed values themselves); returns the looks
     up to and including the one that stopped. ``exact``: the group-sequential levels (default) or
     the union bound over looks. ``levels`` overrides the spending with union-bound tests at those
-    levels (e.g. ``alpha`` at every look, the naive design the tests show to be wrong)."""
-    table = look_levels(rounds, alpha, rho, per_seed_phi.shape[0], exact and levels is None, spent=levels)
+    levels (e.g. ``alpha`` at every look, the naive design the tests show to be wrong). ``bound`` with
+    ``rule`` both or distribution_free: the anytime-valid design (:func:`look`), every look at the whole
+    level ``alpha / n``, as the audit runs it (copyscope.adaptive.game_look)."""
+    n = per_seed_phi.shape[0]
+    anytime = bound is not None and rule != "t"
+    if anytime:
+        table = np.tile([alpha, alpha / n, alpha / n / 2.0], (len(rounds), 1))
+    else:
+        table = look_levels(rounds, alpha, rho, n, exact and levels is None, spent=levels)
     looks = []
     for k, m in enumerate(rounds):
         x = per_seed_phi[:, :m]
@@ -243,7 +267,7 @@ def run_sequential(per_seed_phi: np.ndarray, rounds: list[int], alpha: float = 0
         loo = (x.sum(axis=1, keepdims=True) - x) / (m - 1)
         pseudo = jackknife_pseudo_values(values, loo)  # = x, computed as the audit would
         looks.append(look(values, pseudo, table[k, 0], k == len(rounds) - 1, target, paired=paired,
-                          skew_correction=skew_correction, levels=(table[k, 1], table[k, 2])))
+                          skew_correction=skew_correction, levels=(table[k, 1], table[k, 2]), bound=bound, rule=rule))
         if looks[-1].stop:
             break
     return looks
