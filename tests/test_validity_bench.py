@@ -50,9 +50,16 @@ def test_headline_recovers_the_plant(quick_bench):
             plant = next(iter(r["plants"]))
             above = [p for p, x in v["values"].items() if x > v["values"][plant]]
             assert r["controlnet"] and set(above) <= {"depth"}, (r["scenario"], v["values"])
-            assert v["plant_significant"], r["scenario"]
-    # the plant is significant in at least 5 of the 6 (issue 15's 90% bar on six scenarios; 6/6 measured)
-    assert s["plant_significant"][0] >= n - 1, s
+            assert v["plant_significant_t"], r["scenario"]
+    # under the t test alone the plant is significant in at least 5 of the 6 (issue 15's 90% bar; 6/6 measured).
+    # The claim (significance: both) also needs the distribution-free test, which cannot confirm a contribution
+    # of this size from 8 seeds (README "Which test carries a claim"): the claim is the conjunction, and no
+    # test calls a decoy significant.
+    assert s["plant_significant_t"][0] >= n - 1, s
+    assert s["decoy_significant_t"] == s["decoy_significant_bounded"] == [0, n], s
+    for r in doc["results"]:
+        v = r["verdicts"][head]
+        assert v["plant_significant"] == (v["plant_significant_t"] and v["plant_significant_bounded"]), r["scenario"]
     # the printed table has a row per metric judged
     for m in doc["summary"]:
         assert f"| {m} |" in output

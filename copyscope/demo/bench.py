@@ -9,8 +9,10 @@ scenario that contains it.
 Per metric it reports, over scenarios:
 
 * ``planted_first``: every plant has a larger Shapley value than every other player;
-* ``plant_significant``: every plant is above zero (Holm-corrected across players, alpha 0.05);
-* ``decoy_significant``: some decoy is called above zero (family-wise: any decoy of the scenario);
+* ``plant_significant``: every plant is above zero (Holm-corrected across players, alpha 0.05) under the
+  audit's significance rule (``estimator.significance``, default: the t test and the distribution-free
+  betting test must both reject), and, beside it, under each test on its own (``_t``, ``_bounded``);
+* ``decoy_significant``: some decoy is called above zero (family-wise: any decoy of the scenario), likewise;
 * ``own_work`` (two-work scenarios): in each work's own attribution, that work's plant ranks first;
 * ``coverage``: the fraction of 95% intervals (all players) that contain the true value, on the
   scenarios whose true values are measured with 32 other seeds (``truth_scenarios``).
@@ -106,8 +108,9 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
         others = [p for p in vals if p not in plants]
         first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
 
-        def sig(p):
-            return sh[p]["p_holm"] is not None and sh[p]["p_holm"] < ALPHA  # noqa: B023 - called only in this iteration (row below)
+        def sig(p, test=None):
+            e = sh[p] if test is None else sh[p].get(test) or {}  # noqa: B023 - called only in this iteration (rows below)
+            return e.get("p_holm") is not None and e["p_holm"] < ALPHA
 
         row = {
             "values": vals,
@@ -115,6 +118,11 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             "plant_significant": all(sig(p) for p in plants),
             "decoy_significant": any(sig(d) for d in decoys),
         }
+        # each test on its own (the claim needs both by default): the trade the README's table shows
+        for test in ("t", "bounded"):
+            if all(test in sh[p] for p in sh):
+                row[f"plant_significant_{test}"] = all(sig(p, test) for p in plants)
+                row[f"decoy_significant_{test}"] = any(sig(d, test) for d in decoys)
         per_work = game.get("per_work") or {}
         if len(s.works) > 1 and per_work:
             ok = True
@@ -139,7 +147,7 @@ def summarise(results: list[dict]) -> dict[str, dict]:
     for m in metrics:
         rows = [r["verdicts"][m] for r in results if m in r["verdicts"]]
         entry = {"scenarios": len(rows)}
-        for key in ("planted_first", "plant_significant", "decoy_significant", "own_work"):
+        for key in ("planted_first", "plant_significant", "decoy_significant", "own_work", *SPLIT_KEYS):
             vals = [row[key] for row in rows if row.get(key) is not None]
             entry[key] = [int(sum(vals)), len(vals)]
         cov = [(row["covered"], row["intervals"]) for row in rows if "intervals" in row]
@@ -172,14 +180,25 @@ def _rate(kn) -> str:
     return "n/a" if n == 0 else f"{k}/{n} ({100.0 * k / n:.0f}%)"
 
 
+SPLIT_KEYS = ("plant_significant_t", "decoy_significant_t", "plant_significant_bounded", "decoy_significant_bounded")
+
+
 def format_table(summary: dict[str, dict]) -> str:
-    """The per-metric table as Markdown (also what the terminal shows)."""
+    """The per-metric table as Markdown (also what the terminal shows): the claim's verdicts (the
+    significance rule's), then each test's own (t; distribution-free, for metrics with a bounded range)."""
     head = ("| metric | planted first | plant significant | decoy significant (family-wise) | own work (two works) "
-            "| 95% interval coverage |\n|---|---|---|---|---|---|\n")
+            "| 95% interval coverage | plant sig.: t / distribution-free | decoy sig.: t / distribution-free |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     order = sorted(summary, key=lambda m: (-_frac(summary[m]["planted_first"]), _frac(summary[m]["decoy_significant"]), m))
     return head + "".join(
         f"| {m} | {_rate(e['planted_first'])} | {_rate(e['plant_significant'])} | {_rate(e['decoy_significant'])} "
-        f"| {_rate(e['own_work'])} | {_rate(e['coverage'])} |\n" for m in order for e in [summary[m]])
+        f"| {_rate(e['own_work'])} | {_rate(e['coverage'])} | {_pair(e, 'plant')} | {_pair(e, 'decoy')} |\n"
+        for m in order for e in [summary[m]])
+
+
+def _pair(entry: dict, who: str) -> str:
+    t, b = entry.get(f"{who}_significant_t", [0, 0]), entry.get(f"{who}_significant_bounded", [0, 0])
+    return f"{_rate(t)} / {_rate(b)}"
 
 
 def _frac(kn) -> float:
