@@ -112,7 +112,7 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
         )
     head = formats.header(path)
     is_checkpoint = any(k.startswith((formats.UNET_PREFIX, formats.CONTROLNET_PREFIX)) for k in head)
-    if not is_checkpoint and formats.lora_layout(head) != "unknown":
+    if not is_checkpoint and formats.lora_layout(head) in formats.LORA_LAYOUTS:
         raise zoo.fail(
             f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
             "list it under 'loras:'", section, i, "model",
@@ -162,7 +162,7 @@ def check_real_files(zoo: Zoo) -> list[CopyscopeError]:
         path = zoo.resolve_path(lo.model) if zoo.is_local(lo.model) else None
         if path is not None and path.is_file() and path.suffix == ".safetensors":
             head = formats.header(path)
-            if formats.lora_layout(head) == "unknown" and any(k.startswith(formats.UNET_PREFIX) for k in head):
+            if formats.lora_layout(head) == "not-lora" and any(k.startswith(formats.UNET_PREFIX) for k in head):
                 raise zoo.fail(
                     f"{path.name} is a base checkpoint (A1111 layout), not a LoRA; list it under 'bases:'",
                     "loras", i, "model",

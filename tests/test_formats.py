@@ -151,9 +151,10 @@ def test_lora_naming_no_layer_of_the_base(bases):
         "lora_unet_foo_blocks_0_to_q.lora_down.weight": (4, 8), "lora_unet_foo_blocks_0_to_q.lora_up.weight": (8, 4)})
     assert formats.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
     assert formats.lora_layout(formats.header(f)) == "kohya"
-    unknown = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
-    assert formats.lora_layout(formats.header(unknown)) == "unknown"
-    assert formats.lora_misfit(bases["folder"], unknown) is None  # not comparable: left to the loader
+    loha = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
+    assert formats.lora_layout(formats.header(loha)) == "loha"  # recognised, and refused by layout (not by fit)
+    assert formats.lora_unsupported(formats.header(loha), "sd").startswith("LyCORIS LoHa is not supported by diffusers ")
+    assert formats.lora_misfit(bases["folder"], loha) is None
 
 
 def test_default_config_repo_is_what_from_single_file_would_fetch(bases, sd15_meta):

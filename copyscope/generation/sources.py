@@ -40,6 +40,11 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
     path = zoo.resolve_path(value)
     if not path.exists():
         raise zoo.fail(f"model path {value!r} not found (looked at {path})", *loc, "model")
+    if not path.is_file() and not path.is_dir():
+        raise zoo.fail(
+            f"model path {value!r} is not a regular file or folder (a FIFO, socket or device); expected a .safetensors "
+            "file or a diffusers folder", *loc, "model",
+        )
     if path.is_file() and path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise zoo.fail(
             f"{path.name} is a pickle checkpoint, which can run code when loaded; convert it to "
