@@ -250,3 +250,19 @@ def test_refusals_are_needed(produced, name):
                        generator=torch.Generator().manual_seed(0)).images[0]
         del pipe
         assert np.abs(ref - detail).max() * 255 > 2, f"diffusers now loads {name} exactly: support it"
+
+
+@pytest.mark.parametrize("name, said", [
+    ("dora", r"diffusers\S* warned while loading it: It seems like you are using a DoRA checkpoint"),
+    ("peft-dora-te", r"(transformers\S* warned while loading it: .*(UNEXPECTED|MISSING)|layers are for the text_encoder)"),
+])
+def test_a_warning_that_a_lora_is_not_applied_is_an_error(produced, tmp_path, monkeypatch, name, said):
+    """With the header check bypassed, the load itself must not swallow diffusers' / transformers'
+    warning that tensors were dropped: the audit stops with one line instead of scoring the wrong LoRA."""
+    from copyscope.players.lora import LoraPlayer
+
+    monkeypatch.setattr(LoraPlayer, "check_layout", classmethod(lambda cls, *a: None))
+    zoo = _zoo(tmp_path, BASE, produced[name][0])
+    assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
+                          rf"loras\[0\]\.model: LoRA 'style' is not applied as written: {said}")
+    assert not (tmp_path / "out" / "report.json").exists()

@@ -26,7 +26,8 @@ _LIBRARIES = ("diffusers", "peft", "transformers")
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
+    """A library's log message as one plain line (no terminal escape codes: transformers colours its report)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f]", " ", text).split())[:300]
 
 
 class captured_load_logs:
