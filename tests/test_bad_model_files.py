@@ -1,0 +1,167 @@
+"""Model files whose fault the header (or a small config) shows, refused by ``copyscope validate``
+before any model loads (issue 27): LoRA files with no tensors, a full UNet given as a LoRA, down/up
+ranks that disagree, layers absent from the base, overlapping tensor offsets, unknown dtypes, a FIFO
+given as a LoRA; textual inversions of the wrong width, with several tensors, sharing a token, or
+whose token is in a prompt or the tokenizer's vocabulary, a folder without weight_name; a
+model_index.json that is not JSON or not UTF-8; a ControlNet config.json that is a list. Every case:
+one error line naming file, line and key, exit code 2, no traceback, no model loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from copyscope.cli import app
+
+from helpers.cli_errors import Z, assert_one_line_error, zoo_data
+
+runner = CliRunner()
+ATTN = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"  # a layer of the tiny base (32 features)
+
+
+@pytest.fixture(autouse=True)
+def nothing_loads(monkeypatch):
+    monkeypatch.setattr("copyscope.generation.engine.CoalitionEngine.load", lambda self: pytest.fail("a model loaded"))
+
+
+def _save(path: Path, tensors: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.randn(*s) * 0.01 if s else torch.tensor(1.0) for k, s in tensors.items()}, str(path))
+    return path
+
+
+def _raw(path: Path, header: dict, data: bytes) -> Path:
+    """A safetensors file with a hand-written header (what no writer produces)."""
+    head = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(head)) + head + data)
+    return path
+
+
+def _validate(tmp: Path, data: dict):
+    zoo = tmp / "zoo.yaml"
+    zoo.write_text(yaml.safe_dump(data, sort_keys=False))
+    return runner.invoke(app, ["validate", str(zoo)])
+
+
+def _lora_case(tmp, a, lora):
+    data = zoo_data(tmp, a)
+    data["loras"] = [{"name": "lora0", "model": str(lora)}]
+    return data
+
+
+def _fifo(tmp: Path) -> Path:
+    path = tmp / "lora.safetensors"
+    os.mkfifo(path)
+    return path
+
+
+LORA_CASES = [
+    ("no tensors", lambda t: _raw(t / "empty.safetensors", {}, b""),
+     r"loras\[0\]\.model: empty\.safetensors holds no tensors; expected a LoRA's weights"),
+    ("a full UNet as a LoRA", lambda t: _save(t / "unet.safetensors", {"conv_in.weight": (32, 4, 3, 3), "conv_in.bias": (32,)}),
+     r"loras\[0\]\.model: unet\.safetensors holds a full UNet \(2 tensors, e\.g\. conv_in\.bias\), not a LoRA; expected one of "
+     r"the layouts diffusers/peft LoRA, .*kohya LoRA/LoCon"),
+    ("kohya ranks disagree", lambda t: _save(t / "rank.safetensors", {
+        "lora_unet_" + ATTN.replace(".", "_") + "_to_q.lora_down.weight": (4, 32),
+        "lora_unet_" + ATTN.replace(".", "_") + "_to_q.lora_up.weight": (32, 8)}),
+     r"loras\[0\]\.model: LoRA 'lora0' is inconsistent: layer lora_unet_\w+_to_q has rank 4 in lora_down\.weight \[4, 32\] "
+     r"but 8 in lora_up\.weight \[32, 8\]"),
+    ("half the layers absent from the base", lambda t: _save(t / "half.safetensors", {
+        f"unet.{ATTN}.to_q.lora_A.weight": (4, 32), f"unet.{ATTN}.to_q.lora_B.weight": (32, 4),
+        "unet.down_blocks.7.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": (4, 32),
+        "unet.down_blocks.7.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": (32, 4)}),
+     r"loras\[0\]\.model: LoRA 'lora0' does not fit base 'tiny-sd': 2 of its 4 UNet tensors name no layer of the base "
+     r"\(first: unet\.down_blocks\.7\.\S+\), so only part of the LoRA would apply"),
+    ("overlapping tensor offsets", lambda t: _raw(t / "overlap.safetensors", {
+        f"unet.{ATTN}.to_q.lora_A.weight": {"dtype": "F32", "shape": [4, 32], "data_offsets": [0, 512]},
+        f"unet.{ATTN}.to_q.lora_B.weight": {"dtype": "F32", "shape": [32, 4], "data_offsets": [256, 768]}}, bytes(768)),
+     r"loras\[0\]\.model: overlap\.safetensors is not a valid \.safetensors file \(tensor '\S+lora_B\.weight' overlaps the "
+     r"tensor before it"),
+    ("unknown dtype", lambda t: _raw(t / "dtype.safetensors", {
+        f"unet.{ATTN}.to_q.lora_A.weight": {"dtype": "Q7", "shape": [4, 32], "data_offsets": [0, 512]}}, bytes(512)),
+     r"loras\[0\]\.model: dtype\.safetensors is not a valid \.safetensors file \(tensor '\S+' has unknown dtype 'Q7'\)"),
+    ("a FIFO as a LoRA", _fifo,
+     r"loras\[0\]\.model: model path '.*lora\.safetensors' is not a regular file or folder \(a FIFO, socket or device\)"),
+]
+
+
+@pytest.mark.parametrize("case", LORA_CASES, ids=[c[0] for c in LORA_CASES])
+def test_bad_lora_files_are_refused_at_validate(tiny_models, tmp_path, case):
+    _, make, pattern = case
+    out = assert_one_line_error(_validate(tmp_path, _lora_case(tmp_path, tiny_models, make(tmp_path))), Z + r":\d+: " + pattern)
+    assert "offline" not in out
+
+
+def _ti(tmp, a, files: list[tuple[str, Path, str | None]], prompt="a painting of a cat"):
+    data = zoo_data(tmp, a)
+    data["loras"] = []
+    data["prompts"][0]["text"] = prompt
+    data["textual_inversions"] = [{"name": n, "model": str(p), **({"token": tok} if tok else {})} for n, p, tok in files]
+    return data
+
+
+def _emb(t: Path, shape=(1, 32), name="emb.safetensors", keys=("emb_params",)) -> Path:
+    return _save(t / name, {k: shape for k in keys})
+
+
+TI_CASES = [
+    ("a 64-wide embedding for a 32-wide text encoder", lambda t, a: _ti(t, a, [("style", _emb(t, (1, 64)), None)]),
+     r"textual_inversions\[0\]\.model: emb\.safetensors: its embedding has shape \[1, 64\], but base 'tiny-sd''s text "
+     r"encoder is 32 wide"),
+    ("two tensors in one file", lambda t, a: _ti(t, a, [("style", _emb(t, keys=("a", "b")), None)]),
+     r"textual_inversions\[0\]\.model: emb\.safetensors holds 2 tensors \(a, b\); expected one embedding"),
+    ("two embeddings with one token", lambda t, a: _ti(t, a, [("one", _emb(t), "<tok>"), ("two", _emb(t, name="e2.safetensors"), "<tok>")]),
+     r"textual_inversions\[1\]\.token: textual inversions 'one' and 'two' both use the token '<tok>'"),
+    ("a token in the prompt", lambda t, a: _ti(t, a, [("style", _emb(t), "<style>")], prompt="a painting of a cat <style>"),
+     r"textual_inversions\[0\]\.token: token '<style>' occurs in the text of prompt 'p' .*active in every coalition"),
+    ("an ordinary prompt word as the token", lambda t, a: _ti(t, a, [("style", _emb(t), "cat")]),
+     r"textual_inversions\[0\]\.token: token 'cat' occurs in the text of prompt 'p'"),
+    ("a vocabulary word as the token", lambda t, a: _ti(t, a, [("style", _emb(t), "dog")]),
+     r"textual_inversions\[0\]\.token: token 'dog' is an ordinary word of base 'tiny-sd''s tokenizer"),
+    ("a folder without weight_name", lambda t, a: _ti(t, a, [("style", _emb(t / "embs").parent, None)]),
+     r"textual_inversions\[0\]\.weight_name: '.*embs' is a folder; set weight_name to the embedding file in it"),
+]
+
+
+@pytest.mark.parametrize("case", TI_CASES, ids=[c[0] for c in TI_CASES])
+def test_bad_textual_inversions_are_refused_at_validate(tiny_models, tmp_path, case):
+    _, make, pattern = case
+    assert_one_line_error(_validate(tmp_path, make(tmp_path, tiny_models)), Z + r":\d+: " + pattern)
+
+
+def test_a_good_textual_inversion_passes_validate(tiny_models, tmp_path):
+    assert _validate(tmp_path, _ti(tmp_path, tiny_models, [("style", _emb(tmp_path), None)])).exit_code == 0
+
+
+def _base_copy(tmp: Path, a: dict, model_index: bytes) -> Path:
+    base = tmp / "base"
+    shutil.copytree(a["base"], base)
+    (base / "model_index.json").write_bytes(model_index)
+    return base
+
+
+@pytest.mark.parametrize("content, why", [(b"{not json", "is not a JSON file"), (b"\xff\xfe{}", "is not a JSON file")],
+                         ids=["not JSON", "not UTF-8"])
+def test_model_index_that_is_not_json(tiny_models, tmp_path, content, why):
+    data = zoo_data(tmp_path, tiny_models)
+    data["bases"][0]["model"] = str(_base_copy(tmp_path, tiny_models, content))
+    assert_one_line_error(_validate(tmp_path, data), Z + r":\d+: bases\[0\]\.model: .*model_index\.json " + why)
+
+
+def test_controlnet_config_that_is_a_list(tiny_models, tmp_path):
+    cn = tmp_path / "cn"
+    shutil.copytree(tiny_models["controlnet"], cn)
+    (cn / "config.json").write_text("[1, 2]")
+    data = zoo_data(tmp_path, tiny_models, controlnet=True)
+    data["controlnets"][0]["model"] = str(cn)
+    assert_one_line_error(_validate(tmp_path, data),
+                          Z + r":\d+: controlnets\[0\]\.model: .*config\.json holds a JSON list, not an object")
