@@ -117,6 +117,8 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
             f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
             "list it under 'loras:'", section, i, "model",
         )
+    if section == "bases":
+        _check_single_file(zoo, i, spec, path, head)
     if spec.config:
         if zoo.is_local(spec.config):
             cfg = zoo.resolve_path(spec.config)
@@ -147,6 +149,24 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
                 f"(with {config_marker}{' and the component configs' if section == 'bases' else ''})", section, i, "config",
             ))
     return problems
+
+
+def _check_single_file(zoo: Zoo, i: int, spec, path: Path, head: dict) -> None:
+    """An SD 1.x/2.x single file against its config (a local folder, or a hub id in the local cache),
+    from the header: what ``from_single_file`` would stop on after minutes of loading."""
+    from .generation.sources import cached_snapshot
+
+    cfg = None
+    if spec.config:
+        cfg = zoo.resolve_path(spec.config) if zoo.is_local(spec.config) else cached_snapshot(spec.config)
+        if cfg is not None and not (cfg / "model_index.json").is_file():
+            cfg = None  # reported by the config checks below
+    why = formats.single_file_mismatch(head, cfg)
+    if why:
+        raise zoo.fail(
+            f"single-file checkpoint {path.name} cannot load{f' with config {spec.config!r}' if cfg else ''}: {why}; expected "
+            "an SD 1.x/2.x checkpoint of the config's architecture in the A1111 layout", "bases", i, "model",
+        )
 
 
 def check_real_files(zoo: Zoo) -> list[CopyscopeError]:

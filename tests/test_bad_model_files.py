@@ -165,3 +165,78 @@ def test_controlnet_config_that_is_a_list(tiny_models, tmp_path):
     data["controlnets"][0]["model"] = str(cn)
     assert_one_line_error(_validate(tmp_path, data),
                           Z + r":\d+: controlnets\[0\]\.model: .*config\.json holds a JSON list, not an object")
+
+
+def _single_file(tmp: Path, a: dict, edit) -> tuple[Path, Path]:
+    """The tiny base as an A1111 single file, its keys edited by ``edit``, and its config folder."""
+    from safetensors.torch import load_file
+
+    from copyscope import formats
+
+    f = formats.pipeline_to_single_file(a["base"], tmp / "single" / "tiny.safetensors")
+    tensors = edit(load_file(str(f)))
+    f.unlink()
+    save_file(tensors, str(f))
+    return f, formats.config_folder(a["base"], tmp / "single" / "config")
+
+
+def _no_text_model(t: dict) -> dict:
+    # diffusers' converter under transformers >= 5.6: CLIPTextModel's own names, without text_model.
+    pre = "cond_stage_model.transformer."
+    return {(pre + k[len(pre + "text_model."):] if k.startswith(pre + "text_model.") else k): v for k, v in t.items()}
+
+
+def _sd15_blocks(t: dict) -> dict:
+    # diffusers' converter script hard-codes SD 1.5's two layers per block; the tiny UNet has one
+    from copyscope import formats
+
+    unet = {formats.unet_name_from_ldm(k[len(formats.UNET_PREFIX):], 1): v for k, v in t.items() if k.startswith(formats.UNET_PREFIX)}
+    _, up_attn = formats.unet_layout(unet)
+    out = {k: v for k, v in t.items() if not k.startswith(formats.UNET_PREFIX)}
+    out.update({formats.UNET_PREFIX + formats.unet_name_to_ldm(k, 2, up_attn): v for k, v in unet.items()})
+    return out
+
+
+SINGLE_FILE_CASES = [
+    ("text encoder without text_model.", _no_text_model,
+     r"its text-encoder tensors lack the text_model\. level \(cond_stage_model\.transformer\.\S+; diffusers' converter "
+     r"writes them so under transformers >= 5\.6\)"),
+    ("SD 1.5 block layout for another UNet", _sd15_blocks,
+     r"its UNet does not match the config's \(unet/config\.json\): \d+ of the \d+ tensors it needs are missing \(first: "
+     r"down_blocks\.0\.downsamplers\.0\.conv\.weight\)"),
+    ("no VAE", lambda t: {k: v for k, v in t.items() if not k.startswith("first_stage_model.")},
+     r"it has no VAE tensors \(first_stage_model\.\*\)"),
+    ("a wider text-encoder layer", lambda t: {**t, "cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.ones(48)},
+     r"its text encoder does not match the config's \(text_encoder/config\.json\): final_layer_norm\.weight has shape \[48\] "
+     r"in the file but \[32\] in the config's model"),
+]
+
+
+@pytest.mark.parametrize("case", SINGLE_FILE_CASES, ids=[c[0] for c in SINGLE_FILE_CASES])
+def test_single_files_that_do_not_fit_their_config_are_refused_at_validate(tiny_models, tmp_path, case):
+    _, edit, pattern = case
+    f, cfg = _single_file(tmp_path, tiny_models, edit)
+    data = zoo_data(tmp_path, tiny_models)
+    data["bases"][0].update(model=str(f), config=str(cfg))
+    assert_one_line_error(_validate(tmp_path, data),
+                          Z + r":\d+: bases\[0\]\.model: single-file checkpoint tiny\.safetensors cannot load with config .*: " + pattern)
+
+
+@pytest.mark.parametrize("edit", [_no_text_model, _sd15_blocks], ids=["text encoder without text_model.", "SD 1.5 block layout"])
+def test_diffusers_itself_cannot_load_the_refused_single_files(tiny_models, tmp_path, edit):
+    """The refusals are needed: diffusers' from_single_file fails on these files (after loading), or loads
+    a model whose weights are not the file's."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    f, cfg = _single_file(tmp_path, tiny_models, edit)
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(str(f), config=str(cfg), safety_checker=None, requires_safety_checker=False)
+    except Exception:  # noqa: BLE001 - any failure is what the refusal spares the user
+        return
+    ref = load_file(str(tiny_models["base"] / "unet" / "diffusion_pytorch_model.safetensors"))
+    te = load_file(str(tiny_models["base"] / "text_encoder" / "model.safetensors"))
+    unet_ok = all(torch.equal(pipe.unet.state_dict()[k], v) for k, v in ref.items())
+    te_sd = {k.removeprefix("text_model."): v for k, v in pipe.text_encoder.state_dict().items()}
+    te_ok = all(torch.equal(te_sd[k.removeprefix("text_model.")], v) for k, v in te.items() if k.removeprefix("text_model.") in te_sd)
+    assert not (unet_ok and te_ok), "diffusers now loads this file as written: the refusal is not needed"
