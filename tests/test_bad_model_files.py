@@ -240,3 +240,17 @@ def test_diffusers_itself_cannot_load_the_refused_single_files(tiny_models, tmp_
     te_sd = {k.removeprefix("text_model."): v for k, v in pipe.text_encoder.state_dict().items()}
     te_ok = all(torch.equal(te_sd[k.removeprefix("text_model.")], v) for k, v in te.items() if k.removeprefix("text_model.") in te_sd)
     assert not (unet_ok and te_ok), "diffusers now loads this file as written: the refusal is not needed"
+
+
+def test_the_lora_loader_is_part_of_the_lora_identity(tiny_models, tmp_path):
+    """Images of a LoRA made by the old loading (a dict of tensors: peft's lora_alpha lost, DoRA dropped)
+    are never reused: the loader's version is in every LoRA's identity, hence in its image keys."""
+    from copyscope.audit import prepare_audit
+    from copyscope.generation import CoalitionEngine
+    from copyscope.players.lora import LOADER_VERSION
+
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(yaml.safe_dump(zoo_data(tmp_path, tiny_models), sort_keys=False))
+    prep = prepare_audit(zoo)
+    ident = CoalitionEngine(prep.zoo, prep.plan.games[0]).identities()["loras"]["lora0"]
+    assert LOADER_VERSION >= 2 and ident["loader"] == LOADER_VERSION
