@@ -266,3 +266,16 @@ def test_a_warning_that_a_lora_is_not_applied_is_an_error(produced, tmp_path, mo
     assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
                           rf"loras\[0\]\.model: LoRA 'style' is not applied as written: {said}")
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_layer_not_attached_without_any_warning_is_an_error(produced, tmp_path, monkeypatch):
+    """The last guard: after loading, every layer the header lists must be an adapter layer of the
+    pipeline (here the header is made to list more UNet layers than the file has)."""
+    from copyscope.players.lora import LoraPlayer
+
+    real = LoraPlayer._expected_layers
+    monkeypatch.setattr(LoraPlayer, "_expected_layers", lambda self: {**real(self), "unet": real(self)["unet"] + 1})
+    zoo = _zoo(tmp_path, BASE, produced["lora"][0])
+    assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
+                          r"loras\[0\]\.model: LoRA 'style' is not applied as written: (\d+) of its layers are for the unet but "
+                          r"diffusers attached \d+")
