@@ -119,6 +119,13 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
         )
     if section == "bases":
         _check_single_file(zoo, i, spec, path, head)
+    elif spec.config and zoo.is_local(spec.config) and zoo.resolve_path(spec.config).is_dir():
+        why = formats.single_controlnet_mismatch(head, zoo.resolve_path(spec.config))
+        if why:
+            raise zoo.fail(
+                f"single-file ControlNet {path.name} cannot load with config {spec.config!r}: it does not match the config's "
+                f"ControlNet: {why}; expected a ControlNet checkpoint of the config's architecture", section, i, "model",
+            )
     if spec.config:
         if zoo.is_local(spec.config):
             cfg = zoo.resolve_path(spec.config)

@@ -704,3 +704,22 @@ def _clip_vs_config(ckpt: dict, config: dict) -> str | None:
         got = {k.removeprefix("text_model."): v for k, v in got.items()}
     want = set(model.state_dict())
     return _compare({k: v for k, v in got.items() if k in want or not k.endswith("position_ids")}, model)
+
+
+def single_controlnet_mismatch(head: dict, config: Path) -> str | None:
+    """Why a single-file SD ControlNet (``control_model.*``) cannot load with the ``config.json`` in
+    ``config``: the tensors diffusers' own converter (on meta tensors) maps to other names or shapes than
+    the config's ControlNet has. None when it fits or is not such a file."""
+    cfg = Path(config) / "config.json"
+    if not any(k.startswith(CONTROLNET_PREFIX) for k in head) or not cfg.is_file():
+        return None
+    config_data = read_json(cfg)
+    if config_data.get("_class_name") not in (None, "ControlNetModel"):
+        return None
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    try:
+        return _compare(convert_controlnet_checkpoint(_meta_checkpoint(head), config_data), _empty(ControlNetModel, config_data))
+    except Exception as exc:  # noqa: BLE001 - diffusers' converter fails on the file: so would the load
+        return f"diffusers' converter fails on it ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"

@@ -254,3 +254,24 @@ def test_the_lora_loader_is_part_of_the_lora_identity(tiny_models, tmp_path):
     prep = prepare_audit(zoo)
     ident = CoalitionEngine(prep.zoo, prep.plan.games[0]).identities()["loras"]["lora0"]
     assert LOADER_VERSION >= 2 and ident["loader"] == LOADER_VERSION
+
+
+def test_single_file_controlnet_that_does_not_fit_its_config(tiny_models, tmp_path):
+    from safetensors.torch import load_file
+
+    from copyscope import formats
+
+    f = formats.controlnet_to_single_file(tiny_models["controlnet"], tmp_path / "cn" / "depth.safetensors")
+    cfg = formats.config_folder(tiny_models["controlnet"], tmp_path / "cn" / "config")
+    data = zoo_data(tmp_path, tiny_models, controlnet=True)
+    data["controlnets"][0].update(model=str(f), config=str(cfg))
+    assert _validate(tmp_path, data).exit_code == 0  # as written, it fits
+    tensors = load_file(str(f))
+    zero = "control_model.zero_convs.0.0.weight"  # a ControlNet trained for a wider UNet
+    tensors[zero] = torch.zeros(48, *tensors[zero].shape[1:])
+    f.unlink()
+    save_file(tensors, str(f))
+    assert_one_line_error(_validate(tmp_path, data),
+                          Z + r":\d+: controlnets\[0\]\.model: single-file ControlNet depth\.safetensors cannot load with config .*: "
+                          r"it does not match the config's ControlNet: controlnet_down_blocks\.0\.weight has shape \[48, 32, 1, 1\] in "
+                          r"the file but \[32, 32, 1, 1\] in the config's model")
