@@ -261,6 +261,7 @@ def test_a_warning_that_a_lora_is_not_applied_is_an_error(produced, tmp_path, mo
     warning that tensors were dropped: the audit stops with one line instead of scoring the wrong LoRA."""
     from copyscope.players.lora import LoraPlayer
 
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache: the LoRA must load
     monkeypatch.setattr(LoraPlayer, "check_layout", classmethod(lambda cls, *a: None))
     zoo = _zoo(tmp_path, BASE, produced[name][0])
     assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
@@ -273,6 +274,7 @@ def test_a_layer_not_attached_without_any_warning_is_an_error(produced, tmp_path
     pipeline (here the header is made to list more UNet layers than the file has)."""
     from copyscope.players.lora import LoraPlayer
 
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # a cold cache: the LoRA must load
     real = LoraPlayer._expected_layers
     monkeypatch.setattr(LoraPlayer, "_expected_layers", lambda self: {**real(self), "unet": real(self)["unet"] + 1})
     zoo = _zoo(tmp_path, BASE, produced["lora"][0])
