@@ -275,3 +275,64 @@ def test_single_file_controlnet_that_does_not_fit_its_config(tiny_models, tmp_pa
                           Z + r":\d+: controlnets\[0\]\.model: single-file ControlNet depth\.safetensors cannot load with config .*: "
                           r"it does not match the config's ControlNet: controlnet_down_blocks\.0\.weight has shape \[48, 32, 1, 1\] in "
                           r"the file but \[32, 32, 1, 1\] in the config's model")
+
+
+def _folder_case(tmp, a, make):
+    data = zoo_data(tmp, a)
+    model, weight_name = make(tmp, a)
+    data["loras"] = [{"name": "lora0", "model": str(model), **({"weight_name": weight_name} if weight_name else {})}]
+    return data
+
+
+def _unet_folder(tmp, a):
+    shutil.copytree(a["base"] / "unet", tmp / "unet")
+    return tmp / "unet", None
+
+
+def _missing_weight_name(tmp, a):
+    (tmp / "loras").mkdir()
+    return tmp / "loras", "style.safetensors"
+
+
+def _fifo_weight_name(tmp, a):
+    (tmp / "loras").mkdir()
+    os.mkfifo(tmp / "loras" / "style.safetensors")
+    return tmp / "loras", "style.safetensors"
+
+
+def _broken_base_weights(tmp, a):
+    base = tmp / "base"
+    shutil.copytree(a["base"], base)
+    f = base / "unet" / "diffusion_pytorch_model.safetensors"
+    raw = f.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    first = sorted(k for k in head if k != "__metadata__")[0]
+    head[first]["dtype"] = "F4"  # a dtype this safetensors does not read
+    text = json.dumps(head).encode()
+    f.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return base
+
+
+FOLDER_CASES = [
+    ("a UNet folder as a LoRA", _unet_folder,
+     r"loras\[0\]\.model: '.*unet' is a diffusers model folder \(it has config\.json\), not a LoRA"),
+    ("weight_name not in the folder", _missing_weight_name,
+     r"loras\[0\]\.weight_name: no file 'style\.safetensors' in '.*loras'"),
+    ("weight_name is a FIFO", _fifo_weight_name,
+     r"loras\[0\]\.weight_name: style\.safetensors in '.*loras' is not a regular file"),
+]
+
+
+@pytest.mark.parametrize("case", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES])
+def test_bad_lora_folders_are_refused_at_validate(tiny_models, tmp_path, case):
+    _, make, pattern = case
+    assert_one_line_error(_validate(tmp_path, _folder_case(tmp_path, tiny_models, make)), Z + r":\d+: " + pattern)
+
+
+def test_a_base_folder_with_a_broken_weights_header_is_refused_at_validate(tiny_models, tmp_path):
+    data = zoo_data(tmp_path, tiny_models)
+    data["bases"][0]["model"] = str(_broken_base_weights(tmp_path, tiny_models))
+    assert_one_line_error(_validate(tmp_path, data),
+                          Z + r":\d+: bases\[0\]\.model: unet/diffusion_pytorch_model\.safetensors is not a valid \.safetensors "
+                          r"file \(tensor '\S+' has unknown dtype 'F4'\)")

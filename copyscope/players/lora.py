@@ -115,6 +115,7 @@ class LoraPlayer(PlayerKind):
         from ..generation.sources import local_base, weights_file
 
         for i, lo in enumerate(cls.specs(zoo)):
+            cls.check_folder(zoo, i, lo)
             path = weights_file(zoo, lo)
             if path is not None:
                 cls.check_file(zoo, i, lo, path)
@@ -125,6 +126,29 @@ class LoraPlayer(PlayerKind):
             if path is not None:
                 cls.check_layout(zoo, i, lo, path, set(base_families.values()))
                 cls.check_fit(zoo, i, lo, path, bases)
+
+    @classmethod
+    def check_folder(cls, zoo, index: int, spec) -> None:
+        """A local folder given as a LoRA: its weight file must be there as a regular file, and a diffusers
+        model folder (a base, a UNet) is not a LoRA."""
+        from ..generation.sources import DEFAULT_LORA_WEIGHTS
+
+        folder = zoo.resolve_path(spec.model) if zoo.is_local(spec.model) else None
+        if folder is None or not folder.is_dir():
+            return
+        name = spec.weight_name or DEFAULT_LORA_WEIGHTS
+        f = folder / name
+        if f.exists() and not f.is_file():
+            raise zoo.fail(f"{name} in {spec.model!r} is not a regular file (a folder, FIFO or device); expected the LoRA's "
+                           ".safetensors file", cls.section, index, "weight_name" if spec.weight_name else "model")
+        if f.exists():
+            return
+        model = next((m for m in ("model_index.json", "config.json") if (folder / m).is_file()), None)
+        if model is not None:
+            raise zoo.fail(f"{spec.model!r} is a diffusers model folder (it has {model}), not a LoRA; list a base under "
+                           "'bases:', or point 'model' at a LoRA file", cls.section, index, "model")
+        if spec.weight_name is not None:
+            raise zoo.fail(f"no file {spec.weight_name!r} in {spec.model!r} (looked at {f})", cls.section, index, "weight_name")
 
     @classmethod
     def check_file(cls, zoo, index: int, spec, path) -> dict:
