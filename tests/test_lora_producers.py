@@ -281,3 +281,23 @@ def test_a_layer_not_attached_without_any_warning_is_an_error(produced, tmp_path
     assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
                           r"loras\[0\]\.model: LoRA 'style' is not applied as written: (\d+) of its layers are for the unet but "
                           r"diffusers attached \d+")
+
+
+def test_a_peft_python_warning_of_missing_keys_is_an_error(produced, tmp_path, monkeypatch):
+    """peft reports keys it could not load with warnings.warn, not a logger: that channel is judged too."""
+    import warnings
+
+    from copyscope.players.lora import LoraPlayer
+
+    monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))
+    real = LoraPlayer._load_weights
+
+    def load_and_warn(self, pipe):
+        real(self, pipe)
+        warnings.warn("Found missing adapter keys while loading the checkpoint: ['down_blocks.0.x.lora_A.style.weight']", stacklevel=2)
+
+    monkeypatch.setattr(LoraPlayer, "_load_weights", load_and_warn)
+    zoo = _zoo(tmp_path, BASE, produced["lora"][0])
+    assert_one_line_error(runner.invoke(app, ["audit", str(zoo)]),
+                          r"loras\[0\]\.model: LoRA 'style' is not applied as written: a warning while loading it: Found missing "
+                          r"adapter keys")
