@@ -158,7 +158,13 @@ def base_family(zoo, index: int) -> Family:
     model_index.json contradicts, or a pipeline class of no known family, is an error."""
     base = zoo.spec.bases[index]
     local = zoo.resolve_path(base.model) if zoo.is_local(base.model) else None
-    detected, cls = detect_family(local, None if local is not None else base.model, base.revision)
+    try:
+        detected, cls = detect_family(local, None if local is not None else base.model, base.revision)
+    except ValueError as exc:  # a local model_index.json that is not JSON, or not UTF-8
+        raise zoo.fail(
+            f"{local / 'model_index.json'} is not a JSON file ({str(exc).splitlines()[0][:120]}); expected the diffusers "
+            "pipeline's model_index.json", "bases", index, "model",
+        ) from None
     if detected is None and local is not None and local.is_file() and local.suffix == ".safetensors":
         try:
             from .formats import safetensors_header

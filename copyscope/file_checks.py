@@ -112,11 +112,20 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
         )
     head = formats.header(path)
     is_checkpoint = any(k.startswith((formats.UNET_PREFIX, formats.CONTROLNET_PREFIX)) for k in head)
-    if not is_checkpoint and formats.lora_layout(head) != "unknown":
+    if not is_checkpoint and formats.lora_layout(head) in formats.LORA_LAYOUTS:
         raise zoo.fail(
             f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
             "list it under 'loras:'", section, i, "model",
         )
+    if section == "bases":
+        _check_single_file(zoo, i, spec, path, head)
+    elif spec.config and zoo.is_local(spec.config) and zoo.resolve_path(spec.config).is_dir():
+        why = formats.single_controlnet_mismatch(head, zoo.resolve_path(spec.config))
+        if why:
+            raise zoo.fail(
+                f"single-file ControlNet {path.name} cannot load with config {spec.config!r}: it does not match the config's "
+                f"ControlNet: {why}; expected a ControlNet checkpoint of the config's architecture", section, i, "model",
+            )
     if spec.config:
         if zoo.is_local(spec.config):
             cfg = zoo.resolve_path(spec.config)
@@ -149,6 +158,24 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
     return problems
 
 
+def _check_single_file(zoo: Zoo, i: int, spec, path: Path, head: dict) -> None:
+    """An SD 1.x/2.x single file against its config (a local folder, or a hub id in the local cache),
+    from the header: what ``from_single_file`` would stop on after minutes of loading."""
+    from .generation.sources import cached_snapshot
+
+    cfg = None
+    if spec.config:
+        cfg = zoo.resolve_path(spec.config) if zoo.is_local(spec.config) else cached_snapshot(spec.config)
+        if cfg is not None and not (cfg / "model_index.json").is_file():
+            cfg = None  # reported by the config checks below
+    why = formats.single_file_mismatch(head, cfg)
+    if why:
+        raise zoo.fail(
+            f"single-file checkpoint {path.name} cannot load{f' with config {spec.config!r}' if cfg else ''}: {why}; expected "
+            "an SD 1.x/2.x checkpoint of the config's architecture in the A1111 layout", "bases", i, "model",
+        )
+
+
 def check_real_files(zoo: Zoo) -> list[CopyscopeError]:
     """Check every base and ControlNet file against its loading options. Raises on hard errors;
     returns the problems that only a missing local hub cache causes (the audit raises them, ``validate``
@@ -162,7 +189,7 @@ def check_real_files(zoo: Zoo) -> list[CopyscopeError]:
         path = zoo.resolve_path(lo.model) if zoo.is_local(lo.model) else None
         if path is not None and path.is_file() and path.suffix == ".safetensors":
             head = formats.header(path)
-            if formats.lora_layout(head) == "unknown" and any(k.startswith(formats.UNET_PREFIX) for k in head):
+            if formats.lora_layout(head) == "not-lora" and any(k.startswith(formats.UNET_PREFIX) for k in head):
                 raise zoo.fail(
                     f"{path.name} is a base checkpoint (A1111 layout), not a LoRA; list it under 'bases:'",
                     "loras", i, "model",

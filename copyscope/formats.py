@@ -47,10 +47,48 @@ def safetensors_header(path: Path) -> dict:
     if not isinstance(head, dict):
         raise ValueError("header is not a JSON object")
     head.pop("__metadata__", None)
-    end = max((int(v["data_offsets"][1]) for v in head.values()), default=0)
+    end = _check_tensor_table(head)
     if 8 + n + end > size:
         raise ValueError(f"truncated: tensors need {8 + n + end} bytes, the file has {size}")
     return head
+
+
+# bytes per element of every dtype the installed safetensors reads into torch
+DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    "U64": 8, "U32": 4, "U16": 2, "C64": 8, "F8_E4M3": 1, "F8_E4M3FNUZ": 1, "F8_E5M2": 1, "F8_E5M2FNUZ": 1,
+}
+
+
+def _check_tensor_table(head: dict) -> int:
+    """What safetensors checks only when the tensors load (after the base has loaded): every entry
+    has a known dtype, a shape whose size matches its byte range, and the ranges tile the data without
+    overlap or gap. Returns the end of the data; raises ValueError naming the tensor."""
+    spans = []
+    for name, info in head.items():
+        if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or not isinstance(info.get("data_offsets"), list):
+            raise ValueError(f"tensor {name!r} has no shape / data_offsets entry")
+        dtype, shape, offsets = info.get("dtype"), info["shape"], info["data_offsets"]
+        if dtype not in DTYPE_BYTES:
+            raise ValueError(f"tensor {name!r} has unknown dtype {str(dtype)[:20]!r}")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise ValueError(f"tensor {name!r} has an invalid shape {str(shape)[:60]}")
+        ints = all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        if len(offsets) != 2 or not ints or not 0 <= offsets[0] <= offsets[1]:
+            raise ValueError(f"tensor {name!r} has invalid data_offsets {str(offsets)[:60]}")
+        need = DTYPE_BYTES[dtype]
+        for d in shape:
+            need *= d
+        if offsets[1] - offsets[0] != need:
+            raise ValueError(f"tensor {name!r} ({dtype} {shape}) needs {need} bytes but its data_offsets span {offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            what = "overlaps the tensor before it" if begin < end else "leaves a gap before it"
+            raise ValueError(f"tensor {name!r} {what} (its data starts at byte {begin}, the previous ends at {end})")
+        end = stop
+    return end
 
 
 header = safetensors_header
@@ -295,13 +333,124 @@ def lora_to_kohya(lora_file: Path, out_file: Path, alpha: float | None = None) -
 
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
+# Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
+# diffusers reads it (measured for sd by tests/test_lora_producers.py; the others from diffusers' own
+# loaders: SD and SDXL share one kohya converter, every family filters out ``dora_scale``, LyCORIS
+# suffixes other than lora_down / lora_up are renamed by none of them).
+LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
+    "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
+    "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
+    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
+    "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
+    "loha": ("LyCORIS LoHa", frozenset()),
+    "lokr": ("LyCORIS LoKr", frozenset()),
+    "full": ("LyCORIS full (diff)", frozenset()),
+    "glora": ("LyCORIS GLoRA", frozenset()),
+    "ia3": ("LyCORIS IA3", frozenset()),
+    "diag-oft": ("LyCORIS diag-OFT", frozenset()),
+    "boft": ("LyCORIS BOFT", frozenset()),
+    "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
+    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D)", frozenset()),
+    "peft-oft": ("peft OFT/BOFT", frozenset()),
+}
+# why a layout is not loaded, for the one-line refusal
+_WHY_NOT = {
+    "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
+    "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+}
+_LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
+    ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
+    ("glora", ".a1.weight"), ("ia3", ".on_input"), ("tucker", ".lora_mid.weight"),
+    ("peft-oft", ".oft_r"), ("peft-oft", ".boft_R"),
+)
+_LEGACY_RE = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
+_XLABS_RE = re.compile(r"\.processor\.(proj_lora\d|qkv_lora\d)\.(down|up)\.weight$")
+_BFL_RE = re.compile(
+    r"^(diffusion_model\.)?(double_blocks|single_blocks|img_in|txt_in|final_layer|time_in|vector_in|guidance_in)\..*\.lora_[AB]\.weight$"
+)
+_LORA_ISH = re.compile(r"lora|hada_|lokr_|\.diff(_b)?$|\.oft_|\.on_input$|dora_scale|\.alpha$|\.a1\.weight$")
+
+
 def lora_layout(head: dict) -> str:
-    """'diffusers', 'kohya', or 'unknown' (LyCORIS, transformer-family LoRAs, ...)."""
-    if any(_KOHYA_LORA_RE.match(k) for k in head):
-        return "kohya"
-    if any(_DIFFUSERS_LORA_RE.match(k) for k in head):
+    """The LoRA layout of a safetensors header: a key of :data:`LORA_LAYOUTS`, or 'empty' (no tensors),
+    'not-lora' (no tensor name of any LoRA layout: a full model, an embedding, ...), 'unknown' (LoRA-like
+    names of no layout known here)."""
+    if not head:
+        return "empty"
+    keys = list(head)
+    for layout, suffix in _LYCORIS_SUFFIXES:
+        if any(k.endswith(suffix) for k in keys):
+            return layout
+    oft = [len(head[k].get("shape") or ()) for k in keys if k.endswith(".oft_blocks")]
+    if oft:
+        return "boft" if max(oft) == 4 else "diag-oft"
+    if any(_XLABS_RE.search(k) for k in keys):
+        return "xlabs"
+    if any(_BFL_RE.match(k) for k in keys):
+        return "bfl"
+    if any(_KOHYA_LORA_RE.match(k) for k in keys):
+        return "dylora" if _dylora_layers(head) else "kohya"
+    if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
         return "diffusers"
-    return "unknown"
+    if any(_LEGACY_RE.search(k) for k in keys):
+        return "diffusers-legacy"
+    if any(re.match(r"^transformer\..*\.(lora_A|lora_B)\.weight$", k) for k in keys):
+        return "diffusers"
+    return "unknown" if any(_LORA_ISH.search(k) for k in keys) else "not-lora"
+
+
+def is_lora(layout: str) -> bool:
+    return layout in LORA_LAYOUTS or layout == "unknown"
+
+
+def _dylora_layers(head: dict) -> list[str]:
+    """kohya layers whose lora_down is a 4-D convolution weight but whose lora_up is 2-D (DyLoRA's way
+    of storing 1x1 convolutions)."""
+    out = []
+    for k, v in head.items():
+        if k.endswith(".lora_down.weight") and len(v.get("shape") or ()) == 4:
+            up = head.get(k[: -len("lora_down.weight")] + "lora_up.weight")
+            if up is not None and len(up.get("shape") or ()) == 2:
+                out.append(k[: -len(".lora_down.weight")])
+    return out
+
+
+def lora_unsupported(head: dict, family: str) -> str | None:
+    """Why the installed diffusers cannot load this LoRA as written for ``family`` (None: it can, or the
+    layout is not known here)."""
+    import diffusers
+
+    layout = lora_layout(head)
+    version = diffusers.__version__
+    if layout in LORA_LAYOUTS and family not in LORA_LAYOUTS[layout][1]:
+        title = LORA_LAYOUTS[layout][0]
+        why = _WHY_NOT.get(layout)
+        return f"{title} is not supported by diffusers {version} for {family}" + (f" ({why})" if why else "")
+    te_dora = sorted(k for k in head if "lora_magnitude_vector" in k and k.startswith("text_encoder"))
+    if te_dora:
+        return (
+            f"peft DoRA on the text encoder is not supported by diffusers {version} for {family} (its "
+            f"lora_magnitude_vector tensors, e.g. {te_dora[0]}, are not loaded into the text encoder)"
+        )
+    return None
+
+
+def lora_rank_mismatch(head: dict) -> str | None:
+    """A layer whose down and up weights disagree on the rank (a corrupt or mis-merged file), from the header."""
+    pairs = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
+             ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"))
+    for k, v in sorted(head.items()):
+        for down, up in pairs:
+            if k.endswith("." + down):
+                other = head.get(k[: -len(down)] + up)
+                d, u = v.get("shape") or [], (other or {}).get("shape") or []
+                if other is None:
+                    return f"layer {k[: -len(down) - 1]} has a {down} tensor but no {up}"
+                if len(d) >= 2 and len(u) >= 2 and d[0] != u[1]:
+                    return f"layer {k[: -len(down) - 1]} has rank {d[0]} in {down} {d} but {u[1]} in {up} {u}"
+    return None
 
 
 def base_layers(base: Path) -> dict[str, dict[str, list[int]]]:
@@ -364,6 +513,7 @@ def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | 
     for f in transformer:
         base.update({k: v.get("shape") for k, v in header(f).items()})
     n_found = n_lora = 0
+    first_absent = None
     for key, info in sorted(header(lora_file).items()):
         # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
         m = re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
@@ -372,6 +522,7 @@ def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | 
         n_lora += 1
         target, got = base.get(m.group(1) + ".weight"), info.get("shape")
         if target is None:
+            first_absent = first_absent or key
             continue
         n_found += 1
         if len(target) != 2 or not got or len(got) != 2:
@@ -384,6 +535,9 @@ def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | 
             )
     if n_lora and not n_found:
         return f"none of its {n_lora} transformer tensors name a layer of the base"
+    if n_found < n_lora:
+        return (f"{n_lora - n_found} of its {n_lora} transformer tensors name no layer of the base (first: "
+                f"{first_absent}), so only part of the LoRA would apply")
     return None
 
 
@@ -409,10 +563,11 @@ def _unet_lora_misfit(base: Path, lora_file: Path) -> str | None:
                 f"it has {_COMPONENT_WORDS[comp]} tensors ({key}), but the base has no {comp}: "
                 "it was trained for a base with another text-encoder layout (SDXL has two)"
             )
-        c = counts.setdefault(comp, [0, 0])
+        c = counts.setdefault(comp, [0, 0, None])
         c[0] += 1
         target, got = layers[comp].get(module), info.get("shape")
         if target is None:
+            c[2] = c[2] or key
             continue
         c[1] += 1
         if len(target) < 2 or not got or len(got) < 2:
@@ -423,11 +578,148 @@ def _unet_lora_misfit(base: Path, lora_file: Path) -> str | None:
                 f"layer {module} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
                 f"{role} weight has shape {list(got)}"
             )
-    for comp, (n, found) in counts.items():
+    for comp, (n, found, first_absent) in counts.items():
         if n and not found:
             return f"none of its {n} {_COMPONENT_WORDS[comp]} tensors name a layer of the base"
+        if found < n:  # diffusers would drop these layers without a word: the LoRA would apply in part
+            return (
+                f"{n - found} of its {n} {_COMPONENT_WORDS[comp]} tensors name no layer of the base (first: "
+                f"{first_absent}), so only part of the LoRA would apply"
+            )
     return None
 
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def lora_layers_by_component(head: dict) -> dict[str, int]:
+    """{pipeline component: layers} of a diffusers/peft or kohya LoRA, from its tensor names (the
+    number of adapter layers loading must attach; empty for other layouts)."""
+    layers: dict[str, set[str]] = {}
+    for key in head:
+        if m := _DIFFUSERS_LORA_RE.match(key):
+            comp, module = m[1], m[2]
+        elif m := _KOHYA_LORA_RE.match(key):
+            comp, module = _KOHYA_COMPONENT[m[1]], m[2]
+        elif m := re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key):
+            comp, module = "transformer", m[1]
+        else:
+            continue
+        layers.setdefault(comp, set()).add(module)
+    return {comp: len(mods) for comp, mods in layers.items()}
+
+
+# -- single-file checkpoints vs their config, from the header ----------------------------------------
+_SD_COMPONENTS = (("UNet", UNET_PREFIX), ("VAE", VAE_PREFIX), ("text encoder", "cond_stage_model."))
+
+
+def single_file_mismatch(head: dict, config: Path | None) -> str | None:
+    """Why an SD 1.x/2.x single-file checkpoint cannot load with the diffusers configs in ``config``
+    (a folder with unet/, vae/, text_encoder/ configs), from its header alone: a component with no
+    tensors, text-encoder names without ``text_model.``, or tensors that diffusers' own converters map
+    to other names or shapes than the config's models have (the converters run on meta tensors: no
+    weight is read). None when it fits, or when the file is not an SD 1.x/2.x checkpoint."""
+    import diffusers
+
+    from .families import family_from_single_file_keys
+
+    if family_from_single_file_keys(head) != "sd":
+        return None
+    for what, prefix in _SD_COMPONENTS:
+        if not any(k.startswith(prefix) for k in head):
+            return f"it has no {what} tensors ({prefix}*)"
+    clip = [k for k in head if k.startswith(CLIP_PREFIX)]
+    if clip and not any(k.startswith(CLIP_PREFIX + "text_model.") for k in clip):
+        return (
+            f"its text-encoder tensors lack the text_model. level ({clip[0]}; diffusers' converter writes them so under "
+            f"transformers >= 5.6), which diffusers {diffusers.__version__}'s from_single_file does not read"
+        )
+    if config is None:
+        return None
+    ckpt = _meta_checkpoint(head)
+    for what, sub, check in (("UNet", "unet", _unet_vs_config), ("VAE", "vae", _vae_vs_config),
+                             ("text encoder", "text_encoder", _clip_vs_config)):
+        cfg = Path(config) / sub / "config.json"
+        if not cfg.is_file():
+            continue
+        try:
+            why = check(ckpt, read_json(cfg))
+        except Exception as exc:  # noqa: BLE001 - diffusers' converter fails on the file: so would the load
+            why = f"diffusers' converter fails on it ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        if why:
+            return f"its {what} does not match the config's ({cfg.parent.name}/config.json): {why}"
+    return None
+
+
+def _meta_checkpoint(head: dict) -> dict:
+    import torch
+
+    dtypes = {"F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+    return {k: torch.empty(v.get("shape") or [], dtype=dtypes.get(v.get("dtype"), torch.float32), device="meta")
+            for k, v in head.items()}
+
+
+def _compare(got: dict, model) -> str | None:
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in got.items()}
+    missing = [k for k in want if k not in have]
+    if missing:
+        return f"{len(missing)} of the {len(want)} tensors it needs are missing (first: {missing[0]})"
+    for k, shape in want.items():
+        if have[k] != shape:
+            return f"{k} has shape {list(have[k])} in the file but {list(shape)} in the config's model"
+    return None
+
+
+def _empty(cls, config: dict):
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        return cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+
+
+def _unet_vs_config(ckpt: dict, config: dict) -> str | None:
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    return _compare(convert_ldm_unet_checkpoint(ckpt, config), _empty(UNet2DConditionModel, config))
+
+
+def _vae_vs_config(ckpt: dict, config: dict) -> str | None:
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    return _compare(convert_ldm_vae_checkpoint(ckpt, config), _empty(AutoencoderKL, config))
+
+
+def _clip_vs_config(ckpt: dict, config: dict) -> str | None:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if not any(k.startswith(CLIP_PREFIX) for k in ckpt):
+        return None  # an OpenCLIP text encoder (SD 2.x): converted differently, left to the loader
+    model = _empty(CLIPTextModel, CLIPTextConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
+    got = {k[len(CLIP_PREFIX):]: v for k, v in ckpt.items() if k.startswith(CLIP_PREFIX)}
+    if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel (as diffusers' loader does)
+        got = {k.removeprefix("text_model."): v for k, v in got.items()}
+    want = set(model.state_dict())
+    return _compare({k: v for k, v in got.items() if k in want or not k.endswith("position_ids")}, model)
+
+
+def single_controlnet_mismatch(head: dict, config: Path) -> str | None:
+    """Why a single-file SD ControlNet (``control_model.*``) cannot load with the ``config.json`` in
+    ``config``: the tensors diffusers' own converter (on meta tensors) maps to other names or shapes than
+    the config's ControlNet has. None when it fits or is not such a file."""
+    cfg = Path(config) / "config.json"
+    if not any(k.startswith(CONTROLNET_PREFIX) for k in head) or not cfg.is_file():
+        return None
+    config_data = read_json(cfg)
+    if config_data.get("_class_name") not in (None, "ControlNetModel"):
+        return None
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    try:
+        return _compare(convert_controlnet_checkpoint(_meta_checkpoint(head), config_data), _empty(ControlNetModel, config_data))
+    except Exception as exc:  # noqa: BLE001 - diffusers' converter fails on the file: so would the load
+        return f"diffusers' converter fails on it ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"

@@ -4,6 +4,8 @@ meta device or written as small synthetic safetensors files)."""
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -151,9 +153,10 @@ def test_lora_naming_no_layer_of_the_base(bases):
         "lora_unet_foo_blocks_0_to_q.lora_down.weight": (4, 8), "lora_unet_foo_blocks_0_to_q.lora_up.weight": (8, 4)})
     assert formats.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
     assert formats.lora_layout(formats.header(f)) == "kohya"
-    unknown = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
-    assert formats.lora_layout(formats.header(unknown)) == "unknown"
-    assert formats.lora_misfit(bases["folder"], unknown) is None  # not comparable: left to the loader
+    loha = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
+    assert formats.lora_layout(formats.header(loha)) == "loha"  # recognised, and refused by layout (not by fit)
+    assert formats.lora_unsupported(formats.header(loha), "sd").startswith("LyCORIS LoHa is not supported by diffusers ")
+    assert formats.lora_misfit(bases["folder"], loha) is None
 
 
 def test_default_config_repo_is_what_from_single_file_would_fetch(bases, sd15_meta):
@@ -176,3 +179,49 @@ def test_kohya_conversion_keeps_the_product_and_writes_alpha(tmp_path):
     # kohya scales by alpha / rank = 1/2: the stored up weight is twice B, so the LoRA is unchanged
     assert torch.equal(out[f"{name}.lora_up.weight"] * 0.5, b) and torch.equal(out[f"{name}.lora_down.weight"], a)
     assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in out
+
+
+K = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+LAYOUT_HEADERS = {  # layout -> a header of that layout (shapes only)
+    "diffusers": {"unet.a.to_q.lora_A.weight": (4, 8), "unet.a.to_q.lora_B.weight": (8, 4)},
+    "diffusers-legacy": {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": (4, 8)},
+    "kohya": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
+    "dylora": {f"{K}.lora_down.weight": (4, 8, 1, 1), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
+    "dora": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.dora_scale": (1, 8)},
+    "loha": {f"{K}.hada_w1_a": (8, 4), f"{K}.hada_w1_b": (4, 8), f"{K}.hada_w2_a": (8, 4), f"{K}.hada_w2_b": (4, 8)},
+    "lokr": {f"{K}.lokr_w1": (2, 2), f"{K}.lokr_w2": (4, 4)},
+    "full": {f"{K}.diff": (8, 8), f"{K}.diff_b": (8,)},
+    "glora": {f"{K}.a1.weight": (4, 8), f"{K}.a2.weight": (8, 4), f"{K}.b1.weight": (4, 8), f"{K}.b2.weight": (8, 4)},
+    "ia3": {f"{K}.weight": (8,), f"{K}.on_input": ()},
+    "diag-oft": {f"{K}.oft_blocks": (2, 4, 4), f"{K}.alpha": ()},
+    "boft": {f"{K}.oft_blocks": (2, 2, 4, 4), f"{K}.alpha": ()},
+    "tucker": {f"{K}.lora_down.weight": (4, 8, 1, 1), f"{K}.lora_mid.weight": (4, 4, 3, 3), f"{K}.lora_up.weight": (8, 4, 1, 1)},
+    "peft-oft": {"unet.a.to_q.oft_r": (2, 4, 4)},
+    "xlabs": {"double_blocks.0.processor.proj_lora1.down.weight": (4, 8)},
+    "bfl": {"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": (4, 8)},
+    "empty": {},
+    "not-lora": {"conv_in.weight": (32, 4, 3, 3)},
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_HEADERS))
+def test_every_layout_is_recognised_and_refused_where_diffusers_cannot_load_it(tmp_path, layout):
+    head = formats.header(_write(tmp_path / "x.safetensors", LAYOUT_HEADERS[layout])) if LAYOUT_HEADERS[layout] else {}
+    assert formats.lora_layout(head) == layout
+    if layout not in formats.LORA_LAYOUTS:
+        return
+    title, families = formats.LORA_LAYOUTS[layout]
+    for fam in ("sd", "sdxl", "sd3", "flux"):
+        why = formats.lora_unsupported(head, fam)
+        if fam in families:
+            assert why is None, (layout, fam)
+        else:
+            assert re.match(rf"{re.escape(title)} is not supported by diffusers \S+ for {fam}( \(|$)", why), (layout, fam, why)
+
+
+def test_rank_mismatch_and_missing_up_weights_are_named():
+    head = {f"{K}.lora_down.weight": {"shape": [4, 8]}, f"{K}.lora_up.weight": {"shape": [8, 2]}}
+    assert formats.lora_rank_mismatch(head) == f"layer {K} has rank 4 in lora_down.weight [4, 8] but 2 in lora_up.weight [8, 2]"
+    lone = {"unet.a.lora_A.weight": {"shape": [4, 8]}}
+    assert formats.lora_rank_mismatch(lone) == "layer unet.a has a lora_A.weight tensor but no lora_B.weight"
+    assert formats.lora_rank_mismatch({f"{K}.lora_down.weight": {"shape": [4, 8, 1, 1]}, f"{K}.lora_up.weight": {"shape": [8, 4]}}) is None

@@ -40,6 +40,11 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
     path = zoo.resolve_path(value)
     if not path.exists():
         raise zoo.fail(f"model path {value!r} not found (looked at {path})", *loc, "model")
+    if not path.is_file() and not path.is_dir():
+        raise zoo.fail(
+            f"model path {value!r} is not a regular file or folder (a FIFO, socket or device); expected a .safetensors "
+            "file or a diffusers folder", *loc, "model",
+        )
     if path.is_file() and path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise zoo.fail(
             f"{path.name} is a pickle checkpoint, which can run code when loaded; convert it to "
@@ -57,12 +62,16 @@ def model_source(zoo: Zoo, value: str, revision: str | None, loc: tuple, allow_p
                 "code when loaded; expected .safetensors weights: convert them, or pass --allow-pickle if you trust them",
                 *loc, "model",
             )
-    if path.is_file() and path.suffix == ".safetensors":
+    # every safetensors file: the file itself, or those of a folder (a diffusers model's weights)
+    for f in [path] if path.is_file() else sorted(path.rglob("*.safetensors")):
+        if f.suffix != ".safetensors" or not f.is_file():
+            continue
         try:
-            safetensors_header(path)
+            safetensors_header(f)
         except Exception as exc:  # noqa: BLE001 - truncated download, wrong file renamed, malformed header: any is one line
+            name = f.name if f == path else f.relative_to(path).as_posix()
             raise zoo.fail(
-                f"{path.name} is not a valid .safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                f"{name} is not a valid .safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                 "expected intact safetensors weights", *loc, "model",
             ) from None
     return ModelSource(value, path, revision)

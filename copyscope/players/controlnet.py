@@ -116,9 +116,14 @@ class ControlNetPlayer(PlayerKind):
         if config is None or not config.is_file():
             return None
         try:
-            fam = controlnet_family(json.loads(config.read_text(encoding="utf-8")))
-        except ValueError:
-            return None
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError as exc:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            raise zoo.fail(f"{config} is not a JSON config ({str(exc).splitlines()[0][:120]}); expected the ControlNet's "
+                           "diffusers config.json", cls.section, cls.specs(zoo).index(spec), "model") from None
+        if not isinstance(data, dict):
+            raise zoo.fail(f"{config} holds a JSON {type(data).__name__}, not an object; expected the ControlNet's diffusers "
+                           "config.json", cls.section, cls.specs(zoo).index(spec), "model")
+        fam = controlnet_family(data)
         return frozenset({fam}) if fam is not None else None
 
     def conditioning_path(self, item) -> Path:

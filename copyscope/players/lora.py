@@ -13,6 +13,68 @@ from ..errors import CopyscopeError
 from .kind import PlayerKind, register
 
 
+# 2: local files load by path (safetensors metadata honoured), warnings that mean "not applied as
+# written" are errors, every layer is checked to be attached (1: a dict of tensors, logs silenced)
+LOADER_VERSION = 2
+# warnings of diffusers / peft / transformers that mean a LoRA is not applied as written
+_DROPPED = re.compile(
+    r"dora|filter(ed)? out|unexpected|missing|not (been )?(correctly )?(loaded|applied|renamed|used)|ignor|incompatible|"
+    r"not compatible|No LoRA keys associated",
+    re.I,
+)
+_LIBRARIES = ("diffusers", "peft", "transformers")
+
+
+def _one_line(text: str) -> str:
+    """A library's log message as one plain line (no terminal escape codes: transformers colours its report)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f]", " ", text).split())[:300]
+
+
+class captured_load_logs:
+    """While a LoRA loads: the warnings of diffusers, peft and transformers (their loggers and Python
+    warnings) are recorded instead of printed. diffusers logs a failed load at length before raising
+    (the error becomes one line); after a load that succeeded, the records are judged and the harmless
+    ones replayed (:meth:`replay`)."""
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self.records: list = []
+        self._saved = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = self.records.append
+        for name in _LIBRARIES:
+            log = logging.getLogger(name)
+            self._saved.append((log, log.handlers[:], log.level, log.propagate))
+            log.handlers = [handler]
+            log.propagate = False
+            if log.getEffectiveLevel() > logging.WARNING:
+                log.setLevel(logging.WARNING)
+        self._warn = warnings.catch_warnings(record=True)
+        self.warnings = self._warn.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._warn.__exit__(*exc)
+        for log, handlers, level, propagate in self._saved:
+            log.handlers, log.propagate = handlers, propagate
+            log.setLevel(level)
+        return False
+
+    def replay(self) -> None:
+        import logging
+        import warnings
+
+        for rec in self.records:
+            log = logging.getLogger(rec.name)
+            if log.isEnabledFor(rec.levelno):  # the user's verbosity, restored on exit
+                log.handle(rec)
+        for w in self.warnings:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 class LoraSpec(NamedSpec):
     model: str = Field(description="hub id or local .safetensors file")
     weight_name: str | None = None
@@ -54,12 +116,78 @@ class LoraPlayer(PlayerKind):
         the local Hugging Face cache) against every base: its family, then its layers, from the headers."""
         from ..generation.sources import local_base, weights_file
 
+        for i, lo in enumerate(cls.specs(zoo)):
+            cls.check_folder(zoo, i, lo)
+            path = weights_file(zoo, lo)
+            if path is not None:
+                cls.check_file(zoo, i, lo, path)
         super().check_zoo(zoo, base_families)
         bases = {b.name: local_base(zoo, b) for b in zoo.spec.bases}
         for i, lo in enumerate(cls.specs(zoo)):
             path = weights_file(zoo, lo)
             if path is not None:
+                cls.check_layout(zoo, i, lo, path, set(base_families.values()))
                 cls.check_fit(zoo, i, lo, path, bases)
+
+    @classmethod
+    def check_folder(cls, zoo, index: int, spec) -> None:
+        """A local folder given as a LoRA: its weight file must be there as a regular file, and a diffusers
+        model folder (a base, a UNet) is not a LoRA."""
+        from ..generation.sources import DEFAULT_LORA_WEIGHTS
+
+        folder = zoo.resolve_path(spec.model) if zoo.is_local(spec.model) else None
+        if folder is None or not folder.is_dir():
+            return
+        name = spec.weight_name or DEFAULT_LORA_WEIGHTS
+        f = folder / name
+        if f.exists() and not f.is_file():
+            raise zoo.fail(f"{name} in {spec.model!r} is not a regular file (a folder, FIFO or device); expected the LoRA's "
+                           ".safetensors file", cls.section, index, "weight_name" if spec.weight_name else "model")
+        if f.exists():
+            return
+        model = next((m for m in ("model_index.json", "config.json") if (folder / m).is_file()), None)
+        if model is not None:
+            raise zoo.fail(f"{spec.model!r} is a diffusers model folder (it has {model}), not a LoRA; list a base under "
+                           "'bases:', or point 'model' at a LoRA file", cls.section, index, "model")
+        if spec.weight_name is not None:
+            raise zoo.fail(f"no file {spec.weight_name!r} in {spec.model!r} (looked at {f})", cls.section, index, "weight_name")
+
+    @classmethod
+    def check_file(cls, zoo, index: int, spec, path) -> dict:
+        """The file itself, from its header: a complete safetensors file that holds LoRA tensors."""
+        from ..formats import LORA_LAYOUTS, lora_layout, safetensors_header
+
+        try:
+            head = safetensors_header(path)
+        except (OSError, ValueError) as exc:
+            raise zoo.fail(f"{Path(path).name} is not a valid .safetensors file ({exc}); expected intact safetensors weights",
+                           cls.section, index, "model") from None
+        layout = lora_layout(head)
+        if layout == "empty":
+            raise zoo.fail(f"{Path(path).name} holds no tensors; expected a LoRA's weights", cls.section, index, "model")
+        if layout == "not-lora":
+            unet = any(k.startswith(("down_blocks.", "mid_block.", "up_blocks.", "conv_in.", "model.diffusion_model.")) for k in head)
+            what = "a full UNet" if unet else "no tensor named like a LoRA's"
+            raise zoo.fail(
+                f"{Path(path).name} holds {what} ({len(head)} tensors, e.g. {sorted(head)[0]}), not a LoRA; expected one "
+                f"of the layouts {', '.join(t for t, _ in LORA_LAYOUTS.values())}", cls.section, index, "model",
+            )
+        return head
+
+    @classmethod
+    def check_layout(cls, zoo, index: int, spec, path, families) -> None:
+        """A layout the installed diffusers cannot load as written for a base's family, or a corrupt
+        layer, is refused here (it would fail, or silently lose its DoRA / layers, after the base loads)."""
+        from ..formats import lora_rank_mismatch, lora_unsupported, safetensors_header
+
+        head = safetensors_header(path)
+        for fam in sorted(families):
+            why = lora_unsupported(head, fam)
+            if why:
+                raise zoo.fail(f"LoRA {spec.name!r}: {why}; convert it to a plain LoRA or remove it", cls.section, index, "model")
+        why = lora_rank_mismatch(head)
+        if why:
+            raise zoo.fail(f"LoRA {spec.name!r} is inconsistent: {why}; expected matching down/up ranks", cls.section, index, "model")
 
     @classmethod
     def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
@@ -79,34 +207,84 @@ class LoraPlayer(PlayerKind):
                 )
 
     def identity(self) -> dict:
-        return {**self.source.identity(), "weight_name": self.spec.weight_name}
+        # the loader is part of the identity: images made by an older, wrong loading are never reused
+        return {**self.source.identity(), "weight_name": self.spec.weight_name, "loader": LOADER_VERSION}
 
     def key_entry(self, item) -> dict:
         return {"id": self.engine.identities()["loras"][self.name], "weight": self.spec.weight}
 
     def load(self, pipe) -> None:
-        from diffusers.utils import logging as dlogging
+        expected = self._expected_layers()
+        with captured_load_logs() as logs:
+            try:
+                self._load_weights(pipe)
+            except CopyscopeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - diffusers/peft raise many kinds; the user needs one line
+                raise self._error(exc) from None
+        # a warning that means "not applied as written" is an error; the others are shown as they came
+        for rec in logs.records:
+            if self._dropped(rec.getMessage(), expected):
+                raise self.engine.zoo.fail(
+                    f"LoRA {self.name!r} is not applied as written: {rec.name} warned while loading it: "
+                    f"{_one_line(rec.getMessage())}", *self.loc, "model",
+                )
+        for w in logs.warnings:
+            # deprecations speak of the API, not of this file's tensors
+            if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)) and \
+                    self._dropped(str(w.message), expected):
+                raise self.engine.zoo.fail(
+                    f"LoRA {self.name!r} is not applied as written: a warning while loading it: {_one_line(str(w.message))}",
+                    *self.loc, "model",
+                )
+        logs.replay()
+        self._check_applied(pipe, expected)
 
-        # diffusers logs a failed load (every mismatched tensor, many lines) before raising; the
-        # raised error becomes one line below, so the log is silenced while loading.
-        level = dlogging.get_verbosity()
-        dlogging.set_verbosity(dlogging.CRITICAL)
+    @staticmethod
+    def _dropped(message: str, expected: dict[str, int]) -> bool:
+        if not _DROPPED.search(message):
+            return False
+        m = re.search(r"No LoRA keys associated to \w+ found with the prefix='(\w+)'", message)
+        # diffusers says this for every component the file has no tensors for: harmless then
+        return not (m and not expected.get(m[1]))
+
+    def _expected_layers(self) -> dict[str, int]:
+        """{pipeline component: layers the file holds for it}, from the header (empty when unknown)."""
+        from ..formats import lora_layers_by_component, safetensors_header
+
+        path = self._local_file()
         try:
-            self._load_weights(pipe)
-        except CopyscopeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - diffusers/peft raise many kinds; the user needs one line
-            raise self._error(exc) from None
-        finally:
-            dlogging.set_verbosity(level)
+            return lora_layers_by_component(safetensors_header(path)) if path is not None else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _local_file(self):
+        from ..generation.sources import weights_file
+
+        return weights_file(self.engine.zoo, self.spec)
+
+    def _check_applied(self, pipe, expected: dict[str, int]) -> None:
+        """Every layer of the file became an adapter layer: a count per component, so a layer dropped
+        without any warning is an error too."""
+        for comp, n in expected.items():
+            module = getattr(pipe, comp, None)
+            if module is None:
+                continue
+            got = sum(1 for m in module.modules()
+                      if self.name in (getattr(m, "lora_A", None) or getattr(m, "lora_embedding_A", None) or {}))
+            if got < n:
+                raise self.engine.zoo.fail(
+                    f"LoRA {self.name!r} is not applied as written: {n} of its layers are for the {comp} but diffusers "
+                    f"attached {got}", *self.loc, "model",
+                )
 
     def _load_weights(self, pipe) -> None:
         src, eng = self.source, self.engine
         if src.local is not None and src.local.is_file() and src.local.suffix == ".safetensors":
-            # Read the tensors ourselves: a local file never goes through a pickle loader.
-            from safetensors.torch import load_file
-
-            pipe.load_lora_weights(load_file(str(src.local)), adapter_name=self.name)
+            # By path, as its producer meant: diffusers reads the safetensors metadata (peft's lora_alpha
+            # lives there); use_safetensors: a local file never goes through a pickle loader.
+            pipe.load_lora_weights(str(src.local.parent), weight_name=src.local.name, use_safetensors=True,
+                                   local_files_only=True, adapter_name=self.name)
             return
         if src.local is None:
             self._download_and_check()
@@ -132,10 +310,12 @@ class LoraPlayer(PlayerKind):
             return
         eng = self.engine
         base = eng.game.base
+        self.check_file(eng.zoo, self.index, self.spec, Path(path))
         fits = self.file_families(Path(path))
         if fits is not None and eng.family.name not in fits:
             message, *key = self.family_mismatch(self.spec, base.name, eng.family.name, fits)
             raise eng.zoo.fail(message, *self.loc, *key)
+        self.check_layout(eng.zoo, self.index, self.spec, Path(path), {eng.family.name})
         self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)})
 
     def _error(self, exc: Exception) -> CopyscopeError:
