@@ -35,6 +35,7 @@ from ..cache import atomic_write_text
 from ..coalitions import members_of
 from ..errors import CopyscopeError
 from ..finite import is_finite as _finite
+from ..report import significance_rule
 from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
 from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
 
@@ -177,13 +178,15 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     return result
 
 
-def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
-    from ..report import estimate_section
+def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, rule: str) -> dict:
+    """Per metric: the report's Shapley section (under the audit's significance ``rule``; ``metrics``:
+    name -> metric, for the per-seed bound) and the per-seed values or replicates."""
+    from ..report import estimate_section, seed_bound
 
     out = {}
     for metric, r in result.results.items():
         est = r.estimate
-        sec = estimate_section(est, level, list(names))
+        sec = estimate_section(est, level, list(names), seed_bound(metrics.get(metric), est), rule)
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
@@ -279,6 +282,7 @@ def run_ablation(
     report = run_audit(prep, hooks=hooks)
     zoo = prep.zoo
     level = zoo.spec.estimator.confidence
+    rule = significance_rule(zoo.spec.estimator)
     out_dir = prep.out_dir
     gt_path = find_ground_truth(zoo, ground_truth)
     gt = None
@@ -310,7 +314,8 @@ def run_ablation(
         for k in range(1, len(seeds) + 1):
             if hooks is not None:
                 hooks.on_event(f"ablation: base {game.base.name}, first {k} of {len(seeds)} seed(s)")
-            per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level)
+            per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level,
+                                      {m.name: m for m in prep.metrics}, rule)
         stability = seed_stability(per_k, players, metrics)
         for m in metrics:  # the k = n recomputation must be the audit's: say so if it is not
             if m in stability:

@@ -106,6 +106,11 @@ def intervals_text(intervals: str) -> str:
     return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
 
 
+def significance_rule(estimator) -> str:
+    """The zoo's ``estimator.significance``; bootstrap intervals have no per-seed values, so only their own test."""
+    return estimator.significance if estimator.intervals == "jackknife" else "t"
+
+
 def significance_text(rule: str) -> str:
     if rule == "both":
         return ("a significance claim needs the t test AND the distribution-free betting test (anytime-valid, for "
@@ -125,7 +130,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
 
     level = prep.zoo.spec.estimator.confidence
     intervals = prep.zoo.spec.estimator.intervals
-    rule = prep.zoo.spec.estimator.significance if intervals == "jackknife" else "t"
+    rule = significance_rule(prep.zoo.spec.estimator)
     n_seeds = len(prep.plan.seeds)
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
