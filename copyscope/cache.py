@@ -16,6 +16,10 @@ that uses a cache holds a *lease* (``leases/*.json``, exclusively ``flock``-ed f
 lifetime, so a crashed process frees it) recording when it started, and it touches every entry it
 checks or writes (mtime = last use), under a shared lock on ``.lock``. Prune takes that lock
 exclusively and never deletes an entry used since the start of a live lease.
+
+A cache folder carries a marker, ``.copyscope-cache``, written when copyscope first writes an
+entry into a new or empty folder (or into a cache from before markers, which has copyscope's own
+layout only). Prune refuses a folder without it: pointed at a folder of photos, it deletes nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +55,23 @@ def default_cache_root() -> Path:
 
 LOCK_NAME = ".lock"
 LEASES = "leases"
+MARKER = ".copyscope-cache"
+# what copyscope itself puts at the top of a cache folder (the marker aside)
+CACHE_LAYOUT = {"images", "features", LEASES, LOCK_NAME}
+
+
+def mark_cache(root: Path) -> None:
+    """Write the marker into ``root`` if it is new, empty, or holds copyscope's layout only (a cache
+    from before markers); a folder holding anything else stays unmarked (prune then refuses it)."""
+    root = Path(root)
+    try:
+        if (root / MARKER).exists() or any(p.name not in CACHE_LAYOUT for p in root.iterdir()):
+            return
+        atomic_write_text(root / MARKER, json.dumps({"copyscope_cache": 1, "created": time.time()}) + "\n")
+    except OSError:  # a read-only shared cache: someone else marked (or will mark) it
+        pass
+
+
 _leases: dict[str, Any] = {}  # cache root -> the open, locked lease file of this process
 
 
@@ -219,6 +240,7 @@ class ImageCache:
         png, meta = self._paths(key)
         data = png_bytes(to_uint8(image))
         self.root.mkdir(parents=True, exist_ok=True)
+        mark_cache(self.root)
         with self._in_use():
             atomic_write_bytes(png, data)
             atomic_write_text(meta, canonical_json({"key": key, "fields": fields, "flags": flags, "png_sha256": sha256_bytes(data)}))
@@ -237,6 +259,8 @@ class ImageCache:
     def save_feature(self, metric_id: str, image_key: str, value: np.ndarray) -> None:
         buf = io.BytesIO()
         np.save(buf, np.asarray(value), allow_pickle=False)
+        self.root.mkdir(parents=True, exist_ok=True)
+        mark_cache(self.root)
         atomic_write_bytes(self.feature_path(metric_id, image_key), buf.getvalue())
 
 

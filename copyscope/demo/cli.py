@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import CopyscopeError
+from ..termtext import plain
 
 demo_app = typer.Typer(help="The demo zoo: a tiny SD pipeline with a planted infringer and ground truth.",
                        no_args_is_help=True)
@@ -65,7 +66,7 @@ def build(
             overwrite=overwrite,
         )
     except CopyscopeError as e:
-        typer.secho(str(e), fg="red", err=True)
+        typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None
 
 
@@ -122,7 +123,7 @@ def bench_cmd(
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
                         jobs=jobs, log=typer.echo)
     except CopyscopeError as e:
-        typer.secho(str(e), fg="red", err=True)
+        typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None
     typer.echo(f"\n{doc['scenarios']} scenarios, {doc['wall_seconds']:.0f} s; alpha {doc['alpha']} (Holm across players)\n")
     typer.echo(format_table(doc["summary"]))
