@@ -15,18 +15,18 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .cache import ImageCache, file_sha256, key_of
+from .cache import ImageCache, key_of
 from .config.zoo import Zoo, iter_reference_files
-from .inputs import check_image_file
+from .inputs import check_image_file, image_sha256
 
 
 def load_image_rgb(path: Path) -> np.ndarray:
     """Any PIL-readable image as float32 RGB in [0,1]. Greyscale is replicated; transparency is
     composited on white (a transparent pixel of a scanned work is paper, not black)."""
-    from .inputs import open_image_quietly
+    from .inputs import open_image_quietly, upright
 
-    with open_image_quietly(path) as im:
-        im.load()
+    with open_image_quietly(path) as opened:
+        im = upright(opened)  # EXIF orientation: a phone photo stored sideways is compared upright
         if im.mode.startswith("I") or im.mode == "F":
             # 16-bit / 32-bit greyscale: PIL's convert("RGB") clips at 255 (a 16-bit scan turns white)
             g = np.asarray(im, dtype=np.float64)
@@ -83,7 +83,7 @@ class ReferenceSet:
                 files.append(path)
                 work_of.append(work)
                 images.append(img)
-                hashes.append(file_sha256(path))
+                hashes.append(image_sha256(path))  # the file and its EXIF orientation
         return cls(files, work_of, images, hashes)
 
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, file_sha256, key_of, png_bytes, sha256_bytes, to_uint8
+from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, key_of, png_bytes, sha256_bytes, to_uint8
 from ..errors import CopyscopeError, MissingDependency
+from ..inputs import image_sha256
 from .detectors import (  # noqa: F401  (re-exported: copyscope.conditioning.canny, ...)
     ANNOTATOR_HUB_DEFAULT,
     ANNOTATORS,
@@ -179,7 +180,7 @@ class ConditioningMaps:
             "detector": c.detector,
             "weights": self.detector_source(i).identity(),
             "params": dict(sorted(c.params.items())),
-            "source_sha256": file_sha256(source),
+            "source_sha256": image_sha256(source),  # the file and its EXIF orientation
             "size": [h, w],
         }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from ..cache import file_sha256
+from ..inputs import image_sha256
 from ..config.base import MAX_WEIGHT, Float, NamedSpec, Strict_
 from .kind import PlayerKind, register
 
@@ -140,7 +140,7 @@ class ControlNetPlayer(PlayerKind):
         entry = {
             "id": self.engine.identities()["controlnets"][self.name],
             "scale": self.spec.conditioning_scale,
-            "image_sha256": file_sha256(self.conditioning_path(item)),
+            "image_sha256": image_sha256(self.conditioning_path(item)),  # file + EXIF orientation
         }
         if self.spec.conditioning.detector is not None:
             # a computed map: its key names detector, weights, parameters and source

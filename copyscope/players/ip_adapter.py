@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..cache import file_sha256
+from ..inputs import image_sha256
 from ..config.base import NamedSpec
 from .kind import PlayerKind, register
 
@@ -74,7 +74,7 @@ class IPAdapterPlayer(PlayerKind):
         return {
             "id": self.engine.identities()["ip_adapters"][self.name],
             "scale": self.spec.scale,
-            "image_sha256": file_sha256(self.image_path(item)),
+            "image_sha256": image_sha256(self.image_path(item)),  # file + EXIF orientation
         }
 
     @classmethod
