@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -61,15 +62,63 @@ CACHE_LAYOUT = {"images", "features", LEASES, LOCK_NAME}
 
 
 def mark_cache(root: Path) -> None:
-    """Write the marker into ``root`` if it is new, empty, or holds copyscope's layout only (a cache
-    from before markers); a folder holding anything else stays unmarked (prune then refuses it)."""
+    """Write the marker into ``root`` if it is new or empty, or a cache from before markers; a folder
+    holding anything else stays unmarked (prune then refuses it)."""
     root = Path(root)
     try:
-        if (root / MARKER).exists() or any(p.name not in CACHE_LAYOUT for p in root.iterdir()):
+        if (root / MARKER).exists():
+            return
+        names = {p.name for p in root.iterdir()}
+        if names and not is_cache_before_markers(root, names):
             return
         atomic_write_text(root / MARKER, json.dumps({"copyscope_cache": 1, "created": time.time()}) + "\n")
     except OSError:  # a read-only shared cache: someone else marked (or will mark) it
         pass
+
+
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_HEX2_RE = re.compile(r"[0-9a-f]{2}")
+_HEX16_RE = re.compile(r"[0-9a-f]{16}")
+
+
+def is_own_image_file(p: Path) -> bool:
+    """``images/ab/<key>.png|json``, named as copyscope names them (ab = the key's first two digits)."""
+    return p.suffix in (".png", ".json") and bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
+
+
+def is_own_feature_file(p: Path) -> bool:
+    """``features/<16 hex>/ab/<key>.npy``."""
+    return (bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
+            and bool(_HEX16_RE.fullmatch(p.parent.parent.name)))
+
+
+def is_cache_before_markers(root: Path, names: set[str]) -> bool:
+    """A cache written before markers: copyscope's layout only (images/ab/, features/<16 hex>/, leases/,
+    .lock) and copyscope's own bookkeeping in it (a sidecar naming its key, lease files, the empty .lock)."""
+    if not names <= CACHE_LAYOUT:
+        return False
+    for sub, pattern in (("images", _HEX2_RE), ("features", _HEX16_RE)):
+        if sub in names:
+            folder = root / sub
+            if folder.is_symlink() or not folder.is_dir():
+                return False
+            if any(not pattern.fullmatch(c.name) or c.is_symlink() or not c.is_dir() for c in folder.iterdir()):
+                return False
+    if "images" in names:
+        for i, p in enumerate((root / "images").glob("*/*.json")):
+            if i >= 20:
+                break
+            if is_own_image_file(p) and p.is_file():
+                try:
+                    info = json.loads(p.read_bytes()[: 1 << 20])
+                except (OSError, ValueError):
+                    return False
+                return isinstance(info, dict) and info.get("key") == p.stem and "png_sha256" in info
+    lock = root / LOCK_NAME
+    if lock.is_file() and not lock.is_symlink() and lock.stat().st_size == 0:
+        return True
+    leases = root / LEASES
+    return leases.is_dir() and all(f.suffix in (".json", ".tmp") for f in leases.iterdir())
 
 
 _leases: dict[str, Any] = {}  # cache root -> the open, locked lease file of this process

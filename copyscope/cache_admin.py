@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from .cache import CACHE_LAYOUT, LEASES, LOCK_NAME, MARKER, ImageCache, default_cache_root, fcntl, mark_cache
+from .cache import (
+    LEASES, LOCK_NAME, MARKER, ImageCache, default_cache_root, fcntl, is_cache_before_markers, is_own_feature_file,
+    is_own_image_file, mark_cache,
+)
 from .errors import CopyscopeError
 
 __all__ = ["cache_info", "prune_cache", "parse_age", "parse_size"]
@@ -72,33 +75,17 @@ class Entry:
     last_used: float  # newest mtime of its files
 
 
-_KEY_RE = re.compile(r"[0-9a-f]{64}")
-_HEX2_RE = re.compile(r"[0-9a-f]{2}")
-_HEX16_RE = re.compile(r"[0-9a-f]{16}")
-
-
-def _own_image_file(p: Path) -> bool:
-    """``images/ab/<key>.png|json``, named as copyscope names them (ab = the key's first two digits)."""
-    return p.suffix in (".png", ".json") and bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
-
-
-def _own_feature_file(p: Path) -> bool:
-    """``features/<16 hex>/ab/<key>.npy``."""
-    return (bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
-            and bool(_HEX16_RE.fullmatch(p.parent.parent.name)))
-
-
 def _entries(cache: ImageCache) -> list[Entry]:
     """One entry per image key: its PNG, sidecar and feature files (only files named as copyscope
     names them: nothing else in the folder is ever counted or deleted)."""
     by_key: dict[str, list[Path]] = {}
     if cache.images.is_dir():
         for p in cache.images.glob("*/*"):
-            if _own_image_file(p) and not p.is_symlink():
+            if is_own_image_file(p) and not p.is_symlink():
                 by_key.setdefault(p.stem, []).append(p)
     if cache.features.is_dir():
         for p in cache.features.glob("*/*/*.npy"):
-            if _own_feature_file(p) and not p.is_symlink():
+            if is_own_feature_file(p) and not p.is_symlink():
                 by_key.setdefault(p.stem, []).append(p)
     out = []
     for key, files in by_key.items():
@@ -156,35 +143,6 @@ def resolve_cache(root: str | Path | None) -> tuple[Path, str]:
     return path, (f"$COPYSCOPE_CACHE {path}" if os.environ.get("COPYSCOPE_CACHE") else str(path))
 
 
-def _is_pre_marker_cache(root: Path, names: set[str]) -> bool:
-    """A cache written before markers: copyscope's layout only (images/ab/, features/<16 hex>/, leases/,
-    .lock) and copyscope's own bookkeeping in it (a sidecar naming its key, lease files, the empty .lock)."""
-    if not names <= CACHE_LAYOUT:
-        return False
-    for sub, pattern in (("images", _HEX2_RE), ("features", _HEX16_RE)):
-        if sub in names:
-            folder = root / sub
-            if folder.is_symlink() or not folder.is_dir():
-                return False
-            if any(not pattern.fullmatch(c.name) or c.is_symlink() or not c.is_dir() for c in folder.iterdir()):
-                return False
-    if "images" in names:
-        for i, p in enumerate((root / "images").glob("*/*.json")):
-            if i >= 20:
-                break
-            if _own_image_file(p) and p.is_file():
-                try:
-                    info = json.loads(p.read_bytes()[: 1 << 20])
-                except (OSError, ValueError):
-                    return False
-                return isinstance(info, dict) and info.get("key") == p.stem and "png_sha256" in info
-    lock = root / LOCK_NAME
-    if lock.is_file() and not lock.is_symlink() and lock.stat().st_size == 0:
-        return True
-    leases = root / LEASES
-    return leases.is_dir() and all(f.suffix in (".json", ".tmp") for f in leases.iterdir())
-
-
 def check_cache_folder(root: Path, where: str, adopt: bool = True) -> bool:
     """True if ``root`` is copyscope's cache (it carries the marker, or it is a cache from before
     markers: then it is marked when ``adopt``); False if it does not exist or is empty (nothing to
@@ -201,7 +159,7 @@ def check_cache_folder(root: Path, where: str, adopt: bool = True) -> bool:
         marker = root / MARKER
         if MARKER in names and marker.is_file() and not marker.is_symlink():
             return True
-        if MARKER not in names and _is_pre_marker_cache(root, names):
+        if MARKER not in names and is_cache_before_markers(root, names):
             if adopt:
                 mark_cache(root)
             return True

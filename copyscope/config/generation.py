@@ -92,7 +92,8 @@ class GenerationSpec(_Strict):
     batch_size: _Int = Field(4, ge=1, le=MAX_BATCH)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
-    compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
+    compile: Annotated[bool, Strict()] = Field(
+        False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
     # family-specific settings (copyscope/families.py); each is part of the image keys of its family only
     sdxl: SDXLSettings = SDXLSettings()
     sd3: SD3Settings = SD3Settings()
