@@ -81,11 +81,17 @@ def check_cmd(
     """Exact Shapley over {controlnet-depth, LoRAs} with diffusers directly (independent of the audit engine)."""
     import torch
 
-    from .check import shapley_check
+    from .check import check_grid_target, shapley_check
 
     if not (zoo / "ground_truth.json").exists():
-        typer.secho(f"{zoo}: no ground_truth.json (not a demo zoo?)", fg="red", err=True)
+        typer.secho(plain(f"{zoo}: no ground_truth.json (not a demo zoo?)"), fg="red", err=True)
         raise typer.Exit(2)
+    if grid is not None:
+        try:
+            check_grid_target(grid)  # before the check runs: never over a file it did not write
+        except CopyscopeError as e:
+            typer.secho(plain(str(e)), fg="red", err=True)
+            raise typer.Exit(e.exit_code) from None
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     res = shapley_check(zoo, seeds=seeds, steps=steps, guidance=guidance, grid_path=grid, log=typer.echo)
     typer.echo(json.dumps(res["shapley"], indent=2))
