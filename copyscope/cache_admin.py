@@ -81,11 +81,11 @@ def _entries(cache: ImageCache) -> list[Entry]:
     by_key: dict[str, list[Path]] = {}
     if cache.images.is_dir():
         for p in cache.images.glob("*/*"):
-            if is_own_image_file(p) and not p.is_symlink():
+            if is_own_image_file(p) and not p.is_symlink() and not p.parent.is_symlink():  # never through a link
                 by_key.setdefault(p.stem, []).append(p)
     if cache.features.is_dir():
         for p in cache.features.glob("*/*/*.npy"):
-            if is_own_feature_file(p) and not p.is_symlink():
+            if is_own_feature_file(p) and not any(q.is_symlink() for q in (p, p.parent, p.parent.parent)):
                 by_key.setdefault(p.stem, []).append(p)
     out = []
     for key, files in by_key.items():

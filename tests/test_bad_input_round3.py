@@ -412,6 +412,18 @@ def test_analysis_output_folder_follows_the_rule(assets, tmp_path):
 # silently wrong: EXIF orientation
 
 
+# EXIF orientation -> how the stored pixels turn upright (the TIFF/EXIF specification, written out by hand)
+TO_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),  # 90 degrees clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),  # 90 degrees counter-clockwise
+}
+
+
 def _exif_pair(tmp: Path, orientation: int) -> tuple[Path, Path]:
     """(a JPEG stored sideways with EXIF orientation ``orientation``, a PNG of the same pixels turned
     upright by hand): a viewer shows both alike, so copyscope must score them alike."""
@@ -425,14 +437,13 @@ def _exif_pair(tmp: Path, orientation: int) -> tuple[Path, Path]:
     Image.fromarray(stored).save(jpeg, exif=exif.tobytes(), quality=95)
     with Image.open(jpeg) as im:  # the decoded pixels as stored (PIL does not apply the tag itself)
         decoded = np.asarray(im.convert("RGB"))
-    # orientation 6: turn 90 degrees clockwise to stand upright; 8: counter-clockwise
-    upright = np.rot90(decoded, -1 if orientation == 6 else 1)
+    upright = TO_UPRIGHT[orientation](decoded)
     png = tmp / f"upright-{orientation}.png"
     Image.fromarray(np.ascontiguousarray(upright)).save(png)
     return jpeg, png
 
 
-@pytest.mark.parametrize("orientation", [6, 8])
+@pytest.mark.parametrize("orientation", sorted(TO_UPRIGHT))
 def test_exif_rotated_image_is_read_upright_by_every_reader(orientation, tmp_path):
     from copyscope.generation.sources import load_control
     from copyscope.inputs import image_sha256
@@ -440,7 +451,7 @@ def test_exif_rotated_image_is_read_upright_by_every_reader(orientation, tmp_pat
 
     jpeg, png = _exif_pair(tmp_path, orientation)
     a, b = load_image_rgb(jpeg), load_image_rgb(png)  # references, conditioning sources, thumbnails
-    assert a.shape == b.shape == (64, 40, 3) and np.array_equal(a, b)
+    assert a.shape == b.shape == ((64, 40, 3) if orientation >= 5 else (40, 64, 3)) and np.array_equal(a, b)
     # IP-Adapter images and ready-made conditioning images
     assert np.array_equal(np.asarray(load_control(jpeg, 40, 64)), np.asarray(load_control(png, 40, 64)))
     # the orientation is part of the image's identity: entries made from a sideways read are not reused
@@ -541,7 +552,11 @@ CASES = [
     ("canny-quantile-above-1", _from_image(None, use_quantiles=True, high_threshold=1.5),
      [CN + r": parameter 'high_threshold' of detector 'canny' is 1\.5; expected a quantile from 0 to 1"]),
     ("canny-threshold-negative", _from_image(None, low_threshold=-1),
-     [CN + r": parameter 'low_threshold' of detector 'canny' is -1; expected a number >= 0"]),
+     [CN + r": parameter 'low_threshold' of detector 'canny' is -1; expected a number from 0 to 1000"]),
+    ("canny-threshold-400-digits", _from_image(None, high_threshold=10**400),
+     [CN + r": parameter 'high_threshold' of detector 'canny' is 10{26}\.\.\.; expected a number from 0"]),
+    ("pseudo-depth-sigma-400-digits", _from_image(None, detector="pseudo_depth", sigma=10**400),
+     [CN + r": parameter 'sigma' of detector 'pseudo_depth' is 10{26}\.\.\.; expected"]),
     ("canny-sigma-negative", _from_image(None, sigma=-2),
      [CN + r": parameter 'sigma' of detector 'canny' is -2; expected a number from 0 to 1000"]),
     ("canny-sigma-nan", _from_image(None, sigma=float("nan")),
@@ -577,6 +592,10 @@ CASES = [
     ("ip-adapter-scale-huge", _ip_with("scale", 1e9), [Z + r":\d+: ip_adapters\[0\]\.scale: .*less than or equal to 100"]),
     ("ip-adapter-scale-nan", _ip_with("scale", float("nan")), [Z + r":\d+: ip_adapters\[0\]\.scale: .*finite"]),
     ("ip-adapter-scale-boolean", _ip_with("scale", True), [Z + r":\d+: ip_adapters\[0\]\.scale: .*valid number, got True"]),
+    ("metric-size-huge", _set("metrics", ["dhash", {"name": "ssim", "size": 10**400}]),
+     [Z + r":\d+: metrics\[1\]: metric 'ssim': option 'size' must be <= 8192, got 1000"]),
+    ("metric-bins-huge", _set("metrics", [{"name": "histogram", "bins": 10**4}]),
+     [Z + r":\d+: metrics\[0\]: metric 'histogram': option 'bins' must be <= 256, got 10000"]),
     ("reference-true", _from_work_reference(True),
      [CN + r"\.reference: expected an image index \(an integer\), a file name or 'each', got True"]),
     ("reference-float", _from_work_reference(1.0), [CN + r"\.reference: expected an image index .*got 1\.0"]),

@@ -72,7 +72,13 @@ def check_detector(detector: str, params: dict, model: str | None) -> None:
 
 
 MAX_SIGMA = 1000.0  # pixels of blur: far above any use (the side is at most 8192), and a kernel that fits memory
+MAX_THRESHOLD = 1000.0  # canny thresholds on the gradient of a [0, 1] luminance (at most about 6)
 CANNY_DEFAULTS = {"low_threshold": 0.1, "high_threshold": 0.2}  # skimage's, when a threshold is not given
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def _check_values(detector: str, params: dict) -> None:
@@ -83,16 +89,16 @@ def _check_values(detector: str, params: dict) -> None:
             raise ValueError(f"parameter {key!r} of detector {detector!r} is {value!r}; expected a finite number")
     sigma = params.get("sigma")
     if sigma is not None and not 0 <= sigma <= MAX_SIGMA:
-        raise ValueError(f"parameter 'sigma' of detector {detector!r} is {sigma!r}; expected a number from 0 to "
+        raise ValueError(f"parameter 'sigma' of detector {detector!r} is {_shown(sigma)}; expected a number from 0 to "
                          f"{MAX_SIGMA:g} (pixels of blur)")
     if detector != "canny":
         return
     quantiles = params.get("use_quantiles", False)
     for key in CANNY_DEFAULTS:
         value = params.get(key)
-        if value is not None and (value < 0 or (quantiles and value > 1)):
-            what = "a quantile from 0 to 1 (use_quantiles: true)" if quantiles else "a number >= 0"
-            raise ValueError(f"parameter {key!r} of detector 'canny' is {value!r}; expected {what}")
+        if value is not None and not 0 <= value <= (1 if quantiles else MAX_THRESHOLD):
+            what = "a quantile from 0 to 1 (use_quantiles: true)" if quantiles else f"a number from 0 to {MAX_THRESHOLD:g}"
+            raise ValueError(f"parameter {key!r} of detector 'canny' is {_shown(value)}; expected {what}")
     low, high = (params.get(k, CANNY_DEFAULTS[k]) for k in CANNY_DEFAULTS)
     low = CANNY_DEFAULTS["low_threshold"] if low is None else low
     high = CANNY_DEFAULTS["high_threshold"] if high is None else high
