@@ -170,7 +170,8 @@ class OutputFolder:
         """copyscope writes into its subfolders (``conditioning/``, ...) directly: one that is a symlink
         would send those writes elsewhere."""
         for e in entries:
-            if e in OWN_SUBFOLDERS and (self.root / e).is_symlink():
+            # not cache/: a cache has its own marker (copyscope.cache), and may live on another disk
+            if e in OWN_SUBFOLDERS - {"cache"} and (self.root / e).is_symlink():
                 raise CopyscopeError(f"{e}/ in the output folder is a symlink; copyscope writes there only into a real "
                                      "folder it made: remove the link or choose another output folder", where=self.where)
 
