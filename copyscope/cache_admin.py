@@ -168,8 +168,8 @@ def check_cache_folder(root: Path, where: str, adopt: bool = True) -> bool:
                              where=where) from None
     shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
     raise CopyscopeError(
-        f"is not a copyscope cache (no {MARKER}; it holds {shown}); copyscope deletes only in a cache folder it "
-        "made: check --cache / $COPYSCOPE_CACHE", where=where)
+        f"is not a copyscope cache (no {MARKER}; it holds {shown}); copyscope prunes and inspects only a cache "
+        "folder it made: check --cache / $COPYSCOPE_CACHE", where=where)
 
 
 def cache_info(root: str | Path | None = None) -> dict:

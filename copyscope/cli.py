@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+
 from .errors import CopyscopeError
 from .termtext import plain, term
 

@@ -667,13 +667,18 @@ def test_ablate_ground_truth_that_is_a_fifo(assets, tmp_path):
 # rich markup and terminal escape sequences in names
 
 
-def test_markup_in_the_zoo_folder_and_reference_names(assets, tmp_path):
+def test_markup_in_the_zoo_folder_and_reference_names(stubbed, assets, tmp_path):
     folder = tmp_path / "a[/]b [bold]c"  # folders "a[" and "]b [bold]c": the path reads "a[/]b"
     folder.mkdir(parents=True)
     data = zoo_data(folder, assets)
     zoo = _write_zoo(folder, data)
     r = runner.invoke(app, ["validate", str(zoo)])
     assert r.exit_code == 0 and re.sub(r"\s", "", f"ok {zoo}:") in re.sub(r"\s", "", r.output), r.output
+    for command in (["plan", str(zoo)], ["audit", str(zoo)], ["report", str(folder / "out")]):
+        r = runner.invoke(app, command)
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        if command[0] == "audit":  # the path printed as it is
+            assert re.sub(r"\s", "", f"report: {folder / 'out' / 'report.json'}") in re.sub(r"\s", "", r.output), r.output
     # a reference file that is missing (validate lists it) and one that is not an image (an error)
     data["references"] = [{"name": "work", "paths": [str(folder / "[/]missing.png")]}]
     zoo = _write_zoo(folder, data)
