@@ -152,6 +152,15 @@ def upright(im):
     return ImageOps.exif_transpose(im) if exif_orientation(im) != 1 else im
 
 
+def read_image(source):
+    """The one image reader of copyscope (a path or a file object): decoded, upright (EXIF
+    orientation applied), PIL's bomb warning silenced. References, conditioning images and sources,
+    IP-Adapter images and thumbnails are all read here."""
+    with open_image_quietly(source) as im:
+        image = upright(im)
+        return image.copy() if image is im else image  # usable after the file is closed
+
+
 _identity_memo: dict[tuple[str, int, int], str] = {}
 
 

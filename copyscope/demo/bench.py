@@ -253,6 +253,8 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         if (out / sub).is_symlink() or ((out / sub).exists() and not (out / sub).is_dir()):
             raise CopyscopeError(f"{sub}/ in the output folder is a symlink or a file; the benchmark writes there only "
                                  "into a real folder: remove it or choose another --out", where=f"--out {out}")
+    if cache is not None and Path(cache).exists() and not Path(cache).is_dir():
+        raise CopyscopeError("exists and is not a folder; expected a cache folder", where=f"--cache {cache}")
     try:
         with folder.run(BENCH_FILES, "demo bench") as stage:
             doc = _bench(out, demo_zoo, gt, todo, subset=subset, kinds=kinds, truth=truth, seed=seed,

@@ -181,10 +181,10 @@ def load_control(path: Path, w: int, h: int):
     if key not in _control_memo:
         import io
 
-        from ..inputs import open_image_quietly, upright
+        from ..inputs import read_image
 
-        with open_image_quietly(io.BytesIO(data)) as im:  # EXIF orientation applied, as for every image read
-            _control_memo[key] = upright(im).convert("RGB").resize((w, h), Image.BICUBIC)
+        # EXIF orientation applied, as for every image copyscope reads
+        _control_memo[key] = read_image(io.BytesIO(data)).convert("RGB").resize((w, h), Image.BICUBIC)
         if len(_control_memo) > 256:  # a few MB at most; oldest first
             _control_memo.pop(next(iter(_control_memo)))
     return _control_memo[key]
