@@ -717,6 +717,8 @@ def tampered_report(stubbed, assets, tmp_path) -> Path:
     assert HOSTILE["lora0"] in report["games"][0]["players"] and report["games"][0]["base"] == HOSTILE["tiny-sd"]
     report["settings"]["seed_warning"] = "only [/]2 seeds\x1b]0;title\x07"
     report["adaptive"] = {"stopped_after": 2, "round": 1, "rounds_planned": 1, "reason": "[/]done\x1b[2J"}
+    # an interval rich would read as a markup tag ('[nan, ...]') and drop
+    report["games"][0]["metrics"]["dhash"]["shapley"][HOSTILE["lora1"]]["ci95"] = [float("nan"), 0.125]
     (out / "report.json").write_text(json.dumps(report))
     return out
 
@@ -727,7 +729,7 @@ def test_report_names_with_markup_and_escape_sequences_print_as_text(tampered_re
     assert not any(c in r.output for c in ESCAPES), repr(r.output)
     flat = re.sub(r"[\s│┃|]+", "", r.output)  # the table may fold a name over lines
     for shown in ("[/]lora\\x1b[2J\\x1b]0;pwned\\x07[bold]x", "p\\x9b31m\\x90q[link=http://evil]", "base[/]\\x1b[31m",
-                  "only[/]2seeds\\x1b]0;title\\x07", "[/]done\\x1b[2J"):
+                  "only[/]2seeds\\x1b]0;title\\x07", "[/]done\\x1b[2J", "[nan,0.12]"):
         assert re.sub(r"\s+", "", shown) in flat, (shown, r.output)
 
 

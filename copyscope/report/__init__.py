@@ -266,8 +266,8 @@ def attribution_tables(report: dict):
         text = f"{v['value']:+.3g}" if v["value"] is not None else "n/a"
         if mark and significant(v, alpha):
             text += " *"
-        if v["ci95"]:
-            text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
+        if v["ci95"]:  # '[nan, 0.1]' would be read as a markup tag and vanish
+            text += "\n" + term(f"[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]")
         return text
 
     tables = []
