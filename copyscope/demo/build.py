@@ -140,10 +140,17 @@ class _Build:
         ]
 
 
+DEMO_LAYOUT = {"base", "controlnet-depth", "loras", "references", "control", "ground_truth.json", "zoo.yaml"}
+
+
 def _is_demo_zoo(folder: Path) -> bool:
-    """A folder `copyscope demo build` wrote: its ground_truth.json says so."""
+    """A folder `copyscope demo build` wrote: its ground_truth.json says so (or, a build stopped before
+    writing it, the folder holds the demo's own folders only)."""
     from ..inputs import read_bounded
 
+    names = {p.name for p in folder.iterdir()}
+    if "ground_truth.json" not in names and names <= DEMO_LAYOUT - {"zoo.yaml"} and all((folder / n).is_dir() for n in names):
+        return True
     try:
         gt = json.loads(read_bounded(folder / "ground_truth.json", 16 << 20, "ground_truth.json").decode("utf-8"))
     except (CopyscopeError, UnicodeDecodeError, ValueError, RecursionError):
