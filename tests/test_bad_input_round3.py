@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def _real_cache(root: Path, n: int = 3, age: float = 10 * DAY) -> list[str]:
         cache.put(k, np.full((8, 8, 3), i / n), {"i": i}, [])
         cache.save_feature("m", k, np.arange(3.0))
         keys.append(k)
-    t = 1e9 if age is None else __import__("time").time() - age
+    t = time.time() - age
     for f in root.rglob("*"):
         if f.is_file() and f.parent.name != "leases" and f.name != ".lock":
             os.utime(f, (t, t))
