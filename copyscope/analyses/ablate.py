@@ -48,9 +48,13 @@ def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
     """``explicit``, else ``ground_truth.json`` beside the zoo file, else beside (or one folder
     above) a local base model folder / file."""
     if explicit is not None:
+        from ..inputs import file_kind
+
         p = Path(explicit)
-        if not p.is_file():
-            raise CopyscopeError("ground truth file not found", where=str(p))
+        kind = file_kind(p)
+        if kind is not None:
+            raise CopyscopeError("ground truth file not found" if kind == "not found" else f"is {kind}; expected a ground "
+                                 "truth file (JSON)", where=str(p))
         return p
     candidates = [zoo.root / GROUND_TRUTH_FILE]
     for b in zoo.spec.bases:
@@ -62,6 +66,58 @@ def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
         if c.is_file():
             return c
     return None
+
+
+def read_ground_truth(path: Path) -> dict:
+    """A ground_truth.json, read and checked: a regular JSON file holding an object whose keys that
+    :func:`planted_players` reads have the types it expects (one line naming file and key)."""
+    from ..inputs import read_bounded
+
+    raw = read_bounded(path, 16 << 20, "ground truth file (JSON)", short="ground truth file")
+    try:
+        gt = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CopyscopeError(f"ground truth is not UTF-8 text (byte {exc.start})", where=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise CopyscopeError(f"ground truth is not valid JSON (line {exc.lineno}: {exc.msg})", where=str(path)) from None
+    except RecursionError:
+        raise CopyscopeError("ground truth is nested too deeply", where=str(path)) from None
+    if not isinstance(gt, dict):
+        raise CopyscopeError("ground truth must be a JSON object", where=str(path))
+    _check_ground_truth(gt, path)
+    return gt
+
+
+def _names(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _check_ground_truth(gt: dict, path: Path) -> None:
+    def bad(key: str, what: str, value) -> CopyscopeError:
+        return CopyscopeError(f"{key}: expected {what}, got {repr(value)[:60]}", where=str(path))
+
+    for key in ("planted_infringer", "planted"):
+        v = gt.get(key)
+        if v is not None and not isinstance(v, str) and not _names(v):
+            raise bad(key, "a component name or a list of names", v)
+    refs = gt.get("references")
+    if refs is not None and not isinstance(refs, dict):
+        raise bad("references", "an object (work -> its entry)", refs)
+    for work, entry in (refs or {}).items():
+        if not isinstance(entry, dict):
+            raise bad(f"references.{work}", "an object", entry)
+        if entry.get("trained_into") is not None and not _names(entry["trained_into"]):
+            raise bad(f"references.{work}.trained_into", "a list of component names", entry["trained_into"])
+    components = gt.get("components")
+    if components is not None and not isinstance(components, dict):
+        raise bad("components", "an object (group -> components)", components)
+    for group_name, group in (components or {}).items():
+        if not isinstance(group, dict):
+            raise bad(f"components.{group_name}", "an object", group)
+        for name, entry in group.items():
+            for key in ("file", "path"):
+                if isinstance(entry, dict) and entry.get(key) is not None and not isinstance(entry[key], str):
+                    raise bad(f"components.{group_name}.{name}.{key}", "a file name (text)", entry[key])
 
 
 def planted_players(gt: dict, gt_path: Path, zoo, players: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -276,23 +332,16 @@ def run_ablation(
     from ..report import write_views
     from ..score import Scorer
 
-    if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
-        raise CopyscopeError("ground truth file not found", where=str(ground_truth))
+    if ground_truth is not None:  # before an audit that may take hours
+        read_ground_truth(Path(ground_truth))
     prep = prepare_audit(zoo_path, out, allow_pickle)
-    report = run_audit(prep, hooks=hooks)
     zoo = prep.zoo
+    gt_path = find_ground_truth(zoo, ground_truth)
+    gt = read_ground_truth(gt_path) if gt_path is not None else None  # checked before the audit runs
+    report = run_audit(prep, hooks=hooks)
     level = zoo.spec.estimator.confidence
     rule = significance_rule(zoo.spec.estimator)
     out_dir = prep.out_dir
-    gt_path = find_ground_truth(zoo, ground_truth)
-    gt = None
-    if gt_path is not None:
-        try:
-            gt = json.loads(gt_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CopyscopeError(f"ground truth is not valid JSON ({exc.__class__.__name__})", where=str(gt_path)) from None
-        if not isinstance(gt, dict):
-            raise CopyscopeError("ground truth must be a JSON object", where=str(gt_path))
 
     seeds = list(prep.plan.seeds)
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
