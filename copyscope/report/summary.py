@@ -56,11 +56,11 @@ def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = N
                 elif ph < alpha:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
-                        f"{under} ({sv}), p {fmt_p(ph) if ph < 0.001 else '= ' + fmt_p(ph)} after Holm correction.")
+                        f"{under} ({sv}), p {_p_text(ph)} after Holm correction.")
                 elif t_only(e, alpha):
                     sentences.append(
                         f"{who} raises similarity to {works} {under} ({sv}; {s_txt} of the increase). The t test alone "
-                        f"finds it significant (p {fmt_p(e['t']['p_holm'])} after Holm correction), but the "
+                        f"finds it significant (p {_p_text(e['t']['p_holm'])} after Holm correction), but the "
                         f"distribution-free test does not confirm it from {settings.get('n_seeds')} seeds "
                         f"(p = {fmt_p(ph)}), so no significance is claimed: "
                         + _seeds_to_confirm(sec, v, alpha, len(game["players"])))
@@ -80,6 +80,11 @@ def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = N
                     f"work, so no share of the copying is attributed to it.{tail}")
         out[p] = sentences
     return out
+
+
+def _p_text(p: float) -> str:
+    """'< 0.001' or '= 0.024' (fmt_p writes the comparison for tiny p-values itself)."""
+    return fmt_p(p) if p < 0.001 else "= " + fmt_p(p)
 
 
 def _seeds_to_confirm(sec: dict, value: float, alpha: float, players: int) -> str:
