@@ -142,6 +142,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             est = r.estimate
             m = metric_info.get(metric_name)
             table = g.table(metric_name)
+            bound = seed_bound(m, est)
             coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
             section = {
                 "orientation": "higher_is_closer",
@@ -149,8 +150,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 "raw_orientation": m.orientation if m else "higher_is_closer",
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
-                "shapley": estimate_section(est, level, names, seed_bound(m, est), rule),
-                "seed_bound": seed_bound(m, est),
+                "shapley": estimate_section(est, level, names, bound, rule),
+                "seed_bound": bound,
                 "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
