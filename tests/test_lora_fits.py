@@ -107,3 +107,17 @@ def test_hub_lora_downloaded_at_load_time_is_checked_before_its_weights_load(tin
     result = runner.invoke(app, ["audit", str(_write(tmp_path, data))])
     assert_one_line_error(result, MISFIT)
     assert downloads == [("someone/misfit-lora", "style.safetensors")]
+
+
+def test_missing_keys_of_other_adapters_do_not_stop_a_load():
+    """peft lists the model's missing keys over every adapter it holds: a second LoRA's load may name the keys
+    of the first; only keys of the adapter being loaded (or keys peft names otherwise) mean it is not applied."""
+    from copyscope.players.lora import LoraPlayer
+
+    other = ("Loading adapter weights from state_dict led to missing keys in the model: "
+             "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.lora0.weight, "
+             "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.lora0.weight")
+    assert not LoraPlayer._dropped(other, {}, "te")
+    assert LoraPlayer._dropped(other, {}, "lora0")
+    assert LoraPlayer._dropped(other.replace("lora_A.lora0.weight", "lora_magnitude_vector.te.weight"), {}, "x")
+    assert LoraPlayer._dropped(other + "; and unexpected keys: foo", {}, "te")

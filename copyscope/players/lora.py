@@ -226,7 +226,7 @@ class LoraPlayer(PlayerKind):
                 raise self._error(exc) from None
         # a warning that means "not applied as written" is an error; the others are shown as they came
         for rec in logs.records:
-            if self._dropped(rec.getMessage(), expected):
+            if self._dropped(rec.getMessage(), expected, self.name):
                 raise self.engine.zoo.fail(
                     f"LoRA {self.name!r} is not applied as written: {rec.name} warned while loading it: "
                     f"{_one_line(rec.getMessage())}", *self.loc, "model",
@@ -234,7 +234,7 @@ class LoraPlayer(PlayerKind):
         for w in logs.warnings:
             # deprecations speak of the API, not of this file's tensors
             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)) and \
-                    self._dropped(str(w.message), expected):
+                    self._dropped(str(w.message), expected, self.name):
                 raise self.engine.zoo.fail(
                     f"LoRA {self.name!r} is not applied as written: a warning while loading it: {_one_line(str(w.message))}",
                     *self.loc, "model",
@@ -243,12 +243,20 @@ class LoraPlayer(PlayerKind):
         self._check_applied(pipe, expected)
 
     @staticmethod
-    def _dropped(message: str, expected: dict[str, int]) -> bool:
+    def _dropped(message: str, expected: dict[str, int], adapter: str) -> bool:
         if not _DROPPED.search(message):
             return False
         m = re.search(r"No LoRA keys associated to \w+ found with the prefix='(\w+)'", message)
         # diffusers says this for every component the file has no tensors for: harmless then
-        return not (m and not expected.get(m[1]))
+        if m and not expected.get(m[1]):
+            return False
+        # peft lists the model's missing keys over every adapter it holds: keys of the adapters loaded
+        # before this one (".lora_A.<other>.weight") say nothing about this file
+        keys = re.search(r"missing keys in the model: ([\w.]+(?:, [\w.]+)*)", message)
+        if keys and not _DROPPED.search(message[:keys.start()] + message[keys.end():]):
+            names = [k.strip() for k in keys[1].split(",") if k.strip()]
+            return any(f".{adapter}." in k or not re.search(r"\.lora_[AB]\.[^.]+\.", k) for k in names)
+        return True
 
     def _expected_layers(self) -> dict[str, int]:
         """{pipeline component: layers the file holds for it}, from the header (empty when unknown)."""
