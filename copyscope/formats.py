@@ -341,6 +341,7 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
+    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
     "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
@@ -359,12 +360,18 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
     "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
+                          "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
+                          "stops on these after the base has loaded"),
 }
 _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
     ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
     ("glora", ".a1.weight"), ("ia3", ".on_input"), ("tucker", ".lora_mid.weight"),
     ("peft-oft", ".oft_r"), ("peft-oft", ".boft_R"),
 )
+# kohya names of diffusers' SD3 / Flux transformer modules (lycoris-lora wrapping diffusers' transformer writes
+# them); trainers for these families name the original modules (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
+_KOHYA_TRANSFORMER_RE = re.compile(r"^lora_unet_(single_)?transformer_blocks_\d+_")
 _LEGACY_RE = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _XLABS_RE = re.compile(r"\.processor\.(proj_lora\d|qkv_lora\d)\.(down|up)\.weight$")
 _BFL_RE = re.compile(
@@ -391,7 +398,9 @@ def lora_layout(head: dict) -> str:
     if any(_BFL_RE.match(k) for k in keys):
         return "bfl"
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
-        return "dylora" if _dylora_layers(head) else "kohya"
+        if _dylora_layers(head):
+            return "dylora"
+        return "kohya-transformer" if any(_KOHYA_TRANSFORMER_RE.match(k) for k in keys) else "kohya"
     if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
         return "diffusers"
     if any(_LEGACY_RE.search(k) for k in keys):
@@ -434,6 +443,33 @@ def lora_unsupported(head: dict, family: str) -> str | None:
             f"peft DoRA on the text encoder is not supported by diffusers {version} for {family} (its "
             f"lora_magnitude_vector tensors, e.g. {te_dora[0]}, are not loaded into the text encoder)"
         )
+    mixed = _mixed_spellings(head) if layout == "diffusers" else None
+    if mixed:
+        comp, first, other, n = mixed
+        return (
+            f"a diffusers/peft LoRA whose {comp} tensors mix peft names (lora_A/lora_B) and older diffusers names "
+            f"(lora.down/lora.up) is not supported by diffusers {version} for {family} (it converts the names of a "
+            f"component by its first tensor, {first}, so {n} tensors such as {other} would not load; diffusers' "
+            "convert_state_dict_to_diffusers writes such files when adapters are on more than attention projections)"
+        )
+    return None
+
+
+_OLD_DIFFUSERS_NAMES = re.compile(r"\.(lora\.(down|up)|lora_linear_layer\.(down|up))\.weight$")
+
+
+def _mixed_spellings(head: dict) -> tuple[str, str, str, int] | None:
+    """(component, its first tensor, an unloadable tensor, how many) of a diffusers/peft LoRA whose denoiser
+    tensors diffusers would load only in part: its denoiser loader (``load_lora_adapter``) converts older
+    diffusers names (``lora.down``) to peft's only when the component's first tensor (in safetensors' sorted
+    order) is not already a peft name (``lora_A``), and then injects adapters for peft names alone."""
+    for comp in ("unet", "transformer"):
+        keys = sorted(k for k in head if k.startswith(comp + "."))
+        if not keys or "lora_A" not in keys[0]:
+            continue
+        old = [k for k in keys if _OLD_DIFFUSERS_NAMES.search(k)]
+        if old:
+            return comp, keys[0], old[0], len(old)
     return None
 
 

@@ -186,6 +186,8 @@ LAYOUT_HEADERS = {  # layout -> a header of that layout (shapes only)
     "diffusers": {"unet.a.to_q.lora_A.weight": (4, 8), "unet.a.to_q.lora_B.weight": (8, 4)},
     "diffusers-legacy": {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": (4, 8)},
     "kohya": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
+    "kohya-transformer": {"lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight": (4, 8),
+                          "lora_unet_transformer_blocks_0_attn_to_q.lora_up.weight": (8, 4)},
     "dylora": {f"{K}.lora_down.weight": (4, 8, 1, 1), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
     "dora": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.dora_scale": (1, 8)},
     "loha": {f"{K}.hada_w1_a": (8, 4), f"{K}.hada_w1_b": (4, 8), f"{K}.hada_w2_a": (8, 4), f"{K}.hada_w2_b": (4, 8)},
@@ -225,3 +227,22 @@ def test_rank_mismatch_and_missing_up_weights_are_named():
     lone = {"unet.a.lora_A.weight": {"shape": [4, 8]}}
     assert formats.lora_rank_mismatch(lone) == "layer unet.a has a lora_A.weight tensor but no lora_B.weight"
     assert formats.lora_rank_mismatch({f"{K}.lora_down.weight": {"shape": [4, 8, 1, 1]}, f"{K}.lora_up.weight": {"shape": [8, 4]}}) is None
+
+
+def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_would_drop_layers(tmp_path):
+    """diffusers converts a denoiser's older names (lora.down/up) only when its first tensor (sorted) is
+    not a peft name; tests/test_lora_producers_families.py measures both sides on real files."""
+    q, ff = "transformer_blocks.1.attn.to_q", "transformer_blocks.0.ff.net.2"  # sorted: the ff layer first
+    mixed = {f"transformer.{ff}.lora_A.weight": (4, 8), f"transformer.{ff}.lora_B.weight": (8, 4),
+             f"transformer.{q}.lora.down.weight": (4, 8), f"transformer.{q}.lora.up.weight": (8, 4)}
+    head = formats.header(_write(tmp_path / "mixed.safetensors", mixed))
+    for fam in ("sd3", "flux"):
+        why = formats.lora_unsupported(head, fam)
+        assert why and why.startswith("a diffusers/peft LoRA whose transformer tensors mix peft names"), why
+        assert f"transformer.{q}.lora.down.weight" in why and "2 tensors" in why
+    # the first tensor with the older names: diffusers converts them all
+    first_old = {k.replace("transformer_blocks.0.ff", "transformer_blocks.2.ff"): v for k, v in mixed.items()}
+    assert formats.lora_unsupported(formats.header(_write(tmp_path / "first-old.safetensors", first_old)), "flux") is None
+    # one spelling only: accepted
+    peft_only = {k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v for k, v in mixed.items()}
+    assert formats.lora_unsupported(formats.header(_write(tmp_path / "peft.safetensors", peft_only)), "flux") is None
