@@ -6,14 +6,22 @@ tests/test_lora_producers.py), inside the test, on tiny random-weight bases of e
 * peft + diffusers: peft ``LoraConfig`` adapters on the denoiser and on the text encoders the family's
   loader reads (SDXL: both CLIP encoders; SD3: both CLIP encoders; Flux.1: the CLIP encoder), with
   ``lora_alpha`` != rank, saved by the family pipeline's own ``save_lora_weights`` with the adapter
-  metadata; and with ``use_dora=True``. The producer's images: peft's own merge of the adapters.
-* lycoris-lora 4.1.3 (the library kohya's trainers use): its kohya-named network writer wrapping the
-  family's diffusers denoiser and text encoders. The producer's images: lycoris' own ``merge_to``.
+  metadata; with per-layer ranks and alphas (``rank_pattern`` / ``alpha_pattern``); with ``use_dora=True``;
+  and on every Linear / Conv2d of the denoiser, saved through diffusers' ``convert_state_dict_to_diffusers``
+  (as its SD/SDXL training scripts do: mixed names) or with peft's names (as its SD3/Flux scripts do; these
+  two cases run for sd too). The producer's images: peft's own merge of the adapters.
+* lycoris-lora 4.1.3 (the library kohya's trainers use): its kohya-named network writer (LoRA, LoCon, LoHa,
+  LoKr, full, IA3, diag-OFT, BOFT, GLoRA, DyLoRA, DoRA) wrapping the family's diffusers denoiser and text
+  encoders. The producer's images: lycoris' own ``merge_to``. For SD3 and Flux.1 lycoris names diffusers'
+  transformer modules (``lora_unet_transformer_blocks_0_attn_to_q``), not the original ones kohya's trainers
+  of these families write (``lora_unet_joint_blocks_*``, ``lora_unet_double_blocks_*``): lycoris cannot wrap
+  those models here (they are not diffusers models), so files in those layouts are not measured.
 
 The merged weights are saved as a base folder and audited without the LoRA: the same generation code on
 both sides, so any difference is the loading. Every file either gives the producer's pixels (within one
 grey level) or is refused by ``copyscope validate`` with one line naming ``loras[0].model``, the layout and
-the reason; ``test_family_refusals_are_needed`` checks each refusal against diffusers itself. README.md
+the reason; ``test_family_refusals_are_needed`` checks each refusal against diffusers itself (it raises,
+warns that layers were not loaded, or gives other images than the producer's). README.md
 ("LoRA formats") quotes this table: ``python -m pytest tests/test_lora_producers_families.py``.
 """
 
@@ -21,7 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +87,18 @@ for _fam in DENOISER:
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
 CASES["sdxl", "locon"] = ("lycoris", {"algo": "locon", "conv_dim": 2, "conv_alpha": 1}, "exact")
-for _algo, _title in (("lokr", "LyCORIS LoKr"), ("full", r"LyCORIS full \(diff\)"), ("ia3", "LyCORIS IA3"),
-                      ("diag-oft", "LyCORIS diag-OFT"), ("boft", "LyCORIS BOFT"), ("glora", "LyCORIS GLoRA"),
-                      ("dylora", "kohya/LyCORIS DyLoRA")):
-    CASES["sdxl", _algo] = ("lycoris", {"algo": _algo}, UNSUPPORTED.format(title=_title, family="sdxl"))
-# BOFT cannot factor the tiny CLIP MLP's 37 features: its text-encoder layers are the attention only
-CASES["sdxl", "boft"][1]["te_modules"] = ["CLIPAttention"]
+for _fam in ("sdxl", "sd3", "flux"):
+    for _algo, _title in (("lokr", "LyCORIS LoKr"), ("full", r"LyCORIS full \(diff\)"), ("ia3", "LyCORIS IA3"),
+                          ("diag-oft", "LyCORIS diag-OFT"), ("boft", "LyCORIS BOFT"), ("glora", "LyCORIS GLoRA"),
+                          ("dylora", "kohya/LyCORIS DyLoRA")):
+        CASES[_fam, _algo] = ("lycoris", {"algo": _algo}, UNSUPPORTED.format(title=_title, family=_fam))
+    # BOFT cannot factor the tiny CLIP MLP's 37 features nor the transformers' 192-wide norm projections: there
+    # it wraps the attention only
+    CASES[_fam, "boft"][1]["te_modules"] = ["CLIPAttention"]
+    if _fam != "sdxl":
+        CASES[_fam, "boft"][1]["den_modules"] = ["Attention" if _fam == "sd3" else "FluxAttention"]
+        # DyLoRA stores only linear layers here (no 1x1 convolution): a kohya-named file of the transformer
+        CASES[_fam, "dylora"] = ("lycoris", {"algo": "dylora"}, CASES[_fam, "lora"][2])
 # LoRA deltas that change the tiny models' 32-px images by well over a grey level (the transformers'
 # images move less per unit of weight than the UNet's)
 STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3}
@@ -176,7 +192,7 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
 
 
 def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("CLIPAttention", "CLIPMLP"),
-                  **kwargs) -> tuple[Path, Path]:
+                  den_modules=None, **kwargs) -> tuple[Path, Path]:
     """(the LoRA file lycoris' kohya network writer saves, a base folder with lycoris' own merge of it)."""
     from lycoris.kohya import LycorisNetworkKohya, create_network
     from lycoris.logging import logger
@@ -185,7 +201,7 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
     logger.setLevel(logging.ERROR)
     preset = root / f"{family}-{name}-preset.toml"
     preset.write_text(
-        f"enable_conv = true\nunet_target_module = {json.dumps(LYCORIS_BLOCKS[family])}\n"
+        f"enable_conv = true\nunet_target_module = {json.dumps(den_modules or LYCORIS_BLOCKS[family])}\n"
         f"unet_target_name = {json.dumps(['conv_in', 'conv_out'] if family == 'sdxl' else [])}\n"
         f"text_encoder_target_module = {json.dumps(list(te_modules))}\n"
     )
@@ -293,7 +309,11 @@ def _diffusers_result(base: Path, family: str, lora: Path):
     level = dlogging.get_verbosity()
     dlogging.set_verbosity(dlogging.CRITICAL)  # the failure logs of the refused files are long
     try:
-        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="x")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="x")
+        # peft says with warnings.warn when the file's layers and the adapters it injected disagree
+        records += [str(w.message) for w in caught if re.search(r"inconsistency|missing adapter keys|unexpected", str(w.message))]
     except Exception as exc:  # noqa: BLE001 - whatever diffusers raises, the file is not loadable
         return "raises", str(exc)
     finally:
