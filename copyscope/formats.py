@@ -334,9 +334,10 @@ def lora_to_kohya(lora_file: Path, out_file: Path, alpha: float | None = None) -
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/test_lora_producers.py; the others from diffusers' own
-# loaders: SD and SDXL share one kohya converter, every family filters out ``dora_scale``, LyCORIS
-# suffixes other than lora_down / lora_up are renamed by none of them).
+# diffusers reads it (measured for sd by tests/test_lora_producers.py and for sdxl, sd3, flux by
+# tests/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
+# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
+# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
