@@ -123,7 +123,7 @@ def lora_families(keys) -> frozenset[str] | None:
         return any(rx.search(k) for k in keys)
 
     if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\.|"
-           r"^lora_unet_single_transformer_blocks_"):
+           r"^lora_unet_single_transformer_blocks_|^lora_transformer_"):
         return frozenset({"flux"})
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})

@@ -343,6 +343,7 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
+    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
     "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
@@ -373,6 +374,14 @@ _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; firs
 # kohya names of diffusers' SD3 / Flux transformer modules (lycoris-lora wrapping diffusers' transformer writes
 # them); trainers for these families name the original modules (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
 _KOHYA_TRANSFORMER_RE = re.compile(r"^lora_unet_(single_)?transformer_blocks_\d+_")
+# kohya-style names of diffusers' Flux modules with the prefix lora_transformer_ (OneTrainer's layout), which
+# diffusers' Flux loader reads through its "mixture" converter; the layers that converter maps by name:
+_MIXTURE_RE = re.compile(r"^lora_transformer_.+\.(lora_down\.weight|lora_up\.weight|alpha)$")
+_MIXTURE_MAPPED = re.compile(
+    r"^lora_transformer_((single_)?transformer_blocks_\d+_attn_(to_q|to_k|to_v|to_out_0|to_add_out|add_q_proj|add_k_proj|"
+    r"add_v_proj)|context_embedder|norm_out_linear|proj_out|x_embedder|time_text_embed_(guidance|text|timestep)_embedder_linear_\d+)$"
+    r"|^lora_te1_text_model_encoder_layers_\d+_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$"
+)
 _LEGACY_RE = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _XLABS_RE = re.compile(r"\.processor\.(proj_lora\d|qkv_lora\d)\.(down|up)\.weight$")
 _BFL_RE = re.compile(
@@ -398,6 +407,8 @@ def lora_layout(head: dict) -> str:
         return "xlabs"
     if any(_BFL_RE.match(k) for k in keys):
         return "bfl"
+    if any(_MIXTURE_RE.match(k) for k in keys):
+        return "kohya-mixture"
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
         if _dylora_layers(head):
             return "dylora"
@@ -444,6 +455,10 @@ def lora_unsupported(head: dict, family: str) -> str | None:
             f"peft DoRA on the text encoder is not supported by diffusers {version} for {family} (its "
             f"lora_magnitude_vector tensors, e.g. {te_dora[0]}, are not loaded into the text encoder)"
         )
+    if layout == "kohya-mixture":
+        why = _mixture_unconvertible(head)
+        if why:
+            return f"{LORA_LAYOUTS[layout][0]} is not supported by diffusers {version} for {family} as written ({why})"
     mixed = _mixed_spellings(head) if layout == "diffusers" else None
     if mixed:
         comp, first, other, n = mixed
@@ -453,6 +468,25 @@ def lora_unsupported(head: dict, family: str) -> str | None:
             f"component by its first tensor, {first}, so {n} tensors such as {other} would not load; diffusers' "
             "convert_state_dict_to_diffusers writes such files when adapters are on more than attention projections)"
         )
+    return None
+
+
+def _mixture_unconvertible(head: dict) -> str | None:
+    """Why diffusers' Flux "mixture" converter (lora_transformer_* / lora_te1_* names) cannot take this file
+    as written: it maps a fixed list of layers and stops on any other after the base has loaded, needs an
+    alpha per layer, and drops lora_unet_* tensors without a word."""
+    layers: dict[str, set[str]] = {}
+    for k in head:
+        layer, _, part = k.rpartition(".lora_") if ".lora_" in k else k.rpartition(".")
+        layers.setdefault(layer, set()).add(part)
+    for layer in sorted(layers):
+        if layer.startswith("lora_unet_"):
+            return f"its converter drops the lora_unet_* layers, e.g. {layer}, without a word"
+        if not _MIXTURE_MAPPED.match(layer):
+            return (f"its converter maps only the attention projections of the blocks, the embedders, proj_out and the text "
+                    f"encoder's lora_te1_text_model_* layers; it stops on {layer} after the base has loaded")
+        if "alpha" not in layers[layer]:
+            return f"its converter needs an alpha per layer and stops on {layer}, which has none"
     return None
 
 
@@ -640,6 +674,8 @@ def lora_layers_by_component(head: dict) -> dict[str, int]:
         elif m := _KOHYA_LORA_RE.match(key):
             comp, module = _KOHYA_COMPONENT[m[1]], m[2]
         elif m := re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key):
+            comp, module = "transformer", m[1]
+        elif m := re.match(r"^lora_transformer_(.+)\.(lora_down|lora_up)\.weight$", key):
             comp, module = "transformer", m[1]
         else:
             continue

@@ -186,6 +186,9 @@ LAYOUT_HEADERS = {  # layout -> a header of that layout (shapes only)
     "diffusers": {"unet.a.to_q.lora_A.weight": (4, 8), "unet.a.to_q.lora_B.weight": (8, 4)},
     "diffusers-legacy": {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": (4, 8)},
     "kohya": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
+    "kohya-mixture": {"lora_transformer_transformer_blocks_0_attn_to_q.lora_down.weight": (4, 8),
+                      "lora_transformer_transformer_blocks_0_attn_to_q.lora_up.weight": (8, 4),
+                      "lora_transformer_transformer_blocks_0_attn_to_q.alpha": ()},
     "kohya-transformer": {"lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight": (4, 8),
                           "lora_unet_transformer_blocks_0_attn_to_q.lora_up.weight": (8, 4)},
     "dylora": {f"{K}.lora_down.weight": (4, 8, 1, 1), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
@@ -246,3 +249,25 @@ def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_wo
     # one spelling only: accepted
     peft_only = {k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v for k, v in mixed.items()}
     assert formats.lora_unsupported(formats.header(_write(tmp_path / "peft.safetensors", peft_only)), "flux") is None
+
+
+def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops(tmp_path):
+    """diffusers' Flux "mixture" converter (lora_transformer_* names) maps a fixed list of layers; measured on
+    lycoris-written files by tests/test_lora_producers_families.py."""
+    q = "lora_transformer_transformer_blocks_0_attn_to_q"
+    ok = {f"{q}.lora_down.weight": (4, 8), f"{q}.lora_up.weight": (8, 4), f"{q}.alpha": (),
+          "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 8),
+          "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": (8, 4), "lora_te1_text_model_encoder_layers_0_mlp_fc1.alpha": ()}
+    assert formats.lora_unsupported(formats.header(_write(tmp_path / "ok.safetensors", ok)), "flux") is None
+    bad = {  # name -> (extra tensors, what the refusal names)
+        "ff": ({"lora_transformer_transformer_blocks_0_ff_net_2.lora_down.weight": (4, 8),
+                "lora_transformer_transformer_blocks_0_ff_net_2.lora_up.weight": (8, 4),
+                "lora_transformer_transformer_blocks_0_ff_net_2.alpha": ()}, "it stops on lora_transformer_transformer_blocks_0_ff_net_2"),
+        "no-alpha": ({"lora_transformer_proj_out.lora_down.weight": (4, 8), "lora_transformer_proj_out.lora_up.weight": (8, 4)},
+                     "needs an alpha per layer and stops on lora_transformer_proj_out"),
+        "unet": ({"lora_unet_x.lora_down.weight": (4, 8), "lora_unet_x.lora_up.weight": (8, 4), "lora_unet_x.alpha": ()},
+                 "drops the lora_unet_* layers, e.g. lora_unet_x, without a word"),
+    }
+    for name, (extra, said) in bad.items():
+        why = formats.lora_unsupported(formats.header(_write(tmp_path / f"{name}.safetensors", {**ok, **extra})), "flux")
+        assert why and why.startswith("kohya LoRA with diffusers Flux names (lora_transformer_*) is not supported") and said in why, why

@@ -87,6 +87,18 @@ for _fam in DENOISER:
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
 CASES["sdxl", "locon"] = ("lycoris", {"algo": "locon", "conv_dim": 2, "conv_alpha": 1}, "exact")
+# kohya-style names of diffusers' Flux modules with the prefix lora_transformer_ (OneTrainer's layout), which
+# diffusers' Flux loader converts ("mixture"): written by lycoris with that prefix. Its converter maps the blocks'
+# attention projections and the CLIP encoder's lora_te1_text_model_* layers only
+_MIXTURE = r"kohya LoRA with diffusers Flux names \(lora_transformer_\*\).* is not supported by diffusers \d[\w.]* for flux as written"
+CASES["flux", "lora-transformer-attention"] = (
+    "lycoris", {"algo": "lora", "prefix": "lora_transformer", "te_text_model": True, "den_modules": ["FluxAttention"],
+                "te_modules": ["CLIPAttention"]}, "exact")
+CASES["flux", "lora-transformer-te-flat-names"] = (
+    "lycoris", {"algo": "lora", "prefix": "lora_transformer", "den_modules": ["FluxAttention"], "te_modules": ["CLIPAttention"]},
+    _MIXTURE + r" \(.*it stops on lora_te1_encoder_layers")
+CASES["flux", "lora-transformer-blocks"] = (
+    "lycoris", {"algo": "lora", "prefix": "lora_transformer", "te_text_model": True}, _MIXTURE + r" \(.*it stops on lora_transformer_")
 for _fam in ("sdxl", "sd3", "flux"):
     for _algo, _title in (("lokr", "LyCORIS LoKr"), ("full", r"LyCORIS full \(diff\)"), ("ia3", "LyCORIS IA3"),
                           ("diag-oft", "LyCORIS diag-OFT"), ("boft", "LyCORIS BOFT"), ("glora", "LyCORIS GLoRA"),
@@ -192,8 +204,11 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
 
 
 def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("CLIPAttention", "CLIPMLP"),
-                  den_modules=None, **kwargs) -> tuple[Path, Path]:
-    """(the LoRA file lycoris' kohya network writer saves, a base folder with lycoris' own merge of it)."""
+                  den_modules=None, prefix: str | None = None, te_text_model: bool = False, **kwargs) -> tuple[Path, Path]:
+    """(the LoRA file lycoris' kohya network writer saves, a base folder with lycoris' own merge of it).
+    ``prefix``: lycoris' denoiser prefix instead of ``lora_unet`` (its text encoders then numbered, lora_te1_);
+    ``te_text_model``: the text-encoder layers named as CLIP was before transformers 5.6 flattened it
+    (``lora_te1_text_model_encoder_*``; this transformers names them ``lora_te1_encoder_*``)."""
     from lycoris.kohya import LycorisNetworkKohya, create_network
     from lycoris.logging import logger
     from safetensors.torch import load_file
@@ -207,22 +222,29 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
     )
     pipe = _pipe(base)
     den, tes = DENOISER[family], [getattr(pipe, c) for c in TEXT_ENCODERS[family]]
-    attrs = ("ENABLE_CONV", "UNET_TARGET_REPLACE_MODULE", "UNET_TARGET_REPLACE_NAME", "TEXT_ENCODER_TARGET_REPLACE_MODULE")
+    attrs = ("ENABLE_CONV", "UNET_TARGET_REPLACE_MODULE", "UNET_TARGET_REPLACE_NAME", "TEXT_ENCODER_TARGET_REPLACE_MODULE",
+             "LORA_PREFIX_UNET")
     saved = {a: getattr(LycorisNetworkKohya, a) for a in attrs}
+    te_arg = tes if len(tes) > 1 or prefix else tes[0]
     torch.manual_seed(0)
-    try:  # presets and GLoRA set class attributes: restore them for the next network
-        net = create_network(1.0, 4, 2, pipe.vae, tes if len(tes) > 1 else tes[0], getattr(pipe, den),
-                             preset=str(preset), **kwargs)
+    try:  # presets, prefixes and GLoRA set class attributes: restore them for the next network
+        LycorisNetworkKohya.LORA_PREFIX_UNET = prefix or saved["LORA_PREFIX_UNET"]
+        net = create_network(1.0, 4, 2, pipe.vae, te_arg, getattr(pipe, den), preset=str(preset), **kwargs)
+        net.apply_to(te_arg, getattr(pipe, den), True, True)
+        _perturb(list(net.parameters()), seed=len(name), std=STD[family])
+        out = root / f"{family}-{name}.safetensors"
+        net.save_weights(str(out), None, {})
+        for module in net.text_encoder_loras + net.unet_loras:
+            module.restore()  # the modules' own forward back, then lycoris merges the deltas into their weights
+        net.merge_to(tes, getattr(pipe, den), load_file(str(out)), torch.float32, "cpu")
     finally:
         for a, v in saved.items():
             setattr(LycorisNetworkKohya, a, v)
-    net.apply_to(tes if len(tes) > 1 else tes[0], getattr(pipe, den), True, True)
-    _perturb(list(net.parameters()), seed=len(name), std=STD[family])
-    out = root / f"{family}-{name}.safetensors"
-    net.save_weights(str(out), None, {})
-    for module in net.text_encoder_loras + net.unet_loras:
-        module.restore()  # the modules' own forward back, then lycoris merges the deltas into their weights
-    net.merge_to(tes, getattr(pipe, den), load_file(str(out)), torch.float32, "cpu")
+    if te_text_model:
+        from safetensors.torch import save_file
+
+        save_file({re.sub(r"^(lora_te\d?_)(?!text_model_)", r"\1text_model_", k): v for k, v in load_file(str(out)).items()},
+                  str(out))
     merged = _save_merged(base, root / f"{family}-{name}-merged", pipe, (den, *TEXT_ENCODERS[family]))
     return out, merged
 
