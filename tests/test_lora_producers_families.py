@@ -15,7 +15,9 @@ tests/test_lora_producers.py), inside the test, on tiny random-weight bases of e
   encoders. The producer's images: lycoris' own ``merge_to``. For SD3 and Flux.1 lycoris names diffusers'
   transformer modules (``lora_unet_transformer_blocks_0_attn_to_q``), not the original ones kohya's trainers
   of these families write (``lora_unet_joint_blocks_*``, ``lora_unet_double_blocks_*``): lycoris cannot wrap
-  those models here (they are not diffusers models), so files in those layouts are not measured.
+  those models here (they are not diffusers models), so files in those layouts are not measured. With its
+  prefix set to ``lora_transformer`` it writes the kohya-style Flux layout diffusers reads through its
+  "mixture" converter (OneTrainer's names).
 
 The merged weights are saved as a base folder and audited without the LoRA: the same generation code on
 both sides, so any difference is the loading. Every file either gives the producer's pixels (within one
@@ -380,3 +382,17 @@ def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exa
     audited = _audit_images(zoo)["style"]
     producer = _audit_images(_zoo(tmp_path / "merged", family, merged, None))[f"tiny-{family}"]
     assert np.abs(audited - producer).max() <= 1, np.abs(audited - producer).max()
+
+
+@pytest.mark.parametrize("family, name, other", [
+    ("sdxl", "lora", "sd3"), ("sdxl", "lora", "flux"), ("sd3", "lora", "sd"), ("sd3", "lora", "sdxl"), ("flux", "lora", "sdxl"),
+    ("flux", "lora-transformer-attention", "sd3"), ("sdxl", "peft-alpha", "sd"),
+])
+def test_a_file_of_another_family_is_refused_at_validate(bases, produced, tmp_path, family, name, other):
+    """README's "another family" cells: the family check names the file's families and the base's."""
+    from copyscope.families import FAMILIES
+
+    zoo = _zoo(tmp_path, other, bases[other], produced(family, name)[0])
+    assert_one_line_error(runner.invoke(app, ["validate", str(zoo)]),
+                          rf"loras\[0\]\.model: LoRA 'style' is an? .*{re.escape(FAMILIES[family].title)}.* LoRA but base "
+                          rf"'tiny-{other}' is {re.escape(FAMILIES[other].title)}")
