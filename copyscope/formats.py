@@ -362,6 +362,7 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
     "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
     "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
                           "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
                           "stops on these after the base has loaded"),
@@ -369,7 +370,7 @@ _WHY_NOT = {
 _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
     ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
     ("glora", ".a1.weight"), ("ia3", ".on_input"), ("tucker", ".lora_mid.weight"),
-    ("peft-oft", ".oft_r"), ("peft-oft", ".boft_R"),
+    ("peft-oft", ".oft_r"), ("peft-oft", ".oft_R.weight"), ("peft-oft", ".boft_R"),  # OFT: older peft's / peft 0.21's names
 )
 # kohya names of diffusers' SD3 / Flux transformer modules (lycoris-lora wrapping diffusers' transformer writes
 # them); trainers for these families name the original modules (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)

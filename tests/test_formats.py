@@ -271,3 +271,10 @@ def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops
     for name, (extra, said) in bad.items():
         why = formats.lora_unsupported(formats.header(_write(tmp_path / f"{name}.safetensors", {**ok, **extra})), "flux")
         assert why and why.startswith("kohya LoRA with diffusers Flux names (lora_transformer_*) is not supported") and said in why, why
+
+
+def test_peft_oft_names_of_each_peft_version_are_recognised(tmp_path):
+    """peft's OFT stores oft_r in older releases and oft_R.weight in newer ones (measured on a saved file by
+    tests/test_lora_producers_families.py); BOFT stores boft_R."""
+    for i, key in enumerate(("unet.a.to_q.oft_r", "unet.a.to_q.oft_R.weight", "transformer.a.to_q.boft_R")):
+        assert formats.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key

@@ -58,6 +58,7 @@ TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder
                  "flux": ("text_encoder",)}
 # the denoiser blocks lycoris wraps (its kohya writer names every Linear / Conv inside them)
 LYCORIS_BLOCKS = {
+    "sd": ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"],
     "sdxl": ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"],
     "sd3": ["JointTransformerBlock"],
     "flux": ["FluxTransformerBlock", "FluxSingleTransformerBlock"],
@@ -88,6 +89,18 @@ for _fam in DENOISER:
     CASES[_fam, "loha"] = ("lycoris", {"algo": "loha"}, UNSUPPORTED.format(title="LyCORIS LoHa", family=_fam))
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
+# peft's orthogonal adapters saved by the pipeline's save_lora_weights
+for _fam in ("sdxl", "flux"):
+    CASES[_fam, "peft-oft"] = ("peft", {"alpha": 8, "dora": False, "te": False, "adapter": "oft",
+                                        "diffusers_names": False},
+                               UNSUPPORTED.format(title="peft OFT/BOFT", family=_fam))
+    CASES[_fam, "peft-boft"] = ("peft", {"alpha": 8, "dora": False, "te": False, "adapter": "boft",
+                                         "diffusers_names": False},
+                                UNSUPPORTED.format(title="peft OFT/BOFT", family=_fam))
+# LoCon with Tucker decomposition of the 3x3 convolutions (lora_mid)
+for _fam in ("sd", "sdxl"):
+    CASES[_fam, "locon-tucker"] = ("lycoris", {"algo": "locon", "conv_dim": 2, "conv_alpha": 1, "use_tucker": True},
+                                   UNSUPPORTED.format(title=r"LyCORIS LoCon with Tucker/CP decomposition \(lora_mid\)", family=_fam))
 CASES["sdxl", "locon"] = ("lycoris", {"algo": "locon", "conv_dim": 2, "conv_alpha": 1}, "exact")
 # kohya-style names of diffusers' Flux modules with the prefix lora_transformer_ (OneTrainer's layout), which
 # diffusers' Flux loader converts ("mixture"): written by lycoris with that prefix. Its converter maps the blocks'
@@ -163,14 +176,16 @@ def _denoiser_layers(module) -> list[str]:
 
 
 def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora: bool, te: bool,
-               every_layer: bool = False, patterns: bool = False, diffusers_names: bool = True) -> tuple[Path, Path]:
+               every_layer: bool = False, patterns: bool = False, diffusers_names: bool = True,
+               adapter: str = "lora") -> tuple[Path, Path]:
     """(the family pipeline's save_lora_weights of peft adapters, a base folder with peft's own merge of them).
     ``every_layer``: adapters on every Linear / Conv2d of the denoiser, not only its attention projections;
     ``patterns``: per-layer ranks and alphas (peft's rank_pattern / alpha_pattern, kept in the metadata);
     ``diffusers_names``: the state dicts go through diffusers' ``convert_state_dict_to_diffusers`` (as its SD /
-    SDXL training scripts do) or are saved with peft's names (as its SD3 / Flux scripts do)."""
+    SDXL training scripts do) or are saved with peft's names (as its SD3 / Flux scripts do);
+    ``adapter``: peft's ``lora``, or its orthogonal adapters ``oft`` / ``boft`` (saved the same way)."""
     from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import BOFTConfig, LoraConfig, OFTConfig, inject_adapter_in_model
     from peft.tuners.tuners_utils import BaseTunerLayer
     from peft.utils import get_peft_model_state_dict
 
@@ -179,14 +194,19 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     torch.manual_seed(1)
     targets = _denoiser_layers(getattr(pipe, den)) if every_layer else ["to_q", "to_k", "to_v", "to_out.0"]
     extra = {"rank_pattern": {"to_k": 2}, "alpha_pattern": {"to_v": 16}} if patterns else {}
-    dcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=targets, use_dora=dora, **extra)
+    if adapter == "oft":
+        dcfg = OFTConfig(r=0, oft_block_size=8, target_modules=targets)
+    elif adapter == "boft":
+        dcfg = BOFTConfig(boft_block_size=8, target_modules=targets)
+    else:
+        dcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=targets, use_dora=dora, **extra)
     getattr(pipe, den).add_adapter(dcfg)
     tcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], use_dora=dora)
     tes = TEXT_ENCODERS[family] if te else ()
     for comp in tes:
         inject_adapter_in_model(tcfg, getattr(pipe, comp))
     comps = (den, *tes)
-    _perturb([p for c in comps for n, p in getattr(pipe, c).named_parameters() if "lora_" in n], seed=len(name),
+    _perturb([p for c in comps for n, p in getattr(pipe, c).named_parameters() if re.search(r"lora_|oft_|boft_", n)], seed=len(name),
              std=STD[family] * (2 if dora else 1))  # DoRA renormalises the weights: a larger change to see it
     out = root / f"{family}-{name}"
     convert = convert_state_dict_to_diffusers if diffusers_names else dict
@@ -219,7 +239,7 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
     preset = root / f"{family}-{name}-preset.toml"
     preset.write_text(
         f"enable_conv = true\nunet_target_module = {json.dumps(den_modules or LYCORIS_BLOCKS[family])}\n"
-        f"unet_target_name = {json.dumps(['conv_in', 'conv_out'] if family == 'sdxl' else [])}\n"
+        f"unet_target_name = {json.dumps(['conv_in', 'conv_out'] if family in ('sd', 'sdxl') else [])}\n"
         f"text_encoder_target_module = {json.dumps(list(te_modules))}\n"
     )
     pipe = _pipe(base)
