@@ -75,10 +75,10 @@ for _fam in DENOISER:
     # ... and as diffusers' Flux / SD3 training scripts save it (peft's names as they are)
     CASES[_fam, "peft-every-layer-peft-names"] = ("peft", {"alpha": 2, "dora": False, "te": False, "every_layer": True,
                                                            "diffusers_names": False}, "exact")
+    CASES[_fam, "peft-patterns"] = ("peft", {"alpha": 8, "dora": False, "te": False, "patterns": True}, "exact")
     if _fam == "sd":
         continue  # the sd column's other files: tests/test_lora_producers.py, on the shipped demo base
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
-    CASES[_fam, "peft-patterns"] = ("peft", {"alpha": 8, "dora": False, "te": False, "patterns": True}, "exact")
     CASES[_fam, "peft-dora"] = ("peft", {"alpha": 8, "dora": True, "te": False}, "exact")
     CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
                                    UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
@@ -380,7 +380,7 @@ def test_family_refusals_are_needed(bases, produced, family, name):
         assert np.abs(ref - detail).max() * 255 > 2, f"diffusers now loads {family} {name} exactly: support it"
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux"])
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3", "flux"])
 def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exact(bases, produced, tmp_path, family):
     """The refusal of mixed names is no wider than diffusers' failure: when the denoiser's first tensor (in
     safetensors' sorted order) has the older names, diffusers converts them all and loads the file exactly,
