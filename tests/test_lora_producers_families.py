@@ -79,6 +79,8 @@ for _fam in DENOISER:
     if _fam == "sd":
         continue  # the sd column's other files: tests/test_lora_producers.py, on the shipped demo base
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
+    CASES[_fam, "peft-te-every-layer"] = ("peft", {"alpha": 8, "dora": False, "te": True, "te_every_layer": True}, "exact")
+    CASES[_fam, "peft-rslora"] = ("peft", {"alpha": 8, "dora": False, "te": True, "rslora": True}, "exact")
     CASES[_fam, "peft-dora"] = ("peft", {"alpha": 8, "dora": True, "te": False}, "exact")
     CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
                                    UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
@@ -177,13 +179,15 @@ def _denoiser_layers(module) -> list[str]:
 
 def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora: bool, te: bool,
                every_layer: bool = False, patterns: bool = False, diffusers_names: bool = True,
-               adapter: str = "lora") -> tuple[Path, Path]:
+               adapter: str = "lora", te_every_layer: bool = False, rslora: bool = False) -> tuple[Path, Path]:
     """(the family pipeline's save_lora_weights of peft adapters, a base folder with peft's own merge of them).
     ``every_layer``: adapters on every Linear / Conv2d of the denoiser, not only its attention projections;
     ``patterns``: per-layer ranks and alphas (peft's rank_pattern / alpha_pattern, kept in the metadata);
     ``diffusers_names``: the state dicts go through diffusers' ``convert_state_dict_to_diffusers`` (as its SD /
     SDXL training scripts do) or are saved with peft's names (as its SD3 / Flux scripts do);
-    ``adapter``: peft's ``lora``, or its orthogonal adapters ``oft`` / ``boft`` (saved the same way)."""
+    ``adapter``: peft's ``lora``, or its orthogonal adapters ``oft`` / ``boft`` (saved the same way);
+    ``te_every_layer``: the text encoders' adapters on every Linear (not only q_proj / v_proj);
+    ``rslora``: peft's rank-stabilised scaling (alpha / sqrt(rank), ``use_rslora`` in the metadata)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import BOFTConfig, LoraConfig, OFTConfig, inject_adapter_in_model
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -199,9 +203,10 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     elif adapter == "boft":
         dcfg = BOFTConfig(boft_block_size=8, target_modules=targets)
     else:
-        dcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=targets, use_dora=dora, **extra)
+        dcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=targets, use_dora=dora, use_rslora=rslora, **extra)
     getattr(pipe, den).add_adapter(dcfg)
-    tcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], use_dora=dora)
+    te_targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"] if te_every_layer else ["q_proj", "v_proj"]
+    tcfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=te_targets, use_dora=dora, use_rslora=rslora)
     tes = TEXT_ENCODERS[family] if te else ()
     for comp in tes:
         inject_adapter_in_model(tcfg, getattr(pipe, comp))
