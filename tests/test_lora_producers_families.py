@@ -1,17 +1,18 @@
-"""LoRA files made by independent producers for the SDXL, SD3 and Flux.1 families (the sd column is
-tests/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
+"""LoRA files made by independent producers for the SDXL, SD3 and Flux.1 families (the sd column's other cases
+are in tests/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
 (:func:`copyscope.demo.tiny_families.tiny_family_pipeline`), each audited through the CLI with
 ``seeds: 1`` and compared with what the producing tool itself means by the file:
 
 * peft + diffusers: peft ``LoraConfig`` adapters on the denoiser and on the text encoders the family's
   loader reads (SDXL: both CLIP encoders; SD3: both CLIP encoders; Flux.1: the CLIP encoder), with
   ``lora_alpha`` != rank, saved by the family pipeline's own ``save_lora_weights`` with the adapter
-  metadata; with per-layer ranks and alphas (``rank_pattern`` / ``alpha_pattern``); with ``use_dora=True``;
-  and on every Linear / Conv2d of the denoiser, saved through diffusers' ``convert_state_dict_to_diffusers``
-  (as its SD/SDXL training scripts do: mixed names) or with peft's names (as its SD3/Flux scripts do; these
-  two cases run for sd too). The producer's images: peft's own merge of the adapters.
-* lycoris-lora 4.1.3 (the library kohya's trainers use): its kohya-named network writer (LoRA, LoCon, LoHa,
-  LoKr, full, IA3, diag-OFT, BOFT, GLoRA, DyLoRA, DoRA) wrapping the family's diffusers denoiser and text
+  metadata; with per-layer ranks and alphas (``rank_pattern`` / ``alpha_pattern``); with ``use_rslora``; on
+  every Linear of the text encoders; with ``use_dora=True``; on every Linear / Conv2d of the denoiser, saved
+  through diffusers' ``convert_state_dict_to_diffusers`` (as its SD/SDXL training scripts do: mixed names) or
+  with peft's names (as its SD3/Flux scripts do; these and the patterns run for sd too); and peft's OFT / BOFT
+  adapters saved the same way. The producer's images: peft's own merge of the adapters.
+* lycoris-lora 4.1.3 (the library kohya's trainers use): its kohya-named network writer (LoRA, LoCon, LoCon
+  with Tucker, LoHa, LoKr, full, IA3, diag-OFT, BOFT, GLoRA, DyLoRA, DoRA) wrapping the family's diffusers denoiser and text
   encoders. The producer's images: lycoris' own ``merge_to``. For SD3 and Flux.1 lycoris names diffusers'
   transformer modules (``lora_unet_transformer_blocks_0_attn_to_q``), not the original ones kohya's trainers
   of these families write (``lora_unet_joint_blocks_*``, ``lora_unet_double_blocks_*``): lycoris cannot wrap
