@@ -460,6 +460,17 @@ def lora_unsupported(head: dict, family: str) -> str | None:
         why = _mixture_unconvertible(head)
         if why:
             return f"{LORA_LAYOUTS[layout][0]} is not supported by diffusers {version} for {family} as written ({why})"
+    if layout == "diffusers":
+        comps = sorted({k.split(".", 1)[0] for k in head if _COMPONENT_RE.match(k.split(".", 1)[0]) and "." in k})
+        allowed = LORA_COMPONENTS.get(family, ())
+        other = [c for c in comps if c not in allowed]
+        # a denoiser of another family is the family check's to name (LoraPlayer.families)
+        if other and allowed and not any(c in ("unet", "transformer") for c in other):
+            first = min(k for k in head if k.startswith(other[0] + "."))
+            return (
+                f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
+                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} would be dropped)"
+            )
     mixed = _mixed_spellings(head) if layout == "diffusers" else None
     if mixed:
         comp, first, other, n = mixed
@@ -489,6 +500,17 @@ def _mixture_unconvertible(head: dict) -> str | None:
         if "alpha" not in layers[layer]:
             return f"its converter needs an alpha per layer and stops on {layer}, which has none"
     return None
+
+
+# the pipeline components each family's LoRA loader in diffusers loads (load_lora_weights): a diffusers/peft
+# file's tensors for any other component (SD3's T5 text_encoder_3, Flux's T5 text_encoder_2) are dropped
+LORA_COMPONENTS = {
+    "sd": ("unet", "text_encoder"),
+    "sdxl": ("unet", "text_encoder", "text_encoder_2"),
+    "sd3": ("transformer", "text_encoder", "text_encoder_2"),
+    "flux": ("transformer", "text_encoder"),
+}
+_COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 
 
 _OLD_DIFFUSERS_NAMES = re.compile(r"\.(lora\.(down|up)|lora_linear_layer\.(down|up))\.weight$")

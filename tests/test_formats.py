@@ -278,3 +278,15 @@ def test_peft_oft_names_of_each_peft_version_are_recognised(tmp_path):
     tests/test_lora_producers_families.py); BOFT stores boft_R."""
     for i, key in enumerate(("unet.a.to_q.oft_r", "unet.a.to_q.oft_R.weight", "transformer.a.to_q.boft_R")):
         assert formats.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key
+
+
+def test_diffusers_lora_tensors_for_a_component_the_family_loader_skips_are_refused(tmp_path):
+    """SD3's loader loads transformer + the two CLIP encoders, Flux.1's transformer + the CLIP encoder: T5
+    tensors would be dropped (measured on files by tests/test_lora_producers_families.py)."""
+    t = {"transformer.a.to_q.lora_A.weight": (4, 8), "transformer.a.to_q.lora_B.weight": (8, 4)}
+    for fam, comp, ok in (("sd3", "text_encoder_3", "text_encoder_2"), ("flux", "text_encoder_2", "text_encoder")):
+        extra = {f"{comp}.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight": (4, 8)}
+        why = formats.lora_unsupported(formats.header(_write(tmp_path / f"{fam}.safetensors", {**t, **extra})), fam)
+        assert why and why.startswith(f"a diffusers/peft LoRA with {comp} tensors is not supported by diffusers"), why
+        fine = {f"{ok}.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": (4, 8)}
+        assert formats.lora_unsupported(formats.header(_write(tmp_path / f"{fam}-ok.safetensors", {**t, **fine})), fam) is None

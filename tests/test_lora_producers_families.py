@@ -80,8 +80,9 @@ for _fam in DENOISER:
     if _fam == "sd":
         continue  # the sd column's other files: tests/test_lora_producers.py, on the shipped demo base
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
-    CASES[_fam, "peft-te-every-layer"] = ("peft", {"alpha": 8, "dora": False, "te": True, "te_every_layer": True}, "exact")
-    CASES[_fam, "peft-rslora"] = ("peft", {"alpha": 8, "dora": False, "te": True, "rslora": True}, "exact")
+    # one file for two variants (the suite's time): rank-stabilised scaling, adapters on every text-encoder Linear
+    CASES[_fam, "peft-rslora-te-every-layer"] = ("peft", {"alpha": 8, "dora": False, "te": True, "rslora": True,
+                                                          "te_every_layer": True}, "exact")
     CASES[_fam, "peft-dora"] = ("peft", {"alpha": 8, "dora": True, "te": False}, "exact")
     CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
                                    UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
@@ -92,6 +93,10 @@ for _fam in DENOISER:
     CASES[_fam, "loha"] = ("lycoris", {"algo": "loha"}, UNSUPPORTED.format(title="LyCORIS LoHa", family=_fam))
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
+# T5 layers, which the SD3 and Flux.1 loaders do not load
+for _fam in ("sd3", "flux"):
+    CASES[_fam, "peft-t5"] = ("peft", {"alpha": 8, "dora": False, "te": True, "t5": True},
+                              UNSUPPORTED.format(title="a diffusers/peft LoRA with text_encoder_[23] tensors", family=_fam))
 # peft's orthogonal adapters saved by the pipeline's save_lora_weights
 for _fam in ("sdxl", "flux"):
     CASES[_fam, "peft-oft"] = ("peft", {"alpha": 8, "dora": False, "te": False, "adapter": "oft",
@@ -180,7 +185,7 @@ def _denoiser_layers(module) -> list[str]:
 
 def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora: bool, te: bool,
                every_layer: bool = False, patterns: bool = False, diffusers_names: bool = True,
-               adapter: str = "lora", te_every_layer: bool = False, rslora: bool = False) -> tuple[Path, Path]:
+               adapter: str = "lora", te_every_layer: bool = False, rslora: bool = False, t5: bool = False) -> tuple[Path, Path]:
     """(the family pipeline's save_lora_weights of peft adapters, a base folder with peft's own merge of them).
     ``every_layer``: adapters on every Linear / Conv2d of the denoiser, not only its attention projections;
     ``patterns``: per-layer ranks and alphas (peft's rank_pattern / alpha_pattern, kept in the metadata);
@@ -188,7 +193,9 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     SDXL training scripts do) or are saved with peft's names (as its SD3 / Flux scripts do);
     ``adapter``: peft's ``lora``, or its orthogonal adapters ``oft`` / ``boft`` (saved the same way);
     ``te_every_layer``: the text encoders' adapters on every Linear (not only q_proj / v_proj);
-    ``rslora``: peft's rank-stabilised scaling (alpha / sqrt(rank), ``use_rslora`` in the metadata)."""
+    ``rslora``: peft's rank-stabilised scaling (alpha / sqrt(rank), ``use_rslora`` in the metadata);
+    ``t5``: adapters on the T5 encoder too (SD3's text_encoder_3, Flux's text_encoder_2), whose layers no
+    ``save_lora_weights`` takes: added to the saved file under the component's name, as other tools write them."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import BOFTConfig, LoraConfig, OFTConfig, inject_adapter_in_model
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -211,7 +218,10 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     tes = TEXT_ENCODERS[family] if te else ()
     for comp in tes:
         inject_adapter_in_model(tcfg, getattr(pipe, comp))
-    comps = (den, *tes)
+    t5_comp = {"sd3": "text_encoder_3", "flux": "text_encoder_2"}[family] if t5 else None
+    if t5_comp:
+        inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["q", "v"]), getattr(pipe, t5_comp))
+    comps = (den, *tes, *([t5_comp] if t5_comp else []))
     _perturb([p for c in comps for n, p in getattr(pipe, c).named_parameters() if re.search(r"lora_|oft_|boft_", n)], seed=len(name),
              std=STD[family] * (2 if dora else 1))  # DoRA renormalises the weights: a larger change to see it
     out = root / f"{family}-{name}"
@@ -222,6 +232,13 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
         kwargs[f"{comp}_lora_layers"] = convert(get_peft_model_state_dict(getattr(pipe, comp)))
         kwargs[f"{comp}_lora_adapter_metadata"] = tcfg.to_dict()
     type(pipe).save_lora_weights(str(out), **kwargs)
+    if t5_comp:
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+
+        saved = out / "pytorch_lora_weights.safetensors"
+        extra = {f"{t5_comp}.{k}": v for k, v in get_peft_model_state_dict(getattr(pipe, t5_comp)).items()}
+        save_file({**load_file(str(saved)), **extra}, str(saved), metadata=safe_open(str(saved), "pt").metadata())
     merged = _pipe(base)
     for comp in comps:
         for mod_name, module in getattr(pipe, comp).named_modules():
