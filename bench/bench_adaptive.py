@@ -43,6 +43,9 @@ from copyscope.report.headline import HEADLINE_PREFERENCE  # noqa: E402  (after 
 ALPHA = 0.05
 FIXED = 16
 HEADLINE = HEADLINE_PREFERENCE[0]  # the shipped headline metric, the default --metric
+# The design this study replays and runs: the t test with alpha spending (estimator.significance: t). The
+# anytime-valid design of the audit's default (significance: both) is one row of the design table below.
+SIGNIFICANCE = "t"
 
 
 # -- part 1: design on synthetic games ------------------------------------------------------------
@@ -151,6 +154,7 @@ def _audit(zoo: dict, folder: Path) -> dict:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.zoo.yaml"
+    zoo = {**zoo, "estimator": {**(zoo.get("estimator") or {}), "significance": SIGNIFICANCE}}
     atomic_write_text(path, yaml.safe_dump(zoo, sort_keys=False))
     return audit_zoo(path, folder)
 
@@ -257,13 +261,15 @@ def hindsight(rep: dict, rounds: list[int]) -> int:
     return min(m for m in rounds if all(verdict(k) == final for k in rounds if k >= m))
 
 
-def headline_verdict(rep: dict, metric: str | None = None) -> tuple:
+def headline_verdict(rep: dict, metric: str | None = None, rule: str = "t") -> tuple:
     """(leader, significant) of a report's game under ``metric`` (default: its headline): the player with
     the largest value, and whether its Holm-adjusted p (the sequential one with adaptive seeds) is below
-    ALPHA. With several works, one (work, leader, significant) per work."""
+    ALPHA under the significance ``rule`` (t: the t test's own p, kept under ``t`` in reports whose claim
+    needs both tests; otherwise the claim's). With several works, one (work, leader, significant) per work."""
     def one(sh: dict) -> tuple[str, bool]:
         lead = max(sh, key=lambda p: sh[p]["value"])
-        return lead, bool(sh[lead]["p_holm"] < ALPHA)
+        entry = sh[lead].get("t", sh[lead]) if rule == "t" else sh[lead]
+        return lead, bool(entry["p_holm"] < ALPHA)
 
     sections = _headline_sections(rep, metric)
     if None in sections:  # one work: the averaged game's verdict
@@ -297,7 +303,7 @@ def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, subset
         t = time.time()
         fixed = run(FIXED, out / "real-fixed" / folder)
         adaptive = run({"min": 4, "max": FIXED}, out / "real-adaptive" / folder)
-        verdicts = [headline_verdict(rep, metric) for rep in (fixed, adaptive)]
+        verdicts = [headline_verdict(rep, metric, SIGNIFICANCE) for rep in (fixed, adaptive)]
         a = adaptive["adaptive"]
         per_seed_images = a["images"] // a["stopped_after"]
         rows.append({"name": name, "players": list(fixed["games"][0]["players"]), "fixed": verdicts[0],
@@ -309,18 +315,19 @@ def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, subset
 
 
 def replay(rep: dict, min_seeds: int = 4, max_seeds: int = FIXED, rho: float = 1.0, paired: bool = True,
-           rounds: list[int] | None = None, exact: bool = True) -> dict:
+           rounds: list[int] | None = None, exact: bool = True, rule: str = "t") -> dict:
     """The fixed verdict of a 16-seed report, and the adaptive design replayed on its seed prefixes (the
-    audit's own look, copyscope.adaptive.game_look, on the first m seeds)."""
+    audit's own look, copyscope.adaptive.game_look, on the first m seeds), both under the significance
+    ``rule`` (t: the alpha-spending design; both: the anytime-valid one with the betting test)."""
     from copyscope.adaptive import game_look
     from copyscope.shapley.sequential import seed_rounds
 
     game = rep["games"][0]
     names = list(game["players"])
-    fixed = headline_verdict(rep)
+    fixed = headline_verdict(rep, rule=rule)
     rounds = rounds or seed_rounds(min_seeds, max_seeds)
     for k, m in enumerate(rounds):
-        gl = game_look(game, rounds, k, ALPHA, rho, None, seeds=m, paired=paired, exact=exact)
+        gl = game_look(game, rounds, k, ALPHA, rho, None, seeds=m, paired=paired, exact=exact, rule=rule)
         lk = gl["look"]
         if lk.stop:
             break
@@ -348,12 +355,12 @@ def check_run(out: Path, cache: Path, expected: dict, metric: str = HEADLINE, zo
     if zoo_file is None:
         name, rep = "demo zoo", _audit(demo_zoo_dict(out / "demo-adaptive", cache, adaptive, metric), out / "demo-adaptive")
     else:
-        zoo = yaml.safe_load(zoo_file.read_text())
+        zoo = yaml.safe_load(zoo_file.read_text())  # a validity scenario's zoo: its audit's default significance
         zoo["generation"]["seeds"] = adaptive
         name = zoo_file.name.removesuffix(".zoo.yaml")
         rep = _audit(zoo, out / "adaptive" / name)
     a = rep["adaptive"]
-    verdict = headline_verdict(rep)
+    verdict = headline_verdict(rep, rule=SIGNIFICANCE)
     ok = a["stopped_after"] == expected["seeds"] and verdict == expected["adaptive"]
     log(f"check run, {name}: {a['line']}; verdict {_verdict(verdict)}; generated {rep['generation']['generated']}; "
         f"{'matches the replay' if ok else 'DIFFERS from the replay'}")
@@ -441,7 +448,9 @@ def main(argv=None) -> int:
                 "doubling 4,8,16, separated intervals, rho 1, union bound (the first sequential.py)":
                 dict(paired=False, rounds=[4, 8, 16], exact=False),
                 "half-way 4,6,8,12,16, paired, rho 0.5, exact levels": dict(rho=0.5),
-                "half-way 4,6,8,12,16, paired, rho 2, exact levels": dict(rho=2.0)}
+                "half-way 4,6,8,12,16, paired, rho 2, exact levels": dict(rho=2.0),
+                "anytime-valid (significance: both, the audit's default), against the fixed design's claims under "
+                "both": dict(rule="both")}
     print("\n| design | same verdict | images adaptive / fixed |\n|---|---|---|")
     print(f"| half-way 4,6,8,12,16, paired, rho 1, exact levels (default) | {same}/{len(rows)} | {img_a / img_f:.2f}x |")
     other = {}

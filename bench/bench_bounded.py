@@ -13,9 +13,11 @@ betting test of copyscope/shapley/bounded.py, told the bound [-1, 1]; ``both``, 
 call a true value of 0 significant (promise: <= 0.05); cover, the share of 95 % intervals holding it
 (promise: >= 0.95); power at a true value of 0.1 and 0.3 (a tenth and three tenths of the bound).
 
-``--adaptive``: all-null audits of 4 players, the betting test at every seed count from 1 to 64 at
-alpha / 4 each: the share of audits in which any player is ever called significant, an upper bound on the
-false-positive rate of every stopping rule (promise: <= 0.05).
+``--adaptive``: all-null audits of 4 players, the betting test at every seed count from 1 to 8, 16, 32 or 64
+at alpha / 4 each: the share of audits in which any player is ever called significant, an upper bound on the
+false-positive rate of every stopping rule (promise: <= 0.05); and the audit's own adaptive looks (rounds
+4..64, stop when decided) under significance both and under the t design with alpha spending: the share of
+audits in which some player is significant at the stopping look.
 
 ``--design``: power of the betting test's parameter choices (the largest stake BET_CAP, the prior variance
 and mean shift of its running estimates) on consistent alternatives (a plant's per-seed contributions are
@@ -54,11 +56,26 @@ def fixed_table(audits: int, seeds: list[int], seed: int) -> str:
     return "\n".join(lines)
 
 
-def adaptive_table(audits: int, seed: int) -> str:
+def adaptive_table(audits: int, seed: int, looked: int = 500) -> str:
+    """Per shape: the betting test's worst case over every stopping rule up to 8, 16, 32 and 64 seeds, and
+    the audit's own adaptive design replayed (copyscope.shapley.sequential.run_sequential, rounds 4..64,
+    decided = stop) on ``looked`` all-null audits, under significance both and under the t design."""
+    from copyscope.shapley.null_shapes import draw
+    from copyscope.shapley.sequential import run_sequential, seed_rounds
+
     rng = np.random.default_rng(seed)
-    lines = ["| null shape | any player ever significant, 4 players, 1..64 seeds |", "|---|---|"]
+    rounds = seed_rounds(4, 64)
+    lines = ["| null shape | ever significant, 1..8 / 16 / 32 / 64 seeds | audit's looks 4..64, both | "
+             "audit's looks 4..64, t (spending) |", "|---|---|---|---|"]
     for shape in SHAPES:
-        lines.append(f"| {shape} | {anytime_null(shape, 64, audits, rng):.4f} |")
+        worst = " / ".join(f"{anytime_null(shape, m, audits, rng):.4f}" for m in (8, 16, 32, 64))
+        hits = {"both": 0, "t": 0}
+        for _ in range(looked):
+            x = draw(shape, rng, (4, 64))
+            for rule in hits:
+                looks = run_sequential(x, rounds, bound=1.0 if rule == "both" else None, rule=rule)
+                hits[rule] += bool(looks[-1].significant.any())
+        lines.append(f"| {shape} | {worst} | {hits['both'] / looked:.3f} | {hits['t'] / looked:.3f} |")
     return "\n".join(lines)
 
 

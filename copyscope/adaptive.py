@@ -8,8 +8,11 @@ scores from the feature cache, so each round generates only its new seeds, and a
 a larger ``max`` (or a fixed ``seeds: m``) reuses every image.
 
 After each round the headline metric's per-seed pseudo-values go through
-:func:`copyscope.shapley.sequential.look` at the level the round spends (alpha spending,
-``alpha = 1 - estimator.confidence``; :func:`game_look`). The audit stops when every game's look
+:func:`copyscope.shapley.sequential.look` (:func:`game_look`): by default (``estimator.significance``
+both or distribution_free, a headline with a declared range) every look tests at the whole level with the
+anytime-valid betting test (copyscope.shapley.bounded), nothing spent across looks; with
+``significance: t`` at the level the round spends (alpha spending, ``alpha = 1 - estimator.confidence``).
+The audit stops when every game's look
 stops: the verdict is decided (the leader is above zero and above every other player; with
 several works, either in the averaged game or in every work's game, the families sharing the
 round's level), every headline interval is narrower than ``target``, or the round reached ``max``.
@@ -23,7 +26,7 @@ The report is the last round's audit, with three changes:
 * the headline metric's Shapley entries (the averaged game's and, with several works, each
   work's) carry the sequential intervals and tests of the stopping look: ``ci95`` is the look's
   simultaneous interval (all players, works and looks: coverage >= ``confidence``), ``p_value``
-  the look's one-sided t test, and ``p_holm`` the sequentially adjusted p-value
+  the look's one-sided test (the claim's: see ``claim``), and ``p_holm`` the sequentially adjusted p-value
   ``min(1, p * alpha / a_k)`` (``a_k``: the level of the look's tests), below ``alpha`` exactly
   when the look calls the player significant (so every view marks significance by the sequential
   rule); ``sequential: true`` marks them;
@@ -236,19 +239,19 @@ _ANYTIME_TEXT = {
 
 _SPENDING_TEXT = {
     "rule": ("alpha spending alpha_k = alpha * ((m_k / max)**rho - (m_{k-1} / max)**rho); each test of a look "
-                 "spends alpha_k / (n (W + 1)) (n players; W works when there are several, else W = 0), at the exact "
-                 "group-sequential level for nested seed prefixes (levels: exact) or at that level itself (levels: "
-                 "union, the union bound over looks), test_level of each look; decided when the "
-                 "leader's one-sided t test of > 0 and its paired t tests against every other player (per-seed "
-                 "differences) all reject, in the averaged game or in every work's game; intervals two-sided, each "
-                 "side spending half of a test's share: simultaneous over players, works and looks "
-                 "(copyscope/adaptive.py game_look, copyscope/shapley/sequential.py)"),
-        "note": ("the headline metric's intervals and tests (averaged and per work) are the sequential ones of the "
-                 "stopping look (valid whenever the audit stops); the other metrics and share intervals are "
-                 "fixed-design numbers on the stopped seeds, not corrected for the stopping; the sequential t tests "
-                 "assume roughly symmetric per-seed contributions: with strongly left-skewed seed noise (skewness -2) "
-                 "simulated all-null audits called some player significant far more often than alpha "
-                 "(docs/estimation.md, Adaptive seeds)"),
+             "spends alpha_k / (n (W + 1)) (n players; W works when there are several, else W = 0), at the exact "
+             "group-sequential level for nested seed prefixes (levels: exact) or at that level itself (levels: "
+             "union, the union bound over looks), test_level of each look; decided when the "
+             "leader's one-sided t test of > 0 and its paired t tests against every other player (per-seed "
+             "differences) all reject, in the averaged game or in every work's game; intervals two-sided, each "
+             "side spending half of a test's share: simultaneous over players, works and looks "
+             "(copyscope/adaptive.py game_look, copyscope/shapley/sequential.py)"),
+    "note": ("the headline metric's intervals and tests (averaged and per work) are the sequential ones of the "
+             "stopping look (valid whenever the audit stops); the other metrics and share intervals are "
+             "fixed-design numbers on the stopped seeds, not corrected for the stopping; the sequential t tests "
+             "assume roughly symmetric per-seed contributions: with strongly left-skewed seed noise (skewness -2) "
+             "simulated all-null audits called some player significant far more often than alpha "
+             "(docs/estimation.md, Adaptive seeds)"),
 }
 
 

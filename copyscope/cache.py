@@ -16,6 +16,10 @@ that uses a cache holds a *lease* (``leases/*.json``, exclusively ``flock``-ed f
 lifetime, so a crashed process frees it) recording when it started, and it touches every entry it
 checks or writes (mtime = last use), under a shared lock on ``.lock``. Prune takes that lock
 exclusively and never deletes an entry used since the start of a live lease.
+
+A cache folder carries a marker, ``.copyscope-cache``, written when copyscope first writes an
+entry into a new or empty folder (or into a cache from before markers, which has copyscope's own
+layout only). Prune refuses a folder without it: pointed at a folder of photos, it deletes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -51,6 +56,71 @@ def default_cache_root() -> Path:
 
 LOCK_NAME = ".lock"
 LEASES = "leases"
+MARKER = ".copyscope-cache"
+# what copyscope itself puts at the top of a cache folder (the marker aside)
+CACHE_LAYOUT = {"images", "features", LEASES, LOCK_NAME}
+
+
+def mark_cache(root: Path) -> None:
+    """Write the marker into ``root`` if it is new or empty, or a cache from before markers; a folder
+    holding anything else stays unmarked (prune then refuses it)."""
+    root = Path(root)
+    try:
+        if (root / MARKER).exists():
+            return
+        names = {p.name for p in root.iterdir()}
+        if names and not is_cache_before_markers(root, names):
+            return
+        atomic_write_text(root / MARKER, json.dumps({"copyscope_cache": 1, "created": time.time()}) + "\n")
+    except OSError:  # a read-only shared cache: someone else marked (or will mark) it
+        pass
+
+
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_HEX2_RE = re.compile(r"[0-9a-f]{2}")
+_HEX16_RE = re.compile(r"[0-9a-f]{16}")
+
+
+def is_own_image_file(p: Path) -> bool:
+    """``images/ab/<key>.png|json``, named as copyscope names them (ab = the key's first two digits)."""
+    return p.suffix in (".png", ".json") and bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
+
+
+def is_own_feature_file(p: Path) -> bool:
+    """``features/<16 hex>/ab/<key>.npy``."""
+    return (bool(_KEY_RE.fullmatch(p.stem)) and p.parent.name == p.stem[:2]
+            and bool(_HEX16_RE.fullmatch(p.parent.parent.name)))
+
+
+def is_cache_before_markers(root: Path, names: set[str]) -> bool:
+    """A cache written before markers: copyscope's layout only (images/ab/, features/<16 hex>/, leases/,
+    .lock) and copyscope's own bookkeeping in it (a sidecar naming its key, lease files, the empty .lock)."""
+    if not names <= CACHE_LAYOUT:
+        return False
+    for sub, pattern in (("images", _HEX2_RE), ("features", _HEX16_RE)):
+        if sub in names:
+            folder = root / sub
+            if folder.is_symlink() or not folder.is_dir():
+                return False
+            if any(not pattern.fullmatch(c.name) or c.is_symlink() or not c.is_dir() for c in folder.iterdir()):
+                return False
+    if "images" in names:
+        for i, p in enumerate((root / "images").glob("*/*.json")):
+            if i >= 20:
+                break
+            if is_own_image_file(p) and p.is_file():
+                try:
+                    info = json.loads(p.read_bytes()[: 1 << 20])
+                except (OSError, ValueError):
+                    return False
+                return isinstance(info, dict) and info.get("key") == p.stem and "png_sha256" in info
+    lock = root / LOCK_NAME
+    if lock.is_file() and not lock.is_symlink() and lock.stat().st_size == 0:
+        return True
+    leases = root / LEASES
+    return leases.is_dir() and all(f.suffix in (".json", ".tmp") for f in leases.iterdir())
+
+
 _leases: dict[str, Any] = {}  # cache root -> the open, locked lease file of this process
 
 
@@ -219,6 +289,7 @@ class ImageCache:
         png, meta = self._paths(key)
         data = png_bytes(to_uint8(image))
         self.root.mkdir(parents=True, exist_ok=True)
+        mark_cache(self.root)
         with self._in_use():
             atomic_write_bytes(png, data)
             atomic_write_text(meta, canonical_json({"key": key, "fields": fields, "flags": flags, "png_sha256": sha256_bytes(data)}))
@@ -237,6 +308,8 @@ class ImageCache:
     def save_feature(self, metric_id: str, image_key: str, value: np.ndarray) -> None:
         buf = io.BytesIO()
         np.save(buf, np.asarray(value), allow_pickle=False)
+        self.root.mkdir(parents=True, exist_ok=True)
+        mark_cache(self.root)
         atomic_write_bytes(self.feature_path(metric_id, image_key), buf.getvalue())
 
 

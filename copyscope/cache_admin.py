@@ -5,17 +5,26 @@ Prune holds the cache's ``.lock`` exclusively while it deletes, so no audit can 
 entry in between; it never deletes an entry used (checked or written) since the start of a live
 lease, i.e. by an audit still running. Dead leases (their process ended, so their ``flock`` is
 free) are removed.
+
+Prune deletes only in a folder that is copyscope's cache (it carries ``.copyscope-cache``, see
+:mod:`copyscope.cache`; a cache from before markers is recognised by its layout and its own sidecars,
+and marked), and there only files named as copyscope names its entries (``images/ab/<key>.png``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
-from .cache import LEASES, LOCK_NAME, ImageCache, default_cache_root, fcntl
+from .cache import (
+    LEASES, LOCK_NAME, MARKER, ImageCache, default_cache_root, fcntl, is_cache_before_markers, is_own_feature_file,
+    is_own_image_file, mark_cache,
+)
 from .errors import CopyscopeError
 
 __all__ = ["cache_info", "prune_cache", "parse_age", "parse_size"]
@@ -27,20 +36,35 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+MAX_SIZE = 10**18  # 1 EB: any larger --max-size is a typo
+MAX_AGE_S = 1000 * 365 * 86400.0
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
 def parse_size(text: str, where: str = "--max-size") -> int:
     """'500MB', '2GiB', '1000' (bytes) -> bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise CopyscopeError(f"expected a size such as 500MB or 2GiB, got {text!r}", where=where)
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        raise CopyscopeError(f"expected a size such as 500MB or 2GiB, got {_short(str(text))}", where=where)
+    # Decimal, not float: 400 digits would overflow int(float(...))
+    size = Decimal(m.group(1)) * _UNITS[m.group(2).lower()]
+    if size > MAX_SIZE:
+        raise CopyscopeError(f"size {_short(str(text))} is too large; expected at most {MAX_SIZE} bytes (1 EB)", where=where)
+    return int(size)
 
 
 def parse_age(text: str, where: str = "--older-than") -> float:
     """'30d', '12h', '90m', '3600s', '2w' -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
     if not m:
-        raise CopyscopeError(f"expected an age such as 30d, 12h, 90m or 3600s, got {text!r}", where=where)
-    return float(m.group(1)) * _AGES[m.group(2)]
+        raise CopyscopeError(f"expected an age such as 30d, 12h, 90m or 3600s, got {_short(str(text))}", where=where)
+    age = Decimal(m.group(1)) * _AGES[m.group(2)]
+    if age > Decimal(MAX_AGE_S):
+        raise CopyscopeError(f"age {_short(str(text))} is too large; expected at most 1000 years", where=where)
+    return float(age)
 
 
 @dataclass
@@ -52,15 +76,17 @@ class Entry:
 
 
 def _entries(cache: ImageCache) -> list[Entry]:
-    """One entry per image key: its PNG, sidecar and feature files."""
+    """One entry per image key: its PNG, sidecar and feature files (only files named as copyscope
+    names them: nothing else in the folder is ever counted or deleted)."""
     by_key: dict[str, list[Path]] = {}
     if cache.images.is_dir():
         for p in cache.images.glob("*/*"):
-            if p.suffix in (".png", ".json") and not p.name.startswith("."):
+            if is_own_image_file(p) and not p.is_symlink() and not p.parent.is_symlink():  # never through a link
                 by_key.setdefault(p.stem, []).append(p)
     if cache.features.is_dir():
         for p in cache.features.glob("*/*/*.npy"):
-            by_key.setdefault(p.stem, []).append(p)
+            if is_own_feature_file(p) and not any(q.is_symlink() for q in (p, p.parent, p.parent.parent)):
+                by_key.setdefault(p.stem, []).append(p)
     out = []
     for key, files in by_key.items():
         size, newest = 0, 0.0
@@ -109,8 +135,46 @@ def live_leases(root: Path, remove_dead: bool = False) -> list[dict]:
     return live
 
 
+def resolve_cache(root: str | Path | None) -> tuple[Path, str]:
+    """The cache folder (``root``, else the default) and how errors name it."""
+    if root:
+        return Path(root), f"--cache {root}"
+    path = default_cache_root()
+    return path, (f"$COPYSCOPE_CACHE {path}" if os.environ.get("COPYSCOPE_CACHE") else str(path))
+
+
+def check_cache_folder(root: Path, where: str, adopt: bool = True) -> bool:
+    """True if ``root`` is copyscope's cache (it carries the marker, or it is a cache from before
+    markers: then it is marked when ``adopt``); False if it does not exist or is empty (nothing to
+    prune); else one error line: a file, or a folder copyscope did not make."""
+    if not os.path.lexists(root):
+        return False
+    if not root.is_dir():
+        raise CopyscopeError("is a file, not a cache folder; expected copyscope's cache folder (check --cache / "
+                             "$COPYSCOPE_CACHE / the zoo's cache:)", where=where)
+    try:
+        names = {p.name for p in root.iterdir()}
+        if not names:
+            return False
+        marker = root / MARKER
+        if MARKER in names and marker.is_file() and not marker.is_symlink():
+            return True
+        if MARKER not in names and is_cache_before_markers(root, names):
+            if adopt:
+                mark_cache(root)
+            return True
+    except OSError as exc:
+        raise CopyscopeError(f"cannot read the cache folder ({exc.strerror or exc}); check --cache / $COPYSCOPE_CACHE",
+                             where=where) from None
+    shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+    raise CopyscopeError(
+        f"is not a copyscope cache (no {MARKER}; it holds {shown}); copyscope prunes and inspects only a cache "
+        "folder it made: check --cache / $COPYSCOPE_CACHE", where=where)
+
+
 def cache_info(root: str | Path | None = None) -> dict:
-    root = Path(root) if root else default_cache_root()
+    root, where = resolve_cache(root)
+    check_cache_folder(root, where, adopt=False)  # a file, or a folder copyscope did not make: one line
     cache = ImageCache(root)
     entries = _entries(cache)
     images = [e for e in entries if any(f.suffix == ".png" for f in e.files)]
@@ -128,17 +192,35 @@ def cache_info(root: str | Path | None = None) -> dict:
 def prune_cache(root: str | Path | None = None, older_than: float | None = None,
                 max_size: int | None = None, dry_run: bool = False) -> dict:
     """Delete entries unused for ``older_than`` seconds, then the least recently used ones until
-    the cache holds at most ``max_size`` bytes; never an entry used by a running audit."""
+    the cache holds at most ``max_size`` bytes; never an entry used by a running audit. Refuses a
+    folder that is not copyscope's cache (copyscope.cache's marker)."""
+    from .outdir import os_error_message
+
     if older_than is None and max_size is None:
         raise CopyscopeError("say what to prune: --older-than AGE and/or --max-size SIZE", where="cache prune")
-    root = Path(root) if root else default_cache_root()
-    cache = ImageCache(root)
+    root, where = resolve_cache(root)
     result = {"root": str(root), "deleted": 0, "freed_bytes": 0, "kept_in_use": 0, "dry_run": dry_run}
-    if not root.is_dir():
+    if not check_cache_folder(root, where, adopt=not dry_run):
         return result
-    lock = open(root / LOCK_NAME, "a")
-    with lock:
-        if fcntl is not None:
+    try:
+        return _prune(root, older_than, max_size, dry_run, result)
+    except OSError as exc:
+        raise os_error_message(exc, "cache folder") from None
+
+
+def _open_lock(root: Path, dry_run: bool):
+    try:
+        return open(root / LOCK_NAME, "a")
+    except OSError:
+        if not dry_run:
+            raise
+        return open(os.devnull)  # a read-only cache: a dry run only reads, and takes no lock
+
+
+def _prune(root: Path, older_than: float | None, max_size: int | None, dry_run: bool, result: dict) -> dict:
+    cache = ImageCache(root)
+    with _open_lock(root, dry_run) as lock:
+        if fcntl is not None and lock.name != os.devnull:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # no audit checks or writes meanwhile
         leases = live_leases(root, remove_dead=not dry_run)
         protect_after = min((float(x["started"]) for x in leases), default=float("inf")) - _MTIME_SLACK_S
@@ -176,14 +258,18 @@ def format_info(info: dict) -> str:
     def when(t):
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
-    return (f"cache {info['root']}{'' if info['exists'] else ' (does not exist yet)'}\n"
+    from .termtext import plain  # the path is printed: control characters escaped
+
+    return (f"cache {plain(info['root'])}{'' if info['exists'] else ' (does not exist yet)'}\n"
             f"  images: {info['images']}, size {_human(info['bytes'])}\n"
             f"  last used: oldest {when(info['oldest_use'])}, newest {when(info['newest_use'])}\n"
             f"  running audits: {info['running_audits']}")
 
 
 def format_prune(r: dict) -> str:
+    from .termtext import plain
+
     verb = "would delete" if r["dry_run"] else "deleted"
-    return (f"{verb} {r['deleted']} images ({_human(r['freed_bytes'])}) from {r['root']}; "
+    return (f"{verb} {r['deleted']} images ({_human(r['freed_bytes'])}) from {plain(r['root'])}; "
             f"{r['kept_in_use']} kept because a running audit uses them; "
             f"{_human(r.get('bytes_left', 0))} left")

@@ -27,7 +27,7 @@ def register(app: typer.Typer, user_errors, out) -> typer.Typer:
         from .cache_admin import cache_info, format_info
 
         result = cache_info(cache)
-        out.print(json.dumps(result) if as_json else format_info(result), highlight=False, soft_wrap=True)
+        out.print(json.dumps(result) if as_json else format_info(result), highlight=False, markup=False, soft_wrap=True)
 
     @cache_app.command("prune")
     @user_errors
@@ -46,7 +46,7 @@ def register(app: typer.Typer, user_errors, out) -> typer.Typer:
             max_size=parse_size(max_size) if max_size is not None else None,
             dry_run=dry_run,
         )
-        out.print(format_prune(result), highlight=False, soft_wrap=True)
+        out.print(format_prune(result), highlight=False, markup=False, soft_wrap=True)
 
     app.add_typer(cache_app, name="cache")
     return cache_app

@@ -11,9 +11,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from .errors import CopyscopeError
+from .termtext import plain, term
 
 # Library chatter (optional-backend notices, loading bars) would bury the audit's own output.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -38,8 +38,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CopyscopeError as exc:
-            # one line whatever the message holds; '[...]' in paths and keys is text, not markup
-            message = escape(" ".join(str(exc).split()) if "\n" in str(exc) else str(exc))
+            # one line whatever the message holds; '[...]' in paths and keys is text, not markup, and
+            # control characters of file names are shown escaped (termtext)
+            message = term(" ".join(str(exc).split()) if "\n" in str(exc) else str(exc))
             console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
@@ -58,8 +59,8 @@ def _print_attribution(tables, report: dict) -> None:
     for table in tables:
         out.print(table)
     line = adaptive_line(report)
-    if line:
-        out.print(line, highlight=False)
+    if line:  # from report.json: untrusted
+        out.print(plain(line), highlight=False, markup=False)
 
 @app.command()
 @user_errors
@@ -70,18 +71,18 @@ def validate(zoo: Path = ZooArg):
     prep = prepare_audit(zoo, strict_files=False)
     n_players = max(g.n_players for g in prep.plan.games)
     out.print(
-        f"[green]ok[/] {zoo}: {len(prep.plan.games)} base(s), {n_players} player(s), "
+        f"[green]ok[/] {term(zoo)}: {len(prep.plan.games)} base(s), {n_players} player(s), "
         f"{len(prep.refs.files)} reference image(s) in {len(prep.refs.works)} work(s), "
         f"{len(prep.plan.items)} image(s) per coalition, metrics: {', '.join(m.name for m in prep.metrics)}"
     )
     for name, reason in prep.unavailable.items():
-        out.print(f"  [yellow]unavailable[/] {escape(name)}: {escape(reason)}")  # reasons hold 'copyscope[extra]'
+        out.print(f"  [yellow]unavailable[/] {term(name)}: {term(reason)}")  # reasons hold 'copyscope[extra]'
     _print_missing(prep)
 
 
 def _print_missing(prep) -> None:
     for problem in prep.missing_files:
-        out.print(f"  [yellow]needed before `audit`:[/] {problem}", highlight=False)
+        out.print(f"  [yellow]needed before `audit`:[/] {term(problem)}", highlight=False)
 
 
 @app.command()
@@ -132,9 +133,9 @@ def audit(
         load_task = progress.add_task("loading models", total=None)
 
         def on_event(msg: str):
-            progress.update(load_task, description=msg)
+            progress.update(load_task, description=term(msg))  # messages name files: not markup
             if not console.is_terminal:
-                console.print(msg)
+                console.print(plain(msg), markup=False, highlight=False)
 
         def counter(task):
             def on_progress(advance: int, add_total: int):
@@ -173,7 +174,7 @@ def audit(
     gen = report["generation"]
     out.print(
         f"generated {gen['generated']} image(s), {gen['cached']} from cache, {gen['seconds']:.1f} s generating; "
-        f"report: {Path(report['output_dir']) / 'report.json'}"
+        f"report: {term(Path(report['output_dir']) / 'report.json')}"
     )
     if gen.get("generated_while_scoring"):
         console.print(
@@ -183,7 +184,7 @@ def audit(
     if report["unavailable_metrics"]:
         out.print(
             "metrics unavailable on this machine (skipped; `copyscope metrics` says why): "
-            + ", ".join(report["unavailable_metrics"])
+            + ", ".join(map(term, report["unavailable_metrics"]))
         )
     _warn_flagged(report)
     _warn_seeds(report)
@@ -194,7 +195,7 @@ def _warn_seeds(report: dict) -> None:
 
     warn = seed_warning(report)
     if warn:
-        console.print(f"[yellow]warning:[/] {warn}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {term(warn)}", highlight=False, soft_wrap=True)  # from report.json
 
 
 def _warn_flagged(report: dict) -> None:
@@ -212,8 +213,8 @@ def _warn_flagged(report: dict) -> None:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         coalitions = ", ".join(repr(c) if c else "'' (empty)" for c in flagged)
         console.print(
-            f"[yellow]warning:[/] base {g['base']}: {n} generated image(s) flagged ({kinds}) in coalition(s) "
-            f"{coalitions}; NaN pixels are stored as black and scored as such; see flagged_images in report.json",
+            f"[yellow]warning:[/] base {term(g['base'])}: {n} generated image(s) flagged ({term(kinds)}) in coalition(s) "
+            f"{term(coalitions)}; NaN pixels are stored as black and scored as such; see flagged_images in report.json",
             highlight=False, soft_wrap=True,
         )
 
@@ -235,7 +236,7 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
     for col in ("name", "kind", "orientation", "available", "definition"):
         t.add_column(col)
     for row in list_metrics(backbones):
-        t.add_row(*map(escape, (row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}",
+        t.add_row(*map(term, (row["name"], row["kind"], row["orientation"], "yes" if row["available"] else f"no: {row['reason']}",
                                 row["description"])))
     out.print(t)
 
@@ -284,7 +285,7 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
     _warn_seeds(data)
     note = interrupted_note(out_dir)
     if note:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, markup=True, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {term(note)}", highlight=False, markup=True, soft_wrap=True)
 
 
 @app.command()
@@ -301,21 +302,21 @@ def ablate(
     from .audit import AuditHooks
 
     result = run_ablation(zoo, out_dir, allow_pickle=allow_pickle, ground_truth=ground_truth,
-                          hooks=AuditHooks(on_event=lambda m: console.print(m, highlight=False, markup=False)))
+                          hooks=AuditHooks(on_event=lambda m: console.print(plain(m), highlight=False, markup=False)))
     for table in ablation_tables(result):
         out.print(table)
-    out.print(f"ablation: {Path(result['output_dir']) / 'ablation.json'} (and ablation.csv, ablation_seeds.csv, report.html)",
+    out.print(f"ablation: {plain(Path(result['output_dir']) / 'ablation.json')} (and ablation.csv, ablation_seeds.csv, report.html)",
               highlight=False, markup=False)
 
 
 def _echo(message: str) -> None:
-    console.print(message, highlight=False)
+    console.print(plain(message), highlight=False, markup=False)  # messages name files
 
 
 def _print_analysis(tables: list, result: dict, filename: str) -> None:
     for table in tables:
         out.print(table)
-    out.print(f"report: {Path(result['output_dir']) / filename}")
+    out.print(f"report: {plain(Path(result['output_dir']) / filename)}", markup=False, highlight=False)
 
 
 @app.command("reward-split")
@@ -360,9 +361,10 @@ def conditioning_cmd(
 
     rows = write_maps(zoo, out_dir, allow_pickle=allow_pickle, on_event=_echo)
     if not rows:
-        out.print(f"{zoo}: no ControlNet computes its conditioning (no 'from_work' or 'from_image'); nothing to do")
+        out.print(f"{plain(zoo)}: no ControlNet computes its conditioning (no 'from_work' or 'from_image'); nothing to do",
+                  markup=False, highlight=False)
     for r in rows:
-        out.print(f"{r['controlnet']}: {r['detector']} of {r['source']} -> {r['map']}", highlight=False)
+        out.print(plain(f"{r['controlnet']}: {r['detector']} of {r['source']} -> {r['map']}"), markup=False, highlight=False)
 
 
 def _mount_subapps() -> None:

@@ -2,8 +2,9 @@
 ``config:`` (offline too), ``variant:`` weights, files listed in the wrong section; and what of the
 loading options enters the image key.
 
-Layout knowledge (names, headers) lives in :mod:`copyscope.formats`; this module only applies it to
-a zoo's bases and ControlNets and phrases the one-line errors.
+Layout knowledge (names, headers) lives in :mod:`copyscope.formats`, :mod:`copyscope.lora_layouts` and
+:mod:`copyscope.single_file_checks`; this module only applies it to a zoo's bases and ControlNets and
+phrases the one-line errors.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import formats
+from . import formats, lora_layouts, single_file_checks
 from .cache import tree_sha256
 from .config.zoo import Zoo
 from .errors import CopyscopeError
@@ -112,15 +113,15 @@ def _check_one(zoo: Zoo, section: str, i: int, spec, config_marker: str) -> list
         )
     head = formats.header(path)
     is_checkpoint = any(k.startswith((formats.UNET_PREFIX, formats.CONTROLNET_PREFIX)) for k in head)
-    if not is_checkpoint and formats.lora_layout(head) in formats.LORA_LAYOUTS:
+    if not is_checkpoint and lora_layouts.lora_layout(head) in lora_layouts.LORA_LAYOUTS:
         raise zoo.fail(
-            f"{path.name} is a LoRA file ({formats.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
+            f"{path.name} is a LoRA file ({lora_layouts.lora_layout(head)} layout), not a {_KIND[section]} checkpoint; "
             "list it under 'loras:'", section, i, "model",
         )
     if section == "bases":
         _check_single_file(zoo, i, spec, path, head)
     elif spec.config and zoo.is_local(spec.config) and zoo.resolve_path(spec.config).is_dir():
-        why = formats.single_controlnet_mismatch(head, zoo.resolve_path(spec.config))
+        why = single_file_checks.single_controlnet_mismatch(head, zoo.resolve_path(spec.config))
         if why:
             raise zoo.fail(
                 f"single-file ControlNet {path.name} cannot load with config {spec.config!r}: it does not match the config's "
@@ -168,7 +169,7 @@ def _check_single_file(zoo: Zoo, i: int, spec, path: Path, head: dict) -> None:
         cfg = zoo.resolve_path(spec.config) if zoo.is_local(spec.config) else cached_snapshot(spec.config)
         if cfg is not None and not (cfg / "model_index.json").is_file():
             cfg = None  # reported by the config checks below
-    why = formats.single_file_mismatch(head, cfg)
+    why = single_file_checks.single_file_mismatch(head, cfg)
     if why:
         raise zoo.fail(
             f"single-file checkpoint {path.name} cannot load{f' with config {spec.config!r}' if cfg else ''}: {why}; expected "
@@ -189,7 +190,7 @@ def check_real_files(zoo: Zoo) -> list[CopyscopeError]:
         path = zoo.resolve_path(lo.model) if zoo.is_local(lo.model) else None
         if path is not None and path.is_file() and path.suffix == ".safetensors":
             head = formats.header(path)
-            if formats.lora_layout(head) == "not-lora" and any(k.startswith(formats.UNET_PREFIX) for k in head):
+            if lora_layouts.lora_layout(head) == "not-lora" and any(k.startswith(formats.UNET_PREFIX) for k in head):
                 raise zoo.fail(
                     f"{path.name} is a base checkpoint (A1111 layout), not a LoRA; list it under 'bases:'",
                     "loras", i, "model",

@@ -4,7 +4,9 @@ A zoo file, a report.json, a reference or a conditioning image must be a *regula
 would block forever, ``/dev/zero`` would be read forever, and a looping symlink is not "missing".
 Files are read with a size limit, and images are checked from their header (no pixel is decoded)
 against a pixel limit, so a decompression bomb is refused at ``validate`` with one line. PIL's own
-``DecompressionBombWarning`` never reaches the terminal.
+``DecompressionBombWarning`` never reaches the terminal. Every image is read upright: its EXIF
+orientation applied (:func:`upright`), and the orientation is part of its identity in cache keys
+(:func:`image_sha256`).
 """
 
 from __future__ import annotations
@@ -119,10 +121,64 @@ def check_image_file(path: Path) -> str | None:
     return None
 
 
-def open_image_quietly(path: Path):
-    """Image.open with PIL's bomb warning silenced (the size was checked by check_image_file)."""
+def open_image_quietly(path):
+    """Image.open (of a path or a file object) with PIL's bomb warning silenced (the size was
+    checked by check_image_file). Callers load it through :func:`upright`."""
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(path)
+
+
+_ORIENTATION = 0x0112  # EXIF tag: how the stored pixels must be turned to stand upright
+
+
+def exif_orientation(im) -> int:
+    """The image's EXIF orientation (1 = as stored; 2-8 = flipped and/or turned); 1 without a valid tag."""
+    try:
+        value = im.getexif().get(_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(im):
+    """The loaded image as a viewer shows it: EXIF orientation applied (a phone photo of an artwork is
+    stored sideways with orientation 6 or 8). Every image copyscope reads goes through here."""
+    from PIL import ImageOps
+
+    im.load()
+    return ImageOps.exif_transpose(im) if exif_orientation(im) != 1 else im
+
+
+def read_image(source):
+    """The one image reader of copyscope (a path or a file object): decoded, upright (EXIF
+    orientation applied), PIL's bomb warning silenced. References, conditioning images and sources,
+    IP-Adapter images and thumbnails are all read here."""
+    with open_image_quietly(source) as im:
+        image = upright(im)
+        return image.copy() if image is im else image  # usable after the file is closed
+
+
+_identity_memo: dict[tuple[str, int, int], str] = {}
+
+
+def image_sha256(path: Path) -> str:
+    """What identifies an input image in cache keys: the file's SHA-256, combined with its EXIF
+    orientation when that turns it (so images and scores made from a file read sideways, before
+    orientation was applied, are never reused for it)."""
+    from .cache import file_sha256, sha256_bytes
+
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _identity_memo:
+        sha = file_sha256(path)
+        try:
+            with open_image_quietly(path) as im:
+                orientation = exif_orientation(im)
+        except Exception:  # noqa: BLE001 - not an image: its bytes identify it (readers refuse it)
+            orientation = 1
+        _identity_memo[memo] = sha if orientation == 1 else sha256_bytes(f"{sha}|exif-orientation:{orientation}".encode())
+    return _identity_memo[memo]

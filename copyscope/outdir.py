@@ -73,6 +73,9 @@ def resolve_output(zoo, out: str | Path | None, subfolder: str | None = None) ->
     else:
         path = zoo.output_dir / subfolder if subfolder else zoo.output_dir
         where = f"{zoo.where('output')}: {path}"
+        if subfolder and path.is_symlink():  # copyscope's own subfolder must not lead elsewhere
+            raise CopyscopeError(f"{subfolder}/ in the output folder is a symlink; copyscope writes its subfolders only as "
+                                 "real folders: remove the link or pass --out", where=where)
     if path.exists() and not path.is_dir():
         raise CopyscopeError("exists and is not a folder; expected an output folder", where=where)
     return path, where
@@ -106,17 +109,26 @@ class OutputFolder:
         return data
 
     def _legacy_manifest(self) -> dict | None:
-        """A folder written before manifests existed: its report.json is copyscope's."""
+        """A folder written before manifests existed: its report.json is copyscope's (or, for
+        `copyscope demo bench`, its results.json)."""
+        report = self._own_json("report.json")
+        if isinstance(report, dict) and "copyscope_version" in report and "config_sha256" in report:
+            known = {"report.json", "report.html", "coalitions.csv", "attribution.csv", "per_seed.csv", "plan.json",
+                     "zoo.resolved.json"}
+        else:
+            results = self._own_json("results.json")
+            if not (isinstance(results, dict) and str(results.get("format", "")).startswith("copyscope-validity-bench/")):
+                return None
+            known = {"results.json", "table.md", "table_by_kind.md"}
+        return {"copyscope": 1, "files": {n: "before-manifest" for n in known if (self.root / n).is_file()}}
+
+    def _own_json(self, name: str):
         from .inputs import read_bounded
 
         try:
-            report = json.loads(read_bounded(self.root / "report.json", 1 << 30, "report").decode("utf-8"))
-        except (CopyscopeError, UnicodeDecodeError, ValueError):
+            return json.loads(read_bounded(self.root / name, 1 << 30, name).decode("utf-8"))
+        except (CopyscopeError, UnicodeDecodeError, ValueError, RecursionError):
             return None
-        if not (isinstance(report, dict) and "copyscope_version" in report and "config_sha256" in report):
-            return None
-        known = {"report.json", "report.html", "coalitions.csv", "attribution.csv", "per_seed.csv", "plan.json", "zoo.resolved.json"}
-        return {"copyscope": 1, "files": {n: "before-manifest" for n in known if (self.root / n).is_file()}}
 
     def claim(self, names: list[str]) -> dict:
         """Check that copyscope may write ``names`` here; return the manifest (new or existing).
@@ -129,6 +141,7 @@ class OutputFolder:
             raise CopyscopeError(f"cannot read the output folder ({exc.strerror}); choose another output folder",
                                  where=self.where) from None
         entries = [e for e in entries if not e.startswith(STAGING_PREFIX)]
+        self._check_own_subfolders(entries)
         manifest = self.read_manifest() if entries else None
         # what copyscope itself puts in an output folder before an audit's first report: the
         # default image cache, and computed conditioning maps and the analyses' own subfolders (`reward-split`, `imitation`)
@@ -152,6 +165,15 @@ class OutputFolder:
                     "or choose another output folder", where=self.where,
                 )
         return manifest
+
+    def _check_own_subfolders(self, entries: list[str]) -> None:
+        """copyscope writes into its subfolders (``conditioning/``, ...) directly: one that is a symlink
+        would send those writes elsewhere."""
+        for e in entries:
+            # not cache/: a cache has its own marker (copyscope.cache), and may live on another disk
+            if e in OWN_SUBFOLDERS - {"cache"} and (self.root / e).is_symlink():
+                raise CopyscopeError(f"{e}/ in the output folder is a symlink; copyscope writes there only into a real "
+                                     "folder it made: remove the link or choose another output folder", where=self.where)
 
     # -- a run ----------------------------------------------------------------------------------
     @contextmanager

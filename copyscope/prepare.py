@@ -273,6 +273,14 @@ def _conditioning_files(zoo: Zoo, cn) -> list[str]:
 
 def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
                on_event: Callable[[str], None] = lambda msg: None) -> list[dict]:
-    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map."""
+    """``copyscope conditioning ZOO``: check the zoo as an audit would, then compute every map into
+    ``<output>/conditioning``: the output folder must be one the audit may write (new, empty or
+    copyscope's: copyscope.outdir), and its ``conditioning/`` a real folder."""
+    from .outdir import os_error_message
+
     prep = prepare_audit(zoo_path, out, allow_pickle)
-    return maps_for(prep.zoo).compute_all(on_event)
+    OutputFolder(prep.out_dir, where=prep.out_where).claim([])
+    try:
+        return maps_for(prep.zoo).compute_all(on_event)
+    except OSError as exc:
+        raise os_error_message(exc) from None

@@ -3,7 +3,8 @@
 * docs/img/demo_grid.png: the reference images, then a few generations per coalition (the same
   seeds in every row), each row labelled with its coalition;
 * the attribution table (markdown) printed to stdout: Shapley value [95% interval] per metric and
-  player, bold where the Holm-corrected one-sided p < 0.05 under the headline metric (only there), and the planted LoRA's share in percent;
+  player (the t interval), bold where the claim holds under the headline metric (only there), "(t)" where the t test
+  alone finds it and the distribution-free test does not confirm it, and the planted LoRA's share in percent;
 * the ablation table (markdown), when ``copyscope ablate`` has written ablation.json there.
 
     copyscope audit model_zoo.yaml && copyscope ablate model_zoo.yaml
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from copyscope.report.headline import significant, t_only
 from copyscope.cache import ImageCache
 
 CELL, SCALE, LABEL_W, PAD = 32, 3, 250, 4
@@ -37,9 +39,15 @@ def attribution_markdown(report: dict, focus: str = "planted") -> str:
         cells = []
         for p in players:
             v = sec["shapley"][p]
-            c = f"{v['value']:+.3g} [{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
-            # significance is claimed for the headline metric only; the others are sensitivity analysis
-            cells.append(f"**{c}**" if metric == head and v["p_holm"] < 0.05 else c)
+            t = v.get("t", v)  # the t interval; the claim's (distribution-free) one is in report.json
+            c = f"{v['value']:+.3g} [{t['ci95'][0]:.2g}, {t['ci95'][1]:.2g}]"
+            # significance is claimed for the headline metric only; the others are sensitivity analysis.
+            # bold: claimed (both tests); (t): the t test alone, not confirmed by the distribution-free test
+            if metric == head and significant(v, 0.05):
+                c = f"**{c}**"
+            elif metric == head and t_only(v, 0.05):
+                c += " (t)"
+            cells.append(c)
         share = sec["split_percent"][focus]
         label = f"{metric} (headline)" if metric == head else metric
         lines.append(f"| {label} | " + " | ".join(cells)

@@ -1,5 +1,5 @@
-"""copyscope.formats: A1111 / kohya names against diffusers' own conversion code, and the header-only
-"LoRA does not fit its base" check for every layout. No pipeline runs here (models are built on the
+"""copyscope.formats: A1111 / kohya names against diffusers' own conversion code; copyscope.lora_layouts: the
+header-only "LoRA does not fit its base" check for every layout. No pipeline runs here (models are built on the
 meta device or written as small synthetic safetensors files)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from copyscope import formats
+from copyscope import formats, lora_layouts
 from copyscope.file_checks import default_config_repo
 
 
@@ -126,8 +126,8 @@ def _lora(path, layout: str, in_features=768, te_in=768, te2=False) -> Path:
 @pytest.mark.parametrize("base", ["folder", "single"])
 def test_lora_fits_or_names_the_mismatched_layer(bases, layout, base):
     root = bases["root"] / f"{layout}-{base}"
-    assert formats.lora_misfit(bases[base], _lora(root / "ok.safetensors", layout)) is None
-    why = formats.lora_misfit(bases[base], _lora(root / "sdxl-width.safetensors", layout, in_features=2048))
+    assert lora_layouts.lora_misfit(bases[base], _lora(root / "ok.safetensors", layout)) is None
+    why = lora_layouts.lora_misfit(bases[base], _lora(root / "sdxl-width.safetensors", layout, in_features=2048))
     assert why == f"layer {Q} maps 768 -> 640 features in the base, but the LoRA's " + (
         "lora_A" if layout == "diffusers" else "lora_down") + " weight has shape [4, 2048]"
 
@@ -136,14 +136,14 @@ def test_lora_fits_or_names_the_mismatched_layer(bases, layout, base):
 @pytest.mark.parametrize("base", ["folder", "single"])
 def test_text_encoder_part_of_a_lora_is_checked_too(bases, layout, base):
     f = _lora(bases["root"] / f"te-{layout}-{base}.safetensors", layout, te_in=1024)
-    why = formats.lora_misfit(bases[base], f)
+    why = lora_layouts.lora_misfit(bases[base], f)
     assert why == f"layer {TE_Q} maps 768 -> 768 features in the base, but the LoRA's " + (
         "lora_A" if layout == "diffusers" else "lora_down") + " weight has shape [4, 1024]"
 
 
 def test_two_text_encoder_lora_on_a_one_encoder_base(bases):
     f = _lora(bases["root"] / "sdxl.safetensors", "kohya", te2=True)
-    why = formats.lora_misfit(bases["folder"], f)
+    why = lora_layouts.lora_misfit(bases["folder"], f)
     assert why.startswith("it has second text-encoder tensors (lora_te2_text_model_encoder_layers_0_self_attn_q_proj")
     assert "SDXL has two" in why
 
@@ -151,12 +151,12 @@ def test_two_text_encoder_lora_on_a_one_encoder_base(bases):
 def test_lora_naming_no_layer_of_the_base(bases):
     f = _write(bases["root"] / "other.safetensors", {
         "lora_unet_foo_blocks_0_to_q.lora_down.weight": (4, 8), "lora_unet_foo_blocks_0_to_q.lora_up.weight": (8, 4)})
-    assert formats.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
-    assert formats.lora_layout(formats.header(f)) == "kohya"
+    assert lora_layouts.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
+    assert lora_layouts.lora_layout(formats.header(f)) == "kohya"
     loha = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
-    assert formats.lora_layout(formats.header(loha)) == "loha"  # recognised, and refused by layout (not by fit)
-    assert formats.lora_unsupported(formats.header(loha), "sd").startswith("LyCORIS LoHa is not supported by diffusers ")
-    assert formats.lora_misfit(bases["folder"], loha) is None
+    assert lora_layouts.lora_layout(formats.header(loha)) == "loha"  # recognised, and refused by layout (not by fit)
+    assert lora_layouts.lora_unsupported(formats.header(loha), "sd").startswith("LyCORIS LoHa is not supported by diffusers ")
+    assert lora_layouts.lora_misfit(bases["folder"], loha) is None
 
 
 def test_default_config_repo_is_what_from_single_file_would_fetch(bases, sd15_meta):
@@ -212,12 +212,12 @@ LAYOUT_HEADERS = {  # layout -> a header of that layout (shapes only)
 @pytest.mark.parametrize("layout", list(LAYOUT_HEADERS))
 def test_every_layout_is_recognised_and_refused_where_diffusers_cannot_load_it(tmp_path, layout):
     head = formats.header(_write(tmp_path / "x.safetensors", LAYOUT_HEADERS[layout])) if LAYOUT_HEADERS[layout] else {}
-    assert formats.lora_layout(head) == layout
-    if layout not in formats.LORA_LAYOUTS:
+    assert lora_layouts.lora_layout(head) == layout
+    if layout not in lora_layouts.LORA_LAYOUTS:
         return
-    title, families = formats.LORA_LAYOUTS[layout]
+    title, families = lora_layouts.LORA_LAYOUTS[layout]
     for fam in ("sd", "sdxl", "sd3", "flux"):
-        why = formats.lora_unsupported(head, fam)
+        why = lora_layouts.lora_unsupported(head, fam)
         if fam in families:
             assert why is None, (layout, fam)
         else:
@@ -226,10 +226,12 @@ def test_every_layout_is_recognised_and_refused_where_diffusers_cannot_load_it(t
 
 def test_rank_mismatch_and_missing_up_weights_are_named():
     head = {f"{K}.lora_down.weight": {"shape": [4, 8]}, f"{K}.lora_up.weight": {"shape": [8, 2]}}
-    assert formats.lora_rank_mismatch(head) == f"layer {K} has rank 4 in lora_down.weight [4, 8] but 2 in lora_up.weight [8, 2]"
+    assert lora_layouts.lora_rank_mismatch(head) == f"layer {K} has rank 4 in lora_down.weight [4, 8] but 2 in lora_up.weight [8, 2]"
     lone = {"unet.a.lora_A.weight": {"shape": [4, 8]}}
-    assert formats.lora_rank_mismatch(lone) == "layer unet.a has a lora_A.weight tensor but no lora_B.weight"
-    assert formats.lora_rank_mismatch({f"{K}.lora_down.weight": {"shape": [4, 8, 1, 1]}, f"{K}.lora_up.weight": {"shape": [8, 4]}}) is None
+    assert lora_layouts.lora_rank_mismatch(lone) == "layer unet.a has a lora_A.weight tensor but no lora_B.weight"
+    conv = {f"{K}.lora_down.weight": {"shape": [4, 8, 1, 1]}, f"{K}.lora_up.weight": {"shape": [8, 4]}}
+    assert lora_layouts.lora_rank_mismatch(conv) is None
+
 
 
 def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_would_drop_layers(tmp_path):
@@ -240,15 +242,15 @@ def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_wo
              f"transformer.{q}.lora.down.weight": (4, 8), f"transformer.{q}.lora.up.weight": (8, 4)}
     head = formats.header(_write(tmp_path / "mixed.safetensors", mixed))
     for fam in ("sd3", "flux"):
-        why = formats.lora_unsupported(head, fam)
+        why = lora_layouts.lora_unsupported(head, fam)
         assert why and why.startswith("a diffusers/peft LoRA whose transformer tensors mix peft names"), why
         assert f"transformer.{q}.lora.down.weight" in why and "2 tensors" in why
     # the first tensor with the older names: diffusers converts them all
     first_old = {k.replace("transformer_blocks.0.ff", "transformer_blocks.2.ff"): v for k, v in mixed.items()}
-    assert formats.lora_unsupported(formats.header(_write(tmp_path / "first-old.safetensors", first_old)), "flux") is None
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "first-old.safetensors", first_old)), "flux") is None
     # one spelling only: accepted
     peft_only = {k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v for k, v in mixed.items()}
-    assert formats.lora_unsupported(formats.header(_write(tmp_path / "peft.safetensors", peft_only)), "flux") is None
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "peft.safetensors", peft_only)), "flux") is None
 
 
 def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops(tmp_path):
@@ -258,7 +260,7 @@ def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops
     ok = {f"{q}.lora_down.weight": (4, 8), f"{q}.lora_up.weight": (8, 4), f"{q}.alpha": (),
           "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 8),
           "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": (8, 4), "lora_te1_text_model_encoder_layers_0_mlp_fc1.alpha": ()}
-    assert formats.lora_unsupported(formats.header(_write(tmp_path / "ok.safetensors", ok)), "flux") is None
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "ok.safetensors", ok)), "flux") is None
     bad = {  # name -> (extra tensors, what the refusal names)
         "ff": ({"lora_transformer_transformer_blocks_0_ff_net_2.lora_down.weight": (4, 8),
                 "lora_transformer_transformer_blocks_0_ff_net_2.lora_up.weight": (8, 4),
@@ -269,7 +271,7 @@ def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops
                  "drops the lora_unet_* layers, e.g. lora_unet_x, without a word"),
     }
     for name, (extra, said) in bad.items():
-        why = formats.lora_unsupported(formats.header(_write(tmp_path / f"{name}.safetensors", {**ok, **extra})), "flux")
+        why = lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{name}.safetensors", {**ok, **extra})), "flux")
         assert why and why.startswith("kohya LoRA with diffusers Flux names (lora_transformer_*) is not supported") and said in why, why
 
 
@@ -277,7 +279,7 @@ def test_peft_oft_names_of_each_peft_version_are_recognised(tmp_path):
     """peft's OFT stores oft_r in older releases and oft_R.weight in newer ones (measured on a saved file by
     tests/test_lora_producers_families.py); BOFT stores boft_R."""
     for i, key in enumerate(("unet.a.to_q.oft_r", "unet.a.to_q.oft_R.weight", "transformer.a.to_q.boft_R")):
-        assert formats.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key
+        assert lora_layouts.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key
 
 
 def test_diffusers_lora_tensors_for_a_component_the_family_loader_skips_are_refused(tmp_path):
@@ -286,7 +288,7 @@ def test_diffusers_lora_tensors_for_a_component_the_family_loader_skips_are_refu
     t = {"transformer.a.to_q.lora_A.weight": (4, 8), "transformer.a.to_q.lora_B.weight": (8, 4)}
     for fam, comp, ok in (("sd3", "text_encoder_3", "text_encoder_2"), ("flux", "text_encoder_2", "text_encoder")):
         extra = {f"{comp}.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight": (4, 8)}
-        why = formats.lora_unsupported(formats.header(_write(tmp_path / f"{fam}.safetensors", {**t, **extra})), fam)
+        why = lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{fam}.safetensors", {**t, **extra})), fam)
         assert why and why.startswith(f"a diffusers/peft LoRA with {comp} tensors is not supported by diffusers"), why
         fine = {f"{ok}.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": (4, 8)}
-        assert formats.lora_unsupported(formats.header(_write(tmp_path / f"{fam}-ok.safetensors", {**t, **fine})), fam) is None
+        assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{fam}-ok.safetensors", {**t, **fine})), fam) is None

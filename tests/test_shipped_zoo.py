@@ -69,11 +69,15 @@ def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
         values = {p: v["value"] for p, v in sec["shapley"].items()}
         assert max(values, key=values.get) == "planted", (metric, values)
         planted = sec["shapley"]["planted"]
-        assert planted["ci95"][0] > 0, (metric, planted)  # its interval excludes zero
-        assert planted["p_holm"] < 0.05, (metric, planted)
+        # under the t test (the claim needs the distribution-free test too, which cannot confirm a contribution
+        # of this size from the demo's 8 seeds: README "Which test carries a claim"), the planted LoRA's interval
+        # excludes zero and it is significant
+        t = planted.get("t", planted)
+        assert t["ci95"][0] > 0 and t["p_holm"] < 0.05, (metric, planted)
         for d in decoys:
             # a clear margin: the planted value beats each decoy's upper interval bound
-            assert planted["value"] > sec["shapley"][d]["ci95"][1], (metric, d, values)
+            assert planted["value"] > sec["shapley"][d].get("t", sec["shapley"][d])["ci95"][1], (metric, d, values)
+            assert not sec["shapley"][d]["p_holm"] < 0.05  # no claim for a decoy under any metric
         assert abs(sec["efficiency_gap"]) < 1e-9
 
 

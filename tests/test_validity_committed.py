@@ -84,7 +84,13 @@ def test_headline_meets_issue_15s_bar_on_the_full_set():
         assert n == 36
         assert s["decoy_significant"] == [0, n], (name, s)
         assert s["own_work"] == [2, 2], (name, s)
-        assert s["planted_first"][0] >= 0.95 * n and s["plant_significant"][0] >= 0.9 * n, (name, s)
+        # runs made since claims need the distribution-free test too (significance: both) keep the t test's own
+        # verdicts beside the claim's: the bar is the t test's, and no test calls a decoy significant
+        t_plant = s.get("plant_significant_t", s["plant_significant"])
+        assert s["planted_first"][0] >= 0.95 * n and t_plant[0] >= 0.9 * n, (name, s)
+        if "plant_significant_t" in s:
+            assert s["decoy_significant_t"] == s["decoy_significant_bounded"] == [0, n], (name, s)
+            assert s["plant_significant"][0] <= min(t_plant[0], s["plant_significant_bounded"][0]), (name, s)
 
 
 def test_every_headline_miss_on_the_full_set_is_named_in_the_readme():

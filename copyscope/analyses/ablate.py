@@ -35,76 +35,13 @@ from ..cache import atomic_write_text
 from ..coalitions import members_of
 from ..errors import CopyscopeError
 from ..finite import is_finite as _finite
+from ..report import significance_rule
+from .ground_truth import GROUND_TRUTH_FILE, find_ground_truth, planted_players, read_ground_truth  # noqa: F401  (API)
 from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
 from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
-GROUND_TRUTH_FILE = "ground_truth.json"
-
-
-def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
-    """``explicit``, else ``ground_truth.json`` beside the zoo file, else beside (or one folder
-    above) a local base model folder / file."""
-    if explicit is not None:
-        p = Path(explicit)
-        if not p.is_file():
-            raise CopyscopeError("ground truth file not found", where=str(p))
-        return p
-    candidates = [zoo.root / GROUND_TRUTH_FILE]
-    for b in zoo.spec.bases:
-        mp = zoo.resolve_path(b.model)
-        if mp.exists():
-            d = mp if mp.is_dir() else mp.parent
-            candidates += [d / GROUND_TRUTH_FILE, d.parent / GROUND_TRUTH_FILE]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
-
-
-def planted_players(gt: dict, gt_path: Path, zoo, players: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Players the ground truth names as planted infringers, and notes on names it could not place.
-
-    Accepted: ``planted_infringer`` (a name or a list of names), ``planted`` (same), and
-    ``references.<work>.trained_into`` (lists of names), as in the demo zoo's ground_truth.json. A
-    ground-truth name maps to a player when a component file it lists (``components.loras.<name>.file``,
-    relative to ground_truth.json) is the file that player loads, else when it equals a player name.
-    """
-    names: list[str] = []
-    for key in ("planted_infringer", "planted"):
-        v = gt.get(key)
-        if isinstance(v, str):
-            names.append(v)
-        elif isinstance(v, list):
-            names += [x for x in v if isinstance(x, str)]
-    for w in (gt.get("references") or {}).values():
-        if isinstance(w, dict):
-            names += [x for x in (w.get("trained_into") or []) if isinstance(x, str)]
-    names = list(dict.fromkeys(names))
-    by_file: dict[Path, str] = {}
-    for lo in zoo.spec.loras:
-        by_file[zoo.resolve_path(lo.model).resolve()] = lo.name
-    for cn in zoo.spec.controlnets:
-        by_file[zoo.resolve_path(cn.model).resolve()] = cn.name
-    components = gt.get("components") or {}
-    out, notes = [], []
-    for n in names:
-        found = None
-        for group in components.values():
-            if isinstance(group, dict) and isinstance(group.get(n), dict):
-                f = group[n].get("file") or group[n].get("path")
-                if isinstance(f, str):
-                    found = by_file.get((gt_path.parent / f).resolve())
-            if found:
-                break
-        if found is None and n in players:
-            found = n
-        if found is not None and found in players:
-            out.append(found)
-        else:
-            notes.append(f"ground-truth component {n!r} is not a player of this game")
-    return list(dict.fromkeys(out)), notes
 
 
 def planted_recovery(values: Mapping[str, float | None], players: Sequence[str], planted: Sequence[str],
@@ -177,13 +114,15 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     return result
 
 
-def _estimate_rows(result, names: Sequence[str], level: float) -> dict:
-    from ..report import estimate_section
+def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, rule: str) -> dict:
+    """Per metric: the report's Shapley section (under the audit's significance ``rule``; ``metrics``:
+    name -> metric, for the per-seed bound) and the per-seed values or replicates."""
+    from ..report import estimate_section, seed_bound
 
     out = {}
     for metric, r in result.results.items():
         est = r.estimate
-        sec = estimate_section(est, level, list(names))
+        sec = estimate_section(est, level, list(names), seed_bound(metrics.get(metric), est), rule)
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
@@ -273,22 +212,16 @@ def run_ablation(
     from ..report import write_views
     from ..score import Scorer
 
-    if ground_truth is not None and not Path(ground_truth).is_file():  # before an audit that may take hours
-        raise CopyscopeError("ground truth file not found", where=str(ground_truth))
+    if ground_truth is not None:  # before an audit that may take hours
+        read_ground_truth(Path(ground_truth))
     prep = prepare_audit(zoo_path, out, allow_pickle)
-    report = run_audit(prep, hooks=hooks)
     zoo = prep.zoo
-    level = zoo.spec.estimator.confidence
-    out_dir = prep.out_dir
     gt_path = find_ground_truth(zoo, ground_truth)
-    gt = None
-    if gt_path is not None:
-        try:
-            gt = json.loads(gt_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CopyscopeError(f"ground truth is not valid JSON ({exc.__class__.__name__})", where=str(gt_path)) from None
-        if not isinstance(gt, dict):
-            raise CopyscopeError("ground truth must be a JSON object", where=str(gt_path))
+    gt = read_ground_truth(gt_path) if gt_path is not None else None  # checked before the audit runs
+    report = run_audit(prep, hooks=hooks)
+    level = zoo.spec.estimator.confidence
+    rule = significance_rule(zoo.spec.estimator)
+    out_dir = prep.out_dir
 
     seeds = list(prep.plan.seeds)
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
@@ -310,7 +243,8 @@ def run_ablation(
         for k in range(1, len(seeds) + 1):
             if hooks is not None:
                 hooks.on_event(f"ablation: base {game.base.name}, first {k} of {len(seeds)} seed(s)")
-            per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level)
+            per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level,
+                                      {m.name: m for m in prep.metrics}, rule)
         stability = seed_stability(per_k, players, metrics)
         for m in metrics:  # the k = n recomputation must be the audit's: say so if it is not
             if m in stability:

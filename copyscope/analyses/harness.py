@@ -33,6 +33,7 @@ class AnalysisContext:
     on_event: Callable[[str], None] = lambda msg: None
     t0: float = field(default_factory=time.perf_counter)
     _refs: object = None
+    out_where: str | None = None  # how errors name the output folder ("--out DIR" or the zoo's output key)
 
     @property
     def refs(self):
@@ -68,7 +69,7 @@ class AnalysisContext:
         return m
 
     def write(self, result: dict, filename: str) -> dict:
-        return write_analysis(result, self.out_dir, filename, self.t0)
+        return write_analysis(result, self.out_dir, filename, self.t0, where=self.out_where)
 
 
 def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: bool = False,
@@ -76,14 +77,16 @@ def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: 
     """The context of an analysis of a loaded zoo: output ``--out`` or ``<zoo output>/<subfolder>``,
     the shared image cache, the device; generation settings checked as the audit checks them."""
     from ..generation import resolve_device
-    from ..outdir import resolve_output
+    from ..outdir import OutputFolder, resolve_output
     from ..prepare import check_generation, open_cache
 
-    out_dir, _ = resolve_output(zoo, out, subfolder)
+    out_dir, where = resolve_output(zoo, out, subfolder)
+    OutputFolder(out_dir, where=where).claim([])  # the audit's ownership rule, checked before any work
     cache = open_cache(zoo)
     check_generation(zoo)
     return AnalysisContext(zoo, out_dir, cache, resolve_device(zoo.spec.generation.device), allow_pickle,
-                           on_event or (lambda msg: None), t0 if t0 is not None else time.perf_counter())
+                           on_event or (lambda msg: None), t0 if t0 is not None else time.perf_counter(),
+                           out_where=where)
 
 
 def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
@@ -100,13 +103,18 @@ def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 0))
 
 
-def write_analysis(result: dict, out_dir: Path, filename: str, t0: float) -> dict:
+def write_analysis(result: dict, out_dir: Path, filename: str, t0: float, where: str | None = None) -> dict:
     """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
-    (JSON), and return it."""
+    (JSON) through the output folder's manifest (copyscope.outdir: never over a file copyscope did
+    not write), and return it."""
     from ..cache import atomic_write_text
+    from ..outdir import OutputFolder, os_error_message
 
     result["wall_seconds"] = round(time.perf_counter() - t0, 3)
     result["output_dir"] = str(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / filename, json.dumps(result, indent=2))
+    try:
+        with OutputFolder(Path(out_dir), where=where).run([filename], filename.removesuffix(".json")) as stage:
+            atomic_write_text(stage / filename, json.dumps(result, indent=2))
+    except OSError as exc:
+        raise os_error_message(exc) from None
     return result

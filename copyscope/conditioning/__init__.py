@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, file_sha256, key_of, png_bytes, sha256_bytes, to_uint8
+from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, key_of, png_bytes, sha256_bytes, to_uint8
 from ..errors import CopyscopeError, MissingDependency
+from ..inputs import image_sha256
 from .detectors import (  # noqa: F401  (re-exported: copyscope.conditioning.canny, ...)
     ANNOTATOR_HUB_DEFAULT,
     ANNOTATORS,
@@ -97,9 +98,13 @@ class ConditioningMaps:
         c = self.zoo.spec.controlnets[i].conditioning
         work = work if c.from_work == PROMPT_WORK else c.from_work
         if c.from_image is not None:
+            from ..inputs import check_image_file
+
             path = self.zoo.resolve_path(c.from_image)
-            if not path.is_file():
-                what = "is a folder; expected an image file" if path.is_dir() else f"not found (looked at {path})"
+            # a regular image file within the pixel limit (a FIFO, a folder or a bomb is named as such)
+            what = check_image_file(path)
+            if what is not None:
+                what = f"not found (looked at {path})" if what == "not found" else f"is {what}"
                 raise self.zoo.fail(f"conditioning source {c.from_image!r} {what}", *self._loc(i, "from_image"))
             return [(path, None)]
         files = iter_reference_files(self.zoo)[work]
@@ -179,7 +184,7 @@ class ConditioningMaps:
             "detector": c.detector,
             "weights": self.detector_source(i).identity(),
             "params": dict(sorted(c.params.items())),
-            "source_sha256": file_sha256(source),
+            "source_sha256": image_sha256(source),  # the file and its EXIF orientation
             "size": [h, w],
         }
 

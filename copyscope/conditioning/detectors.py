@@ -7,6 +7,7 @@ model; the controlnet-aux annotators are imported only when one is used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,43 @@ def check_detector(detector: str, params: dict, model: str | None) -> None:
                                  f"{', '.join(sorted(allowed)) or 'none'}")
             if isinstance(value, bool) != (allowed[key] is bool) or not isinstance(value, allowed[key]):
                 raise ValueError(f"parameter {key!r} of detector {detector!r} has the wrong type, got {value!r}")
+        _check_values(detector, params)
+
+
+MAX_SIGMA = 1000.0  # pixels of blur: far above any use (the side is at most 8192), and a kernel that fits memory
+MAX_THRESHOLD = 1000.0  # canny thresholds on the gradient of a [0, 1] luminance (at most about 6)
+CANNY_DEFAULTS = {"low_threshold": 0.1, "high_threshold": 0.2}  # skimage's, when a threshold is not given
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _check_values(detector: str, params: dict) -> None:
+    """Values the detector would crash on (or run for ever with): a non-finite number, a negative or
+    huge sigma, canny thresholds below 0, quantiles above 1, or low above high."""
+    for key, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"parameter {key!r} of detector {detector!r} is {value!r}; expected a finite number")
+    sigma = params.get("sigma")
+    if sigma is not None and not 0 <= sigma <= MAX_SIGMA:
+        raise ValueError(f"parameter 'sigma' of detector {detector!r} is {_shown(sigma)}; expected a number from 0 to "
+                         f"{MAX_SIGMA:g} (pixels of blur)")
+    if detector != "canny":
+        return
+    quantiles = params.get("use_quantiles", False)
+    for key in CANNY_DEFAULTS:
+        value = params.get(key)
+        if value is not None and not 0 <= value <= (1 if quantiles else MAX_THRESHOLD):
+            what = "a quantile from 0 to 1 (use_quantiles: true)" if quantiles else f"a number from 0 to {MAX_THRESHOLD:g}"
+            raise ValueError(f"parameter {key!r} of detector 'canny' is {_shown(value)}; expected {what}")
+    low, high = (params.get(k, CANNY_DEFAULTS[k]) for k in CANNY_DEFAULTS)
+    low = CANNY_DEFAULTS["low_threshold"] if low is None else low
+    high = CANNY_DEFAULTS["high_threshold"] if high is None else high
+    if low > high:
+        given = "" if "low_threshold" in params and "high_threshold" in params else " (the other at its default)"
+        raise ValueError(f"canny low_threshold {low!r} is above high_threshold {high!r}{given}; expected low <= high")
 
 
 # ------------------------------------------------------------------------------------------- detectors

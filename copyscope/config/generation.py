@@ -4,9 +4,9 @@ device, and the family-specific settings (each part of the image keys of its fam
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, Strict, ValidationError, field_validator, model_validator
 
 from .base import Float as _Float, Int as _Int, Strict_ as _Strict
 
@@ -36,21 +36,28 @@ def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# SDXL micro-conditioning: sizes are positive, crop offsets >= 0, both within the largest image; strict
+# integers (a boolean is not a coordinate)
+_Side = Annotated[int, Strict(), Field(ge=1, le=MAX_SIDE)]
+_Offset = Annotated[int, Strict(), Field(ge=0, le=MAX_SIDE)]
+
+
 class SDXLSettings(_Strict):
     """SDXL micro-conditioning (sizes as [height, width]); null sizes mean the generated size."""
 
-    original_size: tuple[int, int] | None = None
-    target_size: tuple[int, int] | None = None
-    crops_coords_top_left: tuple[int, int] = (0, 0)
+    original_size: tuple[_Side, _Side] | None = None
+    target_size: tuple[_Side, _Side] | None = None
+    crops_coords_top_left: tuple[_Offset, _Offset] = (0, 0)
 
 
 class SD3Settings(_Strict):
-    max_sequence_length: int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
+    max_sequence_length: _Int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
 
 
 class FluxSettings(_Strict):
-    max_sequence_length: int = Field(512, ge=1, le=512, description="T5 tokens of the prompt")
-    true_cfg_scale: float = Field(1.0, ge=1.0, description="> 1 runs real classifier-free guidance with the negative prompt")
+    max_sequence_length: _Int = Field(512, ge=1, le=512, description="T5 tokens of the prompt")
+    true_cfg_scale: _Float = Field(1.0, ge=1.0, le=MAX_GUIDANCE,
+                                   description="> 1 runs real classifier-free guidance with the negative prompt")
 
 
 class AdaptiveSeeds(_Strict):
@@ -85,7 +92,8 @@ class GenerationSpec(_Strict):
     batch_size: _Int = Field(4, ge=1, le=MAX_BATCH)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
-    compile: bool = Field(False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
+    compile: Annotated[bool, Strict()] = Field(
+        False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
     # family-specific settings (copyscope/families.py); each is part of the image keys of its family only
     sdxl: SDXLSettings = SDXLSettings()
     sd3: SD3Settings = SD3Settings()

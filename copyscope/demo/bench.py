@@ -33,6 +33,8 @@ from ..errors import CopyscopeError
 from .scenarios import Scenario, scenarios, truth_scenarios
 
 ALPHA = 0.05
+BENCH_FILES = ["results.json", "table.md", "table_by_kind.md"]
+BENCH_SUBFOLDERS = ("pool", "scenarios", "truth", "cache")  # written directly (reused by the next run)
 AUDIT_SEEDS = 8  # seeds 0..7, as the shipped model_zoo.yaml
 TRUTH_SEEDS = list(range(1000, 1032))  # disjoint from the audit seeds
 
@@ -250,8 +252,6 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     seeds 0..seeds-1 per coalition (default 8, as the shipped zoo). ``cache``: the image cache (default
     ``out/cache``). ``jobs``: worker processes for the pool's training and the audits (default 1: all in
     this process)."""
-    from .pool import train_pool
-
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
@@ -261,9 +261,38 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         raise CopyscopeError(f"--jobs {jobs}: needs at least 1 process")
     if int(seeds) < 2:
         raise CopyscopeError(f"--seeds {seeds}: the audit needs at least 2 seeds per coalition")
+    gt = read_ground_truth(demo_zoo)
+    # the audit's output-folder rule (copyscope.outdir), checked before the pool trains: never over a
+    # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
+    from ..outdir import OutputFolder, os_error_message
+
+    folder = OutputFolder(out, where=f"--out {out}")
+    folder.claim(BENCH_FILES)
+    for sub in BENCH_SUBFOLDERS:
+        if (out / sub).is_symlink() or ((out / sub).exists() and not (out / sub).is_dir()):
+            raise CopyscopeError(f"{sub}/ in the output folder is a symlink or a file; the benchmark writes there only "
+                                 "into a real folder: remove it or choose another --out", where=f"--out {out}")
+    if cache is not None and Path(cache).exists() and not Path(cache).is_dir():
+        raise CopyscopeError("exists and is not a folder; expected a cache folder", where=f"--cache {cache}")
+    try:
+        with folder.run(BENCH_FILES, "demo bench") as stage:
+            doc = _bench(out, demo_zoo, gt, todo, subset=subset, kinds=kinds, truth=truth, seed=seed,
+                         lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, log=log, t0=t0)
+            atomic_write_text(stage / "results.json", json.dumps(doc, indent=2) + "\n")
+            atomic_write_text(stage / "table.md", format_table(doc["summary"]))
+            atomic_write_text(stage / "table_by_kind.md", format_kind_table(doc["results"], kind_table_metrics(doc["metrics"])))
+    except OSError as exc:
+        raise os_error_message(exc) from None
+    return doc
+
+
+def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, truth, seed, lora_steps, seeds, cache,
+           jobs, log, t0) -> dict:
+    """Train the pool, audit the scenarios, judge them: the results document (written by run_bench)."""
+    from .pool import train_pool
+
     pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log,
                       jobs=int(jobs))
-    gt = json.loads((demo_zoo / "ground_truth.json").read_text(encoding="utf-8"))
     metrics = candidate_metrics()
     cache = Path(cache) if cache is not None else out / "cache"
     truth_of: dict[str, dict] = {}
@@ -290,9 +319,6 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
            "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
-    atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out / "table.md", format_table(summary))
-    atomic_write_text(out / "table_by_kind.md", format_kind_table(results, kind_table_metrics(metrics)))
     return doc
 
 
@@ -306,7 +332,45 @@ def kind_table_metrics(metrics: list[str]) -> list[str]:
 
 
 def check_demo_zoo(path: Path) -> Path:
-    if not (Path(path) / "ground_truth.json").is_file():
+    from ..inputs import file_kind
+
+    if file_kind(Path(path) / "ground_truth.json") == "not found":
         raise CopyscopeError(f"{path}: not a demo zoo (no ground_truth.json); build one with "
                              "`copyscope demo build --out DIR` and pass --zoo DIR")
+    read_ground_truth(Path(path))
     return Path(path)
+
+
+def read_ground_truth(demo_zoo: Path) -> dict:
+    """A demo zoo's ground_truth.json, with what the benchmark reads checked (one line naming file and key)."""
+    from ..inputs import read_bounded
+
+    path = Path(demo_zoo) / "ground_truth.json"
+    expected = "expected the ground_truth.json `copyscope demo build` writes"
+    raw = read_bounded(path, 16 << 20, "ground_truth.json")
+    try:
+        gt = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CopyscopeError(f"not UTF-8 text (byte {exc.start}); {expected}", where=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise CopyscopeError(f"not valid JSON (line {exc.lineno}: {exc.msg}); {expected}", where=str(path)) from None
+    except RecursionError:
+        raise CopyscopeError(f"nested too deeply; {expected}", where=str(path)) from None
+    if not isinstance(gt, dict):
+        raise CopyscopeError(f"is not a JSON object; {expected}", where=str(path))
+
+    def need(ok: bool, key: str, what: str, value) -> None:
+        if not ok:
+            raise CopyscopeError(f"{key}: expected {what}, got {str(repr(value))[:60]}; {expected}", where=str(path))
+
+    res = gt.get("resolution")
+    need(type(res) is int and 8 <= res <= 8192 and res % 8 == 0, "resolution", "a multiple of 8 from 8 to 8192", res)
+    need(isinstance(gt.get("prompt"), str), "prompt", "a text", gt.get("prompt"))
+    steps = gt.get("steps")
+    need(isinstance(steps, dict) and type(steps.get("lora")) is int and steps["lora"] >= 1, "steps.lora",
+         "a positive integer", steps.get("lora") if isinstance(steps, dict) else steps)
+    hyper = gt.get("hyperparameters")
+    need(hyper is None or isinstance(hyper, dict), "hyperparameters", "an object", hyper)
+    rank = (hyper or {}).get("lora_rank")
+    need(rank is None or (type(rank) is int and 1 <= rank <= 4096), "hyperparameters.lora_rank", "a positive integer", rank)
+    return gt

@@ -140,6 +140,24 @@ class _Build:
         ]
 
 
+DEMO_LAYOUT = {"base", "controlnet-depth", "loras", "references", "control", "ground_truth.json", "zoo.yaml"}
+
+
+def _is_demo_zoo(folder: Path) -> bool:
+    """A folder `copyscope demo build` wrote: its ground_truth.json says so (or, a build stopped before
+    writing it, the folder holds the demo's own folders only)."""
+    from ..inputs import read_bounded
+
+    names = {p.name for p in folder.iterdir()}
+    if "ground_truth.json" not in names and names <= DEMO_LAYOUT - {"zoo.yaml"} and all((folder / n).is_dir() for n in names):
+        return True
+    try:
+        gt = json.loads(read_bounded(folder / "ground_truth.json", 16 << 20, "ground_truth.json").decode("utf-8"))
+    except (CopyscopeError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(gt, dict) and str(gt.get("format", "")).startswith("copyscope-demo-ground-truth/")
+
+
 def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank) -> dict:
     """The arguments, normalised; a CopyscopeError for anything a build must not start with."""
     out = Path(out_dir)
@@ -165,6 +183,10 @@ def _checked(out_dir, references, decoys, base_images, resolution, quick, steps,
         raise CopyscopeError(f"{out}: exists and is not a folder; expected an output folder for the zoo")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CopyscopeError(f"{out}: exists and is not empty; choose another --out, or pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()) and not _is_demo_zoo(out):
+        # --overwrite replaces a demo zoo built before, never a folder copyscope did not write
+        raise CopyscopeError(f"{out}: exists, is not empty and is not a demo zoo (no ground_truth.json written by "
+                             "`copyscope demo build`); --overwrite replaces only a demo zoo: choose another --out")
     return {"out": out, "references": references, "decoys": decoys, "base_images": base_images,
             "steps": st, "pool": QUICK_POOL if quick else FULL_POOL, "lora_rank": int(lora_rank or HYPER["lora_rank"])}
 

@@ -87,6 +87,33 @@ def _generate(pipe, cpipe, coal, prompt, cond, seeds, steps, guidance, res, cond
     return pipe([prompt] * seeds, **kw).images
 
 
+GRID_SOFTWARE = "copyscope demo check"
+
+
+def check_grid_target(path: Path) -> None:
+    """--grid writes a new file, or replaces a grid `demo check` wrote; never another file."""
+    from PIL import Image
+
+    from ..errors import CopyscopeError
+    from ..inputs import file_kind
+
+    kind = file_kind(Path(path))
+    if kind == "not found":
+        if not Path(path).parent.is_dir():
+            raise CopyscopeError("its folder does not exist; expected a PNG file to write", where=f"--grid {path}")
+        return
+    if kind is not None:
+        raise CopyscopeError(f"is {kind}; expected a PNG file to write", where=f"--grid {path}")
+    try:
+        with Image.open(path) as im:
+            ours = im.format == "PNG" and im.info.get("Software") == GRID_SOFTWARE
+    except Exception:  # noqa: BLE001 - not an image at all
+        ours = False
+    if not ours:
+        raise CopyscopeError("exists and was not written by `copyscope demo check`; move it away or choose another "
+                             "--grid file", where=f"--grid {path}")
+
+
 def shapley_check(
     zoo_dir: Path | str,
     *,
@@ -126,8 +153,16 @@ def shapley_check(
     pipe.disable_lora()
     shap = {m: brute_force_shapley(players, w.__getitem__) for m, w in worth.items()}
     if grid_path is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        from ..cache import atomic_write_bytes
+
         grid = np.concatenate(grid_rows, axis=0)
-        Image.fromarray(to_uint8(grid)).save(grid_path)
+        info = PngInfo()
+        info.add_text("Software", GRID_SOFTWARE)  # marks the file as ours: a later --grid may replace it
+        buf = __import__("io").BytesIO()
+        Image.fromarray(to_uint8(grid)).save(buf, format="PNG", pnginfo=info)
+        atomic_write_bytes(Path(grid_path), buf.getvalue())
 
     def key(s: frozenset) -> str:
         return "+".join(p for p in players if p in s) or "(empty)"

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import CopyscopeError
+from ..termtext import plain
 
 demo_app = typer.Typer(help="The demo zoo: a tiny SD pipeline with a planted infringer and ground truth.",
                        no_args_is_help=True)
@@ -65,7 +66,7 @@ def build(
             overwrite=overwrite,
         )
     except CopyscopeError as e:
-        typer.secho(str(e), fg="red", err=True)
+        typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None
 
 
@@ -80,11 +81,17 @@ def check_cmd(
     """Exact Shapley over {controlnet-depth, LoRAs} with diffusers directly (independent of the audit engine)."""
     import torch
 
-    from .check import shapley_check
+    from .check import check_grid_target, shapley_check
 
     if not (zoo / "ground_truth.json").exists():
-        typer.secho(f"{zoo}: no ground_truth.json (not a demo zoo?)", fg="red", err=True)
+        typer.secho(plain(f"{zoo}: no ground_truth.json (not a demo zoo?)"), fg="red", err=True)
         raise typer.Exit(2)
+    if grid is not None:
+        try:
+            check_grid_target(grid)  # before the check runs: never over a file it did not write
+        except CopyscopeError as e:
+            typer.secho(plain(str(e)), fg="red", err=True)
+            raise typer.Exit(e.exit_code) from None
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     res = shapley_check(zoo, seeds=seeds, steps=steps, guidance=guidance, grid_path=grid, log=typer.echo)
     typer.echo(json.dumps(res["shapley"], indent=2))
@@ -122,7 +129,7 @@ def bench_cmd(
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
                         jobs=jobs, log=typer.echo)
     except CopyscopeError as e:
-        typer.secho(str(e), fg="red", err=True)
+        typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None
     typer.echo(f"\n{doc['scenarios']} scenarios, {doc['wall_seconds']:.0f} s; alpha {doc['alpha']} (Holm across players)\n")
     typer.echo(format_table(doc["summary"]))

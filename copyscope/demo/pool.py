@@ -35,6 +35,17 @@ def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank
     return e
 
 
+def _read_pool_manifest(path: Path) -> dict:
+    """pool.json of an earlier run; an unreadable one is as none (its LoRAs are trained again)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or not isinstance(old.get("loras", {}), dict):
+        return {}
+    return {**old, "loras": {k: v for k, v in old.get("loras", {}).items() if isinstance(v, dict)}}
+
+
 def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, only=None,
                log: Callable[[str], None] = print, jobs: int = 1) -> Path:
     """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
@@ -51,7 +62,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     rank = lora_rank_of(gt)
     pool_dir = Path(out) / "pool"
     manifest_file = pool_dir / "pool.json"
-    old = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
+    old = _read_pool_manifest(manifest_file)
     manifest = {"format": POOL_FORMAT, "demo_zoo": str(demo_zoo.resolve()), "resolution": resolution,
                 "prompt": prompt, "loras": dict(old.get("loras", {}))}
     _write_pool_references(pool_dir, resolution, seed)

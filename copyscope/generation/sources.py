@@ -190,8 +190,10 @@ def load_control(path: Path, w: int, h: int):
     if key not in _control_memo:
         import io
 
-        with Image.open(io.BytesIO(data)) as im:
-            _control_memo[key] = im.convert("RGB").resize((w, h), Image.BICUBIC)
+        from ..inputs import read_image
+
+        # EXIF orientation applied, as for every image copyscope reads
+        _control_memo[key] = read_image(io.BytesIO(data)).convert("RGB").resize((w, h), Image.BICUBIC)
         if len(_control_memo) > 256:  # a few MB at most; oldest first
             _control_memo.pop(next(iter(_control_memo)))
     return _control_memo[key]

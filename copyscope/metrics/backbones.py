@@ -56,7 +56,7 @@ from .backbone_base import (  # noqa: F401 (re-exported: the backbones' public n
     imagenet_batches,
     hash_weights,
 )
-from .base import Option
+from .base import MAX_BATCH, MAX_SIDE, Option
 from .hf_backbones import CLIPBackbone, DINOv2Backbone, HFBackbone  # noqa: F401
 
 
@@ -70,8 +70,8 @@ class PixelBackbone(Backbone):
 
     key = "pixels"
     OPTIONS = {
-        "size": Option(32, int, minimum=1, help="side of the square resize"),
-        "dim": Option(64, int, minimum=0, help="random-projection dimension (0 = raw pixels)"),
+        "size": Option(32, int, minimum=1, maximum=MAX_SIDE, help="side of the square resize"),
+        "dim": Option(64, int, minimum=0, maximum=4096, help="random-projection dimension (0 = raw pixels)"),
         "projection_seed": Option(0, int, minimum=0, help="seed of the fixed projection matrix"),
     }
 
@@ -162,8 +162,8 @@ class SSCDBackbone(_FileBackbone):
 
     key = "sscd"
     OPTIONS = {
-        "size": Option(320, int, minimum=16, help="side of the square resize"),
-        "batch_size": Option(16, int, minimum=1, affects_output=False),
+        "size": Option(320, int, minimum=16, maximum=MAX_SIDE, help="side of the square resize"),
+        "batch_size": Option(16, int, minimum=1, maximum=MAX_BATCH, affects_output=False),
     }
 
     def _missing_source(self) -> str:
@@ -199,7 +199,7 @@ class InceptionBackbone(_FileBackbone):
     """InceptionV3 pool3 features (2048-d) of torch-fidelity, as torchmetrics' FID/KID use."""
 
     key = "inception"
-    OPTIONS = {"batch_size": Option(16, int, minimum=1, affects_output=False)}
+    OPTIONS = {"batch_size": Option(16, int, minimum=1, maximum=MAX_BATCH, affects_output=False)}
 
     def _package_reason(self) -> str:
         why = _import_ok("torchvision", "torch_fidelity")
@@ -247,7 +247,7 @@ class DreamSimBackbone(_FileBackbone):
     """DreamSim (Fu et al. 2023) embedding from the ``dreamsim`` package; weights folder in backbones.dreamsim."""
 
     key = "dreamsim"
-    OPTIONS = {"batch_size": Option(16, int, minimum=1, affects_output=False)}
+    OPTIONS = {"batch_size": Option(16, int, minimum=1, maximum=MAX_BATCH, affects_output=False)}
 
     def _package_reason(self) -> str:
         why = _import_ok("dreamsim")

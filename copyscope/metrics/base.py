@@ -13,6 +13,8 @@ row per image, independent of the other images) and the cheap pairwise / set com
 
 from __future__ import annotations
 
+import math
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +57,11 @@ class SetResult:
         }
 
 
+MAX_OPTION = 2**63 - 1  # any numeric option: seeds included
+MAX_SIDE = 8192  # resize sides, as generation.resolution (copyscope.config.generation)
+MAX_BATCH = 4096  # images per forward pass, as generation.batch_size
+
+
 @dataclass(frozen=True)
 class Option:
     """One user-settable option of a metric (an entry of a ``metrics:`` dict in the zoo file)."""
@@ -62,6 +69,7 @@ class Option:
     default: Any
     type: type = int
     minimum: float | None = None
+    maximum: float | None = None  # what one machine can hold or finish (a side of 10**6 pixels is a hang)
     choices: tuple[Any, ...] | None = None
     affects_output: bool = True  # False for e.g. batch_size: not part of config_id()
     help: str = ""
@@ -71,7 +79,11 @@ class Option:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif self.type is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
+            try:
+                value = float(value) if ok else value
+            except OverflowError:  # an integer of 400 digits
+                ok = False
+            ok = ok and math.isfinite(value)
         else:
             ok = isinstance(value, self.type)
         if not ok:
@@ -87,6 +99,10 @@ class Option:
             raise CopyscopeError(
                 f"metric '{metric}': option '{key}' must be >= {self.minimum:g}, got {value!r}"
             )
+        maximum = self.maximum if self.maximum is not None else MAX_OPTION
+        if self.type in (int, float) and value > maximum:
+            shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+            raise CopyscopeError(f"metric '{metric}': option '{key}' must be <= {maximum:g}, got {shown}")
         return value
 
 

@@ -28,7 +28,7 @@ from copyscope.cache import file_sha256
 from copyscope.errors import MissingDependency
 
 from .backbone_base import Backbone, _import_ok, _torch, imagenet_batches
-from .base import Option
+from .base import MAX_BATCH, MAX_SIDE, Option
 
 MODEL_NAME = "efficientnet-lite0"
 FEATURE_DIM = 1280
@@ -63,8 +63,8 @@ class EffNetBackbone(Backbone):
 
     key = "effnet"
     OPTIONS = {
-        "size": Option(224, int, minimum=32, help="side of the square resize (the network's training size: 224)"),
-        "batch_size": Option(16, int, minimum=1, affects_output=False, help="images per forward pass"),
+        "size": Option(224, int, minimum=32, maximum=MAX_SIDE, help="side of the square resize (the network's training size: 224)"),
+        "batch_size": Option(16, int, minimum=1, maximum=MAX_BATCH, affects_output=False, help="images per forward pass"),
     }
 
     def __init__(self, source: str | None = None, device: str = "cpu", allow_pickle: bool = False, **options: Any):

@@ -26,7 +26,7 @@ from .backbone_base import (
     _torch,
     hash_weights,
 )
-from .base import Option
+from .base import MAX_BATCH, Option
 
 __all__ = ["HFBackbone", "CLIPBackbone", "DINOv2Backbone"]
 
@@ -34,7 +34,7 @@ __all__ = ["HFBackbone", "CLIPBackbone", "DINOv2Backbone"]
 class HFBackbone(Backbone):
     """CLIP or DINOv2 vision tower from transformers, loaded from a folder or the local hub cache only."""
 
-    OPTIONS = {"batch_size": Option(16, int, minimum=1, affects_output=False, help="images per forward pass")}
+    OPTIONS = {"batch_size": Option(16, int, minimum=1, maximum=MAX_BATCH, affects_output=False, help="images per forward pass")}
     MODEL_CLASS: ClassVar[str] = ""
     DEFAULT_MEAN: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
     DEFAULT_STD: ClassVar[tuple[float, ...]] = IMAGENET_STD

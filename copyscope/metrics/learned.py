@@ -74,8 +74,8 @@ class KIDMetric(_BackboneMixin, SetMetric):
     """Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) on backbone features."""
 
     OPTIONS = {
-        "subsets": Option(100, int, minimum=1, help="number of random subsets averaged"),
-        "subset_size": Option(1000, int, minimum=2, help="upper bound of the subset size"),
+        "subsets": Option(100, int, minimum=1, maximum=100_000, help="number of random subsets averaged"),
+        "subset_size": Option(1000, int, minimum=2, maximum=1_000_000, help="upper bound of the subset size"),
         "seed": Option(0, int, minimum=0, help="seed of the subset sampling"),
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._imageops import check_image, resize
-from .base import Option, PerImageMetric
+from .base import MAX_SIDE, Option, PerImageMetric
 
 # ---------------------------------------------------------------------------------------------------------
 # cosine
@@ -47,7 +47,7 @@ class PixelCosine(PerImageMetric):
     description = (
         "Pearson correlation (mean-centred cosine) of the RGB pixel vectors at size x size (default 64x64)"
     )
-    OPTIONS = {"size": Option(64, int, minimum=2, help="side of the square resize")}
+    OPTIONS = {"size": Option(64, int, minimum=2, maximum=MAX_SIDE, help="side of the square resize")}
 
     def feature_dim_hint(self) -> int:
         return 3 * self.options["size"] ** 2
@@ -88,7 +88,7 @@ class Histogram(PerImageMetric):
     description = (
         "Bhattacharyya coefficient (1 - squared Hellinger distance) of joint RGB histograms, 8 bins per channel"
     )
-    OPTIONS = {"bins": Option(8, int, minimum=2, help="levels per channel (bins**3 cells)")}
+    OPTIONS = {"bins": Option(8, int, minimum=2, maximum=256, help="levels per channel (bins**3 cells)")}
     value_range = (0.0, 1.0)
 
     def feature_dim_hint(self) -> int:

@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter
 from copyscope.errors import CopyscopeError
 
 from ._imageops import check_image, resize, resize_plane, to_grey
-from .base import Option, PerImageMetric
+from .base import MAX_SIDE, Option, PerImageMetric
 
 SIGMA = 1.5
 TRUNCATE = 3.5
@@ -83,7 +83,7 @@ def rgb_ssim(a: np.ndarray, b: np.ndarray, size: int = 256) -> float:
 
 
 class SSIMMetric(PerImageMetric):
-    OPTIONS = {"size": Option(256, int, minimum=WIN, help="side of the square resize before SSIM")}
+    OPTIONS = {"size": Option(256, int, minimum=WIN, maximum=MAX_SIDE, help="side of the square resize before SSIM")}
 
     def __init__(self, name: str, grey: bool, description: str = "", **options):
         self.grey = grey

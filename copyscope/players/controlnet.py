@@ -9,9 +9,9 @@ import inspect
 import json
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..cache import file_sha256
+from ..inputs import image_sha256
 from ..config.base import MAX_WEIGHT, Float, NamedSpec, Strict_
 from .kind import PlayerKind, register
 
@@ -31,6 +31,14 @@ class ConditioningSpec(Strict_):
     revision: str | None = None
     params: dict[str, int | float | bool | str | None] = {}
     reference: int | str = Field(0, description="which image of from_work: index, file name, or 'each' (one map per image)")
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, v):
+        # pydantic would read `true` as index 1 (the second image) and 1.0 as 1
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ValueError(f"expected an image index (an integer), a file name or 'each', got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -145,7 +153,7 @@ class ControlNetPlayer(PlayerKind):
         entry = {
             "id": self.engine.identities()["controlnets"][self.name],
             "scale": self.spec.conditioning_scale,
-            "image_sha256": file_sha256(self.conditioning_path(item)),
+            "image_sha256": image_sha256(self.conditioning_path(item)),  # file + EXIF orientation
         }
         if self.spec.conditioning.detector is not None:
             # a computed map: its key names detector, weights, parameters and source

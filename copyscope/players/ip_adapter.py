@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..cache import file_sha256
-from ..config.base import NamedSpec
+from ..inputs import image_sha256
+from ..config.base import MAX_WEIGHT, Float, NamedSpec
 from .kind import PlayerKind, register
 
 SUPPORTED = ("sd", "sdxl", "sd3", "flux")
@@ -23,7 +23,7 @@ class IPAdapterSpec(NamedSpec):
     subfolder: str = ""
     image_encoder: str | None = Field(None, description="image encoder folder; default: 'model'/models/image_encoder")
     revision: str | None = None
-    scale: float = 1.0
+    scale: Float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT)  # finite, bounded, not a boolean (as ControlNet scales)
     image: str | None = Field(None, description="the image prompt; default: the first image of the prompt's work")
 
 
@@ -46,9 +46,14 @@ class IPAdapterPlayer(PlayerKind):
         works = {r.name for r in zoo.spec.references}
         for i, ip in enumerate(cls.specs(zoo)):
             if ip.image is not None:
-                if not zoo.resolve_path(ip.image).is_file():
-                    raise zoo.fail(f"IP-Adapter image {ip.image!r} not found (looked at {zoo.resolve_path(ip.image)})",
-                                   cls.section, i, "image")
+                from ..inputs import check_image_file
+
+                path = zoo.resolve_path(ip.image)
+                # a regular image file within the pixel limit: a FIFO, a folder or a bomb is named as such
+                what = check_image_file(path)
+                if what is not None:
+                    what = f"not found (looked at {path})" if what == "not found" else f"is {what}"
+                    raise zoo.fail(f"IP-Adapter image {ip.image!r} {what}", cls.section, i, "image")
             elif len(works) > 1 and any(p.work is None for p in zoo.spec.prompts):
                 raise zoo.fail("IP-Adapter without 'image' takes its image prompt from the prompt's work: give "
                                "'image', or a 'work' on every prompt", cls.section, i)
@@ -74,7 +79,7 @@ class IPAdapterPlayer(PlayerKind):
         return {
             "id": self.engine.identities()["ip_adapters"][self.name],
             "scale": self.spec.scale,
-            "image_sha256": file_sha256(self.image_path(item)),
+            "image_sha256": image_sha256(self.image_path(item)),  # file + EXIF orientation
         }
 
     @classmethod

@@ -155,7 +155,8 @@ class LoraPlayer(PlayerKind):
     @classmethod
     def check_file(cls, zoo, index: int, spec, path) -> dict:
         """The file itself, from its header: a complete safetensors file that holds LoRA tensors."""
-        from ..formats import LORA_LAYOUTS, lora_layout, safetensors_header
+        from ..formats import safetensors_header
+        from ..lora_layouts import LORA_LAYOUTS, lora_layout
 
         try:
             head = safetensors_header(path)
@@ -178,7 +179,8 @@ class LoraPlayer(PlayerKind):
     def check_layout(cls, zoo, index: int, spec, path, families) -> None:
         """A layout the installed diffusers cannot load as written for a base's family, or a corrupt
         layer, is refused here (it would fail, or silently lose its DoRA / layers, after the base loads)."""
-        from ..formats import lora_rank_mismatch, lora_unsupported, safetensors_header
+        from ..formats import safetensors_header
+        from ..lora_layouts import lora_rank_mismatch, lora_unsupported
 
         head = safetensors_header(path)
         for fam in sorted(families):
@@ -193,7 +195,7 @@ class LoraPlayer(PlayerKind):
     def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
         """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here),
         from the headers; a misfit is a one-line error naming ``loras[index].model``."""
-        from ..formats import lora_misfit
+        from ..lora_layouts import lora_misfit
 
         for base, base_path in bases.items():
             try:
@@ -250,7 +252,8 @@ class LoraPlayer(PlayerKind):
 
     def _expected_layers(self) -> dict[str, int]:
         """{pipeline component: layers the file holds for it}, from the header (empty when unknown)."""
-        from ..formats import lora_layers_by_component, safetensors_header
+        from ..formats import safetensors_header
+        from ..lora_layouts import lora_layers_by_component
 
         path = self._local_file()
         try:

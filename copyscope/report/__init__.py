@@ -106,6 +106,11 @@ def intervals_text(intervals: str) -> str:
     return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
 
 
+def significance_rule(estimator) -> str:
+    """The zoo's ``estimator.significance``; bootstrap intervals have no per-seed values, so only their own test."""
+    return estimator.significance if estimator.intervals == "jackknife" else "t"
+
+
 def significance_text(rule: str) -> str:
     if rule == "both":
         return ("a significance claim needs the t test AND the distribution-free betting test (anytime-valid, for "
@@ -125,7 +130,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
 
     level = prep.zoo.spec.estimator.confidence
     intervals = prep.zoo.spec.estimator.intervals
-    rule = prep.zoo.spec.estimator.significance if intervals == "jackknife" else "t"
+    rule = significance_rule(prep.zoo.spec.estimator)
     n_seeds = len(prep.plan.seeds)
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
@@ -137,6 +142,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             est = r.estimate
             m = metric_info.get(metric_name)
             table = g.table(metric_name)
+            bound = seed_bound(m, est)
             coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
             section = {
                 "orientation": "higher_is_closer",
@@ -144,8 +150,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 "raw_orientation": m.orientation if m else "higher_is_closer",
                 "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
                 "coalitions": coalitions,
-                "shapley": estimate_section(est, level, names, seed_bound(m, est), rule),
-                "seed_bound": seed_bound(m, est),
+                "shapley": estimate_section(est, level, names, bound, rule),
+                "seed_bound": bound,
                 "efficiency_gap": _f(r.efficiency_gap),
                 "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
                 "split_percent": est.shares(level),
@@ -306,6 +312,8 @@ def attribution_tables(report: dict):
     """
     from rich.table import Table
 
+    from ..termtext import term  # names, reasons and warnings come from report.json: untrusted
+
     level = (report.get("settings") or {}).get("confidence", 0.95)
     alpha = 1.0 - level
 
@@ -315,8 +323,8 @@ def attribution_tables(report: dict):
             text += " *"
         elif mark and t_only(v, alpha):
             text += " (t)"
-        if v["ci95"]:
-            text += f"\n[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]"
+        if v["ci95"]:  # '[nan, 0.1]' would be read as a markup tag and vanish
+            text += "\n" + term(f"[{v['ci95'][0]:.2g}, {v['ci95'][1]:.2g}]")
         return text
 
     tables = []
@@ -324,38 +332,38 @@ def attribution_tables(report: dict):
         warn = seed_warning(report)
         head = g.get("headline") or headline_metric(g["metrics"])
         t = Table(
-            title=f"Shapley attribution — base {g['base']} (higher = more copying caused)",
-            caption=(f"value, then its {level:.0%} interval; headline metric: {head}, * = above zero after Holm "
+            title=f"Shapley attribution — base {term(g['base'])} (higher = more copying caused)",
+            caption=(f"value, then its {level:.0%} interval; headline metric: {term(head)}, * = above zero after Holm "
                      f"correction across players (p < {alpha:.2g}) under the claim's test ({claim_rule(report)}); "
                      "the other metrics are sensitivity analysis (no significance claimed)")
-                    + (f"\nWARNING: {warn}" if warn else "")
-                    + (f"\n{note}" if (note := (report.get("settings") or {}).get("power_note")) else "")
+                    + (f"\nWARNING: {term(warn)}" if warn else "")
+                    + (f"\n{term(note)}" if (note := (report.get("settings") or {}).get("power_note")) else "")
                     # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones
                     + ("\nadaptive seeds: the headline's intervals and * are the sequential ones of the stopping look "
                        "(simultaneous over players and looks), not Holm" if isinstance(report.get("adaptive"), dict) else ""),
         )
         metrics = [head] + [m for m in g["metrics"] if m != head] if head in g["metrics"] else list(g["metrics"])
         players = list(g["players"])
-        label = {m: (f"{m} (headline)" if m == head else f"{m} (sensitivity)") for m in metrics}
+        label = {m: (f"{term(m)} (headline)" if m == head else f"{term(m)} (sensitivity)") for m in metrics}
         metrics_down = len(players) <= len(metrics)
         rows, cols = (metrics, players) if metrics_down else (players, metrics)
         t.add_column("metric" if metrics_down else "player", overflow="fold")
         for c in cols:
-            t.add_column(label[c] if not metrics_down else c, justify="right", overflow="fold")
+            t.add_column(label[c] if not metrics_down else term(c), justify="right", overflow="fold")
         for r in rows:
-            t.add_row(label[r] if metrics_down else r,
+            t.add_row(label[r] if metrics_down else term(r),
                       *(cell(g["metrics"][r]["shapley"][c], r == head) if metrics_down
                         else cell(g["metrics"][c]["shapley"][r], c == head) for c in cols))
         tables.append(t)
         per_work = g.get("per_work") or {}
         if per_work:
-            pw = Table(title=f"Per-work attribution under {head} — base {g['base']}",
+            pw = Table(title=f"Per-work attribution under {term(head)} — base {term(g['base'])}",
                        caption="each work's own game: its prompts against its references; * as above")
             pw.add_column("player", overflow="fold")
             for w in per_work:
-                pw.add_column(f"work {w}", justify="right", overflow="fold")
+                pw.add_column(f"work {term(w)}", justify="right", overflow="fold")
             for p in players:
-                pw.add_row(p, *(cell(per_work[w][head]["shapley"][p], True) if head in per_work[w] else "n/a"
+                pw.add_row(term(p), *(cell(per_work[w][head]["shapley"][p], True) if head in per_work[w] else "n/a"
                                 for w in per_work))
             tables.append(pw)
     return tables

@@ -36,7 +36,9 @@ LABEL_MAX = 32
 
 
 def short(label: object, n: int = LABEL_MAX) -> str:
-    s = str(label).replace("\n", " ").replace("\r", " ")
+    from ..termtext import plain  # control characters of a tampered report.json's names: shown escaped
+
+    s = plain(str(label).replace("\n", " ").replace("\r", " "))
     return s if len(s) <= n else s[: n - 1] + "…"
 
 

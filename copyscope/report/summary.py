@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import plots
-from .headline import headline_metric, per_work_sentences, significant
+from .headline import headline_metric, per_work_sentences, significant, t_only
 from .htmlkit import _finite, _pct, _table, esc, fmt_p, metric_label, num, player_label, td
 
 def _works_phrase(report: dict) -> str:
@@ -56,7 +56,14 @@ def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = N
                 elif ph < alpha:
                     sentences.append(
                         f"{who} accounts for {s_txt} of the increase in similarity to {works} that the components cause "
-                        f"{under} ({sv}), p {fmt_p(ph) if ph < 0.001 else '= ' + fmt_p(ph)} after Holm correction.")
+                        f"{under} ({sv}), p {_p_text(ph)} after Holm correction.")
+                elif t_only(e, alpha):
+                    sentences.append(
+                        f"{who} raises similarity to {works} {under} ({sv}; {s_txt} of the increase). The t test alone "
+                        f"finds it significant (p {_p_text(e['t']['p_holm'])} after Holm correction), but the "
+                        f"distribution-free test does not confirm it from {settings.get('n_seeds')} seeds "
+                        f"(p = {fmt_p(ph)}), so no significance is claimed: "
+                        + _seeds_to_confirm(sec, v, alpha, len(game["players"])))
                 else:
                     sentences.append(
                         f"{who} raises similarity to {works} {under} ({sv}; {s_txt} of the increase), but not significantly "
@@ -75,6 +82,21 @@ def summary_sentences(report: dict, game: dict, tested: Iterable[str] | None = N
     return out
 
 
+def _p_text(p: float) -> str:
+    """'< 0.001' or '= 0.024' (fmt_p writes the comparison for tiny p-values itself)."""
+    return fmt_p(p) if p < 0.001 else "= " + fmt_p(p)
+
+
+def _seeds_to_confirm(sec: dict, value: float, alpha: float, players: int) -> str:
+    """How many seeds the distribution-free test would need at the very least (every seed contributing the
+    value), copyscope.shapley.bounded.seeds_needed."""
+    from ..shapley.bounded import seeds_needed
+
+    need = seeds_needed(value, sec.get("seed_bound") or 0.0, alpha / max(players, 1)) if sec.get("seed_bound") else None
+    return (f"confirming a contribution of this size takes at least {need} seeds." if need
+            else "more seeds could confirm it.")
+
+
 def section_summary(report: dict, game: dict) -> str:
     level = (report.get("settings") or {}).get("confidence", 0.95)
     alpha = 1.0 - level
@@ -83,10 +105,13 @@ def section_summary(report: dict, game: dict) -> str:
     # significance is claimed under the headline metric only; every other metric is sensitivity analysis
     sec = game["metrics"].get(head_metric) or {}
     sig = [p for p, e in (sec.get("shapley") or {}).items() if significant(e, alpha)]
+    t_alone = [p for p, e in (sec.get("shapley") or {}).items() if t_only(e, alpha)]
     head = (
         f"<p><b>Raises similarity significantly</b> under the headline metric {esc(metric_label(head_metric or ''))} "
         "(Holm-corrected across components, p &lt; " + esc(f"{alpha:.2g}") + "): "
         + (", ".join(esc(player_label(game, p)) for p in sig) or "no component")
+        + (". Significant under the t test alone, not confirmed by the distribution-free test: "
+           + ", ".join(esc(player_label(game, p)) for p in t_alone) if t_alone else "")
         + ". <span class=\"muted\">The other metrics are sensitivity analysis: they are shown, without significance "
         "claims.</span></p>"
     )
@@ -119,7 +144,16 @@ def section_summary(report: dict, game: dict) -> str:
 
 
 def _interval_note(report: dict) -> str:
-    if (report.get("settings") or {}).get("intervals") == "jackknife":
+    settings = report.get("settings") or {}
+    if settings.get("intervals") == "jackknife" and settings.get("significance") in ("both", "distribution_free"):
+        both = settings["significance"] == "both"
+        return ("brackets are the intervals of the claim's test over seeds: " + (
+            "the hull of the skew-corrected Student-t interval and the distribution-free betting interval, p the larger "
+            "of the two tests' p-values" if both else "the distribution-free betting interval, p its test's p-value")
+            + " (one-sided, of a value above 0, Holm-corrected across components; the distribution-free test holds "
+            "whatever the shape of the seed noise, for per-image metrics with a declared range; per_seed.csv holds the "
+            "per-seed values, report.json each test's own numbers under t and bounded)")
+    if settings.get("intervals") == "jackknife":
         return ("brackets are Student-t intervals over seeds (leave-one-seed-out jackknife; per_seed.csv holds the per-seed "
                 "values). p: one-sided t test of a value above 0, Holm-corrected across components")
     return ("brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected "
@@ -127,8 +161,10 @@ def _interval_note(report: dict) -> str:
 
 
 def _seed_warning_html(report: dict) -> str:
-    warn = (report.get("settings") or {}).get("seed_warning")
-    return f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else ""
+    settings = report.get("settings") or {}
+    warn, note = settings.get("seed_warning"), settings.get("power_note")
+    return ((f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else "")
+            + (f'<p class="muted"><b>Seeds and power:</b> {esc(note)}</p>' if note else ""))
 
 
 def _metric_tally(game: dict, player: str, head_metric: str | None) -> str:
