@@ -2,6 +2,7 @@
 
     copyscope demo bench --seeds 16 --out DIR        # once (README "Validity benchmark")
     python bench/bench_significance.py DIR [--seeds 8 16]
+    python bench/bench_significance.py DIR --rewrite-results FILE   # results.json judged again by the current judge
 
 For every scenario report under ``DIR/scenarios`` and every per-image metric with a declared range, the
 per-seed Shapley values of the first ``m`` seeds (for a per-image metric exactly what an audit of ``m``
@@ -52,7 +53,7 @@ def rejudge(out: Path, seeds: list[int]) -> dict:
         rep_path = out / "scenarios" / _folder_name(r["scenario"]) / "report.json"
         game = json.loads(rep_path.read_text(encoding="utf-8"))["games"][0]
         names = list(game["players"])
-        plants = [names.index(p) for p in r["plants"].values()]
+        plants = [names.index(p) for p in r["plants"]]  # plant LoRA -> the work it copies
         decoys = [names.index(d) for d in r["decoys"]]
         for metric, sec in game["metrics"].items():
             bound = sec.get("seed_bound")  # the audit's: per-image metrics with a declared range, exact Shapley
@@ -82,11 +83,40 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def rewrite_results(out: Path, dest: Path) -> dict:
+    """``results.json`` of a bench output judged again from its scenario (and truth) reports with the current
+    ``copyscope.demo.bench.judge`` (e.g. after the judge learnt to keep each test's verdicts), written to
+    ``dest``; nothing is audited again."""
+    from copyscope.demo.bench import format_table, judge, summarise
+    from copyscope.demo.scenarios import scenarios
+
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    by_name = {s.name: s for s in scenarios(doc["subset"])}
+    results = []
+    for r in doc["results"]:
+        rep = json.loads((out / "scenarios" / _folder_name(r["scenario"]) / "report.json").read_text(encoding="utf-8"))
+        truth_file = out / "truth" / _folder_name(r["scenario"]) / "report.json"
+        truth = None
+        if truth_file.is_file():
+            t = json.loads(truth_file.read_text(encoding="utf-8"))["games"][0]["metrics"]
+            truth = {m: {p: v["value"] for p, v in sec["shapley"].items()} for m, sec in t.items()}
+        results.append({**r, "verdicts": judge(by_name[r["scenario"]], rep, truth)})
+    doc = {**doc, "results": results, "summary": summarise(results)}
+    dest.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(format_table(doc["summary"]))
+    return doc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="a `copyscope demo bench` output folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[8, 16])
+    ap.add_argument("--rewrite-results", type=Path, default=None, metavar="FILE",
+                    help="instead: judge the run's reports again with the current judge and write its results.json to FILE")
     args = ap.parse_args()
+    if args.rewrite_results is not None:
+        rewrite_results(args.out, args.rewrite_results)
+        return
     print(markdown(rejudge(args.out, args.seeds)))
 
 

@@ -24,6 +24,13 @@ def _doc(name: str) -> dict:
     return json.loads((ROOT / "bench" / name).read_text())
 
 
+def _decoys(entry: dict) -> list[int]:
+    """A metric's false-decoy count under the t test: the stricter measure of its specificity. Runs made since
+    claims need the distribution-free test too keep the t verdicts beside the claim's (which at 8-16 seeds
+    calls nothing significant for a bounded metric, so it cannot tell metrics apart)."""
+    return entry.get("decoy_significant_t", entry["decoy_significant"])
+
+
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_each_run_is_what_its_name_says(name):
     doc = _doc(name)
@@ -40,8 +47,9 @@ def test_no_default_metric_calls_a_decoy_in_more_than_5_percent_of_any_run():
     for name in RUNS:
         summary = _doc(name)["summary"]
         for metric in sorted(set(DEFAULT_METRICS) & set(summary)):
-            dec, n = summary[metric]["decoy_significant"]
+            dec, n = _decoys(summary[metric])
             assert dec <= 0.05 * n, (name, metric, dec, n)
+            assert summary[metric]["decoy_significant"][0] <= dec  # a claim needs the t test too
             judged.add(metric)
     # every default that runs offline was judged (the others need weights this machine cannot fetch)
     assert set(DEFAULT_METRICS) - LEARNED_OR_UNMEASURED <= judged
@@ -54,7 +62,7 @@ def test_the_headline_is_the_metric_that_never_called_a_decoy_significant():
 
     docs = [_doc(name) for name in RUNS]
     common = set.intersection(*(set(d["summary"]) for d in docs))
-    clean = [m for m in common if m != "fusion" and all(d["summary"][m]["decoy_significant"][0] == 0 for d in docs)]
+    clean = [m for m in common if m != "fusion" and all(_decoys(d["summary"][m])[0] == 0 for d in docs)]
     full = [d for d in docs if d["subset"] == "full"]
     best = max(clean, key=lambda m: sum(d["summary"][m]["planted_first"][0] for d in full))
     assert HEADLINE_PREFERENCE[0] == best, (best, clean)
@@ -67,7 +75,7 @@ def test_the_fusion_members_call_no_decoy_in_more_than_5_percent_of_any_run():
     for name in RUNS:
         summary = _doc(name)["summary"]
         for metric in FUSION_METRICS:
-            dec, n = summary[metric]["decoy_significant"]
+            dec, n = _decoys(summary[metric])
             assert dec <= 0.05 * n, (name, metric, dec, n)
 
 
