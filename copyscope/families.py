@@ -122,11 +122,14 @@ def lora_families(keys) -> frozenset[str] | None:
         rx = re.compile(pattern)
         return any(rx.search(k) for k in keys)
 
-    if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\."):
+    if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\.|"
+           r"^lora_unet_single_transformer_blocks_|^lora_transformer_"):
         return frozenset({"flux"})
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})
-    if has(r"^transformer\."):
+    # kohya names of a diffusers SD3/Flux transformer (what kohya-style writers such as lycoris-lora produce
+    # when they wrap diffusers' transformer): its blocks sit at the top, not inside down/up blocks
+    if has(r"^transformer\.|^lora_unet_transformer_blocks_\d+_"):
         return _TRANSFORMER_FAMILIES
     if has(r"^text_encoder_2\.|^lora_te2_"):
         return frozenset({"sdxl"})

@@ -25,13 +25,16 @@ from .formats import (
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/test_lora_producers.py; the others from diffusers' own
-# loaders: SD and SDXL share one kohya converter, every family filters out ``dora_scale``, LyCORIS
-# suffixes other than lora_down / lora_up are renamed by none of them).
+# diffusers reads it (measured for sd by tests/test_lora_producers.py and for sdxl, sd3, flux by
+# tests/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
+# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
+# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
+    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
+    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
     "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
@@ -50,11 +53,26 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
     "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
+    "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
+                          "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
+                          "stops on these after the base has loaded"),
 }
 _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
     ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
     ("glora", ".a1.weight"), ("ia3", ".on_input"), ("tucker", ".lora_mid.weight"),
-    ("peft-oft", ".oft_r"), ("peft-oft", ".boft_R"),
+    ("peft-oft", ".oft_r"), ("peft-oft", ".oft_R.weight"), ("peft-oft", ".boft_R"),  # OFT: older peft's / peft 0.21's names
+)
+# kohya names of diffusers' SD3 / Flux transformer modules (lycoris-lora wrapping diffusers' transformer writes
+# them); trainers for these families name the original modules (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
+_KOHYA_TRANSFORMER_RE = re.compile(r"^lora_unet_(single_)?transformer_blocks_\d+_")
+# kohya-style names of diffusers' Flux modules with the prefix lora_transformer_ (OneTrainer's layout), which
+# diffusers' Flux loader reads through its "mixture" converter; the layers that converter maps by name:
+_MIXTURE_RE = re.compile(r"^lora_transformer_.+\.(lora_down\.weight|lora_up\.weight|alpha)$")
+_MIXTURE_MAPPED = re.compile(
+    r"^lora_transformer_((single_)?transformer_blocks_\d+_attn_(to_q|to_k|to_v|to_out_0|to_add_out|add_q_proj|add_k_proj|"
+    r"add_v_proj)|context_embedder|norm_out_linear|proj_out|x_embedder|time_text_embed_(guidance|text|timestep)_embedder_linear_\d+)$"
+    r"|^lora_te1_text_model_encoder_layers_\d+_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$"
 )
 _LEGACY_RE = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _XLABS_RE = re.compile(r"\.processor\.(proj_lora\d|qkv_lora\d)\.(down|up)\.weight$")
@@ -81,8 +99,12 @@ def lora_layout(head: dict) -> str:
         return "xlabs"
     if any(_BFL_RE.match(k) for k in keys):
         return "bfl"
+    if any(_MIXTURE_RE.match(k) for k in keys):
+        return "kohya-mixture"
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
-        return "dylora" if _dylora_layers(head) else "kohya"
+        if _dylora_layers(head):
+            return "dylora"
+        return "kohya-transformer" if any(_KOHYA_TRANSFORMER_RE.match(k) for k in keys) else "kohya"
     if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
         return "diffusers"
     if any(_LEGACY_RE.search(k) for k in keys):
@@ -125,6 +147,78 @@ def lora_unsupported(head: dict, family: str) -> str | None:
             f"peft DoRA on the text encoder is not supported by diffusers {version} for {family} (its "
             f"lora_magnitude_vector tensors, e.g. {te_dora[0]}, are not loaded into the text encoder)"
         )
+    if layout == "kohya-mixture":
+        why = _mixture_unconvertible(head)
+        if why:
+            return f"{LORA_LAYOUTS[layout][0]} is not supported by diffusers {version} for {family} as written ({why})"
+    if layout == "diffusers":
+        comps = sorted({k.split(".", 1)[0] for k in head if _COMPONENT_RE.match(k.split(".", 1)[0]) and "." in k})
+        allowed = LORA_COMPONENTS.get(family, ())
+        other = [c for c in comps if c not in allowed]
+        # a denoiser of another family is the family check's to name (LoraPlayer.families)
+        if other and allowed and not any(c in ("unet", "transformer") for c in other):
+            first = min(k for k in head if k.startswith(other[0] + "."))
+            return (
+                f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
+                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} would be dropped)"
+            )
+    mixed = _mixed_spellings(head) if layout == "diffusers" else None
+    if mixed:
+        comp, first, other, n = mixed
+        return (
+            f"a diffusers/peft LoRA whose {comp} tensors mix peft names (lora_A/lora_B) and older diffusers names "
+            f"(lora.down/lora.up) is not supported by diffusers {version} for {family} (it converts the names of a "
+            f"component by its first tensor, {first}, so {n} tensors such as {other} would not load; diffusers' "
+            "convert_state_dict_to_diffusers writes such files when adapters are on more than attention projections)"
+        )
+    return None
+
+
+def _mixture_unconvertible(head: dict) -> str | None:
+    """Why diffusers' Flux "mixture" converter (lora_transformer_* / lora_te1_* names) cannot take this file
+    as written: it maps a fixed list of layers and stops on any other after the base has loaded, needs an
+    alpha per layer, and drops lora_unet_* tensors without a word."""
+    layers: dict[str, set[str]] = {}
+    for k in head:
+        layer, _, part = k.rpartition(".lora_") if ".lora_" in k else k.rpartition(".")
+        layers.setdefault(layer, set()).add(part)
+    for layer in sorted(layers):
+        if layer.startswith("lora_unet_"):
+            return f"its converter drops the lora_unet_* layers, e.g. {layer}, without a word"
+        if not _MIXTURE_MAPPED.match(layer):
+            return (f"its converter maps only the attention projections of the blocks, the embedders, proj_out and the text "
+                    f"encoder's lora_te1_text_model_* layers; it stops on {layer} after the base has loaded")
+        if "alpha" not in layers[layer]:
+            return f"its converter needs an alpha per layer and stops on {layer}, which has none"
+    return None
+
+
+# the pipeline components each family's LoRA loader in diffusers loads (load_lora_weights): a diffusers/peft
+# file's tensors for any other component (SD3's T5 text_encoder_3, Flux's T5 text_encoder_2) are dropped
+LORA_COMPONENTS = {
+    "sd": ("unet", "text_encoder"),
+    "sdxl": ("unet", "text_encoder", "text_encoder_2"),
+    "sd3": ("transformer", "text_encoder", "text_encoder_2"),
+    "flux": ("transformer", "text_encoder"),
+}
+_COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
+
+
+_OLD_DIFFUSERS_NAMES = re.compile(r"\.(lora\.(down|up)|lora_linear_layer\.(down|up))\.weight$")
+
+
+def _mixed_spellings(head: dict) -> tuple[str, str, str, int] | None:
+    """(component, its first tensor, an unloadable tensor, how many) of a diffusers/peft LoRA whose denoiser
+    tensors diffusers would load only in part: its denoiser loader (``load_lora_adapter``) converts older
+    diffusers names (``lora.down``) to peft's only when the component's first tensor (in safetensors' sorted
+    order) is not already a peft name (``lora_A``), and then injects adapters for peft names alone."""
+    for comp in ("unet", "transformer"):
+        keys = sorted(k for k in head if k.startswith(comp + "."))
+        if not keys or "lora_A" not in keys[0]:
+            continue
+        old = [k for k in keys if _OLD_DIFFUSERS_NAMES.search(k)]
+        if old:
+            return comp, keys[0], old[0], len(old)
     return None
 
 
@@ -265,6 +359,8 @@ def lora_layers_by_component(head: dict) -> dict[str, int]:
         elif m := _KOHYA_LORA_RE.match(key):
             comp, module = _KOHYA_COMPONENT[m[1]], m[2]
         elif m := re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key):
+            comp, module = "transformer", m[1]
+        elif m := re.match(r"^lora_transformer_(.+)\.(lora_down|lora_up)\.weight$", key):
             comp, module = "transformer", m[1]
         else:
             continue

@@ -186,6 +186,11 @@ LAYOUT_HEADERS = {  # layout -> a header of that layout (shapes only)
     "diffusers": {"unet.a.to_q.lora_A.weight": (4, 8), "unet.a.to_q.lora_B.weight": (8, 4)},
     "diffusers-legacy": {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": (4, 8)},
     "kohya": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
+    "kohya-mixture": {"lora_transformer_transformer_blocks_0_attn_to_q.lora_down.weight": (4, 8),
+                      "lora_transformer_transformer_blocks_0_attn_to_q.lora_up.weight": (8, 4),
+                      "lora_transformer_transformer_blocks_0_attn_to_q.alpha": ()},
+    "kohya-transformer": {"lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight": (4, 8),
+                          "lora_unet_transformer_blocks_0_attn_to_q.lora_up.weight": (8, 4)},
     "dylora": {f"{K}.lora_down.weight": (4, 8, 1, 1), f"{K}.lora_up.weight": (8, 4), f"{K}.alpha": ()},
     "dora": {f"{K}.lora_down.weight": (4, 8), f"{K}.lora_up.weight": (8, 4), f"{K}.dora_scale": (1, 8)},
     "loha": {f"{K}.hada_w1_a": (8, 4), f"{K}.hada_w1_b": (4, 8), f"{K}.hada_w2_a": (8, 4), f"{K}.hada_w2_b": (4, 8)},
@@ -226,3 +231,64 @@ def test_rank_mismatch_and_missing_up_weights_are_named():
     assert lora_layouts.lora_rank_mismatch(lone) == "layer unet.a has a lora_A.weight tensor but no lora_B.weight"
     conv = {f"{K}.lora_down.weight": {"shape": [4, 8, 1, 1]}, f"{K}.lora_up.weight": {"shape": [8, 4]}}
     assert lora_layouts.lora_rank_mismatch(conv) is None
+
+
+
+def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_would_drop_layers(tmp_path):
+    """diffusers converts a denoiser's older names (lora.down/up) only when its first tensor (sorted) is
+    not a peft name; tests/test_lora_producers_families.py measures both sides on real files."""
+    q, ff = "transformer_blocks.1.attn.to_q", "transformer_blocks.0.ff.net.2"  # sorted: the ff layer first
+    mixed = {f"transformer.{ff}.lora_A.weight": (4, 8), f"transformer.{ff}.lora_B.weight": (8, 4),
+             f"transformer.{q}.lora.down.weight": (4, 8), f"transformer.{q}.lora.up.weight": (8, 4)}
+    head = formats.header(_write(tmp_path / "mixed.safetensors", mixed))
+    for fam in ("sd3", "flux"):
+        why = lora_layouts.lora_unsupported(head, fam)
+        assert why and why.startswith("a diffusers/peft LoRA whose transformer tensors mix peft names"), why
+        assert f"transformer.{q}.lora.down.weight" in why and "2 tensors" in why
+    # the first tensor with the older names: diffusers converts them all
+    first_old = {k.replace("transformer_blocks.0.ff", "transformer_blocks.2.ff"): v for k, v in mixed.items()}
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "first-old.safetensors", first_old)), "flux") is None
+    # one spelling only: accepted
+    peft_only = {k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v for k, v in mixed.items()}
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "peft.safetensors", peft_only)), "flux") is None
+
+
+def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops(tmp_path):
+    """diffusers' Flux "mixture" converter (lora_transformer_* names) maps a fixed list of layers; measured on
+    lycoris-written files by tests/test_lora_producers_families.py."""
+    q = "lora_transformer_transformer_blocks_0_attn_to_q"
+    ok = {f"{q}.lora_down.weight": (4, 8), f"{q}.lora_up.weight": (8, 4), f"{q}.alpha": (),
+          "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 8),
+          "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": (8, 4), "lora_te1_text_model_encoder_layers_0_mlp_fc1.alpha": ()}
+    assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / "ok.safetensors", ok)), "flux") is None
+    bad = {  # name -> (extra tensors, what the refusal names)
+        "ff": ({"lora_transformer_transformer_blocks_0_ff_net_2.lora_down.weight": (4, 8),
+                "lora_transformer_transformer_blocks_0_ff_net_2.lora_up.weight": (8, 4),
+                "lora_transformer_transformer_blocks_0_ff_net_2.alpha": ()}, "it stops on lora_transformer_transformer_blocks_0_ff_net_2"),
+        "no-alpha": ({"lora_transformer_proj_out.lora_down.weight": (4, 8), "lora_transformer_proj_out.lora_up.weight": (8, 4)},
+                     "needs an alpha per layer and stops on lora_transformer_proj_out"),
+        "unet": ({"lora_unet_x.lora_down.weight": (4, 8), "lora_unet_x.lora_up.weight": (8, 4), "lora_unet_x.alpha": ()},
+                 "drops the lora_unet_* layers, e.g. lora_unet_x, without a word"),
+    }
+    for name, (extra, said) in bad.items():
+        why = lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{name}.safetensors", {**ok, **extra})), "flux")
+        assert why and why.startswith("kohya LoRA with diffusers Flux names (lora_transformer_*) is not supported") and said in why, why
+
+
+def test_peft_oft_names_of_each_peft_version_are_recognised(tmp_path):
+    """peft's OFT stores oft_r in older releases and oft_R.weight in newer ones (measured on a saved file by
+    tests/test_lora_producers_families.py); BOFT stores boft_R."""
+    for i, key in enumerate(("unet.a.to_q.oft_r", "unet.a.to_q.oft_R.weight", "transformer.a.to_q.boft_R")):
+        assert lora_layouts.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key
+
+
+def test_diffusers_lora_tensors_for_a_component_the_family_loader_skips_are_refused(tmp_path):
+    """SD3's loader loads transformer + the two CLIP encoders, Flux.1's transformer + the CLIP encoder: T5
+    tensors would be dropped (measured on files by tests/test_lora_producers_families.py)."""
+    t = {"transformer.a.to_q.lora_A.weight": (4, 8), "transformer.a.to_q.lora_B.weight": (8, 4)}
+    for fam, comp, ok in (("sd3", "text_encoder_3", "text_encoder_2"), ("flux", "text_encoder_2", "text_encoder")):
+        extra = {f"{comp}.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight": (4, 8)}
+        why = lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{fam}.safetensors", {**t, **extra})), fam)
+        assert why and why.startswith(f"a diffusers/peft LoRA with {comp} tensors is not supported by diffusers"), why
+        fine = {f"{ok}.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": (4, 8)}
+        assert lora_layouts.lora_unsupported(formats.header(_write(tmp_path / f"{fam}-ok.safetensors", {**t, **fine})), fam) is None
