@@ -245,27 +245,18 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
 @user_errors
 def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (holding report.json)")):
     """Re-render the views (HTML, CSV, table) from report.json alone."""
-    import json
 
     from .report import attribution_tables, write_views
 
-    from .inputs import MAX_REPORT_BYTES, file_kind, read_bounded
+    from .inputs import MAX_REPORT_BYTES, file_kind, read_json_object
     from .outdir import OutputFolder, interrupted_note
     from .report import VIEW_FILES
 
     path = out_dir / "report.json"
     if file_kind(path) == "not found":
         raise CopyscopeError("no report.json here (run `copyscope audit` first)", where=str(out_dir))
-    raw = read_bounded(path, MAX_REPORT_BYTES, "report.json")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CopyscopeError(f"not UTF-8 text (byte {exc.start}); expected the report.json an audit wrote", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise CopyscopeError(f"report.json is not valid JSON (line {exc.lineno})", where=str(path)) from None
-    except RecursionError:
-        raise CopyscopeError("report.json is nested too deeply; expected the report.json an audit wrote", where=str(path)) from None
-    if not isinstance(data, dict) or not isinstance(data.get("games"), list):
+    data = read_json_object(path, MAX_REPORT_BYTES, "report.json", "expected the report.json an audit wrote")
+    if not isinstance(data.get("games"), list):
         raise CopyscopeError("has no 'games' list; expected the report.json an audit wrote", where=str(path))
     from .outdir import os_error_message
 

@@ -77,6 +77,27 @@ def read_bounded(path: Path, limit: int, what: str, short: str | None = None) ->
     return data
 
 
+def read_json_object(path: Path, limit: int, what: str, expected: str, short: str | None = None) -> dict:
+    """A JSON file holding an object, read with :func:`read_bounded`; every fault is one line naming the
+    file: "<what> is not UTF-8 text (byte N)", "... is not valid JSON (line L: why)", "... is nested too
+    deeply", "... is not a JSON object", each followed by "; <expected>"."""
+    import json
+
+    raw = read_bounded(path, limit, what, short)
+    where = str(path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CopyscopeError(f"{what} is not UTF-8 text (byte {exc.start}); {expected}", where=where) from None
+    except json.JSONDecodeError as exc:
+        raise CopyscopeError(f"{what} is not valid JSON (line {exc.lineno}: {exc.msg}); {expected}", where=where) from None
+    except RecursionError:
+        raise CopyscopeError(f"{what} is nested too deeply; {expected}", where=where) from None
+    if not isinstance(data, dict):
+        raise CopyscopeError(f"{what} is not a JSON object; {expected}", where=where)
+    return data
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) read from the header of an image file, with PIL's bomb warnings silenced
     (the caller applies MAX_IMAGE_PIXELS itself). Raises what PIL raises for a non-image."""

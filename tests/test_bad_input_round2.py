@@ -210,10 +210,11 @@ def test_zoo_symlink_loop(tmp_path):
 @pytest.mark.parametrize(
     "content, pattern",
     [
-        (b'{"games": [], "x": "\xff\xfe"}', r"report\.json: not UTF-8 text \(byte \d+\); expected the report\.json an audit wrote"),
+        (b'{"games": [], "x": "\xff\xfe"}',
+         r"report\.json: report\.json is not UTF-8 text \(byte \d+\); expected the report\.json an audit wrote"),
         (b'{"sentinel": true}', r"report\.json: has no 'games' list; expected the report\.json an audit wrote"),
-        (b'[1, 2]', r"report\.json: has no 'games' list"),
-        (b'{"games": [', r"report\.json: report\.json is not valid JSON \(line 1\)"),
+        (b'[1, 2]', r"report\.json: report\.json is not a JSON object; expected the report\.json an audit wrote"),
+        (b'{"games": [', r"report\.json: report\.json is not valid JSON \(line 1: "),
         (b"[" * 100_000 + b"]" * 100_000, r"report\.json: (report\.json is nested too deeply|report\.json is not valid JSON)"),
     ],
     ids=["not-utf8", "no-games", "not-a-mapping", "truncated", "deeply-nested"],

@@ -300,9 +300,9 @@ def test_demo_bench_out_a_file(no_training, tmp_path):
 
 
 @pytest.mark.parametrize("gt, pattern", [
-    ("{not json", r"ground_truth\.json: not valid JSON \(line 1"),
-    (b"\xff\xfe{}", r"ground_truth\.json: not UTF-8 text"),
-    ([1, 2], r"ground_truth\.json: is not a JSON object"),
+    ("{not json", r"ground_truth\.json: ground_truth\.json is not valid JSON \(line 1"),
+    (b"\xff\xfe{}", r"ground_truth\.json: ground_truth\.json is not UTF-8 text"),
+    ([1, 2], r"ground_truth\.json: ground_truth\.json is not a JSON object"),
     ({"resolution": "32", "prompt": "p", "steps": {"lora": 5}}, r"ground_truth\.json: resolution: expected a multiple of 8"),
     ({"resolution": 32, "prompt": 5, "steps": {"lora": 5}}, r"ground_truth\.json: prompt: expected a text"),
     ({"resolution": 32, "prompt": "p", "steps": [5]}, r"ground_truth\.json: steps\.lora: expected a positive integer"),
@@ -636,8 +636,8 @@ def test_valid_odd_detector_parameters_still_run(assets, tmp_path):
     ({"references": {"work": {"trained_into": "lora0"}}},
      r"gt\.json: references\.work\.trained_into: expected a list of component names, got 'lora0'"),
     ({"references": [1]}, r"gt\.json: references: expected an object"),
-    ("[1, 2", r"gt\.json: ground truth is not valid JSON \(line 1"),
-    ([1, 2], r"gt\.json: ground truth must be a JSON object"),
+    ("[1, 2", r"gt\.json: ground truth file \(JSON\) is not valid JSON \(line 1"),
+    ([1, 2], r"gt\.json: ground truth file \(JSON\) is not a JSON object"),
 ], ids=["planted-number", "planted-list-with-number", "components-list", "file-number", "trained-into-text",
         "references-list", "not-json", "a-list"])
 def test_ablate_checks_the_ground_truth_before_any_work(gt, pattern, assets, tmp_path, monkeypatch):

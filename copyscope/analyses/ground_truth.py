@@ -3,7 +3,6 @@ found, read and type-checked before any work, and matched against the audit's pl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -39,19 +38,10 @@ def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
 def read_ground_truth(path: Path) -> dict:
     """A ground_truth.json, read and checked: a regular JSON file holding an object whose keys that
     :func:`planted_players` reads have the types it expects (one line naming file and key)."""
-    from ..inputs import read_bounded
+    from ..inputs import read_json_object
 
-    raw = read_bounded(path, 16 << 20, "ground truth file (JSON)", short="ground truth file")
-    try:
-        gt = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CopyscopeError(f"ground truth is not UTF-8 text (byte {exc.start})", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise CopyscopeError(f"ground truth is not valid JSON (line {exc.lineno}: {exc.msg})", where=str(path)) from None
-    except RecursionError:
-        raise CopyscopeError("ground truth is nested too deeply", where=str(path)) from None
-    if not isinstance(gt, dict):
-        raise CopyscopeError("ground truth must be a JSON object", where=str(path))
+    gt = read_json_object(path, 16 << 20, "ground truth file (JSON)",
+                          "expected a JSON object naming the planted players", short="ground truth file")
     _check_ground_truth(gt, path)
     return gt
 

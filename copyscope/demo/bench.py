@@ -343,21 +343,11 @@ def check_demo_zoo(path: Path) -> Path:
 
 def read_ground_truth(demo_zoo: Path) -> dict:
     """A demo zoo's ground_truth.json, with what the benchmark reads checked (one line naming file and key)."""
-    from ..inputs import read_bounded
+    from ..inputs import read_json_object
 
     path = Path(demo_zoo) / "ground_truth.json"
     expected = "expected the ground_truth.json `copyscope demo build` writes"
-    raw = read_bounded(path, 16 << 20, "ground_truth.json")
-    try:
-        gt = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CopyscopeError(f"not UTF-8 text (byte {exc.start}); {expected}", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise CopyscopeError(f"not valid JSON (line {exc.lineno}: {exc.msg}); {expected}", where=str(path)) from None
-    except RecursionError:
-        raise CopyscopeError(f"nested too deeply; {expected}", where=str(path)) from None
-    if not isinstance(gt, dict):
-        raise CopyscopeError(f"is not a JSON object; {expected}", where=str(path))
+    gt = read_json_object(path, 16 << 20, "ground_truth.json", expected)
 
     def need(ok: bool, key: str, what: str, value) -> None:
         if not ok:
