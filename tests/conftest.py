@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -61,3 +62,23 @@ def tiny_clip(tmp_path_factory):
     from copyscope.analyses.clip_zero_shot import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
+
+
+@pytest.fixture
+def no_hang():
+    """A command that does not answer within 60 s fails the test instead of hanging the suite (the
+    bad-input files use it for every case)."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("the command did not answer within 60 s (a hang)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def assets(tiny_models, tmp_path):
+    """The tiny models and a fresh folder: what a bad-input case builds its zoo from."""
+    return {"root": tmp_path, **tiny_models}

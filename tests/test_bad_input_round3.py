@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import re
-import signal
 import time
 from pathlib import Path
 
@@ -33,20 +32,8 @@ ESCAPES = ("\x1b", "\x07", "\x9b", "\x90")
 
 
 @pytest.fixture(autouse=True)
-def no_hang():
-    def on_alarm(signum, frame):
-        raise TimeoutError("the command did not answer within 60 s (a hang)")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture
-def assets(tiny_models, tmp_path):
-    return {"root": tmp_path, **tiny_models}
+def _no_hang(no_hang):
+    """Every case of this file under the 60 s alarm (conftest.no_hang)."""
 
 
 @pytest.fixture

@@ -19,28 +19,22 @@ each refusal against diffusers itself, so the table in README.md ("LoRA formats"
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
-from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.cli_errors import assert_one_line_error
-from helpers.zoo import write_reference_images
+from helpers.producers import PROMPT, audit_images, producer_zoo, runner
 
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
-runner = CliRunner()
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 BASE = Path(__file__).resolve().parents[1] / "demo_zoo" / "base"
-PROMPT = "a painting of a cat"
 PRESET = """enable_conv = true
 unet_target_module = ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"]
 unet_target_name = ["conv_in", "conv_out"]
@@ -145,33 +139,8 @@ def _peft_file(root: Path, name: str, alpha: int, dora: bool, te: bool) -> tuple
 
 
 def _zoo(tmp: Path, base: Path, lora: Path | None) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    data = {
-        "name": "producers",
-        "output": str(tmp / "out"),
-        "bases": [{"name": "tiny-sd", "model": str(base)}],
-        "loras": [{"name": "style", "model": str(lora)}] if lora else [],
-        "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
-        "prompts": [{"name": "p", "text": PROMPT}],
-        "generation": {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 1, "batch_size": 1, "scheduler": "ddim",
-                       "dtype": "float32", "device": "cpu"},
-        "metrics": ["ssim"],
-        # without a LoRA the base is the one player (its image is the coalition named after it)
-        "estimator": {"bootstrap": 0} if lora else {"bootstrap": 0, "base": "player"},
-    }
-    path = tmp / "zoo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _audit_images(zoo: Path) -> dict[str, np.ndarray]:
-    result = runner.invoke(app, ["audit", str(zoo)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((zoo.parent / "out" / "report.json").read_text())
-    cache = ImageCache(report["cache_dir"])
-    (game,) = report["games"]
-    # decoded PNGs are floats in [0, 1]: compare grey levels
-    return {c: np.rint(np.stack([cache.load(k) for k in keys]) * 255).astype(int) for c, keys in game["images"].items()}
+    return producer_zoo(tmp, "tiny-sd", base, lora, {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 1, "batch_size": 1,
+                                                      "scheduler": "ddim", "dtype": "float32", "device": "cpu"})
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +169,9 @@ def test_producer_file_is_exact_or_refused_at_validate(produced, tmp_path, name)
         )
         return
     assert runner.invoke(app, ["validate", str(zoo)]).exit_code == 0
-    images = _audit_images(zoo)
+    images = audit_images(zoo)
     audited, base_image = images["style"], images[""]
-    producer = _audit_images(_zoo(tmp_path / "merged", merged, None))["tiny-sd"]
+    producer = audit_images(_zoo(tmp_path / "merged", merged, None))["tiny-sd"]
     # the LoRA matters (else equality proves nothing), and copyscope gives the producer's pixels
     assert np.abs(producer - base_image).max() >= 8, name
     assert np.abs(audited - producer).max() <= 1, (name, np.abs(audited - producer).max())

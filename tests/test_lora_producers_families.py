@@ -40,20 +40,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.cli_errors import assert_one_line_error
-from helpers.zoo import write_reference_images
+from helpers.producers import PROMPT, audit_images, producer_zoo, runner
 
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
-runner = CliRunner()
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
-PROMPT = "a painting of a cat"
 DENOISER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer"}
 TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
                  "flux": ("text_encoder",)}
@@ -295,31 +290,7 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
 
 
 def _zoo(tmp: Path, family: str, base: Path, lora: Path | None) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    data = {
-        "name": "producers",
-        "output": str(tmp / "out"),
-        "bases": [{"name": f"tiny-{family}", "model": str(base)}],
-        "loras": [{"name": "style", "model": str(lora)}] if lora else [],
-        "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
-        "prompts": [{"name": "p", "text": PROMPT}],
-        "generation": _generation(family),
-        "metrics": ["ssim"],
-        # without a LoRA the base is the one player (its image is the coalition named after it)
-        "estimator": {"bootstrap": 0} if lora else {"bootstrap": 0, "base": "player"},
-    }
-    path = tmp / "zoo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _audit_images(zoo: Path) -> dict[str, np.ndarray]:
-    result = runner.invoke(app, ["audit", str(zoo)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((zoo.parent / "out" / "report.json").read_text())
-    cache = ImageCache(report["cache_dir"])
-    (game,) = report["games"]
-    return {c: np.rint(np.stack([cache.load(k) for k in keys]) * 255).astype(int) for c, keys in game["images"].items()}
+    return producer_zoo(tmp, f"tiny-{family}", base, lora, _generation(family))
 
 
 @pytest.fixture(scope="module")
@@ -349,9 +320,9 @@ def test_family_producer_file_is_exact_or_refused_at_validate(bases, produced, t
         return
     validated = runner.invoke(app, ["validate", str(zoo)])
     assert validated.exit_code == 0, validated.output
-    images = _audit_images(zoo)
+    images = audit_images(zoo)
     audited, base_image = images["style"], images[""]
-    producer = _audit_images(_zoo(tmp_path / "merged", family, merged, None))[f"tiny-{family}"]
+    producer = audit_images(_zoo(tmp_path / "merged", family, merged, None))[f"tiny-{family}"]
     # the LoRA matters (else equality proves nothing), and copyscope gives the producer's pixels
     assert np.abs(producer - base_image).max() >= 8, (family, name, np.abs(producer - base_image).max())
     assert np.abs(audited - producer).max() <= 1, (family, name, np.abs(audited - producer).max())
@@ -422,8 +393,8 @@ def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exa
     zoo = _zoo(tmp_path / "with-lora", family, bases[family], out)
     validated = runner.invoke(app, ["validate", str(zoo)])
     assert validated.exit_code == 0, validated.output
-    audited = _audit_images(zoo)["style"]
-    producer = _audit_images(_zoo(tmp_path / "merged", family, merged, None))[f"tiny-{family}"]
+    audited = audit_images(zoo)["style"]
+    producer = audit_images(_zoo(tmp_path / "merged", family, merged, None))[f"tiny-{family}"]
     assert np.abs(audited - producer).max() <= 1, np.abs(audited - producer).max()
 
 
