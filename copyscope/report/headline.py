@@ -50,7 +50,8 @@ def t_only(entry: dict, alpha: float) -> bool:
 def claim_rule(report: dict) -> str:
     """In words, what a significance mark needs (settings.significance; older reports: the t test)."""
     rule = (report.get("settings") or {}).get("significance") or "t"
-    return {"both": "t and distribution-free", "distribution_free": "distribution-free"}.get(rule, "t test")
+    return {"both": "t and distribution-free, the latter valid at any seed count and stopping rule",
+            "distribution_free": "distribution-free, valid at any seed count and stopping rule"}.get(rule, "t test")
 
 
 def per_work_sentences(report: dict, game: dict) -> list[str]:
