@@ -29,7 +29,7 @@ import torch
 from copyscope.cli import app
 
 from helpers.cli_errors import assert_one_line_error
-from helpers.producers import PROMPT, audit_images, producer_zoo, runner
+from helpers.producers import PROMPT, audit_images, perturb, producer_zoo, runner
 
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
@@ -71,14 +71,6 @@ def _pipe():
     return pipe
 
 
-def _perturb(params, seed: int, std: float = 0.05) -> None:
-    """Small random non-zero weights (trainers start up-weights at zero: a no-op LoRA tests nothing)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in params:
-            p.add_(torch.randn(p.shape, generator=g) * std)
-
-
 def _lycoris_file(root: Path, name: str, kwargs: dict) -> tuple[Path, Path]:
     """(the LoRA file lycoris writes, a base folder with lycoris' own merge of that file)."""
     from lycoris.kohya import create_network
@@ -90,7 +82,7 @@ def _lycoris_file(root: Path, name: str, kwargs: dict) -> tuple[Path, Path]:
     torch.manual_seed(0)
     net = create_network(1.0, 4, 2, pipe.vae, pipe.text_encoder, pipe.unet, preset=str(root / "preset.toml"), **kwargs)
     net.apply_to(pipe.text_encoder, pipe.unet, True, True)
-    _perturb(list(net.parameters()), seed=len(name))
+    perturb(list(net.parameters()), seed=len(name))
     out = root / f"{name}.safetensors"
     net.save_weights(str(out), None, {})
     for module in net.text_encoder_loras + net.unet_loras:
@@ -118,7 +110,7 @@ def _peft_file(root: Path, name: str, alpha: int, dora: bool, te: bool) -> tuple
     if te:
         inject_adapter_in_model(tcfg, pipe.text_encoder)
     lora_params = [p for c in (pipe.unet, pipe.text_encoder) for n, p in c.named_parameters() if "lora_" in n]
-    _perturb(lora_params, seed=len(name))
+    perturb(lora_params, seed=len(name))
     out = root / name
     StableDiffusionPipeline.save_lora_weights(
         str(out),

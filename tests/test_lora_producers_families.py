@@ -44,7 +44,7 @@ import torch
 from copyscope.cli import app
 
 from helpers.cli_errors import assert_one_line_error
-from helpers.producers import PROMPT, audit_images, producer_zoo, runner
+from helpers.producers import PROMPT, audit_images, perturb, producer_zoo, runner
 
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
@@ -156,14 +156,6 @@ def _pipe(base: Path):
     return pipe
 
 
-def _perturb(params, seed: int, std: float = 0.05) -> None:
-    """Small random non-zero weights (trainers start up-weights at zero: a no-op LoRA tests nothing)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in params:
-            p.add_(torch.randn(p.shape, generator=g) * std)
-
-
 def _save_merged(base: Path, out: Path, pipe, components) -> Path:
     """A copy of ``base`` whose ``components`` are those of ``pipe`` (which holds merged weights)."""
     shutil.copytree(base, out)
@@ -217,7 +209,7 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     if t5_comp:
         inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["q", "v"]), getattr(pipe, t5_comp))
     comps = (den, *tes, *([t5_comp] if t5_comp else []))
-    _perturb([p for c in comps for n, p in getattr(pipe, c).named_parameters() if re.search(r"lora_|oft_|boft_", n)], seed=len(name),
+    perturb([p for c in comps for n, p in getattr(pipe, c).named_parameters() if re.search(r"lora_|oft_|boft_", n)], seed=len(name),
              std=STD[family] * (2 if dora else 1))  # DoRA renormalises the weights: a larger change to see it
     out = root / f"{family}-{name}"
     convert = convert_state_dict_to_diffusers if diffusers_names else dict
@@ -271,7 +263,7 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
         LycorisNetworkKohya.LORA_PREFIX_UNET = prefix or saved["LORA_PREFIX_UNET"]
         net = create_network(1.0, 4, 2, pipe.vae, te_arg, getattr(pipe, den), preset=str(preset), **kwargs)
         net.apply_to(te_arg, getattr(pipe, den), True, True)
-        _perturb(list(net.parameters()), seed=len(name), std=STD[family])
+        perturb(list(net.parameters()), seed=len(name), std=STD[family])
         out = root / f"{family}-{name}.safetensors"
         net.save_weights(str(out), None, {})
         for module in net.text_encoder_loras + net.unet_loras:

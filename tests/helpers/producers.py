@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -48,3 +49,11 @@ def audit_images(zoo: Path) -> dict[str, np.ndarray]:
     cache = ImageCache(report["cache_dir"])
     (game,) = report["games"]
     return {c: np.rint(np.stack([cache.load(k) for k in keys]) * 255).astype(int) for c, keys in game["images"].items()}
+
+
+def perturb(params, seed: int, std: float = 0.05) -> None:
+    """Small random non-zero weights (trainers start up-weights at zero: a no-op LoRA tests nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn(p.shape, generator=g) * std)
