@@ -92,7 +92,8 @@ def _seeds_to_confirm(sec: dict, value: float, alpha: float, players: int) -> st
     value), copyscope.shapley.bounded.seeds_needed."""
     from ..shapley.bounded import seeds_needed
 
-    need = seeds_needed(value, sec.get("seed_bound") or 0.0, alpha / max(players, 1)) if sec.get("seed_bound") else None
+    bound = sec.get("seed_bound")
+    need = seeds_needed(value, bound, alpha / max(players, 1)) if bound else None
     return (f"confirming a contribution of this size takes at least {need} seeds." if need
             else "more seeds could confirm it.")
 

@@ -209,16 +209,18 @@ def look(values: np.ndarray, pseudo: np.ndarray, alpha_k: float, last: bool, tar
     per-seed values in ``[-bound, bound]`` (the leader-minus-player differences too: the same bound,
     copyscope.shapley.bounded.pair_difference_bound). Anytime-valid: the caller runs every look at the
     whole level (``levels``), with no spending across looks."""
-    from .bounded import betting_p_values, bounded_inference, claim
+    from .bounded import betting_p_values, bounded_inference, bounded_seed_inference, claim
 
     values = np.asarray(values, dtype=float)
     pseudo = np.asarray(pseudo, dtype=float)
     n = len(values)
     a, side = (alpha_k / n, alpha_k / n / 2.0) if levels is None else (float(levels[0]), float(levels[1]))
-    bounded = bound is not None and rule != "t" and bool(np.all(np.abs(pseudo) <= bound * (1 + 1e-9)))
+    # None without a bound, or with per-seed values outside it (then the declared range does not hold)
+    betting = bounded_seed_inference(pseudo, bound, 1.0 - 2.0 * side) if rule != "t" else None
+    bounded = betting is not None
     ci, p = seed_inference(values, pseudo, None, 1.0 - 2.0 * side, zero_tol, skew_correction)
     if bounded:
-        ci, p, _ = claim(rule, (ci, p), bounded_inference(pseudo, bound, 1.0 - 2.0 * side))
+        ci, p, _ = claim(rule, (ci, p), betting)
     leader = int(np.argmax(values))
     significant = p < a
     others = [j for j in range(n) if j != leader]
