@@ -114,7 +114,8 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
     # the replicate columns (leave-one-seed-out or bootstrap), shared by every coalition and game
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()
-    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, on_features=hooks.on_features)
+    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, on_features=hooks.on_features,
+                    background=prep.background, worth=zoo.spec.worth)
     games: list[GameResult] = []
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")

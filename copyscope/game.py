@@ -171,24 +171,25 @@ class CoalitionEvaluator:
             return self._per_image_worth(scores)
         feats = self.scorer.rows(metric, keys)
         ref = self.scorer.reference_features(metric)
-        full = metric.distance(feats, ref)
+        full, worth = self.scorer.set_worth(metric, feats, ref)
         self.set_results[c][metric.name] = full
-        return self._set_worth(metric, feats, ref, full.value)
+        return self._set_worth(metric, feats, ref, worth)
 
     def _per_image_worth(self, scores: np.ndarray) -> np.ndarray:
         """(n_prompts, n_seeds) per-image scores -> worth row: the mean, then its replicates over seeds."""
         boot = scores[:, self.boot].mean(axis=(0, 2)) if len(self.boot) else np.zeros(0)
         return np.concatenate([[scores.mean()], boot])
 
-    def _set_worth(self, metric, feats: np.ndarray, ref: np.ndarray, full_value: float) -> np.ndarray:
+    def _set_worth(self, metric, feats: np.ndarray, ref: np.ndarray, full_worth: float) -> np.ndarray:
+        """Worth row of a set metric: ``full_worth`` (all seeds), then the worth of each seed subset."""
         per_seed = feats.reshape(-1, self.n_seeds, feats.shape[-1])
-        boot = [metric.distance(per_seed[:, idx].reshape(-1, feats.shape[-1]), ref).value for idx in self.boot]
-        if np.isfinite(full_value) and not np.isfinite(boot).all():
+        boot = [self.scorer.set_worth(metric, per_seed[:, idx].reshape(-1, feats.shape[-1]), ref)[1] for idx in self.boot]
+        if np.isfinite(full_worth) and not np.isfinite(boot).all():
             # e.g. KID of 2 seeds: defined on both images, undefined without one of them. This
             # depends only on the counts, so every coalition of the metric drops its replicates
             # alike: the metric keeps its value, without an interval.
-            return -np.array([full_value])
-        return -np.concatenate([[full_value], boot])
+            return np.array([full_worth])
+        return np.concatenate([[full_worth], boot])
 
     def work_worth(self, c: tuple[bool, ...], metric, work: str) -> np.ndarray:
         """The worth of ``c`` for one protected work alone: the images of that work's prompts (and of
@@ -203,15 +204,12 @@ class CoalitionEvaluator:
         if not rows or not cols:
             raise ValueError(f"work {work!r} has no prompts or no references")
         if metric.kind == "per_image":
-            from .score import within_work_scores
-
-            sims = self.scorer.rows(metric, keys)[rows]
-            scores = within_work_scores(sims, self.scorer.refs.work_of, [work], self.scorer.aggregate)[:, 0]
+            scores = self.scorer.work_scores(metric, [keys[i] for i in rows], work)
             value = self._per_image_worth(scores.reshape(-1, self.n_seeds))
         else:
             feats = self.scorer.rows(metric, keys)[rows]
             ref = self.scorer.reference_features(metric)[cols]
-            value = self._set_worth(metric, feats, ref, metric.distance(feats, ref).value)
+            value = self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
         memo[(metric.name, work)] = value
         return value
 

@@ -45,6 +45,7 @@ class PreparedAudit:
     allow_pickle: bool = False
     out_where: str = ""  # how errors name the output folder: "--out DIR" or "zoo.yaml:3: output: DIR"
     missing_files: list[str] = field(default_factory=list)  # validate / plan only (strict_files=False)
+    background: object = None  # a copyscope.controls.background.BackgroundSet when the worth is not raw
 
     def coalitions(self, game: GamePlan) -> list[tuple[bool, ...]]:
         """The coalitions the audit evaluates for ``game``, in generation order (plan.json lists them)."""
@@ -145,6 +146,11 @@ def prepare_audit(
             raise
         missing.append(str(problem))
         refs = ReferenceSet([], [], [], [])
+    background = None
+    if zoo.spec.worth != "raw" and refs.images:
+        from .controls.background import background_from_zoo
+
+        background = background_from_zoo(zoo, refs.images)
     est = zoo.spec.estimator
     if plan.n_players == 0:
         raise zoo.fail("no players: list at least one LoRA, ControlNet or prompt player (or set estimator.base: player)",
@@ -164,7 +170,7 @@ def prepare_audit(
         except CopyscopeError as problem:
             missing.append(str(problem))
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, device=device,
-                         allow_pickle=allow_pickle, out_where=out_where, missing_files=missing)
+                         allow_pickle=allow_pickle, out_where=out_where, missing_files=missing, background=background)
 
 
 MAX_IMAGES_PER_COALITION = 1_000_000

@@ -90,12 +90,16 @@ class Scorer:
     """Computes and caches per-image similarity rows (per-image metrics) and feature rows (set metrics)."""
 
     def __init__(self, metrics: Sequence, cache: ImageCache, refs: ReferenceSet, aggregate: str = "max_mean",
-                 on_features: Callable[[int, int], None] | None = None):
+                 on_features: Callable[[int, int], None] | None = None, background=None, worth: str = "raw"):
         self.metrics = {m.name: m for m in metrics}
         self.cache = cache
         self.refs = refs
         self.aggregate = aggregate
+        # specific worth (copyscope.controls): every image also scored against a background of generic images
+        self.background = background if worth != "raw" else None
+        self.worth = worth if background is not None else "raw"
         self._ref_feats: dict[str, np.ndarray] = {}
+        self._bg_feats: dict[str, np.ndarray] = {}
         if on_features is not None:
             watch_feature_extraction(metrics, on_features)
 
@@ -134,11 +138,57 @@ class Scorer:
         return np.stack(out) if out else np.zeros((0, 0))
 
     def per_image_scores(self, metric, image_keys: Sequence[str]) -> np.ndarray:
-        """(n,) one similarity per generated image, aggregated over references and works."""
+        """(n,) one score per generated image: its similarity aggregated over references and works, made
+        specific against the background when the audit's worth is not raw."""
         from .metrics import aggregate_references
 
         sims = self.rows(metric, image_keys)
-        return aggregate_references(sims, self.refs.work_of, self.aggregate)
+        return self.specific(metric, aggregate_references(sims, self.refs.work_of, self.aggregate), image_keys)
+
+    def work_scores(self, metric, image_keys: Sequence[str], work: str) -> np.ndarray:
+        """(n,) one score per image against one work's references alone (per-work attribution), specific
+        as ``per_image_scores``."""
+        sims = self.rows(metric, image_keys)
+        return self.specific(metric, within_work_scores(sims, self.refs.work_of, [work], self.aggregate)[:, 0], image_keys)
+
+    def specific(self, metric, scores: np.ndarray, image_keys: Sequence[str]) -> np.ndarray:
+        """Per-image similarities -> the audit's worth variant (copyscope.controls.worth.specific_scores)."""
+        from .controls.worth import specific_scores
+
+        if self.background is None:
+            return scores
+        return specific_scores(scores, self.background_rows(metric, image_keys), self.worth)
+
+    def background_features(self, metric) -> np.ndarray:
+        """Feature rows of the background images (kept for the audit; cheap beside the generated images)."""
+        if metric.name not in self._bg_feats:
+            self._bg_feats[metric.name] = np.asarray(metric.features(list(self.background.images)))
+        return self._bg_feats[metric.name]
+
+    def background_rows(self, metric, image_keys: Sequence[str], batch: int = 16) -> np.ndarray:
+        """(n, K) similarity of each generated image to each background image, stored per image in the
+        feature cache like the reference rows."""
+        store = metric.config_id() + "|background:" + self.background.identity
+        out: list[np.ndarray | None] = [self.cache.load_feature(store, k) for k in image_keys]
+        todo = [i for i, r in enumerate(out) if r is None]
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
+            feats = np.asarray(metric.features([self.cache.load(image_keys[i]) for i in idx]))
+            values = np.asarray(metric.similarity(feats, self.background_features(metric)), dtype=np.float64)
+            for i, row in zip(idx, values):
+                self.cache.save_feature(store, image_keys[i], row)
+                out[i] = row
+        return np.stack(out) if out else np.zeros((0, len(self.background)))
+
+    def set_worth(self, metric, feats: np.ndarray, ref: np.ndarray) -> tuple[object, float]:
+        """A set metric's distance result against ``ref`` and the worth it gives (higher = closer): minus
+        the distance, or with a background the distance to the background minus the distance to ``ref``."""
+        from .controls.worth import specific_set_worth
+
+        res = metric.distance(feats, ref)
+        if self.background is None:
+            return res, -res.value
+        return res, specific_set_worth(res.value, metric.distance(feats, self.background_features(metric)).value, self.worth)
 
 
 def within_rule(aggregate: str) -> str:

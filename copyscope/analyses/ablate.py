@@ -114,7 +114,7 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     return result
 
 
-def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, rule: str) -> dict:
+def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, rule: str, worth: str = "raw") -> dict:
     """Per metric: the report's Shapley section (under the audit's significance ``rule``; ``metrics``:
     name -> metric, for the per-seed bound) and the per-seed values or replicates."""
     from ..report import estimate_section, seed_bound
@@ -122,7 +122,7 @@ def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, ru
     out = {}
     for metric, r in result.results.items():
         est = r.estimate
-        sec = estimate_section(est, level, list(names), seed_bound(metrics.get(metric), est), rule)
+        sec = estimate_section(est, level, list(names), seed_bound(metrics.get(metric), est, worth), rule)
         # p_first: over the per-seed values (jackknife) or the bootstrap replicates
         draws = est.per_seed() if est.jackknife else est.replicates
         reps = None if draws is None else {p: draws[i].tolist() for i, p in enumerate(names)}
@@ -224,7 +224,8 @@ def run_ablation(
     out_dir = prep.out_dir
 
     seeds = list(prep.plan.seeds)
-    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate)
+    scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
+                    worth=zoo.spec.worth)
     games_out = []
     for game, g in zip(prep.plan.games, report["games"]):
         if game.base.name != g["base"] or game.names != g["players"]:
@@ -244,7 +245,7 @@ def run_ablation(
             if hooks is not None:
                 hooks.on_event(f"ablation: base {game.base.name}, first {k} of {len(seeds)} seed(s)")
             per_k[k] = _estimate_rows(_subset_estimates(prep, game, g, scorer, k), players, level,
-                                      {m.name: m for m in prep.metrics}, rule)
+                                      {m.name: m for m in prep.metrics}, rule, scorer.worth)
         stability = seed_stability(per_k, players, metrics)
         for m in metrics:  # the k = n recomputation must be the audit's: say so if it is not
             if m in stability:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ..controls.worth import DEFAULT_WORTH, WORTHS
 from ..analyses.specs import ImitationSpec, RewardSplitSpec
 from ..hubids import HUB_ID_RE, HUB_REPO_RE, is_hub_id  # noqa: F401 (re-exported)
 from ..shapley.registry import estimator_names
@@ -47,6 +48,14 @@ class ReferenceSpec(Strict_):
     paths: list[str] = Field(min_length=1)
 
     _name = field_validator("name")(check_name)
+
+
+class BackgroundSpec(Strict_):
+    """Generic images every generated image is also scored against (docs/metrics.md "Controls"): the worth of a
+    coalition is then how much closer its images are to the work than to these."""
+
+    builtin: bool = Field(True, description="include the builtin generic set (scikit-image's bundled photographs)")
+    paths: list[str] = Field([], description="image files or folders of your own generic images (e.g. other works of the genre)")
 
 
 class PromptSpec(NamedSpec):
@@ -96,6 +105,9 @@ _ZOO_TAIL: dict[str, Any] = {
     "metrics": (list[str | dict[str, Any]] | None, None),
     "backbones": (dict[str, str], {}),
     "aggregate": (Literal["max_mean", "mean_mean", "max_max"], "max_mean"),
+    # the worth of a coalition: raw similarity to the work, or specific to it against the background
+    "worth": (Literal[WORTHS], DEFAULT_WORTH),
+    "background": (BackgroundSpec, BackgroundSpec()),
     "estimator": (EstimatorSpec, EstimatorSpec()),
     "reward_split": (RewardSplitSpec | None, None),  # `copyscope reward-split` (docs/analyses.md)
     "imitation": (ImitationSpec | None, None),  # `copyscope imitation` (docs/analyses.md)

