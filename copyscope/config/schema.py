@@ -58,6 +58,32 @@ class BackgroundSpec(Strict_):
     paths: list[str] = Field([], description="image files or folders of your own generic images (e.g. other works of the genre)")
 
 
+class ControlsSpec(Strict_):
+    """Controls run in the audit's own pipeline (docs/metrics.md "Controls"): evidence that the metrics detect
+    copying here, and the rule that picks the headline metric from it."""
+
+    positive: bool = Field(True, description="img2img of each work through the base at `strengths`: known copies, "
+                           "beside the same img2img of background images (known non-copies)")
+    strengths: list[Float] = Field([0.3, 0.5, 0.7, 0.9], min_length=1, max_length=16,
+                                   description="img2img strengths (0: the work itself, 1: nothing of it kept)")
+    seeds: Int | None = Field(None, ge=1, le=1024, description="seeds per control (default: up to 4 of the audit's seeds)")
+    negatives: Int = Field(3, ge=1, le=64, description="background images pushed through the same img2img")
+    headline: Literal["auto", "fixed"] = Field(
+        "auto", description="auto: the headline is the admitted metric whose controls separate copies best in this "
+        "audit; fixed: the global preference (copyscope.report.headline)")
+    placebo: bool = Field(False, description="add a placebo LoRA player: a LoRA as strong as a real one, with no content")
+    placebo_from: str | None = Field(None, description="the LoRA whose per-layer spectrum the placebo copies (default: the first)")
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, v):
+        if any(not 0.0 <= x <= 1.0 for x in v):
+            raise ValueError("img2img strengths lie in [0, 1]")
+        if len(set(v)) != len(v):
+            raise ValueError("strengths are listed twice")
+        return sorted(v)
+
+
 class PromptSpec(NamedSpec):
     text: str
     negative: str = ""
@@ -108,6 +134,7 @@ _ZOO_TAIL: dict[str, Any] = {
     # the worth of a coalition: raw similarity to the work, or specific to it against the background
     "worth": (Literal[WORTHS], DEFAULT_WORTH),
     "background": (BackgroundSpec, BackgroundSpec()),
+    "controls": (ControlsSpec, ControlsSpec()),
     "estimator": (EstimatorSpec, EstimatorSpec()),
     "reward_split": (RewardSplitSpec | None, None),  # `copyscope reward-split` (docs/analyses.md)
     "imitation": (ImitationSpec | None, None),  # `copyscope imitation` (docs/analyses.md)
