@@ -136,6 +136,11 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
             if queue is not None:
                 queue.close(cancel=True)
         result.weights = engine.identities()
+        if zoo.spec.controls.positive and prep.background is not None:
+            from .controls.positive import run_positive_controls
+
+            result.controls = run_positive_controls(engine, prep.cache, scorer, prep.refs, prep.background, zoo.spec.controls,
+                                                    plan.items, est.confidence, hooks.on_event)
         games.append(result)
         stats.switches += engine.switches - switches_before
         if engines is None:

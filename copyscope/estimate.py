@@ -42,6 +42,7 @@ class GameResult:
     flags: dict[Coalition, dict[str, list[str]]]  # coalition -> image key -> generation flags
     image_keys: dict[Coalition, list[str]]  # coalition -> its images' cache keys, in work-item order
     weights: dict = field(default_factory=dict)  # the engine's model identities (hashes), for provenance
+    controls: dict | None = None  # the game's positive controls (copyscope.controls.positive), when run
 
     def table(self, metric: str) -> dict[Coalition, np.ndarray]:
         return {c: w[metric] for c, w in self.worths.items() if metric in w}

@@ -45,7 +45,7 @@ class PreparedAudit:
     allow_pickle: bool = False
     out_where: str = ""  # how errors name the output folder: "--out DIR" or "zoo.yaml:3: output: DIR"
     missing_files: list[str] = field(default_factory=list)  # validate / plan only (strict_files=False)
-    background: object = None  # a copyscope.controls.background.BackgroundSet when the worth is not raw
+    background: object = None  # a copyscope.controls.background.BackgroundSet (specific worth, positive controls)
 
     def coalitions(self, game: GamePlan) -> list[tuple[bool, ...]]:
         """The coalitions the audit evaluates for ``game``, in generation order (plan.json lists them)."""
@@ -147,7 +147,7 @@ def prepare_audit(
         missing.append(str(problem))
         refs = ReferenceSet([], [], [], [])
     background = None
-    if zoo.spec.worth != "raw" and refs.images:
+    if (zoo.spec.worth != "raw" or zoo.spec.controls.positive) and refs.images:
         from .controls.background import background_from_zoo
 
         background = background_from_zoo(zoo, refs.images)

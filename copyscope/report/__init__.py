@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..coalitions import report_order
 from ..finite import finite_or_none as _f
+from ..finite import is_finite
 from ..cache import atomic_write_text
 from .headline import HEADLINE_NOTE, claim_rule, headline_metric, significant, t_only
 
@@ -185,8 +186,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 for m, r in res_w.items()}
             for w, res_w in (g.per_work or {}).items()
         }
-        report_games.append(
-            {
+        entry = {
                 "base": game.base.name,
                 "players": names,
                 "player_kinds": {p.name: p.kind for p in game.players},
@@ -199,8 +199,11 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 # significance is claimed for this metric only; the others are sensitivity analysis
                 "headline": headline_metric(metrics),
                 **({"per_work": per_work} if per_work else {}),
-            }
-        )
+        }
+        if g.controls is not None:  # the positive controls, and the headline chosen from them
+            entry["controls"] = controls_section(g.controls, metrics, names, prep.zoo.spec.controls.headline)
+            entry["headline"] = entry["controls"]["headline"]["metric"]
+        report_games.append(entry)
     zoo = prep.zoo
     # the guarantee of the claims is the headline's: distribution-free where its per-seed values are bounded
     heads = [g["metrics"].get(g["headline"]) or {} for g in report_games]
@@ -237,6 +240,28 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
         "games": report_games,
         "provenance": provenance,
     }
+
+
+def controls_section(controls: dict, metrics: dict, names: list[str], rule: str) -> dict:
+    """The game's positive controls with the headline rule's choice (copyscope.controls.headline) and, for the
+    chosen metric, each player's Shapley value as an img2img strength (copyscope.controls.sensitivity)."""
+    from ..controls.headline import choose_headline
+    from ..controls.sensitivity import equivalent_strength
+    from .headline import HEADLINE_PREFERENCE
+
+    computed = [m for m, sec in metrics.items() if all(is_finite(e.get("value")) for e in sec["shapley"].values())]
+    if rule == "auto":
+        choice = choose_headline(controls["metrics"], computed, HEADLINE_PREFERENCE)
+    else:
+        m = headline_metric(metrics)
+        choice = {"metric": m, "rule": "fixed", "why": f"{m}: the global preference (controls.headline: fixed)",
+                  "candidates": {}}
+    head = choice["metric"]
+    equivalent = None
+    if head in controls["metrics"]:
+        dose = controls["metrics"][head]["dose_response"]
+        equivalent = {p: equivalent_strength(metrics[head]["shapley"][p]["value"], dose) for p in names}
+    return {**controls, "headline": choice, "equivalent_strength": equivalent}
 
 
 def write_outputs(report: dict, out_dir: Path, view_root: Path | None = None) -> None:

@@ -1,0 +1,40 @@
+"""The headline metric of one audit, chosen by a rule fixed in advance from the audit's positive controls.
+
+Candidates: the metrics the validity benchmark admits (``ADMITTED``: a decoy called significant in at most 5%
+of its scenarios, at the default worth) that this audit computed and whose controls are not blind. Among them,
+the one whose controls separate copies from non-copies best (the largest AUC, then the largest lower bound);
+ties go to the global preference order (copyscope.report.headline.HEADLINE_PREFERENCE), which is also the
+fallback when no candidate is left or the controls are off. The rule sees only the control images' scores:
+those images are not the audit's coalitions (copyscope.controls.positive), so the metric whose significance is
+claimed is not chosen on the data its test then uses.
+"""
+
+from __future__ import annotations
+
+# Measured by `copyscope demo bench --worth ...` (docs/metrics.md "Controls"; bench/validity_worth_results.json):
+# per metric, decoys called significant (t test) in at most 1 of the 36 scenarios of the full set at 8 seeds.
+ADMITTED = ("phash", "dhash", "kid_pixels", "sscd", "effnet", "fusion")
+
+
+def choose_headline(control_metrics: dict[str, dict], computed: list[str], preference: tuple[str, ...],
+                    admitted: tuple[str, ...] = ADMITTED) -> dict:
+    """``control_metrics``: metric -> its controls' sensitivity (auc, auc_ci, blind); ``computed``: the metrics
+    the audit estimated, in report order; ``preference``: the global order. Returns the chosen metric, the
+    rule's words and the candidates' numbers."""
+    rank = {m: i for i, m in enumerate(preference)}
+    cands = {m: control_metrics[m] for m in admitted if m in computed and m in control_metrics}
+    usable = {m: s for m, s in cands.items() if not s["blind"] and s.get("auc") is not None}
+    table = {m: {"auc": s.get("auc"), "auc_ci": s.get("auc_ci"), "blind": s["blind"]} for m, s in cands.items()}
+    if usable:
+        best = max(usable, key=lambda m: (round(usable[m]["auc"], 6), round(usable[m]["auc_ci"][0], 6),
+                                         -rank.get(m, len(rank))))
+        s = usable[best]
+        why = (f"{best}: of the metrics the validity benchmark admits, the one whose positive controls separate "
+               f"img2img copies of the work from the same img2img of generic images best in this audit "
+               f"(AUC {s['auc']:.2f}, {s['auc_ci'][0]:.2f} to {s['auc_ci'][1]:.2f})")
+        return {"metric": best, "rule": "controls", "why": why, "candidates": table}
+    fallback = next((m for m in preference if m in computed), computed[0] if computed else None)
+    blind = sorted(m for m, s in cands.items() if s["blind"])
+    why = (f"{fallback}: the global preference, because no admitted metric's controls separate copies from generic "
+           f"images in this audit" + (f" (blind: {', '.join(blind)})" if blind else ""))
+    return {"metric": fallback, "rule": "fallback", "why": why, "candidates": table}
