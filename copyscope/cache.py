@@ -58,7 +58,7 @@ LOCK_NAME = ".lock"
 LEASES = "leases"
 MARKER = ".copyscope-cache"
 # what copyscope itself puts at the top of a cache folder (the marker aside)
-CACHE_LAYOUT = {"images", "features", LEASES, LOCK_NAME}
+CACHE_LAYOUT = {"images", "features", "placebo", LEASES, LOCK_NAME}  # placebo: copyscope.controls.placebo
 
 
 def mark_cache(root: Path) -> None:

@@ -111,13 +111,14 @@ def prepare_audit(
     out_dir, out_where = resolve_output(zoo, out)
     cache = open_cache(zoo)
     device = resolve_device(zoo.spec.generation.device)
+    missing: list[str] = []
+    _add_placebo(zoo, cache, strict_files, missing)
     _check_generation_and_estimator(zoo)
     plan = make_plan(zoo)
     # model paths and pickle policy are checked now, not after an hour of generation
     check_model_sources(zoo, allow_pickle)
     offline_problems = check_real_files(zoo)  # single-file configs, variants, files in the wrong section
     check_lora_fits(zoo)
-    missing: list[str] = []
     for problem in _uncached_hub_models(zoo) + offline_problems:
         if strict_files:
             raise problem
@@ -171,6 +172,19 @@ def prepare_audit(
             missing.append(str(problem))
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, device=device,
                          allow_pickle=allow_pickle, out_where=out_where, missing_files=missing, background=background)
+
+
+def _add_placebo(zoo: Zoo, cache: ImageCache, strict_files: bool, missing: list[str]) -> None:
+    """``controls.placebo``: the placebo LoRA player (copyscope.controls.placebo), before the plan is built. For
+    validate / plan, a source file not here yet is noted (a local one is then refused as any missing model is)."""
+    from .controls.placebo import add_placebo_player
+
+    try:
+        add_placebo_player(zoo, cache.root)
+    except CopyscopeError as problem:
+        if strict_files or not re.search(r"not found|not in the local Hugging Face cache", str(problem)):
+            raise
+        missing.append(str(problem))
 
 
 MAX_IMAGES_PER_COALITION = 1_000_000

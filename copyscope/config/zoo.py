@@ -25,6 +25,7 @@ class Zoo:
         self._lines = lines
         self.sha256 = hashlib.sha256(text.encode()).hexdigest()
         self.conditioning_maps = None  # copyscope.conditioning.attach sets the computed-map cache
+        self.placebo = None  # copyscope.controls.placebo.add_placebo_player: the placebo LoRA's summary
 
     # -- error helpers -------------------------------------------------------------------------
     def where(self, *loc) -> str:

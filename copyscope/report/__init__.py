@@ -224,6 +224,7 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             "aggregate": zoo.spec.aggregate,
             "worth": worth,
             "background": prep.background.summary() if prep.background is not None else None,
+            "placebo": getattr(zoo, "placebo", None),  # the placebo LoRA player (copyscope.controls.placebo)
             "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
             "confidence": level,
             "intervals": intervals,
