@@ -178,6 +178,9 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 if worth == "raw":  # the distances themselves (a specific worth is a difference of two)
                     section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
             metrics[metric_name] = section
+        from ..controls.against_placebo import annotate_placebo
+
+        annotate_placebo(metrics, names, level, rule)  # controls.placebo: every component against the placebo
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         per_work = {
             w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate, worth), rule),

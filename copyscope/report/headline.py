@@ -35,8 +35,11 @@ def headline_metric(metrics) -> str | None:
 
 
 def significant(entry: dict, alpha: float) -> bool:
-    """A Shapley entry (value, p_holm) is significantly above zero."""
+    """A Shapley entry (value, p_holm) is significantly above zero and, in an audit with a placebo player
+    (controls.placebo), also above the placebo (``beats_placebo``); the placebo itself is never a claim."""
     p, v = entry.get("p_holm"), entry.get("value")
+    if entry.get("beats_placebo") is False or entry.get("placebo"):
+        return False
     return is_finite(p) and is_finite(v) and p < alpha and v > 0
 
 
@@ -44,6 +47,8 @@ def t_only(entry: dict, alpha: float) -> bool:
     """Significant under the t test alone, but not under the claim's rule (not confirmed by the
     distribution-free test): shown as '(t)', never as a claim."""
     t = entry.get("t")
+    if entry.get("beats_placebo") is False or entry.get("placebo"):
+        return False
     return isinstance(t, dict) and not significant(entry, alpha) and significant({**t, "value": entry.get("value")}, alpha)
 
 
