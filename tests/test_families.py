@@ -44,6 +44,8 @@ def family_zoo_file(tmp: Path, models: dict, *, lora: dict | None = None, **base
                        "sd3": {"max_sequence_length": 16}, "flux": {"max_sequence_length": 16}},
         "metrics": ["ssim", "dhash"],
         "estimator": {"method": "exact", "bootstrap": 0},
+        # the family's own img2img pipeline (positive controls), kept to two images
+        "controls": {"strengths": [0.5], "seeds": 1, "negatives": 1},
     }
     path = tmp / "zoo.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -61,8 +63,16 @@ def test_family_audit_through_the_cli(family, family_zoos, tmp_path, one_torch_t
     assert game["players"] == ["control", "style"]
     assert report["generation"]["generated"] == 4 * 2
 
-    # every image key carries the family (SD1.x keys stay as they were before families existed)
+    # the positive controls ran through the family's own img2img pipeline: the copy and the non-copy differ,
+    # and the copy at strength 0.5 is closer to the work than the non-copy
     cache = ImageCache(report["cache_dir"])
+    ctl = game["controls"]
+    (copy,) = ctl["images"]["work"]["work"]["0.5"]
+    (non,) = next(v for k, v in ctl["images"]["work"].items() if k != "work")["0.5"]
+    assert np.abs(cache.load(copy) - cache.load(non)).max() > 1 / 255, family
+    assert set(ctl["metrics"]) == {"ssim", "dhash"} and ctl["headline"]["metric"] in game["metrics"]
+
+    # every image key carries the family (SD1.x keys stay as they were before families existed)
     keys = game["images"]
     entry = json.loads(cache.path(keys["control+style"][0]).with_suffix(".json").read_text())
     fields = entry.get("fields", entry)

@@ -305,7 +305,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
                          lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, worths=tuple(worths), log=log, t0=t0)
             atomic_write_text(stage / "results.json", json.dumps(doc, indent=2) + "\n")
             atomic_write_text(stage / "table.md", format_table(doc["summary"]) + (
-                "\n" + format_worth_table(doc["by_worth"]) if len(doc["by_worth"]) > 1 else ""))
+                "\n" + format_worth_table(doc["by_worth"]) if len(doc.get("by_worth") or {}) > 1 else ""))
             atomic_write_text(stage / "table_by_kind.md", format_kind_table(doc["results"], kind_table_metrics(doc["metrics"])))
     except OSError as exc:
         raise os_error_message(exc) from None

@@ -348,6 +348,7 @@ def attribution_tables(report: dict):
     from rich.table import Table
 
     from ..termtext import term  # names, reasons and warnings come from report.json: untrusted
+    from .controls import controls_sentence
 
     level = (report.get("settings") or {}).get("confidence", 0.95)
     alpha = 1.0 - level
@@ -373,6 +374,7 @@ def attribution_tables(report: dict):
                      "the other metrics are sensitivity analysis (no significance claimed)")
                     + (f"\nWARNING: {term(warn)}" if warn else "")
                     + (f"\n{term(note)}" if (note := (report.get("settings") or {}).get("power_note")) else "")
+                    + (f"\ncontrols: {term(said)}" if (said := controls_sentence(g)) else "")
                     # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones
                     + ("\nadaptive seeds: the headline's intervals and * are the sequential ones of the stopping look "
                        "(simultaneous over players and looks), not Holm" if isinstance(report.get("adaptive"), dict) else ""),

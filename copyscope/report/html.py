@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..coalitions import sorted_keys
 from .ablation import section_ablation
+from .controls import section_controls
 from .agreement import rank_agreement, shapley_values
 from .htmlkit import (GEN_THUMB, MAX_COALITION_ROWS, MAX_ITEM_COLUMNS, REF_THUMB, _corr_cell, _img, _table,  # noqa: F401
                       cache_root, cached_image, esc, image_thumb, num, player_label, td)
@@ -249,6 +250,8 @@ def render_html(report: dict, out_dir: Path) -> str:
                     f'{esc(", ".join(player_label(g, p) for p in g["players"]))}</h2>')
         body.append('<h3 id="' + gid + '-summary">Summary</h3>' + section_summary(report, g))
         body.append('<h3 id="' + gid + '-shapley">Shapley values</h3>' + section_attribution(report, g))
+        if g.get("controls") or g.get("metrics", {}).get(g.get("headline"), {}).get("vs_placebo"):
+            body.append('<h3 id="' + gid + '-controls">Controls</h3>' + section_controls(report, g, root))
         body.append('<h3 id="' + gid + '-coalitions">Coalition values</h3>' + section_coalitions(g))
         body.append('<h3 id="' + gid + '-agreement">Agreement between metrics</h3>' + section_agreement(g))
         body.append('<h3 id="' + gid + '-images">Generated images</h3>' + section_images(report, g, root))

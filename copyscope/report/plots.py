@@ -182,3 +182,25 @@ def margin_bars_svg(margins: Mapping[str, float | None], title: str) -> str:
         ax.set_yticklabels([short(n, 20) for n in names])
         ax.set_title(short(title, 70))
         return _save(fig)
+
+
+def dose_response_svg(curves: Mapping[str, Sequence[tuple[float, float | None]]], title: str) -> str:
+    """One line per metric: the controls' gap (copies minus non-copies) against img2img strength."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig = _figure(5.2, 3.2)
+        ax = fig.subplots()
+        markers = "osD^v<>ph*"
+        for i, (name, pts) in enumerate(curves.items()):
+            xs = [x for x, y in pts if _finite(y)]
+            ys = [y for x, y in pts if _finite(y)]
+            if xs:
+                ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, lw=1.2, label=short(name, 20))
+        ax.axhline(0.0, color=GREY, lw=0.6)
+        ax.set_xlabel("img2img strength (0 = the work, 1 = nothing of it)")
+        ax.set_ylabel("copies − non-copies")
+        ax.set_title(short(title, 70))
+        ax.grid(True, lw=0.3)
+        ax.legend(fontsize=7, loc="best")
+        return _save(fig)

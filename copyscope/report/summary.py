@@ -116,6 +116,11 @@ def section_summary(report: dict, game: dict) -> str:
         + ". <span class=\"muted\">The other metrics are sensitivity analysis: they are shown, without significance "
         "claims.</span></p>"
     )
+    from .controls import controls_sentence
+
+    said = controls_sentence(game)
+    if said:  # in words: was the headline shown to detect copying in this setting (the Controls section has the numbers)
+        head += f"<p>{esc(said)}</p>"
     items = []
     headline = metrics.index(head_metric) if head_metric in metrics else 0
     for p, sentences in summary_sentences(report, game, tested={head_metric}).items():

@@ -35,6 +35,7 @@ def producer_zoo(tmp: Path, base_name: str, base: Path, lora: Path | None, gener
         "metrics": ["ssim"],
         # without a LoRA the base is the one player (its image is the coalition named after it)
         "estimator": {"bootstrap": 0} if lora else {"bootstrap": 0, "base": "player"},
+        "controls": {"positive": False},  # tests/test_controls_positive.py tests the controls
     }
     path = tmp / "zoo.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
