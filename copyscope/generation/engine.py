@@ -170,6 +170,12 @@ class CoalitionEngine:
     def load(self) -> None:
         if self.pipe is not None:
             return
+        from ..metrics.backbone_base import MODEL_BUILD_LOCK
+
+        with MODEL_BUILD_LOCK:  # no backbone is built in another thread meanwhile (see the lock's comment)
+            self._load()
+
+    def _load(self) -> None:
         import diffusers
 
         _quiet_diffusers()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -20,6 +21,13 @@ from copyscope.errors import MissingDependency
 from copyscope.hubids import HUB_REPO_RE as _HUB_ID  # noqa: F401 (the one hub-id pattern, owner/name; re-exported)
 
 from .base import Option
+
+# accelerate's init_empty_weights, which diffusers' and transformers' from_pretrained use, patches torch's
+# nn.Module process-wide while a model loads: a module built in another thread meanwhile gets meta tensors
+# with no data (the audit scores in a background thread while the engine may be loading). Every model
+# copyscope builds while an audit runs is built under this lock: the engine's pipeline and players, and each
+# backbone's first load.
+MODEL_BUILD_LOCK = threading.RLock()
 
 DEFAULT_SOURCES = {
     "clip": "openai/clip-vit-base-patch32",
@@ -134,6 +142,10 @@ class Backbone:
         todo = [i for i, k in enumerate(keys) if k not in self._memo]
         if todo:
             self.require()
+            load = getattr(self, "_load", None)
+            if load is not None:  # the model is built (once) under the lock: see MODEL_BUILD_LOCK
+                with MODEL_BUILD_LOCK:
+                    load()
             chunk = max(1, int(self.options.get("batch_size", 64)))
             if self.on_progress is not None:
                 self.on_progress(0, len(todo))  # announces the total before the first chunk

@@ -118,6 +118,8 @@ class EffNetBackbone(Backbone):
                 model.load_state_dict(load_state_dict(self.weights_path()), strict=True)
             except Exception as e:  # noqa: BLE001 - any failure: these are not EfficientNet-Lite0 weights
                 raise MissingDependency(f"effnet: could not load weights {self.weights_path()}: {e}") from e
+            if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):  # see MODEL_BUILD_LOCK
+                raise RuntimeError("effnet: the model has tensors without data after loading its weights")
             self._model = model.to(torch.device(self.device)).eval()
         return self._model
 
