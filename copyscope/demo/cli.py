@@ -117,6 +117,8 @@ def bench_cmd(
     worth: str = typer.Option("raw", "--worth", help="comma-separated worth variants to audit every scenario with "
                               "(raw, minus_mean, minus_hard, percentile, zscore; the zoo's `worth:`); the first is the "
                               "main table, a table beside it compares them"),
+    placebo: bool = typer.Option(False, "--placebo", help="add the placebo LoRA player to every scenario "
+                                 "(controls.placebo; twice the coalitions): do plants and decoys beat it?"),
 ) -> None:
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
     import torch
@@ -130,7 +132,8 @@ def bench_cmd(
         subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
         doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
-                        jobs=jobs, worths=tuple(_split(worth, ",")), log=typer.echo)
+                        jobs=jobs, worths=tuple(_split(worth, ",")), placebo=placebo,
+                        log=typer.echo)
     except CopyscopeError as e:
         typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None
