@@ -130,7 +130,7 @@ def test_headline_never_computed_from_the_coalition_images(tiny_models, tmp_path
     from copyscope.controls.positive import run_positive_controls
     from copyscope.generation import CoalitionEngine
     from copyscope.prepare import prepare_audit
-    from copyscope.report import controls_section
+    from copyscope.report.controls import controls_section
     from copyscope.score import Scorer
 
     zoo = _zoo(tmp_path, tiny_models, strengths=[0.3, 0.6])

@@ -197,8 +197,12 @@ def test_a_set_metric_undefined_without_one_seed_keeps_its_value_without_interva
     kid = build_metrics(["kid_pixels"], {}, device="cpu")[0]
     rng = np.random.default_rng(0)
     d = kid.feature_dim_hint() or 16
+    def set_worth(metric, feats, ref):  # as copyscope.score.Scorer.set_worth with a raw worth
+        res = metric.distance(feats, ref)
+        return res, -res.value
+
     scorer = SimpleNamespace(rows=lambda metric, keys: rng.normal(size=(len(keys), d)),
-                             reference_features=lambda metric: rng.normal(size=(3, d)))
+                             reference_features=lambda metric: rng.normal(size=(3, d)), set_worth=set_worth)
     for m, width in ((2, 1), (3, 4)):
         ev = CoalitionEvaluator(None, None, None, scorer, [None] * m, m, jackknife_indices(m), None,
                                 resampling="jackknife")

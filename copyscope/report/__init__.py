@@ -15,7 +15,6 @@ from pathlib import Path
 from .. import __version__
 from ..coalitions import report_order
 from ..finite import finite_or_none as _f
-from ..finite import is_finite
 from ..cache import atomic_write_text
 from .headline import HEADLINE_NOTE, claim_rule, headline_metric, significant, t_only
 
@@ -204,6 +203,8 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
                 **({"per_work": per_work} if per_work else {}),
         }
         if g.controls is not None:  # the positive controls, and the headline chosen from them
+            from .controls import controls_section
+
             entry["controls"] = controls_section(g.controls, metrics, names, prep.zoo.spec.controls.headline)
             entry["headline"] = entry["controls"]["headline"]["metric"]
         report_games.append(entry)
@@ -244,28 +245,6 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
         "games": report_games,
         "provenance": provenance,
     }
-
-
-def controls_section(controls: dict, metrics: dict, names: list[str], rule: str) -> dict:
-    """The game's positive controls with the headline rule's choice (copyscope.controls.headline) and, for the
-    chosen metric, each player's Shapley value as an img2img strength (copyscope.controls.sensitivity)."""
-    from ..controls.headline import choose_headline
-    from ..controls.sensitivity import equivalent_strength
-    from .headline import HEADLINE_PREFERENCE
-
-    computed = [m for m, sec in metrics.items() if all(is_finite(e.get("value")) for e in sec["shapley"].values())]
-    if rule == "auto":
-        choice = choose_headline(controls["metrics"], computed, HEADLINE_PREFERENCE)
-    else:
-        m = headline_metric(metrics)
-        choice = {"metric": m, "rule": "fixed", "why": f"{m}: the global preference (controls.headline: fixed)",
-                  "candidates": {}}
-    head = choice["metric"]
-    equivalent = None
-    if head in controls["metrics"]:
-        dose = controls["metrics"][head]["dose_response"]
-        equivalent = {p: equivalent_strength(metrics[head]["shapley"][p]["value"], dose) for p in names}
-    return {**controls, "headline": choice, "equivalent_strength": equivalent}
 
 
 def write_outputs(report: dict, out_dir: Path, view_root: Path | None = None) -> None:

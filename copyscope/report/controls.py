@@ -10,6 +10,29 @@ from . import plots
 from .htmlkit import _img, _table, cached_image, esc, fmt_p, num, player_label, td
 
 
+def controls_section(controls: dict, metrics: dict, names: list[str], rule: str) -> dict:
+    """The game's positive controls with the headline rule's choice (copyscope.controls.headline) and, for the
+    chosen metric, each player's Shapley value as an img2img strength (copyscope.controls.sensitivity)."""
+    from ..controls.headline import choose_headline
+    from ..controls.sensitivity import equivalent_strength
+    from ..finite import is_finite
+    from .headline import HEADLINE_PREFERENCE, headline_metric
+
+    computed = [m for m, sec in metrics.items() if all(is_finite(e.get("value")) for e in sec["shapley"].values())]
+    if rule == "auto":
+        choice = choose_headline(controls["metrics"], computed, HEADLINE_PREFERENCE)
+    else:
+        m = headline_metric(metrics)
+        choice = {"metric": m, "rule": "fixed", "why": f"{m}: the global preference (controls.headline: fixed)",
+                  "candidates": {}}
+    head = choice["metric"]
+    equivalent = None
+    if head in controls["metrics"]:
+        dose = controls["metrics"][head]["dose_response"]
+        equivalent = {p: equivalent_strength(metrics[head]["shapley"][p]["value"], dose) for p in names}
+    return {**controls, "headline": choice, "equivalent_strength": equivalent}
+
+
 def controls_sentence(game: dict) -> str | None:
     """In words: was the headline metric shown to detect copying here? (None: the audit ran no controls)."""
     c = game.get("controls")
