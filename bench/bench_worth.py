@@ -24,16 +24,25 @@ from copyscope.demo.bench import _folder_name, _rate, format_worth_table, headli
 
 
 def with_headlines(out: Path, by_worth: dict) -> dict:
-    """Each scenario row of each worth with the headline its report chose (results.json of an older run lacks it)."""
+    """Each scenario row of each worth with the headline the current rule chooses from its report's stored control
+    scores (copyscope.controls.headline.choose_headline: the same choice an audit makes now, whatever the code
+    that ran the benchmark chose)."""
+    from copyscope.controls.headline import choose_headline
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
     for worth, doc in by_worth.items():
         sub = "" if worth == "raw" else worth
         for row in doc["results"]:
-            if row.get("headline"):
-                continue
             rep = out / "scenarios" / sub / _folder_name(row["scenario"]) / "report.json"
             game = json.loads(rep.read_text())["games"][0]
-            row["headline"] = game.get("headline")
-            row["headline_rule"] = ((game.get("controls") or {}).get("headline") or {}).get("rule")
+            controls = game.get("controls") or {}
+            if controls.get("metrics"):
+                computed = [m for m, sec in game["metrics"].items()
+                            if all(e.get("value") is not None for e in sec["shapley"].values())]
+                choice = choose_headline(controls["metrics"], computed, HEADLINE_PREFERENCE)
+                row["headline"], row["headline_rule"] = choice["metric"], choice["rule"]
+            else:
+                row["headline"], row["headline_rule"] = game.get("headline"), None
         doc["headline_rule"] = headline_bar(doc["results"])
     return by_worth
 

@@ -112,3 +112,30 @@ def test_every_headline_miss_on_the_full_set_is_named_in_the_readme():
         for r in _doc(name)["results"]:
             if not r["verdicts"][head]["planted_first"]:
                 assert f"| {r['kind']} ({'cn' if r['controlnet'] else 'no cn'}) |" in section, r["scenario"]
+
+
+def test_the_headline_candidates_are_the_metrics_every_run_admits():
+    """copyscope.controls.headline.ADMITTED (the metrics the per-audit rule may choose as headline) is exactly the
+    set of metrics judged in every committed run, raw worth included, that called a decoy significant (t test) in
+    at most 5% of each run's scenarios."""
+    from copyscope.controls.headline import ADMITTED
+
+    summaries = [_doc(name)["summary"] for name in RUNS] + [_doc("validity_worth_results.json")["by_worth"]["raw"]["summary"]]
+    common = set.intersection(*(set(s) for s in summaries))
+    admitted = {m for m in common if all(_decoys(s[m])[0] <= 0.05 * _decoys(s[m])[1] for s in summaries)}
+    assert set(ADMITTED) == admitted, sorted(admitted)
+
+
+def test_the_default_worth_is_the_one_the_benchmark_chose():
+    """docs/metrics.md "Which worth": no specific variant keeps the headline's record and the other metrics'
+    specificity; raw puts the plant first most often with no false decoy under the headline, so raw is the
+    default. This fails if a rerun of the worth comparison ever says otherwise."""
+    from copyscope.controls.worth import DEFAULT_WORTH
+
+    doc = _doc("validity_worth_results.json")
+    assert doc["scenarios"] == 36 and doc["audit_seeds"] == 8
+    record = {w: d["headline_rule"] for w, d in doc["by_worth"].items()}
+    bounded = [w for w in record if w != "zscore"]  # zscore has no range: its claims drop the distribution-free test
+    best = max(bounded, key=lambda w: (-record[w]["decoy_significant_t"][0], record[w]["meets_bar_t"][0],
+                                       record[w]["planted_first"][0], w == "raw"))
+    assert DEFAULT_WORTH == best, record
