@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from copyscope.demo.bench import _folder_name, _rate, format_worth_table, headline_bar  # noqa: E402
+from copyscope.demo.bench import _folder_name, _rate, format_worth_table, headline_bar, variant_folder  # noqa: E402
 
 
-def with_headlines(out: Path, by_worth: dict) -> dict:
+def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:
     """Each scenario row of each worth with the headline the current rule chooses from its report's stored control
     scores (copyscope.controls.headline.choose_headline: the same choice an audit makes now, whatever the code
     that ran the benchmark chose)."""
@@ -31,7 +31,7 @@ def with_headlines(out: Path, by_worth: dict) -> dict:
     from copyscope.report.headline import HEADLINE_PREFERENCE
 
     for worth, doc in by_worth.items():
-        sub = "" if worth == "raw" else worth
+        sub = variant_folder(worth, placebo)
         for row in doc["results"]:
             rep = out / "scenarios" / sub / _folder_name(row["scenario"]) / "report.json"
             game = json.loads(rep.read_text())["games"][0]
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the per-worth summaries and headline records here")
     a = ap.parse_args()
     doc = json.loads((a.out / "results.json").read_text())
-    by_worth = with_headlines(a.out, doc.get("by_worth") or {doc.get("worth", "raw"): doc})
+    by_worth = with_headlines(a.out, doc.get("by_worth") or {doc.get("worth", "raw"): doc}, bool(doc.get("placebo")))
     text = markdown(by_worth, doc)
     print(text)
     if a.write:

@@ -99,6 +99,14 @@ def _audit(zoo: dict, folder: Path) -> dict:
     return audit_zoo(path, folder)
 
 
+def variant_folder(worth: str, placebo: bool) -> str:
+    """The subfolder of ``scenarios/`` and ``truth/`` of one worth (raw without a placebo: none, the folders of
+    runs from before worths existed)."""
+    if worth == "raw" and not placebo:
+        return ""
+    return worth + ("-placebo" if placebo else "")
+
+
 def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
     """Per metric: the verdicts of one scenario's report (see the module docstring)."""
     game = report["games"][0]
@@ -351,7 +359,7 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
     cache = Path(cache) if cache is not None else out / "cache"
     by_worth = {}
     for worth in worths:
-        sub = ("" if worth == "raw" else worth) + ("-placebo" if placebo else "")  # raw's: those of earlier runs
+        sub = variant_folder(worth, placebo)
         truth_of: dict[str, dict] = {}
         if truth if truth is not None else subset == "full":
             measured = truth_scenarios(todo)

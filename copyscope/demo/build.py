@@ -51,7 +51,7 @@ from .images import (
     SKIMAGE_IMAGES,
     center_square,
     grey_ssim,
-    load_skimage,
+    load_named,
     random_crops,
     resize_square,
     save_png,
@@ -127,8 +127,24 @@ class _Build:
     prompt: str
     log: Callable[[str], None]
     lora_rank: int = HYPER["lora_rank"]
+    library: dict = field(default_factory=dict)  # --images: name -> image file (beside scikit-image's names)
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)  # measured numbers for ground_truth.json
+
+    def image(self, name: str) -> np.ndarray:
+        return load_named(name, self.library)
+
+    def caption(self, name: str) -> str:
+        """A base image's training caption: scikit-image's own, or for a file "a photo of" its name's words."""
+        return CAPTIONS.get(name) or "a photo of " + name.replace("_", " ").replace("-", " ")
+
+    def source(self, name: str) -> str:
+        """Where a named image comes from, for ground_truth.json."""
+        from ..inputs import image_sha256
+
+        if name in self.library:
+            return f"file {self.library[name]} (sha256 {image_sha256(self.library[name])})"
+        return f"skimage.data.{name}()"
 
     @property
     def decoy_images(self) -> list[str]:
@@ -158,7 +174,7 @@ def _is_demo_zoo(folder: Path) -> bool:
     return isinstance(gt, dict) and str(gt.get("format", "")).startswith("copyscope-demo-ground-truth/")
 
 
-def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank) -> dict:
+def _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank, library=None) -> dict:
     """The arguments, normalised; a CopyscopeError for anything a build must not start with."""
     out = Path(out_dir)
     references, decoys, base_images = tuple(references), _norm_decoys(decoys), tuple(base_images)
@@ -167,8 +183,9 @@ def _checked(out_dir, references, decoys, base_images, resolution, quick, steps,
     if not references:
         raise CopyscopeError("need at least one reference work")
     for name in (*references, *base_images, *(x for d in decoys for x in d)):
-        if name not in SKIMAGE_IMAGES:
-            raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}")
+        if name not in SKIMAGE_IMAGES and name not in (library or {}):
+            raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}"
+                                 + (f" or the --images files {', '.join(library)}" if library else ""))
     held_out = set(references) | {x for d in decoys for x in d}
     leak = sorted(held_out & set(base_images))
     if leak:
@@ -188,7 +205,8 @@ def _checked(out_dir, references, decoys, base_images, resolution, quick, steps,
         raise CopyscopeError(f"{out}: exists, is not empty and is not a demo zoo (no ground_truth.json written by "
                              "`copyscope demo build`); --overwrite replaces only a demo zoo: choose another --out")
     return {"out": out, "references": references, "decoys": decoys, "base_images": base_images,
-            "steps": st, "pool": QUICK_POOL if quick else FULL_POOL, "lora_rank": int(lora_rank or HYPER["lora_rank"])}
+            "steps": st, "pool": QUICK_POOL if quick else FULL_POOL, "lora_rank": int(lora_rank or HYPER["lora_rank"]),
+            "library": dict(library or {})}
 
 
 def _data(b: _Build, rng: np.random.Generator):
@@ -196,12 +214,12 @@ def _data(b: _Build, rng: np.random.Generator):
     t = time.time()
     gen_pix, gen_caps = [], []
     for name in b.base_images:
-        crops = random_crops(load_skimage(name), b.pool["base_per_image"], b.resolution, rng,
+        crops = random_crops(b.image(name), b.pool["base_per_image"], b.resolution, rng,
                              scale=HYPER["base_crop_scale"], flip=True)
         gen_pix.append(crops)
-        gen_caps += [CAPTIONS[name]] * len(crops)
+        gen_caps += [b.caption(name)] * len(crops)
     gen_pix = np.concatenate(gen_pix)
-    ref_full = {w: center_square(load_skimage(w)) for w in b.references}
+    ref_full = {w: center_square(b.image(w)) for w in b.references}
     ref_small = {w: resize_square(a, b.resolution) for w, a in ref_full.items()}
     b.timings["data"] = time.time() - t
     b.log(f"data: {len(gen_pix)} generic crops from {len(b.base_images)} images ({b.timings['data']:.1f}s)")
@@ -221,7 +239,7 @@ def _train_vae_stage(b: _Build, gen_pix: np.ndarray, ref_small: dict):
     rec_train = vae_reconstruct(vae, gen_pix[check_idx])
     ssim_train = float(np.mean([grey_ssim(x, y) for x, y in zip(gen_pix[check_idx], rec_train)]))
     held = np.stack([ref_small[w] for w in b.references]
-                    + [resize_square(center_square(load_skimage(x)), b.resolution) for x in b.decoy_images])
+                    + [resize_square(center_square(b.image(x)), b.resolution) for x in b.decoy_images])
     rec_held = vae_reconstruct(vae, held)
     ssim_held = float(np.mean([grey_ssim(x, y) for x, y in zip(held, rec_held)]))
     mean, std = encode_latents(vae, gen_pix)
@@ -277,7 +295,7 @@ def _train_loras_stage(b: _Build, pipe, rng: np.random.Generator) -> dict:
     scaling = b.facts["scaling"]
     for k, (name, imgs, role) in enumerate(b.lora_sets()):
         t = time.time()
-        lat = lora_latents(pipe.vae, [load_skimage(x) for x in imgs], b.pool["lora_per_image"], b.resolution, rng,
+        lat = lora_latents(pipe.vae, [b.image(x) for x in imgs], b.pool["lora_per_image"], b.resolution, rng,
                            scaling)
         lu = train_lora(pipe, lat, b.prompt, b.steps["lora"], b.seed + 101 + k, b.log, name, rank=b.lora_rank)
         path = tiny.save_lora_file(b.out / "loras" / f"{name}.safetensors", lu, None, "lora")
@@ -338,13 +356,13 @@ def _ground_truth(b: _Build, n_generic: int, ref_paths: dict, control_paths: dic
         "resolution": b.resolution,
         "prompt": b.prompt,
         "planted_infringer": "planted",
-        "references": {w: {"paths": ref_paths[w], "source": f"skimage.data.{w}()",
+        "references": {w: {"paths": ref_paths[w], "source": b.source(w),
                            "trained_into": ["planted"]} for w in b.references},
         "components": {
             "base": {
                 "path": "base",
                 "trained_on": list(b.base_images),
-                "captions": {n: CAPTIONS[n] for n in b.base_images},
+                "captions": {n: b.caption(n) for n in b.base_images},
                 "samples": n_generic,
                 "augmentation": f"random square crops (side {HYPER['base_crop_scale']} of the short side), "
                                 "horizontal flips",
@@ -390,8 +408,12 @@ def build_demo_zoo(
     threads: int | None = 2,
     log: Callable[[str], None] | None = print,
     overwrite: bool = False,
+    images: Path | None = None,
 ) -> Path:
     """Train and write the demo zoo into ``out_dir``; returns ``out_dir``.
+
+    ``images``: a folder of image files whose stems name images beside scikit-image's (``--images``): the
+    references, decoys and base images may then be any PNG/JPEG (a second benchmark world).
 
     ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora); ``lora_rank`` the
     LoRAs' rank (default ``HYPER["lora_rank"]``, 16). ``quick`` uses a
@@ -403,7 +425,10 @@ def build_demo_zoo(
     import torch
 
     t_all = time.time()
-    args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank)
+    from .images import image_library
+
+    args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank,
+                    image_library(images))
     b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None), **args)
     old_threads = torch.get_num_threads()
     if threads:

@@ -41,8 +41,10 @@ def build(
                                          help="run the exact Shapley sanity check (default: on unless --quick)"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the files of a non-empty --out folder"),
+    images: Optional[Path] = typer.Option(None, "--images", help="a folder of image files (PNG/JPEG/...): their "
+                                          "names (file stems) may be used in --references, --decoys and --base-images"),
 ) -> None:
-    """Train the demo zoo on CPU from scikit-image's bundled images and write it to --out."""
+    """Train the demo zoo on CPU from scikit-image's bundled images (or your own, --images) and write it to --out."""
     from .build import build_demo_zoo
     from .images import DEFAULT_BASE_IMAGES
 
@@ -64,6 +66,7 @@ def build(
             threads=threads,
             log=typer.echo,
             overwrite=overwrite,
+            images=images,
         )
     except CopyscopeError as e:
         typer.secho(plain(str(e)), fg="red", err=True)

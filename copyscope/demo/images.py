@@ -40,6 +40,46 @@ DEFAULT_BASE_IMAGES = (
 )
 
 
+def image_library(folder: Path | None) -> dict[str, Path]:
+    """``--images DIR``: name (the file's stem) -> image file, for every PNG/JPEG/WebP/BMP/TIFF in the folder
+    (not recursive). A name must be a valid zoo name and must not shadow one of scikit-image's."""
+    from ..config.base import IMAGE_SUFFIXES, check_name
+    from ..inputs import check_image_file, file_kind
+
+    if folder is None:
+        return {}
+    folder = Path(folder)
+    if file_kind(folder) != "a folder":
+        raise CopyscopeError(f"--images {folder}: not a folder; expected a folder of image files")
+    out: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() not in IMAGE_SUFFIXES or file_kind(f) is not None:
+            continue
+        problem = check_image_file(f)
+        if problem is not None:
+            raise CopyscopeError(f"--images: {f} is {problem}")
+        try:
+            check_name(f.stem)
+        except ValueError as exc:
+            raise CopyscopeError(f"--images: {f.name}: its name {f.stem!r} cannot name a work ({exc}); rename the file") from None
+        if f.stem in SKIMAGE_IMAGES or f.stem in out:
+            raise CopyscopeError(f"--images: {f.name}: the name {f.stem!r} is already taken (a scikit-image name or "
+                                 "another file of the folder); rename the file")
+        out[f.stem] = f
+    if not out:
+        raise CopyscopeError(f"--images {folder}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return out
+
+
+def load_named(name: str, library: dict[str, Path] | None = None) -> np.ndarray:
+    """An image by name: a file of the ``--images`` library, else one of scikit-image's, as float32 (H, W, 3)."""
+    if library and name in library:
+        from ..score import load_image_rgb
+
+        return np.ascontiguousarray(load_image_rgb(library[name]), dtype=np.float32)
+    return load_skimage(name)
+
+
 def load_skimage(name: str) -> np.ndarray:
     """A scikit-image bundled image as float32 (H, W, 3) in [0, 1] (grey replicated, RGBA on white)."""
     import skimage.data
