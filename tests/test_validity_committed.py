@@ -139,3 +139,15 @@ def test_the_default_worth_is_the_one_the_benchmark_chose():
     best = max(bounded, key=lambda w: (-record[w]["decoy_significant_t"][0], record[w]["meets_bar_t"][0],
                                        record[w]["planted_first"][0], w == "raw"))
     assert DEFAULT_WORTH == best, record
+
+
+def test_the_placebo_run_supports_what_the_docs_say():
+    """docs/metrics.md "Negative control: the placebo LoRA": the quick set with the placebo player, 8 seeds; under
+    the headline the placebo is never significant and no decoy beats it; under ssim the decoys are called
+    significant in every scenario and the placebo in none."""
+    doc = _doc("validity_placebo_quick.json")
+    assert (doc["subset"], doc["scenarios"], doc["audit_seeds"], doc["placebo"]) == ("quick", 6, 8, True)
+    s = doc["summary"]
+    assert s["phash"]["placebo_significant_t"] == [0, 6] and s["phash"]["decoy_beats_placebo"] == [0, 6]
+    assert s["ssim"]["decoy_significant_t"] == [6, 6] and s["ssim"]["placebo_significant_t"] == [0, 6]
+    assert all("placebo" in r["verdicts"]["phash"]["values"] for r in doc["results"])
