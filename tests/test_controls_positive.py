@@ -139,6 +139,15 @@ def test_headline_never_computed_from_the_coalition_images(tiny_models, tmp_path
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     g = rep["games"][0]
     assert g["headline"] == g["controls"]["headline"]["metric"]
+    # the background view: each coalition's similarity to the work is its raw worth; one value per background image
+    view = g["controls"]["background_view"]
+    for m in ("ssim", "dhash", "phash"):
+        assert set(view["metrics"][m]) == set(g["metrics"][m]["coalitions"])
+        for key, row in view["metrics"][m].items():
+            assert row["work"] == pytest.approx(g["metrics"][m]["coalitions"][key], abs=1e-9)
+            assert len(row["background"]) == len(view["labels"]) == 15
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "each coalition's images against every generic image" in html and 'id="game-0-controls"' in html
     cache = ImageCache(rep["cache_dir"])
     control_keys = {k for w in g["controls"]["images"].values() for s in w.values() for ks in s.values() for k in ks}
     removed = 0

@@ -179,3 +179,23 @@ def run_positive_controls(engine, cache, scorer, refs, background, spec, items, 
         "images": images,
         "metrics": per_metric,
     }
+
+
+def background_view(scorer, image_keys: dict, key_of_coalition) -> dict:
+    """For the report's view (never for a choice): per per-image metric and coalition, the mean similarity of the
+    coalition's images to the work and to each background image: the background's distribution with each
+    coalition marked. ``image_keys``: coalition -> its images' cache keys; ``key_of_coalition``: coalition -> its
+    report key. ``scorer`` must have a background (its worth not raw)."""
+    from ..metrics import aggregate_references
+
+    out: dict[str, dict] = {}
+    for name, metric in scorer.metrics.items():
+        if metric.kind != "per_image":
+            continue
+        rows = {}
+        for c, keys in image_keys.items():
+            work = aggregate_references(scorer.rows(metric, keys), scorer.refs.work_of, scorer.aggregate)
+            bg = scorer.background_rows(metric, keys)
+            rows[key_of_coalition(c)] = {"work": float(np.mean(work)), "background": [float(x) for x in bg.mean(axis=0)]}
+        out[name] = rows
+    return {"labels": list(scorer.background.labels), "metrics": out}

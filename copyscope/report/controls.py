@@ -98,6 +98,15 @@ def section_controls(report: dict, game: dict, root: Path) -> str:
     if curves:
         svg = plots.dose_response_svg(curves, "copies minus non-copies, by img2img strength")
         parts.append(f'<img src="{plots.data_uri(svg)}" alt="dose-response of each metric">')
+    view = ((c.get("background_view") or {}).get("metrics") or {}).get(game.get("headline"))
+    if view:
+        from ..coalitions import sorted_keys
+
+        ordered = {k: view[k] for k in sorted_keys(list(view), game["players"]) if k in view}
+        svg = plots.background_strip_svg(ordered, f"{game.get('headline')}: each coalition against the background")
+        parts.append("<p>The background: each coalition's images against every generic image (grey) and against the "
+                     "work (red). Copying shows as a red mark above the grey cloud; a change that moves both is "
+                     f"generic.</p><img src=\"{plots.data_uri(svg)}\" alt=\"coalitions against the background\">")
     eq = c.get("equivalent_strength")
     if eq:
         parts.append("<p>Each component's contribution under the headline, as the img2img strength whose copies gain as "

@@ -204,3 +204,27 @@ def dose_response_svg(curves: Mapping[str, Sequence[tuple[float, float | None]]]
         ax.grid(True, lw=0.3)
         ax.legend(fontsize=7, loc="best")
         return _save(fig)
+
+
+def background_strip_svg(rows: Mapping[str, Mapping[str, object]], title: str) -> str:
+    """Per coalition (x): its images' mean similarity to each background image (grey dots, the background's
+    distribution) and to the work (red diamond). A coalition copies when its diamond leaves the grey cloud."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        names = list(rows)
+        fig = _figure(max(4.0, 0.45 * len(names) + 1.5), 3.2)
+        ax = fig.subplots()
+        for i, k in enumerate(names):
+            bg = [y for y in rows[k].get("background") or [] if _finite(y)]
+            ax.plot([i] * len(bg), bg, "o", ms=3, color=GREY, alpha=0.6, label="background images" if i == 0 else None)
+            w = rows[k].get("work")
+            if _finite(w):
+                ax.plot([i], [w], "D", ms=5, color=POS, label="the work" if i == 0 else None)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([short(n or "(empty)", 18) for n in names], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("mean similarity of the coalition's images")
+        ax.set_title(short(title, 70))
+        ax.grid(True, axis="y", lw=0.3)
+        ax.legend(fontsize=7, loc="best")
+        return _save(fig)
