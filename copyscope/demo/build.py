@@ -46,15 +46,16 @@ from ..conditioning import pseudo_depth  # the named detector `pseudo_depth` (a 
 from ..errors import CopyscopeError
 from . import tiny
 from .images import (
-    CAPTIONS,
     DEFAULT_BASE_IMAGES,
     SKIMAGE_IMAGES,
+    caption_of,
     center_square,
     grey_ssim,
     load_named,
     random_crops,
     resize_square,
     save_png,
+    source_of,
     write_reference_views,
 )
 from .training import (
@@ -134,18 +135,6 @@ class _Build:
     def image(self, name: str) -> np.ndarray:
         return load_named(name, self.library)
 
-    def caption(self, name: str) -> str:
-        """A base image's training caption: scikit-image's own, or for a file "a photo of" its name's words."""
-        return CAPTIONS.get(name) or "a photo of " + name.replace("_", " ").replace("-", " ")
-
-    def source(self, name: str) -> str:
-        """Where a named image comes from, for ground_truth.json."""
-        from ..inputs import image_sha256
-
-        if name in self.library:
-            return f"file {self.library[name]} (sha256 {image_sha256(self.library[name])})"
-        return f"skimage.data.{name}()"
-
     @property
     def decoy_images(self) -> list[str]:
         return [x for d in self.decoys for x in d]
@@ -217,7 +206,7 @@ def _data(b: _Build, rng: np.random.Generator):
         crops = random_crops(b.image(name), b.pool["base_per_image"], b.resolution, rng,
                              scale=HYPER["base_crop_scale"], flip=True)
         gen_pix.append(crops)
-        gen_caps += [b.caption(name)] * len(crops)
+        gen_caps += [caption_of(name)] * len(crops)
     gen_pix = np.concatenate(gen_pix)
     ref_full = {w: center_square(b.image(w)) for w in b.references}
     ref_small = {w: resize_square(a, b.resolution) for w, a in ref_full.items()}
@@ -356,13 +345,13 @@ def _ground_truth(b: _Build, n_generic: int, ref_paths: dict, control_paths: dic
         "resolution": b.resolution,
         "prompt": b.prompt,
         "planted_infringer": "planted",
-        "references": {w: {"paths": ref_paths[w], "source": b.source(w),
+        "references": {w: {"paths": ref_paths[w], "source": source_of(w, b.library),
                            "trained_into": ["planted"]} for w in b.references},
         "components": {
             "base": {
                 "path": "base",
                 "trained_on": list(b.base_images),
-                "captions": {n: b.caption(n) for n in b.base_images},
+                "captions": {n: caption_of(n) for n in b.base_images},
                 "samples": n_generic,
                 "augmentation": f"random square crops (side {HYPER['base_crop_scale']} of the short side), "
                                 "horizontal flips",

@@ -80,6 +80,20 @@ def load_named(name: str, library: dict[str, Path] | None = None) -> np.ndarray:
     return load_skimage(name)
 
 
+def caption_of(name: str) -> str:
+    """A base image's training caption: scikit-image's own, or for a file "a photo of" its name's words."""
+    return CAPTIONS.get(name) or "a photo of " + name.replace("_", " ").replace("-", " ")
+
+
+def source_of(name: str, library: dict[str, Path] | None = None) -> str:
+    """Where a named image comes from, for ground_truth.json."""
+    from ..inputs import image_sha256
+
+    if library and name in library:
+        return f"file {library[name]} (sha256 {image_sha256(library[name])})"
+    return f"skimage.data.{name}()"
+
+
 def load_skimage(name: str) -> np.ndarray:
     """A scikit-image bundled image as float32 (H, W, 3) in [0, 1] (grey replicated, RGBA on white)."""
     import skimage.data
