@@ -57,11 +57,15 @@ def _images(report: dict, game: dict) -> dict:
 def test_textual_inversion_player_puts_its_token_in_the_prompt(tiny_models, addon_files, tmp_path, one_torch_thread):
     zoo = make_zoo_file(tmp_path, tiny_models, loras=0, controlnet=False,
                         textual_inversions=[{"name": "style", "model": str(addon_files["ti"])}],
-                        prompts=[{"name": "p", "text": "a painting of a cat {style}"}])
+                        prompts=[{"name": "p", "text": "a painting of a cat {style}"}],
+                        controls={"strengths": [0.5], "seeds": 1, "negatives": 1})
     report = _audit(zoo)
     (game,) = report["games"]
     assert game["players"] == ["style"] and game["player_kinds"] == {"style": "textual_inversion"}
     cache = ImageCache(report["cache_dir"])
+    # the controls' img2img uses the bare base's prompt: the placeholder rendered away, as in the empty coalition
+    (control,) = game["controls"]["images"]["work"]["work"]["0.5"]
+    assert json.loads(cache.path(control).with_suffix(".json").read_text())["fields"]["prompt"] == "a painting of a cat"
     fields = json.loads(cache.path(game["images"]["style"][0]).with_suffix(".json").read_text())["fields"]
     assert fields["prompt"] == "a painting of a cat <style>" and fields["textual_inversions"][0]["token"] == "<style>"
     empty = json.loads(cache.path(game["images"][""][0]).with_suffix(".json").read_text())["fields"]
@@ -74,7 +78,9 @@ def test_textual_inversion_player_puts_its_token_in_the_prompt(tiny_models, addo
 
 def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_files, tmp_path, one_torch_thread):
     ip = {"name": "ipa", "model": str(addon_files["ip"]), "weight_name": "ip-adapter.safetensors", "scale": 1.0}
-    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, ip_adapters=[ip])
+    # with the positive controls on: the base's img2img runs with the IP-Adapter loaded (at scale 0)
+    controls = {"strengths": [0.5], "seeds": 1, "negatives": 1}
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=1, controlnet=False, ip_adapters=[ip], controls=controls)
     report = _audit(zoo)
     (game,) = report["games"]
     assert game["players"] == ["lora0", "ipa"]
@@ -85,13 +91,17 @@ def test_ip_adapter_player_feeds_the_work_as_image_prompt(tiny_models, addon_fil
     # at scale 0 (inactive) a loaded IP-Adapter adds exactly nothing: same pixels as a zoo without it
     plain_dir = tmp_path / "plain"
     plain_dir.mkdir()
-    plain = make_zoo_file(plain_dir, tiny_models, loras=1, controlnet=False)
+    plain = make_zoo_file(plain_dir, tiny_models, loras=1, controlnet=False, controls=controls)
     plain_report = _audit(plain)
     plain_game = plain_report["games"][0]
     plain_images = _images(plain_report, plain_game)
     for key in ("", "lora0"):
         for a, b in zip(images[key], plain_images[key]):
             np.testing.assert_array_equal(a, b)
+    # so are the controls' img2img images
+    cache = ImageCache(report["cache_dir"])
+    mine, theirs = game["controls"]["images"]["work"]["work"]["0.5"], plain_game["controls"]["images"]["work"]["work"]["0.5"]
+    np.testing.assert_array_equal(cache.load(mine[0]), ImageCache(plain_report["cache_dir"]).load(theirs[0]))
     assert _audit(zoo)["generation"]["generated"] == 0
 
 

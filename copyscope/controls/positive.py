@@ -90,7 +90,7 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
                 images = [b[3] for b in batch]
             else:
                 pipe = pipe or _img2img_pipe(engine, members)
-                images = _img2img(engine, pipe, [b[1] for b in batch], batch[0][3], s)
+                images = _img2img(engine, pipe, members, [b[1] for b in batch], batch[0][3], s)
             for (c, _, fields, _), img in zip(batch, images):
                 cache.put(c.key, np.asarray(img, dtype=np.float32), {**fields, "coalition": f"control:{c.source}"}, [])
     return out
@@ -107,7 +107,7 @@ def _img2img_pipe(engine, members):
     return pipe
 
 
-def _img2img(engine, pipe, items, source: np.ndarray, strength: float) -> list[np.ndarray]:
+def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) -> list[np.ndarray]:
     import torch
     from PIL import Image
 
@@ -120,11 +120,17 @@ def _img2img(engine, pipe, items, source: np.ndarray, strength: float) -> list[n
     bs = engine.gen.batch_size
     for start in range(0, len(items), bs):
         chunk = items[start : start + bs]
-        kwargs = dict(prompt=[i.text for i in chunk], image=[src] * len(chunk), strength=float(strength),
+        kwargs = dict(prompt=[engine.game.prompt_text(members, i) for i in chunk], image=[src] * len(chunk),
+                      strength=float(strength),
                       num_inference_steps=engine.gen.steps, guidance_scale=engine.gen.guidance,
                       generator=[torch.Generator("cpu").manual_seed(i.seed) for i in chunk], output_type="np", **extra)
         if engine.family.negative_prompt and any(i.negative for i in chunk):
             kwargs["negative_prompt"] = [i.negative for i in chunk]
+        # what each kind adds with none of its players active (an IP-Adapter's images at scale 0, ...), as the
+        # engine's own calls do; an inactive ControlNet adds nothing, so `image` stays the img2img source
+        active = engine._active_players(members)
+        for kind, cls in engine._kinds():
+            cls.call_kwargs(engine, active[kind], chunk, kwargs)
         with torch.inference_mode():
             out += [np.asarray(im, dtype=np.float32) for im in pipe(**kwargs).images]
     return out
