@@ -137,12 +137,10 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
                 queue.close(cancel=True)
         result.weights = engine.identities()
         if zoo.spec.controls.positive and prep.background is not None:
-            from .controls.positive import run_positive_controls
+            from .controls.positive import background_view, run_positive_controls
 
             result.controls = run_positive_controls(engine, prep.cache, scorer, prep.refs, prep.background, zoo.spec.controls,
                                                     plan.items, est.confidence, hooks.on_event)
-            from .controls.positive import background_view
-
             # the view only: every coalition against the background (the headline rule never reads it)
             view_scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
                                  worth="minus_mean")

@@ -189,18 +189,18 @@ def build_report(prep, games: list, generation: dict, provenance: dict, conditio
             for w, res_w in (g.per_work or {}).items()
         }
         entry = {
-                "base": game.base.name,
-                "players": names,
-                "player_kinds": {p.name: p.kind for p in game.players},
-                "base_as_player": game.base_as_player,
-                "weights": g.weights,
-                "images": {game.coalition_key(c): keys for c, keys in g.image_keys.items()},
-                "flagged_images": flags,
-                "skipped_metrics": g.skipped,
-                "metrics": metrics,
-                # significance is claimed for this metric only; the others are sensitivity analysis
-                "headline": headline_metric(metrics),
-                **({"per_work": per_work} if per_work else {}),
+            "base": game.base.name,
+            "players": names,
+            "player_kinds": {p.name: p.kind for p in game.players},
+            "base_as_player": game.base_as_player,
+            "weights": g.weights,
+            "images": {game.coalition_key(c): keys for c, keys in g.image_keys.items()},
+            "flagged_images": flags,
+            "skipped_metrics": g.skipped,
+            "metrics": metrics,
+            # significance is claimed for this metric only; the others are sensitivity analysis
+            "headline": headline_metric(metrics),
+            **({"per_work": per_work} if per_work else {}),
         }
         if g.controls is not None:  # the positive controls, and the headline chosen from them
             from .controls import controls_section
