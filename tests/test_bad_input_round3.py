@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from typer.testing import CliRunner
 from copyscope.cache import MARKER, ImageCache, key_of
 from copyscope.cli import app
 
+from helpers.cache_entries import aged_entries
 from helpers.cli_errors import Z, _set, _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
 
 runner = CliRunner()
@@ -108,24 +108,9 @@ def test_prune_refuses_a_folder_that_is_not_a_copyscope_cache(layout, how, tmp_p
     assert_one_line_error(runner.invoke(app, ["cache", "info", "--cache", str(folder)]), r"is not a copyscope cache")
 
 
-def _real_cache(root: Path, n: int = 3, age: float = 10 * DAY) -> list[str]:
-    cache = ImageCache(root)
-    keys = []
-    for i in range(n):
-        k = key_of({"round3": i})
-        cache.put(k, np.full((8, 8, 3), i / n), {"i": i}, [])
-        cache.save_feature("m", k, np.arange(3.0))
-        keys.append(k)
-    t = time.time() - age
-    for f in root.rglob("*"):
-        if f.is_file() and f.parent.name != "leases" and f.name != ".lock":
-            os.utime(f, (t, t))
-    return keys
-
-
 def test_a_cache_copyscope_makes_carries_the_marker_and_prune_works_there(tmp_path):
     root = tmp_path / "c"
-    keys = _real_cache(root)
+    keys = aged_entries(root, 3, 10 * DAY)
     assert (root / MARKER).is_file()
     # a file of the user's in the cache's own layout, named otherwise, is never counted nor deleted
     stray = root / "images" / keys[0][:2] / "holiday.png"
@@ -139,7 +124,7 @@ def test_a_cache_copyscope_makes_carries_the_marker_and_prune_works_there(tmp_pa
 
 def test_a_cache_from_before_markers_is_recognised_and_marked(tmp_path):
     root = tmp_path / "old-cache"
-    keys = _real_cache(root)
+    keys = aged_entries(root, 3, 10 * DAY)
     (root / MARKER).unlink()  # as a copyscope before markers left it
     r = runner.invoke(app, ["cache", "prune", "--cache", str(root), "--older-than", "5d", "--dry-run"])
     assert r.exit_code == 0 and "would delete 3 images" in r.output, r.output
@@ -177,7 +162,7 @@ def test_a_file_given_as_the_cache_is_refused(command, tmp_path):
 ])
 def test_huge_sizes_and_ages_are_one_line(option, value, pattern, tmp_path):
     root = tmp_path / "c"
-    _real_cache(root)
+    aged_entries(root, 3, 10 * DAY)
     assert_one_line_error(runner.invoke(app, ["cache", "prune", "--cache", str(root), option, value]), pattern)
 
 
@@ -188,7 +173,7 @@ def test_read_only_cache_is_one_line_and_a_dry_run_still_works(tmp_path, monkeyp
     from copyscope import cache_admin
 
     root = tmp_path / "ro"
-    keys = _real_cache(root)
+    keys = aged_entries(root, 3, 10 * DAY)
     real_open = builtins.open
 
     def ro_open(file, mode="r", *args, **kwargs):

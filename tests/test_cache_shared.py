@@ -11,16 +11,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache, default_cache_root, key_of
+from copyscope.cache import ImageCache, default_cache_root
 from copyscope.cache_admin import cache_info, live_leases, parse_age, parse_size, prune_cache
 from copyscope.cli import app
 from copyscope.config import load_zoo
 from copyscope.errors import CopyscopeError
 
+from helpers.cache_entries import aged_entries
 from helpers.subprocess_audit import cli_env
 from helpers.zoo import make_zoo_file
 
@@ -48,25 +48,9 @@ def test_default_root_precedence(monkeypatch, tmp_path):
     assert load_zoo(zoo).cache_dir == (tmp_path / "mine").resolve()
 
 
-def _fake_entries(root: Path, n: int, age: float) -> list[str]:
-    """n small cache entries (PNG, sidecar, one feature row), last used ``age`` seconds ago."""
-    cache = ImageCache(root)
-    keys = []
-    for i in range(n):
-        k = key_of({"fake": i, "root": str(root)})
-        cache.put(k, np.full((8, 8, 3), i / n), {"fake": i}, [])
-        cache.save_feature("m", k, np.arange(4.0))
-        keys.append(k)
-    old = time.time() - age
-    for f in root.rglob("*"):
-        if f.is_file() and f.parent.name != "leases" and f.name != ".lock":
-            os.utime(f, (old, old))
-    return keys
-
-
 def test_prune_by_age_and_size_and_info(tmp_path):
     root = tmp_path / "c"
-    old = _fake_entries(root, 3, age=10 * DAY)
+    old = aged_entries(root, 3, age=10 * DAY)
     info = cache_info(root)
     assert info["images"] == 3 and info["bytes"] > 0
     assert prune_cache(root, older_than=30 * DAY)["deleted"] == 0
@@ -77,7 +61,7 @@ def test_prune_by_age_and_size_and_info(tmp_path):
     assert not any(ImageCache(root).path(k).exists() for k in old)
     assert not list((root / "features").rglob("*.npy"))
     # by size: the least recently used go first
-    keys = _fake_entries(root, 4, age=3 * DAY)
+    keys = aged_entries(root, 4, age=3 * DAY)
     for i, k in enumerate(keys):  # key i last used i hours after the others
         t = time.time() - 3 * DAY + i * 3600
         for f in (ImageCache(root).path(k), ImageCache(root).path(k).with_suffix(".json")):
@@ -116,7 +100,7 @@ print("done", flush=True)
 
 def test_prune_keeps_what_a_running_process_uses(tmp_path):
     root = tmp_path / "c"
-    keys = _fake_entries(root, 6, age=10 * DAY)
+    keys = aged_entries(root, 6, age=10 * DAY)
     used = keys[:2]
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), *used], env=cli_env(), cwd=REPO,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -175,7 +159,7 @@ def test_prune_during_a_running_audit_never_deletes_its_images(zoo, tmp_path):
     """A real audit in a subprocess while this process prunes down to size 0 in a loop: stale
     entries of an earlier run go, the audit finishes, and every image it reports is still there."""
     root = tmp_path / "user-cache"
-    stale = _fake_entries(root, 3, age=10 * DAY)
+    stale = aged_entries(root, 3, age=10 * DAY)
     env = cli_env()
     env["COPYSCOPE_CACHE"] = str(root)
     p = subprocess.Popen([sys.executable, "-m", "copyscope.cli", "audit", str(zoo), "--out", str(tmp_path / "o")],
