@@ -142,9 +142,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
             result.controls = run_positive_controls(engine, prep.cache, scorer, prep.refs, prep.background, zoo.spec.controls,
                                                     plan.items, est.confidence, hooks.on_event)
             # the view only: every coalition against the background (the headline rule never reads it)
-            view_scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
-                                 worth="minus_mean")
-            result.controls["background_view"] = background_view(view_scorer, result.image_keys, game.coalition_key)
+            result.controls["background_view"] = background_view(scorer, result.image_keys, game.coalition_key)
         games.append(result)
         stats.switches += engine.switches - switches_before
         if engines is None:

@@ -95,8 +95,9 @@ class Scorer:
         self.cache = cache
         self.refs = refs
         self.aggregate = aggregate
-        # specific worth (copyscope.controls): every image also scored against a background of generic images
-        self.background = background if worth != "raw" else None
+        # the background of generic images (copyscope.controls): with a worth other than raw every score is made
+        # specific against it; the positive controls and the report's background view read its rows in any case
+        self.background = background
         self.worth = worth if background is not None else "raw"
         self._ref_feats: dict[str, np.ndarray] = {}
         self._bg_feats: dict[str, np.ndarray] = {}
@@ -155,7 +156,7 @@ class Scorer:
         """Per-image similarities -> the audit's worth variant (copyscope.controls.worth.specific_scores)."""
         from .controls.worth import specific_scores
 
-        if self.background is None:
+        if self.worth == "raw":
             return scores
         return specific_scores(scores, self.background_rows(metric, image_keys), self.worth)
 
@@ -186,7 +187,7 @@ class Scorer:
         from .controls.worth import specific_set_worth
 
         res = metric.distance(feats, ref)
-        if self.background is None:
+        if self.worth == "raw":
             return res, -res.value
         return res, specific_set_worth(res.value, metric.distance(feats, self.background_features(metric)).value, self.worth)
 

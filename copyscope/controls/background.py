@@ -26,7 +26,8 @@ DUPLICATE_BITS = 10  # of 64: unrelated photographs differ in about 32 bits of t
 
 
 def builtin_image(name: str) -> np.ndarray:
-    """One builtin background image as float32 (H, W, 3) in [0, 1] (grey replicated, transparency on white)."""
+    """A picture bundled with scikit-image (a builtin background image; the demo's images too) as float32
+    (H, W, 3) in [0, 1] (grey replicated, transparency on white)."""
     import skimage.data
 
     a = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
@@ -37,12 +38,23 @@ def builtin_image(name: str) -> np.ndarray:
     if a.shape[-1] == 4:
         alpha = a[..., 3:4]
         a = a[..., :3] * alpha + (1.0 - alpha)
-    return np.ascontiguousarray(np.clip(a[..., :3], 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(a[..., :3], dtype=np.float32)
+
+
+def pixel_sha256(a: np.ndarray) -> str:
+    """SHA-256 of an image's 8-bit pixels (as written to a PNG): an image's identity in cache keys."""
+    import hashlib
+
+    from ..cache import to_uint8
+
+    return hashlib.sha256(to_uint8(a).tobytes()).hexdigest()
 
 
 def fit_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``a`` centre-cropped to the aspect of ``size`` (H, W) and resized to it (bicubic)."""
     from PIL import Image
+
+    from ..cache import to_uint8
 
     h, w = a.shape[:2]
     th, tw = size
@@ -51,8 +63,7 @@ def fit_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     else:
         ch, cw = h, max(1, round(h * tw / th))
     y, x = (h - ch) // 2, (w - cw) // 2
-    crop = np.clip(a[y : y + ch, x : x + cw] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    im = Image.fromarray(crop).resize((tw, th), Image.Resampling.BICUBIC)
+    im = Image.fromarray(to_uint8(a[y : y + ch, x : x + cw])).resize((tw, th), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
@@ -60,7 +71,9 @@ def _phash(a: np.ndarray):
     import imagehash
     from PIL import Image
 
-    return imagehash.phash(Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)))
+    from ..cache import to_uint8
+
+    return imagehash.phash(Image.fromarray(to_uint8(a)))
 
 
 @dataclass
@@ -90,8 +103,6 @@ class BackgroundSet:
     def build(cls, sources: list[tuple[str, np.ndarray]], references: list[np.ndarray]) -> "BackgroundSet":
         """From (label, image) pairs: fit each to the references' most common size, drop near-duplicates of a
         reference and exact duplicates of an earlier background image."""
-        import hashlib
-
         size = Counter(r.shape[:2] for r in references).most_common(1)[0][0]
         ref_hashes = [_phash(fit_to(r, size)) for r in references]
         labels, images, hashes, dropped = [], [], [], []
@@ -102,7 +113,7 @@ class BackgroundSet:
             if near <= DUPLICATE_BITS:
                 dropped.append((label, f"a near-duplicate of a reference image ({near} of 64 hash bits differ)"))
                 continue
-            sha = hashlib.sha256(np.ascontiguousarray((img * 255.0 + 0.5).astype(np.uint8)).tobytes()).hexdigest()
+            sha = pixel_sha256(img)
             if sha in hashes:
                 dropped.append((label, f"the same image as {labels[hashes.index(sha)]}"))
                 continue

@@ -19,7 +19,6 @@ from them is not chosen on the data it is then tested on (copyscope.controls.hea
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import dataclass
 
@@ -37,10 +36,6 @@ class ControlImage:
     strength: float
     seed: int
     key: str
-
-
-def _source_sha(img: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)).tobytes()).hexdigest()
 
 
 def control_items(items, works: list[str], n_seeds: int | None) -> dict[str, list]:
@@ -62,7 +57,7 @@ def _base_only(game) -> tuple[bool, ...]:
 def ensure_control_images(engine, cache, refs, background, spec, items) -> list[ControlImage]:
     """Generate (cache first) every control image of one game; returns them with their cache keys."""
     from ..cache import key_of
-    from .background import fit_to
+    from .background import fit_to, pixel_sha256
 
     h, w = engine.gen.size
     members = _base_only(engine.game)
@@ -74,7 +69,7 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
         first = refs.images[refs.work_of.index(work)]
         for label, img in [("work", first)] + negatives:
             src = fit_to(img, (h, w))
-            sha = _source_sha(src)
+            sha = pixel_sha256(src)
             for s in spec.strengths:
                 for it in its:
                     fields = {**engine.image_fields(members, it), "img2img": {"source": sha, "strength": float(s),
@@ -111,11 +106,12 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
     import torch
     from PIL import Image
 
+    from ..cache import to_uint8
     from ..families import family_call_kwargs
 
     accepted = set(inspect.signature(pipe.__call__).parameters)
     extra = {k: v for k, v in family_call_kwargs(engine.family, engine.gen).items() if k in accepted}
-    src = Image.fromarray(np.clip(source * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    src = Image.fromarray(to_uint8(source))
     out = []
     bs = engine.gen.batch_size
     for start in range(0, len(items), bs):
@@ -144,9 +140,11 @@ def control_scores(scorer, metric, controls: list[ControlImage]) -> np.ndarray:
 
     keys = [c.key for c in controls]
     sims = scorer.rows(metric, keys)
-    raw = np.array([within_work_scores(sims[i : i + 1], scorer.refs.work_of, [c.work], scorer.aggregate)[0, 0]
-                    for i, c in enumerate(controls)])
-    if scorer.background is None:
+    raw = np.empty(len(controls))
+    for work in dict.fromkeys(c.work for c in controls):
+        idx = [i for i, c in enumerate(controls) if c.work == work]
+        raw[idx] = within_work_scores(sims[idx], scorer.refs.work_of, [work], scorer.aggregate)[:, 0]
+    if scorer.worth == "raw":
         return raw
     b = scorer.background_rows(metric, keys)
     labels = scorer.background.labels
@@ -191,7 +189,7 @@ def background_view(scorer, image_keys: dict, key_of_coalition) -> dict:
     """For the report's view (never for a choice): per per-image metric and coalition, the mean similarity of the
     coalition's images to the work and to each background image: the background's distribution with each
     coalition marked. ``image_keys``: coalition -> its images' cache keys; ``key_of_coalition``: coalition -> its
-    report key. ``scorer`` must have a background (its worth not raw)."""
+    report key. ``scorer`` must have a background."""
     from ..metrics import aggregate_references
 
     out: dict[str, dict] = {}

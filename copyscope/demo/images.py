@@ -96,21 +96,11 @@ def source_of(name: str, library: dict[str, Path] | None = None) -> str:
 
 def load_skimage(name: str) -> np.ndarray:
     """A scikit-image bundled image as float32 (H, W, 3) in [0, 1] (grey replicated, RGBA on white)."""
-    import skimage.data
+    from ..controls.background import builtin_image
 
     if name not in SKIMAGE_IMAGES:
         raise CopyscopeError(f"unknown image {name!r}: choose from {', '.join(SKIMAGE_IMAGES)}")
-    a = getattr(skimage.data, name)()
-    if a.dtype == bool:
-        a = a.astype(np.float32)
-    else:
-        a = a.astype(np.float32) / 255.0
-    if a.ndim == 2:
-        a = np.stack([a] * 3, -1)
-    if a.shape[-1] == 4:
-        alpha = a[..., 3:4]
-        a = a[..., :3] * alpha + (1.0 - alpha)
-    return np.ascontiguousarray(a[..., :3], dtype=np.float32)
+    return builtin_image(name)
 
 
 def resize_square(a: np.ndarray, size: int) -> np.ndarray:
