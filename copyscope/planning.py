@@ -34,13 +34,13 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
         g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}
         ctl = prep.zoo.spec.controls
         if ctl.positive and prep.background is not None:  # known copies and non-copies (copyscope.controls.positive)
-            from .controls.positive import control_items
+            from .controls.positive import DEFAULT_SEEDS, control_items
 
             per_work = control_items(prep.plan.items, prep.refs.works, ctl.seeds)
             n_src = 1 + min(ctl.negatives, len(prep.background))
             g["control_images"] = sum(len(its) for its in per_work.values()) * len(ctl.strengths) * n_src
             out.print(f"positive controls: {g['control_images']} img2img image(s) ({len(per_work)} work(s) x "
-                      f"{len(ctl.strengths)} strength(s) x {n_src} source(s) x up to {ctl.seeds or 4} seed(s)), most "
+                      f"{len(ctl.strengths)} strength(s) x {n_src} source(s) x up to {ctl.seeds or DEFAULT_SEEDS} seed(s)), most "
                       "shorter than a full generation")
         if calibrate:
             g["seconds_per_image"] = _calibrate(prep, game)

@@ -25,17 +25,20 @@ def mann_whitney_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(((d > 0).sum() + 0.5 * (d == 0).sum()) / d.size)
 
 
+def _work_aucs(scores, work, copy, strength, seed, s: float, seeds_drawn) -> list[float]:
+    """The AUC of each work at strength ``s``, over the seeds ``seeds_drawn`` (with repeats)."""
+    out = []
+    for w in np.unique(work):
+        sel = (strength == s) & (work == w)
+        pos = np.concatenate([scores[sel & copy & (seed == k)] for k in seeds_drawn])
+        neg = np.concatenate([scores[sel & ~copy & (seed == k)] for k in seeds_drawn])
+        out.append(mann_whitney_auc(pos, neg))
+    return out
+
+
 def _pooled_auc(scores, work, copy, strength, seed, seeds_drawn, strengths) -> float:
     """Mean over strengths below 1 (and works) of the AUC, over the seeds ``seeds_drawn`` (with repeats)."""
-    aucs = []
-    for s in strengths:
-        if s >= 1.0:
-            continue
-        for w in np.unique(work):
-            sel = (strength == s) & (work == w)
-            pos = np.concatenate([scores[sel & copy & (seed == k)] for k in seeds_drawn])
-            neg = np.concatenate([scores[sel & ~copy & (seed == k)] for k in seeds_drawn])
-            aucs.append(mann_whitney_auc(pos, neg))
+    aucs = [a for s in strengths if s < 1.0 for a in _work_aucs(scores, work, copy, strength, seed, s, seeds_drawn)]
     return float(np.nanmean(aucs)) if aucs and not np.all(np.isnan(aucs)) else float("nan")
 
 
@@ -53,8 +56,7 @@ def sensitivity(scores, work, copy, strength, seed, level: float = 0.95, n_boot:
         pos, neg = scores[sel & copy], scores[sel & ~copy]
         dose.append({"strength": s, "copies": float(pos.mean()), "non_copies": float(neg.mean()),
                      "gap": float(pos.mean() - neg.mean()),
-                     "auc": float(np.nanmean([mann_whitney_auc(pos[work[sel & copy] == w], neg[work[sel & ~copy] == w])
-                                              for w in np.unique(work)]))})
+                     "auc": float(np.nanmean(_work_aucs(scores, work, copy, strength, seed, s, seeds)))})
     auc = _pooled_auc(scores, work, copy, strength, seed, seeds, strengths)
     rng = np.random.default_rng(rng_seed)
     boots = np.array([_pooled_auc(scores, work, copy, strength, seed, list(rng.choice(seeds, len(seeds))), strengths)
