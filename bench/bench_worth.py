@@ -27,8 +27,7 @@ def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:
     """Each scenario row of each worth with the headline the current rule chooses from its report's stored control
     scores (copyscope.controls.headline.choose_headline: the same choice an audit makes now, whatever the code
     that ran the benchmark chose)."""
-    from copyscope.controls.headline import choose_headline
-    from copyscope.report.headline import HEADLINE_PREFERENCE
+    from copyscope.report.controls import controls_section
 
     for worth, doc in by_worth.items():
         sub = variant_folder(worth, placebo)
@@ -37,9 +36,7 @@ def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:
             game = json.loads(rep.read_text())["games"][0]
             controls = game.get("controls") or {}
             if controls.get("metrics"):
-                computed = [m for m, sec in game["metrics"].items()
-                            if all(e.get("value") is not None for e in sec["shapley"].values())]
-                choice = choose_headline(controls["metrics"], computed, HEADLINE_PREFERENCE)
+                choice = controls_section(controls, game["metrics"], game["players"], "auto")["headline"]
                 row["headline"], row["headline_rule"] = choice["metric"], choice["rule"]
             else:
                 row["headline"], row["headline_rule"] = game.get("headline"), None

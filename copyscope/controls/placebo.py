@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import file_sha256
 from ..errors import CopyscopeError
 
 PLACEBO_NAME = "placebo"
@@ -111,12 +112,6 @@ def _random_pair(up: np.ndarray, down: np.ndarray, rng: np.random.Generator) -> 
     new_up[:, :k] = u * root
     new_down[:k, :] = (v * root).T
     return new_up, new_down
-
-
-def file_sha256(path: Path) -> str:
-    from ..cache import file_sha256 as sha
-
-    return sha(Path(path))
 
 
 def write_placebo(src: Path, dst: Path, seed: int = 0) -> dict:

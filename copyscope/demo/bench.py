@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -166,7 +167,7 @@ def headline_bar(results: list[dict]) -> dict:
     def count(ok) -> list[int]:
         return [int(sum(bool(ok(v)) for _, v in rows)), len(rows)]
 
-    return {"chosen": dict(sorted({m: sum(r["headline"] == m for r, _ in rows) for m in {r["headline"] for r, _ in rows}}.items())),
+    return {"chosen": dict(sorted(Counter(r["headline"] for r, _ in rows).items())),
             "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),
             "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
                                  and not v.get("decoy_significant_t", v["decoy_significant"])),
@@ -387,10 +388,10 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
                             "headline_rule": ((head.get("controls") or {}).get("headline") or {}).get("rule")})
         by_worth[worth] = {"summary": summarise(results), "results": results, "truth": bool(truth_of),
                            "headline_rule": headline_bar(results)}
-    results, truth_of = by_worth[worths[0]]["results"], by_worth[worths[0]]["truth"]
-    summary = by_worth[worths[0]]["summary"]
+    first = by_worth[worths[0]]
+    results, summary = first["results"], first["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": bool(truth_of), "seed": seed, "worth": worths[0], "placebo": bool(placebo), "by_worth": by_worth,
+           "truth": first["truth"], "seed": seed, "worth": worths[0], "placebo": bool(placebo), "by_worth": by_worth,
            "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
