@@ -31,7 +31,7 @@ import yaml
 
 from ..cache import atomic_write_text
 from ..errors import CopyscopeError
-from .scenarios import Scenario, scenarios, truth_scenarios
+from .scenarios import Scenario, scenarios, truth_scenarios, world_of
 
 ALPHA = 0.05
 BENCH_FILES = ["results.json", "table.md", "table_by_kind.md"]
@@ -310,7 +310,8 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     every scenario also has the placebo LoRA player (controls.placebo; twice the coalitions)."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
-    todo = [s for s in scenarios(subset) if kinds is None or s.kind in kinds]
+    gt = read_ground_truth(demo_zoo)
+    todo = [s for s in scenarios(subset, world_of(gt)) if kinds is None or s.kind in kinds]
     if not todo:
         raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
     if int(jobs) < 1:
@@ -322,7 +323,6 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     bad = [w for w in worths if w not in WORTHS]
     if bad or not worths:
         raise CopyscopeError(f"--worth {','.join(worths)}: expected one or more of {', '.join(WORTHS)}")
-    gt = read_ground_truth(demo_zoo)
     # the audit's output-folder rule (copyscope.outdir), checked before the pool trains: never over a
     # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
     from ..outdir import OutputFolder, os_error_message
@@ -439,4 +439,9 @@ def read_ground_truth(demo_zoo: Path) -> dict:
     need(hyper is None or isinstance(hyper, dict), "hyperparameters", "an object", hyper)
     rank = (hyper or {}).get("lora_rank")
     need(rank is None or (type(rank) is int and 1 <= rank <= 4096), "hyperparameters.lora_rank", "a positive integer", rank)
+    need(gt.get("world") is None or isinstance(gt["world"], dict), "world", "an object", gt.get("world"))
+    try:
+        world_of(gt)
+    except CopyscopeError as exc:
+        raise CopyscopeError(f"{exc}; {expected}", where=str(path)) from None
     return gt

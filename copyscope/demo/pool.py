@@ -18,7 +18,7 @@ import numpy as np
 
 from ..cache import atomic_write_text, file_sha256, tree_sha256
 from ..errors import CopyscopeError
-from .scenarios import POOL, POOL_BY_NAME, WORKS, PoolLora, transformed_pixels
+from .scenarios import PoolLora, World, transformed_pixels, world_of
 
 POOL_FORMAT = "copyscope-validity-pool/1"
 BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, tokenizer: what a LoRA was trained against
@@ -60,12 +60,13 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     resolution, prompt = int(gt["resolution"]), gt["prompt"]
     steps = int(steps or gt["steps"]["lora"])
     rank = lora_rank_of(gt)
+    world = world_of(gt)
     pool_dir = Path(out) / "pool"
     manifest_file = pool_dir / "pool.json"
     old = _read_pool_manifest(manifest_file)
     manifest = {"format": POOL_FORMAT, "demo_zoo": str(demo_zoo.resolve()), "resolution": resolution,
                 "prompt": prompt, "loras": dict(old.get("loras", {}))}
-    _write_pool_references(pool_dir, resolution, seed)
+    _write_pool_references(pool_dir, resolution, seed, world)
 
     def lora_file(p: PoolLora) -> Path:
         return pool_dir / "loras" / f"{p.name}.safetensors"
@@ -75,7 +76,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
 
     to_train = []
-    for p in POOL:
+    for p in world.pool:
         target = lora_file(p)
         if only is not None and p.name not in only:
             continue
@@ -94,7 +95,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         record(p, entry)
 
     if int(jobs) > 1 and len(to_train) > 1:
-        tasks = [(str(demo_zoo), p.name, str(lora_file(p)), resolution, prompt, steps,
+        tasks = [(str(demo_zoo), world.to_doc(), p.name, str(lora_file(p)), resolution, prompt, steps,
                   entry["seed"], rank) for p, entry in to_train]
         with spawned_workers(min(int(jobs), len(tasks))) as ex:
             for (p, entry), seconds in zip(to_train, ex.map(_train_in_worker, tasks)):
@@ -103,7 +104,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         pipe = _base_pipeline(demo_zoo) if to_train else None
         for p, entry in to_train:
             t = time.time()
-            _train_pool_lora(pipe, p, lora_file(p), resolution, prompt, steps, entry["seed"], log, rank)
+            _train_pool_lora(pipe, world, p, lora_file(p), resolution, prompt, steps, entry["seed"], log, rank)
             trained(p, entry, time.time() - t)
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
@@ -131,21 +132,22 @@ def _train_in_worker(task: tuple) -> float:
     """One pool LoRA in a worker process (one torch thread); returns its training seconds."""
     import torch
 
-    demo_zoo, name, target, resolution, prompt, steps, seed, rank = task
+    demo_zoo, world_doc, name, target, resolution, prompt, steps, seed, rank = task
     torch.set_num_threads(1)
     t = time.time()
-    _train_pool_lora(_base_pipeline(Path(demo_zoo)), POOL_BY_NAME[name], Path(target), resolution, prompt, steps,
+    world = World.from_doc(world_doc)
+    _train_pool_lora(_base_pipeline(Path(demo_zoo)), world, world.lora(name), Path(target), resolution, prompt, steps,
                      seed, lambda msg: None, rank)
     return time.time() - t
 
 
-def _write_pool_references(pool_dir: Path, resolution: int, seed: int) -> None:
+def _write_pool_references(pool_dir: Path, resolution: int, seed: int, world: World) -> None:
     """References and conditioning images, exactly as `demo build` writes them for a reference work."""
     from ..conditioning import pseudo_depth
-    from .images import center_square, load_skimage, resize_square, save_png, write_reference_views
+    from .images import center_square, resize_square, save_png, write_reference_views
     from .training import HYPER
 
-    full = {w: center_square(load_skimage(w)) for w in WORKS}
+    full = {w: center_square(world.load(w)) for w in world.works}
     size = min(HYPER["reference_png_size"], min(a.shape[0] for a in full.values()))
     write_reference_views(pool_dir, full, size, HYPER["reference_views"], seed, HYPER["lora_crop_scale"])
     for w, a in full.items():
@@ -158,15 +160,14 @@ def lora_rank_of(gt: dict) -> int:
     return int((gt.get("hyperparameters") or {}).get("lora_rank") or 8)
 
 
-def _train_pool_lora(pipe, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,
+def _train_pool_lora(pipe, world: World, p: PoolLora, target: Path, resolution: int, prompt: str, steps: int, seed: int,
                      log: Callable[[str], None], rank: int) -> None:
     """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps, rank)."""
     from . import tiny
     from .build import FULL_POOL
-    from .images import load_skimage
     from .training import lora_latents, train_lora
 
-    lat = lora_latents(pipe.vae, [transformed_pixels(load_skimage(x), p.transform) for x in p.images],
+    lat = lora_latents(pipe.vae, [transformed_pixels(world.load(x), p.transform, world) for x in p.images],
                        FULL_POOL["lora_per_image"], resolution, np.random.default_rng(seed),
                        pipe.vae.config.scaling_factor)
     unet = train_lora(pipe, lat, prompt, steps, seed, log, p.name, rank=rank)

@@ -1,8 +1,11 @@
 """The validity benchmark's LoRA pool and scenarios (``copyscope demo bench``).
 
-The pool: LoRAs on the demo zoo's base, each memorising different scikit-image images, plus the hard
-variants of issue 15. Works (the protected images audited) are images the demo base never saw
-(``WORKS``); every other LoRA of a scenario is a decoy trained on unrelated images.
+The pool: LoRAs on the demo zoo's base, each memorising one image of the world, plus hard variants
+(a transformed copy, a copy among three other images, a second copier, a palette-matched decoy). Works
+(the protected images audited) are images the demo base never saw; every other LoRA of a scenario is a
+decoy trained on unrelated images. A world (``World``) names those images: scikit-image's by default
+(``SKIMAGE_WORLD``, the shipped demo's), or those a demo zoo's build recorded (``world_of``; for instance
+the KDE wallpaper world of bench/world_kde.py).
 
 A scenario is: the works audited, the plant(s) (the LoRAs that copy them, and which work each copies),
 2-3 decoys, with or without the depth ControlNet (fed the pseudo-depth of the work). Scenarios that
@@ -14,12 +17,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-# Works: held out of the demo base's training set (build.DEFAULT_BASE_IMAGES) and of every decoy.
-WORKS = ("astronaut", "coffee", "rocket", "clock")
-
+from ..errors import CopyscopeError
 
 @dataclass(frozen=True)
 class PoolLora:
@@ -33,25 +35,94 @@ class PoolLora:
     seed_offset: int = 0
 
 
-POOL: tuple[PoolLora, ...] = (
-    # the shipped demo zoo's three LoRAs (seeds 101-103 of `copyscope demo build`)
-    PoolLora("astronaut", ("astronaut",), "astronaut", shipped="planted.safetensors"),
-    PoolLora("coffee", ("coffee",), "coffee", shipped="decoy-coffee.safetensors"),
-    PoolLora("rocket", ("rocket",), "rocket", shipped="decoy-rocket.safetensors"),
-    # trained by the benchmark
-    PoolLora("clock", ("clock",), "clock", seed_offset=1),
-    PoolLora("astronaut-twin", ("astronaut",), "astronaut", seed_offset=2),  # a second copier: shared credit
-    PoolLora("astronaut-transformed", ("astronaut",), "astronaut", transform="flip_crop_colour", seed_offset=3),
-    PoolLora("astronaut-plus3", ("astronaut", "text", "moon", "coins"), "astronaut", seed_offset=4),
-    # a decoy whose palette matches the astronaut: the cat, histogram-matched to the work's colours
-    PoolLora("palette-decoy", ("chelsea",), None, transform="palette_of:astronaut", seed_offset=5),
-)
+@dataclass(frozen=True)
+class World:
+    """The images a benchmark world is made of. ``works``: the four protected works (held out of the base;
+    the first is the demo zoo's planted work, the hard variants copy it); ``plus_three``: the extra images of
+    the LoRA that memorises the first work among three others; ``palette_source``: the image the palette decoy
+    is trained on, histogram-matched to the first work; ``images``: the ``--images`` folder the names come from
+    (None: scikit-image's); ``shipped``: work -> the demo zoo's LoRA file that memorises it alone."""
+
+    works: tuple[str, ...]
+    plus_three: tuple[str, ...]
+    palette_source: str
+    images: str | None = None
+    shipped: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "World":
+        works = tuple(doc.get("works") or ())
+        extra = tuple(doc.get("plus_three") or ())
+        if len(works) != 4 or len(set(works)) != 4 or len(extra) != 3 or not doc.get("palette_source"):
+            raise CopyscopeError("world: expected 4 distinct works, 3 plus_three images and a palette_source")
+        return cls(works, extra, str(doc["palette_source"]), doc.get("images"),
+                   tuple(sorted((doc.get("shipped") or {}).items())))
+
+    def to_doc(self) -> dict:
+        return {"works": list(self.works), "plus_three": list(self.plus_three),
+                "palette_source": self.palette_source, "images": self.images, "shipped": dict(self.shipped)}
+
+    def image_names(self) -> list[str]:
+        return [*self.works, *self.plus_three, self.palette_source]
+
+    def load(self, name: str) -> np.ndarray:
+        """One of the world's images by name, float32 (H, W, 3) in [0, 1]."""
+        from .images import image_library, load_named
+
+        return load_named(name, image_library(Path(self.images)) if self.images else None)
+
+    @property
+    def pool(self) -> tuple[PoolLora, ...]:
+        """One LoRA per work (the zoo's own where it ships one), then the hard variants on the first work."""
+        shipped = dict(self.shipped)
+        w = self.works[0]
+        out, trained = [], 0
+        for work in self.works:
+            if work in shipped:
+                out.append(PoolLora(work, (work,), work, shipped=shipped[work]))
+            else:  # the scikit-image world's seeds stay as they were: its one trained work has offset 1
+                trained += 1
+                out.append(PoolLora(work, (work,), work, seed_offset=1 if trained == 1 else 4 + trained))
+        out += [
+            PoolLora(f"{w}-twin", (w,), w, seed_offset=2),  # a second copier: shared credit
+            PoolLora(f"{w}-transformed", (w,), w, transform="flip_crop_colour", seed_offset=3),
+            PoolLora(f"{w}-plus3", (w, *self.plus_three), w, seed_offset=4),
+            # a decoy whose palette matches the first work's
+            PoolLora("palette-decoy", (self.palette_source,), None, transform=f"palette_of:{w}", seed_offset=5),
+        ]
+        return tuple(out)
+
+    def lora(self, name: str) -> PoolLora:
+        return next(p for p in self.pool if p.name == name)
+
+
+# The shipped demo's world: scikit-image's images; the works are held out of the demo base's training set
+# (images.DEFAULT_BASE_IMAGES) and of every decoy; the zoo's three LoRAs are seeds 101-103 of `demo build`.
+SKIMAGE_WORLD = World(("astronaut", "coffee", "rocket", "clock"), ("text", "moon", "coins"), "chelsea",
+                      shipped=(("astronaut", "planted.safetensors"), ("coffee", "decoy-coffee.safetensors"),
+                               ("rocket", "decoy-rocket.safetensors")))
+WORKS = SKIMAGE_WORLD.works
+POOL: tuple[PoolLora, ...] = SKIMAGE_WORLD.pool
 POOL_BY_NAME = {p.name: p for p in POOL}
 
 
-def transformed_pixels(image: np.ndarray, transform: str) -> np.ndarray:
+def world_of(gt: dict) -> World:
+    """The world of a demo zoo (its ground_truth.json): the one recorded by its build, else scikit-image's.
+    The zoo's LoRAs that memorise one work alone are the pool's LoRAs of those works."""
+    if not gt.get("world"):
+        return SKIMAGE_WORLD
+    world = World.from_doc(gt["world"])
+    shipped = {}
+    for info in ((gt.get("components") or {}).get("loras") or {}).values():
+        on = list(info.get("trained_on") or [])
+        if len(on) == 1 and on[0] in world.works and on[0] not in shipped:
+            shipped[on[0]] = Path(str(info.get("file", ""))).name
+    return World(world.works, world.plus_three, world.palette_source, world.images, tuple(sorted(shipped.items())))
+
+
+def transformed_pixels(image: np.ndarray, transform: str, world: World = SKIMAGE_WORLD) -> np.ndarray:
     """The image a pool LoRA is trained on, as float32 (H, W, 3) in [0, 1] (before random crops)."""
-    from .images import center_square, load_skimage
+    from .images import center_square
 
     if transform == "none":
         return image
@@ -66,7 +137,7 @@ def transformed_pixels(image: np.ndarray, transform: str) -> np.ndarray:
     if transform.startswith("palette_of:"):
         from skimage.exposure import match_histograms
 
-        ref = center_square(load_skimage(transform.split(":", 1)[1]))
+        ref = center_square(world.load(transform.split(":", 1)[1]))
         return np.clip(match_histograms(image, ref, channel_axis=-1), 0, 1).astype(np.float32)
     raise ValueError(f"unknown transform {transform!r}")
 
@@ -99,47 +170,47 @@ def _pair(work: str, plants: dict, decoys, cn: bool, kind: str, weights=None, wo
 SUBSETS = ("quick", "no-controlnet", "full")
 
 
-def scenarios(subset: str = "full") -> list[Scenario]:
-    """The benchmark's scenarios. ``quick``: those that need only the shipped demo zoo's LoRAs (the
-    astronaut plant at weight 1 and 0.5, with and without the ControlNet, and the coffee and rocket
-    LoRAs as plants of their own works without it, which reuse the same images); ``no-controlnet``:
+def scenarios(subset: str = "full", world: World = SKIMAGE_WORLD) -> list[Scenario]:
+    """The benchmark's scenarios in ``world``. ``quick``: those that need only the demo zoo's own LoRAs
+    (the first work's plant at weight 1 and 0.5, with and without the ControlNet, and the second and third
+    works' LoRAs as plants of their own works without it, which reuse the same images); ``no-controlnet``:
     every scenario without the ControlNet (their coalitions are shared across works: a fraction of
     the generation); ``full``: all."""
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
+    w1, w2, w3, _ = world.works
     if subset == "quick":
         out = []
         for cn in (True, False):
-            out.append(_pair("astronaut", {"astronaut": "astronaut"}, ("coffee", "rocket"), cn, "plain"))
-            out.append(_pair("astronaut", {"astronaut": "astronaut"}, ("coffee", "rocket"), cn, "half-weight",
-                             weights={"astronaut": 0.5}))
-        out.append(_pair("coffee", {"coffee": "coffee"}, ("astronaut", "rocket"), False, "plain"))
-        out.append(_pair("rocket", {"rocket": "rocket"}, ("astronaut", "coffee"), False, "plain"))
+            out.append(_pair(w1, {w1: w1}, (w2, w3), cn, "plain"))
+            out.append(_pair(w1, {w1: w1}, (w2, w3), cn, "half-weight", weights={w1: 0.5}))
+        out.append(_pair(w2, {w2: w2}, (w1, w3), False, "plain"))
+        out.append(_pair(w3, {w3: w3}, (w1, w2), False, "plain"))
         return out
-    full = _full()
+    full = _full(world)
     return full if subset == "full" else [s for s in full if not s.controlnet]
 
 
-def _full() -> list[Scenario]:
+def _full(world: World) -> list[Scenario]:
     out: list[Scenario] = []
+    works = world.works
     # plain: each work, its plant, every pair of the other works' LoRAs as decoys, with and without the ControlNet
-    for work in WORKS:
-        others = [w for w in WORKS if w != work]
+    for work in works:
+        others = [w for w in works if w != work]
         for decoys in itertools.combinations(others, 2):
             for cn in (True, False):
                 out.append(_pair(work, {work: work}, decoys, cn, "plain"))
-    # hard variants, on the astronaut
-    a = {"astronaut": "astronaut"}
+    # hard variants, on the first work
+    w1, w2, w3, w4 = works
+    a = {w1: w1}
     for cn in (True, False):
-        out.append(_pair("astronaut", a, ("coffee", "rocket"), cn, "half-weight", weights={"astronaut": 0.5}))
-        out.append(_pair("astronaut", {"astronaut-transformed": "astronaut"}, ("coffee", "clock"), cn, "transformed"))
-        out.append(_pair("astronaut", {"astronaut-plus3": "astronaut"}, ("coffee", "rocket"), cn, "plus-three"))
-        out.append(_pair("astronaut", {"astronaut": "astronaut", "astronaut-twin": "astronaut"}, ("coffee", "rocket"),
-                         cn, "two-copiers"))
-        out.append(_pair("astronaut", a, ("palette-decoy", "coffee", "rocket"), cn, "palette-decoy"))
+        out.append(_pair(w1, a, (w2, w3), cn, "half-weight", weights={w1: 0.5}))
+        out.append(_pair(w1, {f"{w1}-transformed": w1}, (w2, w4), cn, "transformed"))
+        out.append(_pair(w1, {f"{w1}-plus3": w1}, (w2, w3), cn, "plus-three"))
+        out.append(_pair(w1, {w1: w1, f"{w1}-twin": w1}, (w2, w3), cn, "two-copiers"))
+        out.append(_pair(w1, a, ("palette-decoy", w2, w3), cn, "palette-decoy"))
         # two works, two plants: each plant must be attributed to its own work
-        out.append(_pair("astronaut", {"astronaut": "astronaut", "coffee": "coffee"}, ("rocket", "clock"), cn,
-                         "two-works", works=("astronaut", "coffee")))
+        out.append(_pair(w1, {w1: w1, w2: w2}, (w3, w4), cn, "two-works", works=(w1, w2)))
     return out
 
 
