@@ -45,18 +45,23 @@ def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:
 
 
 def markdown(by_worth: dict, doc: dict) -> str:
-    lines = [f"Validity benchmark, full set, {doc.get('audit_seeds')} seeds, {doc.get('scenarios')} scenarios "
-             f"({doc.get('wall_seconds', 0) / 60:.0f} min with --jobs {doc.get('jobs')}).", "",
+    kinds = f" (kinds {', '.join(doc['kinds'])})" if doc.get("kinds") else ""
+    lines = [f"Validity benchmark, {doc.get('subset', 'full')} set{kinds}, {doc.get('audit_seeds')} seeds, "
+             f"{doc.get('scenarios')} scenarios ({doc.get('wall_seconds', 0) / 60:.0f} min with --jobs {doc.get('jobs')}).",
+             "",
              format_worth_table(by_worth), "",
              "The audits' own headline (chosen from their positive controls), per worth: the metrics chosen; scenarios "
              "where it puts the plant first, finds it significant (claim's rule / t test alone) and calls no decoy "
              "significant:", "",
-             "| worth | chosen | first | meets the bar (claim) | meets the bar (t) | decoy significant (t) |",
-             "|---|---|---|---|---|---|"]
+             "| worth | chosen | first | plant significant (t) | meets the bar (claim) | meets the bar (t) "
+             "| decoy significant (t) |",
+             "|---|---|---|---|---|---|---|"]
     for w, d in by_worth.items():
         h = d["headline_rule"]
         chosen = ", ".join(f"{m} {n}" for m, n in h["chosen"].items())
-        lines.append(f"| {w} | {chosen} | {_rate(h['planted_first'])} | {_rate(h['meets_bar'])} | {_rate(h['meets_bar_t'])} "
+        sig_t = _rate(h["plant_significant_t"]) if "plant_significant_t" in h else "n/a"
+        lines.append(f"| {w} | {chosen} | {_rate(h['planted_first'])} | {sig_t} | {_rate(h['meets_bar'])} "
+                     f"| {_rate(h['meets_bar_t'])} "
                      f"| {_rate(h['decoy_significant_t'])} |")
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ def test_headline_bar_counts_the_chosen_metric_only():
     bar = headline_bar(results)
     assert bar["chosen"] == {"phash": 2, "ssim": 1}
     assert bar["meets_bar"] == [1, 3] and bar["planted_first"] == [2, 3] and bar["decoy_significant_t"] == [1, 3]
+    assert bar["plant_significant_t"] == [3, 3]
 
 
 def test_worth_table_compares_the_variants():

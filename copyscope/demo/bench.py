@@ -172,6 +172,7 @@ def headline_bar(results: list[dict]) -> dict:
             "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
                                  and not v.get("decoy_significant_t", v["decoy_significant"])),
             "planted_first": count(lambda v: v["planted_first"]),
+            "plant_significant_t": count(lambda v: v.get("plant_significant_t", v["plant_significant"])),
             "decoy_significant_t": count(lambda v: v.get("decoy_significant_t", v["decoy_significant"]))}
 
 
@@ -310,10 +311,6 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     every scenario also has the placebo LoRA player (controls.placebo; twice the coalitions)."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
-    gt = read_ground_truth(demo_zoo)
-    todo = [s for s in scenarios(subset, world_of(gt)) if kinds is None or s.kind in kinds]
-    if not todo:
-        raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
     if int(jobs) < 1:
         raise CopyscopeError(f"--jobs {jobs}: needs at least 1 process")
     if int(seeds) < 2:
@@ -323,6 +320,10 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     bad = [w for w in worths if w not in WORTHS]
     if bad or not worths:
         raise CopyscopeError(f"--worth {','.join(worths)}: expected one or more of {', '.join(WORTHS)}")
+    gt = read_ground_truth(demo_zoo)
+    todo = [s for s in scenarios(subset, world_of(gt)) if kinds is None or s.kind in kinds]
+    if not todo:
+        raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
     # the audit's output-folder rule (copyscope.outdir), checked before the pool trains: never over a
     # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
     from ..outdir import OutputFolder, os_error_message
