@@ -95,6 +95,26 @@ def cached_image(root: Path, key: object) -> tuple[str | None, str | None]:
     return image_thumb(path, GEN_THUMB)
 
 
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def collapse_warnings(warnings: Iterable[object]) -> list[tuple[str, int]]:
+    """Warnings that differ only in their numbers as one line each, with how many rows gave it, in order of first
+    occurrence: a number equal in every row is kept, one that varies is shown as its range ('0.018–0.151')."""
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
+    for w in warnings:
+        text = str(w)
+        groups.setdefault(tuple(_NUMBER_RE.split(text)), []).append(_NUMBER_RE.findall(text))
+    out = []
+    for parts, numbers in groups.items():
+        pieces = [parts[0]]
+        for i, rest in enumerate(parts[1:]):
+            values = sorted({row[i] for row in numbers}, key=float)
+            pieces += [values[0] if len(values) == 1 else f"{values[0]}–{values[-1]}", rest]
+        out.append(("".join(pieces), len(numbers)))
+    return out
+
+
 def _img(uri: str | None, why: str | None, alt: str, cls: str = "", title: str = "") -> str:
     if uri is None:
         return f'<span class="warn">{esc(why)}</span>'
