@@ -146,7 +146,7 @@ def section_summary(report: dict, game: dict) -> str:
         "part of the total increase caused by the components that raise similarity (components that lower it get 0%); "
         + _interval_note(report) + _min_p_note(report) + ".</p>"
     )
-    return _seed_warning_html(report) + head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+    return head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
 
 
 def _interval_note(report: dict) -> str:
@@ -164,13 +164,6 @@ def _interval_note(report: dict) -> str:
                 "values). p: one-sided t test of a value above 0, Holm-corrected across components")
     return ("brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected "
             "across components")
-
-
-def _seed_warning_html(report: dict) -> str:
-    settings = report.get("settings") or {}
-    warn, note = settings.get("seed_warning"), settings.get("power_note")
-    return ((f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else "")
-            + (f'<p class="muted"><b>Seeds and power:</b> {esc(note)}</p>' if note else ""))
 
 
 def _metric_tally(game: dict, player: str, head_metric: str | None) -> str:
