@@ -34,8 +34,9 @@ def test_sections_exist(run):
     html, report = run["html"], run["report"]
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     ids = _ids(html)
-    for sec in ["works", "game-0-summary", "game-0-shapley", "game-0-coalitions", "game-0-agreement",
-                "game-0-images", "game-0-flagged", "unavailable", "ablation", "provenance"]:
+    for sec in ["verdict", "game-0-verdict", "game-0-key-images", "game-0-chart", "details", "works", "game-0-summary",
+                "game-0-shapley", "game-0-coalitions", "game-0-agreement", "game-0-images", "game-0-flagged",
+                "unavailable", "ablation", "provenance"]:
         assert sec in ids, sec
     game = report["games"][0]
     # every coalition row of the image grid, every image embedded (4 coalitions x 3 seeds + 2 reference thumbnails)
@@ -101,7 +102,10 @@ def test_missing_files_are_reported_not_fatal(run, tmp_path):
     data["cache_dir"] = str(tmp_path / "no-cache")
     html = render_html(data, tmp_path)  # tmp_path has no cache/ and no ablation.json
     assert "file not found on this machine" in html
-    assert html.count("not in the image cache") == 4 * N_SEEDS
+    grid = html.split('id="game-0-images"')[1]
+    assert grid.count("not in the image cache") == 4 * N_SEEDS
+    # the verdict's key images: the bare base, the top-attributed LoRA alone and both LoRAs, every seed of the prompt
+    assert html.split('id="game-0-key-images"')[1].split('id="game-0-chart"')[0].count("not in the image cache") == 3 * N_SEEDS
     assert 'id="ablation"' not in html
 
 

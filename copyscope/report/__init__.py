@@ -321,7 +321,8 @@ def attribution_tables(report: dict):
     several works) the per-work attribution under the headline metric.
 
     Only the headline metric's cells carry the significance mark '*'; the other metrics are labelled
-    sensitivity analysis. The longer of (players, metrics) runs down the rows so the table fits a
+    sensitivity analysis. The seed-count warning is the report's, not a table's: the CLI prints it once,
+    after the tables. The longer of (players, metrics) runs down the rows so the table fits a
     terminal; cells fold rather than being cut with an ellipsis.
     """
     from rich.table import Table
@@ -344,14 +345,12 @@ def attribution_tables(report: dict):
 
     tables = []
     for g in report["games"]:
-        warn = seed_warning(report)
         head = g.get("headline") or headline_metric(g["metrics"])
         t = Table(
             title=f"Shapley attribution — base {term(g['base'])} (higher = more copying caused)",
             caption=(f"value, then its {level:.0%} interval; headline metric: {term(head)}, * = above zero after Holm "
                      f"correction across players (p < {alpha:.2g}) under the claim's test ({claim_rule(report)}); "
                      "the other metrics are sensitivity analysis (no significance claimed)")
-                    + (f"\nWARNING: {term(warn)}" if warn else "")
                     + (f"\n{term(note)}" if (note := (report.get("settings") or {}).get("power_note")) else "")
                     + (f"\ncontrols: {term(said)}" if (said := controls_sentence(g)) else "")
                     # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones

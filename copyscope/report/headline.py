@@ -59,6 +59,12 @@ def claim_rule(report: dict) -> str:
             "distribution_free": "distribution-free, valid at any seed count and stopping rule"}.get(rule, "t test")
 
 
+def ranked(shapley: dict, alpha: float) -> tuple[list[str], list[str]]:
+    """The players with a value, largest first, and those of them significantly above zero (same order)."""
+    order = sorted((p for p in shapley if shapley[p]["value"] is not None), key=lambda p: -shapley[p]["value"])
+    return order, [p for p in order if significant(shapley[p], alpha)]
+
+
 def per_work_sentences(report: dict, game: dict) -> list[str]:
     """One sentence per work: which component copies it most, under the headline metric."""
     alpha = 1.0 - (report.get("settings") or {}).get("confidence", 0.95)
@@ -69,11 +75,10 @@ def per_work_sentences(report: dict, game: dict) -> list[str]:
         if not sec:
             continue
         sh = sec["shapley"]
-        ranked = sorted((p for p in sh if sh[p]["value"] is not None), key=lambda p: -sh[p]["value"])
-        if not ranked:
+        order, sig = ranked(sh, alpha)
+        if not order:
             continue
-        top = ranked[0]
-        sig = [p for p in ranked if significant(sh[p], alpha)]
+        top = order[0]
         if sig:
             who = ", ".join(f"{p} ({sh[p]['value']:+.3g})" for p in sig)
             out.append(f"Work '{work}': copied significantly by {who} under {m}; largest contribution: {top}.")

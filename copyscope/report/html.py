@@ -15,9 +15,10 @@ from ..coalitions import sorted_keys
 from .ablation import section_ablation
 from .controls import section_controls
 from .agreement import rank_agreement, shapley_values
-from .htmlkit import (GEN_THUMB, MAX_COALITION_ROWS, MAX_ITEM_COLUMNS, REF_THUMB, _corr_cell, _img, _table,  # noqa: F401
-                      cache_root, cached_image, esc, image_thumb, num, player_label, td)
+from .htmlkit import (GEN_THUMB, MAX_COALITION_ROWS, MAX_ITEM_COLUMNS, REF_THUMB, _corr_cell, _img, _item_labels,  # noqa: F401
+                      _table, cache_root, cached_image, esc, image_thumb, num, player_label, td)
 from .summary import section_attribution, section_summary, summary_sentences  # noqa: F401  (summary_sentences: API)
+from .verdict import CSS as VERDICT_CSS, section_verdict
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;\
@@ -90,19 +91,6 @@ def section_agreement(game: dict) -> str:
         rows = [[td(a)] + [_corr_cell(ag[kind][a][b]) for b in metrics] for a in metrics]
         out.append(f"<h4>{title}</h4>" + _table([""] + metrics, rows))
     return "".join(out)
-
-
-def _item_labels(report: dict, n: int) -> list[str]:
-    s = report.get("settings") or {}
-    prompts = s.get("prompts") or []
-    seeds = s.get("seeds") or []
-    if prompts and seeds and n and n % (len(prompts) * len(seeds)) == 0:
-        maps = n // (len(prompts) * len(seeds))  # > 1 with `reference: each`: prompts x maps x seeds
-        per_prompt = maps * len(seeds)
-        return [f"{(prompts[i // per_prompt] or {}).get('name', '')} / "
-                + (f"map {(i % per_prompt) // len(seeds)} / " if maps > 1 else "") + f"seed {seeds[i % len(seeds)]}"
-                for i in range(n)]
-    return [f"image {i + 1}" for i in range(n)]
 
 
 def section_images(report: dict, game: dict, root: Path) -> str:
@@ -267,12 +255,13 @@ def render_html(report: dict, out_dir: Path) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{esc(title)}</title><style>{CSS}{VERDICT_CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1>"
         f"<p class=\"muted\">Audit of {esc(prov.get('time_utc', 'unknown time'))} on {esc(prov.get('device', 'unknown device'))}; "
-        f"copyscope {esc(report.get('copyscope_version'))}; zoo file SHA-256 <code>{esc(report.get('config_sha256'))}</code>. "
-        "Attribution: Shapley values of the pipeline's components in the game whose worth is the similarity of the "
-        "generated images to the reference works.</p>"
+        f"copyscope {esc(report.get('copyscope_version'))}; zoo file SHA-256 <code>{esc(report.get('config_sha256'))}</code>.</p>"
+        + section_verdict(report, root)  # the finding first: sentences, key images, the headline's chart
+        + "<h2 id=\"details\">Details</h2><p class=\"muted\">Attribution: Shapley values of the pipeline's components in "
+        "the game whose worth is the similarity of the generated images to the reference works.</p>"
         f"<nav><ul>{''.join(nav)}</ul></nav>"
         + _adaptive_html(report)  # adaptive seeds (issue 16): rounds and why they stopped
         + "".join(body)

@@ -86,13 +86,55 @@ def cache_root(report: dict, out_dir: Path) -> Path:
     return Path(out_dir) / "cache"
 
 
-def cached_image(root: Path, key: object) -> tuple[str | None, str | None]:
+def cached_image(root: Path, key: object, max_side: int = GEN_THUMB) -> tuple[str | None, str | None]:
     if not isinstance(key, str) or not _KEY_RE.match(key):
         return None, "not a cache key"
     path = ImageCache(root).path(key)
     if not path.is_file():
         return None, "not in the image cache"
-    return image_thumb(path, GEN_THUMB)
+    return image_thumb(path, max_side)
+
+
+def images_per_prompt(report: dict, n: int) -> int | None:
+    """How many of a coalition's ``n`` images each prompt has (they run prompts x maps x seeds, in that order);
+    None when ``n`` does not fit the report's prompts and seeds."""
+    s = report.get("settings") or {}
+    prompts, seeds = s.get("prompts") or [], s.get("seeds") or []
+    if prompts and seeds and n and n % (len(prompts) * len(seeds)) == 0:
+        return n // len(prompts)
+    return None
+
+
+def _item_labels(report: dict, n: int) -> list[str]:
+    per_prompt = images_per_prompt(report, n)
+    if per_prompt is None:
+        return [f"image {i + 1}" for i in range(n)]
+    s = report["settings"]
+    prompts, seeds = s["prompts"], s["seeds"]
+    maps = per_prompt // len(seeds)  # > 1 with `reference: each`: prompts x maps x seeds
+    return [f"{(prompts[i // per_prompt] or {}).get('name', '')} / "
+            + (f"map {(i % per_prompt) // len(seeds)} / " if maps > 1 else "") + f"seed {seeds[i % len(seeds)]}"
+            for i in range(n)]
+
+
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def collapse_warnings(warnings: Iterable[object]) -> list[tuple[str, int]]:
+    """Warnings that differ only in their numbers as one line each, with how many rows gave it, in order of first
+    occurrence: a number equal in every row is kept, one that varies is shown as its range ('0.018–0.151')."""
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
+    for w in warnings:
+        text = str(w)
+        groups.setdefault(tuple(_NUMBER_RE.split(text)), []).append(_NUMBER_RE.findall(text))
+    out = []
+    for parts, numbers in groups.items():
+        pieces = [parts[0]]
+        for i, rest in enumerate(parts[1:]):
+            values = sorted({row[i] for row in numbers}, key=float)
+            pieces += [values[0] if len(values) == 1 else f"{values[0]}–{values[-1]}", rest]
+        out.append(("".join(pieces), len(numbers)))
+    return out
 
 
 def _img(uri: str | None, why: str | None, alt: str, cls: str = "", title: str = "") -> str:

@@ -66,7 +66,8 @@ def data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
-def shapley_bars_svg(players: Sequence[str], metrics: Mapping[str, Mapping[str, dict]], confidence: float = 0.95) -> str:
+def shapley_bars_svg(players: Sequence[str], metrics: Mapping[str, Mapping[str, dict]], confidence: float = 0.95,
+                     title: str | None = None) -> str:
     """One panel per metric: a horizontal bar per player (the Shapley value), error bars = interval.
 
     ``metrics[name][player]`` is the report's ``{"value", "ci95", ...}`` entry.
@@ -107,7 +108,8 @@ def shapley_bars_svg(players: Sequence[str], metrics: Mapping[str, Mapping[str, 
             ax.set_title(short(m))
             ax.tick_params(axis="x", labelsize=7)
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
-        fig.suptitle(f"Shapley value per metric (bars) with {round(confidence * 100)}% interval (whiskers)", fontsize=10)
+        fig.suptitle(title or f"Shapley value per metric (bars) with {round(confidence * 100)}% interval (whiskers)",
+                     fontsize=10)
         return _save(fig)
 
 

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from . import plots
 from .headline import headline_metric, per_work_sentences, significant, t_only
-from .htmlkit import _finite, _pct, _table, esc, fmt_p, metric_label, num, player_label, td
+from .htmlkit import _finite, _pct, _table, collapse_warnings, esc, fmt_p, metric_label, num, player_label, td
 
 def _works_phrase(report: dict) -> str:
     works = list(report.get("works") or {})
@@ -146,7 +146,7 @@ def section_summary(report: dict, game: dict) -> str:
         "part of the total increase caused by the components that raise similarity (components that lower it get 0%); "
         + _interval_note(report) + _min_p_note(report) + ".</p>"
     )
-    return _seed_warning_html(report) + head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
+    return head + f"<ul class=\"summary\">{''.join(items)}</ul>" + explain
 
 
 def _interval_note(report: dict) -> str:
@@ -164,13 +164,6 @@ def _interval_note(report: dict) -> str:
                 "values). p: one-sided t test of a value above 0, Holm-corrected across components")
     return ("brackets are bootstrap intervals over seeds. p: one-sided bootstrap test of a value above 0, Holm-corrected "
             "across components")
-
-
-def _seed_warning_html(report: dict) -> str:
-    settings = report.get("settings") or {}
-    warn, note = settings.get("seed_warning"), settings.get("power_note")
-    return ((f'<p class="warn"><b>Warning:</b> {esc(warn)}</p>' if warn else "")
-            + (f'<p class="muted"><b>Seeds and power:</b> {esc(note)}</p>' if note else ""))
 
 
 def _metric_tally(game: dict, player: str, head_metric: str | None) -> str:
@@ -234,13 +227,18 @@ def section_attribution(report: dict, game: dict) -> str:
         out.append(f"<h4>Per-work attribution ({esc(head)})</h4><p class=\"muted\">Each work's own game: the images "
                    "of its prompts against its references only. * = above zero, Holm-corrected across players.</p>"
                    + _table(["player"] + [f"work {w}" for w in per_work], prow))
-    mrows = []
+    mrows, warnings = [], []
     for m, sec in game["metrics"].items():
         est = sec.get("estimator") or {}
-        warn = "; ".join(sorted({str(s.get("warning")) for s in (sec.get("sample_size") or {}).values() if s.get("warning")}))
         mrows.append([td(m), td(sec.get("kind")), td(sec.get("raw_orientation")), td(sec.get("description")),
                       td(f"{est.get('method', '')}, {est.get('coalitions_evaluated', '')} coalitions"),
-                      td(num(sec.get("efficiency_gap"), ".2g"), True), td(warn)])
+                      td(num(sec.get("efficiency_gap"), ".2g"), True)])
+        # a set metric warns per coalition, in words that differ only in their numbers: one line per metric
+        warned = [s.get("warning") for s in (sec.get("sample_size") or {}).values() if s.get("warning")]
+        warnings += [f"{m}: {text} ({n} coalition{'s' if n > 1 else ''})" for text, n in collapse_warnings(warned)]
     out.append("<h4>Metrics</h4>" + _table(["metric", "kind", "raw orientation", "definition", "estimator",
-                                            "efficiency gap", "sample-size warning"], mrows))
+                                            "efficiency gap"], mrows))
+    if warnings:
+        out.append("<p class=\"warn\">Sample-size warnings of the set metrics:</p><ul class=\"warn\">"
+                   + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
     return "".join(out)
