@@ -92,7 +92,16 @@ def test_a_world_built_from_image_files_trains_its_pool(tmp_path):
     pool = train_pool(tmp_path / "bench", zoo, steps=2, only=only, log=lambda m: None)
     doc = json.loads((pool / "pool.json").read_text())
     assert set(doc["loras"]) == only
-    assert doc["loras"]["palette-decoy"]["spec"]["images"] == ["g-d"]
+    spec = doc["loras"]["palette-decoy"]["spec"]
+    assert spec["images"] == ["g-d"] and set(spec["image_sha256"]) == {"g-d", "w-one"}  # the file and the palette's
+    # a changed image file retrains the LoRAs made from it, and only those
+    from copyscope.demo.pool import _entry
+
+    entries = {p.name: _entry(p, 0, 2, "a painting", zoo, 16, world) for p in world.pool}
+    a = center_square(load_skimage("gravel"))
+    save_png(np.ascontiguousarray(a), images / "w-three.png")
+    changed = {p.name for p in world.pool if _entry(p, 0, 2, "a painting", zoo, 16, world) != entries[p.name]}
+    assert changed == {"w-three"}
     for w in WORLD.works:  # references and conditioning of every work, from the world's own files
         assert (pool / "references" / w / f"{w}.png").is_file() and (pool / "control" / f"{w}_depth.png").is_file()
     from PIL import Image

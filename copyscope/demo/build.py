@@ -58,6 +58,7 @@ from .images import (
     source_of,
     write_reference_views,
 )
+from .scenarios import checked_world
 from .training import (
     HYPER,
     Latents,
@@ -105,10 +106,7 @@ def zoo_yaml(*, references: Sequence[str], lora_names: Sequence[str], prompt: st
 
 
 def _norm_decoys(decoys) -> list[tuple[str, ...]]:
-    out = []
-    for d in decoys:
-        out.append((d,) if isinstance(d, str) else tuple(d))
-    return out
+    return [(d,) if isinstance(d, str) else tuple(d) for d in decoys]
 
 
 @dataclass
@@ -335,21 +333,6 @@ def _versions() -> dict[str, str]:
             "scikit-image": skimage.__version__, "python": platform.python_version()}
 
 
-def _checked_world(world: dict | None, b: _Build, images: Path | None) -> dict | None:
-    """The benchmark world to record (its images resolved), or None; a CopyscopeError if it cannot be one."""
-    if not world:
-        return None
-    from .scenarios import World
-
-    w = World.from_doc({**world, "images": str(Path(images).resolve()) if images else None})
-    unknown = [n for n in w.image_names() if n not in SKIMAGE_IMAGES and n not in b.library]
-    if unknown:
-        raise CopyscopeError(f"world: unknown images {', '.join(unknown)}")
-    if w.works[0] not in b.references or set(w.works) & set(b.base_images):
-        raise CopyscopeError("world: its first work must be a reference and no work may be a base image")
-    return w.to_doc()
-
-
 def _ground_truth(b: _Build, n_generic: int, ref_paths: dict, control_paths: dict, lora_info: dict) -> dict:
     import torch
 
@@ -419,9 +402,8 @@ def build_demo_zoo(
 
     ``images``: a folder of image files whose stems name images beside scikit-image's (``--images``): the
     references, decoys and base images may then be any PNG/JPEG (a second benchmark world).
-    ``world``: the validity benchmark's world on this zoo (``works``, ``plus_three``, ``palette_source``: image
-    names, see :mod:`copyscope.demo.scenarios`), recorded in ground_truth.json with the ``images`` folder;
-    without it the benchmark uses the scikit-image world.
+    ``world``: the validity benchmark's world on this zoo (:class:`copyscope.demo.scenarios.World`), recorded in
+    ground_truth.json; without it the benchmark uses the scikit-image world.
 
     ``steps`` overrides training steps per stage (keys: vae, base, controlnet, lora); ``lora_rank`` the
     LoRAs' rank (default ``HYPER["lora_rank"]``, 16). ``quick`` uses a
@@ -438,7 +420,7 @@ def build_demo_zoo(
     args = _checked(out_dir, references, decoys, base_images, resolution, quick, steps, overwrite, lora_rank,
                     image_library(images))
     b = _Build(resolution=resolution, seed=seed, quick=quick, prompt=prompt, log=log or (lambda s: None), **args)
-    world_doc = _checked_world(world, b, images)
+    world_doc = checked_world(world, b.library, b.references, b.base_images, images)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -450,9 +432,7 @@ def build_demo_zoo(
         _train_controlnet_stage(b, pipe, gen_lat, gen_pix, gen_caps)
         lora_info = _train_loras_stage(b, pipe, rng)
         ref_paths, control_paths = _write_inputs(b, ref_full, ref_small)
-        gt = _ground_truth(b, int(len(gen_pix)), ref_paths, control_paths, lora_info)
-        if world_doc:
-            gt["world"] = world_doc
+        gt = {**_ground_truth(b, int(len(gen_pix)), ref_paths, control_paths, lora_info), "world": world_doc}
         (b.out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n", encoding="utf-8")
         if check if check is not None else not quick:
             from .check import shapley_check

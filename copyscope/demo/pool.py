@@ -24,8 +24,15 @@ POOL_FORMAT = "copyscope-validity-pool/1"
 BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, tokenizer: what a LoRA was trained against
 
 
-def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int) -> dict:
+def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int, world: World | None = None) -> dict:
     e = {"images": list(p.images), "copies": p.copies, "transform": p.transform}
+    if world is not None and world.images:  # a world of image files: a changed file retrains its LoRAs
+        from ..inputs import image_sha256
+        from .images import image_library
+
+        library = image_library(Path(world.images))
+        names = [*p.images, *([p.transform.split(":", 1)[1]] if p.transform.startswith("palette_of:") else [])]
+        e["image_sha256"] = {n: image_sha256(library[n]) for n in names if n in library}
     if p.shipped:
         e["shipped"] = p.shipped
         e["sha256"] = file_sha256(demo_zoo / "loras" / p.shipped)
@@ -80,7 +87,7 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
         target = lora_file(p)
         if only is not None and p.name not in only:
             continue
-        entry = _entry(p, seed, steps, prompt, demo_zoo, rank)
+        entry = _entry(p, seed, steps, prompt, demo_zoo, rank, world)
         if target.is_file() and old.get("loras", {}).get(p.name, {}).get("spec") == entry:
             continue
         if p.shipped:

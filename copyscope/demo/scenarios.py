@@ -106,6 +106,23 @@ POOL: tuple[PoolLora, ...] = SKIMAGE_WORLD.pool
 POOL_BY_NAME = {p.name: p for p in POOL}
 
 
+def checked_world(world: dict | None, library: dict, references, base_images, images: Path | None) -> dict | None:
+    """A build's ``world`` as ground_truth.json records it (its image folder resolved), or None; a CopyscopeError
+    if it cannot be one: an image neither scikit-image's nor a file of ``library``, a first work that is not a
+    reference, a work among the base's images."""
+    if not world:
+        return None
+    from .images import SKIMAGE_IMAGES
+
+    w = World.from_doc({**world, "images": str(Path(images).resolve()) if images else None})
+    unknown = [n for n in w.image_names() if n not in SKIMAGE_IMAGES and n not in library]
+    if unknown:
+        raise CopyscopeError(f"world: unknown images {', '.join(unknown)}")
+    if w.works[0] not in references or set(w.works) & set(base_images):
+        raise CopyscopeError("world: its first work must be a reference and no work may be a base image")
+    return w.to_doc()
+
+
 def world_of(gt: dict) -> World:
     """The world of a demo zoo (its ground_truth.json): the one recorded by its build, else scikit-image's.
     The zoo's LoRAs that memorise one work alone are the pool's LoRAs of those works."""
