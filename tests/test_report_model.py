@@ -217,3 +217,18 @@ def test_read_report_names_the_file_and_the_key(tmp_path):
         read_report(tmp_path / "elsewhere")
     (tmp_path / "report.json").write_text(json.dumps(hand_made_report()))
     assert read_report(tmp_path).to_json() == hand_made_report()
+
+
+def test_report_command_refuses_a_malformed_report_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from copyscope.cli import app
+    from helpers.cli_errors import assert_one_line_error
+
+    data = _set(hand_made_report(), ("games", 0, "metrics", "phash", "shapley", "planted", "p_value"), [0.1])
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    line = assert_one_line_error(CliRunner().invoke(app, ["report", str(tmp_path)]),
+                                 r"report\.json: games\[0\]\.metrics\.phash\.shapley\.planted\.p_value: expected a "
+                                 r"number or null, got a list; expected the report\.json an audit wrote")
+    assert line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no view written
