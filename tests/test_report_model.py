@@ -232,3 +232,29 @@ def test_report_command_refuses_a_malformed_report_in_one_line(tmp_path):
                                  r"number or null, got a list; expected the report\.json an audit wrote")
     assert line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no view written
+
+
+def test_identity_check_ignores_timings_paths_the_version_and_cache_state_only(tmp_path, capsys):
+    from helpers.bench import load_bench
+
+    check = load_bench("check_report_identity")
+    before = _older(hand_made_report())
+    after = hand_made_report()
+    after["settings"] = copy.deepcopy(before["settings"])
+    for sec_after, sec_before in zip(after["games"][0]["metrics"].values(), before["games"][0]["metrics"].values()):
+        sec_after.clear()
+        sec_after.update(copy.deepcopy(sec_before))
+    after.update({"output_dir": "elsewhere", "cache_dir": "/other", "generation": {**after["generation"], "seconds": 9.0}})
+    after["provenance"] = {**after["provenance"], "time_utc": "later", "wall_seconds": 3.0}
+    assert check.differences(before, after) == []
+    after["games"][0]["metrics"]["phash"]["shapley"]["planted"]["value"] += 1e-15
+    after["games"][0]["metrics"]["phash"]["new"] = 1
+    assert check.differences(before, after) == [
+        f"games[0].metrics.phash.shapley.planted.value: 0.2 then {0.2 + 1e-15!r}",
+        "games[0].metrics.phash.new: only in the second report"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "report.json").write_text(json.dumps(before))
+    (tmp_path / "b" / "report.json").write_text(json.dumps(before | {"schema_version": SCHEMA_VERSION}))
+    assert check.compare(tmp_path / "a" / "report.json", tmp_path / "b" / "report.json") == 0
+    assert "IDENTICAL" in capsys.readouterr().out
