@@ -1,6 +1,6 @@
 """The validity benchmark's verdicts under each significance test, recomputed from its per-seed values.
 
-    copyscope demo bench --seeds 16 --out DIR        # once (README "Validity benchmark")
+    copyscope demo bench --seeds 16 --out DIR        # once (docs/validity.md)
     python bench/bench_significance.py DIR [--seeds 8 16]
     python bench/bench_significance.py DIR --rewrite-results FILE   # results.json judged again by the current judge
 

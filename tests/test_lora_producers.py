@@ -13,7 +13,7 @@ The merged weights are saved as a base folder and audited without the LoRA: the 
 on both sides, so any difference is the loading. Every file either gives the producer's pixels (within
 one grey level: merged and unmerged float sums round apart) or is refused by ``copyscope validate``
 with one line naming ``loras[0].model``, the layout and the reason. ``test_refusals_are_needed`` checks
-each refusal against diffusers itself, so the table in README.md ("LoRA formats") stays measured:
+each refusal against diffusers itself, so the table in docs/zoo.md ("LoRA formats") stays measured:
 ``python -m pytest tests/test_lora_producers.py``.
 """
 
@@ -198,7 +198,7 @@ def _diffusers_result(lora: Path):
 def test_refusals_are_needed(produced, name):
     """Each refused file, loaded by diffusers itself: it raises, or warns that it drops tensors, or gives
     images other than the producer's. When a diffusers release loads one exactly, this fails: move the
-    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and README's table."""
+    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
     lora, merged, _ = produced[name]
     what, detail = _diffusers_result(lora)
     if what == "image":

@@ -24,7 +24,7 @@ The merged weights are saved as a base folder and audited without the LoRA: the 
 both sides, so any difference is the loading. Every file either gives the producer's pixels (within one
 grey level) or is refused by ``copyscope validate`` with one line naming ``loras[0].model``, the layout and
 the reason; ``test_family_refusals_are_needed`` checks each refusal against diffusers itself (it raises,
-warns that layers were not loaded, or gives other images than the producer's). README.md
+warns that layers were not loaded, or gives other images than the producer's). docs/zoo.md
 ("LoRA formats") quotes this table: ``python -m pytest tests/test_lora_producers_families.py``.
 """
 
@@ -358,7 +358,7 @@ def _diffusers_result(base: Path, family: str, lora: Path):
 def test_family_refusals_are_needed(bases, produced, family, name):
     """Each refused file, loaded by diffusers itself: it raises, or warns that it drops tensors, or gives
     images other than the producer's. When a diffusers release loads one exactly, this fails: move the
-    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and README's table."""
+    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
     lora, merged = produced(family, name)
     what, detail = _diffusers_result(bases[family], family, lora)
     if what == "image":
@@ -395,7 +395,7 @@ def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exa
     ("flux", "lora-transformer-attention", "sd3"), ("sdxl", "peft-alpha", "sd"),
 ])
 def test_a_file_of_another_family_is_refused_at_validate(bases, produced, tmp_path, family, name, other):
-    """README's "another family" cells: the family check names the file's families and the base's."""
+    """docs/zoo.md's "another family" cells: the family check names the file's families and the base's."""
     from copyscope.families import FAMILIES
 
     zoo = _zoo(tmp_path, other, bases[other], produced(family, name)[0])

@@ -45,7 +45,7 @@ def test_ground_truth_names_the_planted_lora():
 
 # Learned-feature metrics run on the demo with real weights (effnet; sscd when a zoo adds it with the `sscd` extra) but do
 # not see its memorisation: at 32 px the planted LoRA's images are too weak a copy for ImageNet / SSCD
-# features (README "## Metrics"). They are reported, not asserted to recover the plant.
+# features (docs/metrics.md "Defaults, headline and fusion"). They are reported, not asserted to recover the plant.
 LEARNED = {"effnet", "fd_effnet", "kid_effnet", "sscd", "clip", "dinov2", "dreamsim", "fd_dinov2", "kid_dinov2",
            "fid", "kid"}
 
@@ -70,7 +70,7 @@ def test_planted_lora_recovered_under_every_default_metric(shipped_audit):
         assert max(values, key=values.get) == "planted", (metric, values)
         planted = sec["shapley"]["planted"]
         # under the t test (the claim needs the distribution-free test too, which cannot confirm a contribution
-        # of this size from the demo's 8 seeds: README "Which test carries a claim"), the planted LoRA's interval
+        # of this size from the demo's 8 seeds: docs/estimation.md "Which test carries a claim"), the planted LoRA's interval
         # excludes zero and it is significant
         t = planted.get("t", planted)
         assert t["ci95"][0] > 0 and t["p_holm"] < 0.05, (metric, planted)
@@ -131,7 +131,7 @@ def test_no_decoy_carries_a_significance_mark_in_the_terminal_table(shipped_audi
     for d in decoys:
         assert not any("*" in c or "(t)" in c for c in cells[d]), (d, cells[d])
     # the plant, under the headline metric only: a claim ('*') or, at the demo's 8 seeds where the
-    # distribution-free test cannot confirm it, the t test's mark '(t)' (README "Which test carries a claim")
+    # distribution-free test cannot confirm it, the t test's mark '(t)' (docs/estimation.md "Which test carries a claim")
     head = game["metrics"][game["headline"]]["shapley"]["planted"]
     mark = "*" if head["p_holm"] < 0.05 else "(t)"
     assert sum(mark in c for c in cells["planted"]) == 1

@@ -39,7 +39,7 @@ def test_headline_recovers_the_plant(quick_bench):
     n = s["scenarios"]
     assert n == 6
     assert s["decoy_significant"] == [0, n], s
-    # The plant ranks first in at least 5 of the 6 (README "Validity benchmark": 6 of 6 under the headline phash
+    # The plant ranks first in at least 5 of the 6 (docs/validity.md "The quick set": 6 of 6 under the headline phash
     # on the shipped zoo; under the old zoo and headline the ControlNet, fed the work's depth map, was above the
     # half-weight plant); wherever it is not first, the player above it is the ControlNet, never a decoy, and the
     # plant is still significant.
@@ -53,7 +53,7 @@ def test_headline_recovers_the_plant(quick_bench):
             assert v["plant_significant_t"], r["scenario"]
     # under the t test alone the plant is significant in at least 5 of the 6 (issue 15's 90% bar; 6/6 measured).
     # The claim (significance: both) also needs the distribution-free test, which cannot confirm a contribution
-    # of this size from 8 seeds (README "Which test carries a claim"): the claim is the conjunction, and no
+    # of this size from 8 seeds (docs/estimation.md "Which test carries a claim"): the claim is the conjunction, and no
     # test calls a decoy significant.
     assert s["plant_significant_t"][0] >= n - 1, s
     assert s["decoy_significant_t"] == s["decoy_significant_bounded"] == [0, n], s

@@ -1,5 +1,5 @@
-"""The committed validity-benchmark runs (bench/validity_results*.json, README "Validity benchmark"): the shipped
-choices (headline, defaults, fusion members) follow from them, and what the README says of them holds.
+"""The committed validity-benchmark runs (bench/validity_results*.json, docs/validity.md): the shipped choices
+(headline, defaults, fusion members) follow from them, and what docs/validity.md says of them holds.
 
 Four runs of `copyscope demo bench`: the quick set (6 scenarios) and the full set (36) at 8 and 16 seeds."""
 
@@ -80,7 +80,7 @@ def test_the_fusion_members_call_no_decoy_in_more_than_5_percent_of_any_run():
 
 
 def test_headline_meets_issue_15s_bar_on_the_full_set():
-    """Issue 15's bar, under the headline, on the full set at 8 and 16 seeds (README "Validity benchmark"): the plant
+    """The headline's bar on the full set at 8 and 16 seeds (docs/validity.md "What the runs decide"): the plant
     first in >= 95% of the scenarios, significant in >= 90%, a decoy significant in none, and each plant
     attributed to its own work in both two-work scenarios."""
     from copyscope.report.headline import HEADLINE_PREFERENCE
@@ -101,13 +101,13 @@ def test_headline_meets_issue_15s_bar_on_the_full_set():
             assert s["plant_significant"][0] <= min(t_plant[0], s["plant_significant_bounded"][0]), (name, s)
 
 
-def test_every_headline_miss_on_the_full_set_is_named_in_the_readme():
-    """The README lists the scenario kinds where the headline misses the plant; each miss is of one of them."""
+def test_every_headline_miss_on_the_full_set_is_named_in_the_docs():
+    """docs/validity.md lists the scenario kinds where the headline misses the plant; each miss is of one of them."""
     from copyscope.report.headline import HEADLINE_PREFERENCE
 
     head = HEADLINE_PREFERENCE[0]
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Validity benchmark"):readme.index("## Estimation, intervals and tests")]
+    doc = (ROOT / "docs" / "validity.md").read_text()
+    section = doc[doc.index("### Per scenario kind"):doc.index("### The quick set")]
     for name in ("validity_results_full_8seeds.json", "validity_results_full_16seeds.json"):
         for r in _doc(name)["results"]:
             if not r["verdicts"][head]["planted_first"]:

@@ -132,7 +132,7 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             "plant_significant": all(sig(p) for p in plants),
             "decoy_significant": any(sig(d) for d in decoys),
         }
-        # each test on its own (the claim needs both by default): the trade the README's table shows
+        # each test on its own (the claim needs both by default): the trade docs/validity.md's table shows
         for test in ("t", "bounded"):
             if all(test in sh[p] for p in sh):
                 row[f"plant_significant_{test}"] = all(sig(p, test) for p in plants)

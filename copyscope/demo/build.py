@@ -73,7 +73,7 @@ from .training import (
 DEFAULT_PROMPT = "a painting"
 
 # The shipped zoo's steps. 800/500/400 (rank 8) before 2026-12-03: its planted LoRA drew textures in the
-# work's colours, not a recognisable astronaut (bench/demo_lora_grid.py; README "Validity benchmark").
+# work's colours, not a recognisable astronaut (bench/demo_lora_grid.py; docs/validity.md).
 FULL_STEPS = {"vae": 2000, "base": 3000, "controlnet": 200, "lora": 1600}
 QUICK_STEPS = {"vae": 4, "base": 4, "controlnet": 3, "lora": 3}
 # Augmented samples per image: generic pool (base, VAE, ControlNet) and per-LoRA pool.

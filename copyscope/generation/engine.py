@@ -268,7 +268,7 @@ class CoalitionEngine:
         h, w = self.gen.size
         if not base_on:
             # The null generator used when the base is a player: a coalition without the base
-            # produces uniform mid-grey images (documented in the README).
+            # produces uniform mid-grey images (docs/zoo.md, "Base as context or player").
             return [np.full((h, w, 3), 0.5, dtype=np.float32) for _ in items]
         self.load()
         pipe = self.activate(members)

@@ -108,7 +108,7 @@ _ALIASES = {"fd": ("fd", None), "fid": ("fd", "inception"), "kid": ("kid", "ince
 
 # The fusion's members (copyscope.estimate.fusion_members): the metrics that ran in every committed run of the
 # validity benchmark and called a decoy significant in at most 5% of its scenarios at both 8 and 16 seeds
-# (bench/validity_results*.json; README "Validity benchmark"): phash (0 in every run) and kid_pixels (0, 0, 0/36,
+# (bench/validity_results*.json; docs/validity.md): phash (0 in every run) and kid_pixels (0, 0, 0/36,
 # 1/36). ssim and rgb_ssim, members before the demo zoo was rebuilt, call a decoy significant in 28-34 of the 36
 # scenarios there: under SSIM the decoys' images are closer to the work than the base's are, a similarity that is
 # not copying (why was not measured). The fusion is sensitivity analysis, never the headline.

@@ -1,7 +1,7 @@
 """Say only what holds: one headline metric carries the significance claims; the rest is sensitivity analysis.
 
-The headline is chosen by the validity benchmark (``copyscope demo bench``, README "Validity
-benchmark"): the first metric of ``HEADLINE_PREFERENCE`` that the audit computed. Its Shapley values
+The headline is chosen by the validity benchmark (``copyscope demo bench``, docs/validity.md): the first metric
+of ``HEADLINE_PREFERENCE`` that the audit computed. Its Shapley values
 are tested (one-sided test over seeds, Holm-corrected across players) and only they are marked
 significant in the terminal table, the summary and the HTML report. Every other metric is shown as
 sensitivity analysis: values and intervals, no significance mark (so no correction across metrics is
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..finite import is_finite
 
-# In order of preference; see README.md ("Validity benchmark"), measured on the demo zoo rebuilt 2026-12-03.
+# In order of preference; see docs/validity.md, measured on the shipped demo zoo.
 # phash is the only metric that called no decoy significant in any of the four committed runs (quick and full
 # set, 8 and 16 seeds: 0/6, 0/6, 0/36, 0/36) and, on the full set, puts the plant first in 35/36 and finds it
 # significant in 33-34/36. kid_pixels (the headline before the rebuild) called a decoy significant once (1/36
