@@ -49,6 +49,8 @@ SERIES = nullable(dict_of(list_of(NUMBER_OR_NULL)))  # name -> one value per see
 class TestResult(Record):
     """One test of a Shapley entry (``t``, ``bounded``): its interval, p-value and Holm-corrected p-value."""
 
+    __test__ = False  # a result, not a pytest test class
+
     ci95: list[float | None] | None = required(PAIR)
     p_value: float | None = required(NUMBER_OR_NULL)
     p_holm: float | None = required(NUMBER_OR_NULL)
