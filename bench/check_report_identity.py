@@ -135,11 +135,12 @@ def export(rev: str, into: Path) -> Path:
 
 def run_audit(code: Path, zoo: str, out: Path) -> Path:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    where = subprocess.run([sys.executable, "-c", "import copyscope; print(copyscope.__file__)"], env=env, cwd=ROOT,
+    # -P: the repository root (the working folder) is not put before PYTHONPATH, so its copyscope/ does not shadow
+    where = subprocess.run([sys.executable, "-P", "-c", "import copyscope; print(copyscope.__file__)"], env=env, cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.strip()
     if Path(where).resolve() != (code / "copyscope" / "__init__.py").resolve():
         raise SystemExit(f"copyscope imports from {where}, not from {code}")
-    cmd = [sys.executable, "-c", "import sys; from copyscope.cli import app; sys.argv[0] = 'copyscope'; app()",
+    cmd = [sys.executable, "-P", "-c", "import sys; from copyscope.cli import app; sys.argv[0] = 'copyscope'; app()",
            "audit", zoo, "--out", str(out)]
     print(f"$ PYTHONPATH={code} copyscope audit {zoo} --out {out}", flush=True)
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
