@@ -17,9 +17,9 @@ stops: the verdict is decided (the leader is above zero and above every other pl
 several works, either in the averaged game or in every work's game, the families sharing the
 round's level), every headline interval is narrower than ``target``, or the round reached ``max``.
 
-The report is the last round's audit, with three changes:
+The report is the last round's audit (a :class:`copyscope.results.AuditReport`), with three changes:
 
-* ``report["adaptive"]``: the settings, the planned rounds, every look (seeds, images so far,
+* ``report.adaptive``: the settings, the planned rounds, every look (seeds, images so far,
   images generated in the round, the spent level, the per-player intervals, p-values and the
   leader's paired tests) and why it stopped, with the one-line summary the terminal and the HTML
   show ("adaptive seeds: stopped after 8 seeds (round 3 of 5): decided");
@@ -41,16 +41,35 @@ they claim no significance (sensitivity analysis) but are not corrected for the 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 import numpy as np
 
 from .errors import CopyscopeError
+from .results import MISSING, AuditReport, GameReport, MetricResult, WorkMetricResult
+
+if TYPE_CHECKING:
+    from .config import Zoo
+    from .config.generation import AdaptiveSeeds
+    from .plan import Plan
+    from .shapley.base import Estimator
+    from .shapley.sequential import Look
 
 __all__ = ["adaptive_spec", "check_adaptive", "run_adaptive", "game_look", "adaptive_line"]
 
 
-def adaptive_spec(zoo):
+class Rounds(Protocol):
+    """What the round loop reads of a prepared audit (copyscope.prepare.PreparedAudit, a dataclass: each round
+    is a copy on a prefix of the seeds). prepare imports this module's checks, so it is named, not imported."""
+
+    zoo: Zoo
+    plan: Plan
+
+
+P = TypeVar("P", bound=Rounds)
+
+
+def adaptive_spec(zoo: Zoo) -> AdaptiveSeeds | None:
     """The zoo's AdaptiveSeeds, or None for a fixed seed count or list."""
     from .config.generation import AdaptiveSeeds
 
@@ -58,7 +77,7 @@ def adaptive_spec(zoo):
     return seeds if isinstance(seeds, AdaptiveSeeds) else None
 
 
-def check_adaptive(zoo, estimator) -> None:
+def check_adaptive(zoo: Zoo, estimator: Estimator) -> None:
     """Refuse the combinations the round loop does not support, before anything is generated."""
     if adaptive_spec(zoo) is None:
         return
@@ -75,7 +94,7 @@ def check_adaptive(zoo, estimator) -> None:
         )
 
 
-def _restrict(prep, m: int):
+def _restrict(prep: P, m: int) -> P:
     """The prepared audit on the first ``m`` seeds of its plan."""
     plan = prep.plan
     keep = set(plan.seeds[:m])
@@ -83,23 +102,18 @@ def _restrict(prep, m: int):
     return dataclasses.replace(prep, plan=sub_plan)
 
 
-def _has_per_seed(sec: dict | None, names: list[str]) -> bool:
-    per_seed = (sec or {}).get("per_seed")
-    return per_seed is not None and all(v is not None for n in names for v in per_seed.get(n, [None]))
-
-
-def _section_arrays(sec: dict, names: list[str], seeds: int | None):
-    """(values, per-seed pseudo-values) of one headline section (checked by :func:`_has_per_seed`), on its
+def _section_arrays(sec: MetricResult | WorkMetricResult, names: list[str], seeds: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, per-seed pseudo-values) of one headline section (checked by ``has_per_seed``), on its
     first ``seeds`` seeds when given (a replay: for a per-image metric the first m seeds' pseudo-values are
     their per-seed values)."""
-    pseudo = np.array([sec["per_seed"][n] for n in names], dtype=float)
+    pseudo = sec.per_seed_matrix(names)
     if seeds is not None:
         pseudo = pseudo[:, :seeds]
         return pseudo.mean(axis=1), pseudo
-    return np.array([sec["shapley"][n]["value"] for n in names], dtype=float), pseudo
+    return sec.values(names), pseudo
 
 
-def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 1.0, target: float | None = None,
+def game_look(game: GameReport | dict, rounds: list[int], k: int, alpha: float, rho: float = 1.0, target: float | None = None,
               seeds: int | None = None, paired: bool = True, exact: bool = True, rule: str = "t") -> dict:
     """The sequential look at one game of a fixed-seed report after round ``k`` of ``rounds``.
 
@@ -117,7 +131,8 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     values (e.g. a set metric undefined for it) gets no look, and then "every work" cannot be
     decided: only the averaged game can stop the audit early.
 
-    Returns ``{"look": Look, "names": [...], "metric": head, "works": {work: Look}}``; ``seeds``
+    ``game``: a report's game (a report.json's game dict is read into one). Returns
+    ``{"look": Look, "names": [...], "metric": head, "works": {work: Look}}``; ``seeds``
     replays the look on the first ``seeds`` seeds of a larger report, ``paired=False`` with the older
     separation rule (both for bench/bench_adaptive.py).
 
@@ -130,18 +145,20 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     from .shapley.inference import worths_zero_tol
     from .shapley.sequential import look, look_levels
 
-    head = game.get("headline")
-    names = list(game["players"])
-    sec = (game.get("metrics") or {}).get(head)
-    if not _has_per_seed(sec, names):
-        raise CopyscopeError(f"adaptive seeds: the headline metric {head!r} of base {game['base']!r} has no finite "
+    if isinstance(game, dict):
+        game = GameReport.from_json(game)
+    head = game.headline or None
+    names = list(game.players)
+    sec = game.metrics.get(head) if head is not None else None
+    if sec is None or not sec.has_per_seed(names):
+        raise CopyscopeError(f"adaptive seeds: the headline metric {head!r} of base {game.base!r} has no finite "
                              "per-seed values; give a fixed number of seeds")
-    worths = [abs(v) for v in (sec.get("coalitions") or {}).values() if v is not None]
+    worths = [abs(v) for v in sec.coalitions.values() if v is not None]
     zero_tol = worths_zero_tol(max(worths, default=0.0))
-    all_works = game.get("per_work") or {}
-    works = {w: m[head] for w, m in all_works.items() if _has_per_seed(m.get(head), names)}
+    all_works = game.per_work or {}
+    works = {w: m[head] for w, m in all_works.items() if head in m and m[head].has_per_seed(names)}
     families = 1 + len(works)
-    bound = sec.get("seed_bound") if rule != "t" else None
+    bound = sec.seed_bound if rule != "t" and sec.seed_bound is not MISSING else None
     if bound is not None:  # anytime-valid: every look at the whole level
         spent = alpha
         test_level = alpha / (len(names) * families)
@@ -162,9 +179,10 @@ def game_look(game: dict, rounds: list[int], k: int, alpha: float, rho: float = 
     return {"look": averaged, "names": names, "metric": head, "works": work_looks, "anytime": bound is not None}
 
 
-def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[str], None] = lambda msg: None) -> dict:
+def run_adaptive(prep: P, run_games: Callable[[P], AuditReport],
+                 on_event: Callable[[str], None] = lambda msg: None) -> AuditReport:
     """Audit ``prep`` in rounds of seeds; ``run_games(prepared)`` is one fixed-seed audit returning
-    its report (copyscope.audit._run_games). Returns the last round's report with the sequential
+    its result (copyscope.audit._run_games). Returns the last round's result with the sequential
     headline (module docstring)."""
     from .shapley.sequential import seed_rounds, spending
 
@@ -178,47 +196,47 @@ def run_adaptive(prep, run_games: Callable[[object], dict], on_event: Callable[[
     for k, m in enumerate(rounds):
         on_event(f"adaptive seeds: round {k + 1} of {len(rounds)}, {m} seeds")
         report = run_games(_restrict(prep, m))
-        generated += int(report["generation"]["generated"])
+        generated += int(report.generation.generated)
         games, stops, anytime = {}, [], True
-        for g in report["games"]:
+        for g in report.games:
             gl = game_look(g, rounds, k, alpha, spec.rho, spec.target, exact=spec.levels == "exact", rule=rule)
             lk, names = gl["look"], gl["names"]
-            games[g["base"]] = {"metric": gl["metric"], **lk.to_dict(names), "_look": gl,
+            games[g.base] = {"metric": gl["metric"], **lk.to_dict(names), "_look": gl,
                                 **({"works": {w: wl.to_dict(names) for w, wl in gl["works"].items()}}
                                    if gl["works"] else {})}
             stops.append(lk.stop)
             anytime = anytime and gl["anytime"]
-        images = sum(len(keys) for g in report["games"] for keys in (g.get("images") or {}).values())
+        images = sum(g.image_count() for g in report.games)
         looks.append({"round": k + 1, "seeds": m, "images": images,
-                      "generated": int(report["generation"]["generated"]), "alpha": alpha if anytime else float(levels[k]), "games": games})
+                      "generated": int(report.generation.generated), "alpha": alpha if anytime else float(levels[k]), "games": games})
         if all(stops):
             break
     final = looks[-1]
     reasons = {base: g["reason"] or "max seeds" for base, g in final["games"].items()}
     reason = next(iter(reasons.values())) if len(set(reasons.values())) == 1 else \
         "; ".join(f"base {b}: {r}" for b, r in reasons.items())
-    for g in report["games"]:
-        gl = final["games"][g["base"]].pop("_look")
-        head = g["headline"]
+    for g in report.games:
+        gl = final["games"][g.base].pop("_look")
+        head = gl["metric"]
         label = _sequential_label(rule if gl["anytime"] else "t")
-        _sequential_headline(g["metrics"][head], gl["look"], gl["names"], alpha, label)
+        _sequential_headline(g.metrics[head], gl["look"], gl["names"], alpha, label)
         for w, wl in gl["works"].items():
-            _sequential_headline(g["per_work"][w][head], wl, gl["names"], alpha, label)
+            _sequential_headline(g.per_work[w][head], wl, gl["names"], alpha, label)
     for lk in looks[:-1]:
         for entry in lk["games"].values():
             entry.pop("_look")
-    report["generation"]["generated"] = generated
-    report["generation"]["cached"] = max(final["images"] - generated, 0)
-    report["adaptive"] = {
+    report.generation.generated = generated
+    report.generation.cached = max(final["images"] - generated, 0)
+    report.adaptive = {
         "min": spec.min, "max": spec.max, "target": spec.target, "rho": spec.rho, "levels": spec.levels, "alpha": alpha,
         "planned_rounds": rounds, "spending": None if anytime else [float(x) for x in levels],
         "stopped_after": final["seeds"], "round": final["round"], "rounds_planned": len(rounds), "reason": reason,
         "images": final["images"], "looks": looks, "anytime_valid": anytime,
         **(_ANYTIME_TEXT if anytime else _SPENDING_TEXT),
     }
-    report["adaptive"]["line"] = adaptive_line(report)
-    report["settings"]["test"] = ("headline: sequential (adaptive seeds): " + report["adaptive"]["rule"]
-                                  + "; other metrics: " + report["settings"]["test"])
+    report.adaptive["line"] = adaptive_line(report)
+    report.settings.test = ("headline: sequential (adaptive seeds): " + report.adaptive["rule"]
+                            + "; other metrics: " + report.settings.test)
     return report
 
 
@@ -260,27 +278,27 @@ def _sequential_label(rule: str) -> str:
             "distribution_free": "sequential: distribution-free (anytime-valid)"}.get(rule, "sequential: t (alpha spending)")
 
 
-def _sequential_headline(sec: dict, lk, names: list[str], alpha: float, label: str) -> None:
+def _sequential_headline(sec: MetricResult | WorkMetricResult, lk: Look, names: list[str], alpha: float,
+                         label: str) -> None:
     """Replace a headline section's intervals and tests (the averaged game's, or one work's) by those of
     the stopping look. ``lk.test_level`` is the level of that look's tests, so ``p_holm < alpha``
     exactly when the look calls the player significant. The fixed-design tests of the last round's seeds
     (``t``, ``bounded``) are dropped: they are not the ones the stopping rule was run on."""
     for i, name in enumerate(names):
-        e = sec["shapley"][name]
-        e.pop("t", None)
-        e.pop("bounded", None)
-        e["claim"] = label
+        e = sec.shapley[name]
+        e.t = e.bounded = MISSING
+        e.claim = label
         p = float(lk.p_values[i])
-        e["ci95"] = [float(lk.ci[i, 0]), float(lk.ci[i, 1])]
-        e["p_value"] = p
-        e["p_holm"] = min(1.0, p * alpha / lk.test_level) if lk.test_level > 0 else 1.0
-        e["sequential"] = True
-    sec["inference"] = "sequential (adaptive seeds): see report['adaptive']"
+        e.ci95 = [float(lk.ci[i, 0]), float(lk.ci[i, 1])]
+        e.p_value = p
+        e.p_holm = min(1.0, p * alpha / lk.test_level) if lk.test_level > 0 else 1.0
+        e.sequential = True
+    sec.inference = "sequential (adaptive seeds): see report['adaptive']"
 
 
-def adaptive_line(report: dict) -> str | None:
+def adaptive_line(report: AuditReport | dict) -> str | None:
     """'adaptive seeds: stopped after 8 seeds (round 3 of 5): decided' (None without adaptive seeds)."""
-    a = report.get("adaptive")
+    a = report.adaptive if isinstance(report, AuditReport) else report.get("adaptive")
     if not isinstance(a, dict):
         return None
     return (f"adaptive seeds: stopped after {a.get('stopped_after')} seeds (round {a.get('round')} of "

@@ -5,7 +5,8 @@ in its own module. The call chain per game (``_run_games``): a ``CoalitionEngine
 ``CoalitionEvaluator`` are built, then :func:`copyscope.estimate.estimate_game` runs the estimator,
 which asks the evaluator for the worths of the coalitions of its design; the evaluator generates
 the missing images (cache first), scores them and returns worth rows. The results, plain data
-(``GameResult``), go to :func:`copyscope.report.build_report`. Written under the output folder:
+(``GameResult``), go to :func:`copyscope.report.build_report`, which returns the typed audit result
+(:class:`copyscope.results.AuditReport`, :func:`run_audit_report`). Written under the output folder:
 ``plan.json``, ``zoo.resolved.json``, ``report.json`` and its views; images and scores go to the
 image cache (``cache/images``, ``cache/features``).
 """
@@ -27,6 +28,7 @@ from .estimate import GameResult, estimate_game, fusion_members  # noqa: F401  (
 from .game import CoalitionEvaluator, seed_resamples
 from .outdir import OutputFolder, os_error_message
 from .prepare import AUDIT_FILES, PreparedAudit, check_model_sources, prepare_audit, select_metrics  # noqa: F401
+from .results import AuditReport
 from .score import Scorer
 
 if TYPE_CHECKING:
@@ -55,10 +57,20 @@ def run_audit(
     hooks: AuditHooks | None = None,
     generation_adjust: Callable[[dict], dict] | None = None,
 ) -> dict:
-    """Run a prepared audit and write report.json and its views; return the report.
+    """Run a prepared audit and write report.json and its views; return the report (report.json's content).
 
     ``generation_adjust`` rewrites the report's ``generation`` counts (a distributed run adds the
     images the other processes generated: copyscope.distributed)."""
+    return run_audit_report(prep, hooks=hooks, generation_adjust=generation_adjust).to_json()
+
+
+def run_audit_report(
+    prep: PreparedAudit,
+    *,
+    hooks: AuditHooks | None = None,
+    generation_adjust: Callable[[dict], dict] | None = None,
+) -> AuditReport:
+    """:func:`run_audit`, returning the typed result (report.json is its ``to_json()``)."""
     from .report import write_outputs
 
     if not isinstance(prep, PreparedAudit):  # the pre-0.2 signature run_audit(zoo_path, out)
@@ -102,8 +114,8 @@ def _is_under(filename, *roots: Path) -> bool:
     return any(f == Path(r).absolute() or Path(r).absolute() in f.parents for r in roots)
 
 
-def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_start: float,
-               engines: dict | None = None) -> dict:
+def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callable[[dict], dict] | None, t_start: float,
+               engines: dict[str, CoalitionEngine] | None = None) -> AuditReport:
     """One fixed-seed audit of ``prep``. ``engines`` (base name -> engine), when given, keeps each
     game's engine for the caller's next call (adaptive rounds) instead of releasing it here."""
     from .report import build_report
@@ -159,8 +171,8 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust, t_star
         provenance=provenance(prep, time.perf_counter() - t_start),
         conditioning=conditioning,
     )
-    report["output_dir"] = str(prep.out_dir)
-    report["cache_dir"] = str(prep.cache.root.resolve())  # the HTML view reads generated images from here
+    report.output_dir = str(prep.out_dir)
+    report.cache_dir = str(prep.cache.root.resolve())  # the HTML view reads generated images from here
     return report
 
 

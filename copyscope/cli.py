@@ -7,13 +7,16 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from .errors import CopyscopeError
 from .termtext import plain, term
+
+if TYPE_CHECKING:
+    from .prepare import PreparedAudit
 
 # Library chatter (optional-backend notices, loading bars) would bury the audit's own output.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -80,7 +83,7 @@ def validate(zoo: Path = ZooArg):
     _print_missing(prep)
 
 
-def _print_missing(prep) -> None:
+def _print_missing(prep: PreparedAudit) -> None:
     for problem in prep.missing_files:
         out.print(f"  [yellow]needed before `audit`:[/] {term(problem)}", highlight=False)
 
@@ -245,21 +248,11 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
 @user_errors
 def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (holding report.json)")):
     """Re-render the views (HTML, CSV, table) from report.json alone."""
+    from .outdir import OutputFolder, interrupted_note, os_error_message
+    from .report import VIEW_FILES, attribution_tables, write_views
+    from .results import read_report
 
-    from .report import attribution_tables, write_views
-
-    from .inputs import MAX_REPORT_BYTES, file_kind, read_json_object
-    from .outdir import OutputFolder, interrupted_note
-    from .report import VIEW_FILES
-
-    path = out_dir / "report.json"
-    if file_kind(path) == "not found":
-        raise CopyscopeError("no report.json here (run `copyscope audit` first)", where=str(out_dir))
-    data = read_json_object(path, MAX_REPORT_BYTES, "report.json", "expected the report.json an audit wrote")
-    if not isinstance(data.get("games"), list):
-        raise CopyscopeError("has no 'games' list; expected the report.json an audit wrote", where=str(path))
-    from .outdir import os_error_message
-
+    data = read_report(out_dir).to_json()  # checked: a fault is one line naming the key
     try:
         with OutputFolder(out_dir).run(VIEW_FILES, "report") as stage:
             write_views(data, stage, view_root=out_dir)
@@ -267,10 +260,10 @@ def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (h
     except OSError as exc:
         raise os_error_message(exc) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        # a hand-edited or truncated report: name what is missing instead of a traceback
+        # what read_report does not check (the free-form sections: controls, adaptive) of a hand-edited report
         raise CopyscopeError(
             f"lacks what the views need ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]}); "
-            "expected the report.json an audit wrote (rerun `copyscope audit`)", where=str(path),
+            "expected the report.json an audit wrote (rerun `copyscope audit`)", where=str(out_dir / "report.json"),
         ) from None
     _print_attribution(tables, data)
     _warn_seeds(data)

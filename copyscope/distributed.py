@@ -27,9 +27,13 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .generation import BackgroundQueue, CoalitionEngine, GenerationStats, ensure_images
+
+if TYPE_CHECKING:
+    from .plan import GamePlan
+    from .prepare import PreparedAudit
 
 # Environment variables that a multi-process launcher (torchrun / accelerate launch / mpirun) sets.
 _WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -72,13 +76,13 @@ def launch_state(cpu: bool | None = None):
 
 
 # ---------------------------------------------------------------------------------- planning
-def planned_coalitions(prep, game) -> list[tuple[bool, ...]]:
+def planned_coalitions(prep: PreparedAudit, game: GamePlan) -> list[tuple[bool, ...]]:
     """The coalitions ``run_audit`` will evaluate for ``game``, in generation order: the estimator's
     own plan (:meth:`copyscope.prepare.PreparedAudit.coalitions`, the list plan.json holds)."""
     return prep.coalitions(game)
 
 
-def count_planned(prep) -> list[int]:
+def count_planned(prep: PreparedAudit) -> list[int]:
     """Distinct coalitions per game of a prepared audit (what ``copyscope plan`` prints)."""
     return [len(planned_coalitions(prep, g)) for g in prep.plan.games]
 
@@ -111,7 +115,7 @@ def assign_chunks(sizes: list[int], world: int, loads: list[tuple[int, int]] | N
 
 
 def generate_share(
-    prep,
+    prep: PreparedAudit,
     rank: int,
     world: int,
     *,

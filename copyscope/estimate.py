@@ -3,30 +3,49 @@
 The estimator pulls worths from the game (``CoalitionEvaluator.values``), which generates and scores
 the coalitions it is asked for on demand; a metric whose worths are not finite is skipped, not the
 audit. The result is a :class:`GameResult`: plain data, with the evaluator's tables copied out, so
-the report (copyscope.report.build_report) needs no live object.
+the report (copyscope.report.build_report, which types it as a copyscope.results.GameReport) needs no
+live object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .game import CoalitionEvaluator
 from .plan import GamePlan
+from .shapley import Estimate, Game
+
+if TYPE_CHECKING:
+    from .config import Zoo
+    from .metrics.base import Metric, SetResult
+    from .score import ReferenceSet
+    from .shapley.base import Estimator
 
 Coalition = tuple[bool, ...]
+
+
+class EstimateInputs(Protocol):
+    """What :func:`estimate_game` reads of the prepared audit (a copyscope.prepare.PreparedAudit, which sits
+    above this stage: named here, not imported)."""
+
+    zoo: Zoo  # its estimator settings (budget, seed)
+    estimator: Estimator | None
+    metrics: list[Metric]
+    refs: ReferenceSet  # the works, for the per-work games
 
 
 @dataclass
 class MetricEstimate:
     """The estimates of one metric's game (or of the fusion, or of one work's game)."""
 
-    estimate: object  # copyscope.shapley.Estimate: Shapley values, replicates, intervals
-    game: object  # the copyscope.shapley.Game it was computed on (its worth table)
+    estimate: Estimate  # Shapley values, replicates, intervals
+    game: Game  # the game it was computed on (its worth table)
     efficiency_gap: float
-    loo: object = None  # leave-one-out, where the estimator's coalitions cover it
-    banzhaf: object = None  # Banzhaf, where every coalition was evaluated
+    loo: Estimate | None = None  # leave-one-out, where the estimator's coalitions cover it
+    banzhaf: Estimate | None = None  # Banzhaf, where every coalition was evaluated
 
 
 @dataclass
@@ -38,7 +57,7 @@ class GameResult:
     skipped: dict[str, str]  # metric -> why it attributes nothing
     per_work: dict[str, dict[str, MetricEstimate]]  # work -> metric -> its estimates (several works only)
     worths: dict[Coalition, dict[str, np.ndarray]]  # coalition -> metric -> worth row (1 + replicates,)
-    set_results: dict[Coalition, dict[str, object]]  # coalition -> set metric -> its SetResult
+    set_results: dict[Coalition, dict[str, SetResult]]  # coalition -> set metric -> its result
     flags: dict[Coalition, dict[str, list[str]]]  # coalition -> image key -> generation flags
     image_keys: dict[Coalition, list[str]]  # coalition -> its images' cache keys, in work-item order
     weights: dict = field(default_factory=dict)  # the engine's model identities (hashes), for provenance
@@ -52,14 +71,14 @@ class _NotFinite(Exception):
     """A metric's worth is NaN/inf for some coalition: that metric is skipped, not the audit."""
 
 
-def estimate_game(prep, game: GamePlan, evaluator: CoalitionEvaluator, per_work: bool = False) -> GameResult:
+def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEvaluator, per_work: bool = False) -> GameResult:
     """Run the estimators on every metric of one game (the estimator pulls the worths it needs from
     ``evaluator``, which generates and scores them on demand); return the game's results.
 
     ``per_work``: with several works, also one game per work (``run_audit`` asks for it; the
     coalition-planning and ablation callers do not need it: it evaluates no other coalitions)."""
     from .metrics import fusion
-    from .shapley import ExactBanzhaf, Game, LeaveOneOut, efficiency_gap
+    from .shapley import ExactBanzhaf, LeaveOneOut, efficiency_gap
     from .shapley.inference import worths_zero_tol
 
     est = prep.zoo.spec.estimator

@@ -13,7 +13,7 @@ bootstrap`` instead resamples the seeds with replacement (the older percentile i
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .generation import BackgroundQueue, CoalitionEngine, GenerationStats, ensur
 from .errors import CopyscopeError
 from .plan import GamePlan, WorkItem
 from .score import Scorer
+
+if TYPE_CHECKING:
+    from .metrics.base import SetResult
 
 
 def bootstrap_indices(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
@@ -85,7 +88,7 @@ class CoalitionEvaluator:
         self.on_score = on_score  # (advance, add_total) in coalition x metric units
         self.image_keys: dict[tuple[bool, ...], list[str]] = {}
         self.worths: dict[tuple[bool, ...], dict[str, np.ndarray]] = {}
-        self.set_results: dict[tuple[bool, ...], dict[str, object]] = {}
+        self.set_results: dict[tuple[bool, ...], dict[str, SetResult]] = {}
         self.flags: dict[tuple[bool, ...], dict[str, list[str]]] = {}
         self.work_worths: dict[tuple[bool, ...], dict[tuple[str, str], np.ndarray]] = {}
 

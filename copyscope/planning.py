@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from .plan import GamePlan
+    from .prepare import PreparedAudit
 
-def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
+
+def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False) -> dict:
     """Print games, players, coalitions and image counts; optionally time a short calibration run
     (one batch of the full coalition) to estimate the duration. Returns the numbers printed."""
     plan = prep.plan
@@ -51,7 +56,7 @@ def describe_plan(prep, out: Console, calibrate: bool = False) -> dict:
     return summary
 
 
-def _calibrate(prep, game) -> float:
+def _calibrate(prep: PreparedAudit, game: GamePlan) -> float:
     """Seconds per image of the full coalition, from one timed batch after a warm-up batch."""
     from .generation import CoalitionEngine
 

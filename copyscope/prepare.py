@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import ImageCache
 from .conditioning import attach as attach_conditioning
@@ -26,6 +27,11 @@ from .plan import GamePlan, Plan, make_plan, planned_coalitions
 from .report import VIEW_FILES
 from .score import ReferenceSet
 
+if TYPE_CHECKING:
+    from .controls.background import BackgroundSet
+    from .metrics.base import Metric
+    from .shapley.base import Estimator
+
 AUDIT_FILES = ["report.json", *VIEW_FILES, "plan.json", "zoo.resolved.json"]
 
 
@@ -37,15 +43,15 @@ class PreparedAudit:
     plan: Plan
     out_dir: Path
     cache: ImageCache
-    metrics: list
+    metrics: list[Metric]
     unavailable: dict[str, str]  # default metrics this machine lacks: name -> why
     refs: ReferenceSet
-    estimator: object = None  # a copyscope.shapley Estimator
+    estimator: Estimator | None = None  # None only for a PreparedAudit built by hand
     device: str = "cpu"  # resolve_device(generation.device)
     allow_pickle: bool = False
     out_where: str = ""  # how errors name the output folder: "--out DIR" or "zoo.yaml:3: output: DIR"
     missing_files: list[str] = field(default_factory=list)  # validate / plan only (strict_files=False)
-    background: object = None  # a copyscope.controls.background.BackgroundSet (specific worth, positive controls)
+    background: BackgroundSet | None = None  # the background set (specific worth, positive controls)
 
     def coalitions(self, game: GamePlan) -> list[tuple[bool, ...]]:
         """The coalitions the audit evaluates for ``game``, in generation order (plan.json lists them)."""
@@ -62,7 +68,7 @@ def open_cache(zoo: Zoo) -> ImageCache:
     return cache
 
 
-def select_metrics(zoo: Zoo, allow_pickle: bool = False, device: str | None = None) -> tuple[list, dict[str, str]]:
+def select_metrics(zoo: Zoo, allow_pickle: bool = False, device: str | None = None) -> tuple[list[Metric], dict[str, str]]:
     """Build the metrics of a zoo; drop unavailable defaults with their reason, but fail on an
     unavailable metric the user named explicitly."""
     from .metrics import DEFAULT_METRICS, build_metrics

@@ -27,6 +27,30 @@ def _private_image_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _reports_round_trip(tmp_path_factory):
+    """Every report.json the session's audits wrote (under its temporary folders, subprocess audits included)
+    reads into the typed AuditReport and writes back unchanged (copyscope.results). Files a test wrote
+    malformed on purpose (not JSON, not a report) are left to that test."""
+    yield
+    import json
+
+    from copyscope.results import AuditReport, ReportFormatError
+
+    changed = []
+    for path in tmp_path_factory.getbasetemp().rglob("report.json"):
+        try:
+            if not path.is_file() or path.stat().st_size > 256 << 20:
+                continue
+            data = json.loads(path.read_text())
+            report = AuditReport.from_json(data)
+        except (OSError, ValueError, RecursionError, ReportFormatError):  # the bad-input tests' files
+            continue
+        if report.to_json() != data or AuditReport.from_json(report.to_json()) != report:
+            changed.append(str(path))
+    assert not changed, f"report.json files that do not round-trip through AuditReport: {changed}"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     import torch
 

@@ -7,12 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.adaptive import run_adaptive
+from copyscope.adaptive import run_adaptive as _run_adaptive
 from copyscope.audit import prepare_audit
+from copyscope.results import AuditReport
 
 from helpers.zoo import make_zoo_file
 
 PLAYERS = ["lora0", "lora1"]
+
+
+def run_adaptive(prep, run_games):
+    """The round loop on fake fixed-seed audits written as report.json dicts; its result as report.json's dict."""
+    return _run_adaptive(prep, lambda p: AuditReport.from_json(run_games(p))).to_json()
 
 
 def _prep(tmp_path, tiny_models, seeds):

@@ -8,7 +8,6 @@ no model is needed."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
 import re
@@ -29,11 +28,9 @@ SEED_WARNING = "only 8 seeds: below 16 seeds the intervals and p-values hold onl
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "check_report_first_screen.py"
-    spec = importlib.util.spec_from_file_location("check_report_first_screen", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers.bench import load_bench
+
+    return load_bench("check_report_first_screen")
 
 
 def _entry(value: float, p_holm: float) -> dict:

@@ -17,8 +17,9 @@ per-image scores / features, and :func:`copyscope.estimate.estimate_game` runs t
 estimators on it (fusion included). Nothing is generated: that evaluator has no engine. At k = n
 this is exactly the audit's computation, so the k = n row reproduces report.json.
 
-The audit itself is run first through :func:`copyscope.audit.run_audit`, which reuses the image
-cache (an audit already run generates nothing; one not yet run is run now).
+The audit itself is run first through :func:`copyscope.audit.run_audit_report`, which reuses the image
+cache (an audit already run generates nothing; one not yet run is run now); its typed result
+(copyscope.results.AuditReport) gives the audit's values and image keys.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +40,14 @@ from ..report import significance_rule
 from .ground_truth import GROUND_TRUTH_FILE, find_ground_truth, planted_players, read_ground_truth  # noqa: F401  (API)
 from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
 from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  # noqa: F401
+from ..results import GameReport
+
+if TYPE_CHECKING:
+    from ..estimate import GameResult
+    from ..metrics.base import Metric
+    from ..plan import GamePlan
+    from ..prepare import PreparedAudit
+    from ..score import Scorer
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -87,7 +96,7 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 # seed subsets
 
 
-def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
+def _subset_estimates(prep: PreparedAudit, game: GamePlan, game_report: GameReport, scorer: Scorer, k: int) -> GameResult:
     """estimate_game over the first k seeds of every prompt, from cached scores only (a GameResult)."""
     from ..estimate import estimate_game
     from ..game import CoalitionEvaluator, seed_resamples
@@ -99,7 +108,7 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     items = [prep.plan.items[i] for i in sel]
     boot = seed_resamples(k, est.intervals, est.bootstrap, est.seed)  # the audit's own interval method
     image_keys = {}
-    for key, keys in game_report["images"].items():  # the audit's evaluation order (fusion sums in it)
+    for key, keys in (game_report.images or {}).items():  # the audit's evaluation order (fusion sums in it)
         if len(keys) != len(prep.plan.items):
             raise CopyscopeError(f"report.json lists {len(keys)} images for coalition {key!r}, the plan {len(prep.plan.items)}")
         image_keys[members_of(key, game.names)] = [keys[i] for i in sel]  # unknown names: a report.json of another zoo
@@ -114,7 +123,8 @@ def _subset_estimates(prep, game, game_report: dict, scorer, k: int):
     return result
 
 
-def _estimate_rows(result, names: Sequence[str], level: float, metrics: dict, rule: str, worth: str = "raw") -> dict:
+def _estimate_rows(result: GameResult, names: Sequence[str], level: float, metrics: dict[str, Metric], rule: str,
+                   worth: str = "raw") -> dict:
     """Per metric: the report's Shapley section (under the audit's significance ``rule``; ``metrics``:
     name -> metric, for the per-seed bound) and the per-seed values or replicates."""
     from ..report import estimate_section, seed_bound
@@ -208,7 +218,7 @@ def run_ablation(
 ) -> dict:
     """Run (or reuse) the audit, then the three comparisons; write ablation.json / .csv / plots and
     re-render the report views (the HTML gains an Ablation section). Returns the ablation dict."""
-    from ..audit import prepare_audit, run_audit
+    from ..audit import prepare_audit, run_audit_report
     from ..report import write_views
     from ..score import Scorer
 
@@ -218,7 +228,7 @@ def run_ablation(
     zoo = prep.zoo
     gt_path = find_ground_truth(zoo, ground_truth)
     gt = read_ground_truth(gt_path) if gt_path is not None else None  # checked before the audit runs
-    report = run_audit(prep, hooks=hooks)
+    report = run_audit_report(prep, hooks=hooks)
     level = zoo.spec.estimator.confidence
     rule = significance_rule(zoo.spec.estimator)
     out_dir = prep.out_dir
@@ -227,13 +237,14 @@ def run_ablation(
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
                     worth=zoo.spec.worth)
     games_out = []
-    for game, g in zip(prep.plan.games, report["games"]):
-        if game.base.name != g["base"] or game.names != g["players"]:
+    for game, g in zip(prep.plan.games, report.games):
+        if game.base.name != g.base or game.names != g.players:
             raise CopyscopeError("report.json does not match the zoo file's plan; rerun `copyscope audit`")
-        players = list(g["players"])
-        metrics = list(g["metrics"])
+        players = list(g.players)
+        metrics = list(g.metrics)
+        audit_values = {m: g.metrics[m].value_map() for m in metrics}
         # (1) agreement, on the audit's own values
-        agreement = rank_agreement({m: shapley_values(g, m) for m in metrics}, players)
+        agreement = rank_agreement(audit_values, players)
         base_metrics = [m for m in metrics if m != "fusion"]
         mean_tau = {}
         for m in metrics:
@@ -250,7 +261,7 @@ def run_ablation(
         for m in metrics:  # the k = n recomputation must be the audit's: say so if it is not
             if m in stability:
                 stability[m]["matches_report"] = all(
-                    _close(per_k[len(seeds)][m]["shapley"][p]["value"], g["metrics"][m]["shapley"][p]["value"]) for p in players
+                    _close(per_k[len(seeds)][m]["shapley"][p]["value"], audit_values[m][p]) for p in players
                 )
         # (3) ground truth
         gt_out = None
@@ -260,9 +271,9 @@ def run_ablation(
             if planted:
                 for m in metrics:
                     reps = (per_k[len(seeds)].get(m) or {}).get("replicates")
-                    gt_out["metrics"][m] = planted_recovery(shapley_values(g, m), players, planted, reps)
+                    gt_out["metrics"][m] = planted_recovery(audit_values[m], players, planted, reps)
         games_out.append({
-            "base": g["base"],
+            "base": g.base,
             "players": players,
             "metrics": metrics,
             "agreement": {**agreement, "mean_kendall_with_other_metrics": mean_tau},
@@ -271,10 +282,10 @@ def run_ablation(
         })
     ablation = {
         "format": FORMAT,
-        "zoo_name": report["zoo_name"],
-        "config_sha256": report["config_sha256"],
-        "audit_time_utc": report["provenance"].get("time_utc"),
-        "audit_generation": report["generation"],
+        "zoo_name": report.zoo_name,
+        "config_sha256": report.config_sha256,
+        "audit_time_utc": report.provenance.get("time_utc"),
+        "audit_generation": report.generation.to_json(),
         "seeds": seeds,
         "confidence": level,
         "bootstrap": zoo.spec.estimator.bootstrap if zoo.spec.estimator.intervals == "bootstrap" else None,

@@ -14,33 +14,35 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ..errors import CopyscopeError
+from ..cache import ImageCache
 from ..finite import finite_or_none  # noqa: F401  (the analyses' JSON numbers)
-from ..score import within_rule, within_work_scores  # noqa: F401  (within-work aggregation: one source)
+from ..score import ReferenceSet, within_rule, within_work_scores  # noqa: F401  (within-work aggregation: one source)
+
+if TYPE_CHECKING:
+    from ..config import Zoo
 
 
 @dataclass
 class AnalysisContext:
-    zoo: object  # copyscope.config.Zoo
+    zoo: Zoo
     out_dir: Path
-    cache: object  # copyscope.cache.ImageCache
+    cache: ImageCache
     device: str
     allow_pickle: bool = False
     on_event: Callable[[str], None] = lambda msg: None
     t0: float = field(default_factory=time.perf_counter)
-    _refs: object = None
+    _refs: ReferenceSet | None = None
     out_where: str | None = None  # how errors name the output folder ("--out DIR" or the zoo's output key)
 
     @property
-    def refs(self):
+    def refs(self) -> ReferenceSet:
         """The zoo's reference works (copyscope.score.ReferenceSet), loaded and checked once."""
         if self._refs is None:
-            from ..score import ReferenceSet
-
             self._refs = ReferenceSet.from_zoo(self.zoo)
         return self._refs
 

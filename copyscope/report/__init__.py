@@ -1,264 +1,47 @@
 """Stage 7 — report: report.json (the source of truth), the CSV files, the HTML view and the printed table.
 
-Every other view (table, CSV, HTML) is rendered from the report dict alone, so
-``copyscope report DIR`` can rebuild them from ``report.json`` without the models.
+:func:`build_report` turns the estimate stage's results into the typed :class:`~copyscope.results.AuditReport`;
+report.json is its ``to_json()``. Every other view (table, CSV, HTML) is rendered from that JSON form alone, so
+``copyscope report DIR`` can rebuild them from ``report.json`` (read into an AuditReport) without the models.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
-
-from .. import __version__
-from ..coalitions import report_order
-from ..finite import finite_or_none as _f
 from ..cache import atomic_write_text
-from .headline import HEADLINE_NOTE, claim_rule, headline_metric, significant, t_only
+from ..results import AuditReport
+from .build import (  # noqa: F401  (the report's API: ablate and the audit use them)
+    ReportInputs,
+    build_report,
+    estimate_section,
+    intervals_text,
+    seed_bound,
+    significance_rule,
+    significance_text,
+)
+from .headline import claim_rule, headline_metric, significant, t_only
 
 
-
-
-def _interval(ci_row) -> list[float] | None:
-    if ci_row is None:
-        return None
-    lo, hi = (_f(v) for v in ci_row)
-    return None if lo is None or hi is None else [lo, hi]
-
-
-def estimate_section(est, level: float, names: list[str], bound: float | None = None, rule: str = "t") -> dict:
-    """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
-    one-sided p-value and its Holm correction, those of the significance ``rule`` (``estimator.significance``:
-    copyscope.shapley.bounded.claim); for jackknife estimates also the standard error and the degrees of
-    freedom of the t quantile, so the interval can be rechecked from per_seed.csv. ``bound``: every per-seed
-    contribution lies in ``[-bound, bound]`` (None: unknown), which allows the distribution-free test; each
-    test's own interval and p-values are kept under ``t`` and ``bounded``, and ``claim`` says which carried it."""
-    from ..shapley import adjust_p_values
-    from ..shapley.bounded import bounded_seed_inference, claim
-
-    t = (est.ci(level), est.p_values())
-    per_seed = est.per_seed() if hasattr(est, "per_seed") else None
-    bounded = bounded_seed_inference(per_seed, bound, level)
-    ci, p, carried = claim(rule, t, bounded)
-    carried = carried if est.jackknife else "bootstrap"
-    p_adj = adjust_p_values(p, "holm")  # not est.p_adjusted(), which recomputes the p-values
-    tests = {"t": (t[0], t[1], adjust_p_values(t[1], "holm"))}
-    if bounded is not None:
-        tests["bounded"] = (bounded[0], bounded[1], adjust_p_values(bounded[1], "holm"))
-    se = est.standard_error() if hasattr(est, "standard_error") else None
-    out = {}
-    for i, name in enumerate(names):
-        out[name] = {
-            "value": _f(est.values[i]),
-            "ci95": _interval(ci[i]) if ci is not None else None,
-            "p_value": _f(p[i]),
-            "p_holm": _f(p_adj[i]),
-            "claim": carried,
-        }
-        if se is not None:
-            out[name]["se"] = _f(se[i])
-            out[name]["df"] = est.df
-        if rule != "t" or bounded is not None:
-            for key, (ci_k, p_k, adj_k) in tests.items():
-                out[name][key] = {"ci95": _interval(ci_k[i]) if ci_k is not None else None,
-                                  "p_value": _f(p_k[i]), "p_holm": _f(adj_k[i])}
-    return out
-
-
-def seed_bound(metric, est, worth: str = "raw") -> float | None:
-    """The a-priori bound on one seed's Shapley contribution (copyscope.shapley.bounded.shapley_seed_bound)
-    of a per-image metric with a declared range under exact Shapley with per-seed values; None otherwise
-    (set metrics and the fusion have no range; a sampled estimator's per-seed values are not convex
-    combinations of marginal contributions)."""
-    from ..controls.worth import specific_range
-    from ..shapley.bounded import shapley_seed_bound
-
-    rng = getattr(metric, "value_range", None) if metric is not None and metric.kind == "per_image" else None
-    rng = specific_range(rng, worth) if rng is not None else None  # a specific worth's own range
-    if rng is None or est.method != "exact" or est.index != "shapley" or not est.jackknife:
-        return None
-    return shapley_seed_bound(rng)
-
-
-def _per_seed_section(est, names: list[str]) -> dict | None:
-    """{player: [pseudo-value per seed]} of a jackknife estimate (None otherwise)."""
-    per_seed = est.per_seed() if hasattr(est, "per_seed") else None
-    if per_seed is None:
-        return None
-    return {name: [_f(x) for x in per_seed[i]] for i, name in enumerate(names)}
-
-
-def _seed_worths(table: dict, keys: dict) -> dict | None:
-    """{coalition: [per-seed pseudo-worth]} from leave-one-seed-out worth columns: for a per-image
-    metric the coalition's worth on each seed alone."""
-    from ..shapley.inference import jackknife_pseudo_values
-
-    rows = {keys[c]: v for c, v in table.items()}
-    if not rows or len(next(iter(rows.values()))) < 3:
-        return None
-    return {k: [_f(x) for x in jackknife_pseudo_values(v[0], v[1:])] for k, v in rows.items()}
-
-
-def intervals_text(intervals: str) -> str:
-    if intervals == "jackknife":
-        return ("leave-one-seed-out jackknife: Student-t interval value +- t(m-1) * se; one-sided t test of value > 0, "
-                "Holm-corrected across players")
-    return "percentile bootstrap over seeds; one-sided bootstrap test of value > 0, Holm-corrected across players"
-
-
-def significance_rule(estimator) -> str:
-    """The zoo's ``estimator.significance``; bootstrap intervals have no per-seed values, so only their own test."""
-    return estimator.significance if estimator.intervals == "jackknife" else "t"
-
-
-def significance_text(rule: str) -> str:
-    if rule == "both":
-        return ("a significance claim needs the t test AND the distribution-free betting test (anytime-valid, for "
-                "per-seed contributions bounded by the metric's declared range: valid whatever the shape of the seed "
-                "noise); its p-value is the larger of the two and its interval the hull of both")
-    if rule == "distribution_free":
-        return ("a significance claim needs the distribution-free betting test (anytime-valid, for per-seed "
-                "contributions bounded by the metric's declared range: valid whatever the shape of the seed noise)")
-    return "a significance claim needs the t test alone (calibrated for roughly symmetric seed noise)"
-
-
-def build_report(prep, games: list, generation: dict, provenance: dict, conditioning: list | None = None) -> dict:
-    """report.json from the prepared audit (zoo, plan, metrics, references), the games' results
-    (copyscope.estimate.GameResult: plain data), the generation counts, the provenance and the
-    computed conditioning maps."""
-    from ..shapley.inference import MIN_SEEDS, power_note, seed_count_warning
-
-    level = prep.zoo.spec.estimator.confidence
-    intervals = prep.zoo.spec.estimator.intervals
-    rule = significance_rule(prep.zoo.spec.estimator)
-    n_seeds = len(prep.plan.seeds)
-    worth = prep.zoo.spec.worth if prep.background is not None else "raw"
-    metric_info = {m.name: m for m in prep.metrics}
-    report_games = []
-    for g in games:
-        game, results = g.game, g.results
-        names = game.names
-        metrics = {}
-        for metric_name, r in results.items():
-            est = r.estimate
-            m = metric_info.get(metric_name)
-            table = g.table(metric_name)
-            bound = seed_bound(m, est, worth)
-            coalitions = {game.coalition_key(c): _f(v[0]) for c, v in sorted(table.items(), key=lambda kv: report_order(kv[0]))}
-            section = {
-                "orientation": "higher_is_closer",
-                "kind": m.kind if m else "fusion",
-                "raw_orientation": m.orientation if m else "higher_is_closer",
-                "description": m.description if m else "mean over metrics of per-metric z-scores of the worth across coalitions",
-                "coalitions": coalitions,
-                "shapley": estimate_section(est, level, names, bound, rule),
-                "seed_bound": bound,
-                "efficiency_gap": _f(r.efficiency_gap),
-                "estimator": {"method": est.method, "coalitions_evaluated": int(est.n_evaluated), "budget": est.budget},
-                "split_percent": est.shares(level),
-                "per_seed": _per_seed_section(est, names),
-                "seed_worths": _seed_worths(table, {c: game.coalition_key(c) for c in table}) if est.jackknife else None,
-                "loo": {n: _f(v) for n, v in zip(names, r.loo.values)} if r.loo is not None else None,
-                "banzhaf": {n: _f(v) for n, v in zip(names, r.banzhaf.values)} if r.banzhaf is not None else None,
-            }
-            if m is not None and m.kind == "set":
-                section["sample_size"] = {}
-                for c, res in g.set_results.items():
-                    if metric_name in res:
-                        sr = res[metric_name]
-                        section["sample_size"][game.coalition_key(c)] = {
-                            "n_generated": sr.n_gen,
-                            "n_reference": sr.n_ref,
-                            "feature_dim": sr.feature_dim,
-                            "warning": sr.warning,
-                        }
-                if worth == "raw":  # the distances themselves (a specific worth is a difference of two)
-                    section["raw_values"] = {k: (None if v is None else -v) for k, v in coalitions.items()}
-            metrics[metric_name] = section
-        from ..controls.against_placebo import annotate_placebo
-
-        annotate_placebo(metrics, names, level, rule)  # controls.placebo: every component against the placebo
-        flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
-        per_work = {
-            w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate, worth), rule),
-                    "split_percent": r.estimate.shares(level),
-                    "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
-                for m, r in res_w.items()}
-            for w, res_w in (g.per_work or {}).items()
-        }
-        entry = {
-            "base": game.base.name,
-            "players": names,
-            "player_kinds": {p.name: p.kind for p in game.players},
-            "base_as_player": game.base_as_player,
-            "weights": g.weights,
-            "images": {game.coalition_key(c): keys for c, keys in g.image_keys.items()},
-            "flagged_images": flags,
-            "skipped_metrics": g.skipped,
-            "metrics": metrics,
-            # significance is claimed for this metric only; the others are sensitivity analysis
-            "headline": headline_metric(metrics),
-            **({"per_work": per_work} if per_work else {}),
-        }
-        if g.controls is not None:  # the positive controls, and the headline chosen from them
-            from .controls import controls_section
-
-            entry["controls"] = controls_section(g.controls, metrics, names, prep.zoo.spec.controls.headline)
-            entry["headline"] = entry["controls"]["headline"]["metric"]
-        report_games.append(entry)
-    zoo = prep.zoo
-    # the guarantee of the claims is the headline's: distribution-free where its per-seed values are bounded
-    heads = [g["metrics"].get(g["headline"]) or {} for g in report_games]
-    bounds = [h.get("seed_bound") for h in heads]
-    head_bound = bounds[0] if bounds and all(b is not None for b in bounds) else None
-    head_players = max((len(g["players"]) for g in report_games), default=1)
-    return {
-        "copyscope_version": __version__,
-        "config_sha256": zoo.sha256,
-        "zoo_name": zoo.spec.name,
-        "generation": generation,
-        "settings": {
-            "prompts": [p.model_dump() for p in zoo.spec.prompts],
-            "seeds": prep.plan.seeds,
-            "steps": zoo.spec.generation.steps,
-            "guidance": zoo.spec.generation.guidance,
-            "resolution": list(zoo.spec.generation.size),
-            "aggregate": zoo.spec.aggregate,
-            "worth": worth,
-            "background": prep.background.summary() if prep.background is not None else None,
-            "placebo": getattr(zoo, "placebo", None),  # the placebo LoRA player (copyscope.controls.placebo)
-            "bootstrap": zoo.spec.estimator.bootstrap if intervals == "bootstrap" else None,
-            "confidence": level,
-            "intervals": intervals,
-            "test": intervals_text(intervals) + "; " + significance_text(rule) + "; " + HEADLINE_NOTE,
-            "significance": rule,
-            "n_seeds": n_seeds,
-            "min_seeds": MIN_SEEDS,
-            "seed_warning": seed_count_warning(n_seeds, rule, head_bound),
-            "power_note": power_note(n_seeds, head_bound, 1.0 - level, head_players) if rule != "t" else None,
-        },
-        "works": {w: [str(f) for f, ww in zip(prep.refs.files, prep.refs.work_of) if ww == w] for w in prep.refs.works},
-        "conditioning": conditioning or [],  # computed ControlNet maps (copyscope.conditioning)
-        "unavailable_metrics": prep.unavailable,
-        "games": report_games,
-        "provenance": provenance,
-    }
-
-
-def write_outputs(report: dict, out_dir: Path, view_root: Path | None = None) -> None:
+def write_outputs(report: AuditReport, out_dir: Path, view_root: Path | None = None) -> None:
     """report.json plus the views derived from it. ``view_root``: the folder the files will end
     up in when ``out_dir`` is a staging folder (the HTML view finds the cache from it)."""
+    import json
+
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
-    write_views(report, out_dir, view_root)
+    doc = report.to_json()
+    atomic_write_text(out_dir / "report.json", json.dumps(doc, indent=2))
+    write_views(doc, out_dir, view_root)
 
 
 VIEW_FILES = ["coalitions.csv", "attribution.csv", "per_seed.csv", "report.html"]
 
 
-def write_views(report: dict, out_dir: Path, view_root: Path | None = None) -> None:
+def write_views(report: AuditReport | dict, out_dir: Path, view_root: Path | None = None) -> None:
+    """The views (CSV files, HTML), rendered from the report's JSON form."""
+    report = report.to_json() if isinstance(report, AuditReport) else report
     atomic_write_text(out_dir / "coalitions.csv", coalitions_csv(report))
     atomic_write_text(out_dir / "attribution.csv", attribution_csv(report))
     atomic_write_text(out_dir / "per_seed.csv", per_seed_csv(report))
