@@ -65,17 +65,22 @@ def test_rule_on_fixed_control_scores():
     pref = ("phash", "kid_pixels", "fusion")
     admitted = ("phash", "dhash", "effnet", "kid_pixels")
     c = choose_headline(controls, computed, pref, admitted)
-    assert c["metric"] == "dhash" and c["rule"] == "controls"  # ssim separates best but is not admitted
+    # dhash's AUC is larger but its interval overlaps phash's: the benchmark's preference stands
+    assert c["metric"] == "phash" and c["rule"] == "controls" and "no other admitted metric" in c["why"]
     assert set(c["candidates"]) == {"phash", "dhash", "effnet"} and c["candidates"]["effnet"]["blind"]
-    # a tie on the AUC goes to the larger lower bound, then to the global preference
-    tie = {"phash": _sens(1.0, 1.0, 1.0), "dhash": _sens(1.0, 1.0, 1.0)}
-    assert choose_headline(tie, computed, pref, admitted)["metric"] == "phash"
+    # a candidate whose interval lies wholly above the preferred one's is chosen (ssim, better still, is not admitted)
+    clear = {**controls, "phash": _sens(0.72, 0.6, 0.84)}
+    c = choose_headline(clear, computed, pref, admitted)
+    assert c["metric"] == "dhash" and "clearly better than the benchmark's preferred phash" in c["why"]
+    # the preferred metric blind: the next admitted one in the benchmark's order
+    veto = {**controls, "phash": _sens(0.6, 0.4, 0.8, blind=True)}
+    assert choose_headline(veto, computed, pref, admitted)["metric"] == "dhash"
     # every admitted metric blind: the global preference, saying why
     blind = {"phash": _sens(0.5, 0.2, 0.8, True), "dhash": _sens(0.5, 0.2, 0.8, True)}
     fb = choose_headline(blind, computed, pref, admitted)
     assert fb["metric"] == "phash" and fb["rule"] == "fallback" and "blind: dhash, phash" in fb["why"]
     # a metric the audit did not compute is never chosen
-    assert choose_headline(controls, ["phash"], pref, admitted)["metric"] == "phash"
+    assert choose_headline(clear, ["phash"], pref, admitted)["metric"] == "phash"
 
 
 def _zoo(tmp_path, tiny_models, **controls):

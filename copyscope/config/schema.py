@@ -69,8 +69,8 @@ class ControlsSpec(Strict_):
     seeds: Int | None = Field(None, ge=1, le=1024, description="seeds per control (default: up to 4 of the audit's seeds)")
     negatives: Int = Field(3, ge=1, le=64, description="background images pushed through the same img2img")
     headline: Literal["auto", "fixed"] = Field(
-        "auto", description="auto: the headline is the admitted metric whose controls separate copies best in this "
-        "audit; fixed: the global preference (copyscope.report.headline)")
+        "auto", description="auto: the benchmark's preferred admitted metric whose controls are not blind in this audit, "
+        "unless another's separate copies clearly better; fixed: the global preference (copyscope.report.headline)")
     placebo: bool = Field(False, description="add a placebo LoRA player: a LoRA as strong as a real one, with no content")
     placebo_from: str | None = Field(None, description="the LoRA whose per-layer spectrum the placebo copies (default: the first)")
 
