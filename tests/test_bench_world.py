@@ -48,7 +48,8 @@ def test_the_scikit_image_world_is_the_shipped_benchmark():
 @pytest.mark.parametrize("doc", [{"works": ["a", "b", "c"], "plus_three": ["x", "y", "z"], "palette_source": "p"},
                                  {"works": ["a", "a", "b", "c"], "plus_three": ["x", "y", "z"], "palette_source": "p"},
                                  {"works": ["a", "b", "c", "d"], "plus_three": ["x"], "palette_source": "p"},
-                                 {"works": ["a", "b", "c", "d"], "plus_three": ["x", "y", "z"]}])
+                                 {"works": ["a", "b", "c", "d"], "plus_three": ["x", "y", "z"]},
+                                 {"works": ["a", "b", "c", 4], "plus_three": ["x", "y", "z"], "palette_source": "p"}])
 def test_a_malformed_world_is_refused(doc):
     with pytest.raises(CopyscopeError, match="world: expected 4 distinct works"):
         World.from_doc(doc)

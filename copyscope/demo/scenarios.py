@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import CopyscopeError
 
+
 @dataclass(frozen=True)
 class PoolLora:
     """One LoRA of the pool: trained on ``images`` (after ``transform``), or taken from the demo zoo."""
@@ -53,7 +54,8 @@ class World:
     def from_doc(cls, doc: dict) -> "World":
         works = tuple(doc.get("works") or ())
         extra = tuple(doc.get("plus_three") or ())
-        if len(works) != 4 or len(set(works)) != 4 or len(extra) != 3 or not doc.get("palette_source"):
+        names = [*works, *extra, doc.get("palette_source")]
+        if len(works) != 4 or len(set(works)) != 4 or len(extra) != 3 or not all(isinstance(n, str) and n for n in names):
             raise CopyscopeError("world: expected 4 distinct works, 3 plus_three images and a palette_source")
         return cls(works, extra, str(doc["palette_source"]), doc.get("images"),
                    tuple(sorted((doc.get("shipped") or {}).items())))
@@ -131,7 +133,7 @@ def world_of(gt: dict) -> World:
     world = World.from_doc(gt["world"])
     shipped = {}
     for info in ((gt.get("components") or {}).get("loras") or {}).values():
-        on = list(info.get("trained_on") or [])
+        on = list(info.get("trained_on") or []) if isinstance(info, dict) else []
         if len(on) == 1 and on[0] in world.works and on[0] not in shipped:
             shipped[on[0]] = Path(str(info.get("file", ""))).name
     return World(world.works, world.plus_three, world.palette_source, world.images, tuple(sorted(shipped.items())))
