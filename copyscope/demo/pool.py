@@ -26,13 +26,11 @@ BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, toke
 
 def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int, world: World | None = None) -> dict:
     e = {"images": list(p.images), "copies": p.copies, "transform": p.transform}
-    if world is not None and world.images:  # a world of image files: a changed file retrains its LoRAs
+    if world is not None and world.library:  # a world of image files: a changed file retrains its LoRAs
         from ..inputs import image_sha256
-        from .images import image_library
 
-        library = image_library(Path(world.images))
         names = [*p.images, *([p.transform.split(":", 1)[1]] if p.transform.startswith("palette_of:") else [])]
-        e["image_sha256"] = {n: image_sha256(library[n]) for n in names if n in library}
+        e["image_sha256"] = {n: image_sha256(world.library[n]) for n in names if n in world.library}
     if p.shipped:
         e["shipped"] = p.shipped
         e["sha256"] = file_sha256(demo_zoo / "loras" / p.shipped)

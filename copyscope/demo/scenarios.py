@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,18 @@ class World:
     def image_names(self) -> list[str]:
         return [*self.works, *self.plus_three, self.palette_source]
 
+    @cached_property
+    def library(self) -> dict[str, Path]:
+        """Name -> image file of the world's ``images`` folder (empty for scikit-image's), read and checked once."""
+        from .images import image_library
+
+        return image_library(Path(self.images)) if self.images else {}
+
     def load(self, name: str) -> np.ndarray:
         """One of the world's images by name, float32 (H, W, 3) in [0, 1]."""
-        from .images import image_library, load_named
+        from .images import load_named
 
-        return load_named(name, image_library(Path(self.images)) if self.images else None)
+        return load_named(name, self.library)
 
     @property
     def pool(self) -> tuple[PoolLora, ...]:
