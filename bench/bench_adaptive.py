@@ -52,10 +52,10 @@ SIGNIFICANCE = "t"
 
 
 def synthetic(games: int = 200) -> list[dict]:
-    from copyscope.shapley import adjust_p_values
-    from copyscope.shapley.inference import seed_inference
-    from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
-    from copyscope.shapley.sequential import run_sequential
+    from copyscope.estimate.shapley import adjust_p_values
+    from copyscope.estimate.shapley.inference import seed_inference
+    from copyscope.estimate.shapley.seed_games import per_image_audits, shapley_matrix
+    from copyscope.estimate.shapley.sequential import run_sequential
 
     rows = []
     designs = [("doubling 4,8,16", [4, 8, 16]), ("half-way 4,6,8,12,16", [4, 6, 8, 12, 16])]
@@ -92,8 +92,8 @@ def synthetic(games: int = 200) -> list[dict]:
 def error_rates(games: int = 1000) -> dict:
     """The simulations of tests/test_statistics_sequential.py (same seeds), with their numbers:
     looks at 4..64 seeds, alpha 0.05."""
-    from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
-    from copyscope.shapley.sequential import run_sequential, seed_rounds
+    from copyscope.estimate.shapley.seed_games import per_image_audits, shapley_matrix
+    from copyscope.estimate.shapley.sequential import run_sequential, seed_rounds
 
     rounds = seed_rounds(4, 64)
     phi = np.random.default_rng(0).normal(scale=0.3, size=(games, 4, 64))  # 4 null players
@@ -106,8 +106,8 @@ def error_rates(games: int = 1000) -> dict:
     tie = np.concatenate([1.0 + shared + rng.normal(scale=0.2, size=(games, 2, 64)),
                           rng.normal(scale=0.3, size=(games, 2, 64))], axis=1)
     # skewed seed noise (a centred exponential, skewness +2 / -2), the fixed 16-seed Holm test beside it
-    from copyscope.shapley import adjust_p_values
-    from copyscope.shapley.inference import seed_inference
+    from copyscope.estimate.shapley import adjust_p_values
+    from copyscope.estimate.shapley.inference import seed_inference
 
     expo = np.random.default_rng(11).exponential(size=(games, 4, 64)) - 1.0
     for label, sign in (("right", 1.0), ("left", -1.0)):
@@ -150,7 +150,7 @@ def print_synthetic(rows: list[dict]) -> None:
 
 def _audit(zoo: dict, folder: Path) -> dict:
     from copyscope.audit import audit_zoo
-    from copyscope.cache import atomic_write_text
+    from copyscope.common.files import atomic_write_text
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.zoo.yaml"
@@ -227,8 +227,8 @@ def fixed_reports(out: Path, cache: Path, validity: Path | None, metric: str = H
 
 def fixed_verdict(per_seed: np.ndarray, names: list[str], m: int) -> tuple[str, bool]:
     """The fixed design's verdict of one game on the first ``m`` seeds (leader; Holm one-sided t at ALPHA)."""
-    from copyscope.shapley import adjust_p_values
-    from copyscope.shapley.inference import seed_inference
+    from copyscope.estimate.shapley import adjust_p_values
+    from copyscope.estimate.shapley.inference import seed_inference
 
     x = per_seed[:, :m]
     values = x.mean(axis=1)
@@ -317,10 +317,10 @@ def real_runs(out: Path, cache: Path, validity: Path | None, metric: str, subset
 def replay(rep: dict, min_seeds: int = 4, max_seeds: int = FIXED, rho: float = 1.0, paired: bool = True,
            rounds: list[int] | None = None, exact: bool = True, rule: str = "t") -> dict:
     """The fixed verdict of a 16-seed report, and the adaptive design replayed on its seed prefixes (the
-    audit's own look, copyscope.adaptive.game_look, on the first m seeds), both under the significance
+    audit's own look, copyscope.estimate.adaptive.game_look, on the first m seeds), both under the significance
     ``rule`` (t: the alpha-spending design; both: the anytime-valid one with the betting test)."""
-    from copyscope.adaptive import game_look
-    from copyscope.shapley.sequential import seed_rounds
+    from copyscope.estimate.adaptive import game_look
+    from copyscope.estimate.shapley.sequential import seed_rounds
 
     game = rep["games"][0]
     names = list(game["players"])
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
         print(f"| {label} | {other[label]['same']}/{len(rr)} | {ia / fi:.2f}x |")
     # the hindsight bound: each audit stopped at the first round from which the fixed design already gives
     # the 16-seed verdict (no error control for the looks: no real rule can do this well)
-    from copyscope.shapley.sequential import seed_rounds
+    from copyscope.estimate.shapley.sequential import seed_rounds
 
     rounds = seed_rounds(4, FIXED)
     best = [hindsight(rep, rounds) for _, _, rep, _ in reports]
@@ -470,7 +470,7 @@ def main(argv=None) -> int:
     print(f"| hindsight: each audit at the first round whose fixed-design verdict is already the 16-seed one "
           f"(seeds {', '.join(map(str, best))}; not a valid rule) | {len(rows)}/{len(rows)} | {img_h / img_f:.2f}x |")
     other["hindsight"] = {"same": len(rows), "ratio": img_h / img_f, "seeds": best}
-    from copyscope.shapley.sequential import look_levels
+    from copyscope.estimate.shapley.sequential import look_levels
 
     for n in sorted({len(r["players"]) for r in rows}):
         ratio = look_levels(rounds, ALPHA, 1.0, n)[:, 1] / look_levels(rounds, ALPHA, 1.0, n, exact=False)[:, 1]

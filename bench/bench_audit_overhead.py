@@ -119,7 +119,7 @@ def zoo_variant(zoo_path: Path, **generation) -> Path:
 def planned(zoo_path: Path) -> tuple[object, list[tuple[object, list[tuple[bool, ...]]]]]:
     """The prepared audit and, per game, the coalitions the audit will evaluate."""
     from copyscope.audit import prepare_audit
-    from copyscope.distributed import planned_coalitions
+    from copyscope.audit.distributed import planned_coalitions
 
     prep = prepare_audit(zoo_path)
     return prep, [(g, planned_coalitions(prep, g)) for g in prep.plan.games]
@@ -136,7 +136,7 @@ class BarePipelines:
         from safetensors.torch import load_file
 
         from copyscope.config import SCHEDULERS
-        from copyscope.generation import resolve_device, resolve_dtype
+        from copyscope.generate import resolve_device, resolve_dtype
         from copyscope.families import FAMILIES
 
         zoo, self.game, self.gen = prep.zoo, game, prep.zoo.spec.generation
@@ -251,7 +251,8 @@ def same_pixels(report: dict, cache_root: Path, bare_images: dict, games) -> boo
     """Do the bare images equal the audit's cached PNGs (after the same uint8 rounding)?"""
     import numpy as np
 
-    from copyscope.cache import ImageCache, to_uint8
+    from copyscope.generate.cache import ImageCache
+    from copyscope.common.files import to_uint8
 
     cache = ImageCache(cache_root)
     for g_report, (game, coalitions) in zip(report["games"], games):
@@ -283,7 +284,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from copyscope.audit import audit_zoo
-    from copyscope.generation.engine import _quiet_diffusers
+    from copyscope.generate.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))

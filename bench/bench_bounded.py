@@ -5,10 +5,10 @@
     python bench/bench_bounded.py --design [--audits 4000]                     # the betting test's parameters
 
 Every row draws ``--audits`` audits of one player whose per-seed contributions follow a law on [-0.7, 0.7]
-with mean exactly 0 (copyscope/shapley/null_shapes.py: Gaussian, lognormal and rare-spike laws with a
+with mean exactly 0 (copyscope/estimate/shapley/null_shapes.py: Gaussian, lognormal and rare-spike laws with a
 left or a right tail, two modes, two points), shifted by the true value. Methods: ``t``, the skew-corrected
-t test of copyscope/shapley/inference.py (today's fixed-design test); ``betting``, the distribution-free
-betting test of copyscope/shapley/bounded.py, told the bound [-1, 1]; ``both``, a claim that needs both
+t test of copyscope/estimate/shapley/inference.py (today's fixed-design test); ``betting``, the distribution-free
+betting test of copyscope/estimate/shapley/bounded.py, told the bound [-1, 1]; ``both``, a claim that needs both
 (the audit's default, ``estimator.significance: both``). Columns: FP, the share of one-sided 5 % tests that
 call a true value of 0 significant (promise: <= 0.05); cover, the share of 95 % intervals holding it
 (promise: >= 0.95); power at a true value of 0.1 and 0.3 (a tenth and three tenths of the bound).
@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from copyscope.shapley import bounded  # noqa: E402
-from copyscope.shapley.null_shapes import SHAPES, anytime_null, fixed_design  # noqa: E402
+from copyscope.estimate.shapley import bounded  # noqa: E402
+from copyscope.estimate.shapley.null_shapes import SHAPES, anytime_null, fixed_design  # noqa: E402
 
 METHODS = ("t", "betting", "both")
 
@@ -58,10 +58,10 @@ def fixed_table(audits: int, seeds: list[int], seed: int) -> str:
 
 def adaptive_table(audits: int, seed: int, looked: int = 500) -> str:
     """Per shape: the betting test's worst case over every stopping rule up to 8, 16, 32 and 64 seeds, and
-    the audit's own adaptive design replayed (copyscope.shapley.sequential.run_sequential, rounds 4..64,
+    the audit's own adaptive design replayed (copyscope.estimate.shapley.sequential.run_sequential, rounds 4..64,
     decided = stop) on ``looked`` all-null audits, under significance both and under the t design."""
-    from copyscope.shapley.null_shapes import draw
-    from copyscope.shapley.sequential import run_sequential, seed_rounds
+    from copyscope.estimate.shapley.null_shapes import draw
+    from copyscope.estimate.shapley.sequential import run_sequential, seed_rounds
 
     rng = np.random.default_rng(seed)
     rounds = seed_rounds(4, 64)

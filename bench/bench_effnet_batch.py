@@ -25,8 +25,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from copyscope.metrics import build_metrics
-    from copyscope.score import learned_backbones
+    from copyscope.score.metrics import build_metrics
+    from copyscope.score.scorer import learned_backbones
 
     torch.set_num_threads(1)
     (bb,) = learned_backbones(build_metrics(["effnet"]))

@@ -41,9 +41,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from copyscope.shapley import ExactShapley, Game, KernelShap, PermutationShapley  # noqa: E402
-from copyscope.shapley.odd_regression import OddShap  # noqa: E402
-from copyscope.shapley.synthetic import (  # noqa: E402
+from copyscope.estimate.shapley import ExactShapley, Game, KernelShap, PermutationShapley  # noqa: E402
+from copyscope.estimate.shapley.odd_regression import OddShap  # noqa: E402
+from copyscope.estimate.shapley.synthetic import (  # noqa: E402
     airport_game,
     airport_shapley,
     dividend_game,

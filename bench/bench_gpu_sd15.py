@@ -204,7 +204,7 @@ def build_family_models(folder: Path, family: str, n_loras: int, controlnet: boo
     if smoke:
         import math
 
-        from copyscope.formats import safetensors_header
+        from copyscope.modelfiles.formats import safetensors_header
 
         paths = save_tiny_family_zoo(folder, family, n_loras=n_loras, controlnet=controlnet)
         paths["params"] = sum(math.prod(t["shape"]) for f in paths["base"].rglob("*.safetensors")
@@ -306,7 +306,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark is for a GPU machine (use --smoke to check it on CPU)")
     from copyscope.audit import audit_zoo
-    from copyscope.generation import CoalitionEngine, _quiet_diffusers
+    from copyscope.generate import CoalitionEngine, _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-sd15-"))

@@ -2,7 +2,7 @@
 
     python bench/bench_intervals.py [--games 2000] [--seeds 4 8 16 32 64] [--boot 200]
 
-Every row draws ``--games`` independent 4-player audits (copyscope/shapley/seed_games.py: a
+Every row draws ``--games`` independent 4-player audits (copyscope/estimate/shapley/seed_games.py: a
 strong, a moderate, a negative and a null player; per-seed noise shared by every coalition, as
 with common random numbers) and runs the interval method on each. Columns:
 
@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from copyscope.shapley.seed_games import calibration, kid_audits, per_image_audits, seed_columns  # noqa: E402
+from copyscope.estimate.shapley.seed_games import calibration, kid_audits, per_image_audits, seed_columns  # noqa: E402
 
 SCENARIOS = ("per-image gaussian", "per-image skew+", "per-image skew-", "set-level KID")
 METHODS = ("jackknife", "jackknife-t", "bootstrap")

@@ -9,7 +9,7 @@ Two parts, one run:
    32 px, 10 steps, 1 prompt x 2 seeds: distinct coalitions, images, wall seconds, seconds per
    coalition; for the largest game also KernelSHAP and permutation sampling with a budget.
 2. **counted**: distinct coalitions the audit evaluates for n = 2 ... 20 players (found by
-   the estimator's own plan: ``copyscope.plan.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
+   the estimator's own plan: ``copyscope.plan.games.planned_coalitions``; no images), exact vs KernelSHAP and permutation sampling at fixed
    budgets, with images (x 32 per coalition: 8 prompts x 4 seeds) and hours projected from the
    seconds per coalition measured in part 1 (scaled to 32 images).
 """
@@ -29,9 +29,9 @@ from bench_audit_overhead import machine, tiny_zoo  # noqa: E402
 
 def count(n: int, method: str, budget: int | None, seed: int = 0) -> int:
     """Distinct coalitions an audit evaluates for a synthetic n-player game (no images): the
-    estimator's own plan, as plan.json lists it (copyscope.plan.planned_coalitions)."""
-    from copyscope.plan import planned_coalitions
-    from copyscope.shapley import get_estimator
+    estimator's own plan, as plan.json lists it (copyscope.plan.games.planned_coalitions)."""
+    from copyscope.plan.games import planned_coalitions
+    from copyscope.estimate.shapley import get_estimator
 
     return len(planned_coalitions(n, get_estimator(method, n, budget), budget, seed))
 
@@ -79,8 +79,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from copyscope.errors import CopyscopeError
-    from copyscope.generation.engine import _quiet_diffusers
+    from copyscope.common.errors import CopyscopeError
+    from copyscope.generate.engine import _quiet_diffusers
 
     _quiet_diffusers()
     print(f"machine: {machine()}")

@@ -42,7 +42,7 @@ from bench_audit_overhead import BarePipelines, machine, planned, resolve_zoo, z
 
 
 def engine_run(prep, games):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     t0 = time.perf_counter()
     bs = prep.zoo.spec.generation.batch_size
@@ -119,7 +119,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from copyscope.generation.engine import _quiet_diffusers
+    from copyscope.generate.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(tempfile.mkdtemp(prefix="bench-reload-"))

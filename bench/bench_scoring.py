@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from copyscope.audit import audit_zoo, prepare_audit  # noqa: E402
-from copyscope.score import Scorer  # noqa: E402
+from copyscope.score.scorer import Scorer  # noqa: E402
 
 BATCH = 32
 

@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from copyscope.demo.bench import _folder_name  # noqa: E402
-from copyscope.shapley import adjust_p_values  # noqa: E402
-from copyscope.shapley.bounded import betting_p_values  # noqa: E402
-from copyscope.shapley.inference import seed_inference  # noqa: E402
+from copyscope.estimate.shapley import adjust_p_values  # noqa: E402
+from copyscope.estimate.shapley.bounded import betting_p_values  # noqa: E402
+from copyscope.estimate.shapley.inference import seed_inference  # noqa: E402
 
 ALPHA = 0.05
 TESTS = ("t", "betting", "both")

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 import numpy as np
 from copyscope.audit import prepare_audit
-from copyscope.generation import CoalitionEngine
-from copyscope.cache import ImageCache, key_of
+from copyscope.generate import CoalitionEngine
+from copyscope.generate.cache import ImageCache
+from copyscope.common.files import key_of
 
 base = ImageCache(Path(sys.argv[1]))
 prep = prepare_audit("model_zoo.yaml", out="/tmp/fam_unused")
@@ -24,6 +25,6 @@ check = [c for c in game.all_coalitions() if game.coalition_key(c) in sys.argv[2
 for c in check:
     t = time.time()
     imgs = eng.generate(c, prep.plan.items)
-    from copyscope.cache import to_uint8
+    from copyscope.common.files import to_uint8
     same = all(np.array_equal(to_uint8(im), to_uint8(base.load(k))) for im, k in zip(imgs, keys[c]))
     print(repr(game.coalition_key(c)), "pixels identical:", same, f"{time.time()-t:.0f}s")

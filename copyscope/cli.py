@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
-from .errors import CopyscopeError
-from .termtext import plain, term
+from .common.errors import CopyscopeError
+from .common.termtext import plain, term
 
 if TYPE_CHECKING:
-    from .prepare import PreparedAudit
+    from .audit.prepare import PreparedAudit
 
 # Library chatter (optional-backend notices, loading bars) would bury the audit's own output.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -57,7 +57,7 @@ AllowPickleOpt = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.p
 
 def _print_attribution(tables, report: dict) -> None:
     """The attribution tables, then (adaptive seeds, issue 16) the line saying the rounds and why they stopped."""
-    from .adaptive import adaptive_line
+    from .estimate.adaptive import adaptive_line
 
     for table in tables:
         out.print(table)
@@ -96,7 +96,7 @@ def plan(
 ):
     """Print the games, coalitions and number of images an audit will generate."""
     from .audit import prepare_audit
-    from .planning import describe_plan
+    from .audit.planning import describe_plan
 
     prep = prepare_audit(zoo, strict_files=False)
     describe_plan(prep, out, calibrate=calibrate)
@@ -114,7 +114,7 @@ def audit(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .audit import AuditHooks, audit_zoo
-    from .distributed import launch_state, run_distributed_audit
+    from .audit.distributed import launch_state, run_distributed_audit
     from .report import attribution_tables
 
     # Under `accelerate launch` / torchrun with several processes, all of them generate and
@@ -228,7 +228,7 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
     """List every metric, its orientation, and whether it is available on this machine."""
     from rich.table import Table
 
-    from .metrics import list_metrics
+    from .score.metrics import list_metrics
 
     backbones = {}
     if zoo is not None:
@@ -248,7 +248,7 @@ def metrics_cmd(zoo: Optional[Path] = typer.Argument(None, help="zoo file whose 
 @user_errors
 def report(out_dir: Path = typer.Argument(..., help="an audit's output folder (holding report.json)")):
     """Re-render the views (HTML, CSV, table) from report.json alone."""
-    from .outdir import OutputFolder, interrupted_note, os_error_message
+    from .common.outdir import OutputFolder, interrupted_note, os_error_message
     from .report import VIEW_FILES, attribution_tables, write_views
     from .results import read_report
 
@@ -341,7 +341,7 @@ def conditioning_cmd(
     allow_pickle: bool = AllowPickleOpt,
 ):
     """Compute the ControlNet conditioning maps (from_work / from_image) without generating anything."""
-    from .prepare import write_maps
+    from .audit.prepare import write_maps
 
     rows = write_maps(zoo, out_dir, allow_pickle=allow_pickle, on_event=_echo)
     if not rows:
@@ -361,7 +361,7 @@ def _mount_subapps() -> None:
 
 
 _mount_subapps()
-__import__("copyscope.cache_cli", fromlist=["register"]).register(app, user_errors, out)
+__import__("copyscope.generate.cache_cli", fromlist=["register"]).register(app, user_errors, out)
 
 
 def main() -> None:  # pragma: no cover

@@ -17,11 +17,11 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from copyscope.cache import to_uint8  # noqa: E402
+from copyscope.common.files import to_uint8  # noqa: E402
 from copyscope.conditioning import ConditioningMaps  # noqa: E402
 from copyscope.config import load_zoo  # noqa: E402
-from copyscope.generation import CoalitionEngine  # noqa: E402
-from copyscope.plan import make_plan  # noqa: E402
+from copyscope.generate import CoalitionEngine  # noqa: E402
+from copyscope.plan.games import make_plan  # noqa: E402
 
 CELL, SCALE, LABEL_W, PAD = 32, 3, 230, 4
 SEEDS = [0, 1, 2, 3, 4, 5]

@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from copyscope.report.headline import significant, t_only
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 
 CELL, SCALE, LABEL_W, PAD = 32, 3, 250, 4
 

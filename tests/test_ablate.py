@@ -81,9 +81,9 @@ def test_seed_stability_is_consistent(run):
 @pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_first_seed_values_match_an_independent_computation(run):
     """k = 1 from the metric itself on the cached seed-0 images, Shapley by brute force."""
-    from copyscope.cache import ImageCache
-    from copyscope.metrics import build_metrics
-    from copyscope.score import load_image_rgb
+    from copyscope.generate.cache import ImageCache
+    from copyscope.score.metrics import build_metrics
+    from copyscope.score.scorer import load_image_rgb
 
     report = run["report"]
     game = report["games"][0]
@@ -220,10 +220,10 @@ def test_from_cached_evaluator_reproduces_the_audit_and_never_generates(run):
     """CoalitionEvaluator.from_cached (what the ablation uses): the audit's worths from the cached
     images alone, in the audit's order; a coalition the audit did not generate is an error."""
     from copyscope.audit import prepare_audit
-    from copyscope.coalitions import members_of
-    from copyscope.errors import CopyscopeError
-    from copyscope.game import CoalitionEvaluator, seed_resamples
-    from copyscope.score import Scorer
+    from copyscope.plan.coalitions import members_of
+    from copyscope.common.errors import CopyscopeError
+    from copyscope.game.evaluator import CoalitionEvaluator, seed_resamples
+    from copyscope.score.scorer import Scorer
 
     prep = prepare_audit(run["zoo"])
     game, g = prep.plan.games[0], run["report"]["games"][0]

@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.zoo import make_zoo_file
@@ -109,7 +109,7 @@ def runs(planted):
 def test_anytime_design_tests_every_look_at_the_whole_level_and_decides_by_the_betting_test(runs):
     """significance: both (the default): no spending; each look's tests at alpha / n; the stopping look's
     headline numbers are recomputed here from the per-seed values of the stopped seeds."""
-    from copyscope.shapley.bounded import betting_p_values
+    from copyscope.estimate.shapley.bounded import betting_p_values
 
     rep = runs["anytime"]
     a = rep["adaptive"]
@@ -260,7 +260,7 @@ def test_the_rounds_share_one_engine_per_game(planted, monkeypatch):
     """Each round is an audit of more seeds, but the models load once: the engine (its pipeline, the
     players' weights and hashes) is kept across the rounds and released once at the end."""
     import copyscope.audit as audit_mod
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     made, loads, released = [], [], []
 
@@ -354,7 +354,7 @@ def test_two_works_stop_when_each_work_is_decided_and_say_who_copies_which(two_w
         assert sh[lora]["sequential"] and sh[lora]["p_holm"] < 0.05 and sh[lora]["ci95"][0] > 0
         assert sh[other]["p_holm"] >= 0.05
     # each look's tests share the level among the averaged game and the two works: 2 players x 3
-    from copyscope.shapley.sequential import look_levels
+    from copyscope.estimate.shapley.sequential import look_levels
 
     want = look_levels(a["planned_rounds"], a["alpha"], 1.0, 2 * 3)[len(a["looks"]) - 1, 1]
     assert last["test_level"] == pytest.approx(want)

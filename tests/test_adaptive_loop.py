@@ -1,4 +1,4 @@
-"""The adaptive round loop (copyscope/adaptive.py) with a stand-in for the fixed-seed audit: each
+"""The adaptive round loop (copyscope/estimate/adaptive.py) with a stand-in for the fixed-seed audit: each
 round gets the first m seeds of the plan, the looks use the headline's per-seed values, and the
 loop goes on until the verdict is decided or max is reached."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.adaptive import run_adaptive as _run_adaptive
+from copyscope.estimate.adaptive import run_adaptive as _run_adaptive
 from copyscope.audit import prepare_audit
 from copyscope.results import AuditReport
 
@@ -114,7 +114,7 @@ def test_two_works_each_copied_by_its_own_lora_stop_when_every_work_is_decided(t
     leader never separates; each work's game is decided, and the audit stops there. The averaged
     game and the two works share each look's level (6 tests), and the per-work entries carry the
     sequential marks."""
-    from copyscope.shapley.sequential import look_levels
+    from copyscope.estimate.shapley.sequential import look_levels
 
     prep = _prep(tmp_path, tiny_models, {"min": 4, "max": 64})
     rng = np.random.default_rng(8)
@@ -160,7 +160,7 @@ def test_one_work_decided_alone_does_not_stop_a_two_work_audit(tmp_path, tiny_mo
 def test_each_look_tests_at_the_level_of_its_rule(tmp_path, tiny_models, levels):
     """levels: exact (default) tests at the group-sequential levels, union at alpha_k / n; the report
     records the rule and each look's level, and p_holm is scaled by the stopping look's level."""
-    from copyscope.shapley.sequential import look_levels
+    from copyscope.estimate.shapley.sequential import look_levels
 
     prep = _prep(tmp_path, tiny_models, {"min": 4, "max": 16, "levels": levels})
     rng = np.random.default_rng(4)

@@ -130,7 +130,7 @@ def test_import_graph_sees_imports_inside_functions():
     graph = import_graph()
     # copyscope.demo.cli imports build_demo_zoo lazily, inside a command function
     assert any(t.startswith("copyscope.demo.") for t in graph["copyscope.demo.cli"])
-    assert "copyscope.errors" in graph["copyscope.shapley.estimators"]
+    assert "copyscope.common.errors" in graph["copyscope.estimate.shapley.estimators"]
 
 
 def test_no_import_cycles():

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from copyscope.cli import app
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 
 from helpers.zoo import brute_force_shapley, make_zoo_file
 

@@ -315,8 +315,8 @@ def test_allow_pickle_warns_and_gets_past_the_pickle_check(assets, tmp_path):
 
 
 def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, monkeypatch):
-    from copyscope.generation import CoalitionEngine
-    from copyscope.score import load_image_rgb
+    from copyscope.generate import CoalitionEngine
+    from copyscope.score.scorer import load_image_rgb
 
     d = tmp_path / "refs_modes"
     d.mkdir()
@@ -353,7 +353,7 @@ def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, mon
 
 
 def test_nan_and_black_images_are_flagged_not_silently_scored(assets, tmp_path, monkeypatch):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(True))
     monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))  # stub images must not reach another test
@@ -379,8 +379,8 @@ def test_load_time_lora_mismatch_message_is_one_line():
     hub LoRA) is condensed to one line naming the layer and both shapes."""
     from types import SimpleNamespace
 
-    from copyscope.errors import CopyscopeError
-    from copyscope.generation import ModelSource
+    from copyscope.common.errors import CopyscopeError
+    from copyscope.generate import ModelSource
     from copyscope.players.lora import LoraPlayer
 
     exc = RuntimeError(

@@ -221,7 +221,7 @@ def test_report_command_on_fifo_report_json(tmp_path):
 def test_yaml_line_of_both_duplicate_keys(tmp_path):
     """The message names the line of the second key and the line of the first."""
     from copyscope.config import load_zoo
-    from copyscope.errors import CopyscopeError
+    from copyscope.common.errors import CopyscopeError
 
     zoo = tmp_path / "zoo.yaml"
     zoo.write_text("name: a\nbases:\n- model: x\nname: b\n")
@@ -237,8 +237,8 @@ def test_hub_error_names_the_cause_not_an_unseen_stack_trace():
     """diffusers says "check out the root cause in the stacktrace above"; no stack trace is shown."""
     from types import SimpleNamespace
 
-    from copyscope.generation.sources import _hub_error
-    from copyscope.errors import CopyscopeError
+    from copyscope.modelfiles.sources import _hub_error
+    from copyscope.common.errors import CopyscopeError
 
     class FakeZoo:
         def fail(self, message, *loc):

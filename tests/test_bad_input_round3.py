@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from copyscope.cache import MARKER, ImageCache, key_of
+from copyscope.generate.cache import MARKER, ImageCache
+from copyscope.common.files import key_of
 from copyscope.cli import app
 
 from helpers.cache_entries import aged_entries
@@ -38,7 +39,7 @@ def _no_hang(no_hang):
 
 @pytest.fixture
 def stubbed(monkeypatch):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(False))
     return monkeypatch
@@ -170,7 +171,7 @@ def test_read_only_cache_is_one_line_and_a_dry_run_still_works(tmp_path, monkeyp
     """A cache on a read-only file system (simulated: the tests may run as root, whom modes do not stop)."""
     import builtins
 
-    from copyscope import cache_admin
+    from copyscope.generate import cache_admin
 
     root = tmp_path / "ro"
     keys = aged_entries(root, 3, 10 * DAY)
@@ -358,7 +359,7 @@ def test_analysis_output_folder_follows_the_rule(assets, tmp_path):
     """reward-split and imitation check their folder before any work, and write through the manifest."""
     from copyscope.analyses.harness import open_analysis, write_analysis
     from copyscope.config import load_zoo
-    from copyscope.errors import CopyscopeError
+    from copyscope.common.errors import CopyscopeError
 
     zoo = load_zoo(_write_zoo(tmp_path, zoo_data(tmp_path, assets)))
     foreign = tmp_path / "downloads"
@@ -418,9 +419,9 @@ def _exif_pair(tmp: Path, orientation: int) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("orientation", sorted(TO_UPRIGHT))
 def test_exif_rotated_image_is_read_upright_by_every_reader(orientation, tmp_path):
-    from copyscope.generation.sources import load_control
-    from copyscope.inputs import image_sha256
-    from copyscope.score import load_image_rgb
+    from copyscope.modelfiles.sources import load_control
+    from copyscope.common.inputs import image_sha256
+    from copyscope.score.scorer import load_image_rgb
 
     jpeg, png = _exif_pair(tmp_path, orientation)
     a, b = load_image_rgb(jpeg), load_image_rgb(png)  # references, conditioning sources, thumbnails
@@ -613,7 +614,7 @@ def test_valid_odd_detector_parameters_still_run(assets, tmp_path):
 ], ids=["planted-number", "planted-list-with-number", "components-list", "file-number", "trained-into-text",
         "references-list", "not-json", "a-list"])
 def test_ablate_checks_the_ground_truth_before_any_work(gt, pattern, assets, tmp_path, monkeypatch):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     def no_generation(self, members, items):
         raise AssertionError("the audit ran before the ground truth was checked")
@@ -716,7 +717,7 @@ def test_escape_sequences_in_an_error_line_are_shown_escaped(assets, tmp_path):
 
 
 def test_terminal_text_helpers():
-    from copyscope.termtext import plain, term
+    from copyscope.common.termtext import plain, term
 
     assert plain("a\x1b[2Jb\tc\nd\x7f\x9b\u202e") == "a\\x1b[2Jb\\x09c\\x0ad\\x7f\\x9b\\u202e"
     assert plain("ordinary name_1.png – café") == "ordinary name_1.png – café"

@@ -30,7 +30,7 @@ ATTN = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"  # a layer of the
 
 @pytest.fixture(autouse=True)
 def nothing_loads(monkeypatch):
-    monkeypatch.setattr("copyscope.generation.engine.CoalitionEngine.load", lambda self: pytest.fail("a model loaded"))
+    monkeypatch.setattr("copyscope.generate.engine.CoalitionEngine.load", lambda self: pytest.fail("a model loaded"))
 
 
 def _save(path: Path, tensors: dict) -> Path:
@@ -171,7 +171,7 @@ def _single_file(tmp: Path, a: dict, edit) -> tuple[Path, Path]:
     """The tiny base as an A1111 single file, its keys edited by ``edit``, and its config folder."""
     from safetensors.torch import load_file
 
-    from copyscope import formats
+    from copyscope.modelfiles import formats
 
     f = formats.pipeline_to_single_file(a["base"], tmp / "single" / "tiny.safetensors")
     tensors = edit(load_file(str(f)))
@@ -188,7 +188,7 @@ def _no_text_model(t: dict) -> dict:
 
 def _sd15_blocks(t: dict) -> dict:
     # diffusers' converter script hard-codes SD 1.5's two layers per block; the tiny UNet has one
-    from copyscope import formats
+    from copyscope.modelfiles import formats
 
     unet = {formats.unet_name_from_ldm(k[len(formats.UNET_PREFIX):], 1): v for k, v in t.items() if k.startswith(formats.UNET_PREFIX)}
     _, up_attn = formats.unet_layout(unet)
@@ -246,7 +246,7 @@ def test_the_lora_loader_is_part_of_the_lora_identity(tiny_models, tmp_path):
     """Images of a LoRA made by the old loading (a dict of tensors: peft's lora_alpha lost, DoRA dropped)
     are never reused: the loader's version is in every LoRA's identity, hence in its image keys."""
     from copyscope.audit import prepare_audit
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
     from copyscope.players.lora import LOADER_VERSION
 
     zoo = tmp_path / "zoo.yaml"
@@ -259,7 +259,7 @@ def test_the_lora_loader_is_part_of_the_lora_identity(tiny_models, tmp_path):
 def test_single_file_controlnet_that_does_not_fit_its_config(tiny_models, tmp_path):
     from safetensors.torch import load_file
 
-    from copyscope import formats
+    from copyscope.modelfiles import formats
 
     f = formats.controlnet_to_single_file(tiny_models["controlnet"], tmp_path / "cn" / "depth.safetensors")
     cfg = formats.config_folder(tiny_models["controlnet"], tmp_path / "cn" / "config")

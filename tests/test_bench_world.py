@@ -10,7 +10,7 @@ import pytest
 
 from copyscope.demo.images import center_square, load_skimage, save_png
 from copyscope.demo.scenarios import POOL, SKIMAGE_WORLD, World, scenarios, world_of
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 
 WORLD = World(("w-one", "w-two", "w-three", "w-four"), ("g-a", "g-b", "g-c"), "g-d")
 

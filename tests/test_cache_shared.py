@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache, default_cache_root
-from copyscope.cache_admin import cache_info, live_leases, parse_age, parse_size, prune_cache
+from copyscope.generate.cache import ImageCache
+from copyscope.common.files import default_cache_root
+from copyscope.generate.cache_admin import cache_info, live_leases, parse_age, parse_size, prune_cache
 from copyscope.cli import app
 from copyscope.config import load_zoo
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 
 from helpers.cache_entries import aged_entries
 from helpers.subprocess_audit import cli_env
@@ -87,7 +88,7 @@ def test_size_and_age_parsing():
 
 HOLDER = """
 import sys
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 cache = ImageCache(sys.argv[1])
 assert all(cache.has(k) for k in sys.argv[2:])  # uses them, like an audit's cache check
 print("ready", flush=True)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 
 from helpers.subprocess_audit import N_IMAGES, count_images, finish, start_audit, values, workspace
 

@@ -119,8 +119,8 @@ def test_depth_detector_runs_a_tiny_dpt(tmp_path, tiny_models, tiny_dpt):
 # ---------------------------------------------------------------------------------------- cache and keys
 
 def test_unchanged_maps_are_reused_and_a_changed_parameter_changes_the_image_keys(tmp_path, tiny_models):
-    from copyscope.generation import CoalitionEngine
-    from copyscope.plan import make_plan
+    from copyscope.generate import CoalitionEngine
+    from copyscope.plan.games import make_plan
 
     def keys_of(sigma: float, out: Path):
         path = _zoo(tmp_path, tiny_models, {"from_work": "work", "detector": "pseudo_depth", "params": {"sigma": sigma}},
@@ -133,7 +133,7 @@ def test_unchanged_maps_are_reused_and_a_changed_parameter_changes_the_image_key
         engine = CoalitionEngine(zoo, game)
         with_cn = tuple(p.kind == "controlnet" for p in game.players)
         without = tuple(False for _ in game.players)
-        from copyscope.cache import key_of
+        from copyscope.common.files import key_of
 
         return ([key_of(engine.image_fields(with_cn, it)) for it in plan.items],
                 [key_of(engine.image_fields(without, it)) for it in plan.items], maps)
@@ -167,7 +167,7 @@ def test_conditioning_command_writes_maps_then_reuses_them(tmp_path, tiny_models
 
 
 def test_reference_each_generates_every_prompt_seed_per_map(tmp_path, tiny_models):
-    from copyscope.plan import make_plan
+    from copyscope.plan.games import make_plan
 
     path = _zoo(tmp_path, tiny_models, {"from_work": "work", "detector": "canny", "reference": "each"})
     plan = make_plan(load_zoo(path))
@@ -245,9 +245,9 @@ def test_audit_with_a_depth_map_from_the_work(tmp_path, tiny_models, tiny_dpt, o
 
 
 def test_from_work_placeholder_reads_each_prompts_own_work(tmp_path, tiny_models):
-    from copyscope.cache import key_of
-    from copyscope.generation import CoalitionEngine
-    from copyscope.plan import make_plan
+    from copyscope.common.files import key_of
+    from copyscope.generate import CoalitionEngine
+    from copyscope.plan.games import make_plan
 
     other = write_reference_images(tmp_path / "refs-b", n=1, seed=5)
     path = _zoo(tmp_path, tiny_models, {"from_work": "{work}", "detector": "pseudo_depth"}, loras=0,

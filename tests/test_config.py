@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from copyscope.config import load_zoo
-from copyscope.errors import CopyscopeError
-from copyscope.plan import make_plan
+from copyscope.common.errors import CopyscopeError
+from copyscope.plan.games import make_plan
 
 MINIMAL = """\
 name: t
@@ -107,7 +107,7 @@ def test_analysis_spec_numbers_are_strict_and_bounded():
 
 def test_one_hub_id_pattern_for_zoo_models_and_metric_backbones():
     from copyscope.config import is_hub_id
-    from copyscope.metrics import backbones
+    from copyscope.score.metrics import backbones
 
     for value, bare_ok, repo_ok in [("owner/name", True, True), ("stabilityai/sd-turbo", True, True), ("name", True, False),
                                     ("./local/x", False, False), ("a/b/c", False, False), ("/abs/path", False, False),

@@ -48,7 +48,7 @@ def test_unknown_worth_is_refused_before_any_work(tmp_path):
     import pytest
 
     from copyscope.demo.bench import run_bench
-    from copyscope.errors import CopyscopeError
+    from copyscope.common.errors import CopyscopeError
 
     with pytest.raises(CopyscopeError, match="--worth raw,minus_median: expected one or more of raw, minus_mean"):
         run_bench(tmp_path / "out", tmp_path / "no-zoo", subset="quick", worths=("raw", "minus_median"))

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from copyscope.cli import app
 from copyscope.controls.placebo import _pairs, write_placebo
-from copyscope.errors import CopyscopeError
-from copyscope.formats import safetensors_header
+from copyscope.common.errors import CopyscopeError
+from copyscope.modelfiles.formats import safetensors_header
 
 from helpers.cli_errors import assert_one_line_error
 from helpers.zoo import make_zoo_file
@@ -224,7 +224,7 @@ def test_bad_placebo_settings(tiny_models, tmp_path, controls, loras, pattern):
 
 @pytest.mark.slow
 def test_audit_with_a_placebo(tiny_models, tmp_path, monkeypatch):
-    from copyscope.cache import ImageCache
+    from copyscope.generate.cache import ImageCache
 
     monkeypatch.setenv("COPYSCOPE_CACHE", str(tmp_path / "cache"))
     zoo = _placebo_zoo(tmp_path, tiny_models)

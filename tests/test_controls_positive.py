@@ -96,11 +96,11 @@ def _zoo(tmp_path, tiny_models, **controls):
 def test_img2img_controls_at_strength_zero_and_one(tiny_models, tmp_path):
     """Strength 0 is the work itself; at strength 1 the image keeps nothing of its source: a copy and a
     non-copy of the same seed are the same image."""
-    from copyscope.cache import ImageCache
+    from copyscope.generate.cache import ImageCache
     from copyscope.controls.background import fit_to
     from copyscope.controls.positive import ensure_control_images
-    from copyscope.generation import CoalitionEngine
-    from copyscope.prepare import prepare_audit
+    from copyscope.generate import CoalitionEngine
+    from copyscope.audit.prepare import prepare_audit
 
     prep = prepare_audit(_zoo(tmp_path, tiny_models), tmp_path / "out")
     engine = CoalitionEngine(prep.zoo, prep.plan.games[0])
@@ -130,13 +130,13 @@ def test_headline_never_computed_from_the_coalition_images(tiny_models, tmp_path
     chooses again. A rule that read a coalition image would fail here (the image is gone) or choose otherwise."""
     from typer.testing import CliRunner
 
-    from copyscope.cache import ImageCache
+    from copyscope.generate.cache import ImageCache
     from copyscope.cli import app
     from copyscope.controls.positive import run_positive_controls
-    from copyscope.generation import CoalitionEngine
-    from copyscope.prepare import prepare_audit
+    from copyscope.generate import CoalitionEngine
+    from copyscope.audit.prepare import prepare_audit
     from copyscope.report.controls import controls_section
-    from copyscope.score import Scorer
+    from copyscope.score.scorer import Scorer
 
     zoo = _zoo(tmp_path, tiny_models, strengths=[0.3, 0.6])
     r = CliRunner().invoke(app, ["audit", str(zoo)])

@@ -95,10 +95,10 @@ def test_audit_with_specific_worth(tiny_models, tmp_path):
     here from the cache; the bounded test's per-seed bound doubles with the range."""
     from typer.testing import CliRunner
 
-    from copyscope.cache import ImageCache
+    from copyscope.generate.cache import ImageCache
     from copyscope.cli import app
-    from copyscope.prepare import prepare_audit
-    from copyscope.score import Scorer
+    from copyscope.audit.prepare import prepare_audit
+    from copyscope.score.scorer import Scorer
     from helpers.zoo import make_zoo_file
 
     extra = tmp_path / "generic"

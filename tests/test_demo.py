@@ -12,7 +12,7 @@ import torch
 from copyscope.conditioning import pseudo_depth
 from copyscope.demo import build as demo_build
 from copyscope.demo.images import load_skimage, resize_square
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_rejects_leaks(tmp_path):
 
 
 def test_brute_force_shapley_of_the_check():
-    from copyscope.shapley.synthetic import brute_force_shapley
+    from copyscope.estimate.shapley.synthetic import brute_force_shapley
 
     players = ["a", "b", "c"]
     import itertools

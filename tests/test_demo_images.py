@@ -40,7 +40,7 @@ def test_build_a_world_from_image_files_at_64_px(tmp_path):
 
 def test_image_library_refusals(tmp_path):
     from copyscope.demo.images import image_library
-    from copyscope.errors import CopyscopeError
+    from copyscope.common.errors import CopyscopeError
 
     with pytest.raises(CopyscopeError, match="not a folder"):
         image_library(tmp_path / "none")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from copyscope.audit import AuditHooks, audit_zoo, prepare_audit, run_audit
-from copyscope.distributed import (
+from copyscope.audit.distributed import (
     count_planned,
     generate_share,
     launched_world_size,
@@ -111,7 +111,7 @@ def test_plain_run_is_not_distributed(monkeypatch):
 def test_planned_coalitions_do_not_depend_on_worths(tiny_models, tmp_path, estimator):
     """The estimator's plan (planned_coalitions, plan.json) is exactly what estimate_game asks the
     game for, whatever the worths are; plan.json lists the same keys in the same order."""
-    from copyscope.estimate import estimate_game
+    from copyscope.estimate.per_game import estimate_game
 
     zoo = make_zoo_file(tmp_path, tiny_models, loras=2, estimator=estimator,
                         prompt_players=[{"name": "artist", "text": "by ada painter"}])
@@ -151,7 +151,7 @@ def test_planned_coalitions_do_not_depend_on_worths(tiny_models, tmp_path, estim
 
 
 def test_assign_chunks_is_round_robin_and_balances_short_chunks():
-    from copyscope.distributed import assign_chunks
+    from copyscope.audit.distributed import assign_chunks
 
     assert assign_chunks([4] * 7, 3) == [0, 1, 2, 0, 1, 2, 0]
     owners = assign_chunks([2, 1] * 6, 2)  # plain i % 2 would give rank 1 every short chunk

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.errors import CopyscopeError
-from copyscope.shapley import ExactShapley, Game, KernelShap, OddShap, efficiency_gap, get_estimator
-from copyscope.shapley.synthetic import (
+from copyscope.common.errors import CopyscopeError
+from copyscope.estimate.shapley import ExactShapley, Game, KernelShap, OddShap, efficiency_gap, get_estimator
+from copyscope.estimate.shapley.synthetic import (
     airport_game,
     airport_shapley,
     dividend_game,

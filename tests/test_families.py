@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.zoo import write_reference_images
@@ -213,7 +213,7 @@ def test_shipped_real_audits_validate_and_plan_offline(name, family, players, mo
     assert planned.exit_code == 0, planned.output
     assert f"family {family}" in planned.output
     from copyscope.config import load_zoo
-    from copyscope.plan import make_plan
+    from copyscope.plan.games import make_plan
 
     (game,) = make_plan(load_zoo(zoo)).games
     assert game.family == family and game.names == players

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from copyscope.audit import AuditHooks, audit_zoo
-from copyscope.cache import ImageCache
-from copyscope.metrics import build_metrics
-from copyscope.score import ReferenceSet, Scorer, learned_backbones
+from copyscope.generate.cache import ImageCache
+from copyscope.score.metrics import build_metrics
+from copyscope.score.scorer import ReferenceSet, Scorer, learned_backbones
 from helpers.zoo import make_zoo_file, write_reference_images
 
 

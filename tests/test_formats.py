@@ -1,4 +1,4 @@
-"""copyscope.formats: A1111 / kohya names against diffusers' own conversion code; copyscope.lora_layouts: the
+"""copyscope.modelfiles.formats: A1111 / kohya names against diffusers' own conversion code; copyscope.modelfiles.lora_layouts: the
 header-only "LoRA does not fit its base" check for every layout. No pipeline runs here (models are built on the
 meta device or written as small synthetic safetensors files)."""
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from copyscope import formats, lora_layouts
-from copyscope.file_checks import default_config_repo
+from copyscope.modelfiles import formats, lora_layouts
+from copyscope.modelfiles.file_checks import default_config_repo
 
 
 Q = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"  # 768 -> 640 in SD 1.5

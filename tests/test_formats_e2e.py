@@ -18,8 +18,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from copyscope import formats
-from copyscope.cache import ImageCache
+from copyscope.modelfiles import formats
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.zoo import write_reference_images
@@ -134,7 +134,7 @@ def test_fp16_variant_folder_and_fp16_single_file_agree(files, tmp_path):
         assert np.array_equal(img, single["images"][coalition]), coalition
     # the variant is part of the image key: the same folder without it (fp32 weights) has other keys
     from copyscope.audit import prepare_audit
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     def base_identity(zoo):
         prep = prepare_audit(zoo)
@@ -147,7 +147,7 @@ def test_fp16_variant_folder_and_fp16_single_file_agree(files, tmp_path):
 
 def test_text_encoder_only_kohya_lora_bypasses_the_embedding_cache(files, tmp_path):
     from copyscope.audit import prepare_audit
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     prep = prepare_audit(_zoo(tmp_path, files, {"model": str(files["single"]), "config": str(files["config"])},
                               lora=files["te_only"]))

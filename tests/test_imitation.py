@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from copyscope.analyses.clip_zero_shot import normalise, zero_shot_probabilities
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 from copyscope.analyses.imitation import (
     accuracy_per_class,
     chance_accuracy,

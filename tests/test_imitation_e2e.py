@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 from helpers.zoo import make_zoo_file, write_reference_images
 

@@ -56,7 +56,7 @@ def test_folder_with_weight_name_is_checked_before_loading(tiny_models, misfit, 
     data["output"] = str(sentinel_output(tmp_path))
     before = snapshot(Path(data["output"]))
     # nothing may load: the check is from the headers
-    monkeypatch.setattr("copyscope.generation.engine.CoalitionEngine.load", lambda self: pytest.fail("a model loaded"))
+    monkeypatch.setattr("copyscope.generate.engine.CoalitionEngine.load", lambda self: pytest.fail("a model loaded"))
     assert_one_line_error(runner.invoke(app, ["audit", str(_write(tmp_path, data))]), MISFIT)
     assert snapshot(Path(data["output"])) == before
     # the same folder with a LoRA that fits passes the check (validate: exit 0)

@@ -198,7 +198,7 @@ def _diffusers_result(lora: Path):
 def test_refusals_are_needed(produced, name):
     """Each refused file, loaded by diffusers itself: it raises, or warns that it drops tensors, or gives
     images other than the producer's. When a diffusers release loads one exactly, this fails: move the
-    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
+    layout to the supported column (copyscope.modelfiles.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
     lora, merged, _ = produced[name]
     what, detail = _diffusers_result(lora)
     if what == "image":

@@ -358,7 +358,7 @@ def _diffusers_result(base: Path, family: str, lora: Path):
 def test_family_refusals_are_needed(bases, produced, family, name):
     """Each refused file, loaded by diffusers itself: it raises, or warns that it drops tensors, or gives
     images other than the producer's. When a diffusers release loads one exactly, this fails: move the
-    layout to the supported column (copyscope.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
+    layout to the supported column (copyscope.modelfiles.lora_layouts.LORA_LAYOUTS) and docs/zoo.md's table."""
     lora, merged = produced(family, name)
     what, detail = _diffusers_result(bases[family], family, lora)
     if what == "image":

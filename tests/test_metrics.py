@@ -16,8 +16,8 @@ from PIL import Image
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
-from copyscope.errors import CopyscopeError, MissingDependency
-from copyscope.metrics import (
+from copyscope.common.errors import CopyscopeError, MissingDependency
+from copyscope.score.metrics import (
     DEFAULT_METRICS,
     METRIC_NAMES,
     Metric,
@@ -37,7 +37,7 @@ from copyscope.metrics import (
     rgb_ssim,
     ssim,
 )
-from copyscope.metrics._imageops import from_pil, resize
+from copyscope.score.metrics._imageops import from_pil, resize
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
@@ -264,7 +264,7 @@ def test_frechet_distance_rank_deficient_is_stable():
 def test_frechet_distance_few_samples_path_equals_covariance_path(n, m, d):
     """With fewer samples than dimensions FD is computed from the samples (O(n m d)): same value as the
     covariance formula."""
-    from copyscope.metrics.setstats import frechet_distance_from_stats, gaussian_stats
+    from copyscope.score.metrics.setstats import frechet_distance_from_stats, gaussian_stats
 
     rng = np.random.default_rng(n * 100 + d)
     x = rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d)
@@ -526,7 +526,7 @@ def test_fusion_fuses_the_benchmark_sound_metrics_only():
     """Issue 15: a metric added beside the validity benchmark's sound ones is sensitivity analysis, not a vote;
     with fewer than two sound metrics computed, the fusion falls back to every computed metric."""
     from copyscope.audit import fusion_members
-    from copyscope.metrics.registry import FUSION_METRICS
+    from copyscope.score.metrics.registry import FUSION_METRICS
 
     assert fusion_members(["ssim", "effnet", "phash", "sscd", "kid_pixels"]) == ["phash", "kid_pixels"]
     assert fusion_members(["ssim", "effnet", "phash"]) == ["ssim", "effnet", "phash"]  # one sound metric: all
@@ -535,8 +535,8 @@ def test_fusion_fuses_the_benchmark_sound_metrics_only():
 
 def test_kind_and_orientation_are_written_once_on_the_class():
     """The registry reads a metric's kind and orientation from its class (never repeats them)."""
-    from copyscope.metrics.base import PerImageMetric, SetMetric
-    from copyscope.metrics.registry import METRIC_NAMES, list_metrics
+    from copyscope.score.metrics.base import PerImageMetric, SetMetric
+    from copyscope.score.metrics.registry import METRIC_NAMES, list_metrics
 
     rows = {r["name"]: r for r in list_metrics()}
     for name in METRIC_NAMES:
@@ -548,12 +548,12 @@ def test_kind_and_orientation_are_written_once_on_the_class():
 
 
 def test_backbone_weights_use_the_one_tree_hash(tmp_path):
-    """Backbone weight fingerprints use copyscope.cache.tree_sha256 (the image cache's hash): a file's
+    """Backbone weight fingerprints use copyscope.common.files.tree_sha256 (the image cache's hash): a file's
     hash is its SHA-256, a folder's covers config and weight files (also in subfolders), not the rest."""
     import hashlib
 
-    from copyscope.cache import tree_sha256
-    from copyscope.metrics.backbones import WEIGHT_SUFFIXES, hash_weights
+    from copyscope.common.files import tree_sha256
+    from copyscope.score.metrics.backbones import WEIGHT_SUFFIXES, hash_weights
 
     folder = tmp_path / "model"
     (folder / "sub").mkdir(parents=True)

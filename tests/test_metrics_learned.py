@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from copyscope.errors import CopyscopeError, MissingDependency
-from copyscope.metrics import build_metrics, frechet_distance, kernel_inception_distance, list_metrics
+from copyscope.common.errors import CopyscopeError, MissingDependency
+from copyscope.score.metrics import build_metrics, frechet_distance, kernel_inception_distance, list_metrics
 
 import transformers  # noqa: E402 (a dependency: never skipped)
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
-from copyscope.errors import CopyscopeError, MissingDependency
-from copyscope.metrics import build_metrics, frechet_distance, list_metrics
-from copyscope.metrics.backbones import IMAGENET_MEAN, IMAGENET_STD, _resize_tensor
+from copyscope.common.errors import CopyscopeError, MissingDependency
+from copyscope.score.metrics import build_metrics, frechet_distance, list_metrics
+from copyscope.score.metrics.backbones import IMAGENET_MEAN, IMAGENET_STD, _resize_tensor
 
 import skimage.data as skdata  # noqa: E402
 
@@ -197,7 +197,7 @@ def test_sscd_defaults_to_the_full_model_without_pickle(copies):
 
 
 def test_sscd_without_any_model_says_what_to_install(monkeypatch):
-    import copyscope.metrics.registry as registry
+    import copyscope.score.metrics.registry as registry
 
     monkeypatch.setattr(registry, "default_source", lambda key: None)  # as on a machine without the extra
     m = build_metrics(["sscd"])[0]

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from copyscope.cli import app
-from copyscope.outdir import MANIFEST, STAGING_PREFIX
+from copyscope.common.outdir import MANIFEST, STAGING_PREFIX
 
 from helpers.cli_errors import _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
 
@@ -31,7 +31,7 @@ AUDIT_FILES = {"report.json", "report.html", "coalitions.csv", "attribution.csv"
 
 @pytest.fixture
 def stubbed(monkeypatch):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     monkeypatch.setattr(CoalitionEngine, "generate", _stub_generate(False))
     return monkeypatch
@@ -100,7 +100,7 @@ def test_folder_from_before_manifests_is_adopted(stubbed, zoo, tmp_path):
 
 
 def test_interrupted_audit_leaves_the_previous_result_and_says_so(stubbed, zoo, tmp_path):
-    from copyscope.generation import CoalitionEngine
+    from copyscope.generate import CoalitionEngine
 
     out = _audit_ok(zoo)
     before = {k: v for k, v in snapshot(out).items() if not k.startswith(("cache", MANIFEST))}
@@ -126,8 +126,8 @@ def test_interrupted_audit_leaves_the_previous_result_and_says_so(stubbed, zoo, 
 
 
 def test_failed_audit_after_start_leaves_the_previous_result(stubbed, zoo):
-    from copyscope.generation import CoalitionEngine
-    from copyscope.errors import CopyscopeError
+    from copyscope.generate import CoalitionEngine
+    from copyscope.common.errors import CopyscopeError
 
     out = _audit_ok(zoo)
     before = {k: v for k, v in snapshot(out).items() if not k.startswith(("cache", MANIFEST))}
@@ -149,7 +149,7 @@ def test_output_folder_that_cannot_be_created(stubbed, zoo):
 
 def test_permission_denied_on_the_output_is_one_line_and_keeps_the_previous_result(stubbed, zoo):
     """As root, chmod does not stop writes: the refusal is simulated at os.replace."""
-    import copyscope.outdir as outdir
+    import copyscope.common.outdir as outdir
 
     out = _audit_ok(zoo)
     before = {k: v for k, v in snapshot(out).items() if not k.startswith(("cache", MANIFEST))}
@@ -178,7 +178,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
     script = textwrap.dedent(f"""
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from copyscope.generation import CoalitionEngine
+        from copyscope.generate import CoalitionEngine
         from helpers.cli_errors import _stub_generate
         CoalitionEngine.generate = _stub_generate(False)
         if sys.argv[1] == "small":
@@ -216,7 +216,7 @@ def test_folder_holding_only_copyscopes_own_subfolders_is_accepted(stubbed, zoo,
 
 def test_a_swap_stopped_halfway_is_reported(tmp_path):
     """The manifest says a swap was under way; `report` and the note say the files may be mixed."""
-    from copyscope.outdir import interrupted_note
+    from copyscope.common.outdir import interrupted_note
 
     (tmp_path / MANIFEST).write_text(json.dumps({"copyscope": 1, "files": {}, "committing": "2026-01-01 abc"}))
     note = interrupted_note(tmp_path)
@@ -237,8 +237,8 @@ def test_a_manifest_that_is_not_copyscopes_is_refused(stubbed, zoo, tmp_path):
 def test_a_swap_that_fails_halfway_stays_visible(stubbed, zoo):
     """The disk fills up between two moves of the swap: one line, and the manifest keeps saying
     that the folder's files may be from two runs until an audit completes."""
-    import copyscope.outdir as outdir
-    from copyscope.outdir import interrupted_note
+    import copyscope.common.outdir as outdir
+    from copyscope.common.outdir import interrupted_note
 
     out = _audit_ok(zoo)
     real_replace = os.replace

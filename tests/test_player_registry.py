@@ -14,11 +14,11 @@ import yaml
 from pydantic import Field
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 from copyscope.config import Float, NamedSpec, load_zoo
-from copyscope.errors import CopyscopeError
-from copyscope.plan import make_plan
+from copyscope.common.errors import CopyscopeError
+from copyscope.plan.games import make_plan
 from copyscope.players import KINDS, PlayerKind, register
 from copyscope.players.kind import unregister
 

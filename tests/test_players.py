@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 from copyscope.config import ZooSpec, load_zoo
-from copyscope.plan import make_plan
+from copyscope.plan.games import make_plan
 
 from helpers.zoo import make_zoo_file
 
@@ -112,7 +112,7 @@ def test_conditioning_images_are_memoised_by_content_not_path(tmp_path):
 
     from PIL import Image
 
-    from copyscope.generation.engine import load_control
+    from copyscope.generate.engine import load_control
 
     path = tmp_path / "control.png"
     Image.new("RGB", (16, 16), (255, 0, 0)).save(path)

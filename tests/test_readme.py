@@ -108,7 +108,7 @@ def test_every_relative_link_and_anchor_resolves():
 
 
 @pytest.mark.parametrize("heading, anchor", [
-    ("Which test carries a claim (`copyscope/shapley/bounded.py`)", "which-test-carries-a-claim-copyscopeshapleyboundedpy"),
+    ("Which test carries a claim (`copyscope/estimate/shapley/bounded.py`)", "which-test-carries-a-claim-copyscopeestimateshapleyboundedpy"),
     ("5. Scoring against generation: `python bench/bench_scoring.py`", "5-scoring-against-generation-python-benchbench_scoringpy"),
     ("Controls: is the metric shown to detect copying here?", "controls-is-the-metric-shown-to-detect-copying-here"),
 ])

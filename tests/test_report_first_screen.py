@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.report.html import render_html
 
 PLAYERS = ["depth", "planted", "decoy-coffee", "decoy-rocket"]

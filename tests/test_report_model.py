@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 from copyscope.results import (
     MISSING,
     SCHEMA_VERSION,

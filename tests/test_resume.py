@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 
 from helpers.subprocess_audit import (
     N_IMAGES,

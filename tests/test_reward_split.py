@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from copyscope.errors import CopyscopeError
+from copyscope.common.errors import CopyscopeError
 from copyscope.analyses.reward_split import (
     coalition_worths,
     masked_bootstrap_means,
@@ -17,8 +17,8 @@ from copyscope.analyses.reward_split import (
     split_reward,
     within_work_scores,
 )
-from copyscope.shapley import KernelShap
-from copyscope.shapley.synthetic import brute_force_shapley
+from copyscope.estimate.shapley import KernelShap
+from copyscope.estimate.shapley.synthetic import brute_force_shapley
 
 
 def coalitions(n):

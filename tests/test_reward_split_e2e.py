@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 from helpers.zoo import make_zoo_file, write_reference_images
 
@@ -94,8 +94,8 @@ def test_coalitions_are_prompts_with_the_model_fully_on(split_run):
 
 def full_prompt_similarities(tmp, tiny_clip, image_keys):
     """max over artists (max over each work's images) of the clip similarity, recomputed here."""
-    from copyscope.metrics import build_metrics
-    from copyscope.score import load_image_rgb
+    from copyscope.score.metrics import build_metrics
+    from copyscope.score.scorer import load_image_rgb
 
     m = build_metrics(["clip"], {"clip": str(tiny_clip)})[0]
     cache = ImageCache(tmp / "cache")

@@ -128,9 +128,9 @@ def test_loader_refuses_pickle_folder_too(tiny_models, tmp_path):
     """Behind the up-front check, the loader itself asks diffusers for safetensors only
     (``from_pretrained(use_safetensors=True)``): its failure is one line naming the key."""
     from copyscope.config import load_zoo
-    from copyscope.generation import CoalitionEngine
-    from copyscope.errors import CopyscopeError
-    from copyscope.plan import make_plan
+    from copyscope.generate import CoalitionEngine
+    from copyscope.common.errors import CopyscopeError
+    from copyscope.plan.games import make_plan
 
     binbase = _pickle_only_folder(tiny_models["base"], tmp_path / "base_bin")
     data = zoo_data(tmp_path, tiny_models)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from copyscope.errors import CopyscopeError
-from copyscope.shapley import (
+from copyscope.common.errors import CopyscopeError
+from copyscope.estimate.shapley import (
     Estimate,
     ExactBanzhaf,
     ExactShapley,
@@ -21,7 +21,7 @@ from copyscope.shapley import (
     efficiency_gap,
     get_estimator,
 )
-from copyscope.shapley.synthetic import (
+from copyscope.estimate.shapley.synthetic import (
     additive_game,
     airport_game,
     airport_shapley,
@@ -284,7 +284,7 @@ def test_level_and_adjustment_validation():
 
 
 # ---------------------------------------------------------------------------------- registry and plan
-from copyscope.shapley import ESTIMATORS, estimator_names, positive_shares  # noqa: E402
+from copyscope.estimate.shapley import ESTIMATORS, estimator_names, positive_shares  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from copyscope.shapley import (
+from copyscope.estimate.shapley import (
     Estimate,
     ExactBanzhaf,
     ExactShapley,
@@ -18,7 +18,7 @@ from copyscope.shapley import (
     adjust_p_values,
     all_coalitions,
 )
-from copyscope.shapley.synthetic import dividend_game, dividend_shapley, random_dividend_game
+from copyscope.estimate.shapley.synthetic import dividend_game, dividend_shapley, random_dividend_game
 
 
 # ----------------------------------------------------------------------------- noisy seed game

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.shapley import (
+from copyscope.estimate.shapley import (
     ExactBanzhaf,
     ExactShapley,
     Game,
@@ -14,7 +14,7 @@ from copyscope.shapley import (
     SampledBanzhaf,
     efficiency_gap,
 )
-from copyscope.shapley.synthetic import dividend_game, dividend_shapley, random_dividend_game
+from copyscope.estimate.shapley.synthetic import dividend_game, dividend_shapley, random_dividend_game
 
 N = 11  # 2**11 = 2048 coalitions, so budgets 64 / 256 / 1024 are all genuinely sampled
 
@@ -163,7 +163,7 @@ def test_rank_deficient_designs_split_indistinguishable_players(tanh_game):
             assert np.ptp(e.values[group]) < 1e-9
     assert worst < 0.6
     # directly: players 0 and 1 always together -> equal split, efficiency kept
-    from copyscope.shapley.kernelshap import _kkt_solve
+    from copyscope.estimate.shapley.kernelshap import _kkt_solve
 
     z = np.array([[1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=float)
     y = np.array([[2.0], [1.0], [3.0], [0.0], [2.2]])

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner  # noqa: E402
 
 from copyscope.cli import app  # noqa: E402
-from copyscope.metrics import DEFAULT_METRICS  # noqa: E402
+from copyscope.score.metrics import DEFAULT_METRICS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from copyscope.generation.sources import cached_snapshot, pickle_only_parts
-from copyscope.metrics.backbones import CLIPBackbone
+from copyscope.modelfiles.sources import cached_snapshot, pickle_only_parts
+from copyscope.score.metrics.backbones import CLIPBackbone
 
 from test_lora_fits import _fake_hub_cache
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from copyscope.shapley.bounded import (
+from copyscope.estimate.shapley.bounded import (
     BET_CAP,
     PRIOR_SHIFT,
     PRIOR_VAR,
@@ -23,9 +23,9 @@ from copyscope.shapley.bounded import (
     seeds_needed,
     shapley_seed_bound,
 )
-from copyscope.shapley.null_shapes import SHAPES, anytime_null, draw, fixed_design
-from copyscope.shapley.seed_games import shapley_matrix
-from copyscope.shapley.sequential import run_sequential, seed_rounds
+from copyscope.estimate.shapley.null_shapes import SHAPES, anytime_null, draw, fixed_design
+from copyscope.estimate.shapley.seed_games import shapley_matrix
+from copyscope.estimate.shapley.sequential import run_sequential, seed_rounds
 
 
 # ----------------------------------------------------------------------------- the bound
@@ -61,7 +61,7 @@ def test_the_difference_weights_sum_to_one():
 
 # ----------------------------------------------------------------------------- the arithmetic
 def _capital_by_hand(y: list[float], m: float) -> float:
-    """The betting capital of copyscope.shapley.bounded, one seed at a time in plain Python (an independent
+    """The betting capital of copyscope.estimate.shapley.bounded, one seed at a time in plain Python (an independent
     writing of the same recursion), returning its running maximum."""
     prior_mean = min(m + PRIOR_SHIFT, 1.0)
     k, best, seen = 1.0, 1.0, []

@@ -1,7 +1,7 @@
 """Intervals and tests over seeds keep their promise: simulated audits at 8 and 20 seeds.
 
 Per-image and set-level (KID) metrics, >= 1000 simulated 4-player audits per setting
-(copyscope/shapley/seed_games.py, vectorised): 95 % intervals cover the true Shapley value in
+(copyscope/estimate/shapley/seed_games.py, vectorised): 95 % intervals cover the true Shapley value in
 >= 93 % of audits for every player, and the null player is called significant at 5 % in <= 6 %.
 The older percentile bootstrap fails the same check, so the check can fail.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.game import jackknife_indices
-from copyscope.metrics.setstats import mmd2_unbiased
-from copyscope.shapley import Estimate
-from copyscope.shapley.inference import (
+from copyscope.game.evaluator import jackknife_indices
+from copyscope.score.metrics.setstats import mmd2_unbiased
+from copyscope.estimate.shapley import Estimate
+from copyscope.estimate.shapley.inference import (
     MIN_SEEDS,
     _hall_inverse,
     _hall_statistic,
@@ -23,7 +23,7 @@ from copyscope.shapley.inference import (
     seed_count_warning,
     seed_inference,
 )
-from copyscope.shapley.seed_games import (
+from copyscope.estimate.shapley.seed_games import (
     _kid_setup,
     calibration,
     kid_audits,
@@ -84,7 +84,7 @@ def test_vectorised_calibration_is_what_estimate_computes():
 
 
 def test_jackknife_columns_are_what_the_game_stage_computes():
-    """copyscope/game.py takes the mean over scores[:, idx] for each row idx of jackknife_indices."""
+    """copyscope/game/evaluator.py takes the mean over scores[:, idx] for each row idx of jackknife_indices."""
     rng = np.random.default_rng(0)
     scores = rng.random((1, 6))  # one prompt, 6 seeds
     idx = jackknife_indices(6)
@@ -110,7 +110,7 @@ def test_kid_jackknife_replicates_are_centred_and_match_the_metric():
     cols, _ = kid_audits(2, m, np.random.default_rng(5))
     rng5 = np.random.default_rng(5)
     z = ((np.arange(16)[:, None] >> np.arange(4)) & 1).astype(float)
-    from copyscope.shapley.seed_games import KID_SIGMA
+    from copyscope.estimate.shapley.seed_games import KID_SIGMA
     zs = rng5.normal(scale=KID_SIGMA["seed"], size=(2, 1, m, 8))
     e = rng5.normal(size=(2, m, 4, 8)) * np.asarray(KID_SIGMA["players"])[None, None, :, None]
     eps = rng5.normal(scale=KID_SIGMA["image"], size=(2, 16, m, 8))
@@ -191,13 +191,13 @@ def test_a_set_metric_undefined_without_one_seed_keeps_its_value_without_interva
     the value and drops the metric's replicates instead of skipping the metric."""
     from types import SimpleNamespace
 
-    from copyscope.game import CoalitionEvaluator
-    from copyscope.metrics import build_metrics
+    from copyscope.game.evaluator import CoalitionEvaluator
+    from copyscope.score.metrics import build_metrics
 
     kid = build_metrics(["kid_pixels"], {}, device="cpu")[0]
     rng = np.random.default_rng(0)
     d = kid.feature_dim_hint() or 16
-    def set_worth(metric, feats, ref):  # as copyscope.score.Scorer.set_worth with a raw worth
+    def set_worth(metric, feats, ref):  # as copyscope.score.scorer.Scorer.set_worth with a raw worth
         res = metric.distance(feats, ref)
         return res, -res.value
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from copyscope.audit import audit_zoo
-from copyscope.shapley.bounded import bounded_seed_inference, claim
-from copyscope.shapley.inference import MIN_SEEDS, seed_inference
+from copyscope.estimate.shapley.bounded import bounded_seed_inference, claim
+from copyscope.estimate.shapley.inference import MIN_SEEDS, seed_inference
 from helpers.zoo import make_zoo_file
 
 

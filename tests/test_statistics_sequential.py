@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from copyscope.errors import CopyscopeError
-from copyscope.shapley.seed_games import per_image_audits, shapley_matrix
-from copyscope.shapley.sequential import run_sequential, seed_rounds, spending
+from copyscope.common.errors import CopyscopeError
+from copyscope.estimate.shapley.seed_games import per_image_audits, shapley_matrix
+from copyscope.estimate.shapley.sequential import run_sequential, seed_rounds, spending
 
 ROUNDS = seed_rounds(4, 64)
 GAMES = 1000
@@ -51,7 +51,7 @@ def test_adaptive_seeds_decide_when_the_fixed_design_does_and_stop_early_on_clea
     tests, Bonferroni across players) in most audits; the adaptive rounds to 64 name the same leader
     at least as often. With larger effects relative to the noise they stop at 8 seeds or fewer on
     average."""
-    from copyscope.shapley.sequential import look
+    from copyscope.estimate.shapley.sequential import look
 
     rng = np.random.default_rng(1)
     per_seed, _ = per_image_audits(200, 64, rng, noise=(0.5, 0.15, 0.05))
@@ -110,7 +110,7 @@ def test_exact_levels_spend_exactly_the_planned_level_at_each_look():
     bound's (so the exact rule is never less powerful)."""
     from scipy import stats
 
-    from copyscope.shapley.sequential import look_levels
+    from copyscope.estimate.shapley.sequential import look_levels
 
     rounds = seed_rounds(4, 16)
     spent = spending(rounds, 0.05) / 4
@@ -141,7 +141,7 @@ def test_exact_levels_spend_exactly_the_planned_level_at_each_look():
 
 
 def test_exact_levels_are_deterministic():
-    from copyscope.shapley.sequential import exact_levels
+    from copyscope.estimate.shapley.sequential import exact_levels
 
     rounds = seed_rounds(4, 16)
     spent = spending(rounds, 0.05) / 3

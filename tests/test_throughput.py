@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from copyscope.audit import prepare_audit
 from copyscope.cli import app
-from copyscope.generation import CoalitionEngine
+from copyscope.generate import CoalitionEngine
 from helpers.zoo import make_zoo_file
 
 runner = CliRunner()

@@ -41,7 +41,7 @@ def test_each_run_is_what_its_name_says(name):
 
 def test_no_default_metric_calls_a_decoy_in_more_than_5_percent_of_any_run():
     """Issue 15's rule on every committed run: a metric above 5% false decoys is not a default."""
-    from copyscope.metrics.registry import DEFAULT_METRICS
+    from copyscope.score.metrics.registry import DEFAULT_METRICS
 
     judged = set()
     for name in RUNS:
@@ -70,7 +70,7 @@ def test_the_headline_is_the_metric_that_never_called_a_decoy_significant():
 
 def test_the_fusion_members_call_no_decoy_in_more_than_5_percent_of_any_run():
     """registry.FUSION_METRICS: members are at most 5% false decoys at 8 and at 16 seeds, quick and full set."""
-    from copyscope.metrics.registry import FUSION_METRICS
+    from copyscope.score.metrics.registry import FUSION_METRICS
 
     for name in RUNS:
         summary = _doc(name)["summary"]
@@ -148,7 +148,7 @@ def test_the_second_world_confirms_the_defaults():
     current per-audit rule (replayed on the stored control scores) meets the bar in >= 90% of the scenarios where
     the first rule did not."""
     from copyscope.controls.headline import ADMITTED
-    from copyscope.metrics.registry import DEFAULT_METRICS
+    from copyscope.score.metrics.registry import DEFAULT_METRICS
     from copyscope.report.headline import HEADLINE_PREFERENCE
 
     doc = _doc("validity_world_kde.json")
@@ -171,7 +171,7 @@ def test_only_the_default_worth_keeps_every_default_metric_in_both_worlds():
     metric at <= 5% false decoys in both (minus_mean is cleaner for the headline in the KDE world, but not for
     kid_pixels and the fusion in the scikit-image world)."""
     from copyscope.controls.worth import DEFAULT_WORTH
-    from copyscope.metrics.registry import DEFAULT_METRICS
+    from copyscope.score.metrics.registry import DEFAULT_METRICS
 
     worlds = [_doc("validity_worth_results.json")["by_worth"], _doc("validity_world_kde.json")["by_worth"]]
     shared = set.intersection(*(set(w) for w in worlds))

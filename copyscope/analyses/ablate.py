@@ -13,7 +13,7 @@ Three questions, answered per game (base checkpoint) from one audit's images:
 Method for (2). The audit's own code computes the worths: ``CoalitionEvaluator.from_cached`` builds
 an evaluator over the first k seeds of every prompt (its image keys are the audit's keys, filtered;
 its seed resamples are ``seed_resamples(k, ...)`` of the audit's interval method) from the cached
-per-image scores / features, and :func:`copyscope.estimate.estimate_game` runs the audit's
+per-image scores / features, and :func:`copyscope.estimate.per_game.estimate_game` runs the audit's
 estimators on it (fusion included). Nothing is generated: that evaluator has no engine. At k = n
 this is exactly the audit's computation, so the k = n row reproduces report.json.
 
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from ..cache import atomic_write_text
-from ..coalitions import members_of
-from ..errors import CopyscopeError
-from ..finite import is_finite as _finite
+from ..common.files import atomic_write_text
+from ..plan.coalitions import members_of
+from ..common.errors import CopyscopeError
+from ..common.finite import is_finite as _finite
 from ..report import significance_rule
 from .ground_truth import GROUND_TRUTH_FILE, find_ground_truth, planted_players, read_ground_truth  # noqa: F401  (API)
 from ..report.ablation import ablation_plots, ablation_tables, seeds_csv, summary_csv, summary_rows  # noqa: F401  (views: API)
@@ -43,11 +43,11 @@ from ..report.agreement import _corr, rank_agreement, ranking, shapley_values  #
 from ..results import GameReport
 
 if TYPE_CHECKING:
-    from ..estimate import GameResult
-    from ..metrics.base import Metric
-    from ..plan import GamePlan
-    from ..prepare import PreparedAudit
-    from ..score import Scorer
+    from ..estimate.per_game import GameResult
+    from ..score.metrics.base import Metric
+    from ..plan.games import GamePlan
+    from ..audit.prepare import PreparedAudit
+    from ..score.scorer import Scorer
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -98,8 +98,8 @@ def planted_recovery(values: Mapping[str, float | None], players: Sequence[str],
 
 def _subset_estimates(prep: PreparedAudit, game: GamePlan, game_report: GameReport, scorer: Scorer, k: int) -> GameResult:
     """estimate_game over the first k seeds of every prompt, from cached scores only (a GameResult)."""
-    from ..estimate import estimate_game
-    from ..game import CoalitionEvaluator, seed_resamples
+    from ..estimate.per_game import estimate_game
+    from ..game.evaluator import CoalitionEvaluator, seed_resamples
 
     est = prep.zoo.spec.estimator
     n_seeds = len(prep.plan.seeds)
@@ -220,7 +220,7 @@ def run_ablation(
     re-render the report views (the HTML gains an Ablation section). Returns the ablation dict."""
     from ..audit import prepare_audit, run_audit_report
     from ..report import write_views
-    from ..score import Scorer
+    from ..score.scorer import Scorer
 
     if ground_truth is not None:  # before an audit that may take hours
         read_ground_truth(Path(ground_truth))
@@ -322,8 +322,8 @@ def _close(a, b) -> bool:
 
 def write_ablation(ablation: dict, out_dir: Path) -> None:
     """The ablation's files, staged and swapped in through the output folder's manifest like the
-    audit's (copyscope.outdir): never over a file copyscope did not write."""
-    from ..outdir import OutputFolder, os_error_message
+    audit's (copyscope.common.outdir): never over a file copyscope did not write."""
+    from ..common.outdir import OutputFolder, os_error_message
 
     files = {"ablation.json": json.dumps(ablation, indent=2), "ablation.csv": summary_csv(ablation),
              "ablation_seeds.csv": seeds_csv(ablation), **ablation_plots(ablation)}

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import CopyscopeError, MissingDependency
-from ..metrics.backbones import _HUB_ID, CLIPBackbone, _torch
+from ..common.errors import CopyscopeError, MissingDependency
+from ..score.metrics.backbones import _HUB_ID, CLIPBackbone, _torch
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

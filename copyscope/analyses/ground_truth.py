@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 
 GROUND_TRUTH_FILE = "ground_truth.json"
 
@@ -15,7 +15,7 @@ def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
     """``explicit``, else ``ground_truth.json`` beside the zoo file, else beside (or one folder
     above) a local base model folder / file."""
     if explicit is not None:
-        from ..inputs import file_kind
+        from ..common.inputs import file_kind
 
         p = Path(explicit)
         kind = file_kind(p)
@@ -38,7 +38,7 @@ def find_ground_truth(zoo, explicit: Path | str | None = None) -> Path | None:
 def read_ground_truth(path: Path) -> dict:
     """A ground_truth.json, read and checked: a regular JSON file holding an object whose keys that
     :func:`planted_players` reads have the types it expects (one line naming file and key)."""
-    from ..inputs import read_json_object
+    from ..common.inputs import read_json_object
 
     gt = read_json_object(path, 16 << 20, "ground truth file (JSON)",
                           "expected a JSON object naming the planted players", short="ground truth file")

@@ -1,7 +1,7 @@
 """What every analysis shares with the audit, so that an analysis is a module, a spec and a command.
 
 :class:`AnalysisContext` (``open_analysis``) holds what the audit resolves in
-:func:`copyscope.prepare.prepare_audit`, by the same functions: the output folder (the audit's rule,
+:func:`copyscope.audit.prepare.prepare_audit`, by the same functions: the output folder (the audit's rule,
 ``outdir.resolve_output``, with the analysis's own subfolder of the zoo's ``output``), the image
 cache (``prepare.open_cache``: images are shared with ``copyscope audit``), the device, the
 generation-settings and model checks, the reference works, and one metric built and checked like
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CopyscopeError
-from ..cache import ImageCache
-from ..finite import finite_or_none  # noqa: F401  (the analyses' JSON numbers)
-from ..score import ReferenceSet, within_rule, within_work_scores  # noqa: F401  (within-work aggregation: one source)
+from ..common.errors import CopyscopeError
+from ..generate.cache import ImageCache
+from ..common.finite import finite_or_none  # noqa: F401  (the analyses' JSON numbers)
+from ..score.scorer import ReferenceSet, within_rule, within_work_scores  # noqa: F401  (within-work aggregation: one source)
 
 if TYPE_CHECKING:
     from ..config import Zoo
@@ -41,21 +41,21 @@ class AnalysisContext:
 
     @property
     def refs(self) -> ReferenceSet:
-        """The zoo's reference works (copyscope.score.ReferenceSet), loaded and checked once."""
+        """The zoo's reference works (copyscope.score.scorer.ReferenceSet), loaded and checked once."""
         if self._refs is None:
             self._refs = ReferenceSet.from_zoo(self.zoo)
         return self._refs
 
     def check_models(self) -> None:
         """Every model path of the zoo resolves and obeys the pickle policy (the audit's check)."""
-        from ..prepare import check_model_sources
+        from ..audit.prepare import check_model_sources
 
         check_model_sources(self.zoo, self.allow_pickle)
 
     def per_image_metric(self, spec, *loc, purpose: str = "this analysis"):
         """One per-image metric from a zoo spec (a name or {name: ..., options}), built on the
         audit's device and backbones and checked for availability; errors name ``loc``."""
-        from ..metrics import build_metrics
+        from ..score.metrics import build_metrics
 
         zoo = self.zoo
         try:
@@ -78,9 +78,9 @@ def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: 
                   on_event: Callable[[str], None] | None = None, t0: float | None = None) -> AnalysisContext:
     """The context of an analysis of a loaded zoo: output ``--out`` or ``<zoo output>/<subfolder>``,
     the shared image cache, the device; generation settings checked as the audit checks them."""
-    from ..generation import resolve_device
-    from ..outdir import OutputFolder, resolve_output
-    from ..prepare import check_generation, open_cache
+    from ..generate import resolve_device
+    from ..common.outdir import OutputFolder, resolve_output
+    from ..audit.prepare import check_generation, open_cache
 
     out_dir, where = resolve_output(zoo, out, subfolder)
     OutputFolder(out_dir, where=where).claim([])  # the audit's ownership rule, checked before any work
@@ -107,10 +107,10 @@ def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
 
 def write_analysis(result: dict, out_dir: Path, filename: str, t0: float, where: str | None = None) -> dict:
     """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
-    (JSON) through the output folder's manifest (copyscope.outdir: never over a file copyscope did
+    (JSON) through the output folder's manifest (copyscope.common.outdir: never over a file copyscope did
     not write), and return it."""
-    from ..cache import atomic_write_text
-    from ..outdir import OutputFolder, os_error_message
+    from ..common.files import atomic_write_text
+    from ..common.outdir import OutputFolder, os_error_message
 
     result["wall_seconds"] = round(time.perf_counter() - t0, 3)
     result["output_dir"] = str(out_dir)

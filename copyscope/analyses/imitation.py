@@ -30,10 +30,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..score import within_rule, within_work_scores
+from ..score.scorer import within_rule, within_work_scores
 from .harness import embed_cached, open_analysis
 from .harness import finite_or_none as _f
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 from .imitation_stats import (  # noqa: F401  (the statistics, re-exported)
     accuracy_per_class, chance_accuracy, matching_control, matching_test, rank_sum_test, zero_shot_accuracy,
 )
@@ -66,8 +66,8 @@ def work_similarity(zs, refs, work: str, imitation_emb: np.ndarray, aggregate: s
 
 def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow_pickle: bool, on_event):
     """A CoalitionEngine over a one-coalition game: the base with ``addons`` switched on."""
-    from ..generation import CoalitionEngine
-    from ..plan import GamePlan, Player
+    from ..generate import CoalitionEngine
+    from ..plan.games import GamePlan, Player
 
     s = zoo.spec
     if base_name is None:
@@ -95,8 +95,8 @@ def _engine_for(zoo, base_name: str | None, addons: list[str], loc: tuple, allow
 def generate_named(engine, members, cache, template: str, names: list[str], seeds: list[int], stats) -> dict[str, list[str]]:
     """Images of ``template`` with each name, one per seed (counted in ``stats``); returns their
     cache keys per name."""
-    from ..generation import ensure_images
-    from ..plan import WorkItem
+    from ..generate import ensure_images
+    from ..plan.games import WorkItem
 
     items = [
         WorkItem(f"imitation{i}", template.replace("{name}", name), "", None, seed)
@@ -128,7 +128,7 @@ def run_imitation(
 ) -> dict:
     """Run Casper et al.'s protocol on a zoo's ``imitation:`` section; write imitation.json; return it."""
     from ..config import load_zoo
-    from ..generation import GenerationStats
+    from ..generate import GenerationStats
     from .clip_zero_shot import load_zero_shot
 
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 
 
 def chance_accuracy(n_labels: int) -> float:
@@ -89,7 +89,7 @@ def matching_test(
     p-values are Bonferroni-corrected over the rows tested (m = rows with a finite p):
     ``p_bonferroni = min(1, m p)``; ``significant = p_bonferroni < alpha``.
     """
-    from ..shapley import adjust_p_values
+    from ..estimate.shapley import adjust_p_values
 
     sim = np.asarray(sim, dtype=float)
     owner = np.asarray(owner, dtype=int)

@@ -30,7 +30,7 @@ full-prompt image of each work item is tested (CLIP zero-shot: most probable lab
 artists' labels and the default labels is an artist, or an artist's probability >= threshold; or
 the metric's similarity to some artist's work >= threshold); items that fail are dropped from every
 coalition (so all coalitions still share the same items). Intervals: percentile bootstrap over
-seeds (the resampled seed indices of copyscope.game.bootstrap_indices, shared by all coalitions).
+seeds (the resampled seed indices of copyscope.game.evaluator.bootstrap_indices, shared by all coalitions).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..coalitions import coalition_key, report_order
-from ..errors import CopyscopeError
-from ..score import within_rule, within_work_scores
+from ..plan.coalitions import coalition_key, report_order
+from ..common.errors import CopyscopeError
+from ..score.scorer import within_rule, within_work_scores
 from .harness import embed_cached, finite_or_none as _f, open_analysis
 from .reward_split_stats import (  # noqa: F401  (the statistics, re-exported)
     MODEL, coalition_worths, masked_bootstrap_means, percent_split, recognisable_by_similarity,
@@ -102,9 +102,9 @@ def _artists(zoo, rs) -> tuple[list[str], dict[str, str]]:
 def _planned(zoo, rs, n: int):
     """(estimator, the artist coalitions to generate in Gray-code order): the estimator's own plan
     plus the empty and full coalitions (the veto-player rule plans over the model too)."""
-    from ..coalitions import gray_rank
-    from ..plan import planned_coalitions
-    from ..shapley import get_estimator
+    from ..plan.coalitions import gray_rank
+    from ..plan.games import planned_coalitions
+    from ..estimate.shapley import get_estimator
 
     est_spec = zoo.spec.estimator
     n_est = n + (rs.model == "veto_player")  # the veto-player rule adds the model as a player
@@ -172,7 +172,7 @@ def _per_image_split(items, keep, item_scores: dict, coalitions, names: list[str
 
 def _split_game(ctx, game, run) -> dict:
     """Generate (cache first) and score one base's coalitions of artists, filter, split; its section."""
-    from ..generation import CoalitionEngine, ensure_images
+    from ..generate import CoalitionEngine, ensure_images
 
     zoo, rs, names, needed, plan = ctx.zoo, run["rs"], run["names"], run["needed"], run["plan"]
     est_spec = zoo.spec.estimator
@@ -242,10 +242,10 @@ def run_reward_split(
 ) -> dict:
     """Run the reward split on every base of a zoo; write reward_split.json; return it."""
     from ..config import load_zoo
-    from ..generation import GenerationStats
-    from ..game import bootstrap_indices
-    from ..plan import make_plan
-    from ..score import Scorer
+    from ..generate import GenerationStats
+    from ..game.evaluator import bootstrap_indices
+    from ..plan.games import make_plan
+    from ..score.scorer import Scorer
     from .specs import RewardSplitSpec
 
     t0 = time.perf_counter()

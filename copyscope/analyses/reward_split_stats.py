@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 from .harness import finite_or_none as _f
 
 MODEL = "model"
@@ -69,7 +69,7 @@ def recognisable_by_zero_shot(probs: np.ndarray, artist_cols: Sequence[int], thr
 def percent_split(contributions: np.ndarray) -> np.ndarray:
     """Column-wise ``100 * max(x, 0) / sum(max(x, 0))`` over recipients (rows); NaN in a column
     where no recipient contributes positively."""
-    from ..shapley.result import positive_shares  # lazy, like this module's other shapley imports
+    from ..estimate.shapley.result import positive_shares  # lazy, like this module's other shapley imports
 
     return positive_shares(contributions, none_positive=np.nan)
 
@@ -102,7 +102,7 @@ def split_reward(
     Shapley value phi_i), ``share`` in percent with a bootstrap ``low``/``high``, and the artists
     their value's ``ci``. Shares sum to 100 (see the module docstring for the rule).
     """
-    from ..shapley import ExactShapley, Game
+    from ..estimate.shapley import ExactShapley, Game
 
     names = list(artist_names)
     n = len(names)

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..cache import atomic_write_bytes, atomic_write_text, canonical_json, key_of, png_bytes, sha256_bytes, to_uint8
-from ..errors import CopyscopeError, MissingDependency
-from ..inputs import image_sha256
+from ..common.files import atomic_write_bytes, atomic_write_text, canonical_json, key_of, png_bytes, sha256_bytes, to_uint8
+from ..common.errors import CopyscopeError, MissingDependency
+from ..common.inputs import image_sha256
 from .detectors import (  # noqa: F401  (re-exported: copyscope.conditioning.canny, ...)
     ANNOTATOR_HUB_DEFAULT,
     ANNOTATORS,
@@ -98,7 +98,7 @@ class ConditioningMaps:
         c = self.zoo.spec.controlnets[i].conditioning
         work = work if c.from_work == PROMPT_WORK else c.from_work
         if c.from_image is not None:
-            from ..inputs import check_image_file
+            from ..common.inputs import check_image_file
 
             path = self.zoo.resolve_path(c.from_image)
             # a regular image file within the pixel limit (a FIFO, a folder or a bomb is named as such)
@@ -136,7 +136,7 @@ class ConditioningMaps:
     def check(self) -> None:
         """Everything that can fail before a detector runs: sources, weights on disk or in the hub
         cache when offline, the pickle policy, the controlnet-aux extra. Raises one-line errors."""
-        from ..generation.sources import cached_snapshot, hub_offline
+        from ..modelfiles.sources import cached_snapshot, hub_offline
 
         for i in self.detector_controlnets():
             c = self.zoo.spec.controlnets[i].conditioning
@@ -209,7 +209,7 @@ class ConditioningMaps:
     def _run(self, i: int, source: Path) -> np.ndarray:
         from PIL import Image
 
-        from ..score import load_image_rgb
+        from ..score.scorer import load_image_rgb
 
         c = self.zoo.spec.controlnets[i].conditioning
         h, w = self.zoo.spec.generation.size

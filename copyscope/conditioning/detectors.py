@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import to_uint8, tree_sha256
-from ..errors import MissingDependency
+from ..common.files import to_uint8, tree_sha256
+from ..common.errors import MissingDependency
 
 # Parameters each built-in detector accepts (name -> type); anything else in `params` is an error.
 BUILTIN_PARAMS: dict[str, dict[str, type | tuple]] = {

@@ -62,8 +62,8 @@ class FluxSettings(_Strict):
 
 class AdaptiveSeeds(_Strict):
     """``generation.seeds: {min, max, target, rho, levels}``: seeds in rounds until the headline verdict is
-    decided (issue 16; the round loop is copyscope/adaptive.py, the statistics
-    copyscope/shapley/sequential.py). The seeds are 0, 1, 2, ...: a round of ``m`` seeds uses the
+    decided (issue 16; the round loop is copyscope/estimate/adaptive.py, the statistics
+    copyscope/estimate/shapley/sequential.py). The seeds are 0, 1, 2, ...: a round of ``m`` seeds uses the
     same images as ``seeds: m``."""
 
     # 3, not 2: at 2 seeds the t quantile has 1 degree of freedom, and at the level a first look
@@ -94,7 +94,7 @@ class GenerationSpec(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: Annotated[bool, Strict()] = Field(
         False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
-    # family-specific settings (copyscope/families.py); each is part of the image keys of its family only
+    # family-specific settings (copyscope/families/__init__.py); each is part of the image keys of its family only
     sdxl: SDXLSettings = SDXLSettings()
     sd3: SD3Settings = SD3Settings()
     flux: FluxSettings = FluxSettings()

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 from .base import _pydantic_message
 from .kinds import fill_names_and_check, zoo_spec_model
 from .zoo import Zoo, _where
@@ -130,7 +130,7 @@ def _check_finite(data, path: Path, lines: dict[tuple, int], loc: tuple = ()) ->
 
 def load_zoo(path: str | Path) -> Zoo:
     """Read, parse and validate a zoo file. Raises CopyscopeError with file:line: key: message."""
-    from ..inputs import MAX_ZOO_BYTES, read_bounded
+    from ..common.inputs import MAX_ZOO_BYTES, read_bounded
 
     path = Path(path)
     raw = read_bounded(path, MAX_ZOO_BYTES, "zoo YAML file", short="zoo file")

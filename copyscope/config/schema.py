@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 
 from ..controls.worth import DEFAULT_WORTH, WORTHS
 from ..analyses.specs import ImitationSpec, RewardSplitSpec
-from ..hubids import HUB_ID_RE, HUB_REPO_RE, is_hub_id  # noqa: F401 (re-exported)
-from ..shapley.registry import estimator_names
+from ..common.hubids import HUB_ID_RE, HUB_REPO_RE, is_hub_id  # noqa: F401 (re-exported)
+from ..estimate.shapley.registry import estimator_names
 from .base import (  # noqa: F401 (re-exported)
     IMAGE_SUFFIXES, PICKLE_SUFFIXES, Float, Int, NamedSpec, Strict_, check_name, stem,
 )
@@ -91,7 +91,7 @@ class PromptSpec(NamedSpec):
 
 
 class EstimatorSpec(Strict_):
-    method: Literal[estimator_names("shapley")] = "auto"  # the registry's names (copyscope/shapley/registry.py)
+    method: Literal[estimator_names("shapley")] = "auto"  # the registry's names (copyscope/estimate/shapley/registry.py)
     budget: Int | None = Field(None, ge=2, le=MAX_BUDGET, description="distinct coalitions a sampled estimator may evaluate")
     intervals: Literal["jackknife", "bootstrap"] = Field(
         "jackknife",

@@ -7,8 +7,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from ..errors import CopyscopeError
-from ..hubids import is_hub_id
+from ..common.errors import CopyscopeError
+from ..common.hubids import is_hub_id
 from .base import IMAGE_SUFFIXES, PICKLE_SUFFIXES
 
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
@@ -54,7 +54,7 @@ class Zoo:
 
     @property
     def cache_dir(self) -> Path:
-        from ..cache import default_cache_root  # shared by every audit unless the zoo says `cache:`
+        from ..common.files import default_cache_root  # shared by every audit unless the zoo says `cache:`
 
         return self.resolve_path(self.spec.cache) if self.spec.cache else default_cache_root()
 
@@ -101,7 +101,7 @@ def iter_reference_files(zoo: Zoo) -> dict[str, list[Path]]:
 def expand_image_paths(zoo: Zoo, values: list[str], *loc) -> list[Path]:
     """Image files and folders of images (folders expanded, sorted) of one list key of the zoo at ``loc``
     (``references[i].paths``, ``background.paths``); errors name the entry."""
-    from ..inputs import file_kind
+    from ..common.inputs import file_kind
 
     what = "reference" if loc[0] == "references" else loc[0]
     files: list[Path] = []

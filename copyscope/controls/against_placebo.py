@@ -5,7 +5,7 @@ From a metric's report section alone: per player, the difference of its Shapley 
 per-seed differences of their jackknife pseudo-values (the same seeds: paired), the t test and, when the
 section's per-seed bound holds, the distribution-free betting test of ``difference > 0`` under the audit's
 significance rule, Holm-corrected across players. A difference of two per-seed contributions bounded by R is
-bounded by R too (copyscope.shapley.bounded.pair_difference_bound).
+bounded by R too (copyscope.estimate.shapley.bounded.pair_difference_bound).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ PLACEBO = "placebo"
 def against_placebo(section: dict, names: list[str], level: float, rule: str) -> dict | None:
     """{player: {value, ci95, p_value, p_holm, beats}} for every player but the placebo; None when the section
     has no per-seed values (bootstrap intervals, sampled estimators) or no placebo."""
-    from ..shapley.bounded import bounded_seed_inference, claim
-    from ..shapley.inference import seed_inference
-    from ..shapley.result import adjust_p_values
+    from ..estimate.shapley.bounded import bounded_seed_inference, claim
+    from ..estimate.shapley.inference import seed_inference
+    from ..estimate.shapley.result import adjust_p_values
 
     per_seed = section.get("per_seed") or {}
     if PLACEBO not in names or PLACEBO not in per_seed:

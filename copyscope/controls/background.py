@@ -45,7 +45,7 @@ def pixel_sha256(a: np.ndarray) -> str:
     """SHA-256 of an image's 8-bit pixels (as written to a PNG): an image's identity in cache keys."""
     import hashlib
 
-    from ..cache import to_uint8
+    from ..common.files import to_uint8
 
     return hashlib.sha256(to_uint8(a).tobytes()).hexdigest()
 
@@ -54,7 +54,7 @@ def fit_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``a`` centre-cropped to the aspect of ``size`` (H, W) and resized to it (bicubic)."""
     from PIL import Image
 
-    from ..cache import to_uint8
+    from ..common.files import to_uint8
 
     h, w = a.shape[:2]
     th, tw = size
@@ -71,7 +71,7 @@ def _phash(a: np.ndarray):
     import imagehash
     from PIL import Image
 
-    from ..cache import to_uint8
+    from ..common.files import to_uint8
 
     return imagehash.phash(Image.fromarray(to_uint8(a)))
 
@@ -87,7 +87,7 @@ class BackgroundSet:
 
     @property
     def identity(self) -> str:
-        from ..cache import key_of
+        from ..common.files import key_of
 
         return key_of({"background": self.sha256})
 
@@ -127,8 +127,8 @@ def background_from_zoo(zoo, references: list[np.ndarray]) -> BackgroundSet:
     """The zoo's background (builtin set, then ``background.paths``); errors name the entry. An empty
     background is an error: a specific worth needs at least two generic images."""
     from ..config.zoo import expand_image_paths
-    from ..inputs import check_image_file
-    from ..score import load_image_rgb
+    from ..common.inputs import check_image_file
+    from ..score.scorer import load_image_rgb
 
     spec = zoo.spec.background
     sources: list[tuple[str, np.ndarray]] = []

@@ -8,7 +8,7 @@ the tensor names, shapes, dtypes and the file's metadata are kept, so the file l
 source does. (Permuting a LoRA's entries is nearly inert: it breaks the alignment of the two factors and so
 shrinks the update; matching the spectrum keeps the update's size.)
 
-:func:`add_placebo_player` is called by :func:`copyscope.prepare.prepare_audit` before the plan is built: it
+:func:`add_placebo_player` is called by :func:`copyscope.audit.prepare.prepare_audit` before the plan is built: it
 writes the placebo of ``controls.placebo_from`` (default: the first LoRA) into the image cache's ``placebo/``
 folder, content-addressed by the source's SHA-256 and the seed, and appends a LoRA player named ``placebo``.
 Only safetensors files are read (never pickle); nothing here imports diffusers.
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import file_sha256
-from ..errors import CopyscopeError
+from ..common.files import file_sha256
+from ..common.errors import CopyscopeError
 
 PLACEBO_NAME = "placebo"
 PLACEBO_VERSION = 1  # part of the file's address: a changed method never reuses an older file
 METADATA_KEY = "copyscope_placebo"
-# the LoRA layouts made of plain down/up pairs (copyscope.lora_layouts.LORA_LAYOUTS; "unknown": peft names with an
+# the LoRA layouts made of plain down/up pairs (copyscope.modelfiles.lora_layouts.LORA_LAYOUTS; "unknown": peft names with an
 # adapter, lora_A.<adapter>.weight, which no known layout spells; every tensor is then checked to be a pair or an alpha)
 _PLAIN = {"kohya", "kohya-transformer", "kohya-mixture", "diffusers", "diffusers-legacy", "bfl", "unknown"}
 # <layer>.<role>[.<adapter>].weight: kohya, peft (also lora_embedding_A/B), older diffusers names
@@ -52,7 +52,7 @@ def _refuse(src: Path, what: str) -> CopyscopeError:
 def _pairs(src: Path, head: dict) -> dict[str, str]:
     """{down tensor: up tensor} of a plain LoRA's header; anything else LoRA-like (a DoRA magnitude, a LyCORIS
     factor, an unpaired down or up) is a one-line refusal."""
-    from ..lora_layouts import LORA_LAYOUTS, lora_layout
+    from ..modelfiles.lora_layouts import LORA_LAYOUTS, lora_layout
 
     layout = lora_layout(head)
     if layout in ("empty", "not-lora"):
@@ -122,8 +122,8 @@ def write_placebo(src: Path, dst: Path, seed: int = 0) -> dict:
     from safetensors import safe_open
     from safetensors.torch import save
 
-    from ..cache import atomic_write_bytes
-    from ..formats import safetensors_header
+    from ..common.files import atomic_write_bytes
+    from ..modelfiles.formats import safetensors_header
 
     src, dst = Path(src), Path(dst)
     if src.suffix != ".safetensors":
@@ -226,7 +226,7 @@ def add_placebo_player(zoo, cache_root: Path) -> None:
 def _source_file(zoo, index: int, source) -> Path:
     """The source LoRA's local .safetensors file; else one line: the model's own error (a local path not found, a
     pickle file), or why the placebo cannot use it yet (a hub LoRA not in the local Hugging Face cache)."""
-    from ..generation.sources import model_source, weights_file
+    from ..modelfiles.sources import model_source, weights_file
 
     path = weights_file(zoo, source)
     if path is not None:
@@ -243,7 +243,7 @@ def _source_file(zoo, index: int, source) -> Path:
 
 
 def _write_into_cache(zoo, src: Path, dst: Path, seed: int, cache_root: Path) -> dict:
-    from ..cache import mark_cache
+    from ..generate.cache import mark_cache
 
     try:
         Path(cache_root).mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,7 @@ def _base_only(game) -> tuple[bool, ...]:
 
 def ensure_control_images(engine, cache, refs, background, spec, items) -> list[ControlImage]:
     """Generate (cache first) every control image of one game; returns them with their cache keys."""
-    from ..cache import key_of
+    from ..common.files import key_of
     from .background import fit_to, pixel_sha256
 
     h, w = engine.gen.size
@@ -106,7 +106,7 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
     import torch
     from PIL import Image
 
-    from ..cache import to_uint8
+    from ..common.files import to_uint8
     from ..families import family_call_kwargs
 
     accepted = set(inspect.signature(pipe.__call__).parameters)
@@ -135,7 +135,7 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
 def control_scores(scorer, metric, controls: list[ControlImage]) -> np.ndarray:
     """(n,) each control image's score against its own work, as the audit scores (raw or specific). A
     non-copy made from a background image is scored against the background without that image."""
-    from ..score import within_work_scores
+    from ..score.scorer import within_work_scores
     from .worth import specific_scores
 
     keys = [c.key for c in controls]
@@ -190,7 +190,7 @@ def background_view(scorer, image_keys: dict, key_of_coalition) -> dict:
     coalition's images to the work and to each background image: the background's distribution with each
     coalition marked. ``image_keys``: coalition -> its images' cache keys; ``key_of_coalition``: coalition -> its
     report key. ``scorer`` must have a background."""
-    from ..metrics import aggregate_references
+    from ..score.metrics import aggregate_references
 
     out: dict[str, dict] = {}
     for name, metric in scorer.metrics.items():

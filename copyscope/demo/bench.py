@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from ..cache import atomic_write_text
-from ..errors import CopyscopeError
+from ..common.files import atomic_write_text
+from ..common.errors import CopyscopeError
 from .scenarios import Scenario, scenarios, truth_scenarios, world_of
 
 ALPHA = 0.05
@@ -42,7 +42,7 @@ TRUTH_SEEDS = list(range(1000, 1032))  # disjoint from the audit seeds
 
 def candidate_metrics() -> list[str]:
     """Every registered metric available on this machine (the benchmark judges all of them)."""
-    from ..metrics import list_metrics
+    from ..score.metrics import list_metrics
 
     return [r["name"] for r in list_metrics() if r["available"]]
 
@@ -324,9 +324,9 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     todo = [s for s in scenarios(subset, world_of(gt)) if kinds is None or s.kind in kinds]
     if not todo:
         raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
-    # the audit's output-folder rule (copyscope.outdir), checked before the pool trains: never over a
+    # the audit's output-folder rule (copyscope.common.outdir), checked before the pool trains: never over a
     # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
-    from ..outdir import OutputFolder, os_error_message
+    from ..common.outdir import OutputFolder, os_error_message
 
     folder = OutputFolder(out, where=f"--out {out}")
     folder.claim(BENCH_FILES)
@@ -401,7 +401,7 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
 
 def kind_table_metrics(metrics: list[str]) -> list[str]:
     """The metrics of the per-kind table: the headline, then the fusion's members that were judged."""
-    from ..metrics.registry import FUSION_METRICS
+    from ..score.metrics.registry import FUSION_METRICS
     from ..report.headline import headline_metric
 
     head = headline_metric(metrics)
@@ -409,7 +409,7 @@ def kind_table_metrics(metrics: list[str]) -> list[str]:
 
 
 def check_demo_zoo(path: Path) -> Path:
-    from ..inputs import file_kind
+    from ..common.inputs import file_kind
 
     if file_kind(Path(path) / "ground_truth.json") == "not found":
         raise CopyscopeError(f"{path}: not a demo zoo (no ground_truth.json); build one with "
@@ -420,7 +420,7 @@ def check_demo_zoo(path: Path) -> Path:
 
 def read_ground_truth(demo_zoo: Path) -> dict:
     """A demo zoo's ground_truth.json, with what the benchmark reads checked (one line naming file and key)."""
-    from ..inputs import read_json_object
+    from ..common.inputs import read_json_object
 
     path = Path(demo_zoo) / "ground_truth.json"
     expected = "expected the ground_truth.json `copyscope demo build` writes"

@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..conditioning import pseudo_depth  # the named detector `pseudo_depth` (a stand-in for depth)
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 from . import tiny
 from .images import (
     DEFAULT_BASE_IMAGES,
@@ -149,7 +149,7 @@ DEMO_LAYOUT = {"base", "controlnet-depth", "loras", "references", "control", "gr
 def _is_demo_zoo(folder: Path) -> bool:
     """A folder `copyscope demo build` wrote: its ground_truth.json says so (or, a build stopped before
     writing it, the folder holds the demo's own folders only)."""
-    from ..inputs import read_bounded
+    from ..common.inputs import read_bounded
 
     names = {p.name for p in folder.iterdir()}
     if "ground_truth.json" not in names and names <= DEMO_LAYOUT - {"zoo.yaml"} and all((folder / n).is_dir() for n in names):

@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..cache import to_uint8
-from ..shapley.synthetic import brute_force_shapley
+from ..common.files import to_uint8
+from ..estimate.shapley.synthetic import brute_force_shapley
 from .images import grey_ssim
 
 
@@ -94,8 +94,8 @@ def check_grid_target(path: Path) -> None:
     """--grid writes a new file, or replaces a grid `demo check` wrote; never another file."""
     from PIL import Image
 
-    from ..errors import CopyscopeError
-    from ..inputs import file_kind
+    from ..common.errors import CopyscopeError
+    from ..common.inputs import file_kind
 
     kind = file_kind(Path(path))
     if kind == "not found":
@@ -155,7 +155,7 @@ def shapley_check(
     if grid_path is not None:
         from PIL.PngImagePlugin import PngInfo
 
-        from ..cache import atomic_write_bytes
+        from ..common.files import atomic_write_bytes
 
         grid = np.concatenate(grid_rows, axis=0)
         info = PngInfo()

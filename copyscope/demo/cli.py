@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import CopyscopeError
-from ..termtext import plain
+from ..common.errors import CopyscopeError
+from ..common.termtext import plain
 
 demo_app = typer.Typer(help="The demo zoo: a tiny SD pipeline with a planted infringer and ground truth.",
                        no_args_is_help=True)

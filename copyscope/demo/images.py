@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import to_uint8
-from ..errors import CopyscopeError
+from ..common.files import to_uint8
+from ..common.errors import CopyscopeError
 
 # Images bundled with scikit-image (no download needed) and simple captions for them.
 CAPTIONS: dict[str, str] = {
@@ -44,7 +44,7 @@ def image_library(folder: Path | None) -> dict[str, Path]:
     """``--images DIR``: name (the file's stem) -> image file, for every PNG/JPEG/WebP/BMP/TIFF in the folder
     (not recursive). A name must be a valid zoo name and must not shadow one of scikit-image's."""
     from ..config.base import IMAGE_SUFFIXES, check_name
-    from ..inputs import check_image_file, file_kind
+    from ..common.inputs import check_image_file, file_kind
 
     if folder is None:
         return {}
@@ -74,7 +74,7 @@ def image_library(folder: Path | None) -> dict[str, Path]:
 def load_named(name: str, library: dict[str, Path] | None = None) -> np.ndarray:
     """An image by name: a file of the ``--images`` library, else one of scikit-image's, as float32 (H, W, 3)."""
     if library and name in library:
-        from ..score import load_image_rgb
+        from ..score.scorer import load_image_rgb
 
         return np.ascontiguousarray(load_image_rgb(library[name]), dtype=np.float32)
     return load_skimage(name)
@@ -87,7 +87,7 @@ def caption_of(name: str) -> str:
 
 def source_of(name: str, library: dict[str, Path] | None = None) -> str:
     """Where a named image comes from, for ground_truth.json."""
-    from ..inputs import image_sha256
+    from ..common.inputs import image_sha256
 
     if library and name in library:
         return f"file {library[name]} (sha256 {image_sha256(library[name])})"

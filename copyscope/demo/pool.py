@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..cache import atomic_write_text, file_sha256, tree_sha256
-from ..errors import CopyscopeError
+from ..common.files import atomic_write_text, file_sha256, tree_sha256
+from ..common.errors import CopyscopeError
 from .scenarios import PoolLora, World, transformed_pixels, world_of
 
 POOL_FORMAT = "copyscope-validity-pool/1"
@@ -27,7 +27,7 @@ BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, toke
 def _entry(p: PoolLora, seed: int, steps: int, prompt: str, demo_zoo: Path, rank: int, world: World | None = None) -> dict:
     e = {"images": list(p.images), "copies": p.copies, "transform": p.transform}
     if world is not None and world.library:  # a world of image files: a changed file retrains its LoRAs
-        from ..inputs import image_sha256
+        from ..common.inputs import image_sha256
 
         names = [*p.images, *([p.transform.split(":", 1)[1]] if p.transform.startswith("palette_of:") else [])]
         e["image_sha256"] = {n: image_sha256(world.library[n]) for n in names if n in world.library}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 
 
 @dataclass(frozen=True)

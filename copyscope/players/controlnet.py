@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from ..inputs import image_sha256
+from ..common.inputs import image_sha256
 from ..config.base import MAX_WEIGHT, Float, NamedSpec, Strict_
 from .kind import PlayerKind, register
 
@@ -163,8 +163,8 @@ class ControlNetPlayer(PlayerKind):
     def load(self, pipe) -> None:
         import diffusers
 
-        from ..generation.sources import hub_error
-        from ..file_checks import config_arg
+        from ..modelfiles.sources import hub_error
+        from ..modelfiles.file_checks import config_arg
 
         eng, src = self.engine, self.source
         model_cls = getattr(diffusers, eng.family.controlnet_model)
@@ -209,7 +209,7 @@ class ControlNetPlayer(PlayerKind):
     def call_kwargs(cls, engine, active, items, kwargs):
         if not active:
             return
-        from ..generation.sources import load_control
+        from ..modelfiles.sources import load_control
 
         h, w = engine.gen.size
         images = [[load_control(p.conditioning_path(i), w, h) for i in items] for p in active]

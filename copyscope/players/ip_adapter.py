@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..inputs import image_sha256
+from ..common.inputs import image_sha256
 from ..config.base import MAX_WEIGHT, Float, NamedSpec
 from .kind import PlayerKind, register
 
@@ -46,7 +46,7 @@ class IPAdapterPlayer(PlayerKind):
         works = {r.name for r in zoo.spec.references}
         for i, ip in enumerate(cls.specs(zoo)):
             if ip.image is not None:
-                from ..inputs import check_image_file
+                from ..common.inputs import check_image_file
 
                 path = zoo.resolve_path(ip.image)
                 # a regular image file within the pixel limit: a FIFO, a folder or a bomb is named as such
@@ -86,7 +86,7 @@ class IPAdapterPlayer(PlayerKind):
     def after_load(cls, engine, players):
         if not players:
             return
-        from ..generation.sources import hub_error
+        from ..modelfiles.sources import hub_error
 
         pipe = engine.pipe
         first = players[0]
@@ -120,7 +120,7 @@ class IPAdapterPlayer(PlayerKind):
         players = engine.players.get(cls.kind, [])
         if not players:
             return
-        from ..generation.sources import load_control
+        from ..modelfiles.sources import load_control
 
         h, w = engine.gen.size
         per_adapter = [[load_control(p.image_path(i), w, h) for i in items] for p in players]

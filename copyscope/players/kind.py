@@ -47,7 +47,7 @@ class PlayerKind:
         self.loc = (self.section, index)
         self.source = None
         if self.has_model:
-            from ..generation.sources import model_source
+            from ..modelfiles.sources import model_source
 
             self.source = model_source(engine.zoo, spec.model, getattr(spec, "revision", None), self.loc, engine.allow_pickle)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from ..config.base import MAX_WEIGHT, Float, NamedSpec
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 from .kind import PlayerKind, register
 
 
@@ -95,7 +95,7 @@ class LoraPlayer(PlayerKind):
 
     @classmethod
     def families(cls, zoo, spec):
-        from ..generation.sources import weights_file
+        from ..modelfiles.sources import weights_file
 
         return cls.file_families(weights_file(zoo, spec))
 
@@ -103,7 +103,7 @@ class LoraPlayer(PlayerKind):
     def file_families(path) -> frozenset[str] | None:
         """The families a LoRA file fits, from its tensor names (None: no file, or cannot tell)."""
         from ..families import lora_families
-        from ..formats import safetensors_header
+        from ..modelfiles.formats import safetensors_header
 
         try:
             return lora_families(safetensors_header(path)) if path is not None else None
@@ -114,7 +114,7 @@ class LoraPlayer(PlayerKind):
     def check_zoo(cls, zoo, base_families):
         """Every LoRA whose file is here (a local file, ``weight_name`` in a local folder, a hub file in
         the local Hugging Face cache) against every base: its family, then its layers, from the headers."""
-        from ..generation.sources import local_base, weights_file
+        from ..modelfiles.sources import local_base, weights_file
 
         for i, lo in enumerate(cls.specs(zoo)):
             cls.check_folder(zoo, i, lo)
@@ -133,7 +133,7 @@ class LoraPlayer(PlayerKind):
     def check_folder(cls, zoo, index: int, spec) -> None:
         """A local folder given as a LoRA: its weight file must be there as a regular file, and a diffusers
         model folder (a base, a UNet) is not a LoRA."""
-        from ..generation.sources import DEFAULT_LORA_WEIGHTS
+        from ..modelfiles.sources import DEFAULT_LORA_WEIGHTS
 
         folder = zoo.resolve_path(spec.model) if zoo.is_local(spec.model) else None
         if folder is None or not folder.is_dir():
@@ -155,8 +155,8 @@ class LoraPlayer(PlayerKind):
     @classmethod
     def check_file(cls, zoo, index: int, spec, path) -> dict:
         """The file itself, from its header: a complete safetensors file that holds LoRA tensors."""
-        from ..formats import safetensors_header
-        from ..lora_layouts import LORA_LAYOUTS, lora_layout
+        from ..modelfiles.formats import safetensors_header
+        from ..modelfiles.lora_layouts import LORA_LAYOUTS, lora_layout
 
         try:
             head = safetensors_header(path)
@@ -179,8 +179,8 @@ class LoraPlayer(PlayerKind):
     def check_layout(cls, zoo, index: int, spec, path, families) -> None:
         """A layout the installed diffusers cannot load as written for a base's family, or a corrupt
         layer, is refused here (it would fail, or silently lose its DoRA / layers, after the base loads)."""
-        from ..formats import safetensors_header
-        from ..lora_layouts import lora_rank_mismatch, lora_unsupported
+        from ..modelfiles.formats import safetensors_header
+        from ..modelfiles.lora_layouts import lora_rank_mismatch, lora_unsupported
 
         head = safetensors_header(path)
         for fam in sorted(families):
@@ -195,7 +195,7 @@ class LoraPlayer(PlayerKind):
     def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
         """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here),
         from the headers; a misfit is a one-line error naming ``loras[index].model``."""
-        from ..lora_layouts import lora_misfit
+        from ..modelfiles.lora_layouts import lora_misfit
 
         for base, base_path in bases.items():
             try:
@@ -260,8 +260,8 @@ class LoraPlayer(PlayerKind):
 
     def _expected_layers(self) -> dict[str, int]:
         """{pipeline component: layers the file holds for it}, from the header (empty when unknown)."""
-        from ..formats import safetensors_header
-        from ..lora_layouts import lora_layers_by_component
+        from ..modelfiles.formats import safetensors_header
+        from ..modelfiles.lora_layouts import lora_layers_by_component
 
         path = self._local_file()
         try:
@@ -270,7 +270,7 @@ class LoraPlayer(PlayerKind):
             return {}
 
     def _local_file(self):
-        from ..generation.sources import weights_file
+        from ..modelfiles.sources import weights_file
 
         return weights_file(self.engine.zoo, self.spec)
 
@@ -308,7 +308,7 @@ class LoraPlayer(PlayerKind):
         """A hub LoRA not in the local cache at pre-flight: download its file now and check it against
         this engine's base from the headers, before any weight loads. A failed download is left to
         ``load_lora_weights`` (which reports it, or finds the file under another name)."""
-        from ..generation.sources import DEFAULT_LORA_WEIGHTS, local_base
+        from ..modelfiles.sources import DEFAULT_LORA_WEIGHTS, local_base
 
         name = self.spec.weight_name or DEFAULT_LORA_WEIGHTS
         if not name.endswith(".safetensors"):
@@ -330,7 +330,7 @@ class LoraPlayer(PlayerKind):
         self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)})
 
     def _error(self, exc: Exception) -> CopyscopeError:
-        from ..generation.sources import hub_error
+        from ..modelfiles.sources import hub_error
 
         eng, src, name = self.engine, self.source, self.name
         text = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]

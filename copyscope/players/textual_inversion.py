@@ -120,7 +120,7 @@ class TextualInversionPlayer(PlayerKind):
 
     @classmethod
     def _check_file(cls, zoo, i: int, spec, path) -> None:
-        from ..formats import base_layers, safetensors_header
+        from ..modelfiles.formats import base_layers, safetensors_header
 
         try:
             head = safetensors_header(path)
@@ -160,7 +160,7 @@ class TextualInversionPlayer(PlayerKind):
         return {"id": self.engine.identities()["textual_inversions"][self.name], "token": self.spec.token}
 
     def load(self, pipe) -> None:
-        from ..generation.sources import hub_error
+        from ..modelfiles.sources import hub_error
 
         eng, src, token = self.engine, self.source, self.spec.token
         try:

@@ -11,7 +11,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..cache import atomic_write_text
+from ..common.files import atomic_write_text
 from ..results import AuditReport
 from .build import (  # noqa: F401  (the report's API: ablate and the audit use them)
     ReportInputs,
@@ -110,7 +110,7 @@ def attribution_tables(report: dict):
     """
     from rich.table import Table
 
-    from ..termtext import term  # names, reasons and warnings come from report.json: untrusted
+    from ..common.termtext import term  # names, reasons and warnings come from report.json: untrusted
     from .controls import controls_sentence
 
     level = (report.get("settings") or {}).get("confidence", 0.95)

@@ -107,7 +107,7 @@ def _fmt(x, spec: str = ".3g") -> str:
 
 def ablation_tables(ablation: dict):
     """One rich Table per game."""
-    from ..termtext import term as escape  # control characters and markup of report names
+    from ..common.termtext import term as escape  # control characters and markup of report names
     from rich.table import Table
 
     rows = summary_rows(ablation)

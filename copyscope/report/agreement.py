@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Mapping, Sequence
 
-from ..finite import finite_or_none, is_finite
+from ..common.finite import finite_or_none, is_finite
 
 _finite = is_finite
 

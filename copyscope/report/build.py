@@ -6,22 +6,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
-from ..coalitions import report_order
-from ..finite import finite_or_none as _f
+from ..plan.coalitions import report_order
+from ..common.finite import finite_or_none as _f
 from ..results import SCHEMA_VERSION, AuditReport
 from .headline import HEADLINE_NOTE, headline_metric
 
 if TYPE_CHECKING:
     from ..config import Zoo
     from ..controls.background import BackgroundSet
-    from ..estimate import GameResult
-    from ..metrics.base import Metric
-    from ..plan import Plan
-    from ..score import ReferenceSet
+    from ..estimate.per_game import GameResult
+    from ..score.metrics.base import Metric
+    from ..plan.games import Plan
+    from ..score.scorer import ReferenceSet
 
 
 class ReportInputs(Protocol):
-    """What :func:`build_report` reads of the prepared audit (a copyscope.prepare.PreparedAudit, which imports
+    """What :func:`build_report` reads of the prepared audit (a copyscope.audit.prepare.PreparedAudit, which imports
     the report's file list, so the report names the fields it uses instead of importing it)."""
 
     zoo: Zoo
@@ -44,12 +44,12 @@ def _interval(ci_row) -> list[float] | None:
 def estimate_section(est, level: float, names: list[str], bound: float | None = None, rule: str = "t") -> dict:
     """Per player: value, interval (``ci95`` is at the report's confidence level, 95 % by default),
     one-sided p-value and its Holm correction, those of the significance ``rule`` (``estimator.significance``:
-    copyscope.shapley.bounded.claim); for jackknife estimates also the standard error and the degrees of
+    copyscope.estimate.shapley.bounded.claim); for jackknife estimates also the standard error and the degrees of
     freedom of the t quantile, so the interval can be rechecked from per_seed.csv. ``bound``: every per-seed
     contribution lies in ``[-bound, bound]`` (None: unknown), which allows the distribution-free test; each
     test's own interval and p-values are kept under ``t`` and ``bounded``, and ``claim`` says which carried it."""
-    from ..shapley import adjust_p_values
-    from ..shapley.bounded import bounded_seed_inference, claim
+    from ..estimate.shapley import adjust_p_values
+    from ..estimate.shapley.bounded import bounded_seed_inference, claim
 
     t = (est.ci(level), est.p_values())
     per_seed = est.per_seed() if hasattr(est, "per_seed") else None
@@ -81,12 +81,12 @@ def estimate_section(est, level: float, names: list[str], bound: float | None = 
 
 
 def seed_bound(metric, est, worth: str = "raw") -> float | None:
-    """The a-priori bound on one seed's Shapley contribution (copyscope.shapley.bounded.shapley_seed_bound)
+    """The a-priori bound on one seed's Shapley contribution (copyscope.estimate.shapley.bounded.shapley_seed_bound)
     of a per-image metric with a declared range under exact Shapley with per-seed values; None otherwise
     (set metrics and the fusion have no range; a sampled estimator's per-seed values are not convex
     combinations of marginal contributions)."""
     from ..controls.worth import specific_range
-    from ..shapley.bounded import shapley_seed_bound
+    from ..estimate.shapley.bounded import shapley_seed_bound
 
     rng = getattr(metric, "value_range", None) if metric is not None and metric.kind == "per_image" else None
     rng = specific_range(rng, worth) if rng is not None else None  # a specific worth's own range
@@ -106,7 +106,7 @@ def _per_seed_section(est, names: list[str]) -> dict | None:
 def _seed_worths(table: dict, keys: dict) -> dict | None:
     """{coalition: [per-seed pseudo-worth]} from leave-one-seed-out worth columns: for a per-image
     metric the coalition's worth on each seed alone."""
-    from ..shapley.inference import jackknife_pseudo_values
+    from ..estimate.shapley.inference import jackknife_pseudo_values
 
     rows = {keys[c]: v for c, v in table.items()}
     if not rows or len(next(iter(rows.values()))) < 3:
@@ -140,11 +140,11 @@ def significance_text(rule: str) -> str:
 def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, provenance: dict,
                  conditioning: list | None = None) -> AuditReport:
     """The audit's result from the prepared audit (zoo, plan, metrics, references), the games' results
-    (copyscope.estimate.GameResult: plain data), the generation counts, the provenance and the
+    (copyscope.estimate.per_game.GameResult: plain data), the generation counts, the provenance and the
     computed conditioning maps. The sections are computed in their JSON form, the one the pure helpers
     they go through share with the views and the bench scripts (the placebo comparison, the controls
     section, the headline rule), and typed once by ``AuditReport.from_json``."""
-    from ..shapley.inference import MIN_SEEDS, power_note, seed_count_warning
+    from ..estimate.shapley.inference import MIN_SEEDS, power_note, seed_count_warning
 
     level = prep.zoo.spec.estimator.confidence
     intervals = prep.zoo.spec.estimator.intervals

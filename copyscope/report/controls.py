@@ -15,7 +15,7 @@ def controls_section(controls: dict, metrics: dict, names: list[str], rule: str)
     chosen metric, each player's Shapley value as an img2img strength (copyscope.controls.sensitivity)."""
     from ..controls.headline import choose_headline
     from ..controls.sensitivity import equivalent_strength
-    from ..finite import is_finite
+    from ..common.finite import is_finite
     from .headline import HEADLINE_PREFERENCE, headline_metric
 
     computed = [m for m, sec in metrics.items() if all(is_finite(e.get("value")) for e in sec["shapley"].values())]
@@ -100,7 +100,7 @@ def section_controls(report: dict, game: dict, root: Path) -> str:
         parts.append(f'<img src="{plots.data_uri(svg)}" alt="dose-response of each metric">')
     view = ((c.get("background_view") or {}).get("metrics") or {}).get(game.get("headline"))
     if view:
-        from ..coalitions import sorted_keys
+        from ..plan.coalitions import sorted_keys
 
         ordered = {k: view[k] for k in sorted_keys(list(view), game["players"]) if k in view}
         svg = plots.background_strip_svg(ordered, f"{game.get('headline')}: each coalition against the background")

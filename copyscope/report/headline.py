@@ -11,7 +11,7 @@ needed: nothing is flagged).
 from __future__ import annotations
 
 
-from ..finite import is_finite
+from ..common.finite import is_finite
 
 # In order of preference; see docs/validity.md, measured on the shipped demo zoo.
 # phash is the only metric that called no decoy significant in any of the four committed runs (quick and full

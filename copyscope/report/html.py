@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..coalitions import sorted_keys
+from ..plan.coalitions import sorted_keys
 from .ablation import section_ablation
 from .controls import section_controls
 from .agreement import rank_agreement, shapley_values
@@ -205,7 +205,7 @@ def section_provenance(report: dict) -> str:
 
 def _adaptive_html(report: dict) -> str:
     """Adaptive seeds (issue 16): the one-line summary and a table of the looks."""
-    from ..adaptive import adaptive_line
+    from ..estimate.adaptive import adaptive_line
 
     line = adaptive_line(report)
     if not line:

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..cache import ImageCache
-from ..finite import is_finite
+from ..generate.cache import ImageCache
+from ..common.finite import is_finite
 
 MAX_COALITION_ROWS = 64  # rows of the generated-image grid
 MAX_ITEM_COLUMNS = 12  # columns (prompt x seed) of the grid
@@ -66,8 +66,8 @@ def _encode_thumb(arr_u8, max_side: int) -> bytes:
 
 def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
     """(data URI, None) or (None, why not)."""
-    from ..cache import to_uint8
-    from ..score import load_image_rgb
+    from ..common.files import to_uint8
+    from ..score.scorer import load_image_rgb
 
     path = Path(path)
     if not path.is_file():

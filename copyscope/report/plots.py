@@ -19,7 +19,7 @@ import io
 import math
 from typing import Mapping, Sequence
 
-from ..finite import is_finite
+from ..common.finite import is_finite
 
 RC = {
     "svg.hashsalt": "copyscope",
@@ -36,7 +36,7 @@ LABEL_MAX = 32
 
 
 def short(label: object, n: int = LABEL_MAX) -> str:
-    from ..termtext import plain  # control characters of a tampered report.json's names: shown escaped
+    from ..common.termtext import plain  # control characters of a tampered report.json's names: shown escaped
 
     s = plain(str(label).replace("\n", " ").replace("\r", " "))
     return s if len(s) <= n else s[: n - 1] + "…"

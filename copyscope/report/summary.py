@@ -89,8 +89,8 @@ def _p_text(p: float) -> str:
 
 def _seeds_to_confirm(sec: dict, value: float, alpha: float, players: int) -> str:
     """How many seeds the distribution-free test would need at the very least (every seed contributing the
-    value), copyscope.shapley.bounded.seeds_needed."""
-    from ..shapley.bounded import seeds_needed
+    value), copyscope.estimate.shapley.bounded.seeds_needed."""
+    from ..estimate.shapley.bounded import seeds_needed
 
     bound = sec.get("seed_bound")
     need = seeds_needed(value, bound, alpha / max(players, 1)) if bound else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..coalitions import coalition_key
+from ..plan.coalitions import coalition_key
 from . import plots
 from .controls import controls_sentence
 from .headline import headline_metric, ranked, t_only

@@ -242,8 +242,8 @@ class AuditReport(Record):
 def read_report(out_dir: Path) -> AuditReport:
     """The report.json of an audit's output folder, read and checked: every fault is one line naming the file
     and, for a report that is not one an audit wrote, the key."""
-    from ..errors import CopyscopeError
-    from ..inputs import MAX_REPORT_BYTES, file_kind, read_json_object
+    from ..common.errors import CopyscopeError
+    from ..common.inputs import MAX_REPORT_BYTES, file_kind, read_json_object
 
     path = Path(out_dir) / "report.json"
     if file_kind(path) == "not found":

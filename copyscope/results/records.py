@@ -16,7 +16,7 @@ from dataclasses import MISSING as _NO_DEFAULT
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Final, TypeVar
 
-from ..errors import CopyscopeError
+from ..common.errors import CopyscopeError
 
 __all__ = ["MISSING", "Missing", "Codec", "Record", "ReportFormatError", "required", "optional"]
 

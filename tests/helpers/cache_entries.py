@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from copyscope.cache import ImageCache, key_of
+from copyscope.generate.cache import ImageCache
+from copyscope.common.files import key_of
 
 
 def aged_entries(root: Path, n: int, age: float) -> list[str]:

@@ -12,7 +12,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from copyscope.cache import ImageCache
+from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
 from .zoo import write_reference_images

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from copyscope.shapley.synthetic import brute_force_shapley as shapley_by_formula
+from copyscope.estimate.shapley.synthetic import brute_force_shapley as shapley_by_formula
 
 
 def write_reference_images(folder: Path, n: int = 2, seed: int = 0, size: int = 40) -> Path:
@@ -49,6 +49,6 @@ def make_zoo_file(tmp_path: Path, tiny_models: dict, *, loras: int = 2, controln
 
 
 def brute_force_shapley(players: list[str], worth: dict[str, float]) -> dict[str, float]:
-    """Shapley values by the formula (copyscope.shapley.synthetic.brute_force_shapley) for worths keyed
+    """Shapley values by the formula (copyscope.estimate.shapley.synthetic.brute_force_shapley) for worths keyed
     like report.json's coalitions: member names joined with ``+`` in ``players`` order."""
     return shapley_by_formula(players, lambda members: worth["+".join(p for p in players if p in members)])

@@ -1,0 +1,215 @@
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x and Flux.1.
+
+A family names the diffusers pipelines that run a base (text-to-image and ControlNet, built from the
+same module objects), the ControlNet model class, the denoiser ("unet" or "transformer"), the dtype it
+expects on CUDA, and its own generation settings (``generation.sdxl`` / ``generation.sd3`` /
+``generation.flux`` in the zoo file), which are part of every image key of that family.
+
+The family of a base is declared (``family:`` on the base) or read from its ``model_index.json``
+(local folder, or the hub cache); a base whose family cannot be found is SD1.x/2.x, as before
+families existed. LoRA and ControlNet files are checked against the base's family from their
+headers / config before anything loads (:func:`lora_families`, :func:`controlnet_family`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    title: str
+    pipeline: str  # diffusers text-to-image pipeline class
+    controlnet_pipeline: str
+    controlnet_model: str
+    denoiser: str  # "unet" or "transformer"
+    model_index_classes: tuple[str, ...]  # model_index.json "_class_name" values of this family
+    cuda_dtype: str = "float16"
+    control_arg: str = "image"  # the ControlNet pipeline's argument for the conditioning image
+    negative_prompt: bool = True  # the pipeline takes negative_prompt
+    embedding_cache: bool = False  # prompt embeddings are reused across coalitions (SD only so far)
+    flow_matching: bool = False  # the SD schedulers (generation.scheduler) do not apply
+    load_kwargs: dict = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("sd", "Stable Diffusion 1.x/2.x", "StableDiffusionPipeline", "StableDiffusionControlNetPipeline",
+               "ControlNetModel", "unet", ("StableDiffusionPipeline",), embedding_cache=True,
+               load_kwargs={"safety_checker": None, "requires_safety_checker": False}),
+        Family("sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline",
+               "ControlNetModel", "unet", ("StableDiffusionXLPipeline",), load_kwargs={"add_watermarker": False}),
+        Family("sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline",
+               "SD3ControlNetModel", "transformer", ("StableDiffusion3Pipeline",), cuda_dtype="bfloat16",
+               control_arg="control_image", flow_matching=True),
+        Family("flux", "Flux.1", "FluxPipeline", "FluxControlNetPipeline", "FluxControlNetModel", "transformer",
+               ("FluxPipeline",), cuda_dtype="bfloat16", control_arg="control_image", negative_prompt=False,
+               flow_matching=True),
+    )
+}
+ALIASES = {"sd1": "sd", "sd15": "sd", "sd1.5": "sd", "sd2": "sd", "sd21": "sd", "sd2.1": "sd", "sd35": "sd3",
+           "sd3.5": "sd3", "flux1": "flux", "flux.1": "flux"}
+
+
+def canonical_family(name: str) -> str | None:
+    """The family's canonical name for a declared ``family:`` value, None when unknown."""
+    name = name.strip().lower()
+    name = ALIASES.get(name, name)
+    return name if name in FAMILIES else None
+
+
+def family_names() -> str:
+    return ", ".join(FAMILIES) + " (aliases " + ", ".join(sorted(ALIASES)) + ")"
+
+
+def family_from_model_index(index: dict) -> str | None:
+    cls = index.get("_class_name", "")
+    for fam in FAMILIES.values():
+        if cls in fam.model_index_classes:
+            return fam.name
+    return None
+
+
+def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: str | None = None) -> tuple[str | None, str | None]:
+    """(family, the pipeline class named by model_index.json) of a local diffusers folder or a
+    cached hub id; (None, None) when nothing can be read (single files, uncached hub ids)."""
+    index = None
+    if base_dir is not None and base_dir.is_dir() and (base_dir / "model_index.json").is_file():
+        index = json.loads((base_dir / "model_index.json").read_text(encoding="utf-8"))
+    elif hub_id is not None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(hub_id, "model_index.json", revision=revision, local_files_only=True)
+            index = json.loads(Path(path).read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - not cached or unreadable (hub errors vary): the family must be declared, or defaults to sd
+            index = None
+    if not isinstance(index, dict):
+        return None, None
+    return family_from_model_index(index), str(index.get("_class_name"))
+
+
+def family_from_single_file_keys(keys) -> str | None:
+    """The family of a single-file (A1111 / ComfyUI) checkpoint from its tensor names."""
+    keys = list(keys)
+    if any("double_blocks." in k or "single_blocks." in k for k in keys):
+        return "flux"
+    if any("joint_blocks." in k for k in keys):
+        return "sd3"
+    if any(k.startswith("conditioner.embedders.1") for k in keys):
+        return "sdxl"
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        return "sd"
+    return None
+
+
+# -- add-on checks ---------------------------------------------------------------------------------
+_UNET_FAMILIES = frozenset({"sd", "sdxl"})
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux"})
+
+
+def lora_families(keys) -> frozenset[str] | None:
+    """The families a LoRA file can belong to, from its tensor names (diffusers/peft and kohya
+    layouts); None when the names say nothing."""
+    keys = list(keys)
+
+    def has(pattern: str) -> bool:
+        rx = re.compile(pattern)
+        return any(rx.search(k) for k in keys)
+
+    if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\.|"
+           r"^lora_unet_single_transformer_blocks_|^lora_transformer_"):
+        return frozenset({"flux"})
+    if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
+        return frozenset({"sd3"})
+    # kohya names of a diffusers SD3/Flux transformer (what kohya-style writers such as lycoris-lora produce
+    # when they wrap diffusers' transformer): its blocks sit at the top, not inside down/up blocks
+    if has(r"^transformer\.|^lora_unet_transformer_blocks_\d+_"):
+        return _TRANSFORMER_FAMILIES
+    if has(r"^text_encoder_2\.|^lora_te2_"):
+        return frozenset({"sdxl"})
+    # SD1.x/2.x put attention in the first down block and one transformer layer per block; SDXL does neither
+    if has(r"^unet\.down_blocks\.0\.attentions\.|lora_unet_down_blocks_0_attentions_|lora_unet_input_blocks_1_1_"):
+        return frozenset({"sd"})
+    if has(r"transformer_blocks[._]([1-9]\d*)[._]|lora_unet_input_blocks_4_1_"):
+        return frozenset({"sdxl"})
+    if has(r"^unet\.|^lora_unet_|^lora_te_|^text_encoder\."):
+        return _UNET_FAMILIES
+    return None
+
+
+def controlnet_family(config: dict) -> str | None:
+    """The family of a ControlNet from its config.json."""
+    cls = config.get("_class_name", "")
+    if cls == "FluxControlNetModel":
+        return "flux"
+    if cls == "SD3ControlNetModel":
+        return "sd3"
+    if cls == "ControlNetModel":
+        return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
+    return None
+
+
+def base_family(zoo, index: int) -> Family:
+    """The family of ``zoo.spec.bases[index]``: declared, else from its model_index.json (local or
+    cached), else from a single file's tensor names, else SD1.x/2.x. A declared family that its
+    model_index.json contradicts, or a pipeline class of no known family, is an error."""
+    base = zoo.spec.bases[index]
+    local = zoo.resolve_path(base.model) if zoo.is_local(base.model) else None
+    try:
+        detected, cls = detect_family(local, None if local is not None else base.model, base.revision)
+    except ValueError as exc:  # a local model_index.json that is not JSON, or not UTF-8
+        raise zoo.fail(
+            f"{local / 'model_index.json'} is not a JSON file ({str(exc).splitlines()[0][:120]}); expected the diffusers "
+            "pipeline's model_index.json", "bases", index, "model",
+        ) from None
+    if detected is None and local is not None and local.is_file() and local.suffix == ".safetensors":
+        try:
+            from ..modelfiles.formats import safetensors_header
+
+            detected = family_from_single_file_keys(safetensors_header(local))
+        except Exception:  # noqa: BLE001 - a malformed header fails in any way; the model-source checks report it
+            detected = None
+    if base.family is not None:
+        if detected is not None and detected != base.family:
+            raise zoo.fail(
+                f"declared family {base.family!r} but the model is {FAMILIES[detected].title} "
+                f"({cls or 'single-file keys'}: family {detected}); expected matching family and model",
+                "bases", index, "family",
+            )
+        return FAMILIES[base.family]
+    if detected is None and cls is not None:
+        raise zoo.fail(
+            f"unknown family: model_index.json names {cls}, not a pipeline of a supported family; expected one of "
+            f"{', '.join(f.pipeline for f in FAMILIES.values())} (or declare family: {' / '.join(FAMILIES)})",
+            "bases", index, "model",
+        )
+    return FAMILIES[detected or "sd"]
+
+
+def family_settings(fam: Family, gen) -> dict:
+    """The family's generation settings (part of the image key); {} for SD1.x/2.x."""
+    settings = getattr(gen, fam.name, None)
+    return settings.model_dump(mode="json") if settings is not None else {}
+
+
+def family_call_kwargs(fam: Family, gen) -> dict:
+    """Pipeline-call arguments that only this family takes."""
+    h, w = gen.size
+    if fam.name == "sdxl":
+        s = gen.sdxl
+        return {
+            "original_size": tuple(s.original_size or (h, w)),
+            "target_size": tuple(s.target_size or (h, w)),
+            "crops_coords_top_left": tuple(s.crops_coords_top_left),
+        }
+    if fam.name == "sd3":
+        return {"max_sequence_length": gen.sd3.max_sequence_length}
+    if fam.name == "flux":
+        return {"max_sequence_length": gen.flux.max_sequence_length, "true_cfg_scale": gen.flux.true_cfg_scale}
+    return {}

@@ -1,0 +1,368 @@
+"""LoRA files judged from their safetensors headers alone, before anything loads: which layout a file is
+(:data:`LORA_LAYOUTS`, :func:`lora_layout`: every LoRA layout in circulation, and the families whose
+diffusers loader reads it), why the installed diffusers cannot load it for a family
+(:func:`lora_unsupported`), down/up ranks that disagree (:func:`lora_rank_mismatch`), why it cannot fit a
+base (:func:`lora_misfit`: UNet and transformer bases, every layer) and how many layers loading must attach
+(:func:`lora_layers_by_component`). The tensor names and a base's layers come from :mod:`copyscope.modelfiles.formats`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .formats import (
+    _DIFFUSERS_LORA_RE,
+    _KOHYA_COMPONENT,
+    _KOHYA_LORA_RE,
+    base_layers,
+    header,
+    text_model_name,
+    unet_layout,
+    unet_name_to_ldm,
+)
+
+
+# -- LoRA vs base, from headers ------------------------------------------------------------------------
+# Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
+# diffusers reads it (measured for sd by tests/test_lora_producers.py and for sdxl, sd3, flux by
+# tests/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
+# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
+# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
+LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
+    "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
+    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
+    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
+    "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
+    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
+    "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
+    "loha": ("LyCORIS LoHa", frozenset()),
+    "lokr": ("LyCORIS LoKr", frozenset()),
+    "full": ("LyCORIS full (diff)", frozenset()),
+    "glora": ("LyCORIS GLoRA", frozenset()),
+    "ia3": ("LyCORIS IA3", frozenset()),
+    "diag-oft": ("LyCORIS diag-OFT", frozenset()),
+    "boft": ("LyCORIS BOFT", frozenset()),
+    "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
+    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D)", frozenset()),
+    "peft-oft": ("peft OFT/BOFT", frozenset()),
+}
+# why a layout is not loaded, for the one-line refusal
+_WHY_NOT = {
+    "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
+    "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
+    "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
+                          "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
+                          "stops on these after the base has loaded"),
+}
+_LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
+    ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
+    ("glora", ".a1.weight"), ("ia3", ".on_input"), ("tucker", ".lora_mid.weight"),
+    ("peft-oft", ".oft_r"), ("peft-oft", ".oft_R.weight"), ("peft-oft", ".boft_R"),  # OFT: older peft's / peft 0.21's names
+)
+# kohya names of diffusers' SD3 / Flux transformer modules (lycoris-lora wrapping diffusers' transformer writes
+# them); trainers for these families name the original modules (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
+_KOHYA_TRANSFORMER_RE = re.compile(r"^lora_unet_(single_)?transformer_blocks_\d+_")
+# kohya-style names of diffusers' Flux modules with the prefix lora_transformer_ (OneTrainer's layout), which
+# diffusers' Flux loader reads through its "mixture" converter; the layers that converter maps by name:
+_MIXTURE_RE = re.compile(r"^lora_transformer_.+\.(lora_down\.weight|lora_up\.weight|alpha)$")
+_MIXTURE_MAPPED = re.compile(
+    r"^lora_transformer_((single_)?transformer_blocks_\d+_attn_(to_q|to_k|to_v|to_out_0|to_add_out|add_q_proj|add_k_proj|"
+    r"add_v_proj)|context_embedder|norm_out_linear|proj_out|x_embedder|time_text_embed_(guidance|text|timestep)_embedder_linear_\d+)$"
+    r"|^lora_te1_text_model_encoder_layers_\d+_(self_attn_(q|k|v|out)_proj|mlp_fc[12])$"
+)
+_LEGACY_RE = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
+_XLABS_RE = re.compile(r"\.processor\.(proj_lora\d|qkv_lora\d)\.(down|up)\.weight$")
+_BFL_RE = re.compile(
+    r"^(diffusion_model\.)?(double_blocks|single_blocks|img_in|txt_in|final_layer|time_in|vector_in|guidance_in)\..*\.lora_[AB]\.weight$"
+)
+_LORA_ISH = re.compile(r"lora|hada_|lokr_|\.diff(_b)?$|\.oft_|\.on_input$|dora_scale|\.alpha$|\.a1\.weight$")
+
+
+def lora_layout(head: dict) -> str:
+    """The LoRA layout of a safetensors header: a key of :data:`LORA_LAYOUTS`, or 'empty' (no tensors),
+    'not-lora' (no tensor name of any LoRA layout: a full model, an embedding, ...), 'unknown' (LoRA-like
+    names of no layout known here)."""
+    if not head:
+        return "empty"
+    keys = list(head)
+    for layout, suffix in _LYCORIS_SUFFIXES:
+        if any(k.endswith(suffix) for k in keys):
+            return layout
+    oft = [len(head[k].get("shape") or ()) for k in keys if k.endswith(".oft_blocks")]
+    if oft:
+        return "boft" if max(oft) == 4 else "diag-oft"
+    if any(_XLABS_RE.search(k) for k in keys):
+        return "xlabs"
+    if any(_BFL_RE.match(k) for k in keys):
+        return "bfl"
+    if any(_MIXTURE_RE.match(k) for k in keys):
+        return "kohya-mixture"
+    if any(_KOHYA_LORA_RE.match(k) for k in keys):
+        if _dylora_layers(head):
+            return "dylora"
+        return "kohya-transformer" if any(_KOHYA_TRANSFORMER_RE.match(k) for k in keys) else "kohya"
+    if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
+        return "diffusers"
+    if any(_LEGACY_RE.search(k) for k in keys):
+        return "diffusers-legacy"
+    if any(re.match(r"^transformer\..*\.(lora_A|lora_B)\.weight$", k) for k in keys):
+        return "diffusers"
+    return "unknown" if any(_LORA_ISH.search(k) for k in keys) else "not-lora"
+
+
+def is_lora(layout: str) -> bool:
+    return layout in LORA_LAYOUTS or layout == "unknown"
+
+
+def _dylora_layers(head: dict) -> list[str]:
+    """kohya layers whose lora_down is a 4-D convolution weight but whose lora_up is 2-D (DyLoRA's way
+    of storing 1x1 convolutions)."""
+    out = []
+    for k, v in head.items():
+        if k.endswith(".lora_down.weight") and len(v.get("shape") or ()) == 4:
+            up = head.get(k[: -len("lora_down.weight")] + "lora_up.weight")
+            if up is not None and len(up.get("shape") or ()) == 2:
+                out.append(k[: -len(".lora_down.weight")])
+    return out
+
+
+def lora_unsupported(head: dict, family: str) -> str | None:
+    """Why the installed diffusers cannot load this LoRA as written for ``family`` (None: it can, or the
+    layout is not known here)."""
+    import diffusers
+
+    layout = lora_layout(head)
+    version = diffusers.__version__
+    if layout in LORA_LAYOUTS and family not in LORA_LAYOUTS[layout][1]:
+        title = LORA_LAYOUTS[layout][0]
+        why = _WHY_NOT.get(layout)
+        return f"{title} is not supported by diffusers {version} for {family}" + (f" ({why})" if why else "")
+    te_dora = sorted(k for k in head if "lora_magnitude_vector" in k and k.startswith("text_encoder"))
+    if te_dora:
+        return (
+            f"peft DoRA on the text encoder is not supported by diffusers {version} for {family} (its "
+            f"lora_magnitude_vector tensors, e.g. {te_dora[0]}, are not loaded into the text encoder)"
+        )
+    if layout == "kohya-mixture":
+        why = _mixture_unconvertible(head)
+        if why:
+            return f"{LORA_LAYOUTS[layout][0]} is not supported by diffusers {version} for {family} as written ({why})"
+    if layout == "diffusers":
+        comps = sorted({k.split(".", 1)[0] for k in head if _COMPONENT_RE.match(k.split(".", 1)[0]) and "." in k})
+        allowed = LORA_COMPONENTS.get(family, ())
+        other = [c for c in comps if c not in allowed]
+        # a denoiser of another family is the family check's to name (LoraPlayer.families)
+        if other and allowed and not any(c in ("unet", "transformer") for c in other):
+            first = min(k for k in head if k.startswith(other[0] + "."))
+            return (
+                f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
+                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} would be dropped)"
+            )
+    mixed = _mixed_spellings(head) if layout == "diffusers" else None
+    if mixed:
+        comp, first, other, n = mixed
+        return (
+            f"a diffusers/peft LoRA whose {comp} tensors mix peft names (lora_A/lora_B) and older diffusers names "
+            f"(lora.down/lora.up) is not supported by diffusers {version} for {family} (it converts the names of a "
+            f"component by its first tensor, {first}, so {n} tensors such as {other} would not load; diffusers' "
+            "convert_state_dict_to_diffusers writes such files when adapters are on more than attention projections)"
+        )
+    return None
+
+
+def _mixture_unconvertible(head: dict) -> str | None:
+    """Why diffusers' Flux "mixture" converter (lora_transformer_* / lora_te1_* names) cannot take this file
+    as written: it maps a fixed list of layers and stops on any other after the base has loaded, needs an
+    alpha per layer, and drops lora_unet_* tensors without a word."""
+    layers: dict[str, set[str]] = {}
+    for k in head:
+        layer, _, part = k.rpartition(".lora_") if ".lora_" in k else k.rpartition(".")
+        layers.setdefault(layer, set()).add(part)
+    for layer in sorted(layers):
+        if layer.startswith("lora_unet_"):
+            return f"its converter drops the lora_unet_* layers, e.g. {layer}, without a word"
+        if not _MIXTURE_MAPPED.match(layer):
+            return (f"its converter maps only the attention projections of the blocks, the embedders, proj_out and the text "
+                    f"encoder's lora_te1_text_model_* layers; it stops on {layer} after the base has loaded")
+        if "alpha" not in layers[layer]:
+            return f"its converter needs an alpha per layer and stops on {layer}, which has none"
+    return None
+
+
+# the pipeline components each family's LoRA loader in diffusers loads (load_lora_weights): a diffusers/peft
+# file's tensors for any other component (SD3's T5 text_encoder_3, Flux's T5 text_encoder_2) are dropped
+LORA_COMPONENTS = {
+    "sd": ("unet", "text_encoder"),
+    "sdxl": ("unet", "text_encoder", "text_encoder_2"),
+    "sd3": ("transformer", "text_encoder", "text_encoder_2"),
+    "flux": ("transformer", "text_encoder"),
+}
+_COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
+
+
+_OLD_DIFFUSERS_NAMES = re.compile(r"\.(lora\.(down|up)|lora_linear_layer\.(down|up))\.weight$")
+
+
+def _mixed_spellings(head: dict) -> tuple[str, str, str, int] | None:
+    """(component, its first tensor, an unloadable tensor, how many) of a diffusers/peft LoRA whose denoiser
+    tensors diffusers would load only in part: its denoiser loader (``load_lora_adapter``) converts older
+    diffusers names (``lora.down``) to peft's only when the component's first tensor (in safetensors' sorted
+    order) is not already a peft name (``lora_A``), and then injects adapters for peft names alone."""
+    for comp in ("unet", "transformer"):
+        keys = sorted(k for k in head if k.startswith(comp + "."))
+        if not keys or "lora_A" not in keys[0]:
+            continue
+        old = [k for k in keys if _OLD_DIFFUSERS_NAMES.search(k)]
+        if old:
+            return comp, keys[0], old[0], len(old)
+    return None
+
+
+def lora_rank_mismatch(head: dict) -> str | None:
+    """A layer whose down and up weights disagree on the rank (a corrupt or mis-merged file), from the header."""
+    pairs = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
+             ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"))
+    for k, v in sorted(head.items()):
+        for down, up in pairs:
+            if k.endswith("." + down):
+                other = head.get(k[: -len(down)] + up)
+                d, u = v.get("shape") or [], (other or {}).get("shape") or []
+                if other is None:
+                    return f"layer {k[: -len(down) - 1]} has a {down} tensor but no {up}"
+                if len(d) >= 2 and len(u) >= 2 and d[0] != u[1]:
+                    return f"layer {k[: -len(down) - 1]} has rank {d[0]} in {down} {d} but {u[1]} in {up} {u}"
+    return None
+
+
+def _kohya_names(comp: str, modules) -> dict[str, str]:
+    """kohya layer name (module path with '_' for '.') -> module, in every spelling trainers use."""
+    names: dict[str, str] = {}
+    if comp == "unet":
+        layers, up_attn = unet_layout(modules)
+        for mod in modules:
+            names[mod.replace(".", "_")] = mod
+            ldm = unet_name_to_ldm(mod, layers, up_attn)  # SGM/LDM spelling (input_blocks_4_1_...)
+            if ldm is not None:
+                names.setdefault(ldm.replace(".", "_"), mod)
+    else:
+        for mod in modules:
+            names[("text_model." + mod).replace(".", "_")] = mod
+            names[mod.replace(".", "_")] = mod
+    return names
+
+
+_COMPONENT_WORDS = {"unet": "UNet", "text_encoder": "text-encoder", "text_encoder_2": "second text-encoder"}
+
+
+def lora_misfit(base: Path, lora_file: Path) -> str | None:
+    """Why a LoRA file cannot fit a local base, from the two files' headers alone (no weights loaded);
+    None when it fits or the two cannot be compared (a layout not known here). UNet bases (SD1.x/2.x,
+    SDXL; folder or single file; diffusers/peft or kohya LoRAs), and transformer bases (SD3, Flux
+    folders) with diffusers-layout LoRAs."""
+    base = Path(base)
+    transformer = sorted((base / "transformer").glob("*.safetensors")) if base.is_dir() else []
+    return _transformer_lora_misfit(transformer, lora_file) if transformer else _unet_lora_misfit(base, lora_file)
+
+
+def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | None:
+    base: dict[str, list[int]] = {}
+    for f in transformer:
+        base.update({k: v.get("shape") for k, v in header(f).items()})
+    n_found = n_lora = 0
+    first_absent = None
+    for key, info in sorted(header(lora_file).items()):
+        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
+        m = re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
+        if not m:
+            continue
+        n_lora += 1
+        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
+        if target is None:
+            first_absent = first_absent or key
+            continue
+        n_found += 1
+        if len(target) != 2 or not got or len(got) != 2:
+            continue
+        down = m.group(2) in ("lora_A", "lora.down")
+        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
+            return (
+                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
+                f"{m.group(2)} weight has shape {list(got)}"
+            )
+    if n_lora and not n_found:
+        return f"none of its {n_lora} transformer tensors name a layer of the base"
+    if n_found < n_lora:
+        return (f"{n_lora - n_found} of its {n_lora} transformer tensors name no layer of the base (first: "
+                f"{first_absent}), so only part of the LoRA would apply")
+    return None
+
+
+def _unet_lora_misfit(base: Path, lora_file: Path) -> str | None:
+    layers = base_layers(Path(base))
+    if "unet" not in layers:
+        return None
+    kohya_maps: dict[str, dict[str, str]] = {}
+    counts: dict[str, list[int]] = {}  # component -> [tensors, tensors naming a base layer]
+    for key, info in sorted(header(lora_file).items()):
+        if m := _DIFFUSERS_LORA_RE.match(key):
+            comp, module, role = m.groups()
+            module = module if comp == "unet" else text_model_name(module)
+        elif m := _KOHYA_LORA_RE.match(key):
+            comp, role = _KOHYA_COMPONENT[m[1]], m[3]
+            if comp in layers and comp not in kohya_maps:
+                kohya_maps[comp] = _kohya_names(comp, layers[comp])
+            module = kohya_maps.get(comp, {}).get(m[2], m[2])
+        else:
+            continue
+        if comp not in layers:
+            return (
+                f"it has {_COMPONENT_WORDS[comp]} tensors ({key}), but the base has no {comp}: "
+                "it was trained for a base with another text-encoder layout (SDXL has two)"
+            )
+        c = counts.setdefault(comp, [0, 0, None])
+        c[0] += 1
+        target, got = layers[comp].get(module), info.get("shape")
+        if target is None:
+            c[2] = c[2] or key
+            continue
+        c[1] += 1
+        if len(target) < 2 or not got or len(got) < 2:
+            continue
+        down = role in ("lora_A", "lora.down", "lora_linear_layer.down", "lora_down")
+        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
+            return (
+                f"layer {module} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
+                f"{role} weight has shape {list(got)}"
+            )
+    for comp, (n, found, first_absent) in counts.items():
+        if n and not found:
+            return f"none of its {n} {_COMPONENT_WORDS[comp]} tensors name a layer of the base"
+        if found < n:  # diffusers would drop these layers without a word: the LoRA would apply in part
+            return (
+                f"{n - found} of its {n} {_COMPONENT_WORDS[comp]} tensors name no layer of the base (first: "
+                f"{first_absent}), so only part of the LoRA would apply"
+            )
+    return None
+
+
+def lora_layers_by_component(head: dict) -> dict[str, int]:
+    """{pipeline component: layers} of a diffusers/peft or kohya LoRA, from its tensor names (the
+    number of adapter layers loading must attach; empty for other layouts)."""
+    layers: dict[str, set[str]] = {}
+    for key in head:
+        if m := _DIFFUSERS_LORA_RE.match(key):
+            comp, module = m[1], m[2]
+        elif m := _KOHYA_LORA_RE.match(key):
+            comp, module = _KOHYA_COMPONENT[m[1]], m[2]
+        elif m := re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key):
+            comp, module = "transformer", m[1]
+        elif m := re.match(r"^lora_transformer_(.+)\.(lora_down|lora_up)\.weight$", key):
+            comp, module = "transformer", m[1]
+        else:
+            continue
+        layers.setdefault(comp, set()).add(module)
+    return {comp: len(mods) for comp, mods in layers.items()}
