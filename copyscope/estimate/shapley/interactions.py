@@ -10,11 +10,11 @@ interaction index (Grabisch & Roubens 1999) does:
 positive when the pair does more together than apart. The Banzhaf interaction weighs every S by
 ``1 / 2**(n - 2)`` (``m(T) / 2**(|T| - 2)`` in the Moebius form).
 
-Layout (as copyscope.shapley.base): a worth table is ``(2**n,)`` or ``(2**n, C)``, row = coalition
+Layout (as copyscope.estimate.shapley.base): a worth table is ``(2**n,)`` or ``(2**n, C)``, row = coalition
 bitmask (player ``i`` is bit ``i``, row 0 the empty coalition, :func:`all_coalitions` order); every
 transform here is linear and applied column by column. The game stage's columns are: 0 = all seeds,
 ``1..m`` = leave seed ``s`` out, so the interactions of column ``1 + s`` are the interactions without
-seed ``s`` and :mod:`copyscope.shapley.inference`'s jackknife applies unchanged
+seed ``s`` and :mod:`copyscope.estimate.shapley.inference`'s jackknife applies unchanged
 (:func:`interaction_inference`). Pair matrices are ``(n, n)`` or ``(n, n, C)``, symmetric, with NaN
 on the diagonal (a player does not form a pair with itself: NaN, not 0, so that the diagonal is
 never read as "no interaction"). Pairs are listed as ``(i, j)``, ``i < j``, in ``np.triu_indices``
