@@ -83,7 +83,7 @@ def test_first_seed_values_match_an_independent_computation(run):
     """k = 1 from the metric itself on the cached seed-0 images, Shapley by brute force."""
     from copyscope.generate.cache import ImageCache
     from copyscope.score.metrics import build_metrics
-    from copyscope.score.scorer import load_image_rgb
+    from copyscope.common.inputs import load_image_rgb
 
     report = run["report"]
     game = report["games"][0]

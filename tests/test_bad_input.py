@@ -316,7 +316,7 @@ def test_allow_pickle_warns_and_gets_past_the_pickle_check(assets, tmp_path):
 
 def test_greyscale_rgba_and_16bit_references_are_converted(assets, tmp_path, monkeypatch):
     from copyscope.generate import CoalitionEngine
-    from copyscope.score.scorer import load_image_rgb
+    from copyscope.common.inputs import load_image_rgb
 
     d = tmp_path / "refs_modes"
     d.mkdir()

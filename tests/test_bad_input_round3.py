@@ -421,7 +421,7 @@ def _exif_pair(tmp: Path, orientation: int) -> tuple[Path, Path]:
 def test_exif_rotated_image_is_read_upright_by_every_reader(orientation, tmp_path):
     from copyscope.modelfiles.sources import load_control
     from copyscope.common.inputs import image_sha256
-    from copyscope.score.scorer import load_image_rgb
+    from copyscope.common.inputs import load_image_rgb
 
     jpeg, png = _exif_pair(tmp_path, orientation)
     a, b = load_image_rgb(jpeg), load_image_rgb(png)  # references, conditioning sources, thumbnails

@@ -154,7 +154,7 @@ def test_text_encoder_only_kohya_lora_bypasses_the_embedding_cache(files, tmp_pa
     engine = CoalitionEngine(prep.zoo, prep.plan.games[0])
     off = engine.generate((False,), prep.plan.items)
     on = engine.generate((True,), prep.plan.items)
-    assert engine.kind_state["lora"]["text_encoder_adapters"] == {"style"}
+    assert {p.name for p in engine.players["lora"] if p.text_encoder_weights} == {"style"}
     # the UNet is untouched by this LoRA: had its coalition reused the cached (base) embeddings, the
     # image would equal the base's. It differs, and no cached embedding was used for it.
     assert engine.embedding_hits == 0

@@ -1,7 +1,7 @@
 """A backbone built while a pipeline loads in another thread: accelerate's init_empty_weights (which diffusers'
 from_pretrained enters) patches torch process-wide, so a model built meanwhile would get meta tensors with no
 data. The validity benchmark crashed on this (effnet built by the audit's background scoring thread while the
-engine loaded); copyscope builds models under one lock (copyscope.score.metrics.backbone_base.MODEL_BUILD_LOCK)."""
+engine loaded); copyscope builds models under one lock (copyscope.common.model_lock.MODEL_BUILD_LOCK)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_effnet_built_while_another_thread_loads_a_model():
     from accelerate import init_empty_weights
 
     from copyscope.score.metrics import build_metrics
-    from copyscope.score.metrics.backbone_base import MODEL_BUILD_LOCK
+    from copyscope.common.model_lock import MODEL_BUILD_LOCK
 
     img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
     expected = np.asarray(build_metrics(["effnet"], {}, device="cpu")[0].features([img]))

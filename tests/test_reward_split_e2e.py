@@ -95,7 +95,7 @@ def test_coalitions_are_prompts_with_the_model_fully_on(split_run):
 def full_prompt_similarities(tmp, tiny_clip, image_keys):
     """max over artists (max over each work's images) of the clip similarity, recomputed here."""
     from copyscope.score.metrics import build_metrics
-    from copyscope.score.scorer import load_image_rgb
+    from copyscope.common.inputs import load_image_rgb
 
     m = build_metrics(["clip"], {"clip": str(tiny_clip)})[0]
     cache = ImageCache(tmp / "cache")

@@ -61,7 +61,7 @@ def test_embedding_cache_gives_bit_identical_images(engine_zoo):
     order = [tuple(bool(x) for x in c) for c in order]
     with_cache, eng = _images(engine_zoo, order, cache=True)
     without, eng0 = _images(engine_zoo, order, cache=False)
-    assert eng.kind_state["lora"]["text_encoder_adapters"] == {"te"}
+    assert {p.name for p in eng.players["lora"] if p.text_encoder_weights} == {"te"}
     for c in order:
         assert np.array_equal(with_cache[c], without[c]), game.coalition_key(c)
     # 5 generations without the text-encoder LoRA, one batch each: all but the first are hits
@@ -77,7 +77,7 @@ def test_coalitions_without_controlnet_run_the_plain_pipeline(engine_zoo):
     engine = CoalitionEngine(engine_zoo.zoo, engine_zoo.plan.games[0])
     engine.load()
     calls = []
-    engine.kind_state["controlnet"]["models"]["depth"].register_forward_hook(lambda *a: calls.append(1))
+    next(p for p in engine.players["controlnet"] if p.name == "depth").model.register_forward_hook(lambda *a: calls.append(1))
     for c in itertools.product([False, True], repeat=3):
         pipe = engine.activate(c)
         if c[0]:

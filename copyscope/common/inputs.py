@@ -17,6 +17,8 @@ import stat
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .errors import CopyscopeError
 
 MAX_ZOO_BYTES = 4 << 20  # 4 MiB: a zoo file is a few kB
@@ -203,3 +205,27 @@ def image_sha256(path: Path) -> str:
             orientation = 1
         _identity_memo[memo] = sha if orientation == 1 else sha256_bytes(f"{sha}|exif-orientation:{orientation}".encode())
     return _identity_memo[memo]
+
+
+def load_image_rgb(path: Path) -> np.ndarray:
+    """Any PIL-readable image as float32 RGB in [0,1]. Greyscale is replicated; transparency is
+    composited on white (a transparent pixel of a scanned work is paper, not black)."""
+    from PIL import Image
+
+    im = read_image(path)  # EXIF orientation applied: a phone photo stored sideways is compared upright
+    if im.mode.startswith("I") or im.mode == "F":
+        # 16-bit / 32-bit greyscale: PIL's convert("RGB") clips at 255 (a 16-bit scan turns white)
+        g = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and g.max() > 255):
+            g = g / 65535.0
+        elif im.mode == "F" and g.max() <= 1.0:
+            pass
+        else:
+            g = g / 255.0
+        g = np.clip(np.nan_to_num(g), 0.0, 1.0).astype(np.float32)
+        return np.repeat(g[..., None], 3, axis=-1)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0

@@ -209,7 +209,7 @@ class ConditioningMaps:
     def _run(self, i: int, source: Path) -> np.ndarray:
         from PIL import Image
 
-        from ..score.scorer import load_image_rgb
+        from ..common.inputs import load_image_rgb
 
         c = self.zoo.spec.controlnets[i].conditioning
         h, w = self.zoo.spec.generation.size

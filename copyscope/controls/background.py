@@ -128,7 +128,7 @@ def background_from_zoo(zoo, references: list[np.ndarray]) -> BackgroundSet:
     background is an error: a specific worth needs at least two generic images."""
     from ..config.zoo import expand_image_paths
     from ..common.inputs import check_image_file
-    from ..score.scorer import load_image_rgb
+    from ..common.inputs import load_image_rgb
 
     spec = zoo.spec.background
     sources: list[tuple[str, np.ndarray]] = []

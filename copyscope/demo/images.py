@@ -74,7 +74,7 @@ def image_library(folder: Path | None) -> dict[str, Path]:
 def load_named(name: str, library: dict[str, Path] | None = None) -> np.ndarray:
     """An image by name: a file of the ``--images`` library, else one of scikit-image's, as float32 (H, W, 3)."""
     if library and name in library:
-        from ..score.scorer import load_image_rgb
+        from ..common.inputs import load_image_rgb
 
         return np.ascontiguousarray(load_image_rgb(library[name]), dtype=np.float32)
     return load_skimage(name)

@@ -102,9 +102,8 @@ class CoalitionEngine:
         }
         self._by_name = {p.name: p for ps in self.players.values() for p in ps}
         self.pipe = None
-        # per-kind state a kind keeps on the engine (ControlNet models and pipelines, the LoRAs with
-        # text-encoder weights, ...): the kind's own business, cleared on release
-        self.kind_state: dict[str, dict] = {kind: {} for kind in self._kind_classes}
+        # what each kind keeps on this engine (its State: the ControlNet pipelines per active set, ...)
+        self._states = {kind: cls.State() for kind, cls in self._kind_classes.items()}
         self._active: tuple | None = None
         self.switches = 0
         self._identity_cache: dict | None = None
@@ -117,6 +116,10 @@ class CoalitionEngine:
 
     def _kinds(self):
         return self._kind_classes.items()
+
+    def state(self, kind_cls):
+        """The kind's own state on this engine (an instance of ``kind_cls.State``)."""
+        return self._states[kind_cls.kind]
 
     # -- identities (cache keys) ---------------------------------------------------------------
     def identities(self) -> dict:
@@ -170,7 +173,7 @@ class CoalitionEngine:
     def load(self) -> None:
         if self.pipe is not None:
             return
-        from ..score.metrics.backbone_base import MODEL_BUILD_LOCK
+        from ..common.model_lock import MODEL_BUILD_LOCK
 
         with MODEL_BUILD_LOCK:  # no backbone is built in another thread meanwhile (see the lock's comment)
             self._load()
@@ -324,8 +327,10 @@ class CoalitionEngine:
     def release(self) -> None:
         self._embeds.clear()
         self.pipe = None
-        for state in self.kind_state.values():
-            state.clear()
+        for kind, cls in self._kinds():
+            for p in self.players[kind]:
+                p.release()
+            self._states[kind] = cls.State()
         try:
             import torch
 

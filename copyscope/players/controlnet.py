@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -81,6 +83,12 @@ class ControlNetPlayer(PlayerKind):
     key_group = "controlnets"
     key_group_always = True
     switch_cost = "free: the ControlNet pipeline over the same modules is chosen per coalition"
+    model: Any = None  # the loaded ControlNet model (load), dropped on release
+
+    @dataclass
+    class State(PlayerKind.State):
+        # the ControlNet pipeline of each active set (player names), built over the base's modules
+        pipes: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
     @classmethod
     def check_references(cls, zoo):
@@ -183,21 +191,23 @@ class ControlNetPlayer(PlayerKind):
                 )
         except Exception as exc:  # noqa: BLE001 - diffusers/hub raise many kinds; the user needs one line
             raise hub_error(eng.zoo, exc, src, self.loc) from None
-        eng.kind_state[self.kind].setdefault("models", {})[self.name] = model.to(eng.device)
+        self.model = model.to(eng.device)
+
+    def release(self) -> None:
+        self.model = None
 
     @classmethod
     def route(cls, engine, active, pipe):
         if not active:
             return pipe
         key = tuple(p.name for p in active)
-        state = engine.kind_state[cls.kind]
-        pipes = state.setdefault("pipes", {})  # one ControlNet pipeline per active set, sharing the base's modules
+        pipes = engine.state(cls).pipes  # one ControlNet pipeline per active set, sharing the base's modules
         if key not in pipes:
             import diffusers
 
             pipe_cls = getattr(diffusers, engine.family.controlnet_pipeline)
             accepted = inspect.signature(pipe_cls.__init__).parameters
-            models = [state["models"][n] for n in key]
+            models = [p.model for p in active]
             parts = {k: v for k, v in pipe.components.items() if k in accepted and k != "controlnet"}
             extra = {k: v for k, v in engine.family.load_kwargs.items() if k in accepted and k != "safety_checker"}
             p = pipe_cls(**parts, **extra, controlnet=models[0] if len(models) == 1 else models)

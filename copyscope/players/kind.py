@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 KINDS: dict[str, type["PlayerKind"]] = {}
@@ -38,6 +39,12 @@ class PlayerKind:
     switch_cost: ClassVar[str] = "free"
     # switching it on or off changes the denoiser's traced graph (torch.compile recompiles per active set)
     changes_denoiser_graph: ClassVar[bool] = False
+
+    @dataclass
+    class State:
+        """What the kind keeps on one engine across its players (a subclass declares its own fields, e.g. the
+        ControlNet pipelines per active set). The engine makes one per kind (``engine.state(cls)``) and a fresh
+        one on release; per-player state lives on the player objects."""
 
     def __init__(self, engine, spec, index: int):
         self.engine = engine
@@ -138,4 +145,4 @@ class PlayerKind:
         return False
 
     def release(self) -> None:
-        pass
+        """Drop what this player loaded (the engine releases its pipeline)."""

@@ -92,6 +92,8 @@ class LoraPlayer(PlayerKind):
     key_group = "loras"
     key_group_always = True
     switch_cost = "set_adapters / disable_lora: milliseconds, no reload"
+    # the adapter has text-encoder weights (after_load reads them): its coalitions cannot reuse cached prompt embeddings
+    text_encoder_weights: bool = False
 
     @classmethod
     def families(cls, zoo, spec):
@@ -359,7 +361,8 @@ class LoraPlayer(PlayerKind):
         names: set[str] = set()
         for attr in ("text_encoder", "text_encoder_2", "text_encoder_3"):
             names |= set(getattr(getattr(engine.pipe, attr, None), "peft_config", None) or ())
-        engine.kind_state[cls.kind]["text_encoder_adapters"] = frozenset(names)
+        for p in players:
+            p.text_encoder_weights = p.name in names
 
     @classmethod
     def switch(cls, engine, active, players):
@@ -372,4 +375,4 @@ class LoraPlayer(PlayerKind):
             engine.pipe.disable_lora()
 
     def touches_text_encoder(self) -> bool:
-        return self.name in self.engine.kind_state[self.kind].get("text_encoder_adapters", ())
+        return self.text_encoder_weights

@@ -67,7 +67,7 @@ def _encode_thumb(arr_u8, max_side: int) -> bytes:
 def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
     """(data URI, None) or (None, why not)."""
     from ..common.files import to_uint8
-    from ..score.scorer import load_image_rgb
+    from ..common.inputs import load_image_rgb
 
     path = Path(path)
     if not path.is_file():

@@ -13,36 +13,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from ..generate.cache import ImageCache
 from ..common.files import key_of
 from ..config.zoo import Zoo, iter_reference_files
-from ..common.inputs import check_image_file, image_sha256
-
-
-def load_image_rgb(path: Path) -> np.ndarray:
-    """Any PIL-readable image as float32 RGB in [0,1]. Greyscale is replicated; transparency is
-    composited on white (a transparent pixel of a scanned work is paper, not black)."""
-    from ..common.inputs import read_image
-
-    im = read_image(path)  # EXIF orientation applied: a phone photo stored sideways is compared upright
-    if im.mode.startswith("I") or im.mode == "F":
-        # 16-bit / 32-bit greyscale: PIL's convert("RGB") clips at 255 (a 16-bit scan turns white)
-        g = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith("I;16") or (im.mode == "I" and g.max() > 255):
-            g = g / 65535.0
-        elif im.mode == "F" and g.max() <= 1.0:
-            pass
-        else:
-            g = g / 255.0
-        g = np.clip(np.nan_to_num(g), 0.0, 1.0).astype(np.float32)
-        return np.repeat(g[..., None], 3, axis=-1)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+from ..common.inputs import check_image_file, image_sha256, load_image_rgb
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -18,16 +17,11 @@ import numpy as np
 
 from copyscope.common.files import tree_sha256
 from copyscope.common.errors import MissingDependency
+from copyscope.common.model_lock import MODEL_BUILD_LOCK
 from copyscope.common.hubids import HUB_REPO_RE as _HUB_ID  # noqa: F401 (the one hub-id pattern, owner/name; re-exported)
 
 from .base import Option
 
-# accelerate's init_empty_weights, which diffusers' and transformers' from_pretrained use, patches torch's
-# nn.Module process-wide while a model loads: a module built in another thread meanwhile gets meta tensors
-# with no data (the audit scores in a background thread while the engine may be loading). Every model
-# copyscope builds while an audit runs is built under this lock: the engine's pipeline and players, and each
-# backbone's first load.
-MODEL_BUILD_LOCK = threading.RLock()
 
 DEFAULT_SOURCES = {
     "clip": "openai/clip-vit-base-patch32",
