@@ -42,7 +42,6 @@ def main(out: Path = ROOT / "docs" / "img" / "conditioning.png") -> None:
         try:
             zoo = load_zoo(zoo_path)
             maps = ConditioningMaps(zoo, Path(tmp) / "maps")
-            zoo.conditioning_maps = maps
             depth = maps.entry(0)
             canny_zoo = load_zoo(zoo_path)
             canny_zoo.spec.controlnets[0].conditioning.detector = "canny"
@@ -50,7 +49,7 @@ def main(out: Path = ROOT / "docs" / "img" / "conditioning.png") -> None:
             canny = ConditioningMaps(canny_zoo, Path(tmp) / "maps").entry(0)
             plan = make_plan(zoo)
             game = plan.games[0]
-            engine = CoalitionEngine(zoo, game)
+            engine = CoalitionEngine(zoo, game, conditioning=maps)
             rows = []
             for members in COALITIONS:
                 flags = tuple(p.name in members for p in game.players)

@@ -127,10 +127,9 @@ def test_unchanged_maps_are_reused_and_a_changed_parameter_changes_the_image_key
                     loras=1)
         zoo = load_zoo(path)
         maps = ConditioningMaps(zoo, out)
-        zoo.conditioning_maps = maps
         plan = make_plan(zoo)
         game = plan.games[0]
-        engine = CoalitionEngine(zoo, game)
+        engine = CoalitionEngine(zoo, game, conditioning=maps)
         with_cn = tuple(p.kind == "controlnet" for p in game.players)
         without = tuple(False for _ in game.players)
         from copyscope.common.files import key_of
@@ -254,11 +253,11 @@ def test_from_work_placeholder_reads_each_prompts_own_work(tmp_path, tiny_models
                 references=[{"name": "a", "paths": [str(tmp_path / "refs")]}, {"name": "b", "paths": [str(other)]}],
                 prompts=[{"name": "pa", "text": "x", "work": "a"}, {"name": "pb", "text": "x", "work": "b"}])
     zoo = load_zoo(path)
-    maps = zoo.conditioning_maps = ConditioningMaps(zoo, tmp_path / "maps")
+    maps = ConditioningMaps(zoo, tmp_path / "maps")
     rows = maps.compute_all()
     assert [(r["work"], Path(r["source"]).name) for r in rows] == [("a", "ref0.png"), ("b", "ref0.png")]
     plan = make_plan(zoo)
-    engine = CoalitionEngine(zoo, plan.games[0])
+    engine = CoalitionEngine(zoo, plan.games[0], conditioning=maps)
     fields = {it.prompt: engine.image_fields((True,), it) for it in plan.items if it.seed == 0}
     assert fields["pa"]["controlnets"][0]["map_key"] == rows[0]["key"]
     assert fields["pb"]["controlnets"][0]["map_key"] == rows[1]["key"]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..common.files import atomic_write_text
-from ..conditioning import maps_for
 from ..generate import CoalitionEngine, GenerationStats
 from ..estimate.per_game import GameResult, estimate_game, fusion_members  # noqa: F401  (re-exported)
 from ..game.evaluator import CoalitionEvaluator, seed_resamples
@@ -121,7 +120,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
     from ..report import build_report
 
     zoo, plan = prep.zoo, prep.plan
-    conditioning = maps_for(zoo).compute_all(hooks.on_event)  # before any generation
+    conditioning = prep.conditioning.compute_all(hooks.on_event)  # before any generation
     est = zoo.spec.estimator
     # the replicate columns (leave-one-seed-out or bootstrap), shared by every coalition and game
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
@@ -133,7 +132,8 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")
         engine = (engines or {}).get(game.base.name)
         if engine is None:
-            engine = CoalitionEngine(zoo, game, allow_pickle=prep.allow_pickle, on_event=hooks.on_event)
+            engine = CoalitionEngine(zoo, game, allow_pickle=prep.allow_pickle, on_event=hooks.on_event,
+                                     conditioning=prep.conditioning)
             if engines is not None:
                 engines[game.base.name] = engine
         switches_before = engine.switches

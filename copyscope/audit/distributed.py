@@ -131,7 +131,7 @@ def generate_share(
     n_items = len(prep.plan.items)
     for game in prep.plan.games:
         coalitions = planned_coalitions(prep, game)
-        engine = CoalitionEngine(prep.zoo, game, allow_pickle=allow_pickle, on_event=on_event)
+        engine = CoalitionEngine(prep.zoo, game, allow_pickle=allow_pickle, on_event=on_event, conditioning=prep.conditioning)
         if device is not None and engine.device.split(":")[0] == device.split(":")[0]:
             engine.device = device  # same device type (so the same image keys), this process's index
         bs = engine.gen.batch_size

@@ -60,7 +60,7 @@ def _calibrate(prep: PreparedAudit, game: GamePlan) -> float:
     """Seconds per image of the full coalition, from one timed batch after a warm-up batch."""
     from ..generate import CoalitionEngine
 
-    engine = CoalitionEngine(prep.zoo, game)
+    engine = CoalitionEngine(prep.zoo, game, conditioning=prep.conditioning)
     engine.load()
     full = tuple(True for _ in game.players)
     items = prep.plan.items[: engine.gen.batch_size]

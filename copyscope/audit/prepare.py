@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..generate.cache import ImageCache
-from ..conditioning import attach as attach_conditioning
-from ..conditioning import maps_for
+from ..conditioning import ConditioningMaps
 from ..config import Zoo, load_zoo
 from ..common.errors import CopyscopeError
 from ..generate import model_source, resolve_device
@@ -52,6 +51,7 @@ class PreparedAudit:
     out_where: str = ""  # how errors name the output folder: "--out DIR" or "zoo.yaml:3: output: DIR"
     missing_files: list[str] = field(default_factory=list)  # validate / plan only (strict_files=False)
     background: BackgroundSet | None = None  # the background set (specific worth, positive controls)
+    conditioning: ConditioningMaps | None = None  # the computed ControlNet maps, in <output>/conditioning
 
     def coalitions(self, game: GamePlan) -> list[tuple[bool, ...]]:
         """The coalitions the audit evaluates for ``game``, in generation order (plan.json lists them)."""
@@ -139,8 +139,9 @@ def prepare_audit(
                 if strict_files or what != "not found":
                     raise problem
                 missing.append(str(problem))
+    conditioning = ConditioningMaps(zoo, out_dir / "conditioning", allow_pickle, device)
     try:  # computed conditioning maps: sources, detector weights, extras (copyscope.conditioning)
-        attach_conditioning(zoo, out_dir, allow_pickle, device).check()
+        conditioning.check()
     except CopyscopeError as problem:
         if strict_files or not re.search(r"not found|holds no images|not in the local Hugging Face cache", str(problem)):
             raise
@@ -177,7 +178,8 @@ def prepare_audit(
         except CopyscopeError as problem:
             missing.append(str(problem))
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, device=device,
-                         allow_pickle=allow_pickle, out_where=out_where, missing_files=missing, background=background)
+                         allow_pickle=allow_pickle, out_where=out_where, missing_files=missing, background=background,
+                         conditioning=conditioning)
 
 
 def _add_placebo(zoo: Zoo, cache: ImageCache, strict_files: bool, missing: list[str]) -> None:
@@ -307,6 +309,6 @@ def write_maps(zoo_path, out: Path | None = None, allow_pickle: bool = False,
     prep = prepare_audit(zoo_path, out, allow_pickle)
     OutputFolder(prep.out_dir, where=prep.out_where).claim([])
     try:
-        return maps_for(prep.zoo).compute_all(on_event)
+        return prep.conditioning.compute_all(on_event)
     except OSError as exc:
         raise os_error_message(exc) from None

@@ -271,20 +271,6 @@ def _intact(path: Path, key: str) -> bool:
         return False
 
 
-def maps_for(zoo: "Zoo") -> ConditioningMaps:
-    """The zoo's map cache: the one ``attach`` set up (audit), else one in the zoo's output folder."""
-    maps = getattr(zoo, "conditioning_maps", None)
-    if maps is None:
-        maps = zoo.conditioning_maps = ConditioningMaps(zoo, zoo.output_dir / "conditioning")
-    return maps
-
-
-def attach(zoo: "Zoo", out_dir: Path, allow_pickle: bool = False, device: str = "cpu") -> ConditioningMaps:
-    """Set up the zoo's map cache in ``out_dir/conditioning`` (used by the engine through ``maps_for``)."""
-    zoo.conditioning_maps = ConditioningMaps(zoo, Path(out_dir) / "conditioning", allow_pickle, device)
-    return zoo.conditioning_maps
-
-
 def map_count(zoo: "Zoo") -> int:
     """How many maps each (prompt, seed) is generated with: the reference images of the work of a
     ControlNet with ``reference: each`` (1 otherwise). Several such ControlNets must agree."""

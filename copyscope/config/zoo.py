@@ -24,7 +24,6 @@ class Zoo:
         self.text = text
         self._lines = lines
         self.sha256 = hashlib.sha256(text.encode()).hexdigest()
-        self.conditioning_maps = None  # copyscope.conditioning.attach sets the computed-map cache
         self.placebo = None  # copyscope.controls.placebo.add_placebo_player: the placebo LoRA's summary
 
     # -- error helpers -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..common.files import key_of
+from ..conditioning import ConditioningMaps
 from ..config import SCHEDULERS, Zoo
 from ..common.errors import CopyscopeError
 from ..modelfiles.file_checks import config_arg, load_identity
@@ -81,6 +82,7 @@ class CoalitionEngine:
         *,
         allow_pickle: bool = False,
         on_event: Callable[[str], None] | None = None,
+        conditioning: ConditioningMaps | None = None,
     ):
         from ..families import base_family
         from ..players import KINDS
@@ -88,6 +90,8 @@ class CoalitionEngine:
         self.zoo = zoo
         self.game = game
         self.allow_pickle = allow_pickle
+        # the computed ControlNet maps (the prepared audit's); by default those in the zoo's output folder
+        self.conditioning = conditioning if conditioning is not None else ConditioningMaps(zoo, zoo.output_dir / "conditioning")
         self.gen = zoo.spec.generation
         base_idx = zoo.spec.bases.index(game.base)
         self.family = base_family(zoo, base_idx)

@@ -153,9 +153,7 @@ class ControlNetPlayer(PlayerKind):
         return path
 
     def _conditioning_map(self, item):
-        from ..conditioning import maps_for
-
-        return maps_for(self.engine.zoo).entry(self.index, getattr(item, "control", 0), item.work)
+        return self.engine.conditioning.entry(self.index, getattr(item, "control", 0), item.work)
 
     def key_entry(self, item) -> dict:
         entry = {
