@@ -90,7 +90,7 @@ def synthetic(games: int = 200) -> list[dict]:
 
 
 def error_rates(games: int = 1000) -> dict:
-    """The simulations of tests/test_statistics_sequential.py (same seeds), with their numbers:
+    """The simulations of tests/unit/estimate/test_statistics_sequential.py (same seeds), with their numbers:
     looks at 4..64 seeds, alpha 0.05."""
     from copyscope.estimate.shapley.seed_games import per_image_audits, shapley_matrix
     from copyscope.estimate.shapley.sequential import run_sequential, seed_rounds
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
     if args.synthetic:
         rates = error_rates()
         print("error rates over repeated looks (4..64 seeds, alpha 0.05; the simulations of "
-              "tests/test_statistics_sequential.py):")
+              "tests/unit/estimate/test_statistics_sequential.py):")
         print(f"  1000 all-null 4-player audits: verdict 'decided' {rates['null_decided']:.3f}, any player significant "
               f"at any look {rates['null_any_significant']:.3f}; one player at 5% at every look without spending "
               f"{rates['null_naive_one_player']:.3f}")

@@ -19,7 +19,8 @@ from ..generate.cache import ImageCache
 from ..conditioning import ConditioningMaps
 from ..config import Zoo, load_zoo
 from ..common.errors import CopyscopeError
-from ..generate import model_source, resolve_device
+from ..generate import resolve_device
+from ..modelfiles.sources import model_source
 from ..common.inputs import check_image_file
 from ..common.outdir import OutputFolder, resolve_output
 from ..plan.games import GamePlan, Plan, make_plan, planned_coalitions
@@ -109,7 +110,7 @@ def prepare_audit(
     images are collected in ``missing_files`` instead of failing, so a zoo file for hub
     models can be checked before its protected works are put in place.
     """
-    from ..generate import check_lora_fits  # noqa: I001
+    from ..players import check_lora_fits
     from ..modelfiles.file_checks import check_real_files
     from ..estimate.shapley import get_estimator
 

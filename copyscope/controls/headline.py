@@ -17,7 +17,7 @@ from __future__ import annotations
 
 # The validity benchmark's admission, the rule the defaults follow (copyscope.score.metrics.registry): a decoy called
 # significant (t test) in at most 5% of the scenarios of every committed run (bench/validity_results*.json and
-# the raw worth of bench/validity_worth_results.json; tests/test_validity_committed.py checks this list against
+# the raw worth of bench/validity_worth_results.json; tests/fitness/test_validity_committed.py checks this list against
 # them). dhash (4/36 at 16 seeds) and sscd (2/36 at 16 seeds) miss it; metrics the benchmark could not measure
 # here (clip, dinov2, dreamsim: no weights offline) are not admitted. Of these, the set metric and the fusion
 # have no per-image controls, so the rule chooses between phash and effnet; effnet is blind at 32 px.

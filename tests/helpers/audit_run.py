@@ -1,5 +1,5 @@
-"""Shared, once-per-session audit + ablation on the tiny models for tests/test_report_html.py and
-tests/test_ablate.py (imported by both, so the ~40 s audit runs once)."""
+"""Shared, once-per-session audit + ablation on the tiny models for tests/unit/report/test_report_html.py and
+tests/unit/analyses/test_ablate.py (imported by both, so the ~40 s audit runs once)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def zoo_data(tmp: Path, a: dict, *, controlnet: bool = False) -> dict:
         "generation": {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 2, "batch_size": 2, "scheduler": "ddim"},
         "metrics": ["ssim", "dhash"],
         "estimator": {"bootstrap": 20},
-        "controls": {"positive": False},  # tests/test_controls_positive.py tests the controls
+        "controls": {"positive": False},  # tests/unit/controls/test_controls_positive.py tests the controls
     }
     if controlnet:
         data["controlnets"] = [{"name": "depth", "model": str(a["controlnet"]), "conditioning": {"image": str(a["control"])}}]

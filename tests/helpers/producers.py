@@ -1,5 +1,5 @@
 """What the tests of LoRA files made by independent producers share: the one-LoRA zoo file and the audit's
-images in grey levels (tests/test_lora_producers.py for the SD demo base, test_lora_producers_families.py
+images in grey levels (tests/e2e/test_lora_producers.py for the SD demo base, test_lora_producers_families.py
 for the tiny SDXL / SD3 / Flux bases)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def producer_zoo(tmp: Path, base_name: str, base: Path, lora: Path | None, gener
         "metrics": ["ssim"],
         # without a LoRA the base is the one player (its image is the coalition named after it)
         "estimator": {"bootstrap": 0} if lora else {"bootstrap": 0, "base": "player"},
-        "controls": {"positive": False},  # tests/test_controls_positive.py tests the controls
+        "controls": {"positive": False},  # tests/unit/controls/test_controls_positive.py tests the controls
     }
     path = tmp / "zoo.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -39,7 +39,7 @@ def make_zoo_file(tmp_path: Path, tiny_models: dict, *, loras: int = 2, controln
         "generation": {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 2, "batch_size": 2, "scheduler": "ddim"},
         "metrics": ["ssim", "rgb_ssim", "dhash", "histogram", "cosine"],
         "estimator": {"bootstrap": 50},
-        # the positive controls (on by default in a zoo) have their own tests: tests/test_controls_positive.py
+        # the positive controls (on by default in a zoo) have their own tests: tests/unit/controls/test_controls_positive.py
         "controls": {"positive": False},
     }
     data.update(overrides)

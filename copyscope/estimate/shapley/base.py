@@ -14,7 +14,7 @@ Budget = number of distinct coalitions an estimate uses. Sampled estimators neve
 
 :meth:`Estimator.plan` is THE answer to "which coalitions will this estimator evaluate?": plan.json,
 ``copyscope plan`` and the distributed dry run should ask it rather than re-derive the rule, and
-``estimate`` evaluates exactly ``plan``'s rows (tests/test_shapley.py checks this for every
+``estimate`` evaluates exactly ``plan``'s rows (tests/unit/estimate/test_shapley.py checks this for every
 registered estimator).
 """
 

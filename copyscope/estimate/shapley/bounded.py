@@ -153,7 +153,7 @@ def shapley_seed_bound(value_range: tuple[float, float]) -> float:
 def pair_difference_bound(value_range: tuple[float, float]) -> float:
     """The bound on ``phi_i - phi_j`` per seed: also ``b - a``. Shapley's difference formula writes it as
     ``sum_{S not containing i, j} |S|! (n - |S| - 2)! / (n - 1)! * (v(S + i) - v(S + j))``, and those
-    weights sum to 1 (tests/test_statistics_bounded.py checks it on random games)."""
+    weights sum to 1 (tests/unit/estimate/test_statistics_bounded.py checks it on random games)."""
     return shapley_seed_bound(value_range)
 
 

@@ -1,7 +1,7 @@
 """Per-seed contributions of a player whose true Shapley value is known, in many shapes of seed noise.
 
 For checking the intervals and tests by simulation (``bench/bench_bounded.py`` prints the tables of
-docs/estimation.md; ``tests/test_statistics_bounded.py`` asserts the promises on a quick subset). Every
+docs/estimation.md; ``tests/unit/estimate/test_statistics_bounded.py`` asserts the promises on a quick subset). Every
 shape is a law on ``[-SPREAD, SPREAD]`` with mean exactly 0 (``SPREAD = 0.7``), so a shift by ``delta``
 up to ``1 - SPREAD`` keeps every draw inside the bound ``[-1, 1]`` that the distribution-free test
 is given. The shapes are the ones that break a t test: strongly skewed laws (a decoy that nudges most

@@ -185,7 +185,7 @@ def calibration(columns: np.ndarray, truth: np.ndarray, resampling: str = "jackk
     """Intervals and tests on each audit's worth columns ``(G, 2**n, 1 + R)`` (exact Shapley).
 
     Jackknife columns go through :func:`seed_inference` for all audits at once (what
-    :class:`Estimate` calls; ``tests/test_statistics_intervals.py`` checks they agree), bootstrap
+    :class:`Estimate` calls; ``tests/unit/estimate/test_statistics_intervals.py`` checks they agree), bootstrap
     columns through :class:`Estimate` one audit at a time. Returns per player: ``coverage`` (share
     of audits whose ``level`` interval holds the true value), ``reject`` (share with a one-sided
     p-value below ``alpha``, uncorrected), ``width`` (mean interval width) and ``bias`` (mean of

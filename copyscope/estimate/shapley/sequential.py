@@ -8,7 +8,7 @@ round ``k`` the per-seed pseudo-values of the first ``m_k`` seeds give intervals
 
 Looking repeatedly and stopping at the first good-looking result inflates false positives: with a
 5 % test at each of 5 looks, a player whose true value is 0 is called positive far more often than
-5 % of the time (``tests/test_statistics_sequential.py`` measures it). So the error rate is spent
+5 % of the time (``tests/unit/estimate/test_statistics_sequential.py`` measures it). So the error rate is spent
 across the looks (alpha spending): look ``k`` spends ``alpha_k`` with ``sum_k alpha_k = alpha``,
 ``alpha_k = alpha ((m_k / m_K)^rho - (m_{k-1} / m_K)^rho)``; ``rho = 1`` (default) spends in
 proportion to the seeds, ``rho > 1`` saves it for the last looks. Each of a look's ``n`` tests

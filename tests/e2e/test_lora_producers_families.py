@@ -1,5 +1,5 @@
 """LoRA files made by independent producers for the SDXL, SD3 and Flux.1 families (the sd column's other cases
-are in tests/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
+are in tests/e2e/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
 (:func:`copyscope.demo.tiny_families.tiny_family_pipeline`), each audited through the CLI with
 ``seeds: 1`` and compared with what the producing tool itself means by the file:
 
@@ -25,7 +25,7 @@ both sides, so any difference is the loading. Every file either gives the produc
 grey level) or is refused by ``copyscope validate`` with one line naming ``loras[0].model``, the layout and
 the reason; ``test_family_refusals_are_needed`` checks each refusal against diffusers itself (it raises,
 warns that layers were not loaded, or gives other images than the producer's). docs/zoo.md
-("LoRA formats") quotes this table: ``python -m pytest tests/test_lora_producers_families.py``.
+("LoRA formats") quotes this table: ``python -m pytest tests/e2e/test_lora_producers_families.py``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ for _fam in DENOISER:
                                                            "diffusers_names": False}, "exact")
     CASES[_fam, "peft-patterns"] = ("peft", {"alpha": 8, "dora": False, "te": False, "patterns": True}, "exact")
     if _fam == "sd":
-        continue  # the sd column's other files: tests/test_lora_producers.py, on the shipped demo base
+        continue  # the sd column's other files: tests/e2e/test_lora_producers.py, on the shipped demo base
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
     # one file for two variants (the suite's time): rank-stabilised scaling, adapters on every text-encoder Linear
     CASES[_fam, "peft-rslora-te-every-layer"] = ("peft", {"alpha": 8, "dora": False, "te": True, "rslora": True,

@@ -11,6 +11,7 @@ import pytest
 
 from copyscope.controls.headline import choose_headline
 from copyscope.controls.sensitivity import equivalent_strength, mann_whitney_auc, sensitivity
+from helpers.paths import REPO
 
 
 def test_auc_by_hand():
@@ -175,13 +176,12 @@ def test_headline_never_computed_from_the_coalition_images(tiny_models, tmp_path
 
 def test_plan_counts_the_control_images():
     """`copyscope plan` says what the controls add: the shipped demo, 1 work x 4 strengths x (1 + 3) sources x 4 seeds."""
-    from pathlib import Path
 
     from typer.testing import CliRunner
 
     from copyscope.cli import app
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     r = CliRunner().invoke(app, ["plan", str(root / "model_zoo.yaml")])
     assert r.exit_code == 0, r.output
     assert "positive controls: 64 img2img image(s)" in " ".join(r.output.split())

@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
 ISSUE = [re.compile(r"\bissues? #?\d+", re.I), re.compile(r"\(#\d+\)")]
@@ -108,7 +109,8 @@ def test_every_relative_link_and_anchor_resolves():
 
 
 @pytest.mark.parametrize("heading, anchor", [
-    ("Which test carries a claim (`copyscope/estimate/shapley/bounded.py`)", "which-test-carries-a-claim-copyscopeestimateshapleyboundedpy"),
+    ("Which test carries a claim (`copyscope/estimate/shapley/bounded.py`)",
+     "which-test-carries-a-claim-copyscopeestimateshapleyboundedpy"),
     ("5. Scoring against generation: `python bench/bench_scoring.py`", "5-scoring-against-generation-python-benchbench_scoringpy"),
     ("Controls: is the metric shown to detect copying here?", "controls-is-the-metric-shown-to-detect-copying-here"),
 ])

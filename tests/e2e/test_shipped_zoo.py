@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -13,8 +12,9 @@ from typer.testing import CliRunner  # noqa: E402
 
 from copyscope.cli import app  # noqa: E402
 from copyscope.score.metrics import DEFAULT_METRICS  # noqa: E402
+from helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def _zoo(tmp: Path, f: dict, base: dict, *, lora=None, controlnet=None, name="zo
                        "dtype": "float32", "device": "cpu"},
         "metrics": ["ssim"],
         "estimator": {"bootstrap": 0},
-        "controls": {"positive": False},  # tests/test_controls_positive.py tests the controls
+        "controls": {"positive": False},  # tests/unit/controls/test_controls_positive.py tests the controls
     }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

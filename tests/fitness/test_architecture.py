@@ -1,14 +1,16 @@
-"""Architecture rules a newcomer can rely on (issue 20): no import cycles between copyscope's modules and no
-module over 450 lines. Both walk the source with ast (imports inside functions count: a lazy import still
+"""Architecture rules a newcomer can rely on: no import cycles between copyscope's modules, imports only down
+the layers docs/ARCHITECTURE.md lists, the tree that document draws, and no module over 400 lines. Both walk the source with ast (imports inside functions count: a lazy import still
 ties two modules together), so they need nothing installed and run in well under a second."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+from helpers.paths import REPO
 
-PACKAGE = Path(__file__).resolve().parents[1] / "copyscope"
-MAX_LINES = 450
+PACKAGE = REPO / "copyscope"
+MAX_LINES = 400
 
 
 def _module_name(path: Path) -> str:
@@ -140,7 +142,88 @@ def test_no_import_cycles():
         f"{len(c)} modules, e.g. " + " -> ".join(shortest_cycle(graph, c)) for c in cycles)
 
 
-def test_no_module_over_450_lines():
+def test_no_module_over_400_lines():
     long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them): " + ", ".join(
         f"{m} ({n})" for m, n in sorted(long.items(), key=lambda kv: -kv[1]))
+
+
+# -- the layers of docs/ARCHITECTURE.md ---------------------------------------------------------------
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
+
+
+def documented_layers() -> list[list[str]]:
+    """The numbered list under "## Layers" in docs/ARCHITECTURE.md: per layer, its entries (`pkg/`, `pkg/mod.py`)."""
+    text = ARCHITECTURE.read_text()
+    section = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    layers = []
+    for line in section.splitlines():
+        m = re.match(r"^(\d+)\. (.*)$", line)
+        if m:
+            assert int(m.group(1)) == len(layers) + 1, f"docs/ARCHITECTURE.md: layer {m.group(1)} out of order"
+            layers.append(re.findall(r"`([^`]+)`", m.group(2)))
+    return layers
+
+
+def _entry_module(entry: str) -> tuple[str, bool]:
+    """`score/` -> ("copyscope.score", True: a package prefix); `plan/games.py` -> ("copyscope.plan.games", False)."""
+    if entry.endswith("/"):
+        return "copyscope." + entry.rstrip("/").replace("/", "."), True
+    name = entry.removesuffix(".py").replace("/", ".")
+    return ("copyscope" if name == "__init__" else "copyscope." + name), False
+
+
+def layer_of(module: str, layers: list[list[str]]) -> int | None:
+    """The layer of the longest entry that names ``module`` (a package entry names its whole subtree)."""
+    best, best_len = None, -1
+    for i, entries in enumerate(layers, start=1):
+        for entry in entries:
+            name, is_pkg = _entry_module(entry)
+            if module == name or (is_pkg and module.startswith(name + ".")):
+                if len(name) > best_len:
+                    best, best_len = i, len(name)
+    return best
+
+
+def test_every_documented_entry_exists_and_every_module_has_a_layer():
+    layers = documented_layers()
+    assert len(layers) >= 5
+    modules = _modules()
+    for entries in layers:
+        for entry in entries:
+            name, is_pkg = _entry_module(entry)
+            assert name in modules or any(m.startswith(name + ".") for m in modules), f"ARCHITECTURE.md names {entry}: no such module"
+    unplaced = sorted(m for m in modules if layer_of(m, layers) is None)
+    assert not unplaced, "modules the layer list of docs/ARCHITECTURE.md does not place: " + ", ".join(unplaced)
+
+
+def test_imports_only_go_down_the_documented_layers():
+    layers = documented_layers()
+    graph = import_graph()
+    upward = []
+    for mod, targets in graph.items():
+        for t in targets:
+            if _is_ancestor_package(t, mod):
+                continue  # a submodule using its own package's names (Python runs the __init__ first anyway)
+            if layer_of(t, layers) > layer_of(mod, layers):
+                upward.append(f"{mod} (layer {layer_of(mod, layers)}) imports {t} (layer {layer_of(t, layers)})")
+    assert not upward, "imports up the layers of docs/ARCHITECTURE.md:\n" + "\n".join(sorted(upward))
+
+
+def test_the_top_level_holds_only_the_cli_the_face_and_packages():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "cli.py"], top
+    assert (PACKAGE / "audit" / "__init__.py").is_file()  # the audit entry point
+    documented = set(re.findall(r"^  (\w+)/ ", ARCHITECTURE.read_text(), flags=re.M))
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert documented == packages, f"the tree in docs/ARCHITECTURE.md and copyscope/ differ: {documented ^ packages}"
+
+
+def test_layer_of_takes_the_longest_entry():
+    layers = [["common/", "plan/coalitions.py"], ["plan/"], ["__init__.py"]]
+    assert layer_of("copyscope.common.errors", layers) == 1
+    assert layer_of("copyscope.plan.coalitions", layers) == 1  # the module's own entry beats its package's
+    assert layer_of("copyscope.plan.games", layers) == 2
+    assert layer_of("copyscope", layers) == 3
+    assert layer_of("copyscope.score.scorer", layers) is None

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
+from helpers.paths import REPO
 from helpers.zoo import make_zoo_file
 
 runner = CliRunner()
@@ -367,7 +368,7 @@ def test_the_benchmark_replay_of_a_fixed_run_is_the_real_adaptive_audit(two_work
     the same per-work verdicts, which are also the fixed design's."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_adaptive", Path(__file__).parents[1] / "bench" / "bench_adaptive.py")
+    spec = importlib.util.spec_from_file_location("bench_adaptive", REPO / "bench" / "bench_adaptive.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     adaptive, _, fixed = two_works

@@ -6,11 +6,11 @@ Four runs of `copyscope demo bench`: the quick set (6 scenarios) and the full se
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 RUNS = {  # file -> (subset, scenarios, seeds)
     "validity_results.json": ("quick", 6, 8),
     "validity_results_16seeds.json": ("quick", 6, 16),

@@ -24,10 +24,11 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from copyscope.cli import app
+from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow  # 1000 CLI runs, about 21 s of CPU (docs/robustness.md)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 N_FILES = 500
 PER_COMMAND_SECONDS = 30
 

@@ -236,7 +236,7 @@ def test_rank_mismatch_and_missing_up_weights_are_named():
 
 def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_would_drop_layers(tmp_path):
     """diffusers converts a denoiser's older names (lora.down/up) only when its first tensor (sorted) is
-    not a peft name; tests/test_lora_producers_families.py measures both sides on real files."""
+    not a peft name; tests/e2e/test_lora_producers_families.py measures both sides on real files."""
     q, ff = "transformer_blocks.1.attn.to_q", "transformer_blocks.0.ff.net.2"  # sorted: the ff layer first
     mixed = {f"transformer.{ff}.lora_A.weight": (4, 8), f"transformer.{ff}.lora_B.weight": (8, 4),
              f"transformer.{q}.lora.down.weight": (4, 8), f"transformer.{q}.lora.up.weight": (8, 4)}
@@ -255,7 +255,7 @@ def test_mixed_peft_and_older_diffusers_names_are_refused_only_when_diffusers_wo
 
 def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops(tmp_path):
     """diffusers' Flux "mixture" converter (lora_transformer_* names) maps a fixed list of layers; measured on
-    lycoris-written files by tests/test_lora_producers_families.py."""
+    lycoris-written files by tests/e2e/test_lora_producers_families.py."""
     q = "lora_transformer_transformer_blocks_0_attn_to_q"
     ok = {f"{q}.lora_down.weight": (4, 8), f"{q}.lora_up.weight": (8, 4), f"{q}.alpha": (),
           "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 8),
@@ -277,14 +277,14 @@ def test_flux_lora_transformer_names_are_refused_where_diffusers_converter_stops
 
 def test_peft_oft_names_of_each_peft_version_are_recognised(tmp_path):
     """peft's OFT stores oft_r in older releases and oft_R.weight in newer ones (measured on a saved file by
-    tests/test_lora_producers_families.py); BOFT stores boft_R."""
+    tests/e2e/test_lora_producers_families.py); BOFT stores boft_R."""
     for i, key in enumerate(("unet.a.to_q.oft_r", "unet.a.to_q.oft_R.weight", "transformer.a.to_q.boft_R")):
         assert lora_layouts.lora_layout(formats.header(_write(tmp_path / f"{i}.safetensors", {key: (2, 4, 4)}))) == "peft-oft", key
 
 
 def test_diffusers_lora_tensors_for_a_component_the_family_loader_skips_are_refused(tmp_path):
     """SD3's loader loads transformer + the two CLIP encoders, Flux.1's transformer + the CLIP encoder: T5
-    tensors would be dropped (measured on files by tests/test_lora_producers_families.py)."""
+    tensors would be dropped (measured on files by tests/e2e/test_lora_producers_families.py)."""
     t = {"transformer.a.to_q.lora_A.weight": (4, 8), "transformer.a.to_q.lora_B.weight": (8, 4)}
     for fam, comp, ok in (("sd3", "text_encoder_3", "text_encoder_2"), ("flux", "text_encoder_2", "text_encoder")):
         extra = {f"{comp}.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight": (4, 8)}

@@ -14,7 +14,7 @@ on both sides, so any difference is the loading. Every file either gives the pro
 one grey level: merged and unmerged float sums round apart) or is refused by ``copyscope validate``
 with one line naming ``loras[0].model``, the layout and the reason. ``test_refusals_are_needed`` checks
 each refusal against diffusers itself, so the table in docs/zoo.md ("LoRA formats") stays measured:
-``python -m pytest tests/test_lora_producers.py``.
+``python -m pytest tests/e2e/test_lora_producers.py``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from copyscope.cli import app
 
 from helpers.cli_errors import assert_one_line_error
 from helpers.producers import PROMPT, audit_images, perturb, producer_zoo, runner
+from helpers.paths import REPO
 
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
-BASE = Path(__file__).resolve().parents[1] / "demo_zoo" / "base"
+BASE = REPO / "demo_zoo" / "base"
 PRESET = """enable_conv = true
 unet_target_module = ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"]
 unet_target_name = ["conv_in", "conv_out"]

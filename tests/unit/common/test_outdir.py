@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.common.outdir import MANIFEST, STAGING_PREFIX
 
+from helpers.paths import REPO
 from helpers.cli_errors import _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
 
 runner = CliRunner()
@@ -177,7 +178,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
     is too small for its report; Python ignores SIGXFSZ, so the write fails with EFBIG."""
     script = textwrap.dedent(f"""
         import resource, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(REPO / 'tests')!r})
         from copyscope.generate import CoalitionEngine
         from helpers.cli_errors import _stub_generate
         CoalitionEngine.generate = _stub_generate(False)
@@ -187,7 +188,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_result(zoo, tmp_path):
         sys.argv = ["copyscope", "audit", {str(zoo)!r}]
         app()
     """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     ok = subprocess.run([sys.executable, "-c", script, "big"], capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     out = tmp_path / "out"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +24,7 @@ from helpers.cache_entries import aged_entries
 from helpers.subprocess_audit import cli_env
 from helpers.zoo import make_zoo_file
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
 runner = CliRunner()
 DAY = 86400.0
 

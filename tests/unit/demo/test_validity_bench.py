@@ -9,7 +9,6 @@ recovers the plant in every scenario and never calls a decoy significant.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,9 @@ from typer.testing import CliRunner  # noqa: E402
 from copyscope.cli import app  # noqa: E402
 from copyscope.demo.scenarios import POOL, WORKS, scenarios, transformed_pixels  # noqa: E402
 from copyscope.report.headline import headline_metric  # noqa: E402
+from helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

@@ -250,7 +250,7 @@ CASES = [
      [Z + r":\d+: output: .*out-file: exists and is not a folder; expected an output folder"]),
     ("cache-key-is-a-file", "audit", _file_at("cache", "cache-file"),
      [Z + r":\d+: cache: .*cache-file: exists and is not a folder; expected a cache folder"]),
-    # --- untrusted weights (tests/test_security.py has more)
+    # --- untrusted weights (tests/e2e/test_security.py has more)
     ("pickle-lora", "audit", _set("loras.0.model", lambda t, a: str(a["bin_lora"])),
      [Z + r":\d+: loras\[0\]\.model: style\.bin is a pickle checkpoint.*--allow-pickle"]),
     ("pickle-base", "audit", _set("bases.0.model", lambda t, a: str(a["ckpt_base"])),
@@ -380,7 +380,7 @@ def test_load_time_lora_mismatch_message_is_one_line():
     from types import SimpleNamespace
 
     from copyscope.common.errors import CopyscopeError
-    from copyscope.generate import ModelSource
+    from copyscope.modelfiles.sources import ModelSource
     from copyscope.players.lora import LoraPlayer
 
     exc = RuntimeError(

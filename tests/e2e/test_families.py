@@ -15,6 +15,7 @@ from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
 from helpers.zoo import write_reference_images
+from helpers.paths import REPO
 
 runner = CliRunner()
 FAMILIES = ("sd", "sdxl", "sd3", "flux")
@@ -196,7 +197,7 @@ def test_family_detection_from_names():
 
 # -- the shipped real-model audits validate and plan offline ------------------------------------------
 
-AUDITS = Path(__file__).resolve().parents[1] / "audits"
+AUDITS = REPO / "audits"
 
 
 @pytest.mark.parametrize("name, family, players", [

@@ -26,6 +26,7 @@ from copyscope.cli import app
 
 from helpers.cache_entries import aged_entries
 from helpers.cli_errors import Z, _set, _stub_generate, _text, assert_one_line_error, snapshot, zoo_data
+from helpers.paths import REPO
 
 runner = CliRunner()
 DAY = 86400.0
@@ -211,7 +212,7 @@ def _demo_zoo(tmp: Path, gt: object = None) -> Path:
     """A folder with the demo zoo's ground_truth.json (all `demo bench` reads before training)."""
     zoo = tmp / "demo"
     zoo.mkdir()
-    text = (Path(__file__).resolve().parents[1] / "demo_zoo" / "ground_truth.json").read_text()
+    text = (REPO / "demo_zoo" / "ground_truth.json").read_text()
     if gt is not None:
         text = gt if isinstance(gt, str) else json.dumps(gt)
     (zoo / "ground_truth.json").write_text(text)
@@ -310,7 +311,7 @@ def test_demo_check_grid_never_replaces_a_file_it_did_not_write(tmp_path):
     photo = tmp_path / "grid.png"
     Image.new("RGB", (8, 8), (1, 2, 3)).save(photo)
     before = photo.read_bytes()
-    demo = Path(__file__).resolve().parents[1] / "demo_zoo"
+    demo = REPO / "demo_zoo"
     r = runner.invoke(app, ["demo", "check", str(demo), "--seeds", "1", "--grid", str(photo)])
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert "grid.png: exists and was not written by `copyscope demo check`" in r.output

@@ -23,7 +23,7 @@ from copyscope.audit.distributed import (
 )
 from helpers.zoo import make_zoo_file
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

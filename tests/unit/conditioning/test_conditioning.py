@@ -17,8 +17,9 @@ from copyscope.conditioning import ConditioningMaps, pseudo_depth
 from copyscope.config import load_zoo
 
 from helpers.zoo import make_zoo_file, write_reference_images
+from helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def save_tiny_dpt(folder: Path, seed: int = 0) -> Path:

@@ -1,5 +1,5 @@
 """Metric suite: pixel / hash / SSIM metrics against reference implementations, set statistics against direct
-computations, aggregation, fusion, registry errors. Learned backbones: tests/test_metrics_learned.py."""
+computations, aggregation, fusion, registry errors. Learned backbones: tests/unit/score/test_metrics_learned.py."""
 
 from __future__ import annotations
 
