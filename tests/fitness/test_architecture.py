@@ -1,6 +1,7 @@
 """Architecture rules a newcomer can rely on: no import cycles between copyscope's modules, imports only down
-the layers docs/ARCHITECTURE.md lists, the tree that document draws, and no module over 400 lines. Both walk the source with ast (imports inside functions count: a lazy import still
-ties two modules together), so they need nothing installed and run in well under a second."""
+the layers docs/ARCHITECTURE.md lists, the tree that document draws, and no module over 400 lines. They walk
+the source with ast (imports inside functions count: a lazy import still ties two modules together), so they
+need nothing installed and run in well under a second."""
 
 from __future__ import annotations
 
