@@ -51,7 +51,7 @@ class ExactShapley(Estimator):
     deterministic = True
 
     def _design(self, n: int, budget: int | None, seed: int) -> Design:
-        return _exact_design(n, budget, _shapley_weights, "exact", "shapley")
+        return _exact_design(n, budget, _shapley_weights, self.method, self.index)  # a subclass reports its own name
 
 
 class ExactBanzhaf(Estimator):
@@ -63,7 +63,7 @@ class ExactBanzhaf(Estimator):
     deterministic = True
 
     def _design(self, n: int, budget: int | None, seed: int) -> Design:
-        return _exact_design(n, budget, _banzhaf_weights, "banzhaf", "banzhaf")
+        return _exact_design(n, budget, _banzhaf_weights, self.method, self.index)
 
 
 class LeaveOneOut(Estimator):

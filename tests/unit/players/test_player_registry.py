@@ -1,11 +1,12 @@
 """A new player kind is one class plus its registration: a toy kind defined here (a guidance boost
 that raises the guidance scale while it is active) gets its zoo section, validation with file/line
-errors, a place in the plan, its own image-key group, and audits end to end through the CLI on the
-tiny models, with nothing changed outside this file."""
+errors, a place in the plan, its own image-key group, state of its own on each engine, and audits end to
+end through the CLI on the tiny models, with nothing changed outside this file."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,15 @@ class GuidanceBoostPlayer(PlayerKind):
     def key_entry(self, item) -> dict:
         return {"add": self.spec.add}
 
+    @dataclass
+    class State(PlayerKind.State):
+        boosted_batches: int = 0  # batches this engine generated with a boost on
+
     @classmethod
     def call_kwargs(cls, engine, active, items, kwargs) -> None:
         kwargs["guidance_scale"] += sum(p.spec.add for p in active)
+        if active:
+            engine.state(cls).boosted_batches += 1
 
 
 @pytest.fixture
@@ -99,3 +106,22 @@ def test_toy_kind_audits_end_to_end(toy_kind, tiny_models, tmp_path, one_torch_t
     ssim = game["metrics"]["ssim"]
     assert set(ssim["coalitions"]) == {"", "lora0", "boost", "lora0+boost"}
     assert set(ssim["shapley"]) == {"lora0", "boost"}
+
+
+def test_toy_kind_keeps_its_state_on_the_engine(toy_kind, tiny_models, tmp_path, one_torch_thread):
+    """The kind's State is its own per engine: counted while generating, fresh after release, separate per engine."""
+    from copyscope.audit.prepare import prepare_audit
+    from copyscope.generate import CoalitionEngine
+
+    prep = prepare_audit(_zoo(tmp_path, tiny_models, [{"add": 2.0}]))
+    game = prep.plan.games[0]
+    engine, other = CoalitionEngine(prep.zoo, game), CoalitionEngine(prep.zoo, game)
+    assert engine.state(GuidanceBoostPlayer) == GuidanceBoostPlayer.State()
+    items = prep.plan.items[:1]
+    engine.generate((False, False), items)
+    assert engine.state(GuidanceBoostPlayer).boosted_batches == 0
+    engine.generate((False, True), items)
+    assert engine.state(GuidanceBoostPlayer).boosted_batches == 1
+    assert other.state(GuidanceBoostPlayer).boosted_batches == 0  # one State per engine
+    engine.release()
+    assert engine.state(GuidanceBoostPlayer).boosted_batches == 0 and engine.pipe is None

@@ -1,0 +1,79 @@
+"""The recipes of docs/ARCHITECTURE.md, followed: a toy metric and a toy estimator, each added by the recipe's
+steps (a registry entry, made here instead of in the source) and audited through the CLI on the tiny models.
+(The player-kind recipe: tests/unit/players/test_player_registry.py.) A child process makes the entries before
+copyscope's schema is built, as a source edit would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.paths import REPO
+from helpers.zoo import brute_force_shapley, make_zoo_file
+
+CHILD = textwrap.dedent('''
+    import sys
+    import numpy as np
+
+    # metric recipe, steps 1-2: a Metric subclass and its registry entry
+    from copyscope.score.metrics import registry
+    from copyscope.score.metrics.base import PerImageMetric
+
+    class MeanMatch(PerImageMetric):
+        """1 - |mean brightness of the image - that of the reference|: a toy similarity in [0, 1]."""
+        description = "1 - |difference of mean brightness| (a toy metric of the recipe test)"
+        OPTIONS = {}
+        value_range = (0.0, 1.0)
+
+        def _features(self, images):
+            return np.array([[float(np.mean(im))] for im in images], dtype=np.float32)
+
+        def _similarity(self, g, r):
+            return 1.0 - np.abs(g[:, :1] - r[:, :1].T)
+
+    entry = registry._Entry("mean_match", MeanMatch, MeanMatch.description, MeanMatch.OPTIONS)
+    registry._ENTRIES.append(entry)
+    registry.REGISTRY[entry.name] = entry
+    registry.METRIC_NAMES.append(entry.name)
+
+    # estimator recipe, steps 1-2: an Estimator subclass and its place in ESTIMATORS, before the schema loads
+    from copyscope.estimate.shapley import estimators
+    from copyscope.estimate.shapley.registry import ESTIMATORS, METHODS
+
+    class ToyExact(estimators.ExactShapley):
+        """Exact enumeration under its own name."""
+        method = "toy_exact"
+
+    ESTIMATORS["toy_exact"] = ToyExact
+    METHODS["toy_exact"] = ToyExact
+
+    from copyscope.cli import app
+    sys.argv = ["copyscope", "audit", sys.argv[1]]
+    app()
+''')
+
+
+@pytest.mark.slow
+def test_a_toy_metric_and_a_toy_estimator_audit_through_the_cli(tiny_models, tmp_path):
+    zoo = make_zoo_file(tmp_path, tiny_models, loras=2, controlnet=False, metrics=["mean_match", "phash"],
+                        estimator={"method": "toy_exact", "intervals": "jackknife"})
+    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "COPYSCOPE_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", CHILD, str(zoo)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = Path(yaml.safe_load(zoo.read_text())["output"])
+    report = json.loads((out / "report.json").read_text())
+    (game,) = report["games"]
+    metric = game["metrics"]["mean_match"]
+    assert metric["orientation"] == "higher_is_closer" and set(metric["shapley"]) == {"lora0", "lora1"}
+    assert metric["estimator"]["method"] == "toy_exact" and metric["estimator"]["coalitions_evaluated"] == 4
+    expected = brute_force_shapley(game["players"], metric["coalitions"])
+    for name, value in expected.items():
+        assert metric["shapley"][name]["value"] == pytest.approx(value, abs=1e-9)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["estimator"]["method"] == "toy_exact" and plan["games"][0]["n_coalitions"] == 4
