@@ -122,3 +122,32 @@ def test_one_output_folder_rule(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(CopyscopeError, match=r"--out .*file: exists and is not a folder; expected an output folder"):
         resolve_output(zoo, tmp_path / "file")
+
+
+STAGE_BOUNDARIES = ["audit", "plan", "generate", "score/scorer.py", "game", "estimate/per_game.py", "estimate/adaptive.py",
+                    "report/build.py", "results"]
+
+
+def _functions(paths):
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path, node
+
+
+def test_stage_boundaries_are_typed():
+    """Every ``prep`` parameter is annotated, and no public function on a stage boundary takes or returns ``object``."""
+    every = sorted(PKG.rglob("*.py"))
+    for path, fn in _functions(every):
+        args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+        untyped = [a.arg for a in args if a.arg == "prep" and a.annotation is None]
+        assert not untyped, f"{path.relative_to(PKG.parent)}:{fn.lineno}: {fn.name}(prep) is not annotated"
+    boundary = [p for b in STAGE_BOUNDARIES for p in ((PKG / b).rglob("*.py") if (PKG / b).is_dir() else [PKG / b])]
+    for path, fn in _functions(boundary):
+        if fn.name.startswith("_"):
+            continue
+        args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+        loose = [a.arg for a in args if isinstance(a.annotation, ast.Name) and a.annotation.id == "object"]
+        if isinstance(fn.returns, ast.Name) and fn.returns.id == "object":
+            loose.append("return")
+        assert not loose, f"{path.relative_to(PKG.parent)}:{fn.lineno}: {fn.name} annotates {loose} as object"

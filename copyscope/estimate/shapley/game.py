@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from copyscope.common.errors import CopyscopeError
 
@@ -36,7 +37,7 @@ def _check_names(n_players: int, player_names: Sequence[str] | None) -> list[str
     return names
 
 
-def as_coalition_matrix(coalitions: object, n_players: int) -> np.ndarray:
+def as_coalition_matrix(coalitions: ArrayLike, n_players: int) -> np.ndarray:
     """Return ``coalitions`` as a boolean ``(k, n_players)`` matrix, or raise CopyscopeError.
 
     A single coalition (1-D of length ``n_players``) becomes one row. Entries must be booleans or
@@ -189,7 +190,7 @@ class Game:
             )
         return arr
 
-    def evaluate(self, coalitions: object) -> np.ndarray:
+    def evaluate(self, coalitions: ArrayLike) -> np.ndarray:
         """Worths of ``coalitions`` as a ``(k, 1 + B)`` matrix (B = 0 for plain vectors).
 
         Only coalitions not seen before are sent to ``value_function``, in one batch call,
@@ -213,7 +214,7 @@ class Game:
             return np.zeros((0, width))
         return np.stack([self._table[key] for key in keys])
 
-    def __call__(self, coalitions: object) -> np.ndarray:
+    def __call__(self, coalitions: ArrayLike) -> np.ndarray:
         """Memoised worths in input order: ``(k,)`` if the value function returns vectors,
         ``(k, 1 + B)`` otherwise."""
         out = self.evaluate(coalitions)

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ...common.errors import CopyscopeError
 from ...common.finite import finite_or_none
@@ -57,7 +58,7 @@ ALTERNATIVES = ("two-sided", "greater", "less")
 
 
 # ------------------------------------------------------------------------------ transforms
-def _table(worths: object) -> tuple[np.ndarray, int, bool]:
+def _table(worths: ArrayLike) -> tuple[np.ndarray, int, bool]:
     """``(2**n, C)`` float view of a worth table, ``n``, and whether the input was one column."""
     w = np.asarray(worths, dtype=float)
     if w.ndim not in (1, 2) or w.shape[0] < 2 or w.shape[0] & (w.shape[0] - 1):
@@ -85,7 +86,7 @@ def _zeta(w: np.ndarray, n: int, superset: bool, sign: float) -> np.ndarray:
     return a
 
 
-def moebius(worths: object) -> np.ndarray:
+def moebius(worths: ArrayLike) -> np.ndarray:
     """Harsanyi dividends ``m(T) = sum_{S subset of T} (-1)**(|T| - |S|) v(S)``, same shape as
     ``worths``: the part of the worth that only the whole of ``T`` produces (v(S) = sum_{T in S} m(T))."""
     w, n, flat = _table(worths)
@@ -112,7 +113,7 @@ def _pair_weights(index: str, n: int) -> np.ndarray:
     return np.full(max(n - 1, 0), 1.0 / 2.0 ** (n - 2))
 
 
-def _interaction_pairs(worths: object, index: str) -> np.ndarray:
+def _interaction_pairs(worths: ArrayLike, index: str) -> np.ndarray:
     """The definition: for each pair a weighted sum of second differences over S in N - {i, j}."""
     w, n, flat = _table(worths)
     masks = np.arange(2**n, dtype=np.int64)
@@ -126,20 +127,20 @@ def _interaction_pairs(worths: object, index: str) -> np.ndarray:
     return _symmetric(out, n, w.shape[1], flat)
 
 
-def shapley_interaction_pairs(worths: object) -> np.ndarray:
+def shapley_interaction_pairs(worths: ArrayLike) -> np.ndarray:
     """Pairwise Shapley interaction index (Grabisch & Roubens 1999) from a full worth table:
     ``(n, n)`` or ``(n, n, C)``, NaN diagonal. Zero for additive games; 1 for the pair of a
     two-player unanimity game."""
     return _interaction_pairs(worths, "shapley")
 
 
-def banzhaf_interaction_pairs(worths: object) -> np.ndarray:
+def banzhaf_interaction_pairs(worths: ArrayLike) -> np.ndarray:
     """Pairwise Banzhaf interaction index (every S weighted ``1 / 2**(n - 2)``), as
     :func:`shapley_interaction_pairs`."""
     return _interaction_pairs(worths, "banzhaf")
 
 
-def interactions_from_moebius(dividends: object, index: str = "shapley") -> np.ndarray:
+def interactions_from_moebius(dividends: ArrayLike, index: str = "shapley") -> np.ndarray:
     """The same pair matrix from Harsanyi dividends: ``sum_{T contains i, j} m(T) / (|T| - 1)``
     (Shapley) or ``m(T) / 2**(|T| - 2)`` (Banzhaf), via one superset sum, O(n 2**n)."""
     index = _check_choice(index, INDICES, "interaction index")
@@ -156,7 +157,7 @@ _PAIRS = {"shapley": shapley_interaction_pairs, "banzhaf": banzhaf_interaction_p
 
 
 # ------------------------------------------------------------------------------ which coalitions
-def _mask_of(coalition: object, n: int) -> int:
+def _mask_of(coalition: ArrayLike | int, n: int) -> int:
     """Bitmask of a coalition given as an int (a bitmask) or a row of n bools (tuple, array row)."""
     if isinstance(coalition, (int, np.integer)) and not isinstance(coalition, (bool, np.bool_)):
         if not 0 <= coalition < 2**n:
@@ -276,7 +277,7 @@ def _p_values(values: np.ndarray, pseudo: np.ndarray, alternative: str, tol: flo
     return np.minimum(1.0, 2.0 * np.minimum(greater(values, pseudo), greater(-values, -pseudo)))
 
 
-def interaction_inference(worths: object, players: Sequence[str] | None = None, *, index: str = "shapley",
+def interaction_inference(worths: ArrayLike, players: Sequence[str] | None = None, *, index: str = "shapley",
                           level: float = 0.95, alternative: str = "two-sided", p_adjust: str = "holm",
                           zero_tol: float | None = None, skew_correction: bool = True,
                           resampling: str = "jackknife") -> InteractionResult:
