@@ -56,7 +56,7 @@ AllowPickleOpt = typer.Option(False, "--allow-pickle", help="allow .ckpt/.bin/.p
 
 
 def _print_attribution(tables, report: dict) -> None:
-    """The attribution tables, then (adaptive seeds, issue 16) the line saying the rounds and why they stopped."""
+    """The attribution tables, then (adaptive seeds) the line saying the rounds and why they stopped."""
     from .estimate.adaptive import adaptive_line
 
     for table in tables:

@@ -81,7 +81,7 @@ def run_audit_report(
         # the run's files are staged and moved in together at the end: an interrupted or failed
         # run leaves the previous report, its views and its plan.json as they were
         with folder.run(AUDIT_FILES, "audit") as stage:
-            # --- adaptive seeds hook (issue 16): rounds of seeds, each an ordinary _run_games ---
+            # --- adaptive seeds hook: rounds of seeds, each an ordinary _run_games ---
             from ..estimate.adaptive import adaptive_spec, run_adaptive
 
             if adaptive_spec(prep.zoo) is not None:

@@ -169,7 +169,7 @@ def prepare_audit(
     except CopyscopeError as exc:
         raise CopyscopeError(str(exc), where=zoo.where("estimator")) from None
     from ..estimate.adaptive import (
-        check_adaptive,  # adaptive seeds (issue 16): refuse unsupported combinations now
+        check_adaptive,  # adaptive seeds: refuse unsupported combinations now
     )
 
     check_adaptive(zoo, estimator)

@@ -62,7 +62,7 @@ class FluxSettings(_Strict):
 
 class AdaptiveSeeds(_Strict):
     """``generation.seeds: {min, max, target, rho, levels}``: seeds in rounds until the headline verdict is
-    decided (issue 16; the round loop is copyscope/estimate/adaptive.py, the statistics
+    decided (the round loop is copyscope/estimate/adaptive.py, the statistics
     copyscope/estimate/shapley/sequential.py). The seeds are 0, 1, 2, ...: a round of ``m`` seeds uses the
     same images as ``seeds: m``."""
 

@@ -1,4 +1,4 @@
-"""Adaptive seeds in the audit (issue 16): seeds in rounds, a sequential look after each round.
+"""Adaptive seeds in the audit: seeds in rounds, a sequential look after each round.
 
 ``generation.seeds: {min, max, target, rho, levels}`` (copyscope.config.AdaptiveSeeds). The seeds are
 0, 1, 2, ...; round ``k`` audits the first ``m_k`` of them (``seed_rounds``: 4, 6, 8, 12, 16, ...
@@ -124,7 +124,7 @@ def game_look(game: GameReport | dict, rounds: list[int], k: int, alpha: float, 
     tests that share it (``n (W + 1)`` tests, so a false claim in any of them has probability at
     most ``alpha`` over all looks). The game stops when the averaged verdict is decided, or when
     every work's verdict is (each work's leader above zero and above every other player: "which
-    component copies which work", issue 15), or at the target width of the averaged intervals, or
+    component copies which work"), or at the target width of the averaged intervals, or
     at ``max``. Why: two components that each copy a different work tie in the average by design,
     so the averaged leader may never separate, while each work's game is decided early
     (bench/adaptive_results.md, two-works scenarios). A work whose headline has no finite per-seed

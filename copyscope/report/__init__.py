@@ -136,7 +136,7 @@ def attribution_tables(report: dict):
                      "the other metrics are sensitivity analysis (no significance claimed)")
                     + (f"\n{term(note)}" if (note := (report.get("settings") or {}).get("power_note")) else "")
                     + (f"\ncontrols: {term(said)}" if (said := controls_sentence(g)) else "")
-                    # adaptive seeds (issue 16): the headline's intervals and * are the sequential ones
+                    # adaptive seeds: the headline's intervals and * are the sequential ones
                     + ("\nadaptive seeds: the headline's intervals and * are the sequential ones of the stopping look "
                        "(simultaneous over players and looks), not Holm" if isinstance(report.get("adaptive"), dict) else ""),
         )

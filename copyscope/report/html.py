@@ -204,7 +204,7 @@ def section_provenance(report: dict) -> str:
 
 
 def _adaptive_html(report: dict) -> str:
-    """Adaptive seeds (issue 16): the one-line summary and a table of the looks."""
+    """Adaptive seeds: the one-line summary and a table of the looks."""
     from ..estimate.adaptive import adaptive_line
 
     line = adaptive_line(report)
@@ -263,7 +263,7 @@ def render_html(report: dict, out_dir: Path) -> str:
         + "<h2 id=\"details\">Details</h2><p class=\"muted\">Attribution: Shapley values of the pipeline's components in "
         "the game whose worth is the similarity of the generated images to the reference works.</p>"
         f"<nav><ul>{''.join(nav)}</ul></nav>"
-        + _adaptive_html(report)  # adaptive seeds (issue 16): rounds and why they stopped
+        + _adaptive_html(report)  # adaptive seeds: rounds and why they stopped
         + "".join(body)
         + "</body></html>\n"
     )

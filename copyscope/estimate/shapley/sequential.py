@@ -1,6 +1,6 @@
 """Adaptive seeds: look at the attribution after each round of seeds, stop once the verdict is decided.
 
-The statistical core of issue 16's adaptive seeds; the audit's round loop is copyscope/estimate/adaptive.py.
+The statistical core of adaptive seeds; the audit's round loop is copyscope/estimate/adaptive.py.
 Seeds come in rounds ``m_1 < m_2 < ... < m_K`` (:func:`seed_rounds`: ``min`` times 1, 1.5, 2, 3,
 4, 6, ... up to ``max``: 4, 6, 8, 12, 16 for 4..16), the same seeds for every coalition. After
 round ``k`` the per-seed pseudo-values of the first ``m_k`` seeds give intervals and tests

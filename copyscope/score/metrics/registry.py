@@ -114,7 +114,7 @@ _ALIASES = {"fd": ("fd", None), "fid": ("fd", "inception"), "kid": ("kid", "ince
 # not copying (why was not measured). The fusion is sensitivity analysis, never the headline.
 FUSION_METRICS: list[str] = ["phash", "kid_pixels"]
 
-# Issue 15's rule, applied to every committed benchmark run (quick and full set, 8 and 16 seeds): a metric that
+# The validity benchmark's rule, applied to every committed benchmark run (quick and full set, 8 and 16 seeds): a metric that
 # called a decoy significant in more than 5% of a run's scenarios is not a default. Out on the rebuilt demo zoo:
 # ssim, rgb_ssim and fd_pixels (nearly every scenario), dhash (4/36 at 16 seeds), cosine, histogram; the learned
 # metrics that run offline, fd_effnet and kid_effnet (up to 44%), sscd (2/36 at 16 seeds, and the quick set 1/6);
