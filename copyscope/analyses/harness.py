@@ -70,8 +70,8 @@ class AnalysisContext:
             raise zoo.fail(f"metric {m.name!r} is unavailable: {why}", *loc)
         return m
 
-    def write(self, result: dict, filename: str) -> dict:
-        return write_analysis(result, self.out_dir, filename, self.t0, where=self.out_where)
+    def write(self, result: dict, filename: str, extra: dict[str, str] | None = None) -> dict:
+        return write_analysis(result, self.out_dir, filename, self.t0, where=self.out_where, extra=extra)
 
 
 def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: bool = False,
@@ -105,18 +105,22 @@ def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 0))
 
 
-def write_analysis(result: dict, out_dir: Path, filename: str, t0: float, where: str | None = None) -> dict:
+def write_analysis(result: dict, out_dir: Path, filename: str, t0: float, where: str | None = None,
+                   extra: dict[str, str] | None = None) -> dict:
     """Add the wall time and output folder to an analysis result, write it as ``out_dir/filename``
-    (JSON) through the output folder's manifest (copyscope.common.outdir: never over a file copyscope did
-    not write), and return it."""
+    (JSON), and ``extra`` text files (name -> text, e.g. a plot) beside it, in one run through the output
+    folder's manifest (copyscope.common.outdir: never over a file copyscope did not write); return the result."""
     from ..common.files import atomic_write_text
     from ..common.outdir import OutputFolder, os_error_message
 
     result["wall_seconds"] = round(time.perf_counter() - t0, 3)
     result["output_dir"] = str(out_dir)
     try:
-        with OutputFolder(Path(out_dir), where=where).run([filename], filename.removesuffix(".json")) as stage:
+        extra = extra or {}
+        with OutputFolder(Path(out_dir), where=where).run([filename, *extra], filename.removesuffix(".json")) as stage:
             atomic_write_text(stage / filename, json.dumps(result, indent=2))
+            for name, text in extra.items():
+                atomic_write_text(stage / name, text)
     except OSError as exc:
         raise os_error_message(exc) from None
     return result

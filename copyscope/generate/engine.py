@@ -248,6 +248,18 @@ class CoalitionEngine:
             self.pipe.scheduler = cls.from_config(self.pipe.scheduler.config)
 
     # -- switching -----------------------------------------------------------------------------
+    def player(self, name: str):
+        """The player object called ``name`` (any kind)."""
+        return self._by_name[name]
+
+    def set_strength(self, name: str, value: float) -> None:
+        """Set a player's strength (its kind's ``strength_field``: a LoRA's weight, a ControlNet's conditioning
+        scale, an IP-Adapter's scale). Image keys read the spec, so the cache keeps each strength apart; the next
+        coalition switches again, so the pipeline uses the new value."""
+        player = self._by_name[name]
+        setattr(player.spec, type(player).strength_field, float(value))
+        self._active = None
+
     def activate(self, members: tuple[bool, ...]):
         """Switch players for a coalition; return the pipeline object to call."""
         active = self._active_players(members)

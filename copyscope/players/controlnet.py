@@ -83,6 +83,7 @@ class ControlNetPlayer(PlayerKind):
     key_group = "controlnets"
     key_group_always = True
     switch_cost = "free: the ControlNet pipeline over the same modules is chosen per coalition"
+    strength_field = "conditioning_scale"
     model: Any = None  # the loaded ControlNet model (load), dropped on release
 
     @dataclass

@@ -35,6 +35,7 @@ class IPAdapterPlayer(PlayerKind):
     label = "IP-Adapter"
     key_group = "ip_adapters"
     switch_cost = "set_ip_adapter_scale: milliseconds, no reload"
+    strength_field = "scale"
 
     @classmethod
     def families(cls, zoo, spec):

@@ -39,6 +39,9 @@ class PlayerKind:
     switch_cost: ClassVar[str] = "free"
     # switching it on or off changes the denoiser's traced graph (torch.compile recompiles per active set)
     changes_denoiser_graph: ClassVar[bool] = False
+    # the spec field that scales the player's effect (a LoRA's weight, a ControlNet's conditioning scale), part of
+    # its image-key entry; None: the kind has no strength (copyscope dose refuses it)
+    strength_field: ClassVar[str | None] = None
 
     @dataclass
     class State:

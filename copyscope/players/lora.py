@@ -92,6 +92,7 @@ class LoraPlayer(PlayerKind):
     key_group = "loras"
     key_group_always = True
     switch_cost = "set_adapters / disable_lora: milliseconds, no reload"
+    strength_field = "weight"
     # the adapter has text-encoder weights (after_load reads them): its coalitions cannot reuse cached prompt embeddings
     text_encoder_weights: bool = False
 

@@ -208,6 +208,33 @@ def dose_response_svg(curves: Mapping[str, Sequence[tuple[float, float | None]]]
         return _save(fig)
 
 
+def strength_curves_svg(curves: Mapping[str, Sequence[tuple[float, float | None, Sequence[float | None]]]], title: str,
+                        ylabel: str) -> str:
+    """One line per curve: a component's contribution (with its interval as an error bar) against its strength."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig = _figure(5.2, 3.2)
+        ax = fig.subplots()
+        markers = "osD^v<>ph*"
+        for i, (name, pts) in enumerate(curves.items()):
+            kept = [(x, y, ci) for x, y, ci in pts if _finite(y)]
+            if not kept:
+                continue
+            xs, ys = [x for x, _, _ in kept], [y for _, y, _ in kept]
+            low = [y - ci[0] if ci and _finite(ci[0]) else 0.0 for _, y, ci in kept]
+            high = [ci[1] - y if ci and _finite(ci[1]) else 0.0 for _, y, ci in kept]
+            ax.errorbar(xs, ys, yerr=[low, high], marker=markers[i % len(markers)], ms=4, lw=1.2, capsize=2,
+                        label=short(name, 30))
+        ax.axhline(0.0, color=GREY, lw=0.6)
+        ax.set_xlabel("strength")
+        ax.set_ylabel(short(ylabel, 40))
+        ax.set_title(short(title, 70))
+        ax.grid(True, lw=0.3)
+        ax.legend(fontsize=7, loc="best")
+        return _save(fig)
+
+
 def background_strip_svg(rows: Mapping[str, Mapping[str, object]], title: str) -> str:
     """Per coalition (x): its images' mean similarity to each background image (grey dots, the background's
     distribution) and to the work (red diamond). A coalition copies when its diamond leaves the grey cloud."""
