@@ -85,9 +85,9 @@ def markdown(table: dict) -> str:
 
 def rewrite_results(out: Path, dest: Path) -> dict:
     """``results.json`` of a bench output judged again from its scenario (and truth) reports with the current
-    ``copyscope.demo.bench.judge`` (e.g. after the judge learnt to keep each test's verdicts), written to
+    ``copyscope.demo.bench_verdicts.judge`` (e.g. after the judge learnt to keep each test's verdicts), written to
     ``dest``; nothing is audited again."""
-    from copyscope.demo.bench import format_table, judge, summarise
+    from copyscope.demo.bench_verdicts import format_table, judge, summarise
     from copyscope.demo.scenarios import scenarios
 
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))

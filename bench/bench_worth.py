@@ -6,7 +6,7 @@
 Reads ``DIR/results.json`` (its ``by_worth``) and each scenario's report (``DIR/scenarios/[<worth>/]<name>``) for
 the headline the audit chose from its positive controls (copyscope.controls.headline). Prints, per worth: the
 per-metric table (planted first / plant significant under the claim's rule / decoy significant under the t
-test) and the chosen headlines' record (copyscope.demo.bench.headline_bar: plant first, plant significant and
+test) and the chosen headlines' record (copyscope.demo.bench_verdicts.headline_bar: plant first, plant significant and
 no decoy significant, in how many scenarios).
 """
 
@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from copyscope.demo.bench import _folder_name, _rate, format_worth_table, headline_bar, variant_folder  # noqa: E402
+from copyscope.demo.bench import _folder_name, variant_folder  # noqa: E402
+from copyscope.demo.bench_verdicts import _rate, format_worth_table, headline_bar  # noqa: E402
 
 
 def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:

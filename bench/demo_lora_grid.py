@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
     from PIL import Image
 
-    from copyscope.demo.build import FULL_POOL
+    from copyscope.demo.build_args import FULL_POOL
     from copyscope.demo.images import center_square, load_skimage, resize_square
     from copyscope.demo.training import lora_latents, train_lora
 

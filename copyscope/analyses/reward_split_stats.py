@@ -69,7 +69,7 @@ def recognisable_by_zero_shot(probs: np.ndarray, artist_cols: Sequence[int], thr
 def percent_split(contributions: np.ndarray) -> np.ndarray:
     """Column-wise ``100 * max(x, 0) / sum(max(x, 0))`` over recipients (rows); NaN in a column
     where no recipient contributes positively."""
-    from ..estimate.shapley.result import positive_shares  # lazy, like this module's other shapley imports
+    from ..estimate.shapley.pvalues_shares import positive_shares  # lazy, like this module's other shapley imports
 
     return positive_shares(contributions, none_positive=np.nan)
 

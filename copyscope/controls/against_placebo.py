@@ -20,7 +20,7 @@ def against_placebo(section: dict, names: list[str], level: float, rule: str) ->
     has no per-seed values (bootstrap intervals, sampled estimators) or no placebo."""
     from ..estimate.shapley.bounded import bounded_seed_inference, claim
     from ..estimate.shapley.inference import seed_inference
-    from ..estimate.shapley.result import adjust_p_values
+    from ..estimate.shapley.pvalues_shares import adjust_p_values
 
     per_seed = section.get("per_seed") or {}
     if PLACEBO not in names or PLACEBO not in per_seed:

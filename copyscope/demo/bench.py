@@ -16,24 +16,34 @@ Per metric it reports, over scenarios:
 * ``own_work`` (two-work scenarios): in each work's own attribution, that work's plant ranks first;
 * ``coverage``: the fraction of 95% intervals (all players) that contain the true value, on the
   scenarios whose true values are measured with 32 other seeds (``truth_scenarios``).
+
+This module runs the benchmark (zoo files, audits, worker processes, the output folder);
+:mod:`copyscope.demo.bench_verdicts` judges the reports and writes the tables.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import yaml
 
 from ..common.files import atomic_write_text
 from ..common.errors import CopyscopeError
+from .bench_verdicts import (
+    ALPHA,
+    format_kind_table,
+    format_table,
+    format_worth_table,
+    headline_bar,
+    judge,
+    kind_table_metrics,
+    summarise,
+)
 from .scenarios import Scenario, scenarios, truth_scenarios, world_of
 
-ALPHA = 0.05
 BENCH_FILES = ["results.json", "table.md", "table_by_kind.md"]
 BENCH_SUBFOLDERS = ("pool", "scenarios", "truth", "cache")  # written directly (reused by the next run)
 AUDIT_SEEDS = 8  # seeds 0..7, as the shipped model_zoo.yaml
@@ -107,157 +117,6 @@ def variant_folder(worth: str, placebo: bool) -> str:
         return ""
     return worth + ("-placebo" if placebo else "")
 
-
-def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
-    """Per metric: the verdicts of one scenario's report (see the module docstring)."""
-    game = report["games"][0]
-    plants = set(s.plants)
-    decoys = set(s.decoys)
-    out = {}
-    for metric, sec in game["metrics"].items():
-        sh = sec["shapley"]
-        vals = {p: v["value"] for p, v in sh.items()}
-        if any(v is None for v in vals.values()):
-            continue
-        others = [p for p in vals if p not in plants]
-        first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
-
-        def sig(p, test=None):
-            e = sh[p] if test is None else sh[p].get(test) or {}  # noqa: B023 - called only in this iteration (rows below)
-            return e.get("p_holm") is not None and e["p_holm"] < ALPHA
-
-        row = {
-            "values": vals,
-            "planted_first": bool(first),
-            "plant_significant": all(sig(p) for p in plants),
-            "decoy_significant": any(sig(d) for d in decoys),
-        }
-        # each test on its own (the claim needs both by default): the trade docs/validity.md's table shows
-        for test in ("t", "bounded"):
-            if all(test in sh[p] for p in sh):
-                row[f"plant_significant_{test}"] = all(sig(p, test) for p in plants)
-                row[f"decoy_significant_{test}"] = any(sig(d, test) for d in decoys)
-        if "placebo" in sh:  # controls.placebo: do plants and decoys beat a content-free LoRA of the same strength?
-            row["plant_beats_placebo"] = all(bool(sh[p].get("beats_placebo")) for p in plants)
-            row["decoy_beats_placebo"] = any(bool(sh[d].get("beats_placebo")) for d in decoys)
-            row["placebo_significant_t"] = sig("placebo", "t") if "t" in sh["placebo"] else sig("placebo")
-        per_work = game.get("per_work") or {}
-        if len(s.works) > 1 and per_work:
-            ok = True
-            for p, w in s.plants.items():
-                wsh = ((per_work.get(w) or {}).get(metric) or {}).get("shapley")
-                if not wsh:
-                    ok = None
-                    break
-                ok = ok and all(wsh[p]["value"] > wsh[o]["value"] for o in wsh if o != p)
-            row["own_work"] = ok
-        if truth is not None and metric in truth:
-            hits = [sh[p]["ci95"][0] <= truth[metric][p] <= sh[p]["ci95"][1] for p in sh if sh[p]["ci95"]]
-            row["covered"], row["intervals"] = int(sum(hits)), len(hits)
-        out[metric] = row
-    return out
-
-
-def headline_bar(results: list[dict]) -> dict:
-    """How the audits' own headline choices fare: in how many scenarios the chosen metric puts the plant first,
-    finds it significant (the claim's rule; and the t test alone) and calls no decoy significant."""
-    rows = [(r, r["verdicts"].get(r.get("headline"))) for r in results if r.get("headline")]
-    rows = [(r, v) for r, v in rows if v is not None]
-
-    def count(ok) -> list[int]:
-        return [int(sum(bool(ok(v)) for _, v in rows)), len(rows)]
-
-    return {"chosen": dict(sorted(Counter(r["headline"] for r, _ in rows).items())),
-            "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),
-            "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
-                                 and not v.get("decoy_significant_t", v["decoy_significant"])),
-            "planted_first": count(lambda v: v["planted_first"]),
-            "plant_significant_t": count(lambda v: v.get("plant_significant_t", v["plant_significant"])),
-            "decoy_significant_t": count(lambda v: v.get("decoy_significant_t", v["decoy_significant"]))}
-
-
-def summarise(results: list[dict]) -> dict[str, dict]:
-    """Per metric: counts over scenarios (k of n) for each verdict."""
-    metrics = sorted({m for r in results for m in r["verdicts"]})
-    table = {}
-    for m in metrics:
-        rows = [r["verdicts"][m] for r in results if m in r["verdicts"]]
-        entry = {"scenarios": len(rows)}
-        for key in ("planted_first", "plant_significant", "decoy_significant", "own_work", *SPLIT_KEYS):
-            vals = [row[key] for row in rows if row.get(key) is not None]
-            entry[key] = [int(sum(vals)), len(vals)]
-        cov = [(row["covered"], row["intervals"]) for row in rows if "intervals" in row]
-        entry["coverage"] = [int(sum(c for c, _ in cov)), int(sum(n for _, n in cov))]
-        table[m] = entry
-    return table
-
-
-def format_kind_table(results: list[dict], metrics: list[str]) -> str:
-    """Per scenario kind (with / without the ControlNet): plant first, plant significant and decoy
-    significant counts for ``metrics``, as Markdown: where each metric fails."""
-    groups: dict[str, list[dict]] = {}
-    for r in results:
-        groups.setdefault(f"{r['kind']} ({'cn' if r['controlnet'] else 'no cn'})", []).append(r)
-    head = "| scenarios | n | " + " | ".join(f"{m}: first / plant sig. / decoy sig." for m in metrics) + " |\n"
-    head += "|---|---|" + "---|" * len(metrics) + "\n"
-    rows = []
-    for name, rs in groups.items():
-        cells = []
-        for m in metrics:
-            vs = [r["verdicts"][m] for r in rs if m in r["verdicts"]]
-            cells.append(" / ".join(str(sum(bool(v[k]) for v in vs)) for k in
-                                    ("planted_first", "plant_significant", "decoy_significant")))
-        rows.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |\n")
-    return head + "".join(rows)
-
-
-def _rate(kn) -> str:
-    k, n = kn
-    return "n/a" if n == 0 else f"{k}/{n} ({100.0 * k / n:.0f}%)"
-
-
-SPLIT_KEYS = ("plant_significant_t", "decoy_significant_t", "plant_significant_bounded", "decoy_significant_bounded",
-              "plant_beats_placebo", "decoy_beats_placebo", "placebo_significant_t")
-
-
-def format_table(summary: dict[str, dict]) -> str:
-    """The per-metric table as Markdown (also what the terminal shows): the claim's verdicts (the
-    significance rule's), then each test's own (t; distribution-free, for metrics with a bounded range)."""
-    head = ("| metric | planted first | plant significant | decoy significant (family-wise) | own work (two works) "
-            "| 95% interval coverage | plant sig.: t / distribution-free | decoy sig.: t / distribution-free |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    order = sorted(summary, key=lambda m: (-_frac(summary[m]["planted_first"]), _frac(summary[m]["decoy_significant"]), m))
-    return head + "".join(
-        f"| {m} | {_rate(e['planted_first'])} | {_rate(e['plant_significant'])} | {_rate(e['decoy_significant'])} "
-        f"| {_rate(e['own_work'])} | {_rate(e['coverage'])} | {_pair(e, 'plant')} | {_pair(e, 'decoy')} |\n"
-        for m in order for e in [summary[m]])
-
-
-def format_worth_table(by_worth: dict[str, dict]) -> str:
-    """Raw against specific worth, per metric: decoys called significant by the t test (the test that
-    flags generic changes), plants ranked first and found significant (the claim's rule)."""
-    worths = list(by_worth)
-    metrics = sorted({m for w in worths for m in by_worth[w]["summary"]})
-    head = ("| metric | " + " | ".join(f"{w}: first / plant sig. / decoy sig. (t)" for w in worths) + " |\n"
-            "|---|" + "---|" * len(worths) + "\n")
-    rows = []
-    for m in metrics:
-        cells = []
-        for w in worths:
-            e = by_worth[w]["summary"].get(m)
-            cells.append("-" if e is None else
-                         f"{_rate(e['planted_first'])} / {_rate(e['plant_significant'])} / {_rate(e.get('decoy_significant_t', [0, 0]))}")
-        rows.append(f"| {m} | " + " | ".join(cells) + " |\n")
-    return "Per worth (`--worth`):\n\n" + head + "".join(rows)
-
-
-def _pair(entry: dict, who: str) -> str:
-    t, b = entry.get(f"{who}_significant_t", [0, 0]), entry.get(f"{who}_significant_bounded", [0, 0])
-    return f"{_rate(t)} / {_rate(b)}"
-
-
-def _frac(kn) -> float:
-    return kn[0] / kn[1] if kn[1] else 0.0
 
 
 def _audit_scenario(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], seeds: int, gt: dict,
@@ -397,15 +256,6 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}
     return doc
-
-
-def kind_table_metrics(metrics: list[str]) -> list[str]:
-    """The metrics of the per-kind table: the headline, then the fusion's members that were judged."""
-    from ..score.metrics.registry import FUSION_METRICS
-    from ..report.headline import headline_metric
-
-    head = headline_metric(metrics)
-    return [head] + [m for m in FUSION_METRICS if m in metrics and m != head] + ["fusion"]
 
 
 def check_demo_zoo(path: Path) -> Path:

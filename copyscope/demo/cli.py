@@ -126,7 +126,8 @@ def bench_cmd(
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
     import torch
 
-    from .bench import check_demo_zoo, format_table, run_bench
+    from .bench import check_demo_zoo, run_bench
+    from .bench_verdicts import format_table
 
     torch.set_num_threads(max(1, threads))
     try:

@@ -169,7 +169,7 @@ def _train_pool_lora(pipe, world: World, p: PoolLora, target: Path, resolution: 
                      log: Callable[[str], None], rank: int) -> None:
     """Train one pool LoRA as `demo build` trains the shipped ones (same crops, pool size, steps, rank)."""
     from . import tiny
-    from .build import FULL_POOL
+    from .build_args import FULL_POOL
     from .training import lora_latents, train_lora
 
     lat = lora_latents(pipe.vae, [transformed_pixels(world.load(x), p.transform, world) for x in p.images],

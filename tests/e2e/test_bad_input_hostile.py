@@ -222,7 +222,7 @@ def _demo_zoo(tmp: Path, gt: object = None) -> Path:
 @pytest.fixture
 def no_training(monkeypatch):
     """demo bench's work (pool training, audits) replaced: a refusal must come before it."""
-    from copyscope.demo import bench
+    from copyscope.demo import bench, bench_verdicts
 
     calls = []
 
@@ -230,7 +230,7 @@ def no_training(monkeypatch):
         calls.append(out)
         results = [{"scenario": "s", "kind": "plain", "controlnet": False, "verdicts": {"ssim": {
             "planted_first": True, "plant_significant": True, "decoy_significant": False}}}]
-        return {"summary": bench.summarise(results), "results": results, "metrics": ["ssim"], "scenarios": 1,
+        return {"summary": bench_verdicts.summarise(results), "results": results, "metrics": ["ssim"], "scenarios": 1,
                 "wall_seconds": 0.0, "alpha": 0.05}
 
     monkeypatch.setattr(bench, "_bench", fake)

@@ -28,7 +28,8 @@ from copyscope.estimate.shapley.estimators import (
 from copyscope.estimate.shapley.game import Game
 from copyscope.estimate.shapley.odd_regression import OddShap
 from copyscope.estimate.shapley.registry import ESTIMATORS, METHODS, efficiency_gap, estimator_names, get_estimator
-from copyscope.estimate.shapley.result import Estimate, adjust_p_values, positive_shares
+from copyscope.estimate.shapley.pvalues_shares import adjust_p_values, positive_shares
+from copyscope.estimate.shapley.result import Estimate
 
 __all__ = [
     "Game",

@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike
 from ...common.errors import CopyscopeError
 from ...common.finite import finite_or_none
 from .inference import jackknife_pseudo_values, jackknife_se, seed_inference, worths_zero_tol
-from .result import _check_level, adjust_p_values
+from .pvalues_shares import _check_level, adjust_p_values
 
 __all__ = [
     "moebius",

@@ -12,13 +12,14 @@ Two independent sources of uncertainty are carried separately:
 * ``estimator_se`` (n,): the estimator's own sampling standard error (which coalitions or
   permutations were drawn). Zero for exact methods.
 
-Intervals and p-values combine both by adding variances (see :meth:`Estimate.ci`).
+Intervals and p-values combine both by adding variances (see :meth:`Estimate.ci`). The helpers that need no
+estimate live beside it: the p-value adjustment and the positive shares in
+:mod:`copyscope.estimate.shapley.pvalues_shares`, the JSON conversion in :mod:`copyscope.estimate.shapley.jsonsafe`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -33,70 +34,12 @@ from copyscope.estimate.shapley.inference import (
     t_interval,
 )
 
-__all__ = ["Estimate", "adjust_p_values", "positive_shares"]
+from .jsonsafe import from_json_array, json_array, jsonable
+from .pvalues_shares import _check_level, adjust_p_values, positive_shares
 
-P_ADJUST_METHODS = ("holm", "bonferroni", "none")
+__all__ = ["Estimate"]
+
 RESAMPLINGS = ("jackknife", "bootstrap")
-
-
-def _check_level(level: float) -> float:
-    try:
-        level = float(level)
-    except (TypeError, ValueError):
-        raise CopyscopeError(f"confidence level must be a number in (0, 1), got {level!r}") from None
-    if not 0.0 < level < 1.0:
-        raise CopyscopeError(f"confidence level must be in (0, 1), got {level}")
-    return level
-
-
-def adjust_p_values(p: np.ndarray, method: str = "holm") -> np.ndarray:
-    """Family-wise error correction across players.
-
-    ``holm``: Holm's step-down (uniformly more powerful than Bonferroni, same guarantee);
-    ``bonferroni``: ``min(1, m * p)``; ``none``: unchanged. NaN entries stay NaN and do not
-    count towards ``m``.
-    """
-    key = str(method).strip().lower()
-    if key not in P_ADJUST_METHODS:
-        raise CopyscopeError(
-            f"unknown p-value adjustment '{method}': valid ones are {', '.join(P_ADJUST_METHODS)}"
-        )
-    p = np.asarray(p, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    q = p[ok]
-    if key == "none":
-        adj = q.copy()
-    elif key == "bonferroni":
-        adj = np.minimum(1.0, m * q)
-    else:  # holm
-        order = np.argsort(q, kind="stable")
-        stepped = (m - np.arange(m)) * q[order]
-        stepped = np.minimum(1.0, np.maximum.accumulate(stepped))
-        adj = np.empty(m)
-        adj[order] = stepped
-    out[ok] = adj
-    return out
-
-
-def _json_array(a: np.ndarray | None) -> Any:
-    if a is None:
-        return None
-    a = np.asarray(a, dtype=float)
-    if a.ndim == 0:
-        return _json_float(a)
-    return [_json_array(x) for x in a]
-
-
-def _from_json_array(a: Any) -> np.ndarray | None:
-    if a is None:
-        return None
-    return np.asarray(
-        [np.nan if x is None else x for x in np.ravel(np.asarray(a, dtype=object))], dtype=float
-    ).reshape(np.shape(np.asarray(a, dtype=object)))
 
 
 @dataclass
@@ -327,21 +270,21 @@ class Estimate:
             "n_evaluated": int(self.n_evaluated),
             "seed": self.seed,
             "player_names": list(self.player_names),
-            "values": _json_array(self.values),
-            "estimator_se": _json_array(self.estimator_se),
+            "values": json_array(self.values),
+            "estimator_se": json_array(self.estimator_se),
             "n_replicates": self.n_replicates,
             "resampling": self.resampling,
             "zero_tol": self.zero_tol,
-            "standard_error": _json_array(self.standard_error()),
+            "standard_error": json_array(self.standard_error()),
             "df": self.df,
             "level": level,
-            "ci": _json_array(ci),
-            "p_values": _json_array(p),
-            "p_holm": _json_array(adjust_p_values(p, "holm")),
+            "ci": json_array(ci),
+            "p_values": json_array(p),
+            "p_holm": json_array(adjust_p_values(p, "holm")),
             "shares": self.shares(level),
             "sum": _json_float(self.values.sum()),
-            "info": _jsonable(self.info),
-            "replicates": _json_array(self.replicates) if include_replicates else None,
+            "info": jsonable(self.info),
+            "replicates": json_array(self.replicates) if include_replicates else None,
         }
 
     @classmethod
@@ -350,9 +293,9 @@ class Estimate:
         try:
             return cls(
                 player_names=list(data["player_names"]),
-                values=_from_json_array(data["values"]),
-                replicates=_from_json_array(data.get("replicates")),
-                estimator_se=_from_json_array(data.get("estimator_se")),
+                values=from_json_array(data["values"]),
+                replicates=from_json_array(data.get("replicates")),
+                estimator_se=from_json_array(data.get("estimator_se")),
                 n_evaluated=int(data.get("n_evaluated", 0)),
                 method=str(data.get("method", "")),
                 budget=data.get("budget"),
@@ -389,30 +332,3 @@ class Estimate:
             f"Estimate(method={self.method!r}, n_evaluated={self.n_evaluated}, "
             f"B={self.n_replicates}, {vals})"
         )
-
-
-def positive_shares(phi: np.ndarray, none_positive: float) -> np.ndarray:
-    """Column-wise ``100 * max(phi, 0) / sum(max(phi, 0))`` over the rows (players, recipients):
-    each one's percent of the positive total; ``none_positive`` in columns where none is positive.
-    The one positive-share formula (liability shares here, the reward split's percentages)."""
-    pos = np.maximum(np.asarray(phi, dtype=float), 0.0)
-    tot = pos.sum(axis=0, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = 100.0 * pos / tot
-    return np.where(tot > 0, out, none_positive)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json_array(x)
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return _json_float(x)
-    return x

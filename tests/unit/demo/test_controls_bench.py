@@ -1,9 +1,9 @@
-"""The validity benchmark's views of the controls (copyscope.demo.bench): the worth table, the audits' own headline
+"""The validity benchmark's views of the controls (copyscope.demo.bench, bench_verdicts): the worth table, the audits' own headline
 choices against the bar, the placebo verdicts, and the --worth option's refusals."""
 
 from __future__ import annotations
 
-from copyscope.demo.bench import format_worth_table, headline_bar, judge, summarise
+from copyscope.demo.bench_verdicts import format_worth_table, headline_bar, judge, summarise
 from copyscope.demo.scenarios import Scenario
 
 

@@ -124,7 +124,7 @@ def test_transforms_change_the_image_but_keep_the_palette():
 def test_judge_and_summary_count_what_they_claim():
     """The verdicts on a hand-made report: plant first and significant, a decoy falsely significant under
     one metric, own-work attribution, and interval coverage against known true values."""
-    from copyscope.demo.bench import format_table, judge, summarise
+    from copyscope.demo.bench_verdicts import format_table, judge, summarise
     from copyscope.demo.scenarios import Scenario
 
     def e(v, p, lo, hi):

@@ -26,7 +26,7 @@ from copyscope.estimate.shapley.interactions import (
     shapley_interaction_pairs,
     worth_table,
 )
-from copyscope.estimate.shapley.result import adjust_p_values
+from copyscope.estimate.shapley.pvalues_shares import adjust_p_values
 from copyscope.estimate.shapley.seed_games import seed_columns
 
 
