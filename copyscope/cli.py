@@ -333,6 +333,23 @@ def imitation_cmd(
     _print_analysis(imitation_tables(result), result, "imitation.json")
 
 
+@app.command("dose")
+@user_errors
+def dose_cmd(
+    zoo: Path = ZooArg,
+    player: str = typer.Option(..., "--player", help="the player whose strength varies (a LoRA, ControlNet or IP-Adapter)"),
+    weights: str = typer.Option("0,0.25,0.5,0.75,1,1.25", "--weights", help="comma-separated strengths"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="per-image metric of the worth (default: phash)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <zoo output>/dose)"),
+    allow_pickle: bool = AllowPickleOpt,
+):
+    """How a component's copying grows with its strength, alone and with the rest of the pipeline; writes dose.json and dose.svg."""
+    from .analyses.dose import dose_tables, parse_weights, run_dose
+
+    result = run_dose(zoo, player, parse_weights(weights), out_dir, metric=metric, allow_pickle=allow_pickle, on_event=_echo)
+    _print_analysis(dose_tables(result), result, "dose.json")
+
+
 @app.command("conditioning")
 @user_errors
 def conditioning_cmd(

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..common.finite import finite_or_none
 from ..estimate.shapley.inference import t_interval, t_test_greater
-from ..estimate.shapley.result import adjust_p_values
+from ..estimate.shapley.pvalues_shares import adjust_p_values
 
 
 def mean_interval(per_seed: np.ndarray, level: float) -> dict:

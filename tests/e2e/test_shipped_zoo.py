@@ -136,3 +136,34 @@ def test_no_decoy_carries_a_significance_mark_in_the_terminal_table(shipped_audi
     mark = "*" if head["p_holm"] < 0.05 else "(t)"
     assert sum(mark in c for c in cells["planted"]) == 1
     assert sum("*" in c for c in cells["planted"]) == (mark == "*")
+
+
+@pytest.mark.slow
+def test_dose_response_of_the_planted_lora_and_a_decoy(shipped_audit, tmp_path):
+    """`copyscope dose` on the shipped zoo (strength 1 reuses the audit's cached images): the planted LoRA's
+    contribution alone grows with its weight and is significant by weight 1; weight 0 gives the bare base's images
+    bit for bit; a decoy's does not grow; an unknown player is refused in one line."""
+    from copyscope.generate.cache import ImageCache
+
+    def dose(player: str, weights: str) -> dict:
+        r = CliRunner().invoke(app, ["dose", "model_zoo.yaml", "--player", player, "--weights", weights,
+                                     "--out", str(tmp_path / player)])
+        assert r.exit_code == 0, r.output
+        return json.loads((tmp_path / player / "dose.json").read_text())
+
+    planted = dose("planted", "0,0.5,1")
+    (game,) = planted["games"]
+    alone = game["alone"]
+    means = [pt["contribution"]["mean"] for pt in alone["points"]]
+    assert means[0] == 0.0 and means[0] < means[1] < means[2]
+    assert alone["rises_within_intervals"] and alone["smallest_significant_weight"] in (0.5, 1.0)
+    assert (tmp_path / "planted" / "dose.svg").read_text().lstrip().startswith("<?xml")
+    cache = ImageCache(shipped_audit[0]["cache_dir"])
+    for zero, bare in zip(alone["points"][0]["images"], alone["without"]["images"]):
+        assert np.array_equal(cache.load(zero), cache.load(bare))  # weight 0 is the base, bit for bit
+    decoy = dose("decoy-coffee", "0.5,1")["games"][0]["alone"]
+    last = decoy["points"][-1]
+    assert last["p_holm"] >= 0.05 and abs(last["contribution"]["mean"]) < means[2] / 4
+    assert not decoy["rises_within_intervals"]
+    r = CliRunner().invoke(app, ["dose", "model_zoo.yaml", "--player", "nobody"])
+    assert r.exit_code == 2 and "no player 'nobody'" in r.output
