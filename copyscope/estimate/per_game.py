@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..score.metrics.base import Metric, SetResult
     from ..score.scorer import ReferenceSet
     from .shapley.base import Estimator
+    from .shapley.interactions import InteractionResult
 
 Coalition = tuple[bool, ...]
 
@@ -46,6 +47,9 @@ class MetricEstimate:
     efficiency_gap: float
     loo: Estimate | None = None  # leave-one-out, where the estimator's coalitions cover it
     banzhaf: Estimate | None = None  # Banzhaf, where every coalition was evaluated
+    # pairwise Shapley interaction indices with intervals over seeds, where every coalition was evaluated and the
+    # replicate columns are leave-one-seed-out (a sampled design does not identify them)
+    interactions: InteractionResult | None = None
 
 
 @dataclass
@@ -80,6 +84,7 @@ def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEval
     from ..score.metrics import fusion
     from .shapley import ExactBanzhaf, LeaveOneOut, efficiency_gap
     from .shapley.inference import worths_zero_tol
+    from .shapley.interactions import interaction_inference, worth_table
 
     est = prep.zoo.spec.estimator
     estimator = prep.estimator
@@ -108,6 +113,9 @@ def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEval
             out.loo = inference_settings(LeaveOneOut().estimate(g, seed=est.seed), g)
         if g.n_evaluated >= 2**n:
             out.banzhaf = inference_settings(ExactBanzhaf().estimate(g, seed=est.seed), g)
+            if n >= 2 and resampling == "jackknife":
+                out.interactions = interaction_inference(worth_table(g.values_table(), n, game.names), game.names,
+                                                         level=est.confidence)
         out.efficiency_gap = efficiency_gap(estimate, g)
         return out
 

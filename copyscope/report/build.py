@@ -178,6 +178,7 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
                 "seed_worths": _seed_worths(table, {c: game.coalition_key(c) for c in table}) if est.jackknife else None,
                 "loo": {n: _f(v) for n, v in zip(names, r.loo.values)} if r.loo is not None else None,
                 "banzhaf": {n: _f(v) for n, v in zip(names, r.banzhaf.values)} if r.banzhaf is not None else None,
+                "interactions": r.interactions.to_json() if r.interactions is not None else None,
             }
             if m is not None and m.kind == "set":
                 section["sample_size"] = {}

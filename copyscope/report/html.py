@@ -14,6 +14,7 @@ from pathlib import Path
 from ..plan.coalitions import sorted_keys
 from .ablation import section_ablation
 from .controls import section_controls
+from .interactions import section_interactions
 from .agreement import rank_agreement, shapley_values
 from .htmlkit import (GEN_THUMB, MAX_COALITION_ROWS, MAX_ITEM_COLUMNS, REF_THUMB, _corr_cell, _img, _item_labels,  # noqa: F401
                       _table, cache_root, cached_image, esc, image_thumb, num, player_label, td)
@@ -238,6 +239,7 @@ def render_html(report: dict, out_dir: Path) -> str:
                     f'{esc(", ".join(player_label(g, p) for p in g["players"]))}</h2>')
         body.append('<h3 id="' + gid + '-summary">Summary</h3>' + section_summary(report, g))
         body.append('<h3 id="' + gid + '-shapley">Shapley values</h3>' + section_attribution(report, g))
+        body.append('<h3 id="' + gid + '-interactions">Interactions</h3>' + section_interactions(report, g))
         if g.get("controls") or g.get("metrics", {}).get(g.get("headline"), {}).get("vs_placebo"):
             body.append('<h3 id="' + gid + '-controls">Controls</h3>' + section_controls(report, g, root))
         body.append('<h3 id="' + gid + '-coalitions">Coalition values</h3>' + section_coalitions(g))

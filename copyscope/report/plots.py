@@ -113,8 +113,9 @@ def shapley_bars_svg(players: Sequence[str], metrics: Mapping[str, Mapping[str, 
         return _save(fig)
 
 
-def heatmap_svg(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str) -> str:
-    """A labelled matrix in [-1, 1] (rank correlations); None cells are blank."""
+def heatmap_svg(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str, vmax: float = 1.0,
+                fmt: str = ".2f") -> str:
+    """A labelled matrix in [-vmax, vmax] (rank correlations: 1; interactions: their largest size); None cells are blank."""
     import matplotlib
     import numpy as np
 
@@ -123,16 +124,16 @@ def heatmap_svg(labels: Sequence[str], matrix: Sequence[Sequence[float | None]],
     with matplotlib.rc_context(RC):
         fig = _figure(1.6 + 0.55 * n, 1.2 + 0.5 * n)
         ax = fig.subplots()
-        im = ax.imshow(np.ma.masked_invalid(a), cmap="RdBu_r", vmin=-1, vmax=1)
+        im = ax.imshow(np.ma.masked_invalid(a), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
         ax.set_xticklabels([short(x, 16) for x in labels], rotation=45, ha="right")
         ax.set_yticklabels([short(x, 16) for x in labels])
         for i in range(n):
             for j in range(n):
-                txt = "n/a" if np.isnan(a[i, j]) else f"{a[i, j]:.2f}"
+                txt = "n/a" if np.isnan(a[i, j]) else format(a[i, j], fmt)
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                        color="white" if not np.isnan(a[i, j]) and abs(a[i, j]) > 0.6 else "black")
+                        color="white" if not np.isnan(a[i, j]) and abs(a[i, j]) > 0.6 * vmax else "black")
         ax.set_title(short(title, 60))
         fig.colorbar(im, ax=ax, shrink=0.8)
         return _save(fig)

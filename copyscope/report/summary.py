@@ -136,6 +136,12 @@ def section_summary(report: dict, game: dict) -> str:
                 else f"<b>{esc(label)}</b>: {esc(text)}")
         items.append(f"<li>{lead}"
                      + (f" <span class=\"muted\">{esc(tally)}</span>" if tally else "") + details + "</li>")
+    from .interactions import interaction_sentences
+
+    together = interaction_sentences(report, game)
+    if together:
+        items.append("<li><b>Interactions</b> (significant under the headline, Holm-corrected across pairs):<ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in together) + "</ul></li>")
     per_work = per_work_sentences(report, game)
     if per_work:
         items.append("<li><b>Per work</b> (each work's own attribution, beside the combined one above):<ul>"

@@ -17,6 +17,7 @@ from .model import (
     AuditReport,
     GameReport,
     Generation,
+    Interactions,
     MetricResult,
     Settings,
     Share,
@@ -28,7 +29,7 @@ from .model import (
 from .records import MISSING, Missing, Record, ReportFormatError
 
 __all__ = [
-    "AuditReport", "GameReport", "MetricResult", "WorkMetricResult", "ShapleyEntry", "TestResult", "Share",
+    "AuditReport", "GameReport", "MetricResult", "WorkMetricResult", "ShapleyEntry", "TestResult", "Share", "Interactions",
     "Generation", "Settings", "SCHEMA_VERSION", "READABLE_VERSIONS", "EXPECTED", "read_report",
     "MISSING", "Missing", "Record", "ReportFormatError",
 ]

@@ -114,6 +114,24 @@ class _Attribution:
 
 
 @dataclass(kw_only=True)
+class Interactions(Record):
+    """Pairwise interaction indices of a fully evaluated game with intervals over seeds (InteractionResult.to_json)."""
+
+    index: str = required(TEXT)  # "shapley" (Grabisch & Roubens) or "banzhaf"
+    players: list[str] = required(list_of(TEXT))
+    pairs: list[list[int]] = required(list_of(list_of(INT, length=2)))  # player indices, i < j
+    values: list[float | None] = required(list_of(NUMBER_OR_NULL))
+    standard_error: list[float | None] = required(list_of(NUMBER_OR_NULL))
+    ci: list[list[float | None] | None] = required(list_of(PAIR))
+    p_values: list[float | None] = required(list_of(NUMBER_OR_NULL))  # two-sided
+    p_adjusted: list[float | None] = required(list_of(NUMBER_OR_NULL))  # Holm across the pairs
+    level: float = required(NUMBER)
+    alternative: str = required(TEXT)
+    p_adjust: str = required(TEXT)
+    n_seeds: int = required(INT)
+
+
+@dataclass(kw_only=True)
 class MetricResult(_Attribution, Record):
     """One metric's game (or the fusion): coalition worths, attribution, its uncertainty and its checks."""
 
@@ -131,6 +149,7 @@ class MetricResult(_Attribution, Record):
     seed_worths: dict[str, list[float | None]] | None | Missing = optional(SERIES)
     loo: dict[str, float | None] | None | Missing = optional(nullable(dict_of(NUMBER_OR_NULL)))
     banzhaf: dict[str, float | None] | None | Missing = optional(nullable(dict_of(NUMBER_OR_NULL)))
+    interactions: Interactions | None | Missing = optional(nullable(record(Interactions)))
     sample_size: dict[str, Any] | Missing = optional(OBJECT)  # set metrics: per coalition
     raw_values: dict[str, float | None] | Missing = optional(dict_of(NUMBER_OR_NULL))
     vs_placebo: Any = optional(JSON)  # every player against the placebo, or null

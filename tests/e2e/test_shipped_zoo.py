@@ -167,3 +167,24 @@ def test_dose_response_of_the_planted_lora_and_a_decoy(shipped_audit, tmp_path):
     assert not decoy["rises_within_intervals"]
     r = CliRunner().invoke(app, ["dose", "model_zoo.yaml", "--player", "nobody"])
     assert r.exit_code == 2 and "no player 'nobody'" in r.output
+
+
+@pytest.mark.slow
+def test_interactions_are_reported_under_the_headline(shipped_audit):
+    """Every pair of the demo's components has an interaction with an interval under the headline metric; the
+    planted LoRA x depth term among them, equal to the index recomputed from the reported worths."""
+    from copyscope.estimate.shapley.interactions import shapley_interaction_pairs
+
+    report, _ = shipped_audit
+    (game,) = report["games"]
+    inter = game["metrics"][game["headline"]]["interactions"]
+    names = inter["players"]
+    assert names == game["players"] and len(inter["pairs"]) == len(names) * (len(names) - 1) // 2
+    pair = inter["pairs"].index(sorted([names.index("depth"), names.index("planted")]))
+    low, high = inter["ci"][pair]
+    assert low <= inter["values"][pair] <= high and low < high
+    # the values are the index of the reported coalition worths (recomputed here from report.json alone)
+    worths = game["metrics"][game["headline"]]["coalitions"]
+    table = np.array([worths["+".join(p for k, p in enumerate(names) if mask >> k & 1)] for mask in range(2 ** len(names))])
+    full = shapley_interaction_pairs(table)
+    assert [full[i, j] for i, j in inter["pairs"]] == pytest.approx(inter["values"], abs=1e-12)

@@ -35,7 +35,7 @@ def test_sections_exist(run):
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     ids = _ids(html)
     for sec in ["verdict", "game-0-verdict", "game-0-key-images", "game-0-chart", "details", "works", "game-0-summary",
-                "game-0-shapley", "game-0-coalitions", "game-0-agreement", "game-0-images", "game-0-flagged",
+                "game-0-shapley", "game-0-interactions", "game-0-coalitions", "game-0-agreement", "game-0-images", "game-0-flagged",
                 "unavailable", "ablation", "provenance"]:
         assert sec in ids, sec
     game = report["games"][0]
@@ -48,7 +48,12 @@ def test_sections_exist(run):
     works = html.split('id="works"')[1].split('id="game-0"')[0]
     assert works.count("data:image/png;base64,") == 2
     # plots: Shapley bars in the game section, seed curves / agreement / planted margin in the ablation
-    assert html.split('id="game-0-shapley"')[1].split('id="game-0-coalitions"')[0].count("data:image/svg+xml;base64,") == 1
+    assert html.split('id="game-0-shapley"')[1].split('id="game-0-interactions"')[0].count("data:image/svg+xml;base64,") == 1
+    # interactions: the one pair of the two LoRAs, its value from report.json, and the heat map
+    inter = html.split('id="game-0-interactions"')[1].split('id="game-0-coalitions"')[0]
+    pairs = game["metrics"][game["headline"]]["interactions"]
+    assert len(pairs["pairs"]) == 1 and inter.count("data:image/svg+xml;base64,") == 1
+    assert f"{pairs['values'][0]:+.3g}" in inter and "Holm p (two-sided)" in inter
     assert html.split('id="ablation"')[1].split('id="provenance"')[0].count("data:image/svg+xml;base64,") == 3
     # numbers from the report: a Shapley value, every coalition worth of ssim, the weight hashes, the seeds
     for worth in game["metrics"]["ssim"]["coalitions"].values():
