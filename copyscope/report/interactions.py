@@ -27,7 +27,9 @@ def interaction_pairs(game: dict) -> list[dict]:
 
 
 def interaction_sentences(report: dict, game: dict) -> list[str]:
-    """One sentence per pair whose interaction is significant under the headline (Holm p < 1 - confidence)."""
+    """One sentence per pair whose interaction is significant under the headline's t test (Holm p < 1 - confidence).
+    The distribution-free test that claims about components rest on is not applied to interactions: the sentences
+    say how components combine, they are not claims."""
     alpha = 1.0 - (report.get("settings") or {}).get("confidence", 0.95)
     metric, _ = _headline(game)
     out = []
@@ -40,7 +42,7 @@ def interaction_sentences(report: dict, game: dict) -> list[str]:
                "together they raise similarity less than the sum of what each does alone (one cancels or overrides "
                "the other)")
         out.append(f"{a} and {b} interact under {metric_label(metric or '')}: {num(r['value'], '+.3g')} "
-                   f"[{num(ci[0])}, {num(ci[1])}], Holm p {fmt_p(r['p_holm'])}: {how}.")
+                   f"[{num(ci[0])}, {num(ci[1])}], t test Holm p {fmt_p(r['p_holm'])}: {how}.")
     return out
 
 
@@ -63,10 +65,12 @@ def section_interactions(report: dict, game: dict) -> str:
                       f"pairwise interactions ({metric_label(metric or '')})", vmax=scale, fmt="+.3f")
     said = interaction_sentences(report, game)
     lead = ("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in said) + "</ul>") if said else (
-        "<p>No pair interacts significantly under the headline metric.</p>")
+        "<p>No pair interacts significantly under the headline metric (t test, Holm-corrected across pairs).</p>")
     return (lead + table + f"<p><img class=\"plot\" alt=\"interaction heat map\" src=\"{data_uri(svg)}\"></p>"
             "<p class=\"muted\">Interaction of two components: the average, over the coalitions of the others, of how "
             "much more the two raise similarity together than the sum of what each raises alone (the Shapley "
             "interaction index of Grabisch and Roubens); positive: they copy more together, negative: one cancels or "
             "overrides the other. Intervals and p-values over seeds (leave-one-seed-out t), Holm-corrected across "
-            f"the {len(inter['pairs'])} pairs, under the headline metric {esc(metric_label(metric or ''))}.</p>")
+            f"the {len(inter['pairs'])} pairs, under the headline metric {esc(metric_label(metric or ''))}. The "
+            "distribution-free test that claims about components also need is not applied to interactions: they "
+            "describe how the components combine, they are not claims.</p>")

@@ -140,7 +140,8 @@ def section_summary(report: dict, game: dict) -> str:
 
     together = interaction_sentences(report, game)
     if together:
-        items.append("<li><b>Interactions</b> (significant under the headline, Holm-corrected across pairs):<ul>"
+        items.append("<li><b>Interactions</b> (under the headline's t test, Holm-corrected across pairs; how components "
+                     "combine, not claims):<ul>"
                      + "".join(f"<li>{esc(x)}</li>" for x in together) + "</ul></li>")
     per_work = per_work_sentences(report, game)
     if per_work:

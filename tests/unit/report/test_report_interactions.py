@@ -20,7 +20,7 @@ REPORT = {"settings": {"confidence": 0.95}}
 def test_one_sentence_per_significant_pair_with_its_direction():
     said = interaction_sentences(REPORT, _game(INTER))
     assert len(said) == 2  # depth x decoy (Holm p 0.9) is not said
-    assert said[0].startswith("ControlNet depth and LoRA planted interact under phash: +0.03 [0.01, 0.05], Holm p 0.008")
+    assert said[0].startswith("ControlNet depth and LoRA planted interact under phash: +0.03 [0.01, 0.05], t test Holm p 0.008")
     assert "more than the sum" in said[0]
     assert said[1].startswith("LoRA planted and LoRA decoy interact") and "less than the sum" in said[1]
     stricter = {"settings": {"confidence": 0.999}}
