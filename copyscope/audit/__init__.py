@@ -143,7 +143,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
             resampling=est.intervals, queue=queue,
         )
         try:
-            result = estimate_game(prep, game, evaluator, per_work=True)
+            result = estimate_game(prep, game, evaluator, per_work=True, per_prompt=True)
         finally:
             if queue is not None:
                 queue.close(cancel=True)

@@ -66,6 +66,7 @@ class GameResult:
     image_keys: dict[Coalition, list[str]]  # coalition -> its images' cache keys, in work-item order
     weights: dict = field(default_factory=dict)  # the engine's model identities (hashes), for provenance
     controls: dict | None = None  # the game's positive controls (copyscope.controls.positive), when run
+    per_prompt: dict[str, dict[str, MetricEstimate]] = field(default_factory=dict)  # prompt -> metric -> (several prompts)
 
     def table(self, metric: str) -> dict[Coalition, np.ndarray]:
         return {c: w[metric] for c, w in self.worths.items() if metric in w}
@@ -75,12 +76,13 @@ class _NotFinite(Exception):
     """A metric's worth is NaN/inf for some coalition: that metric is skipped, not the audit."""
 
 
-def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEvaluator, per_work: bool = False) -> GameResult:
+def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEvaluator, per_work: bool = False,
+                  per_prompt: bool = False) -> GameResult:
     """Run the estimators on every metric of one game (the estimator pulls the worths it needs from
     ``evaluator``, which generates and scores them on demand); return the game's results.
 
-    ``per_work``: with several works, also one game per work (``run_audit`` asks for it; the
-    coalition-planning and ablation callers do not need it: it evaluates no other coalitions)."""
+    ``per_work`` / ``per_prompt``: with several works (prompts), also one game per work (prompt) on the same
+    coalitions (``run_audit`` asks for both; the ablation does not need them: they evaluate no other coalitions)."""
     from ..score.metrics import fusion
     from .shapley import ExactBanzhaf, LeaveOneOut, efficiency_gap
     from .shapley.inference import worths_zero_tol
@@ -143,31 +145,38 @@ def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEval
         for c in coalitions:
             evaluator.worths[c]["fusion"] = table[c]
 
-    # Per-work attribution: with several works, one game per work (its prompts against its references),
-    # so that "which component copies which work" is not lost in the average over works.
-    work_results: dict[str, dict] = {}
-    works = prep.refs.works
-    if per_work and len(works) > 1:
-        for w in works:
-            res_w: dict[str, MetricEstimate] = {}
+    # Per-work and per-prompt attribution: with several works (prompts), one game per work (prompt), so that
+    # "which component copies which work" and "which prompts drive the copying" are not lost in the averages.
+    def sub_games(parts: list[str], values_of, worths_of) -> dict[str, dict[str, MetricEstimate]]:
+        out: dict[str, dict[str, MetricEstimate]] = {}
+        for part in parts:
+            res: dict[str, MetricEstimate] = {}
             for name in names:
-                def work_values(C, name=name, w=w):
-                    values = evaluator.work_values(C, name, w)
+                def part_values(C, name=name, part=part):
+                    values = values_of(C, name, part)
                     if not np.isfinite(values).all():
                         raise _NotFinite
                     return values
 
                 try:
-                    res_w[name] = run(work_values)
+                    res[name] = run(part_values)
                 except _NotFinite:
                     continue
-            used = [n for n in names if n in res_w]
+            used = [n for n in names if n in res]
             if len(coalitions) > 1 and len(used) > 1:
-                rows = {c: {m: evaluator.work_worths[c][(m, w)] for m in used} for c in coalitions}
-                res_w["fusion"] = run(_table_values(_fused_table(fusion, rows, fusion_members(used))))
-            work_results[w] = res_w
+                rows = {c: {m: worths_of(c, m, part) for m in used} for c in coalitions}
+                res["fusion"] = run(_table_values(_fused_table(fusion, rows, fusion_members(used))))
+            out[part] = res
+        return out
+
+    works = prep.refs.works
+    work_results = (sub_games(works, evaluator.work_values, lambda c, m, w: evaluator.work_worths[c][(m, w)])
+                    if per_work and len(works) > 1 else {})
+    prompts = list(dict.fromkeys(it.prompt for it in evaluator.items))
+    prompt_results = (sub_games(prompts, evaluator.prompt_values, lambda c, m, p: evaluator.prompt_worths[c][(m, p)])
+                      if per_prompt and len(prompts) > 1 else {})
     return GameResult(game, results, skipped, work_results, worths=dict(evaluator.worths), set_results=dict(evaluator.set_results),
-                      flags=dict(evaluator.flags), image_keys=dict(evaluator.image_keys))
+                      flags=dict(evaluator.flags), image_keys=dict(evaluator.image_keys), per_prompt=prompt_results)
 
 
 def fusion_members(names: list[str]) -> list[str]:

@@ -91,6 +91,7 @@ class CoalitionEvaluator:
         self.set_results: dict[tuple[bool, ...], dict[str, SetResult]] = {}
         self.flags: dict[tuple[bool, ...], dict[str, list[str]]] = {}
         self.work_worths: dict[tuple[bool, ...], dict[tuple[str, str], np.ndarray]] = {}
+        self.prompt_worths: dict[tuple[bool, ...], dict[tuple[str, str], np.ndarray]] = {}
 
     @classmethod
     def from_cached(
@@ -215,6 +216,37 @@ class CoalitionEvaluator:
             value = self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
         memo[(metric.name, work)] = value
         return value
+
+    def prompt_worth(self, c: tuple[bool, ...], metric, prompt: str) -> np.ndarray:
+        """The worth of ``c`` for one prompt alone: that prompt's images against the references the pooled worth
+        uses for it (its work's, when the prompt names one; every work's otherwise). Per-prompt attribution uses it."""
+        memo = self.prompt_worths.setdefault(c, {})
+        if (metric.name, prompt) in memo:
+            return memo[(metric.name, prompt)]
+        self.prefetch([c])
+        keys = self.image_keys[c]
+        rows = [i for i, it in enumerate(self.items) if it.prompt == prompt]
+        if not rows:
+            raise ValueError(f"prompt {prompt!r} has no work items")
+        work = self.items[rows[0]].work
+        if metric.kind == "per_image":
+            sub = [keys[i] for i in rows]
+            scores = self.scorer.work_scores(metric, sub, work) if work is not None else self.scorer.per_image_scores(metric, sub)
+            value = self._per_image_worth(np.asarray(scores).reshape(-1, self.n_seeds))
+        else:
+            cols = [j for j, w in enumerate(self.scorer.refs.work_of) if work is None or w == work]
+            feats = self.scorer.rows(metric, keys)[rows]
+            ref = self.scorer.reference_features(metric)[cols]
+            value = self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
+        memo[(metric.name, prompt)] = value
+        return value
+
+    def prompt_values(self, coalitions: np.ndarray, metric: str, prompt: str) -> np.ndarray:
+        """Batched value function of the per-prompt game of ``prompt`` under ``metric``."""
+        rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
+        self.prefetch(rows)
+        m = self.scorer.metrics[metric]
+        return np.stack([self.prompt_worth(r, m, prompt) for r in rows])
 
     def work_values(self, coalitions: np.ndarray, metric: str, work: str) -> np.ndarray:
         """Batched value function of the per-work game of ``work`` under ``metric``."""

@@ -153,15 +153,16 @@ def attribution_tables(report: dict):
                       *(cell(g["metrics"][r]["shapley"][c], r == head) if metrics_down
                         else cell(g["metrics"][c]["shapley"][r], c == head) for c in cols))
         tables.append(t)
-        per_work = g.get("per_work") or {}
-        if per_work:
-            pw = Table(title=f"Per-work attribution under {term(head)} — base {term(g['base'])}",
-                       caption="each work's own game: its prompts against its references; * as above")
+        for part, what, caption in (("per_work", "work", "each work's own game: its prompts against its references"),
+                                    ("per_prompt", "prompt", "each prompt's own game: its images against the works")):
+            parts = g.get(part) or {}
+            if not parts:
+                continue
+            pw = Table(title=f"Per-{what} attribution under {term(head)} — base {term(g['base'])}", caption=caption + "; * as above")
             pw.add_column("player", overflow="fold")
-            for w in per_work:
-                pw.add_column(f"work {term(w)}", justify="right", overflow="fold")
+            for w in parts:
+                pw.add_column(f"{what} {term(w)}", justify="right", overflow="fold")
             for p in players:
-                pw.add_row(term(p), *(cell(per_work[w][head]["shapley"][p], True) if head in per_work[w] else "n/a"
-                                for w in per_work))
+                pw.add_row(term(p), *(cell(parts[w][head]["shapley"][p], True) if head in parts[w] else "n/a" for w in parts))
             tables.append(pw)
     return tables

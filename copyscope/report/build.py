@@ -198,13 +198,16 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
 
         annotate_placebo(metrics, names, level, rule)  # controls.placebo: every component against the placebo
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
-        per_work = {
-            w: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate, worth), rule),
-                    "split_percent": r.estimate.shares(level),
-                    "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
-                for m, r in res_w.items()}
-            for w, res_w in (g.per_work or {}).items()
-        }
+        def part_sections(parts: dict, names: list[str] = names) -> dict:
+            return {
+                part: {m: {"shapley": estimate_section(r.estimate, level, names, seed_bound(metric_info.get(m), r.estimate, worth), rule),
+                           "split_percent": r.estimate.shares(level),
+                           "per_seed": _per_seed_section(r.estimate, names)}  # adaptive seeds look at each work's game
+                       for m, r in res.items()}
+                for part, res in (parts or {}).items()
+            }
+
+        per_work, per_prompt = part_sections(g.per_work), part_sections(g.per_prompt)
         entry = {
             "base": game.base.name,
             "players": names,
@@ -218,6 +221,7 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
             # significance is claimed for this metric only; the others are sensitivity analysis
             "headline": headline_metric(metrics),
             **({"per_work": per_work} if per_work else {}),
+            **({"per_prompt": per_prompt} if per_prompt else {}),
         }
         if g.controls is not None:  # the positive controls, and the headline chosen from them
             from .controls import controls_section

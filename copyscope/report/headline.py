@@ -67,9 +67,27 @@ def ranked(shapley: dict, alpha: float) -> tuple[list[str], list[str]]:
 
 def per_work_sentences(report: dict, game: dict) -> list[str]:
     """One sentence per work: which component copies it most, under the headline metric."""
+    return [f"Work '{work}': {text}" for work, text, _ in _part_findings(report, game, "per_work")]
+
+
+def per_prompt_sentences(report: dict, game: dict) -> list[str]:
+    """With several prompts: which prompts drive the copying (a component copies significantly in that prompt's
+    own game, under the headline metric), then one sentence per prompt."""
+    found = _part_findings(report, game, "per_prompt")
+    if not found:
+        return []
+    driving = [prompt for prompt, _, sig in found if sig]
+    lead = (f"The copying is driven by prompt{'s' if len(driving) > 1 else ''} "
+            + ", ".join(f"'{p}'" for p in driving) + f" (of {len(found)})." if driving else
+            f"No prompt alone shows a component copying significantly (of {len(found)} prompts).")
+    return [lead] + [f"Prompt '{prompt}': {text}" for prompt, text, _ in found]
+
+
+def _part_findings(report: dict, game: dict, part: str) -> list[tuple[str, str, bool]]:
+    """(work or prompt, what its own game says under the headline, whether a component is significant there)."""
     alpha = 1.0 - (report.get("settings") or {}).get("confidence", 0.95)
     out = []
-    for work, metrics in (game.get("per_work") or {}).items():
+    for key, metrics in (game.get(part) or {}).items():
         m = game.get("headline") or headline_metric(metrics)
         sec = metrics.get(m)
         if not sec:
@@ -81,8 +99,8 @@ def per_work_sentences(report: dict, game: dict) -> list[str]:
         top = order[0]
         if sig:
             who = ", ".join(f"{p} ({sh[p]['value']:+.3g})" for p in sig)
-            out.append(f"Work '{work}': copied significantly by {who} under {m}; largest contribution: {top}.")
+            out.append((key, f"copied significantly by {who} under {m}; largest contribution: {top}.", True))
         else:
-            out.append(f"Work '{work}': no component raises similarity to it significantly under {m}; "
-                       f"largest contribution: {top} ({sh[top]['value']:+.3g}).")
+            out.append((key, f"no component raises similarity to it significantly under {m}; "
+                             f"largest contribution: {top} ({sh[top]['value']:+.3g}).", False))
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import plots
-from .headline import headline_metric, per_work_sentences, significant, t_only
+from .headline import headline_metric, per_prompt_sentences, per_work_sentences, significant, t_only
 from .htmlkit import _finite, _pct, _table, collapse_warnings, esc, fmt_p, metric_label, num, player_label, td
 
 def _works_phrase(report: dict) -> str:
@@ -143,6 +143,10 @@ def section_summary(report: dict, game: dict) -> str:
         items.append("<li><b>Interactions</b> (under the headline's t test, Holm-corrected across pairs; how components "
                      "combine, not claims):<ul>"
                      + "".join(f"<li>{esc(x)}</li>" for x in together) + "</ul></li>")
+    per_prompt = per_prompt_sentences(report, game)
+    if per_prompt:
+        items.append(f"<li><b>Per prompt</b>: {esc(per_prompt[0])} Each prompt's own attribution:<ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in per_prompt[1:]) + "</ul></li>")
     per_work = per_work_sentences(report, game)
     if per_work:
         items.append("<li><b>Per work</b> (each work's own attribution, beside the combined one above):<ul>"

@@ -158,7 +158,7 @@ class MetricResult(_Attribution, Record):
 
 @dataclass(kw_only=True)
 class WorkMetricResult(_Attribution, Record):
-    """One metric's game on one work's prompts and references (``per_work``)."""
+    """One metric's game on one work's prompts and references (``per_work``), or on one prompt (``per_prompt``)."""
 
     shapley: dict[str, ShapleyEntry] = required(dict_of(record(ShapleyEntry)))
     split_percent: dict[str, Share] | None | Missing = optional(nullable(dict_of(record(Share))))
@@ -181,14 +181,17 @@ class GameReport(Record):
     metrics: dict[str, MetricResult] = required(dict_of(record(MetricResult)))
     headline: str | None | Missing = optional(TEXT_OR_NULL)  # the metric that carries significance claims
     per_work: dict[str, dict[str, WorkMetricResult]] | Missing = optional(dict_of(dict_of(record(WorkMetricResult))))
+    # several prompts: each prompt's own game (its images against the references its worth uses)
+    per_prompt: dict[str, dict[str, WorkMetricResult]] | Missing = optional(dict_of(dict_of(record(WorkMetricResult))))
     controls: dict[str, Any] | Missing = optional(OBJECT)  # positive controls and the headline rule's choice
 
     def check(self, where: str) -> None:
         for name, sec in self.metrics.items():
             sec.check_players(self.players, key_path(key_path(where, "metrics"), name))
-        for work, metrics in (self.per_work or {}).items():
-            for name, sec in metrics.items():
-                sec.check_players(self.players, key_path(key_path(key_path(where, "per_work"), work), name))
+        for part in ("per_work", "per_prompt"):
+            for key, metrics in (getattr(self, part) or {}).items():
+                for name, sec in metrics.items():
+                    sec.check_players(self.players, key_path(key_path(key_path(where, part), key), name))
 
     def image_count(self) -> int:
         return sum(len(keys) for keys in (self.images or {}).values())
