@@ -172,9 +172,9 @@ def estimate_game(prep: EstimateInputs, game: GamePlan, evaluator: CoalitionEval
     works = prep.refs.works
     work_results = (sub_games(works, evaluator.work_values, lambda c, m, w: evaluator.work_worths[c][(m, w)])
                     if per_work and len(works) > 1 else {})
-    prompts = list(dict.fromkeys(it.prompt for it in evaluator.items))
+    prompts = list(dict.fromkeys(it.prompt for it in evaluator.items)) if per_prompt else []
     prompt_results = (sub_games(prompts, evaluator.prompt_values, lambda c, m, p: evaluator.prompt_worths[c][(m, p)])
-                      if per_prompt and len(prompts) > 1 else {})
+                      if len(prompts) > 1 else {})
     return GameResult(game, results, skipped, work_results, worths=dict(evaluator.worths), set_results=dict(evaluator.set_results),
                       flags=dict(evaluator.flags), image_keys=dict(evaluator.image_keys), per_prompt=prompt_results)
 
