@@ -1,7 +1,7 @@
 """What an audit's own files say about it, read for a bundle and for its verification.
 
-The zoo as the audit resolved it (``zoo.resolved.json``, the placebo player included), rebuilt as a
-:class:`~copyscope.config.Zoo` without touching a model; the plan (``plan.json``: games, players, work items); the
+The zoo as the audit had it (its recorded text parsed again, the placebo player taken from ``zoo.resolved.json``),
+rebuilt as a :class:`~copyscope.config.Zoo` without touching a model; the plan (``plan.json``: games, players, work items); the
 images the estimate used (report.json's per-game ``images``); the reference works (report.json's provenance);
 the model files the zoo names and what the report's ``weights`` recorded of them; the environment.
 """
@@ -23,24 +23,41 @@ MAX_RESOLVED_BYTES = 16 << 20
 MAX_PLAN_BYTES = 256 << 20  # plan.json lists every work item
 
 
-def resolved_zoo(resolved: Path, zoo_file: Path, text: str) -> Zoo:
-    """The zoo from an audit's ``zoo.resolved.json`` (names filled in, the placebo player added), as a Zoo whose
-    paths resolve against ``zoo_file``'s folder and whose text (``config_sha256``) is ``text``."""
-    from pydantic import ValidationError
-
+def audited_zoo(text: str, zoo_file: Path, resolved: Path) -> Zoo:
+    """The zoo as the audit had it, without reading a model: the zoo file's recorded ``text`` parsed and validated as
+    the audit parsed it (names filled in; relative paths anchored at ``zoo_file``'s folder), plus the placebo player
+    the audit adds (``controls.placebo``: copyscope.controls.placebo), read from its ``zoo.resolved.json``."""
     from ..common.inputs import read_json_object
-    from ..config import Zoo, zoo_spec_model
-    from ..config.base import _pydantic_message
+    from ..config import parse_zoo
+    from ..controls.placebo import PLACEBO_NAME
 
+    zoo = parse_zoo(text, Path(zoo_file))
     data = read_json_object(resolved, MAX_RESOLVED_BYTES, "zoo.resolved.json", "expected the zoo.resolved.json an audit wrote")
-    try:
-        spec = zoo_spec_model().model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise CopyscopeError(f"{loc}: {_pydantic_message(err)}; expected the zoo.resolved.json an audit wrote",
-                             where=str(resolved)) from None
-    return Zoo(spec, Path(zoo_file), text, {})
+    placebo = [e for e in data.get("loras") or [] if isinstance(e, dict) and e.get("name") == PLACEBO_NAME]
+    if placebo and zoo.spec.loras and PLACEBO_NAME not in {spec.name for spec in zoo.spec.loras}:
+        entry = placebo[0]  # as add_placebo_player appends it
+        zoo.spec.loras.append(type(zoo.spec.loras[0])(name=PLACEBO_NAME, model=str(entry.get("model")),
+                                                      weight=entry.get("weight", 1.0)))
+    return zoo
+
+
+def resolved_differences(zoo: Zoo, resolved: Path) -> list[str]:
+    """The keys whose values differ between ``zoo``'s resolved spec and the audit's ``zoo.resolved.json`` (keys on one
+    side only are left out: a copyscope with more settings writes more keys)."""
+    from ..common.inputs import read_json_object
+    from ..results.records import key_path
+
+    recorded = read_json_object(resolved, MAX_RESOLVED_BYTES, "zoo.resolved.json", "expected the zoo.resolved.json an audit wrote")
+    ours = json.loads(json.dumps(zoo.spec.model_dump()))
+
+    def differ(a, b, path: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [d for k in a if k in b for d in differ(a[k], b[k], key_path(path, k))]
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            return [d for i, (x, y) in enumerate(zip(a, b)) for d in differ(x, y, f"{path}[{i}]")]
+        return [] if a == b else [path or "(the whole file)"]
+
+    return differ(ours, recorded, "")
 
 
 def plan_from_json(path: Path, zoo: Zoo, seeds: list[int] | None = None) -> Plan:

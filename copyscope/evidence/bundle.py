@@ -21,7 +21,7 @@ from ..common.errors import CopyscopeError
 from ..common.inputs import file_kind, read_bounded
 from ..results import AuditReport, read_report
 from .archive import MAX_MEMBER_BYTES, archive_kind
-from .audited import dumps, environment, listed_images, model_entries, reference_entries, resolved_zoo
+from .audited import audited_zoo, dumps, environment, listed_images, model_entries, reference_entries, resolved_differences
 from .manifest import AUDIT, FORMAT, MANIFEST, SIGNATURE, ZOO_COPY, file_entry, safe_name
 
 
@@ -98,13 +98,17 @@ def bundle_audit(out_dir: str | Path, archive: str | Path | None = None, *, sign
             f"{missing[0]} ({images[missing[0]]} in report.json); the bundle needs every one: rerun `copyscope audit` to "
             "make them again, or pass --cache with the cache the audit used", where=str(out_dir))
     zoo_text, zoo_file = _zoo_text(out_dir, report)
-    zoo = resolved_zoo(out_dir / "zoo.resolved.json", zoo_file, zoo_text)
+    zoo = audited_zoo(zoo_text, zoo_file, out_dir / "zoo.resolved.json")
     refs = _references(report)
     background = _background(zoo)
     models = model_entries(zoo, report)
     warnings = [f"model {m['name']} ({m['section']}): the file on disk (identity sha256 {m['identity_sha256'][:12]}...) is not the "
                 f"one the audit hashed ({m['report_sha256'][:12]}...); `copyscope verify` will report it"
                 for m in models if m.get("matches_report") is False]
+    differ = resolved_differences(zoo, out_dir / "zoo.resolved.json")
+    if differ:
+        warnings.append(f"zoo.resolved.json is not what the recorded zoo file resolves to here (at {', '.join(differ[:3])}): "
+                        "was the audit run by another copyscope version? `copyscope verify` will report it")
     command = ["copyscope", "bundle", str(out_dir), "--out", str(dest)]
     command += ["--sign-key", str(sign_key)] if sign_key is not None else []
     command += ["--cache", str(cache)] if cache is not None else []

@@ -1,12 +1,13 @@
 """Recomputing an audit's numbers from its bundle alone: no model, no generation, no GPU.
 
-The audit's own code runs on the bundled files, as ``copyscope ablate`` reruns it on cached images: the zoo as the
-audit resolved it (``audit/zoo.resolved.json``) with its reference (and background) paths pointed at the bundled
-copies; the plan from ``audit/plan.json`` (the report's seeds: adaptive seeds stop early); the metrics the report
-used that need no weights (pixel, hash and SSIM metrics, ``kid_pixels``, ``fd_pixels``); an
-:class:`~copyscope.generate.cache.ImageCache` on the bundle's ``images/`` with no stored score, so every score is
-computed from the PNGs; per game :meth:`~copyscope.game.evaluator.CoalitionEvaluator.from_cached` over report.json's
-image keys, :func:`~copyscope.estimate.per_game.estimate_game` with the zoo's estimator and seed resamples, and
+The audit's own code runs on the bundled files, as ``copyscope ablate`` reruns it on cached images: the zoo file as
+audited (``audit/zoo.yaml``, with the placebo player of ``audit/zoo.resolved.json``, and checked against that file)
+with its reference (and background) paths pointed at the bundled copies; the plan from ``audit/plan.json`` (on the
+report's seeds: adaptive seeds stop early); the metrics the report used that need no weights (pixel, hash and SSIM
+metrics, ``kid_pixels``, ``fd_pixels``); an :class:`~copyscope.generate.cache.ImageCache` on the bundle's ``images/``
+with no stored score, so every score is computed from the PNGs; per game
+:meth:`~copyscope.game.evaluator.CoalitionEvaluator.from_cached` over report.json's image keys,
+:func:`~copyscope.estimate.per_game.estimate_game` with the zoo's estimator and seed resamples, and
 :func:`~copyscope.report.build.build_report`, whose games are then compared with report.json's
 (copyscope.evidence.compare).
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..common.errors import CopyscopeError
 from ..results import AuditReport
-from .audited import plan_from_json, resolved_zoo
+from .audited import audited_zoo, plan_from_json, resolved_differences
 from .compare import Comparison, compare_games
 from .manifest import AUDIT, ZOO_COPY
 
@@ -56,10 +57,12 @@ class Recomputed:
     images: int = 0
 
 
-def bundled_zoo(root: Path, manifest: dict) -> Zoo:
-    """The audited zoo with its reference works and background files read from the bundle."""
+def bundled_zoo(root: Path, manifest: dict) -> tuple[Zoo, list[str]]:
+    """The audited zoo (the bundled zoo file, the placebo player of ``zoo.resolved.json``) with its reference works and
+    background files read from the bundle; and the keys where it is not what ``zoo.resolved.json`` records."""
     text = (root / ZOO_COPY).read_bytes().decode("utf-8", errors="replace")
-    zoo = resolved_zoo(root / AUDIT / "zoo.resolved.json", root / ZOO_COPY, text)
+    zoo = audited_zoo(text, root / ZOO_COPY, root / AUDIT / "zoo.resolved.json")
+    differ = resolved_differences(zoo, root / AUDIT / "zoo.resolved.json")
     files = manifest["files"]
     by_work: dict[str, list[str]] = {}
     for r in manifest.get("references", []):
@@ -75,7 +78,7 @@ def bundled_zoo(root: Path, manifest: dict) -> Zoo:
     spec = zoo.spec.model_copy(update={"references": references,
                                        "background": zoo.spec.background.model_copy(update={"paths": background})})
     zoo.spec = spec
-    return zoo
+    return zoo, differ
 
 
 def weight_free_metrics(specs: Sequence, backbones: dict, reported: set[str]) -> tuple[list[Metric], dict[str, str]]:
@@ -131,7 +134,8 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
     from ..score.metrics import DEFAULT_METRICS
     from ..score.scorer import ReferenceSet, Scorer
 
-    zoo = bundled_zoo(root, manifest)
+    zoo, differ = bundled_zoo(root, manifest)
+    out.problems += [f"{AUDIT}/zoo.resolved.json: {key}: not what {ZOO_COPY} resolves to" for key in differ[:20]]
     seeds = list(report.settings.seeds) if report.settings and report.settings.seeds else None
     plan = plan_from_json(root / AUDIT / "plan.json", zoo, seeds)
     if len(plan.games) != len(report.games):

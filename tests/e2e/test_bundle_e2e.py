@@ -162,3 +162,16 @@ def test_a_signed_bundle(audited, tmp_path):
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     r = runner.invoke(app, ["verify", str(_repack(root, tmp_path / "t.tar.gz")), "--public-key", str(pub["signer"])])
     assert r.exit_code == 1 and "MISMATCH: signature.json" in r.output, r.output
+
+
+def test_a_zoo_resolved_json_that_is_not_the_zoo_file_is_named(audited, tmp_path):
+    root = _unpack(audited["bundle"], tmp_path / "x")
+    path = root / "audit" / "zoo.resolved.json"
+    resolved = json.loads(path.read_text())
+    resolved["estimator"]["seed"] += 1
+    path.write_text(json.dumps(resolved, indent=2))
+    r = runner.invoke(app, ["verify", str(_repack(root, tmp_path / "t.tar.gz"))])
+    assert r.exit_code == 1, r.output
+    assert "MISMATCH: audit/zoo.resolved.json: sha256 " in r.output
+    assert "MISMATCH: audit/zoo.resolved.json: estimator.seed: not what audit/zoo.yaml resolves to" in r.output
+    assert "games[0].metrics" not in r.output  # the numbers come from the zoo file and the images: unchanged
