@@ -86,14 +86,21 @@ def plan_from_json(path: Path, zoo: Zoo, seeds: list[int] | None = None) -> Plan
 
 
 def listed_images(report: AuditReport) -> dict[str, str]:
-    """Every image the estimate used, once, in report order: cache key -> where report.json lists it first."""
+    """Every image the estimate used, once, in report order: cache key -> where report.json lists it first. A key that
+    is not a cache key (64 hex digits: it names a file) is one line naming where it is listed."""
+    import re
+
     from ..results.records import key_path
 
     out: dict[str, str] = {}
     for i, g in enumerate(report.games):
         for coalition, keys in (g.images or {}).items():
             for j, key in enumerate(keys):
-                out.setdefault(key, f"{key_path(f'games[{i}].images', coalition)}[{j}]")
+                where = f"{key_path(f'games[{i}].images', coalition)}[{j}]"
+                if not re.fullmatch(r"[0-9a-f]{64}", key):
+                    raise CopyscopeError(f"{where}: {key[:80]!r} is not an image key (64 hex digits); expected the report.json "
+                                         "an audit wrote")
+                out.setdefault(key, where)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..common.errors import CopyscopeError
 from ..results import AuditReport
-from .audited import audited_zoo, plan_from_json, resolved_differences
+from .audited import audited_zoo, listed_images, plan_from_json, resolved_differences
 from .compare import Comparison, compare_games
 from .manifest import AUDIT, ZOO_COPY
 
@@ -134,6 +134,7 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
     from ..score.metrics import DEFAULT_METRICS
     from ..score.scorer import ReferenceSet, Scorer
 
+    listed_images(report)  # every key a cache key: a key names a file of the bundle, never one outside it
     zoo, differ = bundled_zoo(root, manifest)
     out.problems += [f"{AUDIT}/zoo.resolved.json: {key}: not what {ZOO_COPY} resolves to" for key in differ[:20]]
     seeds = list(report.settings.seeds) if report.settings and report.settings.seeds else None

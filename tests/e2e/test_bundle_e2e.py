@@ -118,6 +118,12 @@ def test_a_tampered_shapley_value_is_named(audited, tmp_path):
     assert "MISMATCH: audit/report.json: sha256 " in r.output
     expected = f"MISMATCH: games[0].metrics.phash.shapley.lora1.value: report {true_value + 0.25:.12g}, recomputed {true_value:.12g}"
     assert expected in r.output.splitlines(), r.output
+    # an image key is a file name inside the bundle: one that would lead outside it is refused, never read
+    report["games"][0]["images"]["lora1"][0] = "../../../../../../etc/hostname"
+    path.write_text(json.dumps(report, indent=2))
+    r = runner.invoke(app, ["verify", str(_repack(root, tmp_path / "t2.tar.gz"))])
+    assert r.exit_code == 1, r.output
+    assert "MISMATCH: recompute: games[0].images.lora1[0]: '../../../../../../etc/hostname' is not an image key" in r.output
 
 
 def test_a_missing_image_is_refused(audited, tmp_path):

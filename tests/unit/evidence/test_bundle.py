@@ -227,6 +227,12 @@ def test_bundle_refuses_an_image_missing_from_the_cache(tmp_path):
     assert not (tmp_path / "b.tar.gz").exists()
 
 
+def test_bundle_refuses_an_image_key_that_is_not_a_cache_key(tmp_path):
+    out = _audit_folder(tmp_path, [KEY, "../../../etc/passwd"], tmp_path / "cache")
+    assert_one_line_error(runner.invoke(app, ["bundle", str(out), "--out", str(tmp_path / "b.zip")]),
+                          r"games\[0\]\.images\[''\]\[1\]: '\.\./\.\./\.\./etc/passwd' is not an image key")
+
+
 def test_bundle_refuses_an_existing_archive_and_a_wrong_suffix(tmp_path):
     out = _audit_folder(tmp_path, [KEY], tmp_path / "cache")
     (tmp_path / "b.zip").write_bytes(b"mine")
