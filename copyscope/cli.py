@@ -379,6 +379,7 @@ def _mount_subapps() -> None:
 
 _mount_subapps()
 __import__("copyscope.generate.cache_cli", fromlist=["register"]).register(app, user_errors, out)
+__import__("copyscope.evidence.cli", fromlist=["register"]).register(app, user_errors, out)  # bundle, verify
 
 
 def main() -> None:  # pragma: no cover

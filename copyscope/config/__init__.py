@@ -10,7 +10,7 @@ from .generation import (  # noqa: F401
     SD3Settings, SDXLSettings,
 )
 from .kinds import zoo_spec_model
-from .loading import MAX_YAML_VALUES, load_zoo  # noqa: F401
+from .loading import MAX_YAML_VALUES, load_zoo, parse_zoo  # noqa: F401
 from .schema import (  # noqa: F401
     HUB_ID_RE, IMAGE_SUFFIXES, MAX_BOOTSTRAP, MAX_BUDGET, PICKLE_SUFFIXES, BaseSpec, EstimatorSpec, PromptSpec,
     ReferenceSpec, is_hub_id, stem,

@@ -141,6 +141,13 @@ def load_zoo(path: str | Path) -> Zoo:
         raise CopyscopeError(
             f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); expected a UTF-8 YAML file", where=f"{path}:{line}"
         ) from None
+    return parse_zoo(text, path)
+
+
+def parse_zoo(text: str, path: Path) -> Zoo:
+    """A zoo from its YAML text, validated as :func:`load_zoo` validates a file; ``path`` names it in errors and anchors
+    its relative paths (it need not exist: ``copyscope verify`` parses the text an audit recorded)."""
+    path = Path(path)
     try:
         node = _compose(text)
         if node is not None:
