@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from .base import MAX_NAME_LENGTH, MAX_WEIGHT, Float, Int, NamedSpec, Strict_, check_name  # noqa: F401
 from .generation import (  # noqa: F401
-    MAX_BATCH, MAX_GUIDANCE, MAX_SEED, MAX_SEEDS, MAX_SIDE, SCHEDULERS, AdaptiveSeeds, FluxSettings, GenerationSpec,
-    SD3Settings, SDXLSettings,
+    MAX_BATCH, MAX_GUIDANCE, MAX_SEED, MAX_SEEDS, MAX_SIDE, SCHEDULERS, AdaptiveSeeds, GenerationSpec,
 )
 from .kinds import zoo_spec_model
 from .loading import MAX_YAML_VALUES, load_zoo, parse_zoo  # noqa: F401

@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import field_validator
+
+from ..common.fields import Float, Int, Strict_  # noqa: F401 (the field types, re-exported: every zoo model's)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MAX_NAME_LENGTH = 100
 MAX_WEIGHT = 100.0  # bound of LoRA weights and ControlNet scales
-# Numbers: booleans are not numbers (pydantic would read `true` as 1), and NaN/inf are refused.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-
-
-class Strict_(BaseModel):
-    """Base of every zoo model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
 
 _Strict = Strict_  # the old private name
 

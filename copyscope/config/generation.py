@@ -6,17 +6,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import Field, Strict, ValidationError, create_model, field_validator, model_validator
 
+from ..common.fields import MAX_GUIDANCE, MAX_SIDE  # noqa: F401 (the bounds, re-exported)
 from .base import Float as _Float, Int as _Int, Strict_ as _Strict
 
 # Seeds seed a torch.Generator, which takes 0 <= seed < 2**64; the others bound what one machine can
 # hold or finish (docs/robustness.md).
 MAX_SEED = 2**63 - 1
 MAX_SEEDS = 100_000
-MAX_SIDE = 8192
 MAX_BATCH = 4096
-MAX_GUIDANCE = 1000.0
 
 # zoo name -> diffusers scheduler class; the only list of schedulers (validated here, applied by the engine)
 SCHEDULERS = {
@@ -34,30 +33,6 @@ SCHEDULERS = {
 
 def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-# SDXL micro-conditioning: sizes are positive, crop offsets >= 0, both within the largest image; strict
-# integers (a boolean is not a coordinate)
-_Side = Annotated[int, Strict(), Field(ge=1, le=MAX_SIDE)]
-_Offset = Annotated[int, Strict(), Field(ge=0, le=MAX_SIDE)]
-
-
-class SDXLSettings(_Strict):
-    """SDXL micro-conditioning (sizes as [height, width]); null sizes mean the generated size."""
-
-    original_size: tuple[_Side, _Side] | None = None
-    target_size: tuple[_Side, _Side] | None = None
-    crops_coords_top_left: tuple[_Offset, _Offset] = (0, 0)
-
-
-class SD3Settings(_Strict):
-    max_sequence_length: _Int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
-
-
-class FluxSettings(_Strict):
-    max_sequence_length: _Int = Field(512, ge=1, le=512, description="T5 tokens of the prompt")
-    true_cfg_scale: _Float = Field(1.0, ge=1.0, le=MAX_GUIDANCE,
-                                   description="> 1 runs real classifier-free guidance with the negative prompt")
 
 
 class AdaptiveSeeds(_Strict):
@@ -83,7 +58,9 @@ class AdaptiveSeeds(_Strict):
         return self
 
 
-class GenerationSpec(_Strict):
+class _GenerationCommon(_Strict):
+    """The settings every family shares; :data:`GenerationSpec` adds each registered family's own."""
+
     resolution: Any = 512  # an integer or [height, width]: checked by _resolution
     steps: _Int = Field(30, ge=1, le=10_000)
     guidance: _Float = Field(7.5, ge=0, le=MAX_GUIDANCE)
@@ -94,10 +71,6 @@ class GenerationSpec(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: Annotated[bool, Strict()] = Field(
         False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
-    # family-specific settings (copyscope/families/__init__.py); each is part of the image keys of its family only
-    sdxl: SDXLSettings = SDXLSettings()
-    sd3: SD3Settings = SD3Settings()
-    flux: FluxSettings = FluxSettings()
 
     @field_validator("scheduler")
     @classmethod
@@ -172,3 +145,15 @@ class GenerationSpec(_Strict):
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return (self.resolution, self.resolution) if isinstance(self.resolution, int) else tuple(self.resolution)
+
+
+def _generation_spec() -> type[_GenerationCommon]:
+    """``generation:``: the common settings plus ``generation.<family>`` for every registered family with settings of
+    its own (copyscope/families/), each part of the image keys of its family only."""
+    from ..families import FAMILIES
+
+    fields = {f.name: (f.settings, f.settings()) for f in FAMILIES.values() if f.settings is not None}
+    return create_model("GenerationSpec", __base__=_GenerationCommon, __module__=__name__, **fields)
+
+
+GenerationSpec = _generation_spec()

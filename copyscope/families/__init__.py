@@ -1,59 +1,38 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x and Flux.1.
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x and Flux.1, one module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`,
+:mod:`.flux`), each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image and
+ControlNet, built from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on
+CUDA, its capabilities (ControlNet, IP-Adapter, textual inversion, negative prompt, prompt-embedding cache) and its
+own generation settings (``generation.<family>`` in the zoo file, part of every image key of that family) and call
+arguments. The zoo schema's ``generation:`` section is built from the registered families.
 
-A family names the diffusers pipelines that run a base (text-to-image and ControlNet, built from the
-same module objects), the ControlNet model class, the denoiser ("unet" or "transformer"), the dtype it
-expects on CUDA, and its own generation settings (``generation.sdxl`` / ``generation.sd3`` /
-``generation.flux`` in the zoo file), which are part of every image key of that family.
-
-The family of a base is declared (``family:`` on the base) or read from its ``model_index.json``
-(local folder, or the hub cache); a base whose family cannot be found is SD1.x/2.x, as before
-families existed. LoRA and ControlNet files are checked against the base's family from their
-headers / config before anything loads (:func:`lora_families`, :func:`controlnet_family`).
+The family of a base is declared (``family:`` on the base) or read from its ``model_index.json`` (local folder, or
+the hub cache); a base whose family cannot be found is SD1.x/2.x, as before families existed. LoRA and ControlNet
+files are checked against the base's family from their headers / config before anything loads
+(:func:`lora_families`, :func:`controlnet_family`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import flux, sd, sd3, sdxl
+from .base import Family
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    title: str
-    pipeline: str  # diffusers text-to-image pipeline class
-    controlnet_pipeline: str
-    controlnet_model: str
-    denoiser: str  # "unet" or "transformer"
-    model_index_classes: tuple[str, ...]  # model_index.json "_class_name" values of this family
-    cuda_dtype: str = "float16"
-    control_arg: str = "image"  # the ControlNet pipeline's argument for the conditioning image
-    negative_prompt: bool = True  # the pipeline takes negative_prompt
-    embedding_cache: bool = False  # prompt embeddings are reused across coalitions (SD only so far)
-    flow_matching: bool = False  # the SD schedulers (generation.scheduler) do not apply
-    load_kwargs: dict = field(default_factory=dict)
+FAMILIES: dict[str, Family] = {}
+ALIASES: dict[str, str] = {}
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family("sd", "Stable Diffusion 1.x/2.x", "StableDiffusionPipeline", "StableDiffusionControlNetPipeline",
-               "ControlNetModel", "unet", ("StableDiffusionPipeline",), embedding_cache=True,
-               load_kwargs={"safety_checker": None, "requires_safety_checker": False}),
-        Family("sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline",
-               "ControlNetModel", "unet", ("StableDiffusionXLPipeline",), load_kwargs={"add_watermarker": False}),
-        Family("sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline",
-               "SD3ControlNetModel", "transformer", ("StableDiffusion3Pipeline",), cuda_dtype="bfloat16",
-               control_arg="control_image", flow_matching=True),
-        Family("flux", "Flux.1", "FluxPipeline", "FluxControlNetPipeline", "FluxControlNetModel", "transformer",
-               ("FluxPipeline",), cuda_dtype="bfloat16", control_arg="control_image", negative_prompt=False,
-               flow_matching=True),
-    )
-}
-ALIASES = {"sd1": "sd", "sd15": "sd", "sd1.5": "sd", "sd2": "sd", "sd21": "sd", "sd2.1": "sd", "sd35": "sd3",
-           "sd3.5": "sd3", "flux1": "flux", "flux.1": "flux"}
+def register_family(family: Family, aliases: dict[str, str] | None = None) -> Family:
+    """Add a family (registration order is the order of the zoo schema's ``generation:`` settings)."""
+    FAMILIES[family.name] = family
+    ALIASES.update(aliases or {})
+    return family
+
+
+for _module in (sd, sdxl, sd3, flux):
+    register_family(_module.FAMILY, _module.ALIASES)
 
 
 def canonical_family(name: str) -> str | None:
@@ -65,6 +44,17 @@ def canonical_family(name: str) -> str | None:
 
 def family_names() -> str:
     return ", ".join(FAMILIES) + " (aliases " + ", ".join(sorted(ALIASES)) + ")"
+
+
+def family_settings(fam: Family, gen) -> dict:
+    """The family's generation settings (part of the image key); {} for a family without settings (SD1.x/2.x)."""
+    settings = fam.settings_of(gen)
+    return settings.model_dump(mode="json") if settings is not None else {}
+
+
+def family_call_kwargs(fam: Family, gen) -> dict:
+    """Pipeline-call arguments that only this family takes."""
+    return fam.call_kwargs(gen)
 
 
 def family_from_model_index(index: dict) -> str | None:
@@ -190,26 +180,3 @@ def base_family(zoo, index: int) -> Family:
             "bases", index, "model",
         )
     return FAMILIES[detected or "sd"]
-
-
-def family_settings(fam: Family, gen) -> dict:
-    """The family's generation settings (part of the image key); {} for SD1.x/2.x."""
-    settings = getattr(gen, fam.name, None)
-    return settings.model_dump(mode="json") if settings is not None else {}
-
-
-def family_call_kwargs(fam: Family, gen) -> dict:
-    """Pipeline-call arguments that only this family takes."""
-    h, w = gen.size
-    if fam.name == "sdxl":
-        s = gen.sdxl
-        return {
-            "original_size": tuple(s.original_size or (h, w)),
-            "target_size": tuple(s.target_size or (h, w)),
-            "crops_coords_top_left": tuple(s.crops_coords_top_left),
-        }
-    if fam.name == "sd3":
-        return {"max_sequence_length": gen.sd3.max_sequence_length}
-    if fam.name == "flux":
-        return {"max_sequence_length": gen.flux.max_sequence_length, "true_cfg_scale": gen.flux.true_cfg_scale}
-    return {}

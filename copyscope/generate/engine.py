@@ -293,8 +293,8 @@ class CoalitionEngine:
         pipe = self.activate(members)
         active = self._active_players(members)
         negatives = [i.negative for i in items] if any(i.negative for i in items) else None
-        if not self.family.negative_prompt and not (self.family.name == "flux" and self.gen.flux.true_cfg_scale > 1):
-            negatives = None  # Flux without true CFG has no negative prompt
+        if not self.family.takes_negative_prompt(self.gen):
+            negatives = None  # e.g. Flux without true CFG has no negative prompt
         kwargs = dict(
             prompt=[self.game.prompt_text(members, i) for i in items],
             negative_prompt=negatives,

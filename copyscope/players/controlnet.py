@@ -125,6 +125,18 @@ class ControlNetPlayer(PlayerKind):
                         raise zoo.fail(f"no conditioning image for work {p.work!r}", "controlnets", i, "conditioning", "per_work")
 
     @classmethod
+    def check_zoo(cls, zoo, base_families):
+        """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, in one line."""
+        from ..families import FAMILIES
+
+        if cls.specs(zoo):
+            for base, fam in base_families.items():
+                if not FAMILIES[fam].controlnet:
+                    raise zoo.fail(f"base {base!r} is {FAMILIES[fam].title}, for which diffusers has no ControlNet pipeline; "
+                                   "expected no controlnets with this base", cls.section, 0)
+        super().check_zoo(zoo, base_families)
+
+    @classmethod
     def families(cls, zoo, spec):
         from ..families import controlnet_family
 

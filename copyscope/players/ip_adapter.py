@@ -12,7 +12,12 @@ from ..common.inputs import image_sha256
 from ..config.base import MAX_WEIGHT, Float, NamedSpec
 from .kind import PlayerKind, register
 
-SUPPORTED = ("sd", "sdxl", "sd3", "flux")
+
+def supported() -> tuple[str, ...]:
+    """The families whose diffusers pipelines load this kind (their ``ip_adapter`` capability)."""
+    from ..families import FAMILIES
+
+    return tuple(name for name, fam in FAMILIES.items() if fam.ip_adapter)
 
 
 class IPAdapterSpec(NamedSpec):
@@ -39,7 +44,7 @@ class IPAdapterPlayer(PlayerKind):
 
     @classmethod
     def families(cls, zoo, spec):
-        return frozenset(SUPPORTED)
+        return frozenset(supported())
 
     @classmethod
     def check_zoo(cls, zoo, base_families):

@@ -14,7 +14,14 @@ from pydantic import Field
 from ..config.base import NamedSpec
 from .kind import PlayerKind, register
 
-SUPPORTED = ("sd", "sdxl")
+
+def supported() -> tuple[str, ...]:
+    """The families whose diffusers pipelines load this kind (their ``textual_inversion`` capability)."""
+    from ..families import FAMILIES
+
+    return tuple(name for name, fam in FAMILIES.items() if fam.textual_inversion)
+
+
 DEFAULT_WEIGHTS = "learned_embeds.safetensors"  # diffusers' name for a textual-inversion file in a folder
 
 
@@ -47,12 +54,12 @@ class TextualInversionPlayer(PlayerKind):
 
     @classmethod
     def families(cls, zoo, spec):
-        return frozenset(SUPPORTED)
+        return frozenset(supported())
 
     @classmethod
     def family_mismatch(cls, spec, base, fam, fits):
         return (f"textual inversion {spec.name!r}: base {base!r} is family {fam}; textual-inversion players "
-                f"work on {' and '.join(SUPPORTED)} bases",)
+                f"work on {' and '.join(supported())} bases",)
 
     @classmethod
     def check_zoo(cls, zoo, base_families):

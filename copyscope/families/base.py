@@ -1,0 +1,47 @@
+"""What a pipeline family is: the diffusers classes that run its bases, what it can do (its capabilities), its
+own generation settings and call arguments. One module per family in this package holds one :class:`Family`;
+``copyscope.families`` registers them (docs/ARCHITECTURE.md "Adding a pipeline family")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the zoo's `family:` value and the image key's "family" field
+    title: str  # in messages ("Stable Diffusion XL")
+    pipeline: str  # diffusers text-to-image pipeline class
+    controlnet_pipeline: str | None  # its ControlNet pipeline class; None: diffusers has none (ControlNets refused)
+    controlnet_model: str | None
+    denoiser: str  # "unet" or "transformer"
+    model_index_classes: tuple[str, ...]  # model_index.json "_class_name" values of this family
+    cuda_dtype: str = "float16"
+    control_arg: str = "image"  # the ControlNet pipeline's argument for the conditioning image
+    negative_prompt: bool = True  # the pipeline takes negative_prompt
+    embedding_cache: bool = False  # prompt embeddings are reused across coalitions (SD only so far)
+    flow_matching: bool = False  # the SD schedulers (generation.scheduler) do not apply
+    load_kwargs: dict = field(default_factory=dict)
+    ip_adapter: bool = False  # diffusers loads IP-Adapters into its pipeline
+    textual_inversion: bool = False  # diffusers loads textual-inversion embeddings into it
+    # `generation.<name>` in the zoo file (a pydantic model), part of every image key of the family; None: no settings
+    settings: type | None = None
+    # (settings, (height, width)) -> the pipeline-call arguments only this family takes
+    call_arguments: Callable[[Any, tuple[int, int]], dict] | None = None
+    # settings -> whether the pipeline gets a negative prompt although `negative_prompt` is False (Flux's true CFG)
+    negative_prompt_if: Callable[[Any], bool] | None = None
+
+    @property
+    def controlnet(self) -> bool:
+        return self.controlnet_pipeline is not None
+
+    def settings_of(self, gen) -> Any:
+        """This family's settings in a zoo's ``generation:`` (None when it has none)."""
+        return getattr(gen, self.name, None) if self.settings is not None else None
+
+    def call_kwargs(self, gen) -> dict:
+        return self.call_arguments(self.settings_of(gen), tuple(gen.size)) if self.call_arguments else {}
+
+    def takes_negative_prompt(self, gen) -> bool:
+        return self.negative_prompt or bool(self.negative_prompt_if and self.negative_prompt_if(self.settings_of(gen)))

@@ -1,0 +1,20 @@
+"""Stable Diffusion 3.x: a flow-matching transformer with three text encoders (``generation.sd3``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..common.fields import Int, Strict_
+from .base import Family
+
+
+class SD3Settings(Strict_):
+    max_sequence_length: Int = Field(256, ge=1, le=512, description="T5 tokens of the prompt")
+
+
+FAMILY = Family(
+    "sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline", "SD3ControlNetModel",
+    "transformer", ("StableDiffusion3Pipeline",), cuda_dtype="bfloat16", control_arg="control_image", flow_matching=True,
+    ip_adapter=True, settings=SD3Settings, call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length},
+)
+ALIASES = {"sd35": "sd3", "sd3.5": "sd3"}

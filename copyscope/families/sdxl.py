@@ -1,0 +1,38 @@
+"""Stable Diffusion XL: micro-conditioning settings (``generation.sdxl``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, Strict
+
+from ..common.fields import MAX_SIDE, Strict_
+from .base import Family
+
+# sizes are positive, crop offsets >= 0, both within the largest image; strict integers (a boolean is not a coordinate)
+_Side = Annotated[int, Strict(), Field(ge=1, le=MAX_SIDE)]
+_Offset = Annotated[int, Strict(), Field(ge=0, le=MAX_SIDE)]
+
+
+class SDXLSettings(Strict_):
+    """SDXL micro-conditioning (sizes as [height, width]); null sizes mean the generated size."""
+
+    original_size: tuple[_Side, _Side] | None = None
+    target_size: tuple[_Side, _Side] | None = None
+    crops_coords_top_left: tuple[_Offset, _Offset] = (0, 0)
+
+
+def _call(s: SDXLSettings, size: tuple[int, int]) -> dict:
+    return {
+        "original_size": tuple(s.original_size or size),
+        "target_size": tuple(s.target_size or size),
+        "crops_coords_top_left": tuple(s.crops_coords_top_left),
+    }
+
+
+FAMILY = Family(
+    "sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline", "ControlNetModel",
+    "unet", ("StableDiffusionXLPipeline",), load_kwargs={"add_watermarker": False}, ip_adapter=True,
+    textual_inversion=True, settings=SDXLSettings, call_arguments=_call,
+)
+ALIASES: dict[str, str] = {}
