@@ -96,10 +96,10 @@ def compare_games(report: dict, rebuilt: dict, left_out: dict[str, str], control
         _sections(out, g.get("metrics") or {}, r.get("metrics") or {}, key_path(where, "metrics"), left_out)
         skipped_report = {m: why for m, why in (g.get("skipped_metrics") or {}).items() if m not in left_out}
         out.compare(skipped_report, r.get("skipped_metrics") or {}, key_path(where, "skipped_metrics"))
-        works = set(g.get("per_work") or {}) | set(r.get("per_work") or {})
-        for w in sorted(works):
-            _sections(out, (g.get("per_work") or {}).get(w) or {}, (r.get("per_work") or {}).get(w) or {},
-                      key_path(key_path(where, "per_work"), w), left_out)
+        for part in ("per_work", "per_prompt"):  # each work's and each prompt's own game
+            for key in sorted(set(g.get(part) or {}) | set(r.get(part) or {})):
+                _sections(out, (g.get(part) or {}).get(key) or {}, (r.get(part) or {}).get(key) or {},
+                          key_path(key_path(where, part), key), left_out)
         if not controls[i] and not left_out:
             out.compare(g.get("headline"), r.get("headline"), key_path(where, "headline"))
     return out

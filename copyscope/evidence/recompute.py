@@ -167,7 +167,7 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
         out.problems += _check_fields(cache, plan, image_keys, game, i)
         ev = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot, image_keys,
                                             resampling=est.intervals)
-        results.append(estimate_game(inputs, game, ev, per_work=True))
+        results.append(estimate_game(inputs, game, ev, per_work=True, per_prompt=True))
         out.coalitions += len(image_keys)
         out.images += sum(len(k) for k in image_keys.values())
     rebuilt = build_report(inputs, results, generation={}, provenance={}).to_json()

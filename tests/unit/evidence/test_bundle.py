@@ -320,7 +320,9 @@ def test_learned_metrics_are_left_out_with_why():
 def test_signing_without_cryptography_names_the_extra(tmp_path, monkeypatch):
     from copyscope.evidence import signing
 
-    monkeypatch.setitem(sys.modules, "cryptography", None)  # as if it were not installed
+    # as if it were not installed: the package and every submodule an earlier import left in sys.modules
+    for name in [m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")] + ["cryptography"]:
+        monkeypatch.setitem(sys.modules, name, None)
     (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     for load in (signing.load_private_key, signing.load_public_key):
         with pytest.raises(MissingDependency, match=r"pip install 'copyscope\[sign\]'"):
