@@ -181,3 +181,18 @@ def test_a_zoo_resolved_json_that_is_not_the_zoo_file_is_named(audited, tmp_path
     assert "MISMATCH: audit/zoo.resolved.json: sha256 " in r.output
     assert "MISMATCH: audit/zoo.resolved.json: estimator.seed: not what audit/zoo.yaml resolves to" in r.output
     assert "games[0].metrics" not in r.output  # the numbers come from the zoo file and the images: unchanged
+
+
+def test_a_missing_file_and_a_changed_zoo_file_are_named(audited, tmp_path):
+    root = _unpack(audited["bundle"], tmp_path / "x")
+    gone = next(p for p in sorted((root / "references").iterdir()) if p.is_file())
+    gone.unlink()
+    r = runner.invoke(app, ["verify", str(_repack(root, tmp_path / "missing.tar.gz"))])
+    assert r.exit_code == 1, r.output
+    assert f"MISMATCH: references/{gone.name}: " in r.output and "missing" in r.output, r.output
+    root = _unpack(audited["bundle"], tmp_path / "y")
+    zoo = root / "audit" / "zoo.yaml"
+    zoo.write_text(zoo.read_text().replace("seeds: 3", "seeds: 4"))
+    r = runner.invoke(app, ["verify", str(_repack(root, tmp_path / "zoo.tar.gz"))])
+    assert r.exit_code == 1, r.output
+    assert "MISMATCH: audit/zoo.yaml: sha256 " in r.output, r.output
