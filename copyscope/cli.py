@@ -93,13 +93,18 @@ def _print_missing(prep: PreparedAudit) -> None:
 def plan(
     zoo: Path = ZooArg,
     calibrate: bool = typer.Option(False, help="time a short generation run to estimate the audit's duration"),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help="a card's memory (e.g. 24GB): which memory plans fit it"),
+    images_per_second: Optional[float] = typer.Option(None, "--images-per-second", min=1e-6,
+                                                      help="a measured throughput: the audit's GPU-hours"),
 ):
-    """Print the games, coalitions and number of images an audit will generate."""
+    """Print the games, coalitions and number of images an audit will generate (and, given a card, what fits it)."""
     from .audit import prepare_audit
     from .audit.planning import describe_plan
+    from .plan.memory import parse_size
 
+    memory = parse_size(gpu_memory) if gpu_memory is not None else None
     prep = prepare_audit(zoo, strict_files=False)
-    describe_plan(prep, out, calibrate=calibrate)
+    describe_plan(prep, out, calibrate=calibrate, gpu_memory=memory, images_per_second=images_per_second)
     _print_missing(prep)
 
 

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from .prepare import PreparedAudit
 
 
-def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False) -> dict:
+def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False, gpu_memory: float | None = None,
+                  images_per_second: float | None = None) -> dict:
     """Print games, players, coalitions and image counts; optionally time a short calibration run
-    (one batch of the full coalition) to estimate the duration. Returns the numbers printed."""
+    (one batch of the full coalition) to estimate the duration; with ``gpu_memory`` (bytes) the memory plans that
+    fit such a card (copyscope.plan.memory); with ``images_per_second`` the GPU-hours. Returns the numbers printed."""
     plan = prep.plan
     per_coalition = plan.images_per_coalition
     summary = {"games": []}
@@ -47,6 +49,12 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False) ->
             out.print(f"positive controls: {g['control_images']} img2img image(s) ({len(per_work)} work(s) x "
                       f"{len(ctl.strengths)} strength(s) x {n_src} source(s) x up to {ctl.seeds or DEFAULT_SEEDS} seed(s)), most "
                       "shorter than a full generation")
+        if gpu_memory is not None:
+            g["memory_plans"] = _memory_table(prep, game, gpu_memory, out)
+        if images_per_second is not None:
+            g["gpu_hours"] = images / images_per_second / 3600
+            out.print(f"at {images_per_second:g} image(s)/s: {g['gpu_hours']:.2f} GPU-hour(s) for {images} image(s) "
+                      "(without cache hits)")
         if calibrate:
             g["seconds_per_image"] = _calibrate(prep, game)
             g["estimated_seconds"] = g["seconds_per_image"] * images
@@ -54,6 +62,26 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False) ->
                       "(without cache hits)")
         summary["games"].append(g)
     return summary
+
+
+def _memory_table(prep: PreparedAudit, game: GamePlan, gpu_memory: float, out: Console) -> list[dict]:
+    """The memory plans of one game against a card of ``gpu_memory`` bytes, as a table."""
+    from ..plan.memory import GIB, game_sizes, plans_that_fit
+
+    rows = plans_that_fit(prep.zoo, game, gpu_memory)
+    sizes = game_sizes(prep.zoo, game)
+    t = Table(title=f"GPU memory, base {game.base.name}, on a {gpu_memory / GIB:.0f} GiB card (estimate from the weight headers)")
+    for col in ("offload", "quantize", "peak (GiB)", "fits"):
+        t.add_column(col, justify="right" if col == "peak (GiB)" else "left")
+    for r in rows:
+        t.add_row(r["offload"], r["quantize"], ("at least " if r["lower_bound"] else "") + f"{r['gib']:.1f}",
+                  "yes" if r["fits"] else "no")
+    out.print(t)
+    if sizes.nominal:
+        out.print(f"the base is not on this machine: counted with the published sizes of {sizes.nominal}")
+    if sizes.not_counted:
+        out.print("not on this machine, not counted: " + ", ".join(sizes.not_counted))
+    return rows
 
 
 def _calibrate(prep: PreparedAudit, game: GamePlan) -> float:

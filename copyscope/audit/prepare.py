@@ -126,6 +126,13 @@ def prepare_audit(
     check_model_sources(zoo, allow_pickle)
     offline_problems = check_real_files(zoo)  # single-file configs, variants, files in the wrong section
     check_lora_fits(zoo)
+    from ..generate.memory import memory_problems
+
+    # the memory plan against this machine: validate / plan note it (the audit may run on another machine)
+    for problem in memory_problems(zoo.spec.generation.memory, device, zoo.where):
+        if strict_files:
+            raise problem
+        missing.append(str(problem))
     for problem in _uncached_hub_models(zoo) + offline_problems:
         if strict_files:
             raise problem
@@ -147,6 +154,8 @@ def prepare_audit(
         if strict_files or not re.search(r"not found|holds no images|not in the local Hugging Face cache", str(problem)):
             raise
         missing.append(str(problem))
+    if strict_files and device.startswith("cuda"):  # the memory estimate against the free memory, before any load
+        _check_gpu_memory(zoo, plan, device)
     metrics, unavailable = select_metrics(zoo, allow_pickle, device)
     try:
         refs = ReferenceSet.from_zoo(zoo)
@@ -181,6 +190,16 @@ def prepare_audit(
     return PreparedAudit(zoo, plan, out_dir, cache, metrics, unavailable, refs, estimator, device=device,
                          allow_pickle=allow_pickle, out_where=out_where, missing_files=missing, background=background,
                          conditioning=conditioning)
+
+
+def _check_gpu_memory(zoo: Zoo, plan: Plan, device: str) -> None:
+    import torch
+
+    from ..plan.memory import check_fits
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    for game in plan.games:
+        check_fits(zoo, game, float(free), device)
 
 
 def _add_placebo(zoo: Zoo, cache: ImageCache, strict_files: bool, missing: list[str]) -> None:

@@ -58,6 +58,34 @@ class AdaptiveSeeds(_Strict):
         return self
 
 
+Quantization = Literal["none", "int8", "nf4", "fp8"]
+
+
+class QuantizeSettings(_Strict):
+    """``generation.memory.quantize``: the denoiser's and the text encoders' weights through diffusers' quantisation
+    (int8 / nf4: bitsandbytes; fp8: torchao). Changes pixels: part of the image key."""
+
+    denoiser: Quantization = "none"
+    text_encoders: Quantization = "none"
+
+
+class MemorySettings(_Strict):
+    """``generation.memory``: how the pipeline fits the GPU (docs/scale.md "Memory plans"). Offloading moves weights
+    between CPU and GPU and leaves the arithmetic as it is; VAE tiling and slicing and quantisation change the
+    computation, so they join the image key (only when set: keys of audits without them do not change)."""
+
+    offload: Literal["none", "model", "sequential"] = "none"
+    vae_tiling: Annotated[bool, Strict()] = False
+    vae_slicing: Annotated[bool, Strict()] = False
+    quantize: QuantizeSettings = QuantizeSettings()
+
+    def image_key(self) -> dict:
+        """The settings that change pixels and differ from the default ({} for the default plan)."""
+        out = {k: v for k, v in (("vae_tiling", self.vae_tiling), ("vae_slicing", self.vae_slicing)) if v}
+        quant = {k: v for k, v in self.quantize.model_dump().items() if v != "none"}
+        return {**out, **({"quantize": quant} if quant else {})}
+
+
 class _GenerationCommon(_Strict):
     """The settings every family shares; :data:`GenerationSpec` adds each registered family's own."""
 
@@ -71,6 +99,7 @@ class _GenerationCommon(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps or xpu")
     compile: Annotated[bool, Strict()] = Field(
         False, description="torch.compile the UNet (GPU; one compile per adapter set, docs/scale.md)")
+    memory: MemorySettings = MemorySettings()
 
     @field_validator("scheduler")
     @classmethod

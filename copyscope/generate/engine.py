@@ -167,6 +167,8 @@ class CoalitionEngine:
             "device_type": self.device.split(":")[0],
             # a compiled UNet may round differently from the eager one: never mix them in one key
             **({"compile": True} if getattr(self.gen, "compile", False) else {}),
+            # quantisation, VAE tiling / slicing (generation.memory): only when set, so other keys do not change
+            **({"memory": self.gen.memory.image_key()} if self.gen.memory.image_key() else {}),
         })
         if self.family.name != "sd":  # SD1.x/2.x keys predate families and stay as they were
             fields["family"] = self.family.name
@@ -189,11 +191,17 @@ class CoalitionEngine:
         base = self.game.base
         loc = ("bases", self.zoo.spec.bases.index(base))
         pipe_cls = getattr(diffusers, self.family.pipeline)
+        from .memory import place_pipeline, quantization_config
+
         common = dict(torch_dtype=self.dtype, **self.family.load_kwargs)
+        quant = quantization_config(self.gen.memory, self.family, self.dtype)
         self._on_event(f"loading base {base.name} ({self.family.title})")
         try:
             src = self.base_src
             if src.local is not None and src.local.is_file():
+                if quant is not None:
+                    raise self.zoo.fail("quantize applies to diffusers folders and hub ids, not to single-file "
+                                        f"checkpoints ({src.local.name}); expected quantize: none", "generation", "memory")
                 self.pipe = pipe_cls.from_single_file(str(src.local), config=config_arg(self.zoo, base.config), **common)
             else:
                 self.pipe = pipe_cls.from_pretrained(
@@ -201,6 +209,7 @@ class CoalitionEngine:
                     revision=base.revision,
                     variant=base.variant,
                     use_safetensors=not self.allow_pickle,
+                    **({"quantization_config": quant} if quant is not None else {}),
                     **common,
                 )
         except CopyscopeError:
@@ -208,7 +217,7 @@ class CoalitionEngine:
         except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; the user needs one line
             raise hub_error(self.zoo, exc, self.base_src, loc) from None
         self._set_scheduler()
-        self.pipe.to(self.device)
+        place_pipeline(self.pipe, self.gen.memory, self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
         for kind, cls in self._kinds():
