@@ -1,4 +1,5 @@
-"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1), built from configs offline.
+"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; other families in
+``copyscope/demo/tiny_<family>.py``, found by name), built from configs offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from
@@ -9,11 +10,29 @@ folder, a LoRA file and a ControlNet folder of one family plus a control image, 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 
 from .tiny import WORDS, _seeded, control_image, tiny_tokenizer, tiny_vae, write_tokenizer_files
 
-FAMILY_NAMES = ("sd", "sdxl", "sd3", "flux")
+BUILTIN = ("sd", "sdxl", "sd3", "flux")
+
+
+def _family_module(family: str):
+    """``copyscope/demo/tiny_<family>.py``: another family's tiny pipeline, in a module of its own, with
+    ``pipeline(seed, tmp) -> pipe`` and ``controlnet(pipe, seed) -> model`` (None where the family has none)."""
+    name = f"{__package__}.tiny_{family}"
+    return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
+
+
+def _family_names() -> tuple[str, ...]:
+    from ..families import FAMILIES
+
+    return BUILTIN + tuple(f for f in FAMILIES if f not in BUILTIN and _family_module(f) is not None)
+
+
+FAMILY_NAMES = _family_names()  # the families with a tiny pipeline here
 
 
 def tiny_t5_tokenizer(dir: Path):
@@ -130,7 +149,7 @@ def tiny_family_pipeline(family: str, seed: int = 0, tmp: Path | None = None):
 
     if family == "sd":
         return tiny_pipeline(seed, tokenizer_dir=tmp)
-    build = {"sdxl": _sdxl, "sd3": _sd3, "flux": _flux}[family]
+    build = {"sdxl": _sdxl, "sd3": _sd3, "flux": _flux}.get(family) or _family_module(family).pipeline
     if tmp is None:
         with tempfile.TemporaryDirectory() as d:
             pipe = build(seed, Path(d))
@@ -156,6 +175,9 @@ def _randomize_zeros(module, seed: int, std: float = 0.05):
 def tiny_family_controlnet(family: str, pipe, seed: int = 0):
     from diffusers import ControlNetModel, FluxControlNetModel, SD3ControlNetModel
 
+    if family not in BUILTIN:
+        cn = _family_module(family).controlnet(pipe, seed)
+        return None if cn is None else _randomize_zeros(cn, seed)
     if family in ("sd", "sdxl"):
         cn = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))
     elif family == "sd3":
@@ -211,8 +233,9 @@ def save_tiny_family_zoo(out_dir: Path, family: str, seed: int = 0, n_loras: int
     paths: dict = {"family": family, "base": base, "loras": [], "controlnet": None, "control": None}
     for i in range(n_loras):
         paths["loras"].append(tiny_family_lora(family, pipe, out_dir / "loras" / f"lora{i}.safetensors", seed * 1000 + i))
-    if controlnet:
-        tiny_family_controlnet(family, pipe, seed).save_pretrained(str(out_dir / "controlnet"), safe_serialization=True)
+    cn = tiny_family_controlnet(family, pipe, seed) if controlnet else None
+    if cn is not None:  # a family without a ControlNet pipeline has none
+        cn.save_pretrained(str(out_dir / "controlnet"), safe_serialization=True)
         paths["controlnet"] = out_dir / "controlnet"
         control_image(32, seed).save(out_dir / "control.png")
         paths["control"] = out_dir / "control.png"
