@@ -30,7 +30,7 @@ from .formats import (
 # writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
 # ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
@@ -200,6 +200,8 @@ LORA_COMPONENTS = {
     "sdxl": ("unet", "text_encoder", "text_encoder_2"),
     "sd3": ("transformer", "text_encoder", "text_encoder_2"),
     "flux": ("transformer", "text_encoder"),
+    "qwenimage": ("transformer",),
+    "zimage": ("transformer",),
 }
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 
