@@ -112,7 +112,8 @@ _TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage"})
 # module names only Qwen-Image's transformer has (its blocks' image / text MLPs and modulations), in diffusers' dotted
 # names and kohya's underscored ones
 _QWEN_MODULES = re.compile(r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]")
-# Z-Image's: its main blocks are `layers.<n>`, besides `noise_refiner` / `context_refiner` blocks
+# Z-Image's: its main blocks are `layers.<n>`, besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family
+# here, has the same names: the layer check, lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes)
 _ZIMAGE_MODULES = re.compile(r"(^|[._])(noise_refiner|context_refiner)[._]\d+[._]|"
                              r"^(transformer\.|diffusion_model\.|model\.diffusion_model\.|lora_unet_)?layers[._]\d+[._]"
                              r"(attention|feed_forward|adaLN_modulation)[._]")

@@ -32,8 +32,8 @@ from .formats import (
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
-    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage"})),
+    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
     "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
     "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
@@ -46,13 +46,15 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diag-oft": ("LyCORIS diag-OFT", frozenset()),
     "boft": ("LyCORIS BOFT", frozenset()),
     "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
-    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D)", frozenset()),
+    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)", frozenset()),
     "peft-oft": ("peft OFT/BOFT", frozenset()),
 }
 # why a layout is not loaded, for the one-line refusal
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
-    "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "dylora": ("diffusers expects 4-D up weights for convolution layers and stops after the base has loaded; and lycoris "
+               "scales a DyLoRA layer by alpha / (rank blocks + 1), diffusers by alpha / rank, so the images would not be "
+               "the producer's"),
     "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
     "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
                           "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
@@ -102,7 +104,7 @@ def lora_layout(head: dict) -> str:
     if any(_MIXTURE_RE.match(k) for k in keys):
         return "kohya-mixture"
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
-        if _dylora_layers(head):
+        if _dylora_layers(head) or _integer_alphas(head):
             return "dylora"
         return "kohya-transformer" if any(_KOHYA_TRANSFORMER_RE.match(k) for k in keys) else "kohya"
     if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
@@ -116,6 +118,13 @@ def lora_layout(head: dict) -> str:
 
 def is_lora(layout: str) -> bool:
     return layout in LORA_LAYOUTS or layout == "unknown"
+
+
+def _integer_alphas(head: dict) -> bool:
+    """Every ``.alpha`` stored as an integer tensor: lycoris' DyLoRA writes them so (its LoRA, kohya's trainers and
+    diffusers' converters write float alphas), also where it stores no convolution for :func:`_dylora_layers` to see."""
+    alphas = [v.get("dtype", "") for k, v in head.items() if k.endswith(".alpha")]
+    return bool(alphas) and all(d.startswith(("I", "U")) for d in alphas)
 
 
 def _dylora_layers(head: dict) -> list[str]:
