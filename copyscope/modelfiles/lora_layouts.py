@@ -25,10 +25,12 @@ from .formats import (
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux by
-# tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
+# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage
+# by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
 # writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
-# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
+# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but Z-Image's, which
+# reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their diffusers modules
+# (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's and Flux's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
