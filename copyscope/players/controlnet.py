@@ -126,7 +126,9 @@ class ControlNetPlayer(PlayerKind):
 
     @classmethod
     def check_zoo(cls, zoo, base_families):
-        """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, in one line."""
+        """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, and one whose
+        ControlNet pipeline takes fewer ControlNets at once than the zoo lists (``Family.controlnet_max``: Qwen-Image,
+        Z-Image) refuses the extra ones, in one line."""
         from ..families import FAMILIES
 
         specs = cls.specs(zoo)
