@@ -62,6 +62,7 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
     h, w = engine.gen.size
     members = _base_only(engine.game)
     by_work = control_items(items, refs.works, spec.seeds)
+    sized = _img2img_takes_size(engine)
     negatives = list(zip(background.labels, background.images))[: spec.negatives]
     out: list[ControlImage] = []
     todo: dict[tuple, list] = {}  # (source sha, strength) -> [(ControlImage, item, fields, source image)]
@@ -72,8 +73,14 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
             sha = pixel_sha256(src)
             for s in spec.strengths:
                 for it in its:
-                    fields = {**engine.image_fields(members, it), "img2img": {"source": sha, "strength": float(s),
-                                                                            "control": CONTROL_VERSION}}
+                    img2img = {"source": sha, "strength": float(s), "control": CONTROL_VERSION}
+                    # the keys of images made before these pipelines were given the size and the negative prompt
+                    # (Flux / SD3 made them at their default size; Flux's true CFG ran without negatives) stay apart
+                    if sized:
+                        img2img["sized"] = True
+                    if _true_cfg(engine):
+                        img2img["negative_prompt"] = True
+                    fields = {**engine.image_fields(members, it), "img2img": img2img}
                     c = ControlImage(work, label, float(s), it.seed, key_of(fields))
                     out.append(c)
                     if not cache.has(c.key):
@@ -89,6 +96,20 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
             for (c, _, fields, _), img in zip(batch, images):
                 cache.put(c.key, np.asarray(img, dtype=np.float32), {**fields, "coalition": f"control:{c.source}"}, [])
     return out
+
+
+def _img2img_takes_size(engine) -> bool:
+    """The family's img2img pipeline takes height / width (SD3, Flux, Qwen-Image, Z-Image; SD's and SDXL's keep the
+    source's size): given the audit's size, or it would make images at its own default size (1024 px for Flux)."""
+    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, _get_task_class
+
+    cls = _get_task_class(AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, engine.family.pipeline, throw_error_if_not_exist=False)
+    return cls is not None and {"height", "width"} <= set(inspect.signature(cls.__call__).parameters)
+
+
+def _true_cfg(engine) -> bool:
+    """The family takes a negative prompt only with real CFG on (Flux, Qwen-Image with ``true_cfg_scale > 1``)."""
+    return not engine.family.negative_prompt and engine.family.takes_negative_prompt(engine.gen)
 
 
 def _img2img_pipe(engine, members):
@@ -111,6 +132,8 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
 
     accepted = set(inspect.signature(pipe.__call__).parameters)
     extra = {k: v for k, v in family_call_kwargs(engine.family, engine.gen).items() if k in accepted}
+    if {"height", "width"} <= accepted:  # the audit's size (see _img2img_takes_size)
+        extra["height"], extra["width"] = engine.gen.size
     src = Image.fromarray(to_uint8(source))
     out = []
     bs = engine.gen.batch_size
@@ -120,7 +143,7 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
                       strength=float(strength),
                       num_inference_steps=engine.gen.steps, guidance_scale=engine.gen.guidance,
                       generator=[torch.Generator("cpu").manual_seed(i.seed) for i in chunk], output_type="np", **extra)
-        if engine.family.negative_prompt and any(i.negative for i in chunk):
+        if engine.family.takes_negative_prompt(engine.gen) and any(i.negative for i in chunk):  # as the engine's calls
             kwargs["negative_prompt"] = [i.negative for i in chunk]
         # what each kind adds with none of its players active (an IP-Adapter's images at scale 0, ...), as the
         # engine's own calls do; an inactive ControlNet adds nothing, so `image` stays the img2img source

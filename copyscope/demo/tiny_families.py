@@ -1,19 +1,39 @@
-"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1), built from configs offline.
+"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; other families in
+``copyscope/demo/tiny_<family>.py``, found by name: Qwen-Image, Z-Image), built from configs offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from
 :func:`copyscope.demo.tiny.write_tokenizer_files`, the T5 one as a Unigram ``tokenizer.json``
-(:func:`tiny_t5_tokenizer`), so nothing comes from the hub. :func:`save_tiny_family_zoo` writes a base
+(:func:`tiny_t5_tokenizer`), the Qwen one (Qwen-Image's Qwen2.5-VL and Z-Image's Qwen3 encoders) as a byte-level
+BPE (:func:`tiny_qwen_tokenizer`), so nothing comes from the hub. :func:`save_tiny_family_zoo` writes a base
 folder, a LoRA file and a ControlNet folder of one family plus a control image, for tests and benches.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 
 from .tiny import WORDS, _seeded, control_image, tiny_tokenizer, tiny_vae, write_tokenizer_files
 
-FAMILY_NAMES = ("sd", "sdxl", "sd3", "flux")
+BUILTIN = ("sd", "sdxl", "sd3", "flux")
+
+
+def _family_module(family: str):
+    """``copyscope/demo/tiny_<family>.py``: another family's tiny pipeline, in a module of its own, with
+    ``pipeline(seed, tmp) -> pipe`` and ``controlnet(pipe, seed) -> model`` (None where the family has none)."""
+    name = f"{__package__}.tiny_{family}"
+    return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
+
+
+def _family_names() -> tuple[str, ...]:
+    from ..families import FAMILIES
+
+    return BUILTIN + tuple(f for f in FAMILIES if f not in BUILTIN and _family_module(f) is not None)
+
+
+FAMILY_NAMES = _family_names()  # the families with a tiny pipeline here
 
 
 def tiny_t5_tokenizer(dir: Path):
@@ -35,6 +55,44 @@ def tiny_t5_tokenizer(dir: Path):
                          unk_token="<unk>", extra_ids=0, model_max_length=512)
     t5.save_pretrained(str(dir))
     return T5TokenizerFast.from_pretrained(str(dir))
+
+
+# the words of Qwen-Image's prompt template, so that its first 34 tokens (which its pipeline drops) are the template's
+# as with the real tokenizer, and of the chat roles
+QWEN_TEMPLATE_WORDS = ("system Describe the image by detailing color shape size texture quantity text spatial relationships of "
+                       "objects and background user assistant").split()
+# a minimal Qwen chat template (Z-Image's pipeline calls apply_chat_template); Qwen3's own adds only tool and thinking parts
+QWEN_CHAT_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+                      "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_qwen_tokenizer(dir: Path):
+    """A Qwen2 byte-level BPE tokenizer (the 256 byte symbols, WORDS and the template words as whole tokens, with and
+    without a leading space; ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``) and a chat template, saved to ``dir``
+    and loaded back."""
+    from transformers import Qwen2Tokenizer
+
+    from .tiny import _bpe, _bytes_to_unicode
+
+    byte = _bytes_to_unicode()
+    vocab = {byte[b]: b for b in range(256)}
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for w in dict.fromkeys(list(WORDS) + QWEN_TEMPLATE_WORDS):
+        for word in (w, byte[ord(" ")] + w):
+            while len(symbols := _bpe(list(word), ranks)) > 1:  # add merges until the word is one token
+                ranks[symbols[0], symbols[1]] = len(merges)
+                merges.append((symbols[0], symbols[1]))
+                vocab.setdefault(symbols[0] + symbols[1], len(vocab))
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         additional_special_tokens=["<|im_start|>", "<|im_end|>"], model_max_length=32768)
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(dir))
+    return Qwen2Tokenizer.from_pretrained(str(dir))
 
 
 def _clip_text(tok, seed: int, projection: bool = False):
@@ -130,7 +188,7 @@ def tiny_family_pipeline(family: str, seed: int = 0, tmp: Path | None = None):
 
     if family == "sd":
         return tiny_pipeline(seed, tokenizer_dir=tmp)
-    build = {"sdxl": _sdxl, "sd3": _sd3, "flux": _flux}[family]
+    build = {"sdxl": _sdxl, "sd3": _sd3, "flux": _flux}.get(family) or _family_module(family).pipeline
     if tmp is None:
         with tempfile.TemporaryDirectory() as d:
             pipe = build(seed, Path(d))
@@ -156,6 +214,9 @@ def _randomize_zeros(module, seed: int, std: float = 0.05):
 def tiny_family_controlnet(family: str, pipe, seed: int = 0):
     from diffusers import ControlNetModel, FluxControlNetModel, SD3ControlNetModel
 
+    if family not in BUILTIN:
+        cn = _family_module(family).controlnet(pipe, seed)
+        return None if cn is None else _randomize_zeros(cn, seed)
     if family in ("sd", "sdxl"):
         cn = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))
     elif family == "sd3":
@@ -211,8 +272,9 @@ def save_tiny_family_zoo(out_dir: Path, family: str, seed: int = 0, n_loras: int
     paths: dict = {"family": family, "base": base, "loras": [], "controlnet": None, "control": None}
     for i in range(n_loras):
         paths["loras"].append(tiny_family_lora(family, pipe, out_dir / "loras" / f"lora{i}.safetensors", seed * 1000 + i))
-    if controlnet:
-        tiny_family_controlnet(family, pipe, seed).save_pretrained(str(out_dir / "controlnet"), safe_serialization=True)
+    cn = tiny_family_controlnet(family, pipe, seed) if controlnet else None
+    if cn is not None:  # a family without a ControlNet pipeline has none
+        cn.save_pretrained(str(out_dir / "controlnet"), safe_serialization=True)
         paths["controlnet"] = out_dir / "controlnet"
         control_image(32, seed).save(out_dir / "control.png")
         paths["control"] = out_dir / "control.png"

@@ -1,7 +1,8 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x and Flux.1, one module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`,
-:mod:`.flux`), each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image and
-ControlNet, built from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on
-CUDA, its capabilities (ControlNet, IP-Adapter, textual inversion, negative prompt, prompt-embedding cache) and its
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image and Z-Image, one module each (:mod:`.sd`,
+:mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`), each a :class:`~.base.Family`: the
+diffusers pipelines that run a base (text-to-image and ControlNet, built from the same module objects), the ControlNet
+model class, the denoiser, the dtype it expects on CUDA, its capabilities (ControlNet and how many at once,
+IP-Adapter, textual inversion, negative prompt, prompt-embedding cache, the size multiple) and its
 own generation settings (``generation.<family>`` in the zoo file, part of every image key of that family) and call
 arguments. The zoo schema's ``generation:`` section is built from the registered families.
 
@@ -17,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from . import flux, sd, sd3, sdxl
+from . import flux, qwenimage, sd, sd3, sdxl, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -31,7 +32,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -91,6 +92,11 @@ def family_from_single_file_keys(keys) -> str | None:
         return "flux"
     if any("joint_blocks." in k for k in keys):
         return "sd3"
+    # ComfyUI's Qwen-Image / Z-Image files keep the transformers' own module names (under model.diffusion_model.)
+    if any(_QWEN_MODULES.search(k) for k in keys):
+        return "qwenimage"
+    if any(_ZIMAGE_MODULES.search(k) for k in keys):
+        return "zimage"
     if any(k.startswith("conditioner.embedders.1") for k in keys):
         return "sdxl"
     if any(k.startswith("model.diffusion_model.") for k in keys):
@@ -100,7 +106,17 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux"})
+# diffusers transformers whose blocks are `transformer_blocks.<n>.attn.{to_q,to_k,to_v,to_out.0,add_*_proj,to_add_out}`:
+# a LoRA on those layers alone fits each of them (the layer check, lora_misfit, then compares it with the base)
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage"})
+# module names only Qwen-Image's transformer has (its blocks' image / text MLPs and modulations), in diffusers' dotted
+# names and kohya's underscored ones
+_QWEN_MODULES = re.compile(r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]")
+# Z-Image's: its main blocks are `layers.<n>`, besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family
+# here, has the same names: the layer check, lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes)
+_ZIMAGE_MODULES = re.compile(r"(^|[._])(noise_refiner|context_refiner)[._]\d+[._]|"
+                             r"^(transformer\.|diffusion_model\.|model\.diffusion_model\.|lora_unet_)?layers[._]\d+[._]"
+                             r"(attention|feed_forward|adaLN_modulation)[._]")
 
 
 def lora_families(keys) -> frozenset[str] | None:
@@ -117,8 +133,17 @@ def lora_families(keys) -> frozenset[str] | None:
         return frozenset({"flux"})
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})
-    # kohya names of a diffusers SD3/Flux transformer (what kohya-style writers such as lycoris-lora produce
-    # when they wrap diffusers' transformer): its blocks sit at the top, not inside down/up blocks
+    if any(_QWEN_MODULES.search(k) for k in keys):
+        return frozenset({"qwenimage"})
+    if any(_ZIMAGE_MODULES.search(k) for k in keys):
+        return frozenset({"zimage"})
+    # diffusers' names under the original checkpoints' prefix: Qwen-Image's trainers write its diffusers-named blocks
+    # so (SD3 / Flux files under this prefix name joint_blocks / double_blocks, matched above)
+    if has(r"^diffusion_model\.transformer_blocks\."):
+        return frozenset({"qwenimage"})
+    # diffusers names of an SD3 / Flux / Qwen-Image transformer's attention, and kohya names of them (what
+    # kohya-style writers such as lycoris-lora produce when they wrap diffusers' transformer): its blocks sit at the
+    # top, not inside down/up blocks
     if has(r"^transformer\.|^lora_unet_transformer_blocks_\d+_"):
         return _TRANSFORMER_FAMILIES
     if has(r"^text_encoder_2\.|^lora_te2_"):
@@ -136,12 +161,11 @@ def lora_families(keys) -> frozenset[str] | None:
 def controlnet_family(config: dict) -> str | None:
     """The family of a ControlNet from its config.json."""
     cls = config.get("_class_name", "")
-    if cls == "FluxControlNetModel":
-        return "flux"
-    if cls == "SD3ControlNetModel":
-        return "sd3"
-    if cls == "ControlNetModel":
+    if cls == "ControlNetModel":  # SD1.x/2.x and SDXL share the class
         return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
+    for fam in FAMILIES.values():  # every other family's ControlNet model class is its own
+        if cls and cls == fam.controlnet_model:
+            return fam.name
     return None
 
 
@@ -172,11 +196,26 @@ def base_family(zoo, index: int) -> Family:
                 f"({cls or 'single-file keys'}: family {detected}); expected matching family and model",
                 "bases", index, "family",
             )
-        return FAMILIES[base.family]
+        return _single_file_loadable(zoo, index, local, FAMILIES[base.family])
     if detected is None and cls is not None:
         raise zoo.fail(
             f"unknown family: model_index.json names {cls}, not a pipeline of a supported family; expected one of "
             f"{', '.join(f.pipeline for f in FAMILIES.values())} (or declare family: {' / '.join(FAMILIES)})",
             "bases", index, "model",
         )
-    return FAMILIES[detected or "sd"]
+    return _single_file_loadable(zoo, index, local, FAMILIES[detected or "sd"])
+
+
+def _single_file_loadable(zoo, index: int, local: Path | None, fam: Family) -> Family:
+    """A single-file base of a family whose diffusers pipeline has no ``from_single_file`` (Qwen-Image) is refused
+    here, not after minutes of loading."""
+    if local is not None and local.is_file():
+        import diffusers
+
+        if not hasattr(getattr(diffusers, fam.pipeline), "from_single_file"):
+            raise zoo.fail(
+                f"{local.name} is a single-file checkpoint, but diffusers {diffusers.__version__}'s {fam.pipeline} "
+                f"({fam.title}) cannot load single files; expected a diffusers folder (model_index.json) or a hub id",
+                "bases", index, "model",
+            )
+    return fam

@@ -31,6 +31,10 @@ class Family:
     call_arguments: Callable[[Any, tuple[int, int]], dict] | None = None
     # settings -> whether the pipeline gets a negative prompt although `negative_prompt` is False (Flux's true CFG)
     negative_prompt_if: Callable[[Any], bool] | None = None
+    # the most ControlNets its ControlNet pipeline takes at once (Qwen-Image, Z-Image: 1); None: any number (a list,
+    # which the SD, SDXL, SD3 and Flux pipelines wrap in their multi-ControlNet models)
+    controlnet_max: int | None = None
+    size_multiple: int = 8  # generation.resolution must be a multiple of this (the pipeline raises or resizes otherwise)
 
     @property
     def controlnet(self) -> bool:

@@ -25,15 +25,17 @@ from .formats import (
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux by
-# tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
+# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage
+# by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
 # writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
-# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
+# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but Z-Image's, which
+# reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their diffusers modules
+# (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's and Flux's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
-    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage"})),
+    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
     "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
     "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
@@ -46,13 +48,15 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diag-oft": ("LyCORIS diag-OFT", frozenset()),
     "boft": ("LyCORIS BOFT", frozenset()),
     "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
-    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D)", frozenset()),
+    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)", frozenset()),
     "peft-oft": ("peft OFT/BOFT", frozenset()),
 }
 # why a layout is not loaded, for the one-line refusal
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
-    "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
+    "dylora": ("diffusers expects 4-D up weights for convolution layers and stops after the base has loaded; and lycoris "
+               "scales a DyLoRA layer by alpha / (rank blocks + 1), diffusers by alpha / rank, so the images would not be "
+               "the producer's"),
     "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
     "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
                           "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
@@ -102,7 +106,7 @@ def lora_layout(head: dict) -> str:
     if any(_MIXTURE_RE.match(k) for k in keys):
         return "kohya-mixture"
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
-        if _dylora_layers(head):
+        if _dylora_layers(head) or _integer_alphas(head):
             return "dylora"
         return "kohya-transformer" if any(_KOHYA_TRANSFORMER_RE.match(k) for k in keys) else "kohya"
     if any(_DIFFUSERS_LORA_RE.match(k) for k in keys):
@@ -116,6 +120,13 @@ def lora_layout(head: dict) -> str:
 
 def is_lora(layout: str) -> bool:
     return layout in LORA_LAYOUTS or layout == "unknown"
+
+
+def _integer_alphas(head: dict) -> bool:
+    """Every ``.alpha`` stored as an integer tensor: lycoris' DyLoRA writes them so (its LoRA, kohya's trainers and
+    diffusers' converters write float alphas), also where it stores no convolution for :func:`_dylora_layers` to see."""
+    alphas = [v.get("dtype", "") for k, v in head.items() if k.endswith(".alpha")]
+    return bool(alphas) and all(d.startswith(("I", "U")) for d in alphas)
 
 
 def _dylora_layers(head: dict) -> list[str]:
@@ -200,6 +211,8 @@ LORA_COMPONENTS = {
     "sdxl": ("unet", "text_encoder", "text_encoder_2"),
     "sd3": ("transformer", "text_encoder", "text_encoder_2"),
     "flux": ("transformer", "text_encoder"),
+    "qwenimage": ("transformer",),
+    "zimage": ("transformer",),
 }
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 

@@ -32,11 +32,19 @@ def check_player_families(zoo) -> dict[str, str]:
 
     families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
     scheduler = zoo.spec.generation.scheduler
+    size = zoo.spec.generation.size
     for name, fam in families.items():
         if scheduler is not None and FAMILIES[fam].flow_matching:
             raise zoo.fail(
                 f"scheduler {scheduler!r} does not apply to {FAMILIES[fam].title} (base {name!r}), which samples "
                 "with its flow-matching scheduler; expected scheduler: null", "generation", "scheduler",
+            )
+        multiple = FAMILIES[fam].size_multiple
+        if any(s % multiple for s in size):
+            raise zoo.fail(
+                f"resolution {list(size)} does not suit {FAMILIES[fam].title} (base {name!r}), whose pipeline takes "
+                f"sides that are multiples of {multiple}; expected a resolution in multiples of {multiple}",
+                "generation", "resolution",
             )
     for cls in KINDS.values():
         cls.check_zoo(zoo, families)

@@ -126,14 +126,23 @@ class ControlNetPlayer(PlayerKind):
 
     @classmethod
     def check_zoo(cls, zoo, base_families):
-        """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, in one line."""
+        """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, and one whose
+        ControlNet pipeline takes fewer ControlNets at once than the zoo lists (``Family.controlnet_max``: Qwen-Image,
+        Z-Image) refuses the extra ones, in one line."""
         from ..families import FAMILIES
 
-        if cls.specs(zoo):
+        specs = cls.specs(zoo)
+        if specs:
             for base, fam in base_families.items():
-                if not FAMILIES[fam].controlnet:
-                    raise zoo.fail(f"base {base!r} is {FAMILIES[fam].title}, for which diffusers has no ControlNet pipeline; "
+                family = FAMILIES[fam]
+                if not family.controlnet:
+                    raise zoo.fail(f"base {base!r} is {family.title}, for which diffusers has no ControlNet pipeline; "
                                    "expected no controlnets with this base", cls.section, 0)
+                if family.controlnet_max is not None and len(specs) > family.controlnet_max:
+                    raise zoo.fail(f"base {base!r} is {family.title}, whose diffusers ControlNet pipeline takes at most "
+                                   f"{family.controlnet_max} ControlNet(s) at once, but the zoo has {len(specs)} (the coalition "
+                                   f"of all of them could not run); expected at most {family.controlnet_max} controlnets "
+                                   "with this base", cls.section, family.controlnet_max)
         super().check_zoo(zoo, base_families)
 
     @classmethod

@@ -181,9 +181,11 @@ def test_family_detection_from_names():
     assert lora_families(["lora_unet_input_blocks_1_1_proj_in.lora_down.weight"]) == {"sd"}
     assert lora_families(["lora_unet_input_blocks_4_1_proj_in.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"]) == {"sd"}
-    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux"}
+    # attention-only names of transformer_blocks fit SD3, Flux.1 and Qwen-Image (the layer check tells them apart)
+    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "qwenimage"}
     # kohya names of diffusers' own transformer modules (lycoris-lora wrapping it): not SDXL's transformer_blocks_1
-    assert lora_families(["lora_unet_transformer_blocks_1_attn_to_q.lora_down.weight", "lora_te2_x.lora_down.weight"]) == {"sd3", "flux"}
+    assert lora_families(["lora_unet_transformer_blocks_1_attn_to_q.lora_down.weight", "lora_te2_x.lora_down.weight"]) == \
+        {"sd3", "flux", "qwenimage"}
     assert lora_families(["lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux"}
     assert lora_families(["lora_transformer_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux"}
     assert lora_families(["lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn1_to_q.lora_down.weight"]) == {"sdxl"}

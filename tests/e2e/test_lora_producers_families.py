@@ -1,5 +1,5 @@
-"""LoRA files made by independent producers for the SDXL, SD3 and Flux.1 families (the sd column's other cases
-are in tests/e2e/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
+"""LoRA files made by independent producers for the SDXL, SD3, Flux.1, Qwen-Image and Z-Image families (the sd
+column's other cases are in tests/e2e/test_lora_producers.py), inside the test, on tiny random-weight bases of each family
 (:func:`copyscope.demo.tiny_families.tiny_family_pipeline`), each audited through the CLI with
 ``seeds: 1`` and compared with what the producing tool itself means by the file:
 
@@ -49,15 +49,19 @@ from helpers.producers import PROMPT, audit_images, perturb, producer_zoo, runne
 lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependency (pip install -e .[test])")
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
-DENOISER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer"}
+DENOISER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer", "qwenimage": "transformer",
+            "zimage": "transformer"}
+# the text encoders each family's LoRA loader reads (Qwen-Image's and Z-Image's read the transformer only)
 TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
-                 "flux": ("text_encoder",)}
+                 "flux": ("text_encoder",), "qwenimage": (), "zimage": ()}
 # the denoiser blocks lycoris wraps (its kohya writer names every Linear / Conv inside them)
 LYCORIS_BLOCKS = {
     "sd": ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"],
     "sdxl": ["Transformer2DModel", "ResnetBlock2D", "Downsample2D", "Upsample2D"],
     "sd3": ["JointTransformerBlock"],
     "flux": ["FluxTransformerBlock", "FluxSingleTransformerBlock"],
+    "qwenimage": ["QwenImageTransformerBlock"],
+    "zimage": ["ZImageTransformerBlock"],
 }
 
 # (family, name) -> (producer, its arguments, expected: "exact" or a regex of the refusal after "LoRA 'style': ")
@@ -79,11 +83,13 @@ for _fam in DENOISER:
     CASES[_fam, "peft-rslora-te-every-layer"] = ("peft", {"alpha": 8, "dora": False, "te": True, "rslora": True,
                                                           "te_every_layer": True}, "exact")
     CASES[_fam, "peft-dora"] = ("peft", {"alpha": 8, "dora": True, "te": False}, "exact")
-    CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
-                                   UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
+    if TEXT_ENCODERS[_fam]:
+        CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
+                                       UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
     # lycoris names diffusers' own modules: kohya's layout for SDXL's UNet, but not the original module names
     # that kohya trainers of SD3 / Flux.1 write (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
-    CASES[_fam, "lora"] = ("lycoris", {"algo": "lora"}, "exact" if _fam == "sdxl" else UNSUPPORTED.format(
+    # (diffusers' Qwen-Image and Z-Image converters read kohya names of their diffusers modules)
+    CASES[_fam, "lora"] = ("lycoris", {"algo": "lora"}, "exact" if _fam in ("sdxl", "qwenimage", "zimage") else UNSUPPORTED.format(
         title=r"kohya-named LoRA of a diffusers transformer \(lora_unet_transformer_blocks_\*\)", family=_fam))
     CASES[_fam, "loha"] = ("lycoris", {"algo": "loha"}, UNSUPPORTED.format(title="LyCORIS LoHa", family=_fam))
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
@@ -117,7 +123,7 @@ CASES["flux", "lora-transformer-te-flat-names"] = (
     _MIXTURE + r" \(.*it stops on lora_te1_encoder_layers")
 CASES["flux", "lora-transformer-blocks"] = (
     "lycoris", {"algo": "lora", "prefix": "lora_transformer", "te_text_model": True}, _MIXTURE + r" \(.*it stops on lora_transformer_")
-for _fam in ("sdxl", "sd3", "flux"):
+for _fam in ("sdxl", "sd3", "flux", "qwenimage", "zimage"):
     for _algo, _title in (("lokr", "LyCORIS LoKr"), ("full", r"LyCORIS full \(diff\)"), ("ia3", "LyCORIS IA3"),
                           ("diag-oft", "LyCORIS diag-OFT"), ("boft", "LyCORIS BOFT"), ("glora", "LyCORIS GLoRA"),
                           ("dylora", "kohya/LyCORIS DyLoRA")):
@@ -126,18 +132,19 @@ for _fam in ("sdxl", "sd3", "flux"):
     # it wraps the attention only
     CASES[_fam, "boft"][1]["te_modules"] = ["CLIPAttention"]
     if _fam != "sdxl":
-        CASES[_fam, "boft"][1]["den_modules"] = ["Attention" if _fam == "sd3" else "FluxAttention"]
-        # DyLoRA stores only linear layers here (no 1x1 convolution): a kohya-named file of the transformer
-        CASES[_fam, "dylora"] = ("lycoris", {"algo": "dylora"}, CASES[_fam, "lora"][2])
+        # DyLoRA stores only linear layers here (no 1x1 convolution): a kohya-named file of the transformer whose
+        # alphas are integers, and which lycoris scales by alpha / (rank blocks + 1) where every loader uses alpha / rank
+        CASES[_fam, "boft"][1]["den_modules"] = ["FluxAttention" if _fam == "flux" else "Attention"]
 # LoRA deltas that change the tiny models' 32-px images by well over a grey level (the transformers'
 # images move less per unit of weight than the UNet's)
-STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3}
+STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3, "qwenimage": 0.6, "zimage": 0.3}
 
 
 def _generation(family: str) -> dict:
     return {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 1, "batch_size": 1,
             "scheduler": "ddim" if family == "sd" else None, "dtype": "float32", "device": "cpu",
-            "sd3": {"max_sequence_length": 16}, "flux": {"max_sequence_length": 16}}
+            "sd3": {"max_sequence_length": 16}, "flux": {"max_sequence_length": 16}, "qwenimage": {"max_sequence_length": 16},
+            "zimage": {"max_sequence_length": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +264,7 @@ def _lycoris_file(root: Path, base: Path, family: str, name: str, te_modules=("C
     attrs = ("ENABLE_CONV", "UNET_TARGET_REPLACE_MODULE", "UNET_TARGET_REPLACE_NAME", "TEXT_ENCODER_TARGET_REPLACE_MODULE",
              "LORA_PREFIX_UNET")
     saved = {a: getattr(LycorisNetworkKohya, a) for a in attrs}
-    te_arg = tes if len(tes) > 1 or prefix else tes[0]
+    te_arg = tes if len(tes) != 1 or prefix else tes[0]  # none for Qwen-Image / Z-Image
     torch.manual_seed(0)
     try:  # presets, prefixes and GLoRA set class attributes: restore them for the next network
         LycorisNetworkKohya.LORA_PREFIX_UNET = prefix or saved["LORA_PREFIX_UNET"]
@@ -321,7 +328,7 @@ def test_family_producer_file_is_exact_or_refused_at_validate(bases, produced, t
 
 
 def _generate(pipe, family: str) -> np.ndarray:
-    extra = {"max_sequence_length": 16} if family in ("sd3", "flux") else {}
+    extra = {"max_sequence_length": 16} if family not in ("sd", "sdxl") else {}
     return pipe(PROMPT, num_inference_steps=2, guidance_scale=3.0, height=32, width=32, output_type="np",
                 generator=torch.Generator().manual_seed(0), **extra).images[0]
 
@@ -366,7 +373,7 @@ def test_family_refusals_are_needed(bases, produced, family, name):
         assert np.abs(ref - detail).max() * 255 > 2, f"diffusers now loads {family} {name} exactly: support it"
 
 
-@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3", "flux"])
+@pytest.mark.parametrize("family", list(DENOISER))
 def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exact(bases, produced, tmp_path, family):
     """The refusal of mixed names is no wider than diffusers' failure: when the denoiser's first tensor (in
     safetensors' sorted order) has the older names, diffusers converts them all and loads the file exactly,
@@ -392,7 +399,8 @@ def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exa
 
 @pytest.mark.parametrize("family, name, other", [
     ("sdxl", "lora", "sd3"), ("sdxl", "lora", "flux"), ("sd3", "lora", "sd"), ("sd3", "lora", "sdxl"), ("flux", "lora", "sdxl"),
-    ("flux", "lora-transformer-attention", "sd3"), ("sdxl", "peft-alpha", "sd"),
+    ("flux", "lora-transformer-attention", "sd3"), ("sdxl", "peft-alpha", "sd"), ("qwenimage", "peft-every-layer-peft-names", "flux"),
+    ("qwenimage", "lora", "zimage"), ("zimage", "peft-alpha", "qwenimage"), ("zimage", "lora", "sdxl"), ("flux", "lora", "zimage"),
 ])
 def test_a_file_of_another_family_is_refused_at_validate(bases, produced, tmp_path, family, name, other):
     """docs/zoo.md's "another family" cells: the family check names the file's families and the base's."""

@@ -87,14 +87,22 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
     from copyscope.config.generation import GenerationSpec
     from copyscope.demo.tiny_families import FAMILY_NAMES
     from copyscope.families import FAMILIES
+    from copyscope.modelfiles.lora_layouts import LORA_COMPONENTS, LORA_LAYOUTS
 
     zoo_doc = (REPO / "docs" / "zoo.md").read_text()
     families_section = zoo_doc.split("### Pipeline families", 1)[1].split("\n## ", 1)[0]
+    formats_header = next(ln for ln in zoo_doc.splitlines() if ln.startswith("| layout (tensor names) |"))
+    producers = (REPO / "tests" / "e2e" / "test_lora_producers_families.py").read_text()
     for name, fam in FAMILIES.items():
         module = importlib.import_module(f"copyscope.families.{name}")  # step 1: one module per family
         assert module.FAMILY is fam and isinstance(module.ALIASES, dict), name
         assert fam.model_index_classes and fam.pipeline in fam.model_index_classes, name
         if fam.settings is not None:  # its settings reach the zoo schema without another edit
             assert GenerationSpec.model_fields[name].annotation is fam.settings, name
-        assert name in FAMILY_NAMES, f"step 4: no tiny {name} pipeline in copyscope/demo/tiny_families.py"
+        # step 3: the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers
+        assert name in LORA_LAYOUTS["diffusers"][1] and name in LORA_COMPONENTS, f"step 3: {name} in lora_layouts.py"
+        if name != "sd":  # the sd column: tests/e2e/test_lora_producers.py
+            assert f'"{name}": ' in producers, f"step 3: no {name} column in tests/e2e/test_lora_producers_families.py"
+        assert f"| {name} |" in formats_header + "|", f"step 3/6: no {name} column in docs/zoo.md's LoRA formats table"
+        assert name in FAMILY_NAMES, f"step 4: no tiny {name} pipeline (copyscope/demo/tiny_{name}.py)"
         assert f"`{name}`" in families_section, f"step 6: docs/zoo.md's families section does not name {name}"

@@ -216,12 +216,25 @@ def test_every_layout_is_recognised_and_refused_where_diffusers_cannot_load_it(t
     if layout not in lora_layouts.LORA_LAYOUTS:
         return
     title, families = lora_layouts.LORA_LAYOUTS[layout]
-    for fam in ("sd", "sdxl", "sd3", "flux"):
+    from copyscope.families import FAMILIES
+
+    for fam in FAMILIES:
         why = lora_layouts.lora_unsupported(head, fam)
         if fam in families:
             assert why is None, (layout, fam)
         else:
             assert re.match(rf"{re.escape(title)} is not supported by diffusers \S+ for {fam}( \(|$)", why), (layout, fam, why)
+
+
+def test_integer_alphas_mark_a_lycoris_dylora_of_linear_layers(tmp_path):
+    """lycoris' DyLoRA stores its alphas as integers (and scales by alpha / (rank blocks + 1)); with linear layers only
+    there is no 2-D up weight of a convolution to tell it by (measured on Qwen-Image / Z-Image / SD3 / Flux.1 files by
+    tests/e2e/test_lora_producers_families.py)."""
+    k = "lora_unet_layers_0_attention_to_q"
+    tensors = {f"{k}.lora_down.weight": torch.zeros(4, 8), f"{k}.lora_up.weight": torch.zeros(8, 4)}
+    for alpha, layout in ((torch.tensor(2), "dylora"), (torch.tensor(2.0), "kohya")):
+        save_file({**tensors, f"{k}.alpha": alpha}, str(tmp_path / "x.safetensors"))
+        assert lora_layouts.lora_layout(formats.header(tmp_path / "x.safetensors")) == layout, alpha.dtype
 
 
 def test_rank_mismatch_and_missing_up_weights_are_named():

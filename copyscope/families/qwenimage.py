@@ -1,0 +1,31 @@
+"""Qwen-Image: a flow-matching MMDiT transformer over a Qwen2.5-VL text encoder (``generation.qwenimage``).
+
+Its classifier-free guidance is ``true_cfg_scale`` with the negative prompt (diffusers' pipeline: CFG runs when
+``true_cfg_scale > 1`` and a negative prompt is given); the zoo's ``generation.guidance`` goes to the pipeline's
+``guidance_scale``, which only guidance-distilled Qwen-Image transformers read (the released one ignores it).
+diffusers' Qwen-Image ControlNet pipeline runs one ControlNet (its ``QwenImageMultiControlNetModel`` holds a single
+union ControlNet), so a Qwen-Image base audits at most one ControlNet player.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..common.fields import MAX_GUIDANCE, Float, Int, Strict_
+from .base import Family
+
+
+class QwenImageSettings(Strict_):
+    max_sequence_length: Int = Field(512, ge=1, le=1024, description="Qwen2.5-VL tokens of the prompt")
+    true_cfg_scale: Float = Field(4.0, ge=1.0, le=MAX_GUIDANCE,
+                                  description="> 1 runs classifier-free guidance with the negative prompt")
+
+
+FAMILY = Family(
+    "qwenimage", "Qwen-Image", "QwenImagePipeline", "QwenImageControlNetPipeline", "QwenImageControlNetModel",
+    "transformer", ("QwenImagePipeline",), cuda_dtype="bfloat16", control_arg="control_image", negative_prompt=False,
+    flow_matching=True, settings=QwenImageSettings,
+    call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "true_cfg_scale": s.true_cfg_scale},
+    negative_prompt_if=lambda s: s.true_cfg_scale > 1, controlnet_max=1, size_multiple=16,
+)
+ALIASES = {"qwen-image": "qwenimage", "qwen_image": "qwenimage", "qwen": "qwenimage"}
