@@ -235,6 +235,11 @@ def build_family_models(folder: Path, family: str, n_loras: int, controlnet: boo
     return paths
 
 
+# --memory: generation.memory of the audit side (docs/scale.md "Memory plans"; the bare side loads as it always does)
+MEMORY_PLANS = {"none": {}, "offload-model": {"offload": "model"}, "offload-sequential": {"offload": "sequential"},
+                "nf4": {"quantize": {"denoiser": "nf4"}}, "nf4-offload": {"offload": "model", "quantize": {"denoiser": "nf4"}}}
+
+
 def write_zoo(folder: Path, models: dict, args) -> Path:
     import yaml
 
@@ -256,7 +261,8 @@ def write_zoo(folder: Path, models: dict, args) -> Path:
         "generation": {"resolution": args.resolution, "steps": args.steps, "guidance": 7.5, "seeds": args.seeds,
                        "batch_size": args.batch, "scheduler": "ddim" if args.family == "sd15" else None,
                        "dtype": args.dtype, "device": args.device, "compile": bool(args.compile),
-                       "flux": {"max_sequence_length": 16 if args.smoke else 512}},
+                       "flux": {"max_sequence_length": 16 if args.smoke else 512},
+                       **({"memory": MEMORY_PLANS[args.memory]} if args.memory != "none" else {})},
         "metrics": args.metrics,
         "estimator": {"bootstrap": 200},
     }
@@ -288,6 +294,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--metrics", nargs="+", default=["ssim", "dhash", "histogram"])
     ap.add_argument("--workdir", default=None, help="where to write the random models (default: a temp folder)")
+    ap.add_argument("--memory", choices=sorted(MEMORY_PLANS), default="none", help="the audit's memory plan")
+    ap.add_argument("--json", default=None, help="append one JSON line with this run's numbers to this file")
     ap.add_argument("--smoke", action="store_true",
                     help="CPU check of the code paths: narrow models (not SD1.5-sized), 64 px, 2 steps, 1 LoRA, 1 repeat")
     args = ap.parse_args()
@@ -306,7 +314,8 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark is for a GPU machine (use --smoke to check it on CPU)")
     from copyscope.audit import audit_zoo
-    from copyscope.generate import CoalitionEngine, _quiet_diffusers
+    from copyscope.generate import CoalitionEngine
+    from copyscope.generate.engine import _quiet_diffusers
 
     _quiet_diffusers()
     scratch = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-sd15-"))
@@ -352,7 +361,13 @@ def main() -> None:
         print(f"load pipeline + {args.loras} LoRA(s){' + ControlNet' if args.controlnet else ''} from disk: {load_s:.2f} s; "
               f"adapter switch: {switch_ms:.2f} ms")
 
+        from copyscope.plan.memory import GIB, plans_that_fit
+
+        plan_label = {"none": "none"}.get(args.memory, MEMORY_PLANS[args.memory].get("offload", "none"))
+        estimate = next(r["gib"] for r in plans_that_fit(prep.zoo, games[0][0], 1e15)
+                        if r["offload"] == plan_label and r["quantize"] == "as configured")
         tb = ta = 0.0
+        peak = None
         for r in range(args.repeats):
             sync()
             t_bare, bare_out = bare_run(prep, games)
@@ -360,10 +375,14 @@ def main() -> None:
             out_dir = scratch / f"audit{r}"
             copy = cold_copy(zoo, out_dir)
             try:
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
                 t = time.perf_counter()
                 report = audit_zoo(copy, out_dir)
                 sync()
                 t_audit = time.perf_counter() - t
+                if torch.cuda.is_available():
+                    peak = max(peak or 0.0, torch.cuda.max_memory_allocated() / GIB)
             finally:
                 copy.unlink(missing_ok=True)
             same = same_pixels(report, Path(report.get("cache_dir") or out_dir / "cache"), bare_out["images"], games)
@@ -376,6 +395,17 @@ def main() -> None:
         print(f"totals: bare {n_images * args.repeats / tb:.3f} images/s, audit {n_images * args.repeats / ta:.3f} images/s, "
               f"audit/bare {ta / tb:.3f}; reload per coalition would add {load_s:.2f} s x {n_coal} coalitions "
               f"= {load_s * n_coal:.1f} s per run")
+        print(f"memory plan {args.memory}: estimated peak {estimate:.2f} GiB (copyscope plan --gpu-memory), measured "
+              + (f"{peak:.2f} GiB (torch.cuda.max_memory_allocated)" if peak is not None else "n/a (no CUDA)"))
+        if args.json:
+            import json
+
+            row = {"family": args.family, "memory": args.memory, "resolution": args.resolution, "dtype": args.dtype,
+                   "steps": args.steps, "images": n_images * args.repeats, "bare_images_per_s": n_images * args.repeats / tb,
+                   "audit_images_per_s": n_images * args.repeats / ta, "audit_over_bare": ta / tb, "load_s": load_s,
+                   "switch_ms": switch_ms, "peak_gib": peak, "estimated_gib": estimate, "machine": machine()}
+            with open(args.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
     finally:
         if not args.workdir:
             shutil.rmtree(scratch, ignore_errors=True)

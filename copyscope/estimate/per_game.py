@@ -198,6 +198,8 @@ def _fused_table(fusion, worths: dict, names: list[str]) -> dict:
         return w[:, 0] if w.shape[1] == 1 else w
 
     fused = fusion({m: stacked(m) for m in names})
+    if fused.ndim == 1:  # every metric without replicates (one seed): one column, as every other worth row has
+        fused = fused[:, None]
     return {c: fused[i] for i, c in enumerate(coalitions)}
 
 

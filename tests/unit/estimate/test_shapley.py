@@ -362,3 +362,17 @@ def test_positive_shares():
     np.testing.assert_allclose(out[:, 0], [75.0, 25.0, 0.0])
     assert np.isnan(out[:, 1]).all()  # nobody positive
     assert positive_shares(np.array([[-1.0], [0.0]]), none_positive=0.0).tolist() == [[0.0], [0.0]]
+
+
+def test_the_fused_table_keeps_one_column_without_replicates():
+    """One seed: every worth row has one column; the fusion's rows must too (a 1-seed audit with two metrics
+    crashed building its report before)."""
+    import numpy as np
+
+    from copyscope.estimate.per_game import _fused_table
+    from copyscope.score.metrics import fusion
+
+    worths = {(False,): {"a": np.array([0.1]), "b": np.array([0.5])}, (True,): {"a": np.array([0.3]), "b": np.array([1.0])}}
+    table = _fused_table(fusion, worths, ["a", "b"])
+    assert all(row.shape == (1,) for row in table.values())
+    assert table[(True,)][0] == pytest.approx(1.0) and table[(False,)][0] == pytest.approx(-1.0)  # z-scores +-1
