@@ -1,7 +1,8 @@
 """Positive controls: known copies made in the audit's own pipeline, to show whether a metric detects copying here.
 
-For every work, its first reference image goes through the base's own img2img pipeline (diffusers'
-``AutoPipelineForImage2Image`` over the loaded base, every add-on player off) at each strength of
+For every work, its first reference image goes through the base's own img2img pipeline (the family's
+``img2img`` class, by default diffusers' ``AutoPipelineForImage2Image``, over the loaded base, every add-on player
+off, at the generation size) at each strength of
 ``controls.strengths``, with the work's prompt and the first ``controls.seeds`` seeds: strength 0 is the work
 itself, strength 1 keeps nothing of it. The same img2img of ``controls.negatives`` background images gives known
 non-copies that went through exactly the same processing. Per metric (per-image metrics; set metrics compare
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONTROL_VERSION = 1  # part of every control image's key
+# part of every control image's key; 2: made at the generation size (the SD3 / Flux img2img pipelines, given no
+# size, made their default 1024 px, whatever generation.resolution was)
+CONTROL_VERSION = 2
 DEFAULT_SEEDS = 4
 N_BOOT = 2000
 
@@ -93,11 +96,11 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
 
 def _img2img_pipe(engine, members):
     """The family's img2img pipeline over the engine's loaded base (modules shared, add-ons switched off)."""
-    from diffusers import AutoPipelineForImage2Image
+    import diffusers
 
     engine.load()
     base = engine.activate(members)
-    pipe = AutoPipelineForImage2Image.from_pipe(base)
+    pipe = getattr(diffusers, engine.family.img2img).from_pipe(base)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -120,6 +123,8 @@ def _img2img(engine, pipe, members, items, source: np.ndarray, strength: float) 
                       strength=float(strength),
                       num_inference_steps=engine.gen.steps, guidance_scale=engine.gen.guidance,
                       generator=[torch.Generator("cpu").manual_seed(i.seed) for i in chunk], output_type="np", **extra)
+        if "height" in accepted:  # else the SD3 / Flux / Chroma pipelines make their default size, not the source's
+            kwargs["height"], kwargs["width"] = engine.gen.size
         if engine.family.negative_prompt and any(i.negative for i in chunk):
             kwargs["negative_prompt"] = [i.negative for i in chunk]
         # what each kind adds with none of its players active (an IP-Adapter's images at scale 0, ...), as the

@@ -1,5 +1,5 @@
-"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; other families in
-``copyscope/demo/tiny_<family>.py``, found by name), built from configs offline.
+"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; other families, e.g. Chroma and
+Sana, in ``copyscope/demo/tiny_<family>.py``, found by name), built from configs offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from
@@ -141,7 +141,8 @@ def _flux(seed: int, tmp: Path):
 
 
 def tiny_family_pipeline(family: str, seed: int = 0, tmp: Path | None = None):
-    """A random-weight pipeline of ``family`` (sd, sdxl, sd3, flux), deterministic from ``seed``.
+    """A random-weight pipeline of ``family`` (sd, sdxl, sd3, flux, or any with a tiny_<family>.py), deterministic
+    from ``seed``.
     ``tmp``: where tokenizer files are written (a temporary folder when None)."""
     import tempfile
 

@@ -1,7 +1,8 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x and Flux.1, one module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`,
-:mod:`.flux`), each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image and
-ControlNet, built from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on
-CUDA, its capabilities (ControlNet, IP-Adapter, textual inversion, negative prompt, prompt-embedding cache) and its
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Chroma and Sana, one module each (:mod:`.sd`, :mod:`.sdxl`,
+:mod:`.sd3`, :mod:`.flux`, :mod:`.chroma`, :mod:`.sana`), each a :class:`~.base.Family`: the diffusers pipelines
+that run a base (text-to-image, ControlNet and img2img, built from the same module objects), the ControlNet model
+class, the denoiser, the dtype it expects on CUDA, its capabilities (ControlNet, IP-Adapter, textual inversion,
+negative prompt, prompt-embedding cache) and its
 own generation settings (``generation.<family>`` in the zoo file, part of every image key of that family) and call
 arguments. The zoo schema's ``generation:`` section is built from the registered families.
 
@@ -17,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from . import flux, sd, sd3, sdxl
+from . import chroma, flux, sana, sd, sd3, sdxl
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -31,7 +32,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux):
+for _module in (sd, sdxl, sd3, flux, chroma, sana):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -87,6 +88,8 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
 def family_from_single_file_keys(keys) -> str | None:
     """The family of a single-file (A1111 / ComfyUI) checkpoint from its tensor names."""
     keys = list(keys)
+    if any("distilled_guidance_layer." in k for k in keys):  # Chroma: Flux.1's blocks, its own guidance approximator
+        return "chroma"
     if any("double_blocks." in k or "single_blocks." in k for k in keys):
         return "flux"
     if any("joint_blocks." in k for k in keys):
@@ -100,27 +103,55 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux"})
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "chroma", "sana"})
+_FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
+# Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
+# (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
+_FLUX_ORIGINAL = r"lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\."
+_FLUX_ONLY_ORIGINAL = r"_mod[._]lin|modulation[._]lin|adaLN_modulation|(^|[._])(guidance_in|time_in|vector_in)[._]"
+# diffusers' module names in the transformer families, each with the families whose transformer has such a module: a
+# file fits the families that have every module it names ('.' in diffusers/peft names, '_' in kohya-style ones)
+_TRANSFORMER_MODULES = (
+    (r"distilled_guidance_layer", {"chroma"}),
+    (r"attn1[._]|ff[._]conv_(inverted|depth|point)|caption_projection|patch_embed|(^|[._])time_embed[._]|scale_shift_table",
+     {"sana"}),
+    (r"attn2[._]", {"sd3", "sana"}),  # SD3.5's second attention; Sana's cross-attention
+    (r"single_transformer_blocks|x_embedder|proj_mlp", _FLUX_BLOCKS),
+    (r"norm1(_context)?[._]linear|norm_out[._]linear|time_text_embed|[._]norm[._]linear", {"sd3", "flux"}),
+    (r"[._]attn[._]|ff_context|ff[._]net|context_embedder|add_[qkv]_proj|to_add_out", {"sd3", "flux", "chroma"}),
+    (r"pos_embed", {"sd3"}),
+)
 
 
 def lora_families(keys) -> frozenset[str] | None:
     """The families a LoRA file can belong to, from its tensor names (diffusers/peft and kohya
-    layouts); None when the names say nothing."""
+    layouts); None when the names say nothing. A file whose names fit several families says several (a
+    Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
+    (copyscope.modelfiles.lora_layouts.lora_misfit) and the load-time count of attached layers judge it there."""
     keys = list(keys)
 
     def has(pattern: str) -> bool:
         rx = re.compile(pattern)
         return any(rx.search(k) for k in keys)
 
-    if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\.|"
-           r"^lora_unet_single_transformer_blocks_|^lora_transformer_"):
-        return frozenset({"flux"})
+    def fitting(families: frozenset[str]) -> frozenset[str] | None:
+        for pattern, fams in _TRANSFORMER_MODULES:
+            if has(pattern):
+                families = families & fams
+        return families or None  # modules of no one family: the names say nothing (the layer check judges it)
+
+    if has(_FLUX_ORIGINAL):
+        if has(r"distilled_guidance_layer"):
+            return frozenset({"chroma"})
+        return frozenset({"flux"}) if has(_FLUX_ONLY_ORIGINAL) else _FLUX_BLOCKS
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})
-    # kohya names of a diffusers SD3/Flux transformer (what kohya-style writers such as lycoris-lora produce
+    if has(r"^lora_transformer_"):  # kohya-style diffusers names that only the Flux loader converts ("mixture")
+        return fitting(_FLUX_BLOCKS)
+    # diffusers' transformer names, and their kohya spelling (what kohya-style writers such as lycoris-lora produce
     # when they wrap diffusers' transformer): its blocks sit at the top, not inside down/up blocks
-    if has(r"^transformer\.|^lora_unet_transformer_blocks_\d+_"):
-        return _TRANSFORMER_FAMILIES
+    if has(r"^transformer\.|^lora_unet_(single_)?transformer_blocks_\d+_|single_transformer_blocks\."):
+        return fitting(_TRANSFORMER_FAMILIES)
     if has(r"^text_encoder_2\.|^lora_te2_"):
         return frozenset({"sdxl"})
     # SD1.x/2.x put attention in the first down block and one transformer layer per block; SDXL does neither
@@ -140,6 +171,8 @@ def controlnet_family(config: dict) -> str | None:
         return "flux"
     if cls == "SD3ControlNetModel":
         return "sd3"
+    if cls == "SanaControlNetModel":
+        return "sana"
     if cls == "ControlNetModel":
         return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
     return None

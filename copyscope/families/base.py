@@ -31,6 +31,14 @@ class Family:
     call_arguments: Callable[[Any, tuple[int, int]], dict] | None = None
     # settings -> whether the pipeline gets a negative prompt although `negative_prompt` is False (Flux's true CFG)
     negative_prompt_if: Callable[[Any], bool] | None = None
+    # the diffusers class whose `from_pipe` makes the family's img2img pipeline over the loaded base (the positive
+    # controls); None: diffusers has none (positive controls are skipped; `controls.positive: true` is refused)
+    img2img: str | None = "AutoPipelineForImage2Image"
+    # the most ControlNets its ControlNet pipeline takes at once (None: any number, as a multi-ControlNet)
+    max_controlnets: int | None = None
+    # (settings, (height, width)) -> why the pipeline cannot generate with these settings (None: it can); refused
+    # before anything loads
+    check_generation: Callable[[Any, tuple[int, int]], str | None] | None = None
 
     @property
     def controlnet(self) -> bool:
@@ -42,6 +50,9 @@ class Family:
 
     def call_kwargs(self, gen) -> dict:
         return self.call_arguments(self.settings_of(gen), tuple(gen.size)) if self.call_arguments else {}
+
+    def generation_problem(self, gen) -> str | None:
+        return self.check_generation(self.settings_of(gen), tuple(gen.size)) if self.check_generation else None
 
     def takes_negative_prompt(self, gen) -> bool:
         return self.negative_prompt or bool(self.negative_prompt_if and self.negative_prompt_if(self.settings_of(gen)))

@@ -25,18 +25,19 @@ from .formats import (
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux by
+# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, chroma, sana by
 # tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
-# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
-# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
+# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline loads LoRAs with
+# Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's reads diffusers/peft names only, every family
+# filters out ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them).
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux"})),
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "chroma", "sana"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux"})),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "chroma"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset()),
-    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
-    "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
-    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
+    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux", "chroma"})),
+    "xlabs": ("XLabs Flux LoRA", frozenset({"flux", "chroma"})),
+    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux", "chroma"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
     "loha": ("LyCORIS LoHa", frozenset()),
     "lokr": ("LyCORIS LoKr", frozenset()),
@@ -54,9 +55,9 @@ _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
     "dylora": "diffusers expects 4-D up weights for convolution layers and stops after the base has loaded",
     "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
-    "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
-                          "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
-                          "stops on these after the base has loaded"),
+    "kohya-transformer": ("diffusers' SD3 and Sana loaders have no kohya converter and apply none of its tensors; its Flux "
+                          "converter (Flux.1 and Chroma) reads only the original Flux names (lora_unet_double_blocks_*, "
+                          "lora_unet_single_blocks_*) and stops on these after the base has loaded"),
 }
 _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
     ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
@@ -200,6 +201,8 @@ LORA_COMPONENTS = {
     "sdxl": ("unet", "text_encoder", "text_encoder_2"),
     "sd3": ("transformer", "text_encoder", "text_encoder_2"),
     "flux": ("transformer", "text_encoder"),
+    "chroma": ("transformer", "text_encoder"),  # Flux's loader: its text_encoder is Chroma's only (T5) encoder
+    "sana": ("transformer",),
 }
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 

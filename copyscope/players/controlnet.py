@@ -66,6 +66,7 @@ class ConditioningSpec(Strict_):
 
 class ControlNetSpec(NamedSpec):
     model: str
+    subfolder: str = Field("", description="the ControlNet's folder inside 'model' (a pipeline repo's controlnet/)")
     revision: str | None = None
     variant: str | None = None
     config: str | None = Field(None, description="diffusers ControlNet config (hub id or folder) for a single-file ControlNet")
@@ -129,11 +130,18 @@ class ControlNetPlayer(PlayerKind):
         """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, in one line."""
         from ..families import FAMILIES
 
-        if cls.specs(zoo):
+        specs = cls.specs(zoo)
+        if specs:
             for base, fam in base_families.items():
-                if not FAMILIES[fam].controlnet:
-                    raise zoo.fail(f"base {base!r} is {FAMILIES[fam].title}, for which diffusers has no ControlNet pipeline; "
+                family = FAMILIES[fam]
+                if not family.controlnet:
+                    raise zoo.fail(f"base {base!r} is {family.title}, for which diffusers has no ControlNet pipeline; "
                                    "expected no controlnets with this base", cls.section, 0)
+                if family.max_controlnets is not None and len(specs) > family.max_controlnets:
+                    raise zoo.fail(f"base {base!r} is {family.title}, whose ControlNet pipeline ({family.controlnet_pipeline}) "
+                                   f"takes {family.max_controlnets} ControlNet at a time, but {len(specs)} are listed; expected "
+                                   f"at most {family.max_controlnets} (one game per ControlNet: one zoo file each)",
+                                   cls.section, family.max_controlnets)
         super().check_zoo(zoo, base_families)
 
     @classmethod
@@ -141,7 +149,7 @@ class ControlNetPlayer(PlayerKind):
         from ..families import controlnet_family
 
         path = zoo.resolve_path(spec.model)
-        config = path / "config.json" if path.is_dir() else None
+        config = path / spec.subfolder / "config.json" if path.is_dir() else None
         if config is None or not config.is_file():
             return None
         try:
@@ -154,6 +162,10 @@ class ControlNetPlayer(PlayerKind):
                            "config.json", cls.section, cls.specs(zoo).index(spec), "model")
         fam = controlnet_family(data)
         return frozenset({fam}) if fam is not None else None
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        return {**ident, "subfolder": self.spec.subfolder} if self.spec.subfolder else ident
 
     def conditioning_path(self, item) -> Path:
         c, zoo = self.spec.conditioning, self.engine.zoo
@@ -195,6 +207,7 @@ class ControlNetPlayer(PlayerKind):
             else:
                 model = model_cls.from_pretrained(
                     str(src.local) if src.local is not None else src.value,
+                    **({"subfolder": self.spec.subfolder} if self.spec.subfolder else {}),
                     revision=self.spec.revision,
                     variant=self.spec.variant,
                     torch_dtype=eng.dtype,

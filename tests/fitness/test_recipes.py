@@ -85,7 +85,7 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
     import importlib
 
     from copyscope.config.generation import GenerationSpec
-    from copyscope.demo.tiny_families import FAMILY_NAMES
+    from copyscope.demo.tiny_families import BUILTIN, FAMILY_NAMES, _family_module
     from copyscope.families import FAMILIES
 
     zoo_doc = (REPO / "docs" / "zoo.md").read_text()
@@ -96,5 +96,8 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         assert fam.model_index_classes and fam.pipeline in fam.model_index_classes, name
         if fam.settings is not None:  # its settings reach the zoo schema without another edit
             assert GenerationSpec.model_fields[name].annotation is fam.settings, name
-        assert name in FAMILY_NAMES, f"step 4: no tiny {name} pipeline in copyscope/demo/tiny_families.py"
+        assert name in FAMILY_NAMES, (f"step 4: no tiny {name} pipeline (copyscope/demo/tiny_families.py, or "
+                                      f"copyscope/demo/tiny_{name}.py)")
+        if fam.controlnet:  # step 4: its tiny ControlNet (a family with a ControlNet pipeline audits one in step 5)
+            assert name in BUILTIN or callable(getattr(_family_module(name), "controlnet", None)), name
         assert f"`{name}`" in families_section, f"step 6: docs/zoo.md's families section does not name {name}"
