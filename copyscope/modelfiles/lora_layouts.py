@@ -159,9 +159,10 @@ def lora_unsupported(head: dict, family: str) -> str | None:
         # a denoiser of another family is the family check's to name (LoraPlayer.families)
         if other and allowed and not any(c in ("unet", "transformer") for c in other):
             first = min(k for k in head if k.startswith(other[0] + "."))
+            outcome = _COMPONENT_OUTCOME.get(family, "would be dropped")
             return (
                 f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
-                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} would be dropped)"
+                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} {outcome})"
             )
     mixed = _mixed_spellings(head) if layout == "diffusers" else None
     if mixed:
@@ -201,9 +202,12 @@ LORA_COMPONENTS = {
     "sdxl": ("unet", "text_encoder", "text_encoder_2"),
     "sd3": ("transformer", "text_encoder", "text_encoder_2"),
     "flux": ("transformer", "text_encoder"),
-    "chroma": ("transformer", "text_encoder"),  # Flux's loader: its text_encoder is Chroma's only (T5) encoder
+    # Flux's loader, whose text_encoder is Chroma's one encoder, T5: diffusers' text-encoder LoRA loader converts
+    # CLIP's names only and stops on T5's ("Could not automatically infer state dict type")
+    "chroma": ("transformer",),
     "sana": ("transformer",),
 }
+_COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 
 
