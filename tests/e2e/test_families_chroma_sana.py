@@ -27,7 +27,8 @@ from helpers.zoo import write_reference_images
 runner = CliRunner()
 GENERATION = {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 2, "batch_size": 2,
               "chroma": {"max_sequence_length": 16},
-              "sana": {"max_sequence_length": 16, "use_resolution_binning": False, "complex_human_instruction": False}}
+              # the binning off: on, a 32-px image is made at 1024 px; the pipeline's instruction prefix on (its default)
+              "sana": {"max_sequence_length": 16, "use_resolution_binning": False, "complex_human_instruction": True}}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def zoo_file(tmp: Path, models: dict, *, loras: list | None = None, controlnets:
     fam = models["family"]
     if loras is None:
         loras = [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])]
-    if controlnets is None:
-        controlnets = [{"name": "control", "model": str(models["controlnet"]),
+    if controlnets is None:  # the tiny zoo's folder holds the ControlNet in controlnet/, as a pipeline repo does
+        controlnets = [{"name": "control", "model": str(models["controlnet"].parent), "subfolder": "controlnet",
                         "conditioning": {"image": str(models["control"])}}] if models["controlnet"] else []
     data = {
         "name": f"tiny-{fam}",
