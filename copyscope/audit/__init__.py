@@ -148,7 +148,9 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
             if queue is not None:
                 queue.close(cancel=True)
         result.weights = engine.identities()
-        if zoo.spec.controls.positive and prep.background is not None:
+        if zoo.spec.controls.positive and prep.background is not None and engine.family.img2img is None:
+            hooks.on_event(f"positive controls: none ({engine.family.title} has no img2img pipeline in diffusers)")
+        elif zoo.spec.controls.positive and prep.background is not None:
             from ..controls.positive import background_view, run_positive_controls
 
             result.controls = run_positive_controls(engine, prep.cache, scorer, prep.refs, prep.background, zoo.spec.controls,

@@ -18,6 +18,8 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False, gp
     """Print games, players, coalitions and image counts; optionally time a short calibration run
     (one batch of the full coalition) to estimate the duration; with ``gpu_memory`` (bytes) the memory plans that
     fit such a card (copyscope.plan.memory); with ``images_per_second`` the GPU-hours. Returns the numbers printed."""
+    from ..families import FAMILIES
+
     plan = prep.plan
     per_coalition = plan.images_per_coalition
     summary = {"games": []}
@@ -40,7 +42,10 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False, gp
                   f"({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
         g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}
         ctl = prep.zoo.spec.controls
-        if ctl.positive and prep.background is not None:  # known copies and non-copies (copyscope.controls.positive)
+        img2img = FAMILIES[game.family].img2img is not None
+        if ctl.positive and prep.background is not None and not img2img:
+            out.print(f"positive controls: none ({FAMILIES[game.family].title} has no img2img pipeline in diffusers)")
+        elif ctl.positive and prep.background is not None:  # known copies and non-copies (copyscope.controls.positive)
             from ..controls.positive import DEFAULT_SEEDS, control_items
 
             per_work = control_items(prep.plan.items, prep.refs.works, ctl.seeds)

@@ -1,7 +1,8 @@
 """Positive controls: known copies made in the audit's own pipeline, to show whether a metric detects copying here.
 
-For every work, its first reference image goes through the base's own img2img pipeline (diffusers'
-``AutoPipelineForImage2Image`` over the loaded base, every add-on player off) at each strength of
+For every work, its first reference image goes through the base's own img2img pipeline (the family's
+``img2img`` class, by default diffusers' ``AutoPipelineForImage2Image``, over the loaded base, every add-on player
+off, at the generation size) at each strength of
 ``controls.strengths``, with the work's prompt and the first ``controls.seeds`` seeds: strength 0 is the work
 itself, strength 1 keeps nothing of it. The same img2img of ``controls.negatives`` background images gives known
 non-copies that went through exactly the same processing. Per metric (per-image metrics; set metrics compare
@@ -24,7 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONTROL_VERSION = 1  # part of every control image's key
+# part of every control image's key; images made at the generation size by img2img pipelines that take a size, or
+# with a true-CFG negative prompt, add fields of their own (ensure_control_images), so SD's and SDXL's keys stay as
+# they were
+CONTROL_VERSION = 1
 DEFAULT_SEEDS = 4
 N_BOOT = 2000
 
@@ -98,12 +102,25 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
     return out
 
 
-def _img2img_takes_size(engine) -> bool:
-    """The family's img2img pipeline takes height / width (SD3, Flux, Qwen-Image, Z-Image; SD's and SDXL's keep the
-    source's size): given the audit's size, or it would make images at its own default size (1024 px for Flux)."""
-    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, _get_task_class
+def _img2img_class(family):
+    """The diffusers class of the family's img2img pipeline (``Family.img2img``; through diffusers' auto-pipeline
+    mapping by default), None where it has none."""
+    import diffusers
 
-    cls = _get_task_class(AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, engine.family.pipeline, throw_error_if_not_exist=False)
+    if family.img2img is None:
+        return None
+    if family.img2img == "AutoPipelineForImage2Image":
+        from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, _get_task_class
+
+        return _get_task_class(AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, family.pipeline, throw_error_if_not_exist=False)
+    return getattr(diffusers, family.img2img)
+
+
+def _img2img_takes_size(engine) -> bool:
+    """The family's img2img pipeline takes height / width (SD3, Flux, Qwen-Image, Z-Image, Chroma; SD's and SDXL's
+    keep the source's size): given the audit's size, or it would make images at its own default size (1024 px for
+    Flux)."""
+    cls = _img2img_class(engine.family)
     return cls is not None and {"height", "width"} <= set(inspect.signature(cls.__call__).parameters)
 
 
@@ -114,11 +131,11 @@ def _true_cfg(engine) -> bool:
 
 def _img2img_pipe(engine, members):
     """The family's img2img pipeline over the engine's loaded base (modules shared, add-ons switched off)."""
-    from diffusers import AutoPipelineForImage2Image
+    import diffusers
 
     engine.load()
     base = engine.activate(members)
-    pipe = AutoPipelineForImage2Image.from_pipe(base)
+    pipe = getattr(diffusers, engine.family.img2img).from_pipe(base)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

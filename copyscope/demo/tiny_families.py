@@ -1,11 +1,12 @@
-"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; other families in
-``copyscope/demo/tiny_<family>.py``, found by name: Qwen-Image, Z-Image), built from configs offline.
+"""Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; the other families, Qwen-Image,
+Z-Image, Chroma and Sana, in ``copyscope/demo/tiny_<family>.py``, found by name), built from configs offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from
 :func:`copyscope.demo.tiny.write_tokenizer_files`, the T5 one as a Unigram ``tokenizer.json``
 (:func:`tiny_t5_tokenizer`), the Qwen one (Qwen-Image's Qwen2.5-VL and Z-Image's Qwen3 encoders) as a byte-level
-BPE (:func:`tiny_qwen_tokenizer`), so nothing comes from the hub. :func:`save_tiny_family_zoo` writes a base
+BPE (:func:`tiny_qwen_tokenizer`; Sana's Gemma one is :func:`copyscope.demo.tiny_sana.tiny_gemma_tokenizer`), so
+nothing comes from the hub. :func:`save_tiny_family_zoo` writes a base
 folder, a LoRA file and a ControlNet folder of one family plus a control image, for tests and benches.
 """
 
@@ -180,7 +181,8 @@ def _flux(seed: int, tmp: Path):
 
 
 def tiny_family_pipeline(family: str, seed: int = 0, tmp: Path | None = None):
-    """A random-weight pipeline of ``family`` (sd, sdxl, sd3, flux), deterministic from ``seed``.
+    """A random-weight pipeline of ``family`` (sd, sdxl, sd3, flux, or any with a tiny_<family>.py), deterministic
+    from ``seed``.
     ``tmp``: where tokenizer files are written (a temporary folder when None)."""
     import tempfile
 

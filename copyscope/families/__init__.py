@@ -1,8 +1,9 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image and Z-Image, one module each (:mod:`.sd`,
-:mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`), each a :class:`~.base.Family`: the
-diffusers pipelines that run a base (text-to-image and ControlNet, built from the same module objects), the ControlNet
-model class, the denoiser, the dtype it expects on CUDA, its capabilities (ControlNet and how many at once,
-IP-Adapter, textual inversion, negative prompt, prompt-embedding cache, the size multiple) and its
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma and Sana, one module each
+(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`),
+each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
+from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
+capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
+cache, the sizes and settings its pipeline can generate) and its
 own generation settings (``generation.<family>`` in the zoo file, part of every image key of that family) and call
 arguments. The zoo schema's ``generation:`` section is built from the registered families.
 
@@ -18,7 +19,7 @@ import json
 import re
 from pathlib import Path
 
-from . import flux, qwenimage, sd, sd3, sdxl, zimage
+from . import chroma, flux, qwenimage, sana, sd, sd3, sdxl, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -32,7 +33,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -88,14 +89,17 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
 def family_from_single_file_keys(keys) -> str | None:
     """The family of a single-file (A1111 / ComfyUI) checkpoint from its tensor names."""
     keys = list(keys)
+    if any("distilled_guidance_layer." in k for k in keys):  # Chroma: Flux.1's blocks, its own guidance approximator
+        return "chroma"
     if any("double_blocks." in k or "single_blocks." in k for k in keys):
         return "flux"
     if any("joint_blocks." in k for k in keys):
         return "sd3"
     # ComfyUI's Qwen-Image / Z-Image files keep the transformers' own module names (under model.diffusion_model.)
-    if any(_QWEN_MODULES.search(k) for k in keys):
+    modules = [re.sub(r"^(model\.)?diffusion_model\.", "", k) for k in keys]
+    if any(re.match(_QWEN_BLOCKS, m) for m in modules):
         return "qwenimage"
-    if any(_ZIMAGE_MODULES.search(k) for k in keys):
+    if any(re.match(_ZIMAGE_BLOCKS, m) for m in modules):
         return "zimage"
     if any(k.startswith("conditioner.embedders.1") for k in keys):
         return "sdxl"
@@ -106,46 +110,76 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-# diffusers transformers whose blocks are `transformer_blocks.<n>.attn.{to_q,to_k,to_v,to_out.0,add_*_proj,to_add_out}`:
-# a LoRA on those layers alone fits each of them (the layer check, lora_misfit, then compares it with the base)
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage"})
-# module names only Qwen-Image's transformer has (its blocks' image / text MLPs and modulations), in diffusers' dotted
-# names and kohya's underscored ones
-_QWEN_MODULES = re.compile(r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]")
-# Z-Image's: its main blocks are `layers.<n>`, besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family
-# here, has the same names: the layer check, lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes)
-_ZIMAGE_MODULES = re.compile(r"(^|[._])(noise_refiner|context_refiner)[._]\d+[._]|"
-                             r"^(transformer\.|diffusion_model\.|model\.diffusion_model\.|lora_unet_)?layers[._]\d+[._]"
-                             r"(attention|feed_forward|adaLN_modulation)[._]")
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana"})
+_FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
+# Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
+# (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
+_FLUX_ORIGINAL = r"lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\."
+_FLUX_ONLY_ORIGINAL = r"_mod[._]lin|modulation[._]lin|adaLN_modulation|(^|[._])(guidance_in|time_in|vector_in)[._]"
+# the blocks only Qwen-Image's transformer has (their image / text MLPs and modulations), and Z-Image's: `layers.<n>`
+# besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family here, has the same names: the layer check,
+# lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes); matched at the start of a module name
+_QWEN_BLOCKS = r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]"
+_ZIMAGE_BLOCKS = r"((noise|context)_refiner[._]\d+|layers[._]\d+[._](attention|feed_forward|adaLN_modulation))[._]"
+# a diffusers transformer's blocks, at the start of its module names
+_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_ZIMAGE_BLOCKS})")
+_TEXT_ENCODER_KEY = re.compile(r"^(text_encoder(_\d)?\.|lora_te\d?_)")
+# how LoRA files spell a diffusers transformer's module names (the prefix before the module name), each with the
+# families whose loader reads that spelling; the first match names a key's prefix
+_SPELLINGS = (
+    # kohya-style diffusers names that only the Flux loader converts (its "mixture" converter: Flux.1, Chroma)
+    (re.compile(r"^lora_transformer_"), _FLUX_BLOCKS),
+    # diffusers names under the original checkpoints' prefix: Qwen-Image's and Z-Image's converters strip it (SD3 /
+    # Flux files under this prefix name joint_blocks / double_blocks, matched before)
+    (re.compile(r"^diffusion_model\."), frozenset({"qwenimage", "zimage"})),
+    # diffusers/peft names, kohya names of diffusers' modules (what kohya-style writers such as lycoris-lora produce
+    # when they wrap diffusers' transformer: LORA_LAYOUTS says which loaders read them) and bare module names
+    (re.compile(r"^transformer\.|^lora_unet_|^"), _TRANSFORMER_FAMILIES),
+)
+# diffusers' module names in the transformer families (after the prefix; '.' in diffusers/peft names, '_' in
+# kohya-style ones), each with the families whose transformer has such a module: a file fits the families that have
+# every module it names (a module in no row narrows nothing; tests/unit/families/test_lora_family_names.py checks every
+# module of every family's transformer against this table)
+_TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
+    (r"^distilled_guidance_layer", {"chroma"}),
+    (r"[._]attn1[._]|[._]ff[._]conv_(inverted|depth|point)|^caption_projection|^patch_embed|^time_embed[._]|scale_shift_table",
+     {"sana"}),
+    (r"[._]attn2[._]", {"sd3", "sana"}),  # SD3.5's second attention; Sana's cross-attention
+    (r"^single_transformer_blocks|^x_embedder|[._]proj_mlp", _FLUX_BLOCKS),
+    (rf"^{_QWEN_BLOCKS}|^(img|txt)_in[._]", {"qwenimage"}),
+    (r"[._]norm1(_context)?[._]linear|[._]norm[._]linear", {"sd3", "flux"}),  # the blocks' modulation (not Chroma's)
+    (r"^norm_out[._]linear|^time_text_embed", {"sd3", "flux", "qwenimage"}),
+    (r"[._]ff_context[._]|[._]ff[._]net[._]|^context_embedder", {"sd3", "flux", "chroma"}),
+    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage"}),  # the joint attention (add_*_proj, to_add_out inside)
+    (r"^pos_embed", {"sd3"}),
+    (rf"^{_ZIMAGE_BLOCKS}|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder", {"zimage"}),
+    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana"}),
+))
 
 
 def lora_families(keys) -> frozenset[str] | None:
     """The families a LoRA file can belong to, from its tensor names (diffusers/peft and kohya
-    layouts); None when the names say nothing."""
+    layouts); None when the names say nothing. A file whose names fit several families says several (a
+    Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
+    (copyscope.modelfiles.lora_layouts.lora_misfit) and the load-time count of attached layers judge it there."""
     keys = list(keys)
 
     def has(pattern: str) -> bool:
         rx = re.compile(pattern)
         return any(rx.search(k) for k in keys)
 
-    if has(r"single_transformer_blocks\.|lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\.|"
-           r"^lora_unet_single_transformer_blocks_|^lora_transformer_"):
-        return frozenset({"flux"})
+    if has(_FLUX_ORIGINAL):
+        if has(r"distilled_guidance_layer"):
+            return frozenset({"chroma"})
+        return frozenset({"flux"}) if has(_FLUX_ONLY_ORIGINAL) else _FLUX_BLOCKS
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})
-    if any(_QWEN_MODULES.search(k) for k in keys):
-        return frozenset({"qwenimage"})
-    if any(_ZIMAGE_MODULES.search(k) for k in keys):
-        return frozenset({"zimage"})
-    # diffusers' names under the original checkpoints' prefix: Qwen-Image's trainers write its diffusers-named blocks
-    # so (SD3 / Flux files under this prefix name joint_blocks / double_blocks, matched above)
-    if has(r"^diffusion_model\.transformer_blocks\."):
-        return frozenset({"qwenimage"})
-    # diffusers names of an SD3 / Flux / Qwen-Image transformer's attention, and kohya names of them (what
-    # kohya-style writers such as lycoris-lora produce when they wrap diffusers' transformer): its blocks sit at the
-    # top, not inside down/up blocks
-    if has(r"^transformer\.|^lora_unet_transformer_blocks_\d+_"):
-        return _TRANSFORMER_FAMILIES
+    modules = _transformer_modules(keys)
+    if modules:  # the families whose loader reads every spelling and whose transformer has every module it names
+        families = _TRANSFORMER_FAMILIES
+        for fams, module in modules:
+            families &= fams.intersection(*(have for rx, have in _TRANSFORMER_MODULES if rx.search(module)))
+        return families or None  # modules of no one family: the names say nothing (the layer check judges it)
     if has(r"^text_encoder_2\.|^lora_te2_"):
         return frozenset({"sdxl"})
     # SD1.x/2.x put attention in the first down block and one transformer layer per block; SDXL does neither
@@ -156,6 +190,19 @@ def lora_families(keys) -> frozenset[str] | None:
     if has(r"^unet\.|^lora_unet_|^lora_te_|^text_encoder\."):
         return _UNET_FAMILIES
     return None
+
+
+def _transformer_modules(keys: list[str]) -> list[tuple[frozenset[str], str]]:
+    """(families whose loader reads the key's spelling, module name) of every key but the text encoders' (the layout
+    check names those a family's loader drops) of a LoRA of a diffusers transformer; [] for any other file."""
+    spelled = []
+    for k in keys:
+        if not _TEXT_ENCODER_KEY.match(k):
+            rx, fams = next((rx, fams) for rx, fams in _SPELLINGS if rx.match(k))
+            spelled.append((fams, k, k[rx.match(k).end():]))
+    if any(k.startswith(("transformer.", "lora_transformer_")) or _BLOCKS.match(module) for _, k, module in spelled):
+        return [(fams, module) for fams, _, module in spelled]
+    return []
 
 
 def controlnet_family(config: dict) -> str | None:

@@ -31,10 +31,19 @@ class Family:
     call_arguments: Callable[[Any, tuple[int, int]], dict] | None = None
     # settings -> whether the pipeline gets a negative prompt although `negative_prompt` is False (Flux's true CFG)
     negative_prompt_if: Callable[[Any], bool] | None = None
-    # the most ControlNets its ControlNet pipeline takes at once (Qwen-Image, Z-Image: 1); None: any number (a list,
-    # which the SD, SDXL, SD3 and Flux pipelines wrap in their multi-ControlNet models)
-    controlnet_max: int | None = None
-    size_multiple: int = 8  # generation.resolution must be a multiple of this (the pipeline raises or resizes otherwise)
+    # the diffusers class whose `from_pipe` makes the family's img2img pipeline over the loaded base (the positive
+    # controls); None: diffusers has none (positive controls are skipped; `controls.positive: true` is refused)
+    img2img: str | None = "AutoPipelineForImage2Image"
+    # the most ControlNets its ControlNet pipeline takes at once (Qwen-Image, Z-Image, Sana: 1); None: any number (a
+    # list, which the SD, SDXL, SD3 and Flux pipelines wrap in their multi-ControlNet models)
+    max_controlnets: int | None = None
+    # what its pipeline requires of height and width whatever the settings (its `check_inputs` raises or resizes
+    # otherwise); generation.resolution is a multiple of 8 already
+    size_multiple: int = 8
+    # (settings, (height, width)) -> why the pipeline cannot generate with these settings (None: it can), for the rules
+    # that depend on the settings (Sana: sides divisible by 32 with its resolution binning off); refused before
+    # anything loads
+    check_generation: Callable[[Any, tuple[int, int]], str | None] | None = None
 
     @property
     def controlnet(self) -> bool:
@@ -46,6 +55,15 @@ class Family:
 
     def call_kwargs(self, gen) -> dict:
         return self.call_arguments(self.settings_of(gen), tuple(gen.size)) if self.call_arguments else {}
+
+    def generation_problem(self, gen) -> str | None:
+        """Why the family's pipeline cannot generate ``gen`` (the size multiple, then ``check_generation``); None: it can."""
+        h, w = gen.size
+        m = self.size_multiple
+        if h % m or w % m:
+            return (f"{self.title} takes sides that are multiples of {m} (its pipeline raises or resizes otherwise), got "
+                    f"{h}x{w}; expected a resolution in multiples of {m}")
+        return self.check_generation(self.settings_of(gen), (h, w)) if self.check_generation else None
 
     def takes_negative_prompt(self, gen) -> bool:
         return self.negative_prompt or bool(self.negative_prompt_if and self.negative_prompt_if(self.settings_of(gen)))

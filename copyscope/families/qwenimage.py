@@ -26,6 +26,6 @@ FAMILY = Family(
     "transformer", ("QwenImagePipeline",), cuda_dtype="bfloat16", control_arg="control_image", negative_prompt=False,
     flow_matching=True, settings=QwenImageSettings,
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "true_cfg_scale": s.true_cfg_scale},
-    negative_prompt_if=lambda s: s.true_cfg_scale > 1, controlnet_max=1, size_multiple=16,
+    negative_prompt_if=lambda s: s.true_cfg_scale > 1, max_controlnets=1, size_multiple=16,
 )
 ALIASES = {"qwen-image": "qwenimage", "qwen_image": "qwenimage", "qwen": "qwenimage"}

@@ -27,6 +27,6 @@ FAMILY = Family(
     ("ZImagePipeline",), cuda_dtype="bfloat16", control_arg="control_image", flow_matching=True, settings=ZImageSettings,
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "cfg_normalization": s.cfg_normalization,
                                     "cfg_truncation": s.cfg_truncation},
-    controlnet_max=1, size_multiple=16,
+    max_controlnets=1, size_multiple=16,
 )
 ALIASES = {"z-image": "zimage", "z_image": "zimage", "z-image-turbo": "zimage"}

@@ -315,13 +315,13 @@ class CoalitionEngine:
             output_type="np",
             **family_call_kwargs(self.family, self.gen),
         )
-        if negatives is None and not self.family.negative_prompt:
+        if negatives is None:  # the pipeline's own default: Sana's is "" and it cannot take None
             kwargs.pop("negative_prompt")
         for kind, cls in self._kinds():
             cls.call_kwargs(self, active[kind], items, kwargs)
         te_touched = any(p.touches_text_encoder() for ps in active.values() for p in ps)
         if self.embedding_cache and self.family.embedding_cache and not te_touched:
-            embeds, negative_embeds = self._prompt_embeddings(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"))
+            embeds, negative_embeds = self._prompt_embeddings(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt", None))
             kwargs["prompt_embeds"] = embeds
             if negative_embeds is not None:
                 kwargs["negative_prompt_embeds"] = negative_embeds

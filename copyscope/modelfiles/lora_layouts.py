@@ -25,20 +25,21 @@ from .formats import (
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage
-# by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no available tool
-# writes follow diffusers' own loaders: SD and SDXL share one kohya converter, every family filters out
-# ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but Z-Image's, which
-# reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their diffusers modules
-# (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's and Flux's do not.
+# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage,
+# chroma, sana by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no
+# available tool writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline loads
+# LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's reads diffusers/peft names only, every
+# family filters out ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but
+# Z-Image's, which reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their
+# diffusers modules (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's, Flux's and Sana's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage"})),
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage"})),
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
-    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux"})),
-    "xlabs": ("XLabs Flux LoRA", frozenset({"flux"})),
-    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux"})),
+    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux", "chroma"})),
+    "xlabs": ("XLabs Flux LoRA", frozenset({"flux", "chroma"})),
+    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux", "chroma"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
     "loha": ("LyCORIS LoHa", frozenset()),
     "lokr": ("LyCORIS LoKr", frozenset()),
@@ -58,9 +59,9 @@ _WHY_NOT = {
                "scales a DyLoRA layer by alpha / (rank blocks + 1), diffusers by alpha / rank, so the images would not be "
                "the producer's"),
     "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
-    "kohya-transformer": ("diffusers' SD3 loader has no kohya converter and applies none of its tensors; its Flux converter "
-                          "reads only the original Flux names (lora_unet_double_blocks_*, lora_unet_single_blocks_*) and "
-                          "stops on these after the base has loaded"),
+    "kohya-transformer": ("diffusers' SD3 and Sana loaders have no kohya converter and apply none of its tensors; its Flux "
+                          "converter (Flux.1 and Chroma) reads only the original Flux names (lora_unet_double_blocks_*, "
+                          "lora_unet_single_blocks_*) and stops on these after the base has loaded"),
 }
 _LYCORIS_SUFFIXES = (  # (layout, tensor-name suffix) in kohya-named files; first match wins
     ("dora", ".dora_scale"), ("loha", ".hada_w1_a"), ("lokr", ".lokr_w1"), ("lokr", ".lokr_w1_a"), ("full", ".diff"),
@@ -169,9 +170,10 @@ def lora_unsupported(head: dict, family: str) -> str | None:
         # a denoiser of another family is the family check's to name (LoraPlayer.families)
         if other and allowed and not any(c in ("unet", "transformer") for c in other):
             first = min(k for k in head if k.startswith(other[0] + "."))
+            outcome = _COMPONENT_OUTCOME.get(family, "would be dropped")
             return (
                 f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
-                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} would be dropped)"
+                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} {outcome})"
             )
     mixed = _mixed_spellings(head) if layout == "diffusers" else None
     if mixed:
@@ -213,7 +215,12 @@ LORA_COMPONENTS = {
     "flux": ("transformer", "text_encoder"),
     "qwenimage": ("transformer",),
     "zimage": ("transformer",),
+    # Flux's loader, whose text_encoder is Chroma's one encoder, T5: diffusers' text-encoder LoRA loader converts
+    # CLIP's names only and stops on T5's ("Could not automatically infer state dict type")
+    "chroma": ("transformer",),
+    "sana": ("transformer",),
 }
+_COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 
 

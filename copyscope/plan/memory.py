@@ -34,7 +34,8 @@ BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 # weights per parameter once quantised (nf4: 4 bits plus one scale per 64 weights)
 QUANTIZED_BYTES = {"int8": 1.0, "nf4": 0.5 + 4 / 64, "fp8": 1.0}
 PLANS = ("none", "model", "sequential")
-# published parameter counts of each family's reference checkpoint, for a hub base not downloaded yet
+# published parameter counts of each family's reference checkpoint, for a hub base not downloaded yet (a family not
+# here: such a base is not counted, and every estimate of its games is a lower bound)
 NOMINAL = {
     "sd": ("stable-diffusion-v1-5", {"denoiser": 859.5e6, "text_encoder": 123.1e6, "vae": 83.7e6}),
     "sdxl": ("stable-diffusion-xl-base-1.0", {"denoiser": 2567.5e6, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6,
@@ -114,9 +115,11 @@ def game_sizes(zoo, game) -> Sizes:
         n, big = files_parameters([local])
         sizes.base["checkpoint"] = n  # one file: the whole pipeline
         sizes.largest_tensor = big
-    else:
+    elif fam.name in NOMINAL:
         sizes.nominal, sizes.base = NOMINAL[fam.name][0], dict(NOMINAL[fam.name][1])
         sizes.largest_tensor = max(sizes.base.values()) / 100  # no header: a layer of about 1% of the largest model
+    else:  # a family without published sizes here: the estimate is a lower bound
+        sizes.not_counted.append(base.name)
     for section, into in (("controlnets", sizes.controlnets), ("loras", sizes.loras)):
         for spec in getattr(zoo.spec, section):
             if spec.name not in game.names:

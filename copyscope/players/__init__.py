@@ -31,20 +31,23 @@ def check_player_families(zoo) -> dict[str, str]:
     from ..families import FAMILIES, base_family
 
     families = {b.name: base_family(zoo, i).name for i, b in enumerate(zoo.spec.bases)}
-    scheduler = zoo.spec.generation.scheduler
-    size = zoo.spec.generation.size
+    gen = zoo.spec.generation
+    controls = zoo.spec.controls
     for name, fam in families.items():
-        if scheduler is not None and FAMILIES[fam].flow_matching:
+        family = FAMILIES[fam]
+        if gen.scheduler is not None and family.flow_matching:
             raise zoo.fail(
-                f"scheduler {scheduler!r} does not apply to {FAMILIES[fam].title} (base {name!r}), which samples "
+                f"scheduler {gen.scheduler!r} does not apply to {family.title} (base {name!r}), which samples "
                 "with its flow-matching scheduler; expected scheduler: null", "generation", "scheduler",
             )
-        multiple = FAMILIES[fam].size_multiple
-        if any(s % multiple for s in size):
+        why = family.generation_problem(gen)  # the size multiple, the family's check_generation
+        if why:
+            raise zoo.fail(f"base {name!r}: {why}", "generation", "resolution")
+        # the positive controls run the family's img2img pipeline: skipped where diffusers has none, refused when asked for
+        if family.img2img is None and controls.positive and "positive" in controls.model_fields_set:
             raise zoo.fail(
-                f"resolution {list(size)} does not suit {FAMILIES[fam].title} (base {name!r}), whose pipeline takes "
-                f"sides that are multiples of {multiple}; expected a resolution in multiples of {multiple}",
-                "generation", "resolution",
+                f"base {name!r} is {family.title}, for which diffusers has no img2img pipeline, so no positive controls "
+                "can be made; expected controls.positive: false", "controls", "positive",
             )
     for cls in KINDS.values():
         cls.check_zoo(zoo, families)

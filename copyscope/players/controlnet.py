@@ -66,6 +66,7 @@ class ConditioningSpec(Strict_):
 
 class ControlNetSpec(NamedSpec):
     model: str
+    subfolder: str = Field("", description="the ControlNet's folder inside 'model' (a pipeline repo's controlnet/)")
     revision: str | None = None
     variant: str | None = None
     config: str | None = Field(None, description="diffusers ControlNet config (hub id or folder) for a single-file ControlNet")
@@ -127,8 +128,8 @@ class ControlNetPlayer(PlayerKind):
     @classmethod
     def check_zoo(cls, zoo, base_families):
         """A base of a family for which diffusers has no ControlNet pipeline refuses every ControlNet, and one whose
-        ControlNet pipeline takes fewer ControlNets at once than the zoo lists (``Family.controlnet_max``: Qwen-Image,
-        Z-Image) refuses the extra ones, in one line."""
+        ControlNet pipeline takes fewer ControlNets at once than the zoo lists (``Family.max_controlnets``: Qwen-Image,
+        Z-Image, Sana) refuses the extra ones, in one line."""
         from ..families import FAMILIES
 
         specs = cls.specs(zoo)
@@ -138,11 +139,12 @@ class ControlNetPlayer(PlayerKind):
                 if not family.controlnet:
                     raise zoo.fail(f"base {base!r} is {family.title}, for which diffusers has no ControlNet pipeline; "
                                    "expected no controlnets with this base", cls.section, 0)
-                if family.controlnet_max is not None and len(specs) > family.controlnet_max:
+                if family.max_controlnets is not None and len(specs) > family.max_controlnets:
                     raise zoo.fail(f"base {base!r} is {family.title}, whose diffusers ControlNet pipeline takes at most "
-                                   f"{family.controlnet_max} ControlNet(s) at once, but the zoo has {len(specs)} (the coalition "
-                                   f"of all of them could not run); expected at most {family.controlnet_max} controlnets "
-                                   "with this base", cls.section, family.controlnet_max)
+                                   f"{family.max_controlnets} ControlNet(s) at once, but the zoo lists {len(specs)} (the "
+                                   f"coalition of all of them could not run); expected at most {family.max_controlnets} "
+                                   "controlnets with this base (one zoo file per ControlNet)", cls.section,
+                                   family.max_controlnets)
         super().check_zoo(zoo, base_families)
 
     @classmethod
@@ -150,7 +152,7 @@ class ControlNetPlayer(PlayerKind):
         from ..families import controlnet_family
 
         path = zoo.resolve_path(spec.model)
-        config = path / "config.json" if path.is_dir() else None
+        config = path / spec.subfolder / "config.json" if path.is_dir() else None
         if config is None or not config.is_file():
             return None
         try:
@@ -163,6 +165,10 @@ class ControlNetPlayer(PlayerKind):
                            "config.json", cls.section, cls.specs(zoo).index(spec), "model")
         fam = controlnet_family(data)
         return frozenset({fam}) if fam is not None else None
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        return {**ident, "subfolder": self.spec.subfolder} if self.spec.subfolder else ident
 
     def conditioning_path(self, item) -> Path:
         c, zoo = self.spec.conditioning, self.engine.zoo
@@ -204,6 +210,7 @@ class ControlNetPlayer(PlayerKind):
             else:
                 model = model_cls.from_pretrained(
                     str(src.local) if src.local is not None else src.value,
+                    **({"subfolder": self.spec.subfolder} if self.spec.subfolder else {}),
                     revision=self.spec.revision,
                     variant=self.spec.variant,
                     torch_dtype=eng.dtype,

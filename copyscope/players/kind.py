@@ -110,7 +110,8 @@ class PlayerKind:
         """(message, key under the player's entry...) for a player made for other families than the base's."""
         from ..families import FAMILIES
 
-        made_for = " or ".join(FAMILIES[f].title for f in sorted(fits))
+        titles = [FAMILIES[f].title for f in sorted(fits)]  # "Chroma or Flux.1", "Chroma, Flux.1, Qwen-Image or ..."
+        made_for = " or ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
         return (f"{cls.label} {spec.name!r} is a {made_for} {cls.label} but base {base!r} is {FAMILIES[fam].title} "
                 f"(family {fam}); expected a {cls.label} trained for the base's family", "model")
 

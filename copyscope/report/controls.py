@@ -77,7 +77,8 @@ def _placebo_table(game: dict) -> str:
 def section_controls(report: dict, game: dict, root: Path) -> str:
     c = game.get("controls")
     if not c:
-        return "<p class=\"muted\">No controls ran in this audit (controls.positive: false).</p>" + _placebo_table(game)
+        return ("<p class=\"muted\">No controls ran in this audit (controls.positive: false, or the base's family has no "
+                "img2img pipeline in diffusers).</p>" + _placebo_table(game))
     parts = [f"<p><b>{esc(controls_sentence(game))}</b></p>"]
     choice = c.get("headline") or {}
     parts.append(f"<p>Headline metric: {esc(choice.get('why', ''))}.</p>")

@@ -119,7 +119,8 @@ def test_lora_of_another_family_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["sdxl"], lora=flux_lora)
     line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "zoo.yaml:" in line and "loras[0].model" in line
-    assert "'flux-style' is a Flux.1 LoRA but base 'tiny-sdxl' is Stable Diffusion XL (family sdxl)" in line
+    # its names (the blocks' attention) fit Chroma too, which kept Flux.1's blocks
+    assert "'flux-style' is a Chroma or Flux.1 LoRA but base 'tiny-sdxl' is Stable Diffusion XL (family sdxl)" in line
     # the same through `audit`, which writes nothing
     assert _one_error_line(runner.invoke(app, ["audit", str(zoo)])) == line
     assert not (tmp_path / "out").exists()
@@ -176,18 +177,24 @@ def test_flow_matching_family_refuses_an_sd_scheduler(family_zoos, tmp_path):
 def test_family_detection_from_names():
     from copyscope.families import family_from_single_file_keys, lora_families
 
-    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux"}
+    # Flux.1's block names fit Chroma too (it kept the blocks); its modulation layers are Flux.1's alone
+    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux", "chroma"}
+    assert lora_families(["lora_unet_double_blocks_0_img_mod_lin.lora_down.weight"]) == {"flux"}
     assert lora_families(["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["lora_unet_input_blocks_1_1_proj_in.lora_down.weight"]) == {"sd"}
     assert lora_families(["lora_unet_input_blocks_4_1_proj_in.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"]) == {"sd"}
-    # attention-only names of transformer_blocks fit SD3, Flux.1 and Qwen-Image (the layer check tells them apart)
-    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "qwenimage"}
-    # kohya names of diffusers' own transformer modules (lycoris-lora wrapping it): not SDXL's transformer_blocks_1
-    assert lora_families(["lora_unet_transformer_blocks_1_attn_to_q.lora_down.weight", "lora_te2_x.lora_down.weight"]) == \
-        {"sd3", "flux", "qwenimage"}
-    assert lora_families(["lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux"}
-    assert lora_families(["lora_transformer_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux"}
+    # attention-only names of transformer_blocks fit every family whose transformer has that joint attention: SD3,
+    # Flux.1, Chroma and Qwen-Image (the layer check tells them apart)
+    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage"}
+    # kohya names of diffusers' own transformer modules (lycoris-lora wrapping it): not SDXL's transformer_blocks_1; the
+    # same families by their names (the layout check then says which loaders read kohya names: Qwen-Image's)
+    assert lora_families(["lora_unet_transformer_blocks_1_attn_to_q.lora_down.weight", "lora_te2_x.lora_down.weight"]) == {
+        "sd3", "flux", "chroma", "qwenimage"}
+    # Flux.1's single blocks: Chroma kept them
+    assert lora_families(["lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux", "chroma"}
+    # the lora_transformer_ spelling: only Flux's loader converts it (Flux.1, Chroma)
+    assert lora_families(["lora_transformer_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux", "chroma"}
     assert lora_families(["lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn1_to_q.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["something.else"]) is None
     assert family_from_single_file_keys(["model.diffusion_model.input_blocks.0.0.weight"]) == "sd"

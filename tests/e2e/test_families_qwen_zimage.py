@@ -155,7 +155,7 @@ def test_a_lora_of_the_other_family_is_refused(zoos, tmp_path, lora_of, base):
 
 @pytest.mark.slow
 def test_a_qwenimage_lora_on_a_flux_base_is_refused_by_its_layers(zoos, tmp_path_factory, tmp_path):
-    """A diffusers LoRA on the attention of `transformer_blocks.<n>` fits SD3, Flux.1 and Qwen-Image by its names; the
+    """A diffusers LoRA on the attention of `transformer_blocks.<n>` fits SD3, Flux.1, Chroma and Qwen-Image by its names; the
     layer check (lora_misfit) then compares it with the base: the tiny Qwen-Image LoRA has a second double-stream
     block, which the tiny Flux.1 transformer lacks."""
     from copyscope.demo.tiny_families import save_tiny_family_zoo

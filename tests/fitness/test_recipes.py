@@ -84,25 +84,56 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
     holds each family (a new family that skips a step fails here)."""
     import importlib
 
+    import diffusers
+
     from copyscope.config.generation import GenerationSpec
-    from copyscope.demo.tiny_families import FAMILY_NAMES
-    from copyscope.families import FAMILIES
+    from copyscope.controls.positive import _img2img_class
+    from copyscope.demo.tiny_families import BUILTIN, FAMILY_NAMES, _family_module
+    from copyscope.families import _TRANSFORMER_FAMILIES, FAMILIES, controlnet_family
     from copyscope.modelfiles.lora_layouts import LORA_COMPONENTS, LORA_LAYOUTS
 
+    recipe = (REPO / "docs" / "ARCHITECTURE.md").read_text().split("### Adding a pipeline family", 1)[1]
     zoo_doc = (REPO / "docs" / "zoo.md").read_text()
     families_section = zoo_doc.split("### Pipeline families", 1)[1].split("\n## ", 1)[0]
     formats_header = next(ln for ln in zoo_doc.splitlines() if ln.startswith("| layout (tensor names) |"))
     producers = (REPO / "tests" / "e2e" / "test_lora_producers_families.py").read_text()
+    e2e = "".join(p.read_text() for p in (REPO / "tests" / "e2e").glob("test_families*.py"))
+    # every Family field the recipe's step 1 should name
+    for field in ("control_arg", "max_controlnets", "size_multiple", "check_generation", "negative_prompt_if",
+                  "embedding_cache", "flow_matching", "ip_adapter", "textual_inversion", "img2img", "load_kwargs",
+                  "call_arguments"):
+        assert f"`{field}`" in recipe, f"step 1 of the family recipe does not name Family.{field}"
     for name, fam in FAMILIES.items():
-        module = importlib.import_module(f"copyscope.families.{name}")  # step 1: one module per family
+        # step 1: one module per family, whose classes diffusers has
+        module = importlib.import_module(f"copyscope.families.{name}")
         assert module.FAMILY is fam and isinstance(module.ALIASES, dict), name
         assert fam.model_index_classes and fam.pipeline in fam.model_index_classes, name
+        for cls in (fam.pipeline, fam.controlnet_pipeline, fam.controlnet_model):
+            assert cls is None or hasattr(diffusers, cls), f"step 1: diffusers has no {cls} ({name})"
+        assert fam.max_controlnets is None or (fam.controlnet and fam.max_controlnets >= 1), name
+        assert fam.size_multiple >= 1, name
+        # its img2img pipeline (the positive controls) is found: a family not in AutoPipelineForImage2Image's mapping
+        # names its class, or None where diffusers has none
+        assert fam.img2img is None or _img2img_class(fam) is not None, f"step 1: no img2img pipeline for {name}"
         if fam.settings is not None:  # its settings reach the zoo schema without another edit
             assert GenerationSpec.model_fields[name].annotation is fam.settings, name
+        # step 2: its LoRA names and ControlNet configs are told
+        assert (name in _TRANSFORMER_FAMILIES) == (fam.denoiser == "transformer"), f"step 2: _TRANSFORMER_FAMILIES, {name}"
+        if fam.controlnet_model is not None and fam.controlnet_model != "ControlNetModel":
+            assert controlnet_family({"_class_name": fam.controlnet_model}) == name, f"step 2: controlnet_family, {name}"
         # step 3: the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers
         assert name in LORA_LAYOUTS["diffusers"][1] and name in LORA_COMPONENTS, f"step 3: {name} in lora_layouts.py"
         if name != "sd":  # the sd column: tests/e2e/test_lora_producers.py
             assert f'"{name}": ' in producers, f"step 3: no {name} column in tests/e2e/test_lora_producers_families.py"
         assert f"| {name} |" in formats_header + "|", f"step 3/6: no {name} column in docs/zoo.md's LoRA formats table"
+        # step 4: its tiny pipeline, and its tiny ControlNet where it has a ControlNet pipeline
         assert name in FAMILY_NAMES, f"step 4: no tiny {name} pipeline (copyscope/demo/tiny_{name}.py)"
+        if fam.controlnet:
+            assert name in BUILTIN or callable(getattr(_family_module(name), "controlnet", None)), name
+        # step 5: its end-to-end audit and, but for the families the recipe says have none yet, a ready zoo
+        assert f'"{name}"' in e2e, f"step 5: no tests/e2e/test_families*.py audits {name}"
+        if name not in ("sd", "sd3"):  # sd: the shipped demo (model_zoo.yaml); SD3 has none yet
+            assert (REPO / "audits" / f"{name}-style-audit.yaml").is_file(), f"step 5: no audits/{name}-style-audit.yaml"
+            assert f"`{name}-" in recipe or f"{name}-style-audit.yaml" in recipe, f"step 5: the recipe does not list {name}'s zoo"
+        # step 6: docs/zoo.md's families section
         assert f"`{name}`" in families_section, f"step 6: docs/zoo.md's families section does not name {name}"

@@ -75,6 +75,20 @@ def test_a_hub_base_not_here_is_counted_with_its_familys_published_sizes(tiny_mo
     assert rows[("none", "as configured")]["gib"] > 11.9e9 * 2 / GIB  # at least the transformer in bf16
 
 
+def test_a_hub_base_of_a_family_without_published_sizes_is_not_counted(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = _zoo(tmp_path, tiny_models)
+    data = yaml.safe_load(path.read_text())
+    data["bases"][0] = {"name": "sana", "model": "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "family": "sana"}
+    data["controlnets"], data["loras"], data["generation"]["scheduler"] = [], [], None
+    path.write_text(yaml.safe_dump(data))
+    zoo = load_zoo(path)
+    (game,) = make_plan(zoo).games
+    sizes = game_sizes(zoo, game)
+    assert sizes.nominal is None and sizes.not_counted == ["sana"] and not sizes.base
+    assert all(r["lower_bound"] for r in plans_that_fit(zoo, game, 24 * GIB))
+
+
 def test_a_plan_that_does_not_fit_is_refused_with_one_that_does(tiny_models, tmp_path):
     zoo = load_zoo(_zoo(tmp_path, tiny_models))
     (game,) = make_plan(zoo).games

@@ -1,0 +1,58 @@
+"""LoRA family detection (copyscope.families.lora_families) against the module names of every transformer family's
+own diffusers model: a LoRA on any of its layers, in diffusers' and kohya's spellings, fits its family, and one on
+all of its layers fits that family alone (the tiny pipelines' transformers have every kind of layer of the real ones)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def transformer_layers(tmp_path_factory):
+    import torch
+
+    from copyscope.demo.tiny_families import tiny_family_pipeline
+    from copyscope.families import FAMILIES
+
+    out = {}
+    for name, fam in FAMILIES.items():
+        if fam.denoiser == "transformer":
+            pipe = tiny_family_pipeline(name, 0, tmp_path_factory.mktemp(name))
+            out[name] = [n for n, m in pipe.transformer.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    return out
+
+
+def test_every_transformer_family_is_covered(transformer_layers):
+    from copyscope.families import _TRANSFORMER_FAMILIES
+
+    assert set(transformer_layers) == _TRANSFORMER_FAMILIES
+
+
+def test_a_lora_of_any_layer_fits_its_family_and_one_of_every_layer_fits_it_alone(transformer_layers):
+    from copyscope.families import _BLOCKS, lora_families
+
+    for family, layers in transformer_layers.items():
+        for layer in layers:
+            kohya = f"lora_unet_{layer.replace('.', '_')}.lora_down.weight"
+            # (a kohya name outside the blocks, alone, is not told from a UNet LoRA's: the file's block names tell it)
+            for key in [f"transformer.{layer}.lora_A.weight"] + ([kohya] if _BLOCKS.match(layer) else []):
+                fits = lora_families([key])
+                assert fits is not None and family in fits, (family, key, fits)
+        assert lora_families([f"transformer.{layer}.lora_A.weight" for layer in layers]) == {family}, family
+        assert lora_families([f"lora_unet_{layer.replace('.', '_')}.lora_down.weight" for layer in layers]) == {family}, family
+
+
+def test_a_file_of_several_families_is_named_by_all_of_them_in_one_readable_line():
+    from copyscope.families import lora_families
+    from copyscope.players.lora import LoraPlayer
+
+    class Spec:
+        name = "style"
+
+    attention = lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"])
+    message = LoraPlayer.family_mismatch(Spec, "tiny-sana", "sana", attention)[0]
+    assert message.startswith("LoRA 'style' is a Chroma, Flux.1, Qwen-Image or Stable Diffusion 3.x LoRA but base "
+                              "'tiny-sana' is Sana (family sana)")
+    assert "is a Chroma or Flux.1 LoRA" in LoraPlayer.family_mismatch(Spec, "b", "sdxl", frozenset({"flux", "chroma"}))[0]
