@@ -1,5 +1,6 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma and Sana, one module each
-(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`),
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana and Flux.2, one module each
+(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`,
+:mod:`.flux2`),
 each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
 from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
 capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
@@ -19,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, qwenimage, sana, sd, sd3, sdxl, zimage
+from . import chroma, flux, flux2, qwenimage, sana, sd, sd3, sdxl, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -33,7 +34,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -110,7 +111,7 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana"})
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2"})
 _FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
 # Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
 # (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
@@ -145,15 +146,24 @@ _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
     (r"[._]attn1[._]|[._]ff[._]conv_(inverted|depth|point)|^caption_projection|^patch_embed|^time_embed[._]|scale_shift_table",
      {"sana"}),
     (r"[._]attn2[._]", {"sd3", "sana"}),  # SD3.5's second attention; Sana's cross-attention
-    (r"^single_transformer_blocks|^x_embedder|[._]proj_mlp", _FLUX_BLOCKS),
+    # Flux.2's own: its single blocks' fused projection, its shared modulations and guidance embedder, its
+    # feed-forwards' linear_in / linear_out (Flux.1's are ff.net.*)
+    (r"[._]to_qkv_mlp_proj|^(double_stream|single_stream)_modulation|^time_guidance_embed|[._]ff(_context)?[._]linear_(in|out)",
+     {"flux2"}),
+    (r"^single_transformer_blocks|^x_embedder", _FLUX_BLOCKS | {"flux2"}),
+    # Flux.1's single blocks' own layers (Flux.2's single blocks fuse them: to_qkv_mlp_proj, attn.to_out)
+    (r"[._]proj_mlp|^single_transformer_blocks[._]\d+[._](attn[._]to_[qkv][._]|proj_out)", _FLUX_BLOCKS),
     (rf"^{_QWEN_BLOCKS}|^(img|txt)_in[._]", {"qwenimage"}),
     (r"[._]norm1(_context)?[._]linear|[._]norm[._]linear", {"sd3", "flux"}),  # the blocks' modulation (not Chroma's)
-    (r"^norm_out[._]linear|^time_text_embed", {"sd3", "flux", "qwenimage"}),
-    (r"[._]ff_context[._]|[._]ff[._]net[._]|^context_embedder", {"sd3", "flux", "chroma"}),
-    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage"}),  # the joint attention (add_*_proj, to_add_out inside)
+    (r"^time_text_embed", {"sd3", "flux", "qwenimage"}),
+    (r"^norm_out[._]linear", {"sd3", "flux", "qwenimage", "flux2"}),
+    (r"[._]ff(_context)?[._]net[._]", {"sd3", "flux", "chroma"}),
+    (r"^context_embedder", {"sd3", "flux", "chroma", "flux2"}),
+    # the joint attention (add_*_proj, to_add_out inside; Flux.2's single blocks' attn.to_out)
+    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage", "flux2"}),
     (r"^pos_embed", {"sd3"}),
     (rf"^{_ZIMAGE_BLOCKS}|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder", {"zimage"}),
-    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana"}),
+    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2"}),
 ))
 
 

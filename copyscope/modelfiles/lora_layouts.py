@@ -33,7 +33,8 @@ from .formats import (
 # Z-Image's, which reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their
 # diffusers modules (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's, Flux's and Sana's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana"})),
+    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana",
+                                                    "flux2"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
@@ -219,6 +220,7 @@ LORA_COMPONENTS = {
     # CLIP's names only and stops on T5's ("Could not automatically infer state dict type")
     "chroma": ("transformer",),
     "sana": ("transformer",),
+    "flux2": ("transformer",),  # Flux2LoraLoaderMixin._lora_loadable_modules
 }
 _COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")

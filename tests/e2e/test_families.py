@@ -185,12 +185,12 @@ def test_family_detection_from_names():
     assert lora_families(["lora_unet_input_blocks_4_1_proj_in.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"]) == {"sd"}
     # attention-only names of transformer_blocks fit every family whose transformer has that joint attention: SD3,
-    # Flux.1, Chroma and Qwen-Image (the layer check tells them apart)
-    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage"}
+    # Flux.1, Chroma, Qwen-Image and Flux.2 (the layer check tells them apart)
+    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
     # kohya names of diffusers' own transformer modules (lycoris-lora wrapping it): not SDXL's transformer_blocks_1; the
     # same families by their names (the layout check then says which loaders read kohya names: Qwen-Image's)
     assert lora_families(["lora_unet_transformer_blocks_1_attn_to_q.lora_down.weight", "lora_te2_x.lora_down.weight"]) == {
-        "sd3", "flux", "chroma", "qwenimage"}
+        "sd3", "flux", "chroma", "qwenimage", "flux2"}
     # Flux.1's single blocks: Chroma kept them
     assert lora_families(["lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux", "chroma"}
     # the lora_transformer_ spelling: only Flux's loader converts it (Flux.1, Chroma)

@@ -260,7 +260,7 @@ def test_family_detection_from_names():
     # Chroma keeps Flux.1's blocks: their names fit both; Flux.1's modulation layers fit Flux.1 only
     assert lora_families(["transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"flux", "chroma"}
     # the blocks' joint attention: Qwen-Image's transformer has it too
-    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage"}
+    assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
     assert lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight",
                           "transformer.transformer_blocks.0.norm1.linear.lora_A.weight"]) == {"sd3", "flux"}
     assert lora_families(["transformer.single_transformer_blocks.0.norm.linear.lora_A.weight"]) == {"flux"}

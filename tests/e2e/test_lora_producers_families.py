@@ -1,4 +1,4 @@
-"""LoRA files made by independent producers for the SDXL, SD3, Flux.1, Qwen-Image, Z-Image, Chroma and Sana families
+"""LoRA files made by independent producers for the SDXL, SD3, Flux.1, Qwen-Image, Z-Image, Chroma, Sana and Flux.2 families
 (the sd column's other cases are in tests/e2e/test_lora_producers.py), inside the test, on tiny random-weight bases of
 each family
 (:func:`copyscope.demo.tiny_families.tiny_family_pipeline`), each audited through the CLI with
@@ -56,15 +56,17 @@ lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependen
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 DENOISER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer", "qwenimage": "transformer",
-            "zimage": "transformer", "chroma": "transformer", "sana": "transformer"}
+            "zimage": "transformer", "chroma": "transformer", "sana": "transformer", "flux2": "transformer"}
 # the text encoders the cases with ``te`` put adapters on: those each family's LoRA loader reads, none for Qwen-Image
 # and Z-Image (their loaders read the transformer only), and Chroma's and Sana's one encoder, which their loaders do
 # not read (the peft-te refusal)
 TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
-                 "flux": ("text_encoder",), "qwenimage": (), "zimage": (), "chroma": ("text_encoder",), "sana": ("text_encoder",)}
+                 "flux": ("text_encoder",), "qwenimage": (), "zimage": (), "chroma": ("text_encoder",), "sana": ("text_encoder",),
+                 "flux2": ("text_encoder",)}
 # the text encoders' attention projections (CLIP's; Chroma's T5; Sana's Gemma2) and every Linear of them
 TE_TARGETS = {"chroma": (["q", "v"], ["q", "k", "v", "o", "wi", "wo"]),
-              "sana": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])}
+              "sana": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+              "flux2": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])}
 CLIP_TARGETS = (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
 # the denoiser blocks lycoris wraps (its kohya writer names every Linear / Conv inside them)
 LYCORIS_BLOCKS = {
@@ -76,6 +78,7 @@ LYCORIS_BLOCKS = {
     "zimage": ["ZImageTransformerBlock"],
     "chroma": ["ChromaTransformerBlock", "ChromaSingleTransformerBlock"],
     "sana": ["SanaTransformerBlock"],
+    "flux2": ["Flux2TransformerBlock", "Flux2SingleTransformerBlock"],
 }
 
 # (family, name) -> (producer, its arguments, expected: "exact" or a regex of the refusal after "LoRA 'style': ")
@@ -101,7 +104,7 @@ for _fam in DENOISER:
     CASES[_fam, "loha"] = ("lycoris", {"algo": "loha"}, UNSUPPORTED.format(title="LyCORIS LoHa", family=_fam))
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
-    if _fam in ("chroma", "sana"):
+    if _fam in ("chroma", "sana", "flux2"):
         continue
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
     # one file for two variants (the suite's time): rank-stabilised scaling, adapters on every text-encoder Linear
@@ -110,8 +113,9 @@ for _fam in DENOISER:
     if TEXT_ENCODERS[_fam]:
         CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
                                        UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
-# Chroma's loader (Flux's) tries its one text encoder, T5, and stops on its names; Sana's reads the transformer only
-for _fam in ("chroma", "sana"):
+# Chroma's loader (Flux's) tries its one text encoder, T5, and stops on its names; Sana's and Flux.2's read the
+# transformer only
+for _fam in ("chroma", "sana", "flux2"):
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": False}, "exact")
     CASES[_fam, "peft-rslora"] = ("peft", {"alpha": 8, "dora": False, "te": False, "rslora": True}, "exact")
     CASES[_fam, "peft-te"] = ("peft", {"alpha": 8, "dora": False, "te": True},
@@ -162,7 +166,7 @@ for _fam in ("sdxl", "sd3", "flux", "qwenimage", "zimage"):
         CASES[_fam, "boft"][1]["den_modules"] = ["FluxAttention" if _fam == "flux" else "Attention"]
 # LoRA deltas that change the tiny models' 32-px images by well over a grey level (the transformers'
 # images move less per unit of weight than the UNet's)
-STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3, "qwenimage": 0.6, "zimage": 0.3, "chroma": 0.3, "sana": 0.3}
+STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3, "qwenimage": 0.6, "zimage": 0.3, "chroma": 0.3, "sana": 0.3, "flux2": 0.6}
 
 
 def _generation(family: str) -> dict:
@@ -170,7 +174,9 @@ def _generation(family: str) -> dict:
             "scheduler": "ddim" if family == "sd" else None, "dtype": "float32", "device": "cpu",
             "sd3": {"max_sequence_length": 16}, "flux": {"max_sequence_length": 16}, "qwenimage": {"max_sequence_length": 16},
             "zimage": {"max_sequence_length": 16}, "chroma": {"max_sequence_length": 16},
-            "sana": {"max_sequence_length": 16, "use_resolution_binning": False, "complex_human_instruction": False}}
+            "sana": {"max_sequence_length": 16, "use_resolution_binning": False, "complex_human_instruction": False},
+            # Flux.2's prompt follows its system message (about 30 tokens of the tiny tokenizer)
+            "flux2": {"max_sequence_length": 64}}
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +256,7 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     convert = convert_state_dict_to_diffusers if diffusers_names else dict
     kwargs = {f"{den}_lora_layers": convert(get_peft_model_state_dict(getattr(pipe, den))),
               f"{den}_lora_adapter_metadata": dcfg.to_dict()}
-    beside = tes if family == "sana" else ()  # Sana's save_lora_weights takes no text encoder: written beside
+    beside = tes if family in ("sana", "flux2") else ()  # Sana's save_lora_weights takes no text encoder: written beside
     for comp in (c for c in tes if c not in beside):
         kwargs[f"{comp}_lora_layers"] = convert(get_peft_model_state_dict(getattr(pipe, comp)))
         kwargs[f"{comp}_lora_adapter_metadata"] = tcfg.to_dict()

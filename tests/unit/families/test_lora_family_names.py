@@ -53,6 +53,6 @@ def test_a_file_of_several_families_is_named_by_all_of_them_in_one_readable_line
 
     attention = lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"])
     message = LoraPlayer.family_mismatch(Spec, "tiny-sana", "sana", attention)[0]
-    assert message.startswith("LoRA 'style' is a Chroma, Flux.1, Qwen-Image or Stable Diffusion 3.x LoRA but base "
+    assert message.startswith("LoRA 'style' is a Chroma, Flux.1, Flux.2, Qwen-Image or Stable Diffusion 3.x LoRA but base "
                               "'tiny-sana' is Sana (family sana)")
     assert "is a Chroma or Flux.1 LoRA" in LoraPlayer.family_mismatch(Spec, "b", "sdxl", frozenset({"flux", "chroma"}))[0]

@@ -10,8 +10,8 @@ def test_lora_controlnet_and_single_file_detection():
     qwen, z = "transformer_blocks.0.img_mlp.net.0.proj", "layers.0.attention.to_q"
     attn = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"
     # attention-only diffusers names: every family with these layers, Chroma's too (the layer check tells them apart)
-    assert lora_families([attn]) == {"sd3", "flux", "chroma", "qwenimage"}
-    assert lora_families(["lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"sd3", "flux", "chroma", "qwenimage"}
+    assert lora_families([attn]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
+    assert lora_families(["lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
     for spelled in (f"transformer.{qwen}.lora_A.weight", f"diffusion_model.{qwen}.lora_A.weight",
                     f"lora_unet_{qwen.replace('.', '_')}.lora_down.weight", "diffusion_model.transformer_blocks.1.attn.to_q.lora_A.weight"):
         assert lora_families([attn, spelled]) == {"qwenimage"}, spelled
