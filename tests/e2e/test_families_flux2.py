@@ -132,7 +132,8 @@ def test_flux2_lora_names():
 
     # Flux.2's own modules: its single blocks' fused projection, its shared modulations, its feed-forwards
     for module in ("single_transformer_blocks.0.attn.to_qkv_mlp_proj", "double_stream_modulation_img.linear",
-                   "single_stream_modulation.linear", "transformer_blocks.0.ff.linear_in", "time_guidance_embed.guidance_embedder.linear_1"):
+                   "single_stream_modulation.linear", "transformer_blocks.0.ff.linear_in",
+                   "time_guidance_embed.guidance_embedder.linear_1"):
         assert lora_families([f"transformer.{module}.lora_A.weight"]) == {"flux2"}, module
     # the joint attention of its double blocks: every family that has it (the layer check tells them apart)
     assert "flux2" in lora_families(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"])
