@@ -26,7 +26,7 @@ from .formats import (
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
 # diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage,
-# chroma, sana by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no
+# chroma, sana, flux2 by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no
 # available tool writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline loads
 # LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's reads diffusers/peft names only, every
 # family filters out ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but
