@@ -7,9 +7,9 @@ prompts and seeds with the player at each strength, in two settings:
 * alone: the base with only this player (the curve starts at the bare base);
 * with the rest: every other player of the game on at its zoo strength (the full pipeline).
 
-The worth is the audit's: the similarity of each image to the protected works under one per-image metric
-(default: the first per-image metric of the headline preference, phash), aggregated within each work as the
-audit does, averaged over works and prompts, one value per seed. The contribution at strength w is paired per
+The worth is the audit's, under one per-image metric (default: the first per-image metric of the headline
+preference, phash): each image's score as the audit's scorer makes it (the zoo's ``aggregate:`` over references
+and works, its ``worth:`` variant), averaged over prompts, one value per seed. The contribution at strength w is paired per
 seed against the same setting without the player (copyscope.analyses.dose_stats). The result names the smallest
 strength whose contribution is significant (one-sided t test, Holm across the strengths, at the zoo's
 ``estimator.confidence``), a provider could cap the component below it. Images are cached like any other
@@ -53,15 +53,10 @@ def _default_metric(zoo) -> str:
     return next(m for m in HEADLINE_PREFERENCE if m in REGISTRY and REGISTRY[m].kind == "per_image")
 
 
-def _per_seed_worths(ctx, scorer, metric, keys: list[str], n_prompts: int, n_seeds: int) -> np.ndarray:
-    """One worth per seed: the within-work similarity, averaged over works and prompts (the audit's worth for a
-    per-image metric, before the mean over seeds)."""
-    from ..score.scorer import within_work_scores
-
-    rows = scorer.rows(metric, keys)
-    works = ctx.refs.works
-    per_item = within_work_scores(rows, ctx.refs.work_of, works, ctx.zoo.spec.aggregate).mean(axis=1)
-    return per_item.reshape(n_prompts, n_seeds).mean(axis=0)
+def _per_seed_worths(scorer, metric, keys: list[str], n_prompts: int, n_seeds: int) -> np.ndarray:
+    """One worth per seed: the audit's per-image score (``Scorer.per_image_scores``: the zoo's aggregation over
+    references and works, and its worth variant), averaged over prompts."""
+    return np.asarray(scorer.per_image_scores(metric, keys)).reshape(n_prompts, n_seeds).mean(axis=0)
 
 
 def _dose_game(ctx, game, player: str, weights: Sequence[float], plan, scorer, metric, stats) -> dict:
@@ -91,8 +86,8 @@ def _dose_game(ctx, game, player: str, weights: Sequence[float], plan, scorer, m
         engine.release()
 
     def curve(setting: str, without_keys: list[str]) -> dict:
-        without = _per_seed_worths(ctx, scorer, metric, without_keys, n_prompts, n_seeds)
-        with_w = [_per_seed_worths(ctx, scorer, metric, images[setting][w], n_prompts, n_seeds) for w in weights]
+        without = _per_seed_worths(scorer, metric, without_keys, n_prompts, n_seeds)
+        with_w = [_per_seed_worths(scorer, metric, images[setting][w], n_prompts, n_seeds) for w in weights]
         out = contribution_curve(weights, with_w, without, ctx.zoo.spec.estimator.confidence)
         out["without"] = {"worth": float(without.mean()), "images": without_keys}
         for pt, w in zip(out["points"], weights):
@@ -117,7 +112,7 @@ def run_dose(zoo_path: str | Path, player: str, weights: Sequence[float], out: s
     from ..generate import GenerationStats
     from ..plan.games import make_plan
     from ..players import KINDS
-    from ..score.scorer import Scorer, within_rule
+    from ..score.scorer import Scorer
 
     t0 = time.perf_counter()
     zoo = load_zoo(zoo_path)
@@ -138,7 +133,12 @@ def run_dose(zoo_path: str | Path, player: str, weights: Sequence[float], out: s
     ctx.check_models()
     ctx.refs  # noqa: B018  (load and check the references before any model)
     stats = GenerationStats()
-    scorer = Scorer([m], ctx.cache, ctx.refs, zoo.spec.aggregate)
+    background = None
+    if zoo.spec.worth != "raw":  # a specific worth, as the audit scores it: against the zoo's background
+        from ..controls.background import background_from_zoo
+
+        background = background_from_zoo(zoo, ctx.refs.images)
+    scorer = Scorer([m], ctx.cache, ctx.refs, zoo.spec.aggregate, background=background, worth=zoo.spec.worth)
     games = [_dose_game(ctx, g, player, list(weights), plan, scorer, m, stats) for g in plan.games if player in g.names]
     result = {
         "analysis": "dose",
@@ -148,8 +148,8 @@ def run_dose(zoo_path: str | Path, player: str, weights: Sequence[float], out: s
         "kind": kinds[player],
         "weights": list(weights),
         "metric": {"name": m.name, "description": m.description, "config": json.loads(m.config_id())},
-        "worth": "per seed: the similarity of each image to the protected works (within each work: "
-                 f"{within_rule(zoo.spec.aggregate)}), averaged over works and prompts",
+        "worth": "per seed: the audit's per-image score (the similarity of each image to the protected works, "
+                 f"aggregated as aggregate: {zoo.spec.aggregate} says; worth: {zoo.spec.worth}), averaged over prompts",
         "contribution": "per seed: worth with the player at the strength minus worth without it, same prompts and seeds",
         "level": zoo.spec.estimator.confidence,
         "test": "one-sided t test of a positive contribution over seeds, Holm-adjusted across the strengths above 0",
