@@ -199,61 +199,51 @@ class CoalitionEvaluator:
         """The worth of ``c`` for one protected work alone: the images of that work's prompts (and of
         prompts tied to no work) against that work's references only. Per-work attribution uses it."""
         memo = self.work_worths.setdefault(c, {})
-        if (metric.name, work) in memo:
-            return memo[(metric.name, work)]
-        self.prefetch([c])
-        keys = self.image_keys[c]
-        rows = [i for i, it in enumerate(self.items) if it.work in (work, None)]
-        cols = [j for j, w in enumerate(self.scorer.refs.work_of) if w == work]
-        if not rows or not cols:
-            raise ValueError(f"work {work!r} has no prompts or no references")
-        if metric.kind == "per_image":
-            scores = self.scorer.work_scores(metric, [keys[i] for i in rows], work)
-            value = self._per_image_worth(scores.reshape(-1, self.n_seeds))
-        else:
-            feats = self.scorer.rows(metric, keys)[rows]
-            ref = self.scorer.reference_features(metric)[cols]
-            value = self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
-        memo[(metric.name, work)] = value
-        return value
+        if (metric.name, work) not in memo:
+            rows = [i for i, it in enumerate(self.items) if it.work in (work, None)]
+            if not rows or work not in self.scorer.refs.work_of:
+                raise ValueError(f"work {work!r} has no prompts or no references")
+            memo[(metric.name, work)] = self._subset_worth(c, metric, rows, work)
+        return memo[(metric.name, work)]
 
     def prompt_worth(self, c: tuple[bool, ...], metric, prompt: str) -> np.ndarray:
         """The worth of ``c`` for one prompt alone: that prompt's images against the references the pooled worth
         uses for it (its work's, when the prompt names one; every work's otherwise). Per-prompt attribution uses it."""
         memo = self.prompt_worths.setdefault(c, {})
-        if (metric.name, prompt) in memo:
-            return memo[(metric.name, prompt)]
+        if (metric.name, prompt) not in memo:
+            rows = [i for i, it in enumerate(self.items) if it.prompt == prompt]
+            if not rows:
+                raise ValueError(f"prompt {prompt!r} has no work items")
+            memo[(metric.name, prompt)] = self._subset_worth(c, metric, rows, self.items[rows[0]].work)
+        return memo[(metric.name, prompt)]
+
+    def _subset_worth(self, c: tuple[bool, ...], metric, rows: list[int], work: str | None) -> np.ndarray:
+        """The worth row of ``c`` over the work items ``rows`` against one work's references (every work's when
+        ``work`` is None), with its replicates over seeds."""
         self.prefetch([c])
         keys = self.image_keys[c]
-        rows = [i for i, it in enumerate(self.items) if it.prompt == prompt]
-        if not rows:
-            raise ValueError(f"prompt {prompt!r} has no work items")
-        work = self.items[rows[0]].work
         if metric.kind == "per_image":
             sub = [keys[i] for i in rows]
             scores = self.scorer.work_scores(metric, sub, work) if work is not None else self.scorer.per_image_scores(metric, sub)
-            value = self._per_image_worth(np.asarray(scores).reshape(-1, self.n_seeds))
-        else:
-            cols = [j for j, w in enumerate(self.scorer.refs.work_of) if work is None or w == work]
-            feats = self.scorer.rows(metric, keys)[rows]
-            ref = self.scorer.reference_features(metric)[cols]
-            value = self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
-        memo[(metric.name, prompt)] = value
-        return value
+            return self._per_image_worth(np.asarray(scores).reshape(-1, self.n_seeds))
+        cols = [j for j, w in enumerate(self.scorer.refs.work_of) if work is None or w == work]
+        feats = self.scorer.rows(metric, keys)[rows]
+        ref = self.scorer.reference_features(metric)[cols]
+        return self._set_worth(metric, feats, ref, self.scorer.set_worth(metric, feats, ref)[1])
 
     def prompt_values(self, coalitions: np.ndarray, metric: str, prompt: str) -> np.ndarray:
         """Batched value function of the per-prompt game of ``prompt`` under ``metric``."""
-        rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
-        self.prefetch(rows)
-        m = self.scorer.metrics[metric]
-        return np.stack([self.prompt_worth(r, m, prompt) for r in rows])
+        return self._part_values(coalitions, metric, self.prompt_worth, prompt)
 
     def work_values(self, coalitions: np.ndarray, metric: str, work: str) -> np.ndarray:
         """Batched value function of the per-work game of ``work`` under ``metric``."""
+        return self._part_values(coalitions, metric, self.work_worth, work)
+
+    def _part_values(self, coalitions: np.ndarray, metric: str, worth_of, part: str) -> np.ndarray:
         rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
         self.prefetch(rows)
         m = self.scorer.metrics[metric]
-        return np.stack([self.work_worth(r, m, work) for r in rows])
+        return np.stack([worth_of(r, m, part) for r in rows])
 
     def values(self, coalitions: np.ndarray, metric: str) -> np.ndarray:
         rows = [tuple(bool(x) for x in r) for r in np.asarray(coalitions, dtype=bool)]
