@@ -73,8 +73,8 @@ def _memory_table(prep: PreparedAudit, game: GamePlan, gpu_memory: float, out: C
     """The memory plans of one game against a card of ``gpu_memory`` bytes, as a table."""
     from ..plan.memory import GIB, game_sizes, plans_that_fit
 
-    rows = plans_that_fit(prep.zoo, game, gpu_memory)
-    sizes = game_sizes(prep.zoo, game)
+    sizes = game_sizes(prep.zoo, game)  # every weight file's header, read once for the table and its notes
+    rows = plans_that_fit(prep.zoo, game, gpu_memory, sizes)
     t = Table(title=f"GPU memory, base {game.base.name}, on a {gpu_memory / GIB:.0f} GiB card (estimate from the weight headers)")
     for col in ("offload", "quantize", "peak (GiB)", "fits"):
         t.add_column(col, justify="right" if col == "peak (GiB)" else "left")

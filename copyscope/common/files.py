@@ -35,7 +35,7 @@ def key_of(fields: dict) -> str:
     return sha256_bytes(canonical_json(fields).encode())
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """The mode open() would give a new file (0o666 minus the umask); mkstemp alone gives 0o600,
     which would hide reports and cache entries from the rest of a team."""
     mask = os.umask(0)
@@ -43,7 +43,7 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-_FILE_MODE = _file_mode()
+_FILE_MODE = file_mode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

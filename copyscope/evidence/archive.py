@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..common.errors import CopyscopeError
+from ..common.files import file_mode
 from ..common.outdir import os_error_message
 
 TOP = "copyscope-evidence"  # the one top folder of every bundle
@@ -48,12 +49,6 @@ def archive_kind(path: Path) -> str:
     raise CopyscopeError("expected an archive name ending in .tar.gz, .tgz or .zip", where=str(path))
 
 
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_archive(dest: Path, members: Iterable[tuple[str, bytes]]) -> None:
     """Write ``members`` ((name inside the archive, bytes), names relative to the top folder) to ``dest``:
     atomically, and never over an existing file (refused, one line)."""
@@ -70,7 +65,7 @@ def write_archive(dest: Path, members: Iterable[tuple[str, bytes]]) -> None:
             (_write_zip if kind == "zip" else _write_tar)(f, members)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, file_mode())
         try:
             os.link(tmp, dest)  # fails if the name exists: never over a file that appeared meanwhile
         except FileExistsError:

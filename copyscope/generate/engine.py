@@ -168,7 +168,7 @@ class CoalitionEngine:
             # a compiled UNet may round differently from the eager one: never mix them in one key
             **({"compile": True} if getattr(self.gen, "compile", False) else {}),
             # quantisation, VAE tiling / slicing (generation.memory): only when set, so other keys do not change
-            **({"memory": self.gen.memory.image_key()} if self.gen.memory.image_key() else {}),
+            **({"memory": memory} if (memory := self.gen.memory.image_key()) else {}),
         })
         if self.family.name != "sd":  # SD1.x/2.x keys predate families and stay as they were
             fields["family"] = self.family.name

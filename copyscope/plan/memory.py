@@ -171,16 +171,16 @@ def parse_size(text: str) -> float:
     return float(m.group(1)) * scale
 
 
-def plans_that_fit(zoo, game, free_bytes: float) -> list[dict]:
+def plans_that_fit(zoo, game, free_bytes: float, sizes: Sizes | None = None) -> list[dict]:
     """Each plan (the zoo's quantisation, and nf4 for the denoiser when the zoo has none) with its estimate and
-    whether it fits ``free_bytes``."""
+    whether it fits ``free_bytes``; ``sizes``: the game's, when the caller has read them already."""
     from ..config.generation import QuantizeSettings
     from ..families import base_family
 
     gen = zoo.spec.generation
     fam = base_family(zoo, zoo.spec.bases.index(game.base))
     dtype = fam.cuda_dtype if gen.dtype == "auto" else gen.dtype
-    sizes = game_sizes(zoo, game)
+    sizes = sizes if sizes is not None else game_sizes(zoo, game)
     quants = [("as configured", gen.memory.quantize)]
     if gen.memory.quantize.denoiser == "none":
         quants.append(("denoiser nf4", QuantizeSettings(denoiser="nf4", text_encoders=gen.memory.quantize.text_encoders)))
