@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from copyscope.generate.cache import ImageCache
 from copyscope.cli import app
 
+from helpers.families import assert_rerun_generates_nothing, one_error_line
 from helpers.zoo import write_reference_images
 from helpers.paths import REPO
 
@@ -96,33 +97,22 @@ def test_family_audit_through_the_cli(family, family_zoos, tmp_path, one_torch_t
         assert total == pytest.approx(m["coalitions"]["control+style"] - m["coalitions"][""], abs=1e-9), name
 
     # a rerun generates nothing and gives the same values
-    second = runner.invoke(app, ["audit", str(zoo)])
-    assert second.exit_code == 0, second.output
-    rerun = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert rerun["generation"]["generated"] == 0 and rerun["generation"]["cached"] == 8
-    assert rerun["games"][0]["metrics"]["ssim"]["shapley"] == game["metrics"]["ssim"]["shapley"]
+    assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)
 
 
 # -- bad input: one line, exit 2, before anything loads ----------------------------------------------
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 @pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_lora_of_another_family_is_refused(family_zoos, tmp_path):
     flux_lora = {"name": "flux-style", "model": str(family_zoos["flux"]["loras"][0])}
     zoo = family_zoo_file(tmp_path, family_zoos["sdxl"], lora=flux_lora)
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "zoo.yaml:" in line and "loras[0].model" in line
     # its names (the blocks' attention) fit Chroma too, which kept Flux.1's blocks
     assert "'flux-style' is a Chroma or Flux.1 LoRA but base 'tiny-sdxl' is Stable Diffusion XL (family sdxl)" in line
     # the same through `audit`, which writes nothing
-    assert _one_error_line(runner.invoke(app, ["audit", str(zoo)])) == line
+    assert one_error_line(runner.invoke(app, ["audit", str(zoo)])) == line
     assert not (tmp_path / "out").exists()
 
 
@@ -132,21 +122,21 @@ def test_controlnet_of_another_family_is_refused(family_zoos, tmp_path):
     data = yaml.safe_load(zoo.read_text())
     data["controlnets"][0]["model"] = str(family_zoos["sdxl"]["controlnet"])
     zoo.write_text(yaml.safe_dump(data, sort_keys=False))
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "controlnets[0].model" in line and "is a Stable Diffusion XL ControlNet but base 'tiny-sd3' is" in line
 
 
 @pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_unknown_family_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["sd"], family="sd4")
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "bases[0].family" in line and "unknown family 'sd4'; expected one of sd, sdxl, sd3, flux" in line
 
 
 @pytest.mark.slow  # a shared module fixture runs audits / training (pyproject: markers)
 def test_declared_family_contradicting_the_model_is_refused(family_zoos, tmp_path):
     zoo = family_zoo_file(tmp_path, family_zoos["flux"], family="sdxl")
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "bases[0].family" in line and "declared family 'sdxl' but the model is Flux.1 (FluxPipeline: family flux)" in line
 
 
@@ -160,7 +150,7 @@ def test_pipeline_of_no_known_family_is_refused(family_zoos, tmp_path):
     index["_class_name"] = "KandinskyPipeline"
     (base / "model_index.json").write_text(json.dumps(index))
     zoo = family_zoo_file(tmp_path, {**family_zoos["sd"], "base": base})
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "bases[0].model" in line and "unknown family: model_index.json names KandinskyPipeline" in line
 
 
@@ -170,7 +160,7 @@ def test_flow_matching_family_refuses_an_sd_scheduler(family_zoos, tmp_path):
     data = yaml.safe_load(zoo.read_text())
     data["generation"]["scheduler"] = "ddim"
     zoo.write_text(yaml.safe_dump(data, sort_keys=False))
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "generation.scheduler" in line and "does not apply to Flux.1" in line
 
 

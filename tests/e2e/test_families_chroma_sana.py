@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.generate.cache import ImageCache
 
+from helpers.families import assert_rerun_generates_nothing, one_error_line
 from helpers.paths import REPO
 from helpers.zoo import write_reference_images
 
@@ -73,13 +74,6 @@ def _edit(path: Path, change) -> Path:
     return path
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 # -- audits through the CLI ---------------------------------------------------------------------------
 
 
@@ -127,11 +121,7 @@ def test_family_audit_through_the_cli(family, players, zoos, tmp_path, one_torch
         assert "positive controls: none (Sana has no img2img pipeline in diffusers)" in first.output
 
     # a rerun generates nothing and gives the same values
-    second = runner.invoke(app, ["audit", str(zoo)])
-    assert second.exit_code == 0, second.output
-    rerun = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert rerun["generation"]["generated"] == 0 and rerun["generation"]["cached"] == 8
-    assert rerun["games"][0]["metrics"]["ssim"]["shapley"] == game["metrics"]["ssim"]["shapley"]
+    assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)
 
 
 # -- refused before anything loads: one line, exit 2 -----------------------------------------------------
@@ -141,7 +131,7 @@ def test_family_audit_through_the_cli(family, players, zoos, tmp_path, one_torch
 def test_chroma_refuses_a_controlnet(zoos, tmp_path):
     cn = [{"name": "control", "model": str(zoos["sana"]["controlnet"]), "conditioning": {"image": str(zoos["sana"]["control"])}}]
     zoo = zoo_file(tmp_path, zoos["chroma"], controlnets=cn)
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "controlnets[0]" in line
     assert "base 'tiny-chroma' is Chroma, for which diffusers has no ControlNet pipeline; expected no controlnets" in line
 
@@ -151,16 +141,16 @@ def test_sana_refusals(zoos, tmp_path):
     models = zoos["sana"]
     cn = {"model": str(models["controlnet"]), "conditioning": {"image": str(models["control"])}}
     two = zoo_file(tmp_path / "two", models, controlnets=[{"name": "a", **cn}, {"name": "b", **cn}])
-    line = _one_error_line(runner.invoke(app, ["validate", str(two)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(two)]))
     assert "controlnets[1]" in line
     assert "whose diffusers ControlNet pipeline takes at most 1 ControlNet(s) at once, but the zoo lists 2" in line
 
     asked = zoo_file(tmp_path / "asked", models, controls={"positive": True})
-    line = _one_error_line(runner.invoke(app, ["validate", str(asked)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(asked)]))
     assert "controls.positive" in line and "Sana, for which diffusers has no img2img pipeline" in line
 
     odd = _edit(zoo_file(tmp_path / "odd", models), lambda d: d["generation"].update(resolution=40))
-    line = _one_error_line(runner.invoke(app, ["validate", str(odd)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(odd)]))
     assert "generation.resolution" in line and "Sana generates sizes divisible by 32" in line
     # with the binning on (diffusers' default) any size is made (at the nearest bin, then resized)
     binned = _edit(odd, lambda d: d["generation"]["sana"].update(use_resolution_binning=True))
@@ -173,7 +163,7 @@ def test_a_flux_lora_is_refused_on_sana(zoos, tmp_path):
 
     flux_lora = tiny_family_lora("flux", tiny_family_pipeline("flux", 0), tmp_path / "flux" / "lora.safetensors", 1)
     zoo = zoo_file(tmp_path, zoos["sana"], loras=[{"name": "flux-style", "model": str(flux_lora)}])
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "loras[0].model" in line and "'flux-style' is a Chroma or Flux.1 LoRA but base 'tiny-sana' is Sana" in line
 
 
@@ -241,7 +231,7 @@ def test_flux_loras_on_a_chroma_base(zoos, tmp_path, one_torch_thread):
     attached, warned = _diffusers_load(base, every)
     assert attached < n_layers and warned and "norm1.linear" in warned[0]
     refused = zoo_file(tmp_path / "refused", zoos["chroma"], loras=[{"name": "flux-every", "model": str(every)}])
-    line = _one_error_line(runner.invoke(app, ["validate", str(refused)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(refused)]))
     assert "loras[0].model" in line and "'flux-every' is a Flux.1 LoRA but base 'tiny-chroma' is Chroma" in line
     # the layer check alone says the same of it (a file whose names said nothing would be judged by it)
     from copyscope.modelfiles.lora_layouts import lora_misfit

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.generate.cache import ImageCache
 
+from helpers.families import assert_rerun_generates_nothing, one_error_line
 from helpers.paths import REPO
 from helpers.zoo import write_reference_images
 
@@ -54,13 +55,6 @@ def zoo_file(tmp: Path, models: dict, *, loras: list | None = None, controlnets:
     return path
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 @pytest.mark.slow
 def test_flux2_audit_through_the_cli(zoos, tmp_path, one_torch_thread):
     zoo = zoo_file(tmp_path, zoos["flux2"])
@@ -97,18 +91,14 @@ def test_flux2_audit_through_the_cli(zoos, tmp_path, one_torch_thread):
     assert "positive controls: none (Flux.2 has no img2img pipeline in diffusers)" in first.output
 
     # a rerun generates nothing and gives the same values
-    second = runner.invoke(app, ["audit", str(zoo)])
-    assert second.exit_code == 0, second.output
-    rerun = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert rerun["generation"]["generated"] == 0 and rerun["generation"]["cached"] == 8
-    assert rerun["games"][0]["metrics"]["ssim"]["shapley"] == game["metrics"]["ssim"]["shapley"]
+    assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)
 
 
 @pytest.mark.slow
 def test_flux2_refuses_a_controlnet(zoos, tmp_path):
     cn = [{"name": "control", "model": str(zoos["flux"]["controlnet"]), "conditioning": {"image": str(zoos["flux"]["control"])}}]
     zoo = zoo_file(tmp_path, zoos["flux2"], controlnets=cn)
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "controlnets[0]" in line
     assert "base 'tiny-flux2' is Flux.2, for which diffusers has no ControlNet pipeline; expected no controlnets" in line
 
@@ -117,13 +107,13 @@ def test_flux2_refuses_a_controlnet(zoos, tmp_path):
 def test_flux2_refuses_a_flux1_lora_and_a_size_it_would_resize(zoos, tmp_path):
     # the tiny Flux.1 LoRA names Flux.1's single blocks' to_q / to_k / to_v, which Flux.2 fuses
     zoo = zoo_file(tmp_path, zoos["flux2"], loras=[{"name": "style", "model": str(zoos["flux"]["loras"][0])}])
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "loras[0]" in line and "base 'tiny-flux2' is Flux.2" in line, line
     odd = zoo_file(tmp_path, zoos["flux2"])
     data = yaml.safe_load(odd.read_text())
     data["generation"]["resolution"] = 40
     odd.write_text(yaml.safe_dump(data, sort_keys=False))
-    line = _one_error_line(runner.invoke(app, ["validate", str(odd)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(odd)]))
     assert "Flux.2 takes sides that are multiples of 16" in line, line
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from copyscope.cli import app
 from copyscope.generate.cache import ImageCache
 
+from helpers.families import assert_rerun_generates_nothing, one_error_line
 from helpers.paths import REPO
 from helpers.zoo import write_reference_images
 
@@ -105,21 +106,10 @@ def test_family_audit_through_the_cli(family, zoos, tmp_path, one_torch_thread):
             assert total == pytest.approx(m["coalitions"]["control+style"] - m["coalitions"][""], abs=1e-9), name
 
     # a rerun generates nothing and gives the same values
-    second = runner.invoke(app, ["audit", str(zoo)])
-    assert second.exit_code == 0, second.output
-    rerun = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert rerun["generation"]["generated"] == 0 and rerun["generation"]["cached"] == 8
-    assert rerun["games"][0]["metrics"]["ssim"]["shapley"] == game["metrics"]["ssim"]["shapley"]
+    assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)
 
 
 # -- checks before anything loads: one line, exit 2 ------------------------------------------------------
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 @pytest.mark.slow
@@ -130,7 +120,7 @@ def test_a_second_controlnet_is_refused(family, zoos, tmp_path):
     from copyscope.families import FAMILIES as REGISTRY
 
     zoo = zoo_file(tmp_path, zoos[family], controlnets=2)
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "controlnets[1]" in line
     assert f"is {REGISTRY[family].title}, whose diffusers ControlNet pipeline takes at most 1 ControlNet" in line
 
@@ -139,7 +129,7 @@ def test_a_second_controlnet_is_refused(family, zoos, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_resolution_the_family_pipeline_cannot_take_is_refused(family, zoos, tmp_path):
     zoo = zoo_file(tmp_path, zoos[family], resolution=40)
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "generation.resolution" in line and "multiples of 16" in line
 
 
@@ -149,7 +139,7 @@ def test_a_lora_of_the_other_family_is_refused(zoos, tmp_path, lora_of, base):
     from copyscope.families import FAMILIES as REGISTRY
 
     zoo = zoo_file(tmp_path, zoos[base], lora={"name": "other", "model": str(zoos[lora_of]["loras"][0])})
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "loras[0].model" in line and f"but base 'tiny-{base}' is {REGISTRY[base].title} (family {base})" in line
 
 
@@ -166,7 +156,7 @@ def test_a_qwenimage_lora_on_a_flux_base_is_refused_by_its_layers(zoos, tmp_path
     data["controlnets"] = []
     data["generation"]["flux"] = {"max_sequence_length": 16}
     zoo.write_text(yaml.safe_dump(data, sort_keys=False))
-    line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+    line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
     assert "LoRA 'style' does not fit base 'tiny-flux'" in line and "name no layer of the base" in line
 
 
@@ -186,7 +176,7 @@ def test_a_single_file_qwenimage_base_is_refused(tmp_path):
             "references": [{"name": "work", "paths": [str(write_reference_images(tmp_path / "refs"))]}],
             "prompts": [{"name": "p", "text": "a cat"}], "generation": {"resolution": 32, "steps": 2, "seeds": 2},
         }))
-        line = _one_error_line(runner.invoke(app, ["validate", str(zoo)]))
+        line = one_error_line(runner.invoke(app, ["validate", str(zoo)]))
         assert "bases[0].model" in line and "QwenImagePipeline (Qwen-Image) cannot load single files" in line, line
 
 
