@@ -66,7 +66,7 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
     h, w = engine.gen.size
     members = _base_only(engine.game)
     by_work = control_items(items, refs.works, spec.seeds)
-    sized = _img2img_takes_size(engine)
+    sized, true_cfg = _img2img_takes_size(engine), _true_cfg(engine)
     negatives = list(zip(background.labels, background.images))[: spec.negatives]
     out: list[ControlImage] = []
     todo: dict[tuple, list] = {}  # (source sha, strength) -> [(ControlImage, item, fields, source image)]
@@ -82,7 +82,7 @@ def ensure_control_images(engine, cache, refs, background, spec, items) -> list[
                     # (Flux / SD3 made them at their default size; Flux's true CFG ran without negatives) stay apart
                     if sized:
                         img2img["sized"] = True
-                    if _true_cfg(engine):
+                    if true_cfg:
                         img2img["negative_prompt"] = True
                     fields = {**engine.image_fields(members, it), "img2img": img2img}
                     c = ControlImage(work, label, float(s), it.seed, key_of(fields))
