@@ -167,17 +167,44 @@ _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
 ))
 
 
-def lora_families(keys) -> frozenset[str] | None:
-    """The families a LoRA file can belong to, from its tensor names (diffusers/peft and kohya
-    layouts); None when the names say nothing. A file whose names fit several families says several (a
-    Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
-    (copyscope.modelfiles.lora_layouts.lora_misfit) and the load-time count of attached layers judge it there."""
-    keys = list(keys)
+def lora_families(head) -> frozenset[str] | None:
+    """The families a LoRA file can belong to, from its safetensors header (or only its tensor names: then
+    without :func:`_by_diffusers`); None when the names say nothing. A file whose names fit several families says
+    several (a Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
+    (copyscope.modelfiles.lora_fit.lora_misfit) and the load-time count of attached layers judge it there."""
+    keys = list(head)
 
     def has(pattern: str) -> bool:
         rx = re.compile(pattern)
         return any(rx.search(k) for k in keys)
 
+    named = _by_names(keys, has)
+    if named and named <= _UNET_FAMILIES:  # UNet names: no transformer loader converts them
+        return named
+    return named | _by_diffusers(head) or None
+
+
+def _by_diffusers(head) -> frozenset[str]:
+    """The transformer families whose diffusers LoRA loader converts every tensor of the file into its
+    transformer (``transformer.<module>``) with modules its transformer has: the layouts that loader converts
+    (Flux.2's reads BFL / ai-toolkit and kohya names of its original blocks) fit it whatever :func:`_by_names` says."""
+    from ..modelfiles.lora_conversion import diffusers_view
+
+    if not isinstance(head, dict) or not head:
+        return frozenset()
+    fits = set()
+    for name in _TRANSFORMER_FAMILIES:
+        view = diffusers_view(head, FAMILIES[name])
+        denoiser = [k for k in view.shapes if not _TEXT_ENCODER_KEY.match(k)]
+        if view.error or not denoiser or any(not k.startswith("transformer.") for k in denoiser):
+            continue
+        if name in (_by_names(denoiser, lambda p, ks=denoiser: any(re.search(p, k) for k in ks)) or ()):
+            fits.add(name)
+    return frozenset(fits)
+
+
+def _by_names(keys: list[str], has) -> frozenset[str]:
+    """:func:`lora_families` from the tensor names as the producers spell them (empty: they say nothing)."""
     if has(_FLUX_ORIGINAL):
         if has(r"distilled_guidance_layer"):
             return frozenset({"chroma"})
@@ -189,7 +216,7 @@ def lora_families(keys) -> frozenset[str] | None:
         families = _TRANSFORMER_FAMILIES
         for fams, module in modules:
             families &= fams.intersection(*(have for rx, have in _TRANSFORMER_MODULES if rx.search(module)))
-        return families or None  # modules of no one family: the names say nothing (the layer check judges it)
+        return families  # modules of no one family: the names say nothing (the layer check judges it)
     if has(r"^text_encoder_2\.|^lora_te2_"):
         return frozenset({"sdxl"})
     # SD1.x/2.x put attention in the first down block and one transformer layer per block; SDXL does neither
@@ -199,7 +226,7 @@ def lora_families(keys) -> frozenset[str] | None:
         return frozenset({"sdxl"})
     if has(r"^unet\.|^lora_unet_|^lora_te_|^text_encoder\."):
         return _UNET_FAMILIES
-    return None
+    return frozenset()
 
 
 def _transformer_modules(keys: list[str]) -> list[tuple[frozenset[str], str]]:

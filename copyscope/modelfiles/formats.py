@@ -14,7 +14,7 @@
 This module reads headers, converts names and files, and lists a base's layers (:func:`base_layers`); it
 imports no other copyscope module. What is judged from the headers lives beside it:
 :mod:`copyscope.modelfiles.lora_layouts` (which LoRA layout a file is, whether diffusers loads it for a family,
-:func:`~copyscope.modelfiles.lora_layouts.lora_misfit`: why a LoRA cannot fit a base, for every layout above, before
+:func:`~copyscope.modelfiles.lora_fit.lora_misfit`: why a LoRA cannot fit a base, for every layout above, before
 anything is loaded) and :mod:`copyscope.modelfiles.single_file_checks` (a single-file checkpoint against its config).
 The zoo-level checks (single-file configs offline, variants) are in :mod:`copyscope.modelfiles.file_checks`.
 """

@@ -1,26 +1,16 @@
 """LoRA files judged from their safetensors headers alone, before anything loads: which layout a file is
 (:data:`LORA_LAYOUTS`, :func:`lora_layout`: every LoRA layout in circulation, and the families whose
 diffusers loader reads it), why the installed diffusers cannot load it for a family
-(:func:`lora_unsupported`), down/up ranks that disagree (:func:`lora_rank_mismatch`), why it cannot fit a
-base (:func:`lora_misfit`: UNet and transformer bases, every layer) and how many layers loading must attach
-(:func:`lora_layers_by_component`). The tensor names and a base's layers come from :mod:`copyscope.modelfiles.formats`.
+(:func:`lora_unsupported`), down/up ranks that disagree (:func:`lora_rank_mismatch`) and how many layers loading must
+attach (:func:`lora_layers_by_component`). Why a file cannot fit a base is :mod:`copyscope.modelfiles.lora_fit`'s; the
+tensor names come from :mod:`copyscope.modelfiles.formats`.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from .formats import (
-    _DIFFUSERS_LORA_RE,
-    _KOHYA_COMPONENT,
-    _KOHYA_LORA_RE,
-    base_layers,
-    header,
-    text_model_name,
-    unet_layout,
-    unet_name_to_ldm,
-)
+from .formats import _DIFFUSERS_LORA_RE, _KOHYA_COMPONENT, _KOHYA_LORA_RE
 
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
@@ -36,11 +26,13 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana",
                                                     "flux2"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma"})),
+    # Flux.2's loader converts kohya names of its original blocks (lora_unet_double_blocks_*: _convert_kohya_flux2_lora_...)
+    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma", "flux2"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
     "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux", "chroma"})),
     "xlabs": ("XLabs Flux LoRA", frozenset({"flux", "chroma"})),
-    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux", "chroma"})),
+    # ... and ai-toolkit's diffusion_model.double_blocks.* (_convert_non_diffusers_flux2_lora_to_diffusers)
+    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux", "chroma", "flux2"})),
     "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
     "loha": ("LyCORIS LoHa", frozenset()),
     "lokr": ("LyCORIS LoKr", frozenset()),
@@ -257,117 +249,6 @@ def lora_rank_mismatch(head: dict) -> str | None:
                     return f"layer {k[: -len(down) - 1]} has a {down} tensor but no {up}"
                 if len(d) >= 2 and len(u) >= 2 and d[0] != u[1]:
                     return f"layer {k[: -len(down) - 1]} has rank {d[0]} in {down} {d} but {u[1]} in {up} {u}"
-    return None
-
-
-def _kohya_names(comp: str, modules) -> dict[str, str]:
-    """kohya layer name (module path with '_' for '.') -> module, in every spelling trainers use."""
-    names: dict[str, str] = {}
-    if comp == "unet":
-        layers, up_attn = unet_layout(modules)
-        for mod in modules:
-            names[mod.replace(".", "_")] = mod
-            ldm = unet_name_to_ldm(mod, layers, up_attn)  # SGM/LDM spelling (input_blocks_4_1_...)
-            if ldm is not None:
-                names.setdefault(ldm.replace(".", "_"), mod)
-    else:
-        for mod in modules:
-            names[("text_model." + mod).replace(".", "_")] = mod
-            names[mod.replace(".", "_")] = mod
-    return names
-
-
-_COMPONENT_WORDS = {"unet": "UNet", "text_encoder": "text-encoder", "text_encoder_2": "second text-encoder"}
-
-
-def lora_misfit(base: Path, lora_file: Path) -> str | None:
-    """Why a LoRA file cannot fit a local base, from the two files' headers alone (no weights loaded);
-    None when it fits or the two cannot be compared (a layout not known here). UNet bases (SD1.x/2.x,
-    SDXL; folder or single file; diffusers/peft or kohya LoRAs), and transformer bases (SD3, Flux
-    folders) with diffusers-layout LoRAs."""
-    base = Path(base)
-    transformer = sorted((base / "transformer").glob("*.safetensors")) if base.is_dir() else []
-    return _transformer_lora_misfit(transformer, lora_file) if transformer else _unet_lora_misfit(base, lora_file)
-
-
-def _transformer_lora_misfit(transformer: list[Path], lora_file: Path) -> str | None:
-    base: dict[str, list[int]] = {}
-    for f in transformer:
-        base.update({k: v.get("shape") for k, v in header(f).items()})
-    n_found = n_lora = 0
-    first_absent = None
-    for key, info in sorted(header(lora_file).items()):
-        # peft names (lora_A / lora_B) and older diffusers names (lora.down / lora.up)
-        m = re.match(r"^transformer\.(.+)\.(lora_A|lora_B|lora\.down|lora\.up)\.weight$", key)
-        if not m:
-            continue
-        n_lora += 1
-        target, got = base.get(m.group(1) + ".weight"), info.get("shape")
-        if target is None:
-            first_absent = first_absent or key
-            continue
-        n_found += 1
-        if len(target) != 2 or not got or len(got) != 2:
-            continue
-        down = m.group(2) in ("lora_A", "lora.down")
-        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
-            return (
-                f"layer {m.group(1)} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
-                f"{m.group(2)} weight has shape {list(got)}"
-            )
-    if n_lora and not n_found:
-        return f"none of its {n_lora} transformer tensors name a layer of the base"
-    if n_found < n_lora:
-        return (f"{n_lora - n_found} of its {n_lora} transformer tensors name no layer of the base (first: "
-                f"{first_absent}), so only part of the LoRA would apply")
-    return None
-
-
-def _unet_lora_misfit(base: Path, lora_file: Path) -> str | None:
-    layers = base_layers(Path(base))
-    if "unet" not in layers:
-        return None
-    kohya_maps: dict[str, dict[str, str]] = {}
-    counts: dict[str, list[int]] = {}  # component -> [tensors, tensors naming a base layer]
-    for key, info in sorted(header(lora_file).items()):
-        if m := _DIFFUSERS_LORA_RE.match(key):
-            comp, module, role = m.groups()
-            module = module if comp == "unet" else text_model_name(module)
-        elif m := _KOHYA_LORA_RE.match(key):
-            comp, role = _KOHYA_COMPONENT[m[1]], m[3]
-            if comp in layers and comp not in kohya_maps:
-                kohya_maps[comp] = _kohya_names(comp, layers[comp])
-            module = kohya_maps.get(comp, {}).get(m[2], m[2])
-        else:
-            continue
-        if comp not in layers:
-            return (
-                f"it has {_COMPONENT_WORDS[comp]} tensors ({key}), but the base has no {comp}: "
-                "it was trained for a base with another text-encoder layout (SDXL has two)"
-            )
-        c = counts.setdefault(comp, [0, 0, None])
-        c[0] += 1
-        target, got = layers[comp].get(module), info.get("shape")
-        if target is None:
-            c[2] = c[2] or key
-            continue
-        c[1] += 1
-        if len(target) < 2 or not got or len(got) < 2:
-            continue
-        down = role in ("lora_A", "lora.down", "lora_linear_layer.down", "lora_down")
-        if (down and got[1] != target[1]) or (not down and got[0] != target[0]):
-            return (
-                f"layer {module} maps {target[1]} -> {target[0]} features in the base, but the LoRA's "
-                f"{role} weight has shape {list(got)}"
-            )
-    for comp, (n, found, first_absent) in counts.items():
-        if n and not found:
-            return f"none of its {n} {_COMPONENT_WORDS[comp]} tensors name a layer of the base"
-        if found < n:  # diffusers would drop these layers without a word: the LoRA would apply in part
-            return (
-                f"{n - found} of its {n} {_COMPONENT_WORDS[comp]} tensors name no layer of the base (first: "
-                f"{first_absent}), so only part of the LoRA would apply"
-            )
     return None
 
 

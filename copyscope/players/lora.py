@@ -130,7 +130,7 @@ class LoraPlayer(PlayerKind):
             path = weights_file(zoo, lo)
             if path is not None:
                 cls.check_layout(zoo, i, lo, path, set(base_families.values()))
-                cls.check_fit(zoo, i, lo, path, bases)
+                cls.check_fit(zoo, i, lo, path, bases, base_families)
 
     @classmethod
     def check_folder(cls, zoo, index: int, spec) -> None:
@@ -195,14 +195,17 @@ class LoraPlayer(PlayerKind):
             raise zoo.fail(f"LoRA {spec.name!r} is inconsistent: {why}; expected matching down/up ranks", cls.section, index, "model")
 
     @classmethod
-    def check_fit(cls, zoo, index: int, spec, path, bases: dict) -> None:
-        """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here),
-        from the headers; a misfit is a one-line error naming ``loras[index].model``."""
-        from ..modelfiles.lora_layouts import lora_misfit
+    def check_fit(cls, zoo, index: int, spec, path, bases: dict, base_families: dict | None = None) -> None:
+        """One LoRA file's layers against ``bases`` (name -> local folder or file, or None: not here), as the base
+        family's diffusers loader converts them (``base_families``: base name -> family name), from the headers; a
+        misfit is a one-line error naming ``loras[index].model``."""
+        from ..families import FAMILIES
+        from ..modelfiles.lora_fit import lora_misfit
 
         for base, base_path in bases.items():
+            family = FAMILIES.get((base_families or {}).get(base))
             try:
-                why = lora_misfit(base_path, path) if base_path is not None else None
+                why = lora_misfit(base_path, path, family) if base_path is not None else None
             except Exception:  # noqa: BLE001 - unreadable headers fail in any way; model_source / the loader report them
                 why = None
             if why:

@@ -234,7 +234,7 @@ def test_flux_loras_on_a_chroma_base(zoos, tmp_path, one_torch_thread):
     line = one_error_line(runner.invoke(app, ["validate", str(refused)]))
     assert "loras[0].model" in line and "'flux-every' is a Flux.1 LoRA but base 'tiny-chroma' is Chroma" in line
     # the layer check alone says the same of it (a file whose names said nothing would be judged by it)
-    from copyscope.modelfiles.lora_layouts import lora_misfit
+    from copyscope.modelfiles.lora_fit import lora_misfit
 
     why = lora_misfit(base, every)
     assert why is not None and "name no layer of the base" in why, why

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from copyscope.modelfiles import formats, lora_layouts
+from copyscope.modelfiles import formats, lora_fit, lora_layouts
 from copyscope.modelfiles.file_checks import default_config_repo
 
 
@@ -126,8 +126,8 @@ def _lora(path, layout: str, in_features=768, te_in=768, te2=False) -> Path:
 @pytest.mark.parametrize("base", ["folder", "single"])
 def test_lora_fits_or_names_the_mismatched_layer(bases, layout, base):
     root = bases["root"] / f"{layout}-{base}"
-    assert lora_layouts.lora_misfit(bases[base], _lora(root / "ok.safetensors", layout)) is None
-    why = lora_layouts.lora_misfit(bases[base], _lora(root / "sdxl-width.safetensors", layout, in_features=2048))
+    assert lora_fit.lora_misfit(bases[base], _lora(root / "ok.safetensors", layout)) is None
+    why = lora_fit.lora_misfit(bases[base], _lora(root / "sdxl-width.safetensors", layout, in_features=2048))
     assert why == f"layer {Q} maps 768 -> 640 features in the base, but the LoRA's " + (
         "lora_A" if layout == "diffusers" else "lora_down") + " weight has shape [4, 2048]"
 
@@ -136,14 +136,14 @@ def test_lora_fits_or_names_the_mismatched_layer(bases, layout, base):
 @pytest.mark.parametrize("base", ["folder", "single"])
 def test_text_encoder_part_of_a_lora_is_checked_too(bases, layout, base):
     f = _lora(bases["root"] / f"te-{layout}-{base}.safetensors", layout, te_in=1024)
-    why = lora_layouts.lora_misfit(bases[base], f)
+    why = lora_fit.lora_misfit(bases[base], f)
     assert why == f"layer {TE_Q} maps 768 -> 768 features in the base, but the LoRA's " + (
         "lora_A" if layout == "diffusers" else "lora_down") + " weight has shape [4, 1024]"
 
 
 def test_two_text_encoder_lora_on_a_one_encoder_base(bases):
     f = _lora(bases["root"] / "sdxl.safetensors", "kohya", te2=True)
-    why = lora_layouts.lora_misfit(bases["folder"], f)
+    why = lora_fit.lora_misfit(bases["folder"], f)
     assert why.startswith("it has second text-encoder tensors (lora_te2_text_model_encoder_layers_0_self_attn_q_proj")
     assert "SDXL has two" in why
 
@@ -151,12 +151,12 @@ def test_two_text_encoder_lora_on_a_one_encoder_base(bases):
 def test_lora_naming_no_layer_of_the_base(bases):
     f = _write(bases["root"] / "other.safetensors", {
         "lora_unet_foo_blocks_0_to_q.lora_down.weight": (4, 8), "lora_unet_foo_blocks_0_to_q.lora_up.weight": (8, 4)})
-    assert lora_layouts.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
+    assert lora_fit.lora_misfit(bases["single"], f) == "none of its 2 UNet tensors name a layer of the base"
     assert lora_layouts.lora_layout(formats.header(f)) == "kohya"
     loha = _write(bases["root"] / "lycoris.safetensors", {"lora_unet_x.hada_w1_a": (4, 8)})
     assert lora_layouts.lora_layout(formats.header(loha)) == "loha"  # recognised, and refused by layout (not by fit)
     assert lora_layouts.lora_unsupported(formats.header(loha), "sd").startswith("LyCORIS LoHa is not supported by diffusers ")
-    assert lora_layouts.lora_misfit(bases["folder"], loha) is None
+    assert lora_fit.lora_misfit(bases["folder"], loha) is None
 
 
 def test_default_config_repo_is_what_from_single_file_would_fetch(bases, sd15_meta):
