@@ -167,9 +167,10 @@ _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
 ))
 
 
-def lora_families(head) -> frozenset[str] | None:
+def lora_families(head, path: Path | None = None) -> frozenset[str] | None:
     """The families a LoRA file can belong to, from its safetensors header (or only its tensor names: then
-    without :func:`_by_diffusers`); None when the names say nothing. A file whose names fit several families says
+    without :func:`_by_diffusers`; ``path``: the file, for the few conversions that read values); None when the
+    names say nothing. A file whose names fit several families says
     several (a Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
     (copyscope.modelfiles.lora_fit.lora_misfit) and the load-time count of attached layers judge it there."""
     keys = list(head)
@@ -181,10 +182,10 @@ def lora_families(head) -> frozenset[str] | None:
     named = _by_names(keys, has)
     if named and named <= _UNET_FAMILIES:  # UNet names: no transformer loader converts them
         return named
-    return named | _by_diffusers(head) or None
+    return named | _by_diffusers(head, path) or None
 
 
-def _by_diffusers(head) -> frozenset[str]:
+def _by_diffusers(head, path: Path | None = None) -> frozenset[str]:
     """The transformer families whose diffusers LoRA loader converts every tensor of the file into its
     transformer (``transformer.<module>``) with modules its transformer has: the layouts that loader converts
     (Flux.2's reads BFL / ai-toolkit and kohya names of its original blocks) fit it whatever :func:`_by_names` says."""
@@ -194,13 +195,21 @@ def _by_diffusers(head) -> frozenset[str]:
         return frozenset()
     fits = set()
     for name in _TRANSFORMER_FAMILIES:
-        view = diffusers_view(head, FAMILIES[name])
+        view = diffusers_view(head, FAMILIES[name], path)
         denoiser = [k for k in view.shapes if not _TEXT_ENCODER_KEY.match(k)]
         if view.error or not denoiser or any(not k.startswith("transformer.") for k in denoiser):
             continue
-        if name in (_by_names(denoiser, lambda p, ks=denoiser: any(re.search(p, k) for k in ks)) or ()):
+        if all(_has_module(name, k[len("transformer."):]) for k in denoiser):
             fits.add(name)
     return frozenset(fits)
+
+
+def _has_module(family: str, module: str) -> bool:
+    """A converted (diffusers-named) module is one the family's transformer has: inside its blocks or a module the
+    table names from the start (``^x_embedder``), and no row of the table says another family's."""
+    rows = [(rx, have) for rx, have in _TRANSFORMER_MODULES if rx.search(module)]
+    known = _BLOCKS.match(module) or any(rx.match(module) and family in have for rx, have in rows)
+    return bool(known) and all(family in have for _, have in rows)
 
 
 def _by_names(keys: list[str], has) -> frozenset[str]:

@@ -25,11 +25,13 @@ _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat
 @dataclass(frozen=True)
 class DiffusersView:
     """What a family's diffusers LoRA loader makes of a file: ``shapes`` (converted tensor name -> shape) or
-    ``error`` (the first line of what its conversion raised)."""
+    ``error`` (the first line of what its conversion raised); ``undetermined``: the conversion needs the tensors'
+    values and only the header was given."""
 
     family: str
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     error: str | None = None
+    undetermined: bool = False
 
     def component(self, name: str) -> dict[str, tuple[int, ...]]:
         """The converted tensors of one pipeline component (``transformer``), without its prefix."""
@@ -74,11 +76,30 @@ def _numel(shape) -> int:
 
 
 def diffusers_view(head: dict, family, path: Path | None = None) -> DiffusersView:
-    """Run ``family``'s diffusers ``lora_state_dict`` (its pipeline class's LoRA loader) over a header."""
+    """Run ``family``'s diffusers ``lora_state_dict`` (its pipeline class's LoRA loader) over a header. A
+    conversion that reads values (kohya's Flux.2 converter tests whether a fused up weight is block-sparse) cannot
+    run on meta tensors: it then runs on the file's tensors when ``path`` is given, else the view is ``undetermined``."""
+    try:
+        return _converted(family, _meta_state_dict(head, path))
+    except _NeedsValues:
+        if path is None:
+            return DiffusersView(family.name, undetermined=True)
+    from safetensors.torch import load_file
+
+    try:
+        return _converted(family, load_file(str(path)))
+    except _NeedsValues as exc:  # not a meta tensor then: diffusers' own failure
+        return DiffusersView(family.name, error=str(exc))
+
+
+class _NeedsValues(Exception):
+    """The conversion read a meta tensor's value."""
+
+
+def _converted(family, sd: dict) -> DiffusersView:
     import diffusers
 
     cls = getattr(diffusers, family.pipeline)
-    sd = _meta_state_dict(head, path)
     logger = logging.getLogger("diffusers")
     level = logger.level
     logger.setLevel(logging.ERROR)  # its notes on the conversion it chose are not this check's output
@@ -88,7 +109,10 @@ def diffusers_view(head: dict, family, path: Path | None = None) -> DiffusersVie
             out = cls.lora_state_dict(dict(sd))
     except Exception as exc:  # noqa: BLE001 - diffusers' converters raise ValueError, KeyError, RuntimeError...: each is a refusal
         lines = str(exc).strip().splitlines()
-        return DiffusersView(family.name, error=(lines[0][:300] if lines else type(exc).__name__))
+        first = lines[0][:300] if lines else type(exc).__name__
+        if "meta" in str(exc) and any(getattr(v, "is_meta", False) for v in sd.values()):
+            raise _NeedsValues(first) from None
+        return DiffusersView(family.name, error=first)
     finally:
         logger.setLevel(level)
     if isinstance(out, tuple):  # (state dict, network alphas / metadata)

@@ -109,7 +109,7 @@ class LoraPlayer(PlayerKind):
         from ..modelfiles.formats import safetensors_header
 
         try:
-            return lora_families(safetensors_header(path)) if path is not None else None
+            return lora_families(safetensors_header(path), path) if path is not None else None
         except Exception:  # noqa: BLE001 - unreadable headers fail in any way; model_source / the loader report them
             return None
 
@@ -124,6 +124,7 @@ class LoraPlayer(PlayerKind):
             path = weights_file(zoo, lo)
             if path is not None:
                 cls.check_file(zoo, i, lo, path)
+                cls.check_family(zoo, i, lo, path, base_families)
         super().check_zoo(zoo, base_families)
         bases = {b.name: local_base(zoo, b) for b in zoo.spec.bases}
         for i, lo in enumerate(cls.specs(zoo)):
@@ -131,6 +132,25 @@ class LoraPlayer(PlayerKind):
             if path is not None:
                 cls.check_layout(zoo, i, lo, path, set(base_families.values()))
                 cls.check_fit(zoo, i, lo, path, bases, base_families)
+
+    @classmethod
+    def check_family(cls, zoo, index: int, spec, path, base_families: dict) -> None:
+        """The file against each base's family (``base_families``: base name -> family name); the refusal adds what
+        the base family's diffusers loader says of the file when it cannot convert it."""
+        from ..families import FAMILIES
+        from ..modelfiles.formats import safetensors_header
+        from ..modelfiles.lora_conversion import diffusers_view
+
+        fits = cls.file_families(path)
+        for base, fam in base_families.items():
+            if fits is None or fam in fits:
+                continue
+            message, *key = cls.family_mismatch(spec, base, fam, fits)
+            if FAMILIES[fam].denoiser == "transformer":
+                view = diffusers_view(safetensors_header(path), FAMILIES[fam], path)
+                if view.error:
+                    message += f" (diffusers' {FAMILIES[fam].title} LoRA loader cannot convert it: {view.error})"
+            raise zoo.fail(message, cls.section, index, *key)
 
     @classmethod
     def check_folder(cls, zoo, index: int, spec) -> None:
@@ -328,12 +348,10 @@ class LoraPlayer(PlayerKind):
         eng = self.engine
         base = eng.game.base
         self.check_file(eng.zoo, self.index, self.spec, Path(path))
-        fits = self.file_families(Path(path))
-        if fits is not None and eng.family.name not in fits:
-            message, *key = self.family_mismatch(self.spec, base.name, eng.family.name, fits)
-            raise eng.zoo.fail(message, *self.loc, *key)
+        self.check_family(eng.zoo, self.index, self.spec, Path(path), {base.name: eng.family.name})
         self.check_layout(eng.zoo, self.index, self.spec, Path(path), {eng.family.name})
-        self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)})
+        self.check_fit(eng.zoo, self.index, self.spec, Path(path), {base.name: local_base(eng.zoo, base)},
+                       {base.name: eng.family.name})
 
     def _error(self, exc: Exception) -> CopyscopeError:
         from ..modelfiles.sources import hub_error
