@@ -25,6 +25,9 @@ class Family:
     load_kwargs: dict = field(default_factory=dict)
     ip_adapter: bool = False  # diffusers loads IP-Adapters into its pipeline
     textual_inversion: bool = False  # diffusers loads textual-inversion embeddings into it
+    # (reference checkpoint, parameters per component: "denoiser", "text_encoder", ..., "vae"): the memory estimate's
+    # counts for a hub base of the family not downloaded yet (copyscope.plan.memory); None: such a base is not counted
+    nominal: tuple[str, dict[str, float]] | None = None
     # `generation.<name>` in the zoo file (a pydantic model), part of every image key of the family; None: no settings
     settings: type | None = None
     # (settings, (height, width)) -> the pipeline-call arguments only this family takes

@@ -22,5 +22,7 @@ FAMILY = Family(
     # textual-inversion mixin would embed tokens into T5, for which no embeddings circulate (as for Flux: off)
     ip_adapter=True, img2img="ChromaImg2ImgPipeline", settings=ChromaSettings,
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length},
+    # transformer counted from diffusers' default config (the checkpoint's); Flux.1's T5-XXL encoder and VAE
+    nominal=("Chroma1-HD", {"denoiser": 8900.0e6, "text_encoder": 4762.3e6, "vae": 83.8e6}),
 )
 ALIASES = {"chroma1": "chroma", "chroma1-hd": "chroma"}

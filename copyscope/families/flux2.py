@@ -30,5 +30,7 @@ FAMILY = Family(
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length},
     # the real VAE halves 3 times and the latents are packed in 2x2 patches: check_inputs resizes other sides
     size_multiple=16,
+    # transformer and VAE counted from diffusers' default configs (the checkpoint's); Mistral-Small-3.1-24B: its card's
+    nominal=("FLUX.2-dev", {"denoiser": 32223.3e6, "text_encoder": 24.0e9, "vae": 84.05e6}),
 )
 ALIASES = {"flux.2": "flux2", "flux-2": "flux2", "flux2-dev": "flux2"}

@@ -27,5 +27,7 @@ FAMILY = Family(
     flow_matching=True, settings=QwenImageSettings,
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "true_cfg_scale": s.true_cfg_scale},
     negative_prompt_if=lambda s: s.true_cfg_scale > 1, max_controlnets=1, size_multiple=16,
+    # transformer and VAE counted from diffusers' default configs (the checkpoint's); Qwen2.5-VL-7B-Instruct: its card's
+    nominal=("Qwen-Image", {"denoiser": 20430.4e6, "text_encoder": 8.29e9, "vae": 126.9e6}),
 )
 ALIASES = {"qwen-image": "qwenimage", "qwen_image": "qwenimage", "qwen": "qwenimage"}

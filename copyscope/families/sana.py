@@ -44,5 +44,8 @@ FAMILY = Family(
     control_arg="control_image", max_controlnets=1,
     flow_matching=True,  # a flow-prediction DPM-Solver (use_flow_sigmas): the SD schedulers do not apply
     img2img=None, settings=SanaSettings, call_arguments=_call, check_generation=_check,
+    # transformer counted from diffusers' default config (1.6B, the checkpoint's published size); DC-AE: diffusers'
+    # default AutoencoderDC counted (not checked against the checkpoint); gemma-2-2b: its card's
+    nominal=("Sana_1600M_1024px", {"denoiser": 1604.5e6, "text_encoder": 2.61e9, "vae": 362.9e6}),
 )
 ALIASES: dict[str, str] = {}

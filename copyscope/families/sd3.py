@@ -16,5 +16,7 @@ FAMILY = Family(
     "sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3ControlNetPipeline", "SD3ControlNetModel",
     "transformer", ("StableDiffusion3Pipeline",), cuda_dtype="bfloat16", control_arg="control_image", flow_matching=True,
     ip_adapter=True, settings=SD3Settings, call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length},
+    nominal=("stable-diffusion-3-medium", {"denoiser": 2028.3e6, "text_encoder": 123.7e6, "text_encoder_2": 694.7e6,
+                                           "text_encoder_3": 4762.3e6, "vae": 83.8e6}),
 )
 ALIASES = {"sd35": "sd3", "sd3.5": "sd3"}

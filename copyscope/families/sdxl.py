@@ -34,5 +34,7 @@ FAMILY = Family(
     "sdxl", "Stable Diffusion XL", "StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline", "ControlNetModel",
     "unet", ("StableDiffusionXLPipeline",), load_kwargs={"add_watermarker": False}, ip_adapter=True,
     textual_inversion=True, settings=SDXLSettings, call_arguments=_call,
+    nominal=("stable-diffusion-xl-base-1.0", {"denoiser": 2567.5e6, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6,
+                                              "vae": 83.7e6}),
 )
 ALIASES: dict[str, str] = {}

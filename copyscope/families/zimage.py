@@ -28,5 +28,7 @@ FAMILY = Family(
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "cfg_normalization": s.cfg_normalization,
                                     "cfg_truncation": s.cfg_truncation},
     max_controlnets=1, size_multiple=16,
+    # transformer counted from diffusers' default config (the checkpoint's); Qwen3-4B: its card's; Flux.1's VAE
+    nominal=("Z-Image-Turbo", {"denoiser": 6154.9e6, "text_encoder": 4.02e9, "vae": 83.8e6}),
 )
 ALIASES = {"z-image": "zimage", "z_image": "zimage", "z-image-turbo": "zimage"}

@@ -2,8 +2,8 @@
 
 Parameter counts come from the headers of every weight file on this machine (a local folder or file, or the hub's
 local cache): the base's components (denoiser, text encoders, VAE), the ControlNets and the LoRAs. A hub base not
-downloaded yet is counted with its family's nominal sizes (``NOMINAL``, the reference checkpoint's published
-parameter counts); any other model not on this machine is named as not counted, and the estimate is then a lower
+downloaded yet is counted with its family's nominal sizes (``Family.nominal``, the reference checkpoint's parameter
+counts); any other model not on this machine is named as not counted, and the estimate is then a lower
 bound ("at least"). Bytes per parameter follow the dtype the audit runs in on CUDA and the plan's quantisation.
 
 The peak is the weights on the GPU at the worst moment plus a working margin for activations (``MARGIN_*``, a rough
@@ -34,18 +34,6 @@ BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 # weights per parameter once quantised (nf4: 4 bits plus one scale per 64 weights)
 QUANTIZED_BYTES = {"int8": 1.0, "nf4": 0.5 + 4 / 64, "fp8": 1.0}
 PLANS = ("none", "model", "sequential")
-# published parameter counts of each family's reference checkpoint, for a hub base not downloaded yet (a family not
-# here: such a base is not counted, and every estimate of its games is a lower bound)
-NOMINAL = {
-    "sd": ("stable-diffusion-v1-5", {"denoiser": 859.5e6, "text_encoder": 123.1e6, "vae": 83.7e6}),
-    "sdxl": ("stable-diffusion-xl-base-1.0", {"denoiser": 2567.5e6, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6,
-                                                "vae": 83.7e6}),
-    "sd3": ("stable-diffusion-3-medium", {"denoiser": 2028.3e6, "text_encoder": 123.7e6, "text_encoder_2": 694.7e6,
-                                          "text_encoder_3": 4762.3e6, "vae": 83.8e6}),
-    "flux": ("FLUX.1-dev", {"denoiser": 11901.4e6, "text_encoder": 123.1e6, "text_encoder_2": 4762.3e6, "vae": 83.8e6}),
-}
-
-
 @dataclass
 class Sizes:
     """Parameters per model of one game, and the largest tensor, from headers (or nominal counts)."""
@@ -115,8 +103,8 @@ def game_sizes(zoo, game) -> Sizes:
         n, big = files_parameters([local])
         sizes.base["checkpoint"] = n  # one file: the whole pipeline
         sizes.largest_tensor = big
-    elif fam.name in NOMINAL:
-        sizes.nominal, sizes.base = NOMINAL[fam.name][0], dict(NOMINAL[fam.name][1])
+    elif fam.nominal is not None:  # the family's reference checkpoint (copyscope.families.base.Family.nominal)
+        sizes.nominal, sizes.base = fam.nominal[0], dict(fam.nominal[1])
         sizes.largest_tensor = max(sizes.base.values()) / 100  # no header: a layer of about 1% of the largest model
     else:  # a family without published sizes here: the estimate is a lower bound
         sizes.not_counted.append(base.name)

@@ -76,7 +76,12 @@ def test_a_hub_base_not_here_is_counted_with_its_familys_published_sizes(tiny_mo
 
 
 def test_a_hub_base_of_a_family_without_published_sizes_is_not_counted(tiny_models, tmp_path, monkeypatch):
+    import dataclasses
+
+    from copyscope.families import FAMILIES
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setitem(FAMILIES, "sana", dataclasses.replace(FAMILIES["sana"], nominal=None))
     path = _zoo(tmp_path, tiny_models)
     data = yaml.safe_load(path.read_text())
     data["bases"][0] = {"name": "sana", "model": "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "family": "sana"}
