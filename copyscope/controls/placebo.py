@@ -58,7 +58,7 @@ def _pairs(src: Path, head: dict) -> dict[str, str]:
     if layout in ("empty", "not-lora"):
         raise _refuse(src, "not a LoRA (no tensor named like a LoRA's)")
     if layout not in _PLAIN:
-        raise _refuse(src, f"a {LORA_LAYOUTS[layout][0]} file (layout {layout!r})")
+        raise _refuse(src, f"a {LORA_LAYOUTS[layout]} file (layout {layout!r})")
     dora = sorted(k for k in head if _DORA.search(k))
     if dora:
         raise _refuse(src, f"a DoRA file (layout 'dora': {dora[0]})")

@@ -11,7 +11,7 @@ arguments. The zoo schema's ``generation:`` section is built from the registered
 The family of a base is declared (``family:`` on the base) or read from its ``model_index.json`` (local folder, or
 the hub cache); a base whose family cannot be found is SD1.x/2.x, as before families existed. LoRA and ControlNet
 files are checked against the base's family from their headers / config before anything loads
-(:func:`lora_families`, :func:`controlnet_family`).
+(:func:`lora_families`: :mod:`.lora_detection`, :func:`controlnet_family`).
 """
 
 from __future__ import annotations
@@ -88,167 +88,22 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
 
 
 def family_from_single_file_keys(keys) -> str | None:
-    """The family of a single-file (A1111 / ComfyUI) checkpoint from its tensor names."""
+    """The family of a single-file (A1111 / ComfyUI) checkpoint from its tensor names: the last registered family
+    whose ``single_file_keys`` one of them matches (a family derived from another one is registered after it)."""
     keys = list(keys)
-    if any("distilled_guidance_layer." in k for k in keys):  # Chroma: Flux.1's blocks, its own guidance approximator
-        return "chroma"
-    if any("double_blocks." in k or "single_blocks." in k for k in keys):
-        return "flux"
-    if any("joint_blocks." in k for k in keys):
-        return "sd3"
-    # ComfyUI's Qwen-Image / Z-Image files keep the transformers' own module names (under model.diffusion_model.)
-    modules = [re.sub(r"^(model\.)?diffusion_model\.", "", k) for k in keys]
-    if any(re.match(_QWEN_BLOCKS, m) for m in modules):
-        return "qwenimage"
-    if any(re.match(_ZIMAGE_BLOCKS, m) for m in modules):
-        return "zimage"
-    if any(k.startswith("conditioner.embedders.1") for k in keys):
-        return "sdxl"
-    if any(k.startswith("model.diffusion_model.") for k in keys):
-        return "sd"
+    for fam in reversed(list(FAMILIES.values())):
+        if fam.single_file_keys and any(re.search(fam.single_file_keys, k) for k in keys):
+            return fam.name
     return None
 
 
-# -- add-on checks ---------------------------------------------------------------------------------
-_UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2"})
-_FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
-# Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
-# (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
-_FLUX_ORIGINAL = r"lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\."
-_FLUX_ONLY_ORIGINAL = r"_mod[._]lin|modulation[._]lin|adaLN_modulation|(^|[._])(guidance_in|time_in|vector_in)[._]"
-# the blocks only Qwen-Image's transformer has (their image / text MLPs and modulations), and Z-Image's: `layers.<n>`
-# besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family here, has the same names: the layer check,
-# lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes); matched at the start of a module name
-_QWEN_BLOCKS = r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]"
-_ZIMAGE_BLOCKS = r"((noise|context)_refiner[._]\d+|layers[._]\d+[._](attention|feed_forward|adaLN_modulation))[._]"
-# a diffusers transformer's blocks, at the start of its module names
-_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_ZIMAGE_BLOCKS})")
-_TEXT_ENCODER_KEY = re.compile(r"^(text_encoder(_\d)?\.|lora_te\d?_)")
-# how LoRA files spell a diffusers transformer's module names (the prefix before the module name), each with the
-# families whose loader reads that spelling; the first match names a key's prefix
-_SPELLINGS = (
-    # kohya-style diffusers names that only the Flux loader converts (its "mixture" converter: Flux.1, Chroma)
-    (re.compile(r"^lora_transformer_"), _FLUX_BLOCKS),
-    # diffusers names under the original checkpoints' prefix: Qwen-Image's and Z-Image's converters strip it (SD3 /
-    # Flux files under this prefix name joint_blocks / double_blocks, matched before)
-    (re.compile(r"^diffusion_model\."), frozenset({"qwenimage", "zimage"})),
-    # diffusers/peft names, kohya names of diffusers' modules (what kohya-style writers such as lycoris-lora produce
-    # when they wrap diffusers' transformer: LORA_LAYOUTS says which loaders read them) and bare module names
-    (re.compile(r"^transformer\.|^lora_unet_|^"), _TRANSFORMER_FAMILIES),
-)
-# diffusers' module names in the transformer families (after the prefix; '.' in diffusers/peft names, '_' in
-# kohya-style ones), each with the families whose transformer has such a module: a file fits the families that have
-# every module it names (a module in no row narrows nothing; tests/unit/families/test_lora_family_names.py checks every
-# module of every family's transformer against this table)
-_TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
-    (r"^distilled_guidance_layer", {"chroma"}),
-    (r"[._]attn1[._]|[._]ff[._]conv_(inverted|depth|point)|^caption_projection|^patch_embed|^time_embed[._]|scale_shift_table",
-     {"sana"}),
-    (r"[._]attn2[._]", {"sd3", "sana"}),  # SD3.5's second attention; Sana's cross-attention
-    # Flux.2's own: its single blocks' fused projection, its shared modulations and guidance embedder, its
-    # feed-forwards' linear_in / linear_out (Flux.1's are ff.net.*)
-    (r"[._]to_qkv_mlp_proj|^(double_stream|single_stream)_modulation|^time_guidance_embed|[._]ff(_context)?[._]linear_(in|out)",
-     {"flux2"}),
-    (r"^single_transformer_blocks|^x_embedder", _FLUX_BLOCKS | {"flux2"}),
-    # Flux.1's single blocks' own layers (Flux.2's single blocks fuse them: to_qkv_mlp_proj, attn.to_out)
-    (r"[._]proj_mlp|^single_transformer_blocks[._]\d+[._](attn[._]to_[qkv][._]|proj_out)", _FLUX_BLOCKS),
-    (rf"^{_QWEN_BLOCKS}|^(img|txt)_in[._]", {"qwenimage"}),
-    (r"[._]norm1(_context)?[._]linear|[._]norm[._]linear", {"sd3", "flux"}),  # the blocks' modulation (not Chroma's)
-    (r"^time_text_embed", {"sd3", "flux", "qwenimage"}),
-    (r"^norm_out[._]linear", {"sd3", "flux", "qwenimage", "flux2"}),
-    (r"[._]ff(_context)?[._]net[._]", {"sd3", "flux", "chroma"}),
-    (r"^context_embedder", {"sd3", "flux", "chroma", "flux2"}),
-    # the joint attention (add_*_proj, to_add_out inside; Flux.2's single blocks' attn.to_out)
-    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage", "flux2"}),
-    (r"^pos_embed", {"sd3"}),
-    (rf"^{_ZIMAGE_BLOCKS}|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder", {"zimage"}),
-    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2"}),
-))
-
-
 def lora_families(head, path: Path | None = None) -> frozenset[str] | None:
-    """The families a LoRA file can belong to, from its safetensors header (or only its tensor names: then
-    without :func:`_by_diffusers`; ``path``: the file, for the few conversions that read values); None when the
-    names say nothing. A file whose names fit several families says
-    several (a Flux.1 LoRA of the blocks' attention fits Chroma too): the layer check against the base
-    (copyscope.modelfiles.lora_fit.lora_misfit) and the load-time count of attached layers judge it there."""
-    keys = list(head)
+    """The registered families a LoRA file can belong to, from its safetensors header (or its tensor names alone;
+    ``path``: the file, for the few conversions that read values); None when its names say nothing
+    (:mod:`.lora_detection`)."""
+    from .lora_detection import lora_families as detect
 
-    def has(pattern: str) -> bool:
-        rx = re.compile(pattern)
-        return any(rx.search(k) for k in keys)
-
-    named = _by_names(keys, has)
-    if named and named <= _UNET_FAMILIES:  # UNet names: no transformer loader converts them
-        return named
-    return named | _by_diffusers(head, path) or None
-
-
-def _by_diffusers(head, path: Path | None = None) -> frozenset[str]:
-    """The transformer families whose diffusers LoRA loader converts every tensor of the file into its
-    transformer (``transformer.<module>``) with modules its transformer has: the layouts that loader converts
-    (Flux.2's reads BFL / ai-toolkit and kohya names of its original blocks) fit it whatever :func:`_by_names` says."""
-    from ..modelfiles.lora_conversion import diffusers_view
-
-    if not isinstance(head, dict) or not head:
-        return frozenset()
-    fits = set()
-    for name in _TRANSFORMER_FAMILIES:
-        view = diffusers_view(head, FAMILIES[name], path)
-        denoiser = [k for k in view.shapes if not _TEXT_ENCODER_KEY.match(k)]
-        if view.error or not denoiser or any(not k.startswith("transformer.") for k in denoiser):
-            continue
-        if all(_has_module(name, k[len("transformer."):]) for k in denoiser):
-            fits.add(name)
-    return frozenset(fits)
-
-
-def _has_module(family: str, module: str) -> bool:
-    """A converted (diffusers-named) module is one the family's transformer has: inside its blocks or a module the
-    table names from the start (``^x_embedder``), and no row of the table says another family's."""
-    rows = [(rx, have) for rx, have in _TRANSFORMER_MODULES if rx.search(module)]
-    known = _BLOCKS.match(module) or any(rx.match(module) and family in have for rx, have in rows)
-    return bool(known) and all(family in have for _, have in rows)
-
-
-def _by_names(keys: list[str], has) -> frozenset[str]:
-    """:func:`lora_families` from the tensor names as the producers spell them (empty: they say nothing)."""
-    if has(_FLUX_ORIGINAL):
-        if has(r"distilled_guidance_layer"):
-            return frozenset({"chroma"})
-        return frozenset({"flux"}) if has(_FLUX_ONLY_ORIGINAL) else _FLUX_BLOCKS
-    if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
-        return frozenset({"sd3"})
-    modules = _transformer_modules(keys)
-    if modules:  # the families whose loader reads every spelling and whose transformer has every module it names
-        families = _TRANSFORMER_FAMILIES
-        for fams, module in modules:
-            families &= fams.intersection(*(have for rx, have in _TRANSFORMER_MODULES if rx.search(module)))
-        return families  # modules of no one family: the names say nothing (the layer check judges it)
-    if has(r"^text_encoder_2\.|^lora_te2_"):
-        return frozenset({"sdxl"})
-    # SD1.x/2.x put attention in the first down block and one transformer layer per block; SDXL does neither
-    if has(r"^unet\.down_blocks\.0\.attentions\.|lora_unet_down_blocks_0_attentions_|lora_unet_input_blocks_1_1_"):
-        return frozenset({"sd"})
-    if has(r"transformer_blocks[._]([1-9]\d*)[._]|lora_unet_input_blocks_4_1_"):
-        return frozenset({"sdxl"})
-    if has(r"^unet\.|^lora_unet_|^lora_te_|^text_encoder\."):
-        return _UNET_FAMILIES
-    return frozenset()
-
-
-def _transformer_modules(keys: list[str]) -> list[tuple[frozenset[str], str]]:
-    """(families whose loader reads the key's spelling, module name) of every key but the text encoders' (the layout
-    check names those a family's loader drops) of a LoRA of a diffusers transformer; [] for any other file."""
-    spelled = []
-    for k in keys:
-        if not _TEXT_ENCODER_KEY.match(k):
-            rx, fams = next((rx, fams) for rx, fams in _SPELLINGS if rx.match(k))
-            spelled.append((fams, k, k[rx.match(k).end():]))
-    if any(k.startswith(("transformer.", "lora_transformer_")) or _BLOCKS.match(module) for _, k, module in spelled):
-        return [(fams, module) for fams, _, module in spelled]
-    return []
+    return detect(head, FAMILIES, path)
 
 
 def controlnet_family(config: dict) -> str | None:

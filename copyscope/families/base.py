@@ -25,6 +25,20 @@ class Family:
     load_kwargs: dict = field(default_factory=dict)
     ip_adapter: bool = False  # diffusers loads IP-Adapters into its pipeline
     textual_inversion: bool = False  # diffusers loads textual-inversion embeddings into it
+    # LoRA files (copyscope.families.lora_detection, copyscope.modelfiles.lora_layouts): the layouts its diffusers loader
+    # reads (names of lora_layouts.LORA_LAYOUTS, measured with files of independent producers), the pipeline components
+    # it loads (`_lora_loadable_modules`: a diffusers/peft file's tensors for any other are dropped, or, as
+    # `lora_other_components` says, stop the loading), tensor names only its LoRAs have where no diffusers loader
+    # converts them (SD3's original joint_blocks) or that tell UNet families apart, and configurations of its denoiser
+    # (overrides of the default one) whose extra layers its LoRAs may name (Flux.1-dev's guidance embedder)
+    lora_layouts: frozenset[str] = frozenset({"diffusers"})
+    lora_components: tuple[str, ...] = ("transformer",)
+    lora_other_components: str = "would be dropped"
+    lora_names: str | None = None
+    denoiser_variants: tuple[dict, ...] = ()
+    # single-file checkpoints: a regex one of its tensor names matches (families registered later are tried first);
+    # None: not told from a single file (its pipeline has no from_single_file, or it is the fallback: SD1.x/2.x)
+    single_file_keys: str | None = None
     # (reference checkpoint, parameters per component: "denoiser", "text_encoder", ..., "vae"): the memory estimate's
     # counts for a hub base of the family not downloaded yet (copyscope.plan.memory); None: such a base is not counted
     nominal: tuple[str, dict[str, float]] | None = None

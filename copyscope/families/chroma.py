@@ -24,5 +24,10 @@ FAMILY = Family(
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length},
     # transformer counted from diffusers' default config (the checkpoint's); Flux.1's T5-XXL encoder and VAE
     nominal=("Chroma1-HD", {"denoiser": 8900.0e6, "text_encoder": 4762.3e6, "vae": 83.8e6}),
+    # Flux's loader (FluxLoraLoaderMixin), so Flux's converters; its text_encoder is T5, whose names diffusers'
+    # text-encoder LoRA loader does not convert ("Could not automatically infer state dict type"): the transformer only
+    lora_layouts=frozenset({"diffusers", "kohya", "kohya-mixture", "xlabs"}),
+    lora_other_components="stop it after the base has loaded",
+    single_file_keys=r"distilled_guidance_layer\.",  # Flux.1's blocks and its own guidance approximator
 )
 ALIASES = {"chroma1": "chroma", "chroma1-hd": "chroma"}

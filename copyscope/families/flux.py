@@ -21,5 +21,8 @@ FAMILY = Family(
     call_arguments=lambda s, size: {"max_sequence_length": s.max_sequence_length, "true_cfg_scale": s.true_cfg_scale},
     negative_prompt_if=lambda s: s.true_cfg_scale > 1,
     nominal=("FLUX.1-dev", {"denoiser": 11901.4e6, "text_encoder": 123.1e6, "text_encoder_2": 4762.3e6, "vae": 83.8e6}),
+    lora_layouts=frozenset({"diffusers", "kohya", "kohya-mixture", "xlabs"}), lora_components=("transformer", "text_encoder"),
+    denoiser_variants=({"guidance_embeds": True},),  # FLUX.1-dev's guidance embedder
+    single_file_keys=r"double_blocks\.|single_blocks\.",
 )
 ALIASES = {"flux1": "flux", "flux.1": "flux"}

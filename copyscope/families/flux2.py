@@ -32,5 +32,7 @@ FAMILY = Family(
     size_multiple=16,
     # transformer and VAE counted from diffusers' default configs (the checkpoint's); Mistral-Small-3.1-24B: its card's
     nominal=("FLUX.2-dev", {"denoiser": 32223.3e6, "text_encoder": 24.0e9, "vae": 84.05e6}),
+    # its converters read BFL / ai-toolkit names (diffusion_model.double_blocks.*) and kohya's of the original blocks
+    lora_layouts=frozenset({"diffusers", "kohya", "bfl"}),
 )
 ALIASES = {"flux.2": "flux2", "flux-2": "flux2", "flux2-dev": "flux2"}

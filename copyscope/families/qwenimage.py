@@ -29,5 +29,10 @@ FAMILY = Family(
     negative_prompt_if=lambda s: s.true_cfg_scale > 1, max_controlnets=1, size_multiple=16,
     # transformer and VAE counted from diffusers' default configs (the checkpoint's); Qwen2.5-VL-7B-Instruct: its card's
     nominal=("Qwen-Image", {"denoiser": 20430.4e6, "text_encoder": 8.29e9, "vae": 126.9e6}),
+    # its converter reads kohya names of its diffusers modules (lora_unet_transformer_blocks_*) and strips trainers'
+    # diffusion_model. prefix
+    lora_layouts=frozenset({"diffusers", "kohya-transformer"}),
+    denoiser_variants=({"guidance_embeds": True, "use_additional_t_cond": True},),
+    single_file_keys=r"^(model\.)?(diffusion_model\.)?transformer_blocks\.\d+\.(img|txt)_(mlp|mod)\.",
 )
 ALIASES = {"qwen-image": "qwenimage", "qwen_image": "qwenimage", "qwen": "qwenimage"}

@@ -47,5 +47,6 @@ FAMILY = Family(
     # transformer counted from diffusers' default config (1.6B, the checkpoint's published size); DC-AE: diffusers'
     # default AutoencoderDC counted (not checked against the checkpoint); gemma-2-2b: its card's
     nominal=("Sana_1600M_1024px", {"denoiser": 1604.5e6, "text_encoder": 2.61e9, "vae": 362.9e6}),
+    denoiser_variants=({"guidance_embeds": True},),  # Sana Sprint's guidance embedder
 )
 ALIASES: dict[str, str] = {}

@@ -36,5 +36,10 @@ FAMILY = Family(
     textual_inversion=True, settings=SDXLSettings, call_arguments=_call,
     nominal=("stable-diffusion-xl-base-1.0", {"denoiser": 2567.5e6, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6,
                                               "vae": 83.7e6}),
+    lora_layouts=frozenset({"diffusers", "diffusers-legacy", "kohya"}),
+    lora_components=("unet", "text_encoder", "text_encoder_2"),
+    # a second text encoder; more than one transformer layer per block (SGM names: input_blocks.4.1)
+    lora_names=r"^text_encoder_2\.|^lora_te2_|^(unet\.|lora_unet_).*transformer_blocks[._]([1-9]\d*)[._]|lora_unet_input_blocks_4_1_",
+    single_file_keys=r"^conditioner\.embedders\.1",
 )
 ALIASES: dict[str, str] = {}

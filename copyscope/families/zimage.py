@@ -30,5 +30,7 @@ FAMILY = Family(
     max_controlnets=1, size_multiple=16,
     # transformer counted from diffusers' default config (the checkpoint's); Qwen3-4B: its card's; Flux.1's VAE
     nominal=("Z-Image-Turbo", {"denoiser": 6154.9e6, "text_encoder": 4.02e9, "vae": 83.8e6}),
+    lora_layouts=frozenset({"diffusers", "kohya"}),
+    single_file_keys=r"^(model\.)?(diffusion_model\.)?((noise|context)_refiner\.\d+|layers\.\d+\.(attention|feed_forward|adaLN_modulation))\.",
 )
 ALIASES = {"z-image": "zimage", "z_image": "zimage", "z-image-turbo": "zimage"}

@@ -57,6 +57,11 @@ def lora_misfit(base: Path, lora_file: Path, family=None) -> str | None:
         view = diffusers_view(head, family, lora_file)
         if view.error:
             return f"diffusers' {family.title} LoRA loader cannot convert it ({view.error})"
+        left = [k for k in view.outside(("transformer", "text_encoder", "text_encoder_2", "text_encoder_3"))
+                if not re.match(r"^lora_te\d?_", k)]  # text encoders: the layout check's (lora_unsupported)
+        if left:
+            return (f"diffusers' {family.title} LoRA loader leaves {len(left)} of its tensors under names it does not load "
+                    f"(first: {left[0]}), so they would not apply")
         head = {k: {"shape": list(s)} for k, s in view.shapes.items()}
     return _transformer_lora_misfit(transformer, head)
 

@@ -13,38 +13,43 @@ import re
 from .formats import _DIFFUSERS_LORA_RE, _KOHYA_COMPONENT, _KOHYA_LORA_RE
 
 
-# -- LoRA vs base, from headers ------------------------------------------------------------------------
-# Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
-# diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage,
-# chroma, sana, flux2 by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no
-# available tool writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline loads
-# LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's reads diffusers/peft names only, every
-# family filters out ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but
-# Z-Image's, which reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their
-# diffusers modules (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's, Flux's and Sana's do not.
-LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
-    "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana",
-                                                    "flux2"})),
-    "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
-    # Flux.2's loader converts kohya names of its original blocks (lora_unet_double_blocks_*: _convert_kohya_flux2_lora_...)
-    "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma", "flux2"})),
-    "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
-    "kohya-mixture": ("kohya LoRA with diffusers Flux names (lora_transformer_*)", frozenset({"flux", "chroma"})),
-    "xlabs": ("XLabs Flux LoRA", frozenset({"flux", "chroma"})),
-    # ... and ai-toolkit's diffusion_model.double_blocks.* (_convert_non_diffusers_flux2_lora_to_diffusers)
-    "bfl": ("BFL/Flux original-layout LoRA", frozenset({"flux", "chroma", "flux2"})),
-    "dora": ("DoRA (kohya/LyCORIS dora_scale)", frozenset()),
-    "loha": ("LyCORIS LoHa", frozenset()),
-    "lokr": ("LyCORIS LoKr", frozenset()),
-    "full": ("LyCORIS full (diff)", frozenset()),
-    "glora": ("LyCORIS GLoRA", frozenset()),
-    "ia3": ("LyCORIS IA3", frozenset()),
-    "diag-oft": ("LyCORIS diag-OFT", frozenset()),
-    "boft": ("LyCORIS BOFT", frozenset()),
-    "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
-    "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)", frozenset()),
-    "peft-oft": ("peft OFT/BOFT", frozenset()),
+# -- LoRA layouts, from headers ----------------------------------------------------------------------
+# Every LoRA layout in circulation, by name, with its title in messages. Which families' diffusers loaders read each
+# one is the family's (``Family.lora_layouts``, :func:`layout_families`), measured for sd by
+# tests/e2e/test_lora_producers.py and for the other families by tests/e2e/test_lora_producers_families.py, with files
+# lycoris-lora and peft write; the layouts no available tool writes follow diffusers' own loaders: SD and SDXL share
+# one kohya converter, Chroma's pipeline loads LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters),
+# Sana's reads diffusers/peft names only, every family filters out ``dora_scale``, LyCORIS suffixes other than
+# lora_down / lora_up are renamed by none of them but Z-Image's, which reads ai-toolkit's LoKr only.
+LORA_LAYOUTS: dict[str, str] = {
+    "diffusers": "diffusers/peft LoRA",
+    "diffusers-legacy": "diffusers attention-processor LoRA",
+    "kohya": "kohya LoRA/LoCon",
+    "kohya-transformer": "kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)",
+    "kohya-mixture": "kohya LoRA with diffusers Flux names (lora_transformer_*)",
+    "xlabs": "XLabs Flux LoRA",
+    "bfl": "BFL/Flux original-layout LoRA",
+    "dora": "DoRA (kohya/LyCORIS dora_scale)",
+    "loha": "LyCORIS LoHa",
+    "lokr": "LyCORIS LoKr",
+    "full": "LyCORIS full (diff)",
+    "glora": "LyCORIS GLoRA",
+    "ia3": "LyCORIS IA3",
+    "diag-oft": "LyCORIS diag-OFT",
+    "boft": "LyCORIS BOFT",
+    "tucker": "LyCORIS LoCon with Tucker/CP decomposition (lora_mid)",
+    "dylora": "kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)",
+    "peft-oft": "peft OFT/BOFT",
 }
+
+
+def layout_families(layout: str) -> frozenset[str]:
+    """The registered families whose diffusers loader reads a layout as written."""
+    from ..families import FAMILIES
+
+    return frozenset(f.name for f in FAMILIES.values() if layout in f.lora_layouts)
+
+
 # why a layout is not loaded, for the one-line refusal
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
@@ -52,6 +57,8 @@ _WHY_NOT = {
                "scales a DyLoRA layer by alpha / (rank blocks + 1), diffusers by alpha / rank, so the images would not be "
                "the producer's"),
     "peft-oft": "diffusers' LoRA loaders read only tensors whose names contain 'lora' and stop after the base has loaded",
+    "bfl": ("only Flux.2's loader converts the original module names written with peft's lora_A / lora_B (ai-toolkit's "
+            "layout); Flux.1's and Chroma's leave them as they are and attach none of them"),
     "kohya-transformer": ("diffusers' SD3 and Sana loaders have no kohya converter and apply none of its tensors; its Flux "
                           "converter (Flux.1 and Chroma) reads only the original Flux names (lora_unet_double_blocks_*, "
                           "lora_unet_single_blocks_*) and stops on these after the base has loaded"),
@@ -142,8 +149,8 @@ def lora_unsupported(head: dict, family: str) -> str | None:
 
     layout = lora_layout(head)
     version = diffusers.__version__
-    if layout in LORA_LAYOUTS and family not in LORA_LAYOUTS[layout][1]:
-        title = LORA_LAYOUTS[layout][0]
+    if layout in LORA_LAYOUTS and family not in layout_families(layout):
+        title = LORA_LAYOUTS[layout]
         why = _WHY_NOT.get(layout)
         return f"{title} is not supported by diffusers {version} for {family}" + (f" ({why})" if why else "")
     te_dora = sorted(k for k in head if "lora_magnitude_vector" in k and k.startswith("text_encoder"))
@@ -155,18 +162,20 @@ def lora_unsupported(head: dict, family: str) -> str | None:
     if layout == "kohya-mixture":
         why = _mixture_unconvertible(head)
         if why:
-            return f"{LORA_LAYOUTS[layout][0]} is not supported by diffusers {version} for {family} as written ({why})"
+            return f"{LORA_LAYOUTS[layout]} is not supported by diffusers {version} for {family} as written ({why})"
     if layout == "diffusers":
         comps = sorted({k.split(".", 1)[0] for k in head if _COMPONENT_RE.match(k.split(".", 1)[0]) and "." in k})
-        allowed = LORA_COMPONENTS.get(family, ())
+        from ..families import FAMILIES
+
+        allowed = FAMILIES[family].lora_components if family in FAMILIES else ()
         other = [c for c in comps if c not in allowed]
         # a denoiser of another family is the family check's to name (LoraPlayer.families)
         if other and allowed and not any(c in ("unet", "transformer") for c in other):
             first = min(k for k in head if k.startswith(other[0] + "."))
-            outcome = _COMPONENT_OUTCOME.get(family, "would be dropped")
+            outcome = FAMILIES[family].lora_other_components
             return (
                 f"a diffusers/peft LoRA with {other[0]} tensors is not supported by diffusers {version} for {family} (its "
-                f"{family} loader loads {', '.join(LORA_COMPONENTS[family])} only, so tensors such as {first} {outcome})"
+                f"{family} loader loads {', '.join(allowed)} only, so tensors such as {first} {outcome})"
             )
     mixed = _mixed_spellings(head) if layout == "diffusers" else None
     if mixed:
@@ -199,22 +208,6 @@ def _mixture_unconvertible(head: dict) -> str | None:
     return None
 
 
-# the pipeline components each family's LoRA loader in diffusers loads (load_lora_weights): a diffusers/peft
-# file's tensors for any other component (SD3's T5 text_encoder_3, Flux's T5 text_encoder_2) are dropped
-LORA_COMPONENTS = {
-    "sd": ("unet", "text_encoder"),
-    "sdxl": ("unet", "text_encoder", "text_encoder_2"),
-    "sd3": ("transformer", "text_encoder", "text_encoder_2"),
-    "flux": ("transformer", "text_encoder"),
-    "qwenimage": ("transformer",),
-    "zimage": ("transformer",),
-    # Flux's loader, whose text_encoder is Chroma's one encoder, T5: diffusers' text-encoder LoRA loader converts
-    # CLIP's names only and stops on T5's ("Could not automatically infer state dict type")
-    "chroma": ("transformer",),
-    "sana": ("transformer",),
-    "flux2": ("transformer",),  # Flux2LoraLoaderMixin._lora_loadable_modules
-}
-_COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")
 
 

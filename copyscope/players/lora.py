@@ -148,8 +148,12 @@ class LoraPlayer(PlayerKind):
             message, *key = cls.family_mismatch(spec, base, fam, fits)
             if FAMILIES[fam].denoiser == "transformer":
                 view = diffusers_view(safetensors_header(path), FAMILIES[fam], path)
+                left = view.outside((FAMILIES[fam].denoiser, "text_encoder", "text_encoder_2", "text_encoder_3"))
                 if view.error:
                     message += f" (diffusers' {FAMILIES[fam].title} LoRA loader cannot convert it: {view.error})"
+                elif left:
+                    message += (f" (diffusers' {FAMILIES[fam].title} LoRA loader leaves {len(left)} of its tensors under "
+                                f"names it does not load, e.g. {left[0]})")
             raise zoo.fail(message, cls.section, index, *key)
 
     @classmethod
@@ -194,7 +198,7 @@ class LoraPlayer(PlayerKind):
             what = "a full UNet" if unet else "no tensor named like a LoRA's"
             raise zoo.fail(
                 f"{Path(path).name} holds {what} ({len(head)} tensors, e.g. {sorted(head)[0]}), not a LoRA; expected one "
-                f"of the layouts {', '.join(t for t, _ in LORA_LAYOUTS.values())}", cls.section, index, "model",
+                f"of the layouts {', '.join(LORA_LAYOUTS.values())}", cls.section, index, "model",
             )
         return head
 

@@ -167,8 +167,9 @@ def test_flow_matching_family_refuses_an_sd_scheduler(family_zoos, tmp_path):
 def test_family_detection_from_names():
     from copyscope.families import family_from_single_file_keys, lora_families
 
-    # Flux.1's block names fit Chroma too (it kept the blocks); its modulation layers are Flux.1's alone
-    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux", "chroma"}
+    # Flux.1's block names fit Chroma too (it kept the blocks) and Flux.2 (its loader converts kohya's names of the
+    # original double blocks too); its modulation layers are Flux.1's alone
+    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux", "chroma", "flux2"}
     assert lora_families(["lora_unet_double_blocks_0_img_mod_lin.lora_down.weight"]) == {"flux"}
     assert lora_families(["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"]) == {"sdxl"}
     assert lora_families(["lora_unet_input_blocks_1_1_proj_in.lora_down.weight"]) == {"sd"}

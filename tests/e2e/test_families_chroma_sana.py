@@ -255,11 +255,13 @@ def test_family_detection_from_names():
                           "transformer.transformer_blocks.0.norm1.linear.lora_A.weight"]) == {"sd3", "flux"}
     assert lora_families(["transformer.single_transformer_blocks.0.norm.linear.lora_A.weight"]) == {"flux"}
     assert lora_families(["transformer.distilled_guidance_layer.in_proj.lora_A.weight"]) == {"chroma"}
-    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux", "chroma"}
+    assert lora_families(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == {"flux", "chroma", "flux2"}
     assert lora_families(["lora_unet_double_blocks_0_img_mod_lin.lora_down.weight"]) == {"flux"}
-    assert lora_families(["diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"]) == {"flux", "chroma"}
+    # the original names in peft's spelling (ai-toolkit's): only Flux.2's loader converts them; Flux's (Flux.1, Chroma)
+    # leaves them as they are and attaches none (tests/e2e/test_lora_producers_flux2_original.py)
+    assert lora_families(["diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"]) == {"flux2"}
     assert lora_families(["diffusion_model.distilled_guidance_layer.in_proj.lora_A.weight",
-                          "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"]) == {"chroma"}
+                          "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"]) is None
     assert lora_families(["lora_transformer_single_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"flux", "chroma"}
     # Sana's blocks: self- and cross-attention (attn1 / attn2), a convolutional feed-forward
     assert lora_families(["transformer.transformer_blocks.0.attn1.to_q.lora_A.weight"]) == {"sana"}
@@ -284,7 +286,9 @@ def test_lora_layouts_of_the_new_families():
     assert "Sana loaders have no kohya converter" in lora_unsupported(kohya, "sana")
     bfl = {"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": {"shape": [4, 32]},
            "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": {"shape": [96, 4]}}
-    assert lora_unsupported(bfl, "chroma") is None and "not supported" in lora_unsupported(bfl, "sana")
+    # the original names in peft's spelling: Flux.2's loader converts them, Flux's (Chroma's) attaches none of them
+    assert lora_unsupported(bfl, "flux2") is None and "not supported" in lora_unsupported(bfl, "sana")
+    assert "Chroma's leave them as they are" in lora_unsupported(bfl, "chroma")
     te = {**peft_sana, "text_encoder.layers.0.self_attn.q_proj.lora_A.weight": {"shape": [4, 8]},
           "text_encoder.layers.0.self_attn.q_proj.lora_B.weight": {"shape": [8, 4]}}
     assert "its sana loader loads transformer only" in lora_unsupported(te, "sana")

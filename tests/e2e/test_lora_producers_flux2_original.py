@@ -194,8 +194,8 @@ def test_original_named_flux2_lora_is_accepted_and_exact(base, tmp_path, produce
 
 def test_original_named_flux2_lora_that_diffusers_cannot_convert_is_refused(base, tmp_path):
     """A module diffusers' Flux.2 converter does not map (a per-block modulation, which Flux.1 has and Flux.2 does
-    not): diffusers raises when it loads the file; copyscope refuses it at validate, naming the family the names say
-    and quoting diffusers' Flux.2 converter."""
+    not): diffusers raises when it loads the file; copyscope refuses it at validate, quoting diffusers' Flux.2
+    converter."""
     lora, _ = _peft_ai_toolkit(base, tmp_path)
     tensors = load_file(str(lora))
     tensors["diffusion_model.double_blocks.0.img_mod.lin.lora_A.weight"] = torch.zeros(4, 32)
@@ -209,8 +209,28 @@ def test_original_named_flux2_lora_that_diffusers_cannot_convert_is_refused(base
         pipe.load_lora_weights(str(bad))
     zoo = producer_zoo(tmp_path / "audit", "tiny-flux2", base, bad, GENERATION)
     result = runner.invoke(app, ["validate", str(zoo)])
-    assert_one_line_error(result, zoo.name, r"loras\[0\]\.model", "is a Flux.1 LoRA but base 'tiny-flux2' is Flux.2",
+    assert_one_line_error(result, zoo.name, r"loras\[0\]\.model", "does not fit base 'tiny-flux2'",
                           "Flux.2 LoRA loader cannot convert it", "should be empty")
+
+
+def test_original_names_in_peft_spelling_are_refused_on_flux1_which_loads_none_of_them(tmp_path):
+    """The same layout on Flux.1: diffusers' Flux.1 loader leaves the names as they are and attaches no layer, without
+    an error (a LoRA that silently does nothing); copyscope refuses it at validate."""
+    from copyscope.demo.tiny_families import save_tiny_family_zoo
+    from diffusers import DiffusionPipeline
+
+    flux = save_tiny_family_zoo(tmp_path / "flux", "flux", seed=0, n_loras=0, controlnet=False)["base"]
+    pipe = DiffusionPipeline.from_pretrained(str(flux))
+    to_q = pipe.transformer.transformer_blocks[0].attn.to_q.weight
+    lora = tmp_path / "bfl.safetensors"
+    save_file({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": torch.randn(4, to_q.shape[1]),
+               "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": torch.randn(3 * to_q.shape[0], 4)}, str(lora))
+    pipe.load_lora_weights(str(lora))
+    assert not any(getattr(m, "lora_A", None) for m in pipe.transformer.modules())  # nothing attached
+    zoo = producer_zoo(tmp_path / "audit", "tiny-flux", flux, lora, dict(GENERATION, flux={"max_sequence_length": 16}))
+    assert_one_line_error(runner.invoke(app, ["validate", str(zoo)]), r"loras\[0\]\.model",
+                          "is a Flux.2 LoRA but base 'tiny-flux' is Flux.1", "Flux.1 LoRA loader leaves 2 of its tensors under "
+                          "names it does not load")
 
 
 def test_original_named_flux2_lora_of_other_shapes_is_refused(base, tmp_path):

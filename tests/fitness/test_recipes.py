@@ -89,8 +89,8 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
     from copyscope.config.generation import GenerationSpec
     from copyscope.controls.positive import _img2img_class
     from copyscope.demo.tiny_families import BUILTIN, FAMILY_NAMES, _family_module
-    from copyscope.families import _TRANSFORMER_FAMILIES, FAMILIES, controlnet_family
-    from copyscope.modelfiles.lora_layouts import LORA_COMPONENTS, LORA_LAYOUTS
+    from copyscope.families import FAMILIES, controlnet_family
+    from copyscope.families.lora_detection import denoiser_modules
 
     recipe = (REPO / "docs" / "ARCHITECTURE.md").read_text().split("### Adding a pipeline family", 1)[1]
     zoo_doc = (REPO / "docs" / "zoo.md").read_text()
@@ -117,12 +117,14 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         assert fam.img2img is None or _img2img_class(fam) is not None, f"step 1: no img2img pipeline for {name}"
         if fam.settings is not None:  # its settings reach the zoo schema without another edit
             assert GenerationSpec.model_fields[name].annotation is fam.settings, name
-        # step 2: its LoRA names and ControlNet configs are told
-        assert (name in _TRANSFORMER_FAMILIES) == (fam.denoiser == "transformer"), f"step 2: _TRANSFORMER_FAMILIES, {name}"
+        # its LoRAs are told from its denoiser's own layers (built from its pipeline's denoiser class) and its ControlNet
+        # configs by their class
+        if fam.denoiser == "transformer":
+            assert denoiser_modules(fam), f"no layers of {name}'s denoiser"
         if fam.controlnet_model is not None and fam.controlnet_model != "ControlNetModel":
             assert controlnet_family({"_class_name": fam.controlnet_model}) == name, f"step 2: controlnet_family, {name}"
-        # step 3: the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers
-        assert name in LORA_LAYOUTS["diffusers"][1] and name in LORA_COMPONENTS, f"step 3: {name} in lora_layouts.py"
+        # the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers
+        assert "diffusers" in fam.lora_layouts and fam.lora_components, f"{name}: Family.lora_layouts / lora_components"
         if name != "sd":  # the sd column: tests/e2e/test_lora_producers.py
             assert f'"{name}": ' in producers, f"step 3: no {name} column in tests/e2e/test_lora_producers_families.py"
         assert f"| {name} |" in formats_header + "|", f"step 3/6: no {name} column in docs/zoo.md's LoRA formats table"

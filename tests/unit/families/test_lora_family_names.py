@@ -25,19 +25,18 @@ def transformer_layers(tmp_path_factory):
 
 
 def test_every_transformer_family_is_covered(transformer_layers):
-    from copyscope.families import _TRANSFORMER_FAMILIES
+    from copyscope.families import FAMILIES
 
-    assert set(transformer_layers) == _TRANSFORMER_FAMILIES
+    assert set(transformer_layers) == {n for n, f in FAMILIES.items() if f.denoiser == "transformer"}
 
 
 def test_a_lora_of_any_layer_fits_its_family_and_one_of_every_layer_fits_it_alone(transformer_layers):
-    from copyscope.families import _BLOCKS, lora_families
+    from copyscope.families import lora_families
 
     for family, layers in transformer_layers.items():
         for layer in layers:
             kohya = f"lora_unet_{layer.replace('.', '_')}.lora_down.weight"
-            # (a kohya name outside the blocks, alone, is not told from a UNet LoRA's: the file's block names tell it)
-            for key in [f"transformer.{layer}.lora_A.weight"] + ([kohya] if _BLOCKS.match(layer) else []):
+            for key in [f"transformer.{layer}.lora_A.weight", kohya]:
                 fits = lora_families([key])
                 assert fits is not None and family in fits, (family, key, fits)
         assert lora_families([f"transformer.{layer}.lora_A.weight" for layer in layers]) == {family}, family

@@ -215,7 +215,7 @@ def test_every_layout_is_recognised_and_refused_where_diffusers_cannot_load_it(t
     assert lora_layouts.lora_layout(head) == layout
     if layout not in lora_layouts.LORA_LAYOUTS:
         return
-    title, families = lora_layouts.LORA_LAYOUTS[layout]
+    title, families = lora_layouts.LORA_LAYOUTS[layout], lora_layouts.layout_families(layout)
     from copyscope.families import FAMILIES
 
     for fam in FAMILIES:
