@@ -1,6 +1,6 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana and Flux.2, one module each
-(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`,
-:mod:`.flux2`),
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2 and Lumina-Image 2.0, one
+module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`,
+:mod:`.sana`, :mod:`.flux2`, :mod:`.lumina2`),
 each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
 from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
 capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, flux2, qwenimage, sana, sd, sd3, sdxl, zimage
+from . import chroma, flux, flux2, lumina2, qwenimage, sana, sd, sd3, sdxl, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -34,7 +34,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, lumina2):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -100,6 +100,10 @@ def family_from_single_file_keys(keys) -> str | None:
     modules = [re.sub(r"^(model\.)?diffusion_model\.", "", k) for k in keys]
     if any(re.match(_QWEN_BLOCKS, m) for m in modules):
         return "qwenimage"
+    # Lumina 2's original blocks: Z-Image's names, but its modulation is adaLN_modulation.1 (Z-Image's .0); its pipeline
+    # has no from_single_file, so base_family refuses the file in one line (not a Z-Image mismatch)
+    if any(re.match(r"(layers|noise_refiner)\.\d+\.adaLN_modulation\.1\.", m) for m in modules):
+        return "lumina2"
     if any(re.match(_ZIMAGE_BLOCKS, m) for m in modules):
         return "zimage"
     if any(k.startswith("conditioner.embedders.1") for k in keys):
@@ -111,28 +115,32 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2"})
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2", "lumina2"})
 _FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
 # Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
 # (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
 _FLUX_ORIGINAL = r"lora_unet_(double|single)_blocks_|^(diffusion_model\.)?(double|single)_blocks\."
 _FLUX_ONLY_ORIGINAL = r"_mod[._]lin|modulation[._]lin|adaLN_modulation|(^|[._])(guidance_in|time_in|vector_in)[._]"
 # the blocks only Qwen-Image's transformer has (their image / text MLPs and modulations), and Z-Image's: `layers.<n>`
-# besides `noise_refiner` / `context_refiner` blocks (Lumina 2, no family here, has the same names: the layer check,
-# lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes); matched at the start of a module name
+# besides `noise_refiner` / `context_refiner` blocks; matched at the start of a module name. Lumina 2's transformer,
+# from which Z-Image's derives, has blocks of the same names (`attn`, `feed_forward.linear_<n>`, `norm1` inside them in
+# diffusers' names; the original names, which its loader converts from `diffusion_model.` files, are Z-Image's but for
+# the fused `attention.qkv` and the modulation `adaLN_modulation.1`)
 _QWEN_BLOCKS = r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]"
 _ZIMAGE_BLOCKS = r"((noise|context)_refiner[._]\d+|layers[._]\d+[._](attention|feed_forward|adaLN_modulation))[._]"
+_LUMINA_BLOCKS = r"((noise|context)_refiner[._]\d+|layers[._]\d+[._](attention|attn|feed_forward|adaLN_modulation|norm1))[._]"
 # a diffusers transformer's blocks, at the start of its module names
-_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_ZIMAGE_BLOCKS})")
+_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_LUMINA_BLOCKS})")
 _TEXT_ENCODER_KEY = re.compile(r"^(text_encoder(_\d)?\.|lora_te\d?_)")
 # how LoRA files spell a diffusers transformer's module names (the prefix before the module name), each with the
 # families whose loader reads that spelling; the first match names a key's prefix
 _SPELLINGS = (
     # kohya-style diffusers names that only the Flux loader converts (its "mixture" converter: Flux.1, Chroma)
     (re.compile(r"^lora_transformer_"), _FLUX_BLOCKS),
-    # diffusers names under the original checkpoints' prefix: Qwen-Image's and Z-Image's converters strip it (SD3 /
-    # Flux files under this prefix name joint_blocks / double_blocks, matched before)
-    (re.compile(r"^diffusion_model\."), frozenset({"qwenimage", "zimage"})),
+    # diffusers names under the original checkpoints' prefix: Qwen-Image's and Z-Image's converters strip it, Lumina
+    # 2's converts its original module names under it (SD3 / Flux files under this prefix name joint_blocks /
+    # double_blocks, matched before)
+    (re.compile(r"^diffusion_model\."), frozenset({"qwenimage", "zimage", "lumina2"})),
     # diffusers/peft names, kohya names of diffusers' modules (what kohya-style writers such as lycoris-lora produce
     # when they wrap diffusers' transformer: LORA_LAYOUTS says which loaders read them) and bare module names
     (re.compile(r"^transformer\.|^lora_unet_|^"), _TRANSFORMER_FAMILIES),
@@ -150,19 +158,33 @@ _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
     # feed-forwards' linear_in / linear_out (Flux.1's are ff.net.*)
     (r"[._]to_qkv_mlp_proj|^(double_stream|single_stream)_modulation|^time_guidance_embed|[._]ff(_context)?[._]linear_(in|out)",
      {"flux2"}),
-    (r"^single_transformer_blocks|^x_embedder", _FLUX_BLOCKS | {"flux2"}),
+    (r"^single_transformer_blocks", _FLUX_BLOCKS | {"flux2"}),
+    (r"^x_embedder", _FLUX_BLOCKS | {"flux2", "lumina2"}),
+    # the blocks of every family but Z-Image and Lumina 2, and theirs (their own modules inside: the rows below)
+    (r"^transformer_blocks[._]\d+", {"sd3", "flux", "qwenimage", "chroma", "sana", "flux2"}),
+    (r"^((noise|context)_refiner|layers)[._]\d+", {"zimage", "lumina2"}),
     # Flux.1's single blocks' own layers (Flux.2's single blocks fuse them: to_qkv_mlp_proj, attn.to_out)
     (r"[._]proj_mlp|^single_transformer_blocks[._]\d+[._](attn[._]to_[qkv][._]|proj_out)", _FLUX_BLOCKS),
     (rf"^{_QWEN_BLOCKS}|^(img|txt)_in[._]", {"qwenimage"}),
-    (r"[._]norm1(_context)?[._]linear|[._]norm[._]linear", {"sd3", "flux"}),  # the blocks' modulation (not Chroma's)
+    # the blocks' modulation (not Chroma's; Lumina 2's norm1.linear)
+    (r"[._]norm1(_context)?[._]linear|[._]norm[._]linear", {"sd3", "flux", "lumina2"}),
     (r"^time_text_embed", {"sd3", "flux", "qwenimage"}),
-    (r"^norm_out[._]linear", {"sd3", "flux", "qwenimage", "flux2"}),
+    (r"^norm_out[._]linear", {"sd3", "flux", "qwenimage", "flux2", "lumina2"}),
     (r"[._]ff(_context)?[._]net[._]", {"sd3", "flux", "chroma"}),
     (r"^context_embedder", {"sd3", "flux", "chroma", "flux2"}),
     # the joint attention (add_*_proj, to_add_out inside; Flux.2's single blocks' attn.to_out)
-    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage", "flux2"}),
+    (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage", "flux2", "lumina2"}),
     (r"^pos_embed", {"sd3"}),
-    (rf"^{_ZIMAGE_BLOCKS}|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder", {"zimage"}),
+    # Z-Image's own diffusers modules (its attention is `attention`, Lumina 2's `attn`; its modulation adaLN_modulation.0)
+    (r"[._]attention[._]to_|[._]adaLN_modulation[._]0|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder",
+     {"zimage"}),
+    # Z-Image's feed-forward and attention output, which are Lumina 2's in its original names (its loader converts
+    # `diffusion_model.` files of them; Z-Image's converter renames `attention.out` too)
+    (r"[._]feed_forward[._]w[123]|[._]attention[._]out[._]", {"zimage", "lumina2"}),
+    # Lumina 2's own: diffusers' names (its time / caption embedder, feed_forward.linear_<n>) and the original ones of
+    # its fused attention and block modulations
+    (r"^time_caption_embed|[._]feed_forward[._]linear_[123]|[._]attention[._]qkv|"
+     r"^(layers|noise_refiner)[._]\d+[._]adaLN_modulation[._]1", {"lumina2"}),
     (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2"}),
 ))
 

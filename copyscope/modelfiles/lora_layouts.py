@@ -26,15 +26,17 @@ from .formats import (
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
 # Every LoRA layout in circulation, by name: its title in messages, and the families whose loader in
 # diffusers reads it (measured for sd by tests/e2e/test_lora_producers.py and for sdxl, sd3, flux, qwenimage, zimage,
-# chroma, sana, flux2 by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the layouts no
-# available tool writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline loads
-# LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's reads diffusers/peft names only, every
+# chroma, sana, flux2, lumina2 by tests/e2e/test_lora_producers_families.py, with files lycoris-lora and peft write; the
+# layouts no available tool writes follow diffusers' own loaders: SD and SDXL share one kohya converter, Chroma's pipeline
+# loads LoRAs with Flux's loader (FluxLoraLoaderMixin, so its converters), Sana's and Flux.2's read diffusers/peft names
+# only, Lumina 2's diffusers/peft names and its original names under ``diffusion_model.`` (no layout here: their
+# fused attention splits at the real checkpoint's sizes, so the load-time count judges them), every
 # family filters out ``dora_scale``, LyCORIS suffixes other than lora_down / lora_up are renamed by none of them but
 # Z-Image's, which reads ai-toolkit's LoKr only). Qwen-Image's and Z-Image's converters read kohya names of their
 # diffusers modules (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's, Flux's and Sana's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana",
-                                                    "flux2"})),
+                                                    "flux2", "lumina2"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
@@ -221,6 +223,7 @@ LORA_COMPONENTS = {
     "chroma": ("transformer",),
     "sana": ("transformer",),
     "flux2": ("transformer",),  # Flux2LoraLoaderMixin._lora_loadable_modules
+    "lumina2": ("transformer",),  # Lumina2LoraLoaderMixin._lora_loadable_modules
 }
 _COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")

@@ -17,8 +17,10 @@ def test_lora_controlnet_and_single_file_detection():
         assert lora_families([attn, spelled]) == {"qwenimage"}, spelled
     for spelled in (f"transformer.{z}.lora_A.weight", f"diffusion_model.{z}.lora_A.weight",
                     f"lora_unet_{z.replace('.', '_')}.lora_down.weight", "transformer.noise_refiner.0.attention.to_k.lora_B.weight",
-                    "lora_unet_context_refiner_0_feed_forward_w1.lora_up.weight", "diffusion_model.layers.3.attention.qkv.lora_A.weight"):
+                    "diffusion_model.layers.3.attention.to_q.lora_A.weight", "diffusion_model.layers.3.adaLN_modulation.0.lora_A.weight"):
         assert lora_families([spelled]) == {"zimage"}, spelled
+    # Z-Image's feed-forward names are Lumina 2's original ones (tests/unit/families/test_lumina2_family.py)
+    assert lora_families(["lora_unet_context_refiner_0_feed_forward_w1.lora_up.weight"]) == {"zimage", "lumina2"}
     # the text encoders' layers are not Z-Image's
     assert lora_families(["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"]) != {"zimage"}
     assert lora_families(["lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"]) != {"zimage"}
