@@ -55,3 +55,23 @@ def test_aliases_settings_and_call_arguments():
         with pytest.raises(ValidationError):
             GenerationSpec.model_validate({"lumina2": bad})
     assert fam.generation_problem(GenerationSpec.model_validate({"resolution": 40})) is not None
+
+
+def test_the_tiny_pipeline_is_deterministic_makes_32_px_and_its_lora_matters(tmp_path, one_torch_thread):
+    """Two builds from one seed give the same pixels (no parameter left at torch.empty), at 32 px although the pipeline
+    fixes vae_scale_factor at 8, and the tiny LoRA changes them."""
+    import numpy as np
+    import torch
+
+    from copyscope.demo.tiny_families import tiny_family_lora, tiny_family_pipeline
+
+    def run(pipe):
+        return pipe(prompt="a painting of a cat", num_inference_steps=2, guidance_scale=4.0, height=32, width=32,
+                    max_sequence_length=64, output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+
+    pipe = tiny_family_pipeline("lumina2", 0, tmp_path / "a")
+    first = run(pipe)
+    assert first.shape == (32, 32, 3)
+    assert np.array_equal(first, run(tiny_family_pipeline("lumina2", 0, tmp_path / "b")))
+    pipe.load_lora_weights(str(tiny_family_lora("lumina2", pipe, tmp_path / "lora.safetensors", 1)))
+    assert np.abs(run(pipe) - first).max() > 8 / 255
