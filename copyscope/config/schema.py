@@ -29,7 +29,8 @@ class BaseSpec(NamedSpec):
     revision: str | None = None
     variant: str | None = None
     config: str | None = Field(None, description="diffusers config (hub id or folder) for a single-file checkpoint")
-    family: str | None = Field(None, description="sd, sdxl, sd3, flux, qwenimage, zimage, chroma or sana; read from "
+    family: str | None = Field(None, description="sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2 or "
+                               "lumina2; read from "
                                "model_index.json when not given")
 
     @field_validator("family")

@@ -1,11 +1,12 @@
 """Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; the other families, Qwen-Image,
-Z-Image, Chroma and Sana, in ``copyscope/demo/tiny_<family>.py``, found by name), built from configs offline.
+Z-Image, Chroma, Sana, Flux.2 and Lumina 2, in ``copyscope/demo/tiny_<family>.py``, found by name), built from configs
+offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from
 :func:`copyscope.demo.tiny.write_tokenizer_files`, the T5 one as a Unigram ``tokenizer.json``
 (:func:`tiny_t5_tokenizer`), the Qwen one (Qwen-Image's Qwen2.5-VL and Z-Image's Qwen3 encoders) as a byte-level
-BPE (:func:`tiny_qwen_tokenizer`; Sana's Gemma one is :func:`copyscope.demo.tiny_sana.tiny_gemma_tokenizer`), so
+BPE (:func:`tiny_qwen_tokenizer`; Sana's and Lumina 2's Gemma one is :func:`copyscope.demo.tiny_sana.tiny_gemma_tokenizer`), so
 nothing comes from the hub. :func:`save_tiny_family_zoo` writes a base
 folder, a LoRA file and a ControlNet folder of one family plus a control image, for tests and benches.
 """

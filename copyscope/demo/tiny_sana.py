@@ -21,9 +21,9 @@ SANA_TRANSFORMER = dict(patch_size=1, in_channels=4, out_channels=4, num_layers=
 # layers, so that the ControlNet's one layer reaches the second
 
 
-def tiny_gemma_tokenizer(dir: Path):
-    """A Gemma tokenizer (BPE over single characters and the metaspace, with merges that spell WORDS) saved to
-    ``dir`` and loaded back."""
+def tiny_gemma_tokenizer(dir: Path, words: tuple[str, ...] = ()):
+    """A Gemma tokenizer (BPE over single characters and the metaspace, with merges that spell WORDS and ``words``,
+    lower-case letters only) saved to ``dir`` and loaded back."""
     from transformers import GemmaTokenizer
 
     from .tiny import WORDS
@@ -31,7 +31,7 @@ def tiny_gemma_tokenizer(dir: Path):
     chars = "abcdefghijklmnopqrstuvwxyz0123456789,.-'!?:;\"()"
     tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁", "\n", *chars, *("▁" + c for c in chars)]
     merges = [("▁", c) for c in chars]
-    for word in dict.fromkeys(WORDS):
+    for word in dict.fromkeys((*WORDS, *words)):
         piece = "▁" + word[0]
         for c in word[1:]:
             merges.append((piece, c))

@@ -1,6 +1,6 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana and Flux.2, one module each
-(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`,
-:mod:`.flux2`),
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2 and Lumina-Image 2.0, one
+module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`,
+:mod:`.sana`, :mod:`.flux2`, :mod:`.lumina2`),
 each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
 from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
 capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, flux2, qwenimage, sana, sd, sd3, sdxl, zimage
+from . import chroma, flux, flux2, lumina2, qwenimage, sana, sd, sd3, sdxl, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -34,7 +34,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, lumina2):
     register_family(_module.FAMILY, _module.ALIASES)
 
 

@@ -7,14 +7,14 @@ A transformer family's claim on a file comes from two of diffusers' own sources:
   names as that loader would make them, or the conversion fails;
 * its **denoiser's module names** (:func:`denoiser_modules`): the diffusers model class its pipeline takes, built on
   the meta device from its default configuration (the reference checkpoint's architecture) and the variants the
-  family names (``Family.denoiser_variants``), every block index written ``#``.
+  family names (``Family.denoiser_variants``), every index into a list of blocks written ``#``.
 
-A file fits a family when the file's modules, as the family's loader converts them (or, for a spelling the loader does
-not read, as written: the layout check then names that), are all modules of its denoiser; a module of no family's
-denoiser narrows nothing. UNet families (SD1.x/2.x, SDXL) are told by their names (``Family.lora_names``), as are a
-family's original-checkpoint names no diffusers loader converts (SD3's ``joint_blocks``). A file that several
-families fit says several: the layer check against a base (copyscope.modelfiles.lora_fit.lora_misfit) and the
-load-time count of attached layers judge it there.
+A file fits a family when the family's loader converts all of it into modules of its denoiser, or when its names as
+written (in diffusers' or kohya's spelling of the modules, whether or not the loader reads it: the layout check then
+names that) are all its denoiser's, a module of no family's denoiser narrowing nothing. UNet families (SD1.x/2.x,
+SDXL) are told by their names (``Family.lora_names``), as are a family's original-checkpoint names no diffusers loader
+converts (SD3's ``joint_blocks``). A file that several families fit says several: the layer check against a base
+(copyscope.modelfiles.lora_fit.lora_misfit) and the load-time count of attached layers judge it there.
 """
 
 from __future__ import annotations
@@ -34,12 +34,23 @@ _ROLE = re.compile(r"\.(lora_[AB]|lora\.(down|up)|lora_(down|up)|lora_linear_lay
 # writers' prefixes (ai-toolkit's diffusion_model., OneTrainer's lora_transformer_) are claimed by the loaders that
 # convert them
 _PREFIX = re.compile(r"^(transformer\.|lora_unet_)")
-_INDEX = re.compile(r"(^|\.)\d+(?=\.|$)")
 
 
-def generalised(module: str) -> str:
-    """A module name with every index written ``#`` (``transformer_blocks.#.attn.to_q``)."""
-    return _INDEX.sub(r"\1#", module)
+def has_module(modules: frozenset[str], module: str) -> bool:
+    """Whether a (diffusers-named) module is among a denoiser's ``modules``, where ``#`` stands for any index of a
+    list of blocks (``transformer_blocks.#.attn.to_q``): each index of the name is tried as written and as ``#``."""
+    parts = module.split(".")
+    numeric = [i for i, p in enumerate(parts) if p.isdigit()]
+    if len(numeric) > 6:
+        return False
+    for mask in range(1 << len(numeric)):
+        trial = list(parts)
+        for bit, i in enumerate(numeric):
+            if mask >> bit & 1:
+                trial[i] = "#"
+        if ".".join(trial) in modules:
+            return True
+    return False
 
 
 def denoiser_class(fam: Family):
@@ -51,8 +62,9 @@ def denoiser_class(fam: Family):
 
 
 def denoiser_modules(fam: Family) -> frozenset[str]:
-    """The generalised names of every layer with a weight matrix (what a LoRA adapts) of the family's denoiser, at its
-    default configuration and at each of ``fam.denoiser_variants``, built on the meta device (no weights)."""
+    """The names of every layer with a weight matrix (what a LoRA adapts) of the family's denoiser, at its default
+    configuration and at each of ``fam.denoiser_variants``, built on the meta device (no weights); an index into a list
+    of blocks (an ``nn.ModuleList``, not an ``nn.Sequential`` whose positions are fixed) written ``#``."""
     key = (fam.name, fam.pipeline, fam.denoiser, repr(fam.denoiser_variants))
     if key not in _MODULES:
         _MODULES[key] = _build_modules(fam)
@@ -70,8 +82,11 @@ def _build_modules(fam: Family) -> frozenset[str]:
     for overrides in ({}, *fam.denoiser_variants):
         with torch.device("meta"):
             model = cls(**overrides)
-        names |= {generalised(n) for n, m in model.named_modules()
-                  if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2}
+        lists = {n for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList)}
+        for n, m in model.named_modules():
+            if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2:
+                parts = n.split(".")
+                names.add(".".join("#" if p.isdigit() and ".".join(parts[:i]) in lists else p for i, p in enumerate(parts)))
     return frozenset(names)
 
 
@@ -89,14 +104,6 @@ def _kohya_names(fam: Family) -> re.Pattern:
 @lru_cache(maxsize=None)
 def _kohya_rx(modules: frozenset[str]) -> re.Pattern:
     return re.compile("|".join(re.escape(n.replace(".", "_")).replace("\\#", r"\d+") for n in sorted(modules)))
-
-
-def _claims(fam: Family, modules: set[str], known: set[str]) -> bool | None:
-    """Whether the modules (generalised diffusers names) are the family's: None when none is any family's."""
-    named = modules & known
-    if not named:
-        return None
-    return named <= denoiser_modules(fam)
 
 
 _PARTNERS = (("lora_A", "lora_B"), ("lora_down", "lora_up"), ("lora.down", "lora.up"))
@@ -130,8 +137,7 @@ def lora_families(head, families: dict[str, Family], path: Path | None = None) -
         head = _names_header(head)
     keys = list(head)
     transformers = [f for f in families.values() if f.denoiser == "transformer"]
-    known = set().union(*(denoiser_modules(f) for f in transformers)) if transformers else set()
-    fits = {f.name for f in transformers if _converted_claim(f, head, path, known)} | _written_claim(transformers, keys)
+    fits = {f.name for f in transformers if _converted_claim(f, head, path)} | _written_claim(transformers, keys)
     if fits:
         return frozenset(fits)
     named = {f.name for f in families.values() if f.lora_names and any(re.search(f.lora_names, k) for k in keys)}
@@ -143,7 +149,7 @@ def lora_families(head, families: dict[str, Family], path: Path | None = None) -
     return None
 
 
-def _converted_claim(fam: Family, head: dict, path: Path | None, known: set[str]) -> bool:
+def _converted_claim(fam: Family, head: dict, path: Path | None) -> bool:
     """The family's loader converts every tensor of the file (but the text encoders', the layout check's) into
     modules of its denoiser."""
     from ..modelfiles.lora_conversion import diffusers_view
@@ -161,7 +167,8 @@ def _converted_claim(fam: Family, head: dict, path: Path | None, known: set[str]
     written = {_module(k) or k for k in head if not _TEXT_ENCODER_KEY.match(k)}
     if None in modules or len(modules) < len(written):
         return False
-    return bool(_claims(fam, {generalised(m) for m in modules}, known))
+    # every converted module must be one of its denoiser's (peft would not find the others)
+    return all(has_module(denoiser_modules(fam), m) for m in modules)
 
 
 def _written_claim(transformers: list[Family], keys: list[str]) -> set[str]:
@@ -178,7 +185,7 @@ def _written_claim(transformers: list[Family], keys: list[str]) -> set[str]:
         if module is None:
             continue
         if "." in module:
-            have = {f.name for f in transformers if generalised(module) in denoiser_modules(f)}
+            have = {f.name for f in transformers if has_module(denoiser_modules(f), module)}
         else:  # kohya: the module path with '_' for '.'
             have = {f.name for f in transformers if _kohya_names(f).fullmatch(module)}
         if have:

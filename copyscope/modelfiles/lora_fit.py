@@ -66,6 +66,22 @@ def lora_misfit(base: Path, lora_file: Path, family=None) -> str | None:
     return _transformer_lora_misfit(transformer, head)
 
 
+def loader_note(lora_file: Path, family) -> str:
+    """What ``family``'s diffusers loader makes of a LoRA file it does not fit, for a refusal: " (... cannot convert it:
+    ...)", " (... leaves N of its tensors under names it does not load ...)", or "" (UNet families, nothing to add)."""
+    from .lora_conversion import diffusers_view
+
+    if family.denoiser != "transformer":
+        return ""
+    view = diffusers_view(header(lora_file), family, lora_file)
+    left = view.outside((family.denoiser, "text_encoder", "text_encoder_2", "text_encoder_3"))
+    if view.error:
+        return f" (diffusers' {family.title} LoRA loader cannot convert it: {view.error})"
+    if left:
+        return f" (diffusers' {family.title} LoRA loader leaves {len(left)} of its tensors under names it does not load, e.g. {left[0]})"
+    return ""
+
+
 def _transformer_lora_misfit(transformer: list[Path], lora: dict) -> str | None:
     base: dict[str, list[int]] = {}
     for f in transformer:

@@ -138,23 +138,13 @@ class LoraPlayer(PlayerKind):
         """The file against each base's family (``base_families``: base name -> family name); the refusal adds what
         the base family's diffusers loader says of the file when it cannot convert it."""
         from ..families import FAMILIES
-        from ..modelfiles.formats import safetensors_header
-        from ..modelfiles.lora_conversion import diffusers_view
+        from ..modelfiles.lora_fit import loader_note
 
         fits = cls.file_families(path)
         for base, fam in base_families.items():
-            if fits is None or fam in fits:
-                continue
-            message, *key = cls.family_mismatch(spec, base, fam, fits)
-            if FAMILIES[fam].denoiser == "transformer":
-                view = diffusers_view(safetensors_header(path), FAMILIES[fam], path)
-                left = view.outside((FAMILIES[fam].denoiser, "text_encoder", "text_encoder_2", "text_encoder_3"))
-                if view.error:
-                    message += f" (diffusers' {FAMILIES[fam].title} LoRA loader cannot convert it: {view.error})"
-                elif left:
-                    message += (f" (diffusers' {FAMILIES[fam].title} LoRA loader leaves {len(left)} of its tensors under "
-                                f"names it does not load, e.g. {left[0]})")
-            raise zoo.fail(message, cls.section, index, *key)
+            if fits is not None and fam not in fits:
+                message, *key = cls.family_mismatch(spec, base, fam, fits)
+                raise zoo.fail(message + loader_note(path, FAMILIES[fam]), cls.section, index, *key)
 
     @classmethod
     def check_folder(cls, zoo, index: int, spec) -> None:

@@ -129,11 +129,9 @@ def _peft_ai_toolkit(base: Path, root: Path) -> tuple[Path, Path]:
     perturb([p for n, p in stand_in.named_parameters() if "lora_" in n], seed=1, std=2.0)
     lora = root / "ai-toolkit.safetensors"
     save_file({"diffusion_model." + k: v.contiguous() for k, v in get_peft_model_state_dict(stand_in).items()}, str(lora))
-    for name, module in stand_in.named_modules():
+    for module in stand_in.modules():
         if hasattr(module, "merge"):
             module.merge()  # peft's own merge into the base weights
-    merged = torch.nn.Module()
-    merged.double_blocks, merged.single_blocks = stand_in.double_blocks, stand_in.single_blocks
     return lora, _merged_base(base, root / "ai-toolkit-merged", _unwrapped(stand_in))
 
 

@@ -122,7 +122,7 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         if fam.denoiser == "transformer":
             assert denoiser_modules(fam), f"no layers of {name}'s denoiser"
         if fam.controlnet_model is not None and fam.controlnet_model != "ControlNetModel":
-            assert controlnet_family({"_class_name": fam.controlnet_model}) == name, f"step 2: controlnet_family, {name}"
+            assert controlnet_family({"_class_name": fam.controlnet_model}) == name, f"step 1: controlnet_family, {name}"
         # the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers
         assert "diffusers" in fam.lora_layouts and fam.lora_components, f"{name}: Family.lora_layouts / lora_components"
         if name != "sd":  # the sd column: tests/e2e/test_lora_producers.py

@@ -12,14 +12,19 @@ def test_lora_controlnet_and_single_file_detection():
     # attention-only diffusers names: every family with these layers, Chroma's too (the layer check tells them apart)
     assert lora_families([attn]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
     assert lora_families(["lora_unet_transformer_blocks_0_attn_to_q.lora_down.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "flux2"}
-    for spelled in (f"transformer.{qwen}.lora_A.weight", f"diffusion_model.{qwen}.lora_A.weight",
-                    f"lora_unet_{qwen.replace('.', '_')}.lora_down.weight"):
+    for spelled in (f"transformer.{qwen}.lora_A.weight", f"lora_unet_{qwen.replace('.', '_')}.lora_down.weight"):
         assert lora_families([attn, spelled]) == {"qwenimage"}, spelled
-    # ai-toolkit's prefix before diffusers' names: the loaders that convert it (Qwen-Image's, Flux.2's) claim the file
-    assert lora_families([attn, "diffusion_model.transformer_blocks.1.attn.to_q.lora_A.weight"]) == {"qwenimage", "flux2"}
+    assert lora_families([f"diffusion_model.{qwen}.lora_A.weight"]) == {"qwenimage"}
+    # Qwen-Image's converter prefixes every name of a file with diffusion_model. names by transformer., those already
+    # under it too (transformer.transformer.*, which it would not load): the mixed file is no family's
+    assert lora_families([attn, f"diffusion_model.{qwen}.lora_A.weight"]) is None
+    # ai-toolkit's prefix before diffusers' names: the loaders that convert it claim the file (Flux.2's reads even the
+    # names already under transformer., which Qwen-Image's would prefix a second time)
+    assert lora_families(["diffusion_model.transformer_blocks.1.attn.to_q.lora_A.weight"]) == {"qwenimage", "flux2"}
+    assert lora_families([attn, "diffusion_model.transformer_blocks.1.attn.to_q.lora_A.weight"]) == {"flux2"}
     for spelled in (f"transformer.{z}.lora_A.weight", f"diffusion_model.{z}.lora_A.weight",
                     f"lora_unet_{z.replace('.', '_')}.lora_down.weight", "transformer.noise_refiner.0.attention.to_k.lora_B.weight",
-                    "lora_unet_context_refiner_0_feed_forward_w1.lora_up.weight"):
+                    "diffusion_model.layers.3.attention.to_q.lora_A.weight", "lora_unet_context_refiner_0_feed_forward_w1.lora_up.weight"):
         assert lora_families([spelled]) == {"zimage"}, spelled
     # an original fused qkv: Z-Image's converter does not split it (diffusers raises on it for Z-Image)
     assert "zimage" not in (lora_families(["diffusion_model.layers.3.attention.qkv.lora_A.weight"]) or ())
