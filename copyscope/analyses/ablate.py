@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..plan.games import GamePlan
     from ..audit.prepare import PreparedAudit
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -235,7 +236,7 @@ def run_ablation(
 
     seeds = list(prep.plan.seeds)
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
-                    worth=zoo.spec.worth)
+                    worth=zoo.spec.worth, frame_width=video_frame_width(zoo))
     games_out = []
     for game, g in zip(prep.plan.games, report.games):
         if game.base.name != g.base or game.names != g.players:

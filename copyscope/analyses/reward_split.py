@@ -246,6 +246,7 @@ def run_reward_split(
     from ..game.evaluator import bootstrap_indices
     from ..plan.games import make_plan
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
     from .specs import RewardSplitSpec
 
     t0 = time.perf_counter()
@@ -272,7 +273,7 @@ def run_reward_split(
         "labels": [rs.labels.get(p.name, p.text) for p in s.prompt_players] + list(rs.default_labels),
         # intervals: percentile bootstrap over seeds, the same resampled seeds for every coalition
         "boot": bootstrap_indices(len(plan.seeds), est_spec.bootstrap, est_spec.seed),
-        "scorer": Scorer([m], ctx.cache, ctx.refs, s.aggregate), "stats": GenerationStats(),
+        "scorer": Scorer([m], ctx.cache, ctx.refs, s.aggregate, frame_width=video_frame_width(ctx.zoo)), "stats": GenerationStats(),
     }
     games = [_split_game(ctx, game, run) for game in plan.games]
     stats = run["stats"]

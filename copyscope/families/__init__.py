@@ -1,6 +1,6 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana and Flux.2, one module each
-(:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`,
-:mod:`.flux2`),
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2 and Wan (text to
+video), one module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`,
+:mod:`.chroma`, :mod:`.sana`, :mod:`.flux2`, :mod:`.wan`),
 each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
 from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
 capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, flux2, qwenimage, sana, sd, sd3, sdxl, zimage
+from . import chroma, flux, flux2, qwenimage, sana, sd, sd3, sdxl, wan, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -34,7 +34,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, wan):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -111,7 +111,7 @@ def family_from_single_file_keys(keys) -> str | None:
 
 # -- add-on checks ---------------------------------------------------------------------------------
 _UNET_FAMILIES = frozenset({"sd", "sdxl"})
-_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2"})
+_TRANSFORMER_FAMILIES = frozenset({"sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2", "wan"})
 _FLUX_BLOCKS = frozenset({"flux", "chroma"})  # Chroma keeps Flux.1's blocks and their names
 # Flux.1's original module names (BFL, XLabs and kohya-trainer layouts), and those of its layers Chroma does not have
 # (the blocks' modulation, the guidance / time / vector embedders: Chroma has a distilled-guidance approximator)
@@ -122,8 +122,10 @@ _FLUX_ONLY_ORIGINAL = r"_mod[._]lin|modulation[._]lin|adaLN_modulation|(^|[._])(
 # lora_misfit, tells a Lumina 2 LoRA from a Z-Image one by its shapes); matched at the start of a module name
 _QWEN_BLOCKS = r"transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]"
 _ZIMAGE_BLOCKS = r"((noise|context)_refiner[._]\d+|layers[._]\d+[._](attention|feed_forward|adaLN_modulation))[._]"
+# Wan's blocks: `blocks.<n>` (its self- and cross-attention attn1 / attn2, its feed-forward ffn)
+_WAN_BLOCKS = r"blocks[._]\d+[._]"
 # a diffusers transformer's blocks, at the start of its module names
-_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_ZIMAGE_BLOCKS})")
+_BLOCKS = re.compile(rf"((single_)?transformer_blocks[._]\d+[._]|{_ZIMAGE_BLOCKS}|{_WAN_BLOCKS})")
 _TEXT_ENCODER_KEY = re.compile(r"^(text_encoder(_\d)?\.|lora_te\d?_)")
 # how LoRA files spell a diffusers transformer's module names (the prefix before the module name), each with the
 # families whose loader reads that spelling; the first match names a key's prefix
@@ -143,9 +145,12 @@ _SPELLINGS = (
 # module of every family's transformer against this table)
 _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
     (r"^distilled_guidance_layer", {"chroma"}),
-    (r"[._]attn1[._]|[._]ff[._]conv_(inverted|depth|point)|^caption_projection|^patch_embed|^time_embed[._]|scale_shift_table",
-     {"sana"}),
-    (r"[._]attn2[._]", {"sd3", "sana"}),  # SD3.5's second attention; Sana's cross-attention
+    (r"[._]ff[._]conv_(inverted|depth|point)|^caption_projection|^patch_embed[._]|^time_embed[._]", {"sana"}),
+    (r"scale_shift_table", {"sana", "wan"}),
+    (r"[._]attn1[._]", {"sana", "wan"}),  # their self-attention
+    (r"[._]attn2[._]", {"sd3", "sana", "wan"}),  # SD3.5's second attention; Sana's and Wan's cross-attention
+    (rf"^{_WAN_BLOCKS}|^condition_embedder|[._]ffn[._]|^patch_embedding", {"wan"}),
+    (r"^(single_)?transformer_blocks", _TRANSFORMER_FAMILIES - {"wan"}),  # Wan's blocks are `blocks.<n>`
     # Flux.2's own: its single blocks' fused projection, its shared modulations and guidance embedder, its
     # feed-forwards' linear_in / linear_out (Flux.1's are ff.net.*)
     (r"[._]to_qkv_mlp_proj|^(double_stream|single_stream)_modulation|^time_guidance_embed|[._]ff(_context)?[._]linear_(in|out)",
@@ -163,7 +168,7 @@ _TRANSFORMER_MODULES = tuple((re.compile(p), frozenset(f)) for p, f in (
     (r"[._]attn[._]", {"sd3", "flux", "chroma", "qwenimage", "flux2"}),
     (r"^pos_embed", {"sd3"}),
     (rf"^{_ZIMAGE_BLOCKS}|^all_x_embedder|^all_final_layer|^cap_embedder|^t_embedder", {"zimage"}),
-    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2"}),
+    (r"^proj_out", {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2", "wan"}),
 ))
 
 

@@ -34,7 +34,7 @@ from .formats import (
 # diffusers modules (lora_unet_transformer_blocks_* / lora_unet_layers_*), which SD3's, Flux's and Sana's do not.
 LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "diffusers": ("diffusers/peft LoRA", frozenset({"sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana",
-                                                    "flux2"})),
+                                                    "flux2", "wan"})),
     "diffusers-legacy": ("diffusers attention-processor LoRA", frozenset({"sd", "sdxl"})),
     "kohya": ("kohya LoRA/LoCon", frozenset({"sd", "sdxl", "flux", "zimage", "chroma"})),
     "kohya-transformer": ("kohya-named LoRA of a diffusers transformer (lora_unet_transformer_blocks_*)", frozenset({"qwenimage"})),
@@ -221,6 +221,7 @@ LORA_COMPONENTS = {
     "chroma": ("transformer",),
     "sana": ("transformer",),
     "flux2": ("transformer",),  # Flux2LoraLoaderMixin._lora_loadable_modules
+    "wan": ("transformer", "transformer_2"),  # WanLoraLoaderMixin._lora_loadable_modules (Wan2.2's second expert)
 }
 _COMPONENT_OUTCOME = {"chroma": "stop it after the base has loaded"}  # what diffusers does with the others (default: drops)
 _COMPONENT_RE = re.compile(r"^(unet|transformer|text_encoder(_\d)?)$")

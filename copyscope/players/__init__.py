@@ -49,9 +49,25 @@ def check_player_families(zoo) -> dict[str, str]:
                 f"base {name!r} is {family.title}, for which diffusers has no img2img pipeline, so no positive controls "
                 "can be made; expected controls.positive: false", "controls", "positive",
             )
+        if family.video:
+            _check_video(zoo, name, family)
     for cls in KINDS.values():
         cls.check_zoo(zoo, families)
     return families
+
+
+def _check_video(zoo, base: str, family) -> None:
+    """What a video family's audit does not define yet, refused before anything loads: set metrics (KID, FD: a
+    distribution of videos is not one of frames; docs/metrics.md "Videos"). ControlNets, positive controls,
+    IP-Adapters and textual inversion are refused by the family's capability flags, as for an image family."""
+    from ..score.metrics.registry import metric_kinds
+
+    for i, name, kind in metric_kinds(zoo.spec.metrics):
+        if kind != "per_image":
+            raise zoo.fail(
+                f"metric {name!r} is a set metric (a distance between distributions of images), not defined for videos "
+                f"yet (base {base!r} is {family.title}, a video family); expected per-image metrics only (ssim, phash, "
+                "dhash, clip, dreamsim, ...: scored frame by frame)", "metrics", i)
 
 
 check_lora_fits = check_player_families  # the name the audit calls (the LoRA check is LoraPlayer.check_zoo)
