@@ -189,6 +189,8 @@ def lora_families(keys) -> frozenset[str] | None:
         return frozenset({"flux"}) if has(_FLUX_ONLY_ORIGINAL) else _FLUX_BLOCKS
     if has(r"lora_unet_joint_blocks_|^(diffusion_model\.)?joint_blocks\.|context_block\."):
         return frozenset({"sd3"})
+    if has(r"^(diffusion_model\.|lora_unet_)blocks[._]\d+[._]"):  # Wan's original names, musubi-tuner's
+        return frozenset({"wan"})
     modules = _transformer_modules(keys)
     if modules:  # the families whose loader reads every spelling and whose transformer has every module it names
         families = _TRANSFORMER_FAMILIES

@@ -11,16 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .formats import (
-    _DIFFUSERS_LORA_RE,
-    _KOHYA_COMPONENT,
-    _KOHYA_LORA_RE,
-    base_layers,
-    header,
-    text_model_name,
-    unet_layout,
-    unet_name_to_ldm,
-)
+from .formats import (_DIFFUSERS_LORA_RE, _KOHYA_COMPONENT, _KOHYA_LORA_RE, base_layers, header, text_model_name, unet_layout,
+    unet_name_to_ldm)
 
 
 # -- LoRA vs base, from headers ------------------------------------------------------------------------
@@ -52,7 +44,13 @@ LORA_LAYOUTS: dict[str, tuple[str, frozenset[str]]] = {
     "tucker": ("LyCORIS LoCon with Tucker/CP decomposition (lora_mid)", frozenset()),
     "dylora": ("kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)", frozenset()),
     "peft-oft": ("peft OFT/BOFT", frozenset()),
+    "wan-original": ("Wan original-layout LoRA (diffusion_model.blocks.*)", frozenset()),  # diffusers' Wan loader
+    "wan-musubi": ("musubi-tuner Wan LoRA (lora_unet_blocks_*)", frozenset()),  # converts both (_NOT_CHECKED: why not)
 }
+_NOT_CHECKED = ("diffusers converts its names, but copyscope's check of its layers against the base reads diffusers/peft "
+                "names (transformer.blocks.*) only: a LoRA that would apply in part would not be caught")
+_WAN_LAYOUTS = {"wan-original": re.compile(r"^diffusion_model\.(blocks\.\d+|head|text_embedding|time_embedding)\..*lora"),
+                "wan-musubi": re.compile(r"^lora_unet_blocks_\d+_")}
 # why a layout is not loaded, for the one-line refusal
 _WHY_NOT = {
     "dora": "diffusers drops the dora_scale magnitudes with a warning, so the images would be those of the LoRA without DoRA",
@@ -107,6 +105,9 @@ def lora_layout(head: dict) -> str:
         return "bfl"
     if any(_MIXTURE_RE.match(k) for k in keys):
         return "kohya-mixture"
+    for wan, rx in _WAN_LAYOUTS.items():
+        if any(rx.match(k) for k in keys):
+            return wan
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
         if _dylora_layers(head) or _integer_alphas(head):
             return "dylora"
@@ -152,6 +153,8 @@ def lora_unsupported(head: dict, family: str) -> str | None:
     version = diffusers.__version__
     if layout in LORA_LAYOUTS and family not in LORA_LAYOUTS[layout][1]:
         title = LORA_LAYOUTS[layout][0]
+        if layout.startswith("wan-"):
+            return f"{title} is not supported by copyscope yet ({_NOT_CHECKED})"
         why = _WHY_NOT.get(layout)
         return f"{title} is not supported by diffusers {version} for {family}" + (f" ({why})" if why else "")
     te_dora = sorted(k for k in head if "lora_magnitude_vector" in k and k.startswith("text_encoder"))
