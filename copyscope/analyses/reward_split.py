@@ -45,7 +45,7 @@ import numpy as np
 from ..plan.coalitions import coalition_key, report_order
 from ..common.errors import CopyscopeError
 from ..score.scorer import within_rule, within_work_scores
-from .harness import embed_cached, finite_or_none as _f, open_analysis
+from .harness import embed_cached, finite_or_none as _f, open_analysis, refuse_videos
 from .reward_split_stats import (  # noqa: F401  (the statistics, re-exported)
     MODEL, coalition_worths, masked_bootstrap_means, percent_split, recognisable_by_similarity,
     recognisable_by_zero_shot, split_reward,
@@ -261,6 +261,8 @@ def run_reward_split(
     zero_shot = None
     if rs.recognisability.method == "zero_shot":
         from .clip_zero_shot import load_zero_shot
+
+        refuse_videos(zoo, "reward_split.recognisability.method zero_shot")
 
         zero_shot = load_zero_shot(s.backbones, device=ctx.device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
 

@@ -34,12 +34,14 @@ def models(tmp_path_factory) -> dict:
     return save_tiny_family_zoo(tmp_path_factory.mktemp("wan_models"), "wan", seed=0, n_loras=2)
 
 
-def zoo_file(tmp: Path, models: dict, **top) -> Path:
+def zoo_file(tmp: Path, models: dict, loras: list | None = None, **top) -> Path:
+    if loras is None:
+        loras = [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])]
     data = {
         "name": "tiny-wan",
         "output": str(tmp / "out"),
         "bases": [{"name": "tiny-wan", "model": str(models["base"])}],
-        "loras": [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])],
+        "loras": loras,
         "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
         "prompts": [{"name": "p", "text": "a painting of a cat", "negative": "blurry"}],
         "generation": json.loads(json.dumps(GENERATION)),
@@ -209,3 +211,27 @@ def test_shipped_real_wan_audit_validates_and_plans_offline(monkeypatch):
 
     (game,) = make_plan(load_zoo(zoo)).games
     assert game.family == "wan" and game.names == ["oil", "ukiyo-e"]
+
+
+@pytest.mark.slow
+def test_wan_base_as_a_player_gives_grey_strips_without_it(models, tmp_path, one_torch_thread):
+    """With the base as a player, a coalition without it is the null generator's grey video: a strip of as many
+    frames as the base's videos, scored frame by frame like them."""
+    zoo = zoo_file(tmp_path, models, loras=[{"name": "style", "model": str(models["loras"][0])}],
+                   estimator={"method": "exact", "bootstrap": 0, "base": "player"})
+    result = runner.invoke(app, ["audit", str(zoo)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (game,) = report["games"]
+    cache = ImageCache(report["cache_dir"])
+    for coalition, keys in game["images"].items():
+        for key in keys:
+            strip = cache.load(key)
+            assert strip.shape == (32, 32 * FRAMES, 3), coalition
+            if "tiny-wan" not in coalition:
+                assert np.allclose(strip, 0.5, atol=1 / 255)
+    full = "+".join(game["players"])
+    assert "tiny-wan" in game["players"]
+    for name, m in game["metrics"].items():
+        total = sum(v["value"] for v in m["shapley"].values())
+        assert total == pytest.approx(m["coalitions"][full] - m["coalitions"][""], abs=1e-9), name
