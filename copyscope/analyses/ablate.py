@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from ..plan.games import GamePlan
     from ..audit.prepare import PreparedAudit
     from ..score.scorer import Scorer
-    from ..score.frames import video_frame_width
 
 FORMAT = "copyscope-ablation/1"
 SKIPPED = "__skipped__"  # key of a per-k estimate dict: {metric: why it was left out at that k}
@@ -222,6 +221,7 @@ def run_ablation(
     from ..audit import prepare_audit, run_audit_report
     from ..report import write_views
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
 
     if ground_truth is not None:  # before an audit that may take hours
         read_ground_truth(Path(ground_truth))
