@@ -149,3 +149,33 @@ def test_measurements(measured):
             print(f"{name:8} {rule:17} {r['planted']:8.3f} {r['unplanted']:9.3f} {r['gap']:6.3f} {r['margin']:7.3f} "
                   f"{r['coincidence_gap']:9.3f}")
     assert all(math.isfinite(r[rule]["gap"]) for r in measured.values() for rule in RULES)
+
+
+def test_the_scorer_scores_strips_frame_by_frame_against_references_and_background(tmp_path):
+    """Scorer.rows and Scorer.background_rows (worth other than raw) of cached strips are the frames' rows
+    aggregated; the frame rule is part of the stored rows' identity, so an image audit's rows are never reused."""
+    from copyscope.controls.background import BackgroundSet
+    from copyscope.generate.cache import ImageCache
+    from copyscope.score.scorer import ReferenceSet, Scorer
+
+    rng = np.random.default_rng(3)
+    frame = lambda: rng.random((32, 32, 3)).astype(np.float32)  # noqa: E731
+    refs = ReferenceSet([tmp_path / "a.png"], ["work"], [frame()], ["sha-a"])
+    background = BackgroundSet(["g1", "g2"], [frame(), frame()], ["sha-g1", "sha-g2"])
+    video = np.stack([refs.images[0] if i == 1 else frame() for i in range(5)])
+    cache = ImageCache(tmp_path / "cache")
+    key = "ab" + "0" * 62
+    cache.put(key, to_strip(video), {"size": [32, 32]}, [])
+    (ssim,) = build_metrics(["ssim"])
+    strip = cache.load(key)  # as stored (8-bit PNG)
+    frames = split_strip(strip, 32)
+    scorer = Scorer([ssim], cache, refs, background=background, worth="minus_mean", frame_width=32)
+    want = aggregate_frames(np.asarray(ssim.similarity(np.asarray(ssim.features(frames)), ssim.features(refs.images))))
+    np.testing.assert_allclose(scorer.rows(ssim, [key])[0], want)
+    want_bg = aggregate_frames(np.asarray(ssim.similarity(np.asarray(ssim.features(frames)),
+                                                           np.asarray(ssim.features(background.images)))))
+    np.testing.assert_allclose(scorer.background_rows(ssim, [key])[0], want_bg)
+    assert scorer.per_image_scores(ssim, [key]).shape == (1,)
+    # the same key scored as one image (no frame width) is stored apart, not read back from the video's rows
+    whole = Scorer([ssim], cache, refs).rows(ssim, [key])[0]
+    assert whole != pytest.approx(want[0])
