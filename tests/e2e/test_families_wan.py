@@ -235,3 +235,21 @@ def test_wan_base_as_a_player_gives_grey_strips_without_it(models, tmp_path, one
     for name, m in game["metrics"].items():
         total = sum(v["value"] for v in m["shapley"].values())
         assert total == pytest.approx(m["coalitions"][full] - m["coalitions"][""], abs=1e-9), name
+
+
+def test_the_tiny_wan_pipeline_is_deterministic_and_its_lora_changes_the_frames(tmp_path, one_torch_thread):
+    import torch
+
+    from copyscope.demo.tiny_families import tiny_family_lora, tiny_family_pipeline
+
+    def frames(pipe):
+        out = pipe(prompt="a painting of a cat", num_inference_steps=2, guidance_scale=3.0, height=32, width=32,
+                   num_frames=FRAMES, max_sequence_length=16, output_type="np", generator=torch.Generator().manual_seed(0))
+        return np.asarray(out.frames[0])
+
+    pipe = tiny_family_pipeline("wan", 0, tmp_path / "a")
+    a, b = frames(pipe), frames(tiny_family_pipeline("wan", 0, tmp_path / "b"))
+    assert a.shape == (FRAMES, 32, 32, 3) and np.array_equal(a, b)
+    lora = tiny_family_lora("wan", pipe, tmp_path / "lora" / "lora.safetensors", 1)
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="style")
+    assert np.abs(frames(pipe) - a).max() > 8 / 255
