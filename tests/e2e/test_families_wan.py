@@ -205,7 +205,8 @@ def test_shipped_real_wan_audit_validates_and_plans_offline(monkeypatch):
     assert "needed before `audit`" in validated.output
     planned = runner.invoke(app, ["plan", str(zoo)])
     assert planned.exit_code == 0, planned.output
-    assert "(family wan," in " ".join(planned.output.split())  # the table may wrap the line
+    flat = " ".join(planned.output.split())  # the table may wrap the line
+    assert "(family wan," in flat and "each image is a video of 33 frames" in flat
     from copyscope.config import load_zoo
     from copyscope.plan.games import make_plan
 
