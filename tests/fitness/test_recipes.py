@@ -117,6 +117,9 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         assert fam.img2img is None or _img2img_class(fam) is not None, f"step 1: no img2img pipeline for {name}"
         if fam.settings is not None:  # its settings reach the zoo schema without another edit
             assert GenerationSpec.model_fields[name].annotation is fam.settings, name
+        if fam.video:  # a video family's settings say how many frames (Family.frame_count), and it offers no img2img
+            assert fam.settings is not None and "num_frames" in fam.settings.model_fields, f"step 1: video {name}"
+            assert fam.img2img is None and not fam.embedding_cache, f"step 1: video {name}"
         # step 2: its LoRA names and ControlNet configs are told
         assert (name in _TRANSFORMER_FAMILIES) == (fam.denoiser == "transformer"), f"step 2: _TRANSFORMER_FAMILIES, {name}"
         if fam.controlnet_model is not None and fam.controlnet_model != "ControlNetModel":
