@@ -71,6 +71,15 @@ def family_from_model_index(index: dict) -> str | None:
 def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: str | None = None) -> tuple[str | None, str | None]:
     """(family, the pipeline class named by model_index.json) of a local diffusers folder or a
     cached hub id; (None, None) when nothing can be read (single files, uncached hub ids)."""
+    index = model_index(base_dir, hub_id, revision)
+    if not isinstance(index, dict):
+        return None, None
+    return family_from_model_index(index), str(index.get("_class_name"))
+
+
+def model_index(base_dir: Path | None, hub_id: str | None = None, revision: str | None = None):
+    """The model_index.json of a local diffusers folder or a cached hub id (None when it cannot be read; a local
+    file that is not JSON raises ValueError)."""
     index = None
     if base_dir is not None and base_dir.is_dir() and (base_dir / "model_index.json").is_file():
         index = json.loads((base_dir / "model_index.json").read_text(encoding="utf-8"))
@@ -82,9 +91,7 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
             index = json.loads(Path(path).read_text(encoding="utf-8"))
         except Exception:  # noqa: BLE001 - not cached or unreadable (hub errors vary): the family must be declared, or defaults to sd
             index = None
-    if not isinstance(index, dict):
-        return None, None
-    return family_from_model_index(index), str(index.get("_class_name"))
+    return index
 
 
 def family_from_single_file_keys(keys) -> str | None:

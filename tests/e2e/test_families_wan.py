@@ -172,6 +172,18 @@ def test_wan_refusals(models, tmp_path):
     line = one_error_line(runner.invoke(app, ["validate", str(size)]))
     assert "generation.resolution" in line and "multiples of 16" in line
 
+    # a two-expert Wan2.2 base (transformer_2) with LoRA players: copyscope loads LoRAs into the first expert only
+    import shutil
+
+    two = tmp_path / "two-experts"
+    shutil.copytree(models["base"], two)
+    index = json.loads((two / "model_index.json").read_text())
+    index["transformer_2"] = ["diffusers", "WanTransformer3DModel"]
+    (two / "model_index.json").write_text(json.dumps(index))
+    experts = _edit(zoo_file(tmp_path / "experts", models), lambda d: d["bases"][0].update(model=str(two)))
+    line = one_error_line(runner.invoke(app, ["validate", str(experts)]))
+    assert "loras[0].model" in line and "base 'tiny-wan' is a two-expert Wan2.2 checkpoint (transformer_2)" in line
+
     # the defaults (no metrics key) drop the set metrics for a video zoo instead of refusing them
     assert runner.invoke(app, ["validate", str(_edit(zoo_file(tmp_path / "defaults", models),
                                                      lambda d: d.pop("metrics")))]).exit_code == 0
