@@ -221,6 +221,7 @@ def run_ablation(
     from ..audit import prepare_audit, run_audit_report
     from ..report import write_views
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
 
     if ground_truth is not None:  # before an audit that may take hours
         read_ground_truth(Path(ground_truth))
@@ -235,7 +236,7 @@ def run_ablation(
 
     seeds = list(prep.plan.seeds)
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, background=prep.background,
-                    worth=zoo.spec.worth)
+                    worth=zoo.spec.worth, frame_width=video_frame_width(zoo))
     games_out = []
     for game, g in zip(prep.plan.games, report.games):
         if game.base.name != g.base or game.names != g.players:

@@ -113,6 +113,7 @@ def run_dose(zoo_path: str | Path, player: str, weights: Sequence[float], out: s
     from ..plan.games import make_plan
     from ..players import KINDS
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
 
     t0 = time.perf_counter()
     zoo = load_zoo(zoo_path)
@@ -138,7 +139,8 @@ def run_dose(zoo_path: str | Path, player: str, weights: Sequence[float], out: s
         from ..controls.background import background_from_zoo
 
         background = background_from_zoo(zoo, ctx.refs.images)
-    scorer = Scorer([m], ctx.cache, ctx.refs, zoo.spec.aggregate, background=background, worth=zoo.spec.worth)
+    scorer = Scorer([m], ctx.cache, ctx.refs, zoo.spec.aggregate, background=background, worth=zoo.spec.worth,
+                    frame_width=video_frame_width(zoo))
     games = [_dose_game(ctx, g, player, list(weights), plan, scorer, m, stats) for g in plan.games if player in g.names]
     result = {
         "analysis": "dose",

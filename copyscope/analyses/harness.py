@@ -91,6 +91,16 @@ def open_analysis(zoo, out: str | Path | None, subfolder: str, *, allow_pickle: 
                            out_where=where)
 
 
+def refuse_videos(zoo, what: str) -> None:
+    """An analysis that embeds whole generated images with CLIP (zero-shot identification) is not defined for a
+    video family's film strips yet: refused in one line before anything loads."""
+    from ..score.frames import video_frame_width
+
+    if video_frame_width(zoo) is not None:
+        raise zoo.fail(f"{what} identifies whole images with CLIP zero-shot, not defined for videos yet (a base is of a "
+                       "video family: Wan); expected image-family bases", "bases")
+
+
 def embed_cached(zs, cache, keys: Sequence[str], batch: int = 32) -> np.ndarray:
     """CLIP image embeddings of cached images, stored per image in the cache's features."""
     fid = "clip_zero_shot_image|" + json.dumps(zs.fingerprint(), sort_keys=True, default=str)

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from ..score.scorer import within_rule, within_work_scores
-from .harness import embed_cached, open_analysis
+from .harness import embed_cached, open_analysis, refuse_videos
 from .harness import finite_or_none as _f
 from ..common.errors import CopyscopeError
 from .imitation_stats import (  # noqa: F401  (the statistics, re-exported)
@@ -148,6 +148,7 @@ def run_imitation(
     for i, a in enumerate(spec.artists):
         if a.work is not None and a.work not in works:
             raise zoo.fail(f"unknown work {a.work!r}; references are {sorted(works)}", "imitation", "artists", i, "work")
+    refuse_videos(zoo, "copyscope imitation")
     ctx = open_analysis(zoo, out, "imitation", allow_pickle=allow_pickle, on_event=on_event, t0=t0)
     on_event, cache = ctx.on_event, ctx.cache
     engine, members = _engine_for(zoo, spec.base, spec.addons, ("imitation",), allow_pickle, on_event)

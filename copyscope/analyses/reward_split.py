@@ -45,7 +45,7 @@ import numpy as np
 from ..plan.coalitions import coalition_key, report_order
 from ..common.errors import CopyscopeError
 from ..score.scorer import within_rule, within_work_scores
-from .harness import embed_cached, finite_or_none as _f, open_analysis
+from .harness import embed_cached, finite_or_none as _f, open_analysis, refuse_videos
 from .reward_split_stats import (  # noqa: F401  (the statistics, re-exported)
     MODEL, coalition_worths, masked_bootstrap_means, percent_split, recognisable_by_similarity,
     recognisable_by_zero_shot, split_reward,
@@ -246,6 +246,7 @@ def run_reward_split(
     from ..game.evaluator import bootstrap_indices
     from ..plan.games import make_plan
     from ..score.scorer import Scorer
+    from ..score.frames import video_frame_width
     from .specs import RewardSplitSpec
 
     t0 = time.perf_counter()
@@ -261,6 +262,8 @@ def run_reward_split(
     if rs.recognisability.method == "zero_shot":
         from .clip_zero_shot import load_zero_shot
 
+        refuse_videos(zoo, "reward_split.recognisability.method zero_shot")
+
         zero_shot = load_zero_shot(s.backbones, device=ctx.device, allow_pickle=allow_pickle, where=zoo.where("backbones"))
 
     plan = make_plan(zoo)
@@ -272,7 +275,7 @@ def run_reward_split(
         "labels": [rs.labels.get(p.name, p.text) for p in s.prompt_players] + list(rs.default_labels),
         # intervals: percentile bootstrap over seeds, the same resampled seeds for every coalition
         "boot": bootstrap_indices(len(plan.seeds), est_spec.bootstrap, est_spec.seed),
-        "scorer": Scorer([m], ctx.cache, ctx.refs, s.aggregate), "stats": GenerationStats(),
+        "scorer": Scorer([m], ctx.cache, ctx.refs, s.aggregate, frame_width=video_frame_width(ctx.zoo)), "stats": GenerationStats(),
     }
     games = [_split_game(ctx, game, run) for game in plan.games]
     stats = run["stats"]

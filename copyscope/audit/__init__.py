@@ -29,6 +29,7 @@ from ..common.outdir import OutputFolder, os_error_message
 from .prepare import AUDIT_FILES, PreparedAudit, check_model_sources, prepare_audit, select_metrics  # noqa: F401
 from ..results import AuditReport
 from ..score.scorer import Scorer
+from ..score.frames import video_frame_width
 
 if TYPE_CHECKING:
     from ..generate import BackgroundQueue
@@ -126,7 +127,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     stats = GenerationStats()
     scorer = Scorer(prep.metrics, prep.cache, prep.refs, zoo.spec.aggregate, on_features=hooks.on_features,
-                    background=prep.background, worth=zoo.spec.worth)
+                    background=prep.background, worth=zoo.spec.worth, frame_width=video_frame_width(zoo))
     games: list[GameResult] = []
     for game in plan.games:
         hooks.on_event(f"game: base {game.base.name} with {game.n_players} players")

@@ -41,6 +41,11 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False, gp
         out.print(f"{n_coal} coalition(s) x {per_coalition} image(s) "
                   f"({len(plan.items) // len(plan.seeds)} prompt(s) x {len(plan.seeds)} seed(s)) = {images} image(s)")
         g = {"base": game.base.name, "family": game.family, "players": game.names, "coalitions": n_coal, "images": images}
+        fam = FAMILIES[game.family]
+        if fam.video:  # each "image" is a video, stored as one film strip (copyscope.score.frames)
+            g["frames_per_image"] = fam.frame_count(prep.zoo.spec.generation)
+            out.print(f"each image is a video of {g['frames_per_image']} frames (one film-strip image in the cache, "
+                      "scored frame by frame)")
         ctl = prep.zoo.spec.controls
         img2img = FAMILIES[game.family].img2img is not None
         if ctl.positive and prep.background is not None and not img2img:
@@ -71,10 +76,14 @@ def describe_plan(prep: PreparedAudit, out: Console, calibrate: bool = False, gp
 
 def _memory_table(prep: PreparedAudit, game: GamePlan, gpu_memory: float, out: Console) -> list[dict]:
     """The memory plans of one game against a card of ``gpu_memory`` bytes, as a table."""
+    from ..families import FAMILIES
     from ..plan.memory import GIB, game_sizes, plans_that_fit
 
     sizes = game_sizes(prep.zoo, game)  # every weight file's header, read once for the table and its notes
     rows = plans_that_fit(prep.zoo, game, gpu_memory, sizes)
+    video = FAMILIES[game.family].video
+    for r in rows:  # a video's activations (all its frames at once) are not in the estimate: at least this much
+        r["lower_bound"] = r["lower_bound"] or video
     t = Table(title=f"GPU memory, base {game.base.name}, on a {gpu_memory / GIB:.0f} GiB card (estimate from the weight headers)")
     for col in ("offload", "quantize", "peak (GiB)", "fits"):
         t.add_column(col, justify="right" if col == "peak (GiB)" else "left")
@@ -86,6 +95,9 @@ def _memory_table(prep: PreparedAudit, game: GamePlan, gpu_memory: float, out: C
         out.print(f"the base is not on this machine: counted with the published sizes of {sizes.nominal}")
     if sizes.not_counted:
         out.print("not on this machine, not counted: " + ", ".join(sizes.not_counted))
+    if video:
+        out.print("videos: the estimate counts the weights and the margin of an image's activations, not those of all "
+                  "of a video's frames at once: each peak is a lower bound, and 'fits' may not hold")
     return rows
 
 

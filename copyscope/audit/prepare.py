@@ -72,6 +72,7 @@ def open_cache(zoo: Zoo) -> ImageCache:
 def select_metrics(zoo: Zoo, allow_pickle: bool = False, device: str | None = None) -> tuple[list[Metric], dict[str, str]]:
     """Build the metrics of a zoo; drop unavailable defaults with their reason, but fail on an
     unavailable metric the user named explicitly."""
+    from ..score.frames import video_frame_width
     from ..score.metrics import DEFAULT_METRICS, build_metrics
 
     explicit = zoo.spec.metrics is not None
@@ -88,7 +89,11 @@ def select_metrics(zoo: Zoo, allow_pickle: bool = False, device: str | None = No
             raise zoo.fail(m.group(2), "metrics", int(m.group(1))) from None
         raise CopyscopeError(str(exc), where=zoo.where("metrics")) from None
     ok, unavailable = [], {}
+    video = not explicit and video_frame_width(zoo) is not None
     for i, m in enumerate(metrics):
+        if video and m.kind != "per_image":  # named explicitly, refused (players.check_player_families)
+            unavailable[m.name] = "a set metric, not defined for videos yet (docs/metrics.md \"Videos\")"
+            continue
         available, reason = m.availability()
         if available:
             ok.append(m)

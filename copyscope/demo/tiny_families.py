@@ -1,6 +1,6 @@
 """Random-weight tiny pipelines of every family (SD1.x, SDXL, SD3, Flux.1 here; the other families, Qwen-Image,
-Z-Image, Chroma, Sana, Flux.2 and Lumina 2, in ``copyscope/demo/tiny_<family>.py``, found by name), built from configs
-offline.
+Z-Image, Chroma, Sana, Flux.2, Lumina 2 and Wan, in ``copyscope/demo/tiny_<family>.py``, found by name), built from
+configs offline.
 
 Sizes follow diffusers' own fast tests (tests/pipelines/stable_diffusion_xl, stable_diffusion_3,
 flux and their ControlNet tests) but every tokenizer is made here: the CLIP ones from

@@ -133,6 +133,7 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
     from ..report.build import build_report
     from ..score.metrics import DEFAULT_METRICS
     from ..score.scorer import ReferenceSet, Scorer
+    from ..score.frames import video_frame_width
 
     listed_images(report)  # every key a cache key: a key names a file of the bundle, never one outside it
     zoo, differ = bundled_zoo(root, manifest)
@@ -154,7 +155,8 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
     out.metrics = [m.name for m in metrics]
     est = zoo.spec.estimator
     cache = ImageCache(root)
-    scorer = Scorer(metrics, cache, refs, zoo.spec.aggregate, background=background, worth=zoo.spec.worth)
+    scorer = Scorer(metrics, cache, refs, zoo.spec.aggregate, background=background, worth=zoo.spec.worth,
+                    frame_width=video_frame_width(zoo))
     boot = seed_resamples(len(plan.seeds), est.intervals, est.bootstrap, est.seed)
     inputs = Inputs(zoo, plan, metrics, refs, background, dict(report.unavailable_metrics or {}),
                     get_estimator(est.method, plan.n_players, est.budget))

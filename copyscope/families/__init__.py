@@ -1,6 +1,6 @@
-"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2 and Lumina-Image 2.0, one
-module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`, :mod:`.zimage`, :mod:`.chroma`,
-:mod:`.sana`, :mod:`.flux2`, :mod:`.lumina2`),
+"""Pipeline families: SD1.x/2.x, SDXL, SD3.x, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2, Lumina-Image 2.0 and
+Wan (text to video), one module each (:mod:`.sd`, :mod:`.sdxl`, :mod:`.sd3`, :mod:`.flux`, :mod:`.qwenimage`,
+:mod:`.zimage`, :mod:`.chroma`, :mod:`.sana`, :mod:`.flux2`, :mod:`.lumina2`, :mod:`.wan`),
 each a :class:`~.base.Family`: the diffusers pipelines that run a base (text-to-image, ControlNet and img2img, built
 from the same module objects), the ControlNet model class, the denoiser, the dtype it expects on CUDA, its
 capabilities (ControlNet and how many at once, IP-Adapter, textual inversion, negative prompt, prompt-embedding
@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, flux2, lumina2, qwenimage, sana, sd, sd3, sdxl, zimage
+from . import chroma, flux, flux2, lumina2, qwenimage, sana, sd, sd3, sdxl, wan, zimage
 from .base import Family
 
 FAMILIES: dict[str, Family] = {}
@@ -34,7 +34,7 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, lumina2):
+for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, lumina2, wan):
     register_family(_module.FAMILY, _module.ALIASES)
 
 
@@ -71,6 +71,15 @@ def family_from_model_index(index: dict) -> str | None:
 def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: str | None = None) -> tuple[str | None, str | None]:
     """(family, the pipeline class named by model_index.json) of a local diffusers folder or a
     cached hub id; (None, None) when nothing can be read (single files, uncached hub ids)."""
+    index = model_index(base_dir, hub_id, revision)
+    if not isinstance(index, dict):
+        return None, None
+    return family_from_model_index(index), str(index.get("_class_name"))
+
+
+def model_index(base_dir: Path | None, hub_id: str | None = None, revision: str | None = None):
+    """The model_index.json of a local diffusers folder or a cached hub id (None when it cannot be read; a local
+    file that is not JSON raises ValueError)."""
     index = None
     if base_dir is not None and base_dir.is_dir() and (base_dir / "model_index.json").is_file():
         index = json.loads((base_dir / "model_index.json").read_text(encoding="utf-8"))
@@ -82,9 +91,7 @@ def detect_family(base_dir: Path | None, hub_id: str | None = None, revision: st
             index = json.loads(Path(path).read_text(encoding="utf-8"))
         except Exception:  # noqa: BLE001 - not cached or unreadable (hub errors vary): the family must be declared, or defaults to sd
             index = None
-    if not isinstance(index, dict):
-        return None, None
-    return family_from_model_index(index), str(index.get("_class_name"))
+    return index
 
 
 def family_from_single_file_keys(keys) -> str | None:

@@ -61,6 +61,9 @@ class Family:
     # that depend on the settings (Sana: sides divisible by 32 with its resolution binning off); refused before
     # anything loads
     check_generation: Callable[[Any, tuple[int, int]], str | None] | None = None
+    # the pipeline makes videos (`.frames`, its settings' `num_frames` each): the engine stores a video as one
+    # film-strip image (frames side by side), the scorer scores it frame by frame (copyscope.score.frames)
+    video: bool = False
 
     @property
     def controlnet(self) -> bool:
@@ -72,6 +75,10 @@ class Family:
 
     def call_kwargs(self, gen) -> dict:
         return self.call_arguments(self.settings_of(gen), tuple(gen.size)) if self.call_arguments else {}
+
+    def frame_count(self, gen) -> int:
+        """Frames of each generation: its settings' ``num_frames`` for a video family, 1 for an image family."""
+        return int(self.settings_of(gen).num_frames) if self.video else 1
 
     def generation_problem(self, gen) -> str | None:
         """Why the family's pipeline cannot generate ``gen`` (the size multiple, then ``check_generation``); None: it can."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def denoiser_class(fam: Family):
     import diffusers
 
     annotation = inspect.signature(getattr(diffusers, fam.pipeline).__init__).parameters[fam.denoiser].annotation
-    return getattr(diffusers, annotation) if isinstance(annotation, str) else annotation
+    if isinstance(annotation, str):  # a postponed annotation: "WanTransformer3DModel | None"
+        annotation = annotation.split("|")[0].strip()
+        return getattr(diffusers, annotation)
+    # an optional denoiser (Wan's: `WanTransformer3DModel | None`, for Wan2.2's second expert)
+    return next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)
 
 
 def denoiser_modules(fam: Family) -> frozenset[str]:
@@ -106,6 +111,8 @@ def _kohya_rx(modules: frozenset[str]) -> re.Pattern:
     return re.compile("|".join(re.escape(n.replace(".", "_")).replace("\\#", r"\d+") for n in sorted(modules)))
 
 
+_UNET_NAMES = (r"^(unet\.|lora_unet_)(down_blocks|up_blocks|mid_block|input_blocks|middle_block|output_blocks|conv_in|conv_out|"
+               r"conv_norm_out|time_embed|label_emb|add_embedding|out)[._]|^lora_te_|^text_encoder\.")
 _PARTNERS = (("lora_A", "lora_B"), ("lora_down", "lora_up"), ("lora.down", "lora.up"))
 
 
@@ -143,8 +150,9 @@ def lora_families(head, families: dict[str, Family], path: Path | None = None) -
     named = {f.name for f in families.values() if f.lora_names and any(re.search(f.lora_names, k) for k in keys)}
     if named:
         return frozenset(named)
-    # UNet names that tell neither SD1.x/2.x from SDXL: any UNet family
-    if any(re.match(r"^unet\.|^lora_unet_|^lora_te_|^text_encoder\.", k) for k in keys):
+    # UNet names that tell neither SD1.x/2.x from SDXL (a UNet's modules, in diffusers' or the original names): any UNet
+    # family
+    if any(re.match(_UNET_NAMES, k) for k in keys):
         return frozenset(f.name for f in families.values() if f.denoiser == "unet") or None
     return None
 

@@ -217,6 +217,11 @@ class CoalitionEngine:
         except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; the user needs one line
             raise hub_error(self.zoo, exc, self.base_src, loc) from None
         self._set_scheduler()
+        if getattr(self.pipe, "transformer_2", None) is not None and self.players.get("lora"):
+            from ..players import WAN_TWO_EXPERTS  # Wan2.2's second expert; refused at validate where it can be seen
+
+            raise self.zoo.fail(f"base {base.name!r} is a two-expert Wan2.2 checkpoint (transformer_2): {WAN_TWO_EXPERTS}",
+                                "loras", 0, "model")
         place_pipeline(self.pipe, self.gen.memory, self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
@@ -287,7 +292,8 @@ class CoalitionEngine:
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, members: tuple[bool, ...], items: list[WorkItem]) -> list[np.ndarray]:
-        """Images (float32 HxWx3 in [0,1]) for one coalition and a batch of work items."""
+        """Images (float32 HxWx3 in [0,1]) for one coalition and a batch of work items; a video family's videos as
+        film strips (H x (F*W) x 3, its frames side by side: copyscope.score.frames)."""
         import torch
 
         from ..families import family_call_kwargs
@@ -297,7 +303,7 @@ class CoalitionEngine:
         if not base_on:
             # The null generator used when the base is a player: a coalition without the base
             # produces uniform mid-grey images (docs/zoo.md, "Base as context or player").
-            return [np.full((h, w, 3), 0.5, dtype=np.float32) for _ in items]
+            return [np.full((h, w * self.family.frame_count(self.gen), 3), 0.5, dtype=np.float32) for _ in items]
         self.load()
         pipe = self.activate(members)
         active = self._active_players(members)
@@ -326,8 +332,12 @@ class CoalitionEngine:
             if negative_embeds is not None:
                 kwargs["negative_prompt_embeds"] = negative_embeds
         with torch.inference_mode():
-            out = pipe(**kwargs).images
-        return [np.asarray(im, dtype=np.float32) for im in out]
+            out = pipe(**kwargs)
+        if self.family.video:  # (batch, frames, H, W, 3): each video one film strip
+            from ..score.frames import to_strip
+
+            return [to_strip(video) for video in out.frames]
+        return [np.asarray(im, dtype=np.float32) for im in out.images]
 
     def _prompt_embeddings(self, pipe, prompts: list[str], negatives: list[str] | None):
         """(prompt_embeds, negative_prompt_embeds) of one batch, computed once per distinct batch of

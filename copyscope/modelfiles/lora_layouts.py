@@ -40,7 +40,14 @@ LORA_LAYOUTS: dict[str, str] = {
     "tucker": "LyCORIS LoCon with Tucker/CP decomposition (lora_mid)",
     "dylora": "kohya/LyCORIS DyLoRA (1x1-conv up weights stored 2-D, or integer alphas)",
     "peft-oft": "peft OFT/BOFT",
+    # diffusers' Wan loader converts both; no tool here writes them, so they are refused (_NOT_MEASURED)
+    "wan-original": "Wan original-layout LoRA (diffusion_model.blocks.*)",
+    "wan-musubi": "musubi-tuner Wan LoRA (lora_unet_blocks_*)",
 }
+_NOT_MEASURED = ("diffusers converts its names, but no tool available here writes such a file, so whether copyscope "
+                 "applies it as its producer meant is not measured")
+_WAN_LAYOUTS = {"wan-original": re.compile(r"^diffusion_model\.(blocks\.\d+|head|text_embedding|time_embedding)\..*lora"),
+                "wan-musubi": re.compile(r"^lora_unet_blocks_\d+_")}
 
 
 def layout_families(layout: str) -> frozenset[str]:
@@ -106,6 +113,9 @@ def lora_layout(head: dict) -> str:
         return "bfl"
     if any(_MIXTURE_RE.match(k) for k in keys):
         return "kohya-mixture"
+    for wan, rx in _WAN_LAYOUTS.items():
+        if any(rx.match(k) for k in keys):
+            return wan
     if any(_KOHYA_LORA_RE.match(k) for k in keys):
         if _dylora_layers(head) or _integer_alphas(head):
             return "dylora"
@@ -151,6 +161,8 @@ def lora_unsupported(head: dict, family: str) -> str | None:
     version = diffusers.__version__
     if layout in LORA_LAYOUTS and family not in layout_families(layout):
         title = LORA_LAYOUTS[layout]
+        if layout.startswith("wan-"):
+            return f"{title} is not supported by copyscope yet ({_NOT_MEASURED})"
         why = _WHY_NOT.get(layout)
         return f"{title} is not supported by diffusers {version} for {family}" + (f" ({why})" if why else "")
     te_dora = sorted(k for k in head if "lora_magnitude_vector" in k and k.startswith("text_encoder"))

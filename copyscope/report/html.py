@@ -30,7 +30,8 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 .muted{color:#777}.warn{color:#a04000}.bad{color:#b03a2e}.ok{color:#1e8449}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.5em 0}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em;white-space:pre-wrap}
-.grid td{text-align:center;padding:2px}.grid img{width:64px;height:64px;image-rendering:pixelated;display:block}
+.grid td{text-align:center;padding:2px}.grid img{height:64px;width:auto;min-width:64px;max-width:384px;object-fit:contain;\
+image-rendering:pixelated;display:block}
 .grid th{font-weight:normal;font-size:.8em}
 img.flag{outline:3px solid #c0392b}.refs{display:flex;flex-wrap:wrap;gap:1em}.refs figure{margin:0;max-width:180px;font-size:.8em}\
 .refs figcaption{overflow-wrap:anywhere}

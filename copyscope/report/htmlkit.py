@@ -64,8 +64,24 @@ def _encode_thumb(arr_u8, max_side: int) -> bytes:
     return buf.getvalue()
 
 
-def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
-    """(data URI, None) or (None, why not)."""
+STRIP_THUMB_FRAMES = 4  # frames a video's thumbnail shows (evenly spaced, first and last among them)
+
+
+def _strip_frames(arr_u8, frame_width: int | None):
+    """A video's film strip (copyscope.score.frames) -> a shorter strip of at most STRIP_THUMB_FRAMES of its frames,
+    each thumbnailed apart; any other image as it is."""
+    import numpy as np
+
+    if not frame_width or arr_u8.shape[1] <= frame_width or arr_u8.shape[1] % frame_width:
+        return arr_u8
+    n = arr_u8.shape[1] // frame_width
+    picks = sorted({round(i * (n - 1) / (STRIP_THUMB_FRAMES - 1)) for i in range(STRIP_THUMB_FRAMES)})
+    return np.concatenate([arr_u8[:, i * frame_width:(i + 1) * frame_width] for i in picks], axis=1)
+
+
+def image_thumb(path: Path, max_side: int, frame_width: int | None = None) -> tuple[str | None, str | None]:
+    """(data URI, None) or (None, why not). ``frame_width``: the image is a video's film strip of frames this wide;
+    its thumbnail shows a few of them, each ``max_side`` at most."""
     from ..common.files import to_uint8
     from ..common.inputs import load_image_rgb
 
@@ -73,7 +89,9 @@ def image_thumb(path: Path, max_side: int) -> tuple[str | None, str | None]:
     if not path.is_file():
         return None, "file not found on this machine"
     try:
-        return _png_uri(_encode_thumb(to_uint8(load_image_rgb(path)), max_side)), None
+        arr = _strip_frames(to_uint8(load_image_rgb(path)), frame_width)
+        n = arr.shape[1] // frame_width if frame_width and arr.shape[1] > frame_width else 1
+        return _png_uri(_encode_thumb(arr, max_side * n)), None
     except Exception as exc:  # noqa: BLE001 - unreadable image (PIL raises many kinds): say so, keep rendering
         return None, f"unreadable ({exc.__class__.__name__})"
 
@@ -92,7 +110,22 @@ def cached_image(root: Path, key: object, max_side: int = GEN_THUMB) -> tuple[st
     path = ImageCache(root).path(key)
     if not path.is_file():
         return None, "not in the image cache"
-    return image_thumb(path, max_side)
+    return image_thumb(path, max_side, _frame_width(path))
+
+
+def _frame_width(path: Path) -> int | None:
+    """The frame width of a cached video (its key's size and a ``num_frames`` family setting, from the sidecar
+    JSON), None for an image."""
+    import json
+
+    try:
+        entry = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        fields = entry.get("fields", entry)
+        if int((fields.get("family_settings") or {}).get("num_frames", 1)) > 1:
+            return int(fields["size"][1])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
 
 
 def images_per_prompt(report: dict, n: int) -> int | None:

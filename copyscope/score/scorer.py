@@ -18,7 +18,9 @@ from PIL import UnidentifiedImageError
 from ..generate.cache import ImageCache
 from ..common.files import key_of
 from ..config.zoo import Zoo, iter_reference_files
+from ..common.errors import CopyscopeError
 from ..common.inputs import check_image_file, image_sha256, load_image_rgb
+from .frames import video_similarity_rows
 
 
 @dataclass
@@ -67,8 +69,12 @@ class Scorer:
     """Computes and caches per-image similarity rows (per-image metrics) and feature rows (set metrics)."""
 
     def __init__(self, metrics: Sequence, cache: ImageCache, refs: ReferenceSet, aggregate: str = "max_mean",
-                 on_features: Callable[[int, int], None] | None = None, background=None, worth: str = "raw"):
+                 on_features: Callable[[int, int], None] | None = None, background=None, worth: str = "raw",
+                 frame_width: int | None = None):
         self.metrics = {m.name: m for m in metrics}
+        # a video family's audit (copyscope.score.frames.video_frame_width): every image is a film strip of frames
+        # this wide, scored frame by frame and aggregated over its frames; None: every image is one image
+        self.frame_width = frame_width
         self.cache = cache
         self.refs = refs
         self.aggregate = aggregate
@@ -83,7 +89,12 @@ class Scorer:
 
     def _store_id(self, metric) -> str:
         # per-image rows depend on the references too; features depend on the metric alone
-        return metric.config_id() + ("|refs:" + self.refs.identity if metric.kind == "per_image" else "")
+        return metric.config_id() + ("|refs:" + self.refs.identity if metric.kind == "per_image" else "") + self._frames_id()
+
+    def _frames_id(self) -> str:
+        from .frames import FRAME_AGGREGATE
+
+        return "" if self.frame_width is None else f"|frames:{self.frame_width}:{FRAME_AGGREGATE}"
 
     def reference_features(self, metric) -> np.ndarray:
         if metric.name not in self._ref_feats:
@@ -105,11 +116,12 @@ class Scorer:
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
             images = [self.cache.load(image_keys[i]) for i in idx]
-            feats = np.asarray(metric.features(images))
             if metric.kind == "per_image":
-                values = np.asarray(metric.similarity(feats, self.reference_features(metric)), dtype=np.float64)
+                values = video_similarity_rows(metric, images, self.reference_features(metric), self.frame_width)
+            elif self.frame_width is not None:  # refused at validate (players.check_player_families)
+                raise CopyscopeError(f"metric {metric.name} is a set metric, not defined for videos")
             else:
-                values = feats
+                values = np.asarray(metric.features(images))
             for i, row in zip(idx, values):
                 self.cache.save_feature(store, image_keys[i], row)
                 out[i] = row
@@ -146,13 +158,13 @@ class Scorer:
     def background_rows(self, metric, image_keys: Sequence[str], batch: int = 16) -> np.ndarray:
         """(n, K) similarity of each generated image to each background image, stored per image in the
         feature cache like the reference rows."""
-        store = metric.config_id() + "|background:" + self.background.identity
+        store = metric.config_id() + "|background:" + self.background.identity + self._frames_id()
         out: list[np.ndarray | None] = [self.cache.load_feature(store, k) for k in image_keys]
         todo = [i for i, r in enumerate(out) if r is None]
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
-            feats = np.asarray(metric.features([self.cache.load(image_keys[i]) for i in idx]))
-            values = np.asarray(metric.similarity(feats, self.background_features(metric)), dtype=np.float64)
+            values = video_similarity_rows(metric, [self.cache.load(image_keys[i]) for i in idx],
+                                           self.background_features(metric), self.frame_width)
             for i, row in zip(idx, values):
                 self.cache.save_feature(store, image_keys[i], row)
                 out[i] = row

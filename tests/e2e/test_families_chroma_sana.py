@@ -268,7 +268,7 @@ def test_family_detection_from_names():
     assert lora_families(["transformer.transformer_blocks.0.ff.conv_inverted.lora_A.weight"]) == {"sana"}
     assert lora_families(["transformer.transformer_blocks.0.attn2.to_q.lora_A.weight"]) == {"sd3", "sana"}
     # a top-level proj_out: every transformer family's but Z-Image's (whose final layer is all_final_layer)
-    assert lora_families(["transformer.proj_out.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2"}
+    assert lora_families(["transformer.proj_out.lora_A.weight"]) == {"sd3", "flux", "chroma", "qwenimage", "sana", "flux2", "wan"}
     assert lora_families(["transformer.transformer_blocks.0.attn1.to_q.lora_A.weight",
                           "transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"]) is None  # no family's
     assert family_from_single_file_keys(["distilled_guidance_layer.in_proj.weight", "double_blocks.0.img_attn.qkv.weight"]) == "chroma"

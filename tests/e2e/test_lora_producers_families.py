@@ -1,5 +1,5 @@
-"""LoRA files made by independent producers for the SDXL, SD3, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2 and
-Lumina-Image 2.0 families
+"""LoRA files made by independent producers for the SDXL, SD3, Flux.1, Qwen-Image, Z-Image, Chroma, Sana, Flux.2,
+Lumina-Image 2.0 and Wan families
 (the sd column's other cases are in tests/e2e/test_lora_producers.py), inside the test, on tiny random-weight bases of
 each family
 (:func:`copyscope.demo.tiny_families.tiny_family_pipeline`), each audited through the CLI with
@@ -24,6 +24,9 @@ each family
 * Chroma, Sana, Flux.2 and Lumina 2: the peft files of the denoiser (every layer, patterns, rsLoRA, DoRA), peft adapters on the
   text encoder (refused: diffusers stops on Chroma's T5 names, Sana's loader reads the transformer only), and
   lycoris' kohya-named files (none of which their loaders read).
+* Wan (text to video; its audits' images are film strips of 5 frames): as Sana, and lycoris' kohya-named files of
+  its diffusers modules (lora_unet_blocks_*), which copyscope refuses with musubi-tuner's layout (diffusers' Wan
+  loader runs its musubi converter on them).
 * Qwen-Image and Z-Image: the peft files of the transformer (their loaders read it alone) and lycoris' kohya-named
   files of their diffusers modules, which their loaders' converters read.
 
@@ -58,18 +61,19 @@ lycoris = pytest.importorskip("lycoris", reason="lycoris-lora is a test dependen
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 DENOISER = {"sd": "unet", "sdxl": "unet", "sd3": "transformer", "flux": "transformer", "qwenimage": "transformer",
             "zimage": "transformer", "chroma": "transformer", "sana": "transformer", "flux2": "transformer",
-            "lumina2": "transformer"}
+            "lumina2": "transformer", "wan": "transformer"}
 # the text encoders the cases with ``te`` put adapters on: those each family's LoRA loader reads, none for Qwen-Image
 # and Z-Image (their loaders read the transformer only), and Chroma's and Sana's one encoder, which their loaders do
 # not read (the peft-te refusal)
 TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
                  "flux": ("text_encoder",), "qwenimage": (), "zimage": (), "chroma": ("text_encoder",), "sana": ("text_encoder",),
-                 "flux2": ("text_encoder",), "lumina2": ("text_encoder",)}
+                 "flux2": ("text_encoder",), "lumina2": ("text_encoder",), "wan": ("text_encoder",)}
 # the text encoders' attention projections (CLIP's; Chroma's T5; Sana's Gemma2) and every Linear of them
 TE_TARGETS = {"chroma": (["q", "v"], ["q", "k", "v", "o", "wi", "wo"]),
               "sana": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
               "flux2": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
-              "lumina2": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])}
+              "lumina2": (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+              "wan": (["q", "v"], ["q", "k", "v", "o", "wi_0", "wi_1", "wo"])}  # UMT5
 CLIP_TARGETS = (["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
 # the denoiser blocks lycoris wraps (its kohya writer names every Linear / Conv inside them)
 LYCORIS_BLOCKS = {
@@ -83,6 +87,7 @@ LYCORIS_BLOCKS = {
     "sana": ["SanaTransformerBlock"],
     "flux2": ["Flux2TransformerBlock", "Flux2SingleTransformerBlock"],
     "lumina2": ["Lumina2TransformerBlock"],
+    "wan": ["WanTransformerBlock"],
 }
 
 # (family, name) -> (producer, its arguments, expected: "exact" or a regex of the refusal after "LoRA 'style': ")
@@ -91,8 +96,10 @@ CASES: dict[tuple[str, str], tuple[str, dict, str]] = {}
 for _fam in DENOISER:
     # adapters on every layer of the denoiser: saved through diffusers' convert_state_dict_to_diffusers (as its SD /
     # SDXL training scripts do), which renames only attention projections to lora.down/up: a file of mixed names
+    # (Wan's first tensor in sorted order is an attention projection, blocks.0.attn1.to_k, renamed lora.down: diffusers
+    # converts every name and loads the file exactly, as test_a_mixed_file_whose_first_tensor_has_the_older_names...)
     CASES[_fam, "peft-every-layer"] = ("peft", {"alpha": 2, "dora": False, "te": False, "every_layer": True}, UNSUPPORTED.format(
-        title=r"a diffusers/peft LoRA whose \w+ tensors mix peft names", family=_fam))
+        title=r"a diffusers/peft LoRA whose \w+ tensors mix peft names", family=_fam) if _fam != "wan" else "exact")
     # ... and as diffusers' Flux / SD3 training scripts save it (peft's names as they are)
     CASES[_fam, "peft-every-layer-peft-names"] = ("peft", {"alpha": 2, "dora": False, "te": False, "every_layer": True,
                                                            "diffusers_names": False}, "exact")
@@ -104,11 +111,12 @@ for _fam in DENOISER:
     # that kohya trainers of SD3 / Flux.1 / Chroma write (lora_unet_joint_blocks_*, lora_unet_double_blocks_*)
     # (diffusers' Qwen-Image and Z-Image converters read kohya names of their diffusers modules)
     CASES[_fam, "lora"] = ("lycoris", {"algo": "lora"}, "exact" if _fam in ("sdxl", "qwenimage", "zimage") else UNSUPPORTED.format(
-        title=r"kohya-named LoRA of a diffusers transformer \(lora_unet_transformer_blocks_\*\)", family=_fam))
+        title=r"kohya-named LoRA of a diffusers transformer \(lora_unet_transformer_blocks_\*\)", family=_fam) if _fam != "wan"
+        else r"musubi-tuner Wan LoRA \(lora_unet_blocks_\*\) is not supported by copyscope yet")
     CASES[_fam, "loha"] = ("lycoris", {"algo": "loha"}, UNSUPPORTED.format(title="LyCORIS LoHa", family=_fam))
     CASES[_fam, "dora"] = ("lycoris", {"algo": "lora", "dora_wd": True},
                            UNSUPPORTED.format(title=r"DoRA \(kohya/LyCORIS dora_scale\)", family=_fam))
-    if _fam in ("chroma", "sana", "flux2", "lumina2"):
+    if _fam in ("chroma", "sana", "flux2", "lumina2", "wan"):
         continue
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": True}, "exact")
     # one file for two variants (the suite's time): rank-stabilised scaling, adapters on every text-encoder Linear
@@ -117,9 +125,9 @@ for _fam in DENOISER:
     if TEXT_ENCODERS[_fam]:
         CASES[_fam, "peft-dora-te"] = ("peft", {"alpha": 8, "dora": True, "te": True},
                                        UNSUPPORTED.format(title="peft DoRA on the text encoder", family=_fam))
-# Chroma's loader (Flux's) tries its one text encoder, T5, and stops on its names; Sana's, Flux.2's and Lumina 2's read
-# the transformer only
-for _fam in ("chroma", "sana", "flux2", "lumina2"):
+# Chroma's loader (Flux's) tries its one text encoder, T5, and stops on its names; Sana's, Flux.2's, Lumina 2's and
+# Wan's read the transformer only
+for _fam in ("chroma", "sana", "flux2", "lumina2", "wan"):
     CASES[_fam, "peft-alpha"] = ("peft", {"alpha": 8, "dora": False, "te": False}, "exact")
     CASES[_fam, "peft-rslora"] = ("peft", {"alpha": 8, "dora": False, "te": False, "rslora": True}, "exact")
     CASES[_fam, "peft-te"] = ("peft", {"alpha": 8, "dora": False, "te": True},
@@ -177,7 +185,7 @@ for _fam in ("sdxl", "sd3", "flux", "qwenimage", "zimage"):
 # LoRA deltas that change the tiny models' 32-px images by well over a grey level (the transformers'
 # images move less per unit of weight than the UNet's)
 STD = {"sd": 0.1, "sdxl": 0.1, "sd3": 0.3, "flux": 0.3, "qwenimage": 0.6, "zimage": 0.3, "chroma": 0.3, "sana": 0.3, "flux2": 2.0,
-       "lumina2": 0.3}
+       "lumina2": 0.3, "wan": 0.3}
 
 
 def _generation(family: str) -> dict:
@@ -189,7 +197,7 @@ def _generation(family: str) -> dict:
             # Flux.2's prompt follows its system message (about 30 tokens of the tiny tokenizer)
             "flux2": {"max_sequence_length": 64},
             # Lumina 2's prompt follows its system prompt (about 30 tokens of the tiny tokenizer)
-            "lumina2": {"max_sequence_length": 64}}
+            "lumina2": {"max_sequence_length": 64}, "wan": {"num_frames": 5, "max_sequence_length": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +277,7 @@ def _peft_file(root: Path, base: Path, family: str, name: str, alpha: int, dora:
     convert = convert_state_dict_to_diffusers if diffusers_names else dict
     kwargs = {f"{den}_lora_layers": convert(get_peft_model_state_dict(getattr(pipe, den))),
               f"{den}_lora_adapter_metadata": dcfg.to_dict()}
-    beside = tes if family in ("sana", "flux2", "lumina2") else ()  # Sana's save_lora_weights takes no text encoder: written beside
+    beside = tes if family in ("sana", "flux2", "lumina2", "wan") else ()  # Sana's save_lora_weights takes no text encoder: written beside
     for comp in (c for c in tes if c not in beside):
         kwargs[f"{comp}_lora_layers"] = convert(get_peft_model_state_dict(getattr(pipe, comp)))
         kwargs[f"{comp}_lora_adapter_metadata"] = tcfg.to_dict()
@@ -380,6 +388,11 @@ def _generate(pipe, family: str) -> np.ndarray:
     extra = {"max_sequence_length": 64 if family in ("flux2", "lumina2") else 16} if family not in ("sd", "sdxl") else {}
     if family == "sana":
         extra.update(use_resolution_binning=False, complex_human_instruction=None)
+    if family == "wan":  # a video: its frames side by side, as the audit stores it
+        from copyscope.score.frames import to_strip
+
+        return to_strip(pipe(prompt=PROMPT, num_inference_steps=2, guidance_scale=3.0, height=32, width=32, num_frames=5,
+                             output_type="np", generator=torch.Generator().manual_seed(0), **extra).frames[0])
     return pipe(prompt=PROMPT, num_inference_steps=2, guidance_scale=3.0, height=32, width=32, output_type="np",
                 generator=torch.Generator().manual_seed(0), **extra).images[0]
 
@@ -457,6 +470,7 @@ def test_a_mixed_file_whose_first_tensor_has_the_older_names_is_accepted_and_exa
     ("chroma", "peft-alpha", "sdxl"), ("sana", "peft-alpha", "sd3"), ("sd3", "peft-alpha", "sana"), ("sana", "lora", "flux"),
     ("lumina2", "peft-alpha", "zimage"), ("zimage", "peft-alpha", "lumina2"), ("zimage", "lora", "lumina2"),
     ("lumina2", "peft-every-layer-peft-names", "flux"),
+    ("wan", "peft-alpha", "sana"), ("sana", "peft-alpha", "wan"), ("wan", "peft-every-layer-peft-names", "flux"),
 ])
 def test_a_file_of_another_family_is_refused_at_validate(bases, produced, tmp_path, family, name, other):
     """docs/zoo.md's "another family" cells: the family check names the file's families and the base's."""

@@ -121,6 +121,9 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         # configs by their class
         if fam.denoiser == "transformer":
             assert denoiser_modules(fam), f"no layers of {name}'s denoiser"
+        if fam.video:  # a video family's settings say how many frames (Family.frame_count), and it offers no img2img
+            assert fam.settings is not None and "num_frames" in fam.settings.model_fields, f"step 1: video {name}"
+            assert fam.img2img is None and not fam.embedding_cache, f"step 1: video {name}"
         if fam.controlnet_model is not None and fam.controlnet_model != "ControlNetModel":
             assert controlnet_family({"_class_name": fam.controlnet_model}) == name, f"step 1: controlnet_family, {name}"
         # the layouts diffusers loads for it and the components its LoRA loader reads, measured by producers

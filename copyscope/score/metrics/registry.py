@@ -288,6 +288,20 @@ def build_metrics(
     return out
 
 
+def metric_kinds(specs) -> list[tuple[int, str, str]]:
+    """(index, name, kind: "per_image" or "set") of each well-formed entry of a zoo's ``metrics:`` list, without
+    building a metric (the ill-formed ones are build_metrics' to refuse)."""
+    out = []
+    for i, spec in enumerate(specs if isinstance(specs, list) else []):
+        try:
+            name, opts = _parse_spec(i, spec)
+            entry, _ = _resolve_name(name, opts, f"metrics[{i}]")
+        except CopyscopeError:
+            continue
+        out.append((i, name, entry.kind))
+    return out
+
+
 def list_metrics(
     backbones: dict[str, str] | None = None, allow_pickle: bool = False, device: str = "cpu"
 ) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The memory estimate's nominal sizes of the new families (copyscope.families.base.Family.nominal): the denoisers
 and VAEs are the parameter counts of diffusers' default configs (which are the reference checkpoints' architectures:
-20B Qwen-Image, 6B Z-Image, 8.9B Chroma, 1.6B Sana, 32B Flux.2, 2.6B Lumina 2), recounted here on the meta device."""
+20B Qwen-Image, 6B Z-Image, 8.9B Chroma, 1.6B Sana, 32B Flux.2, 2.6B Lumina 2, 14B Wan2.1), recounted here on the meta device."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COUNTED = {  # family -> {component: diffusers class whose default config was co
     "sana": {"denoiser": "SanaTransformer2DModel", "vae": "AutoencoderDC"},
     "flux2": {"denoiser": "Flux2Transformer2DModel", "vae": "AutoencoderKLFlux2"},
     "lumina2": {"denoiser": "Lumina2Transformer2DModel"},
+    "wan": {"denoiser": "WanTransformer3DModel", "vae": "AutoencoderKLWan"},
 }
 
 
