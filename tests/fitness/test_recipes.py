@@ -94,6 +94,7 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
 
     recipe = (REPO / "docs" / "ARCHITECTURE.md").read_text().split("### Adding a pipeline family", 1)[1]
     zoo_doc = (REPO / "docs" / "zoo.md").read_text()
+    readme_families = (REPO / "README.md").read_text().split("## Pipeline families", 1)[1].split("\n## ", 1)[0]
     families_section = zoo_doc.split("### Pipeline families", 1)[1].split("\n## ", 1)[0]
     formats_header = next(ln for ln in zoo_doc.splitlines() if ln.startswith("| layout (tensor names) |"))
     producers = (REPO / "tests" / "e2e" / "test_lora_producers_families.py").read_text()
@@ -140,5 +141,7 @@ def test_every_family_is_in_each_place_the_family_recipe_names():
         if name not in ("sd", "sd3"):  # sd: the shipped demo (model_zoo.yaml); SD3 has none yet
             assert (REPO / "audits" / f"{name}-style-audit.yaml").is_file(), f"step 5: no audits/{name}-style-audit.yaml"
             assert f"`{name}-" in recipe or f"{name}-style-audit.yaml" in recipe, f"step 5: the recipe does not list {name}'s zoo"
+        # step 6: README's table of what each family supports
+        assert f"`{name}`" in readme_families, f"step 6: README's Pipeline families table does not list {name}"
         # step 6: docs/zoo.md's families section
         assert f"`{name}`" in families_section, f"step 6: docs/zoo.md's families section does not name {name}"

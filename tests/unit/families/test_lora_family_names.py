@@ -55,3 +55,16 @@ def test_a_file_of_several_families_is_named_by_all_of_them_in_one_readable_line
     assert message.startswith("LoRA 'style' is a Chroma, Flux.1, Flux.2, Qwen-Image or Stable Diffusion 3.x LoRA but base "
                               "'tiny-sana' is Sana (family sana)")
     assert "is a Chroma or Flux.1 LoRA" in LoraPlayer.family_mismatch(Spec, "b", "sdxl", frozenset({"flux", "chroma"}))[0]
+
+
+def test_a_family_registered_in_a_test_is_told_from_its_pipeline_alone(monkeypatch):
+    """Adding a family adds no LoRA names anywhere: a toy family registered here with Sana's pipeline class (and no
+    other LoRA field) claims exactly the files Sana does, from diffusers' conversion and its denoiser's layers."""
+    from copyscope.families import FAMILIES, lora_families
+    from copyscope.families.base import Family
+
+    toy = Family("toysana", "Toy Sana", "SanaPipeline", None, None, "transformer", ("ToySanaPipeline",))
+    monkeypatch.setitem(FAMILIES, "toysana", toy)
+    assert lora_families(["transformer.transformer_blocks.0.attn1.to_q.lora_A.weight"]) == {"sana", "toysana"}
+    assert lora_families(["transformer.transformer_blocks.0.ff.conv_inverted.lora_A.weight"]) == {"sana", "toysana"}
+    assert "toysana" not in lora_families(["transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"])
