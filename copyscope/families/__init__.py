@@ -16,12 +16,16 @@ files are checked against the base's family from their headers / config before a
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
 
-from . import chroma, flux, flux2, lumina2, qwenimage, sana, sd, sd3, sdxl, wan, zimage
 from .base import Family
+
+# the family modules, in registration order (the order of the zoo schema's `generation:` settings; reversed, of
+# single-file detection, so that a family derived from another one comes after it): adding a family is one name here
+REGISTERED = ("sd", "sdxl", "sd3", "flux", "qwenimage", "zimage", "chroma", "sana", "flux2", "lumina2", "wan")
 
 FAMILIES: dict[str, Family] = {}
 ALIASES: dict[str, str] = {}
@@ -34,7 +38,8 @@ def register_family(family: Family, aliases: dict[str, str] | None = None) -> Fa
     return family
 
 
-for _module in (sd, sdxl, sd3, flux, qwenimage, zimage, chroma, sana, flux2, lumina2, wan):
+for _name in REGISTERED:
+    _module = importlib.import_module(f".{_name}", __name__)
     register_family(_module.FAMILY, _module.ALIASES)
 
 
