@@ -7,7 +7,6 @@ shipped real-model zoos, which validate and plan offline."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import warnings
@@ -15,15 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from copyscope.cli import app
-from copyscope.generate.cache import ImageCache
 
-from helpers.families import assert_rerun_generates_nothing, one_error_line
+from helpers.families import assert_rerun_generates_nothing, assert_sound_family_audit, audit_two_players
+from helpers.families import edit_zoo, family_zoo_file, one_error_line
 from helpers.paths import REPO
-from helpers.zoo import write_reference_images
 
 runner = CliRunner()
 GENERATION = {"resolution": 32, "steps": 2, "guidance": 3.0, "seeds": 2, "batch_size": 2,
@@ -42,36 +39,12 @@ def zoos(tmp_path_factory) -> dict:
 
 
 def zoo_file(tmp: Path, models: dict, *, loras: list | None = None, controlnets: list | None = None, **top) -> Path:
-    fam = models["family"]
-    if loras is None:
-        loras = [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])]
     if controlnets is None:  # the tiny zoo's folder holds the ControlNet in controlnet/, as a pipeline repo does
         controlnets = [{"name": "control", "model": str(models["controlnet"].parent), "subfolder": "controlnet",
                         "conditioning": {"image": str(models["control"])}}] if models["controlnet"] else []
-    data = {
-        "name": f"tiny-{fam}",
-        "output": str(tmp / "out"),
-        "bases": [{"name": f"tiny-{fam}", "model": str(models["base"])}],
-        **({"controlnets": controlnets} if controlnets else {}),
-        "loras": loras,
-        "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
-        "prompts": [{"name": "p", "text": "a painting of a cat", "negative": "blurry"}],
-        "generation": json.loads(json.dumps(GENERATION)),
-        "metrics": ["ssim", "dhash"],
-        "estimator": {"method": "exact", "bootstrap": 0},
-        "controls": {"strengths": [0.5], "seeds": 1, "negatives": 1},  # the family's img2img (Chroma), kept small
-        **top,
-    }
-    path = tmp / "zoo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _edit(path: Path, change) -> Path:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    # the family's img2img (Chroma) kept small
+    top = {"controls": {"strengths": [0.5], "seeds": 1, "negatives": 1}, **top}
+    return family_zoo_file(tmp, models, GENERATION, loras=loras, controlnets=controlnets, negative="blurry", **top)
 
 
 # -- audits through the CLI ---------------------------------------------------------------------------
@@ -81,34 +54,10 @@ def _edit(path: Path, change) -> Path:
 @pytest.mark.parametrize("family, players", [("chroma", ["style", "style2"]), ("sana", ["control", "style"])])
 def test_family_audit_through_the_cli(family, players, zoos, tmp_path, one_torch_thread):
     zoo = zoo_file(tmp_path, zoos[family])
-    first = runner.invoke(app, ["audit", str(zoo)])
-    assert first.exit_code == 0, first.output
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (game,) = report["games"]
-    assert game["players"] == players
-    assert report["generation"]["generated"] == 4 * 2
-    cache = ImageCache(report["cache_dir"])
+    output, report, game, cache = audit_two_players(zoo, players)
 
-    # the family and its settings are in every image key (the sidecar JSON of the cache)
-    full = "+".join(players)
-    entry = json.loads(cache.path(game["images"][full][0]).with_suffix(".json").read_text())
-    fields = entry.get("fields", entry)
-    assert fields["family"] == family and fields["family_settings"] == GENERATION[family], fields
-    if family == "sana":
-        assert fields["family_settings"]["use_resolution_binning"] is False
-
-    # coalitions differ where players differ: adding either player changes every image
-    images = {k: [cache.load(key) for key in ks] for k, ks in game["images"].items()}
-    a, b = players
-    for without, with_ in (("", a), ("", b), (b, full), (a, full)):
-        for x, y in zip(images[without], images[with_]):
-            assert x.shape == (32, 32, 3)
-            assert np.abs(x - y).max() > 1 / 255, f"{family}: {without!r} -> {with_!r} changed nothing"
-
-    # Shapley efficiency: the values sum to v(all) - v(empty)
-    for name, m in game["metrics"].items():
-        total = sum(v["value"] for v in m["shapley"].values())
-        assert total == pytest.approx(m["coalitions"][full] - m["coalitions"][""], abs=1e-9), name
+    # its name and settings in every image key (Sana's binning off), every player changing every image, efficiency
+    assert_sound_family_audit(game, cache, family, GENERATION[family], (32, 32, 3))
 
     if family == "chroma":  # the positive controls ran through ChromaImg2ImgPipeline, at the generation size
         ctl = game["controls"]
@@ -118,7 +67,7 @@ def test_family_audit_through_the_cli(family, players, zoos, tmp_path, one_torch
         assert np.abs(cache.load(copy) - cache.load(non)).max() > 1 / 255
     else:  # diffusers has no Sana img2img pipeline: no positive controls, said so
         assert "controls" not in game
-        assert "positive controls: none (Sana has no img2img pipeline in diffusers)" in first.output
+        assert "positive controls: none (Sana has no img2img pipeline in diffusers)" in output
 
     # a rerun generates nothing and gives the same values
     assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)
@@ -149,11 +98,11 @@ def test_sana_refusals(zoos, tmp_path):
     line = one_error_line(runner.invoke(app, ["validate", str(asked)]))
     assert "controls.positive" in line and "Sana, for which diffusers has no img2img pipeline" in line
 
-    odd = _edit(zoo_file(tmp_path / "odd", models), lambda d: d["generation"].update(resolution=40))
+    odd = edit_zoo(zoo_file(tmp_path / "odd", models), lambda d: d["generation"].update(resolution=40))
     line = one_error_line(runner.invoke(app, ["validate", str(odd)]))
     assert "generation.resolution" in line and "Sana generates sizes divisible by 32" in line
     # with the binning on (diffusers' default) any size is made (at the nearest bin, then resized)
-    binned = _edit(odd, lambda d: d["generation"]["sana"].update(use_resolution_binning=True))
+    binned = edit_zoo(odd, lambda d: d["generation"]["sana"].update(use_resolution_binning=True))
     assert runner.invoke(app, ["validate", str(binned)]).exit_code == 0
 
 

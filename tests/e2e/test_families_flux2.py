@@ -5,20 +5,16 @@ its pipeline would resize), and the shipped real-model zoo, which validates and 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from copyscope.cli import app
-from copyscope.generate.cache import ImageCache
 
-from helpers.families import assert_rerun_generates_nothing, one_error_line
+from helpers.families import assert_rerun_generates_nothing, assert_sound_family_audit, audit_two_players, family_zoo_file, one_error_line
 from helpers.paths import REPO
-from helpers.zoo import write_reference_images
 
 runner = CliRunner()
 # Flux.2's prompt follows its system message (about 30 tokens of the tiny tokenizer): 64 keeps the prompt
@@ -35,60 +31,20 @@ def zoos(tmp_path_factory) -> dict:
 
 
 def zoo_file(tmp: Path, models: dict, *, loras: list | None = None, controlnets: list | None = None, **top) -> Path:
-    if loras is None:
-        loras = [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])]
-    data = {
-        "name": "tiny-flux2",
-        "output": str(tmp / "out"),
-        "bases": [{"name": "tiny-flux2", "model": str(models["base"])}],
-        **({"controlnets": controlnets} if controlnets else {}),
-        "loras": loras,
-        "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
-        "prompts": [{"name": "p", "text": "a painting of a cat"}],
-        "generation": json.loads(json.dumps(GENERATION)),
-        "metrics": ["ssim", "dhash"],
-        "estimator": {"method": "exact", "bootstrap": 0},
-        **top,
-    }
-    path = tmp / "zoo.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return family_zoo_file(tmp, models, GENERATION, loras=loras, controlnets=controlnets, **top)
 
 
 @pytest.mark.slow
 def test_flux2_audit_through_the_cli(zoos, tmp_path, one_torch_thread):
     zoo = zoo_file(tmp_path, zoos["flux2"])
-    first = runner.invoke(app, ["audit", str(zoo)])
-    assert first.exit_code == 0, first.output
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (game,) = report["games"]
-    players = ["style", "style2"]
-    assert game["players"] == players
-    assert report["generation"]["generated"] == 4 * 2
-    cache = ImageCache(report["cache_dir"])
+    output, report, game, cache = audit_two_players(zoo, ["style", "style2"])
 
-    # the family and its settings are in every image key (the sidecar JSON of the cache)
-    full = "+".join(players)
-    entry = json.loads(cache.path(game["images"][full][0]).with_suffix(".json").read_text())
-    fields = entry.get("fields", entry)
-    assert fields["family"] == "flux2" and fields["family_settings"] == GENERATION["flux2"], fields
-
-    # coalitions differ where players differ: adding either LoRA changes every image
-    images = {k: [cache.load(key) for key in ks] for k, ks in game["images"].items()}
-    a, b = players
-    for without, with_ in (("", a), ("", b), (b, full), (a, full)):
-        for x, y in zip(images[without], images[with_]):
-            assert x.shape == (32, 32, 3)
-            assert np.abs(x - y).max() > 1 / 255, f"{without!r} -> {with_!r} changed nothing"
-
-    # Shapley efficiency: the values sum to v(all) - v(empty)
-    for name, m in game["metrics"].items():
-        total = sum(v["value"] for v in m["shapley"].values())
-        assert total == pytest.approx(m["coalitions"][full] - m["coalitions"][""], abs=1e-9), name
+    # its name and settings in every image key, every player changing every image, Shapley efficiency
+    assert_sound_family_audit(game, cache, "flux2", GENERATION["flux2"], (32, 32, 3))
 
     # diffusers has no Flux.2 img2img pipeline: no positive controls, said so
     assert "controls" not in game
-    assert "positive controls: none (Flux.2 has no img2img pipeline in diffusers)" in first.output
+    assert "positive controls: none (Flux.2 has no img2img pipeline in diffusers)" in output
 
     # a rerun generates nothing and gives the same values
     assert_rerun_generates_nothing(zoo, tmp_path / "out", game, images=8)

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from copyscope.cli import app
 from copyscope.generate.cache import ImageCache
 
-from helpers.families import assert_rerun_generates_nothing, one_error_line
+from helpers.families import assert_rerun_generates_nothing, assert_sound_family_audit, audit_two_players
+from helpers.families import edit_zoo, family_zoo_file, one_error_line
 from helpers.paths import REPO
-from helpers.zoo import write_reference_images
 
 runner = CliRunner()
 FRAMES = 5
@@ -35,65 +34,19 @@ def models(tmp_path_factory) -> dict:
 
 
 def zoo_file(tmp: Path, models: dict, loras: list | None = None, **top) -> Path:
-    if loras is None:
-        loras = [{"name": "style" if i == 0 else f"style{i + 1}", "model": str(p)} for i, p in enumerate(models["loras"])]
-    data = {
-        "name": "tiny-wan",
-        "output": str(tmp / "out"),
-        "bases": [{"name": "tiny-wan", "model": str(models["base"])}],
-        "loras": loras,
-        "references": [{"name": "work", "paths": [str(write_reference_images(tmp / "refs"))]}],
-        "prompts": [{"name": "p", "text": "a painting of a cat", "negative": "blurry"}],
-        "generation": json.loads(json.dumps(GENERATION)),
-        "metrics": ["ssim", "dhash"],
-        "estimator": {"method": "exact", "bootstrap": 0},
-        **top,
-    }
-    path = tmp / "zoo.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _edit(path: Path, change) -> Path:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return family_zoo_file(tmp, models, GENERATION, loras=loras, negative="blurry", **top)
 
 
 @pytest.mark.slow
 def test_wan_audit_through_the_cli(models, tmp_path, one_torch_thread):
     zoo = zoo_file(tmp_path, models)
-    first = runner.invoke(app, ["audit", str(zoo)])
-    assert first.exit_code == 0, first.output
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (game,) = report["games"]
-    assert game["players"] == ["style", "style2"]
-    assert report["generation"]["generated"] == 4 * 2
-    cache = ImageCache(report["cache_dir"])
+    output, report, game, cache = audit_two_players(zoo, ["style", "style2"])
 
-    # the family and its settings (num_frames among them) are in every image key
-    entry = json.loads(cache.path(game["images"]["style+style2"][0]).with_suffix(".json").read_text())
-    fields = entry.get("fields", entry)
-    assert fields["family"] == "wan" and fields["family_settings"] == GENERATION["wan"], fields
-
-    # every video is one film strip of its frames; the frames of a video differ (it is a video, not one image)
-    images = {k: [cache.load(key) for key in ks] for k, ks in game["images"].items()}
-    for strips in images.values():
-        for strip in strips:
-            assert strip.shape == (32, 32 * FRAMES, 3)
+    # its name and settings (num_frames among them) in every image key, every video one film strip of its frames,
+    # every LoRA changing every video, Shapley efficiency
+    images = assert_sound_family_audit(game, cache, "wan", GENERATION["wan"], (32, 32 * FRAMES, 3))
     strip = images["style"][0]
-    assert np.abs(strip[:, :32] - strip[:, 64:96]).max() > 1 / 255
-    # coalitions differ where players differ: adding either LoRA changes every video
-    for without, with_ in (("", "style"), ("", "style2"), ("style2", "style+style2"), ("style", "style+style2")):
-        for x, y in zip(images[without], images[with_]):
-            assert np.abs(x - y).max() > 1 / 255, f"{without!r} -> {with_!r} changed nothing"
-
-    # Shapley efficiency: the values sum to v(all) - v(empty)
-    for name, m in game["metrics"].items():
-        total = sum(v["value"] for v in m["shapley"].values())
-        assert total == pytest.approx(m["coalitions"]["style+style2"] - m["coalitions"][""], abs=1e-9), name
+    assert np.abs(strip[:, :32] - strip[:, 64:96]).max() > 1 / 255  # its frames differ: a video, not one image
 
     # the scores are the frame aggregate of per-frame rows (copyscope.score.frames), not one row of the whole strip
     from copyscope.score.frames import aggregate_frames, split_strip
@@ -164,11 +117,11 @@ def test_wan_refusals(models, tmp_path):
     line = one_error_line(runner.invoke(app, ["validate", str(kid)]))
     assert "metrics[1]" in line and "metric 'kid_pixels' is a set metric" in line and "not defined for videos" in line
 
-    frames = _edit(zoo_file(tmp_path / "frames", models), lambda d: d["generation"]["wan"].update(num_frames=6))
+    frames = edit_zoo(zoo_file(tmp_path / "frames", models), lambda d: d["generation"]["wan"].update(num_frames=6))
     line = one_error_line(runner.invoke(app, ["validate", str(frames)]))
     assert "generation" in line and "Wan generates 4k + 1 frames" in line and "got 6" in line
 
-    size = _edit(zoo_file(tmp_path / "size", models), lambda d: d["generation"].update(resolution=40))
+    size = edit_zoo(zoo_file(tmp_path / "size", models), lambda d: d["generation"].update(resolution=40))
     line = one_error_line(runner.invoke(app, ["validate", str(size)]))
     assert "generation.resolution" in line and "multiples of 16" in line
 
@@ -180,12 +133,12 @@ def test_wan_refusals(models, tmp_path):
     index = json.loads((two / "model_index.json").read_text())
     index["transformer_2"] = ["diffusers", "WanTransformer3DModel"]
     (two / "model_index.json").write_text(json.dumps(index))
-    experts = _edit(zoo_file(tmp_path / "experts", models), lambda d: d["bases"][0].update(model=str(two)))
+    experts = edit_zoo(zoo_file(tmp_path / "experts", models), lambda d: d["bases"][0].update(model=str(two)))
     line = one_error_line(runner.invoke(app, ["validate", str(experts)]))
     assert "loras[0].model" in line and "base 'tiny-wan' is a two-expert Wan2.2 checkpoint (transformer_2)" in line
 
     # the defaults (no metrics key) drop the set metrics for a video zoo instead of refusing them
-    assert runner.invoke(app, ["validate", str(_edit(zoo_file(tmp_path / "defaults", models),
+    assert runner.invoke(app, ["validate", str(edit_zoo(zoo_file(tmp_path / "defaults", models),
                                                      lambda d: d.pop("metrics")))]).exit_code == 0
 
 
