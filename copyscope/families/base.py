@@ -64,6 +64,9 @@ class Family:
     # the pipeline makes videos (`.frames`, its settings' `num_frames` each): the engine stores a video as one
     # film-strip image (frames side by side), the scorer scores it frame by frame (copyscope.score.frames)
     video: bool = False
+    # (zoo, base index) -> refuses, with zoo.fail, a base of the family that the audit cannot run as configured
+    # (Wan2.2's two experts with LoRA players); called by players.check_player_families before anything loads
+    check_base: Callable[[Any, int], None] | None = None
 
     @property
     def controlnet(self) -> bool:

@@ -32,6 +32,28 @@ class WanSettings(Strict_):
         return v
 
 
+TWO_EXPERTS = ("copyscope loads a LoRA into its first expert (transformer) only and none into transformer_2 "
+               "(diffusers' load_into_transformer_2), so it would apply to part of the denoising")
+
+
+def _check_base(zoo, index: int) -> None:
+    """A Wan2.2 two-expert base (transformer and transformer_2) with LoRA players is refused where its
+    model_index.json can be read (a local folder, a cached hub id); the engine refuses it after loading otherwise."""
+    from . import model_index
+
+    spec = zoo.spec.bases[index]
+    if not zoo.spec.loras:
+        return
+    local = zoo.resolve_path(spec.model) if zoo.is_local(spec.model) else None
+    try:
+        index_json = model_index(local, None if local is not None else spec.model, spec.revision)
+    except ValueError:  # not JSON: base_family has said so already
+        return
+    if isinstance(index_json, dict) and (index_json.get("transformer_2") or [None])[0] is not None:
+        raise zoo.fail(f"base {spec.name!r} is a two-expert Wan2.2 checkpoint (transformer_2): {TWO_EXPERTS}; expected a "
+                       "one-expert Wan base (Wan2.1, Wan2.2 TI2V-5B) for LoRA players", "loras", 0, "model")
+
+
 FAMILY = Family(
     "wan", "Wan", "WanPipeline", None, None, "transformer", ("WanPipeline",),
     cuda_dtype="bfloat16",  # the checkpoints' transformer dtype (diffusers' docs load it in bfloat16)
@@ -40,7 +62,7 @@ FAMILY = Family(
     call_arguments=lambda s, size: {"num_frames": s.num_frames, "max_sequence_length": s.max_sequence_length},
     # its loader reads diffusers/peft names (the original and musubi-tuner layouts it converts are not measured here:
     # copyscope.modelfiles.lora_layouts refuses them), for Wan2.2's second expert too
-    lora_components=("transformer", "transformer_2"),
+    lora_components=("transformer", "transformer_2"), check_base=_check_base,
     # transformer and VAE counted from diffusers' default configs (Wan2.1-T2V-14B's: 14.3B); UMT5-XXL's encoder counted
     # from its published config (d_model 4096, 24 layers, 256384 tokens) on the meta device
     nominal=("Wan2.1-T2V-14B", {"denoiser": 14288.5e6, "text_encoder": 5680.9e6, "vae": 126.9e6}),

@@ -218,9 +218,9 @@ class CoalitionEngine:
             raise hub_error(self.zoo, exc, self.base_src, loc) from None
         self._set_scheduler()
         if getattr(self.pipe, "transformer_2", None) is not None and self.players.get("lora"):
-            from ..players import WAN_TWO_EXPERTS  # Wan2.2's second expert; refused at validate where it can be seen
+            from ..families.wan import TWO_EXPERTS  # Wan2.2's second expert; refused at validate where it can be seen
 
-            raise self.zoo.fail(f"base {base.name!r} is a two-expert Wan2.2 checkpoint (transformer_2): {WAN_TWO_EXPERTS}",
+            raise self.zoo.fail(f"base {base.name!r} is a two-expert Wan2.2 checkpoint (transformer_2): {TWO_EXPERTS}",
                                 "loras", 0, "model")
         place_pipeline(self.pipe, self.gen.memory, self.device)
         self.pipe.set_progress_bar_config(disable=True)

@@ -51,8 +51,8 @@ def check_player_families(zoo) -> dict[str, str]:
             )
         if family.video:
             _check_video(zoo, name, family)
-        if family.name == "wan" and zoo.spec.loras:
-            _check_wan_experts(zoo, name)
+        if family.check_base is not None:  # the family's own checks of a base (Wan2.2's second expert)
+            family.check_base(zoo, [b.name for b in zoo.spec.bases].index(name))
     for cls in KINDS.values():
         cls.check_zoo(zoo, families)
     return families
@@ -70,27 +70,6 @@ def _check_video(zoo, base: str, family) -> None:
                 f"metric {name!r} is a set metric (a distance between distributions of images), not defined for videos "
                 f"yet (base {base!r} is {family.title}, a video family); expected per-image metrics only (ssim, phash, "
                 "dhash, clip, dreamsim, ...: scored frame by frame)", "metrics", i)
-
-
-WAN_TWO_EXPERTS = ("copyscope loads a LoRA into its first expert (transformer) only and none into transformer_2 "
-                   "(diffusers' load_into_transformer_2), so it would apply to part of the denoising")
-
-
-def _check_wan_experts(zoo, base: str) -> None:
-    """A Wan2.2 two-expert base (transformer and transformer_2) with LoRA players is refused where its
-    model_index.json can be read (a local folder, a cached hub id); the engine refuses it after loading otherwise."""
-    from ..families import model_index
-
-    i = [b.name for b in zoo.spec.bases].index(base)
-    spec = zoo.spec.bases[i]
-    local = zoo.resolve_path(spec.model) if zoo.is_local(spec.model) else None
-    try:
-        index = model_index(local, None if local is not None else spec.model, spec.revision)
-    except ValueError:  # not JSON: base_family has said so already
-        return
-    if isinstance(index, dict) and (index.get("transformer_2") or [None])[0] is not None:
-        raise zoo.fail(f"base {base!r} is a two-expert Wan2.2 checkpoint (transformer_2): {WAN_TWO_EXPERTS}; expected a "
-                       "one-expert Wan base (Wan2.1, Wan2.2 TI2V-5B) for LoRA players", "loras", 0, "model")
 
 
 check_lora_fits = check_player_families  # the name the audit calls (the LoRA check is LoraPlayer.check_zoo)
