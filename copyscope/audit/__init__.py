@@ -30,6 +30,7 @@ from .prepare import AUDIT_FILES, PreparedAudit, check_model_sources, prepare_au
 from ..results import AuditReport
 from ..score.scorer import Scorer
 from ..score.frames import video_frame_width
+from ..controls.placebo_swap import run_swap_placebos, uses_swap
 
 if TYPE_CHECKING:
     from ..generate import BackgroundQueue
@@ -162,6 +163,11 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
         stats.switches += engine.switches - switches_before
         if engines is None:
             engine.release()
+        if uses_swap(zoo):  # controls.placebo: swap (after the game's pipeline is released: one pipeline at a time)
+            result.placebo_swap = run_swap_placebos(
+                zoo, game, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, resampling=est.intervals,
+                allow_pickle=prep.allow_pickle, conditioning=prep.conditioning, on_event=hooks.on_event,
+                on_generate=hooks.on_generate)
     report = build_report(
         prep,
         games,

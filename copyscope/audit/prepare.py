@@ -208,12 +208,15 @@ def _check_gpu_memory(zoo: Zoo, plan: Plan, device: str) -> None:
 
 
 def _add_placebo(zoo: Zoo, cache: ImageCache, strict_files: bool, missing: list[str]) -> None:
-    """``controls.placebo``: the placebo LoRA player (copyscope.controls.placebo), before the plan is built. For
+    """``controls.placebo``: the placebo LoRA player (copyscope.controls.placebo) or every LoRA's own placebo
+    (``swap``: copyscope.controls.placebo_swap), before the plan is built. For
     validate / plan, a source file not here yet is noted (a local one is then refused as any missing model is)."""
     from ..controls.placebo import add_placebo_player
+    from ..controls.placebo_swap import prepare_swap_placebos
 
     try:
         add_placebo_player(zoo, cache.root)
+        prepare_swap_placebos(zoo, cache.root)  # controls.placebo: swap: every LoRA's own placebo
     except CopyscopeError as problem:
         if strict_files or not re.search(r"not found|not in the local Hugging Face cache", str(problem)):
             raise

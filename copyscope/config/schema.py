@@ -73,8 +73,11 @@ class ControlsSpec(Strict_):
     headline: Literal["auto", "fixed"] = Field(
         "auto", description="auto: the benchmark's preferred admitted metric whose controls are not blind in this audit, "
         "unless another's separate copies clearly better; fixed: the global preference (copyscope.report.headline)")
-    placebo: bool = Field(False, description="add a placebo LoRA player: a LoRA as strong as a real one, with no content")
-    placebo_from: str | None = Field(None, description="the LoRA whose per-layer spectrum the placebo copies (default: the first)")
+    placebo: bool | Literal["swap"] = Field(
+        False, description="true: add a placebo LoRA player (a LoRA as strong as a real one, with no content; twice the "
+        "coalitions); swap: each LoRA against its own placebo in its place in the full pipeline (one more pipeline per LoRA)")
+    placebo_from: str | None = Field(None, description="placebo: true: the LoRA whose per-layer spectrum the placebo "
+                                     "copies (default: the first)")
 
     @field_validator("strengths")
     @classmethod

@@ -188,13 +188,14 @@ def placebo_path(cache_root: Path, source_sha256: str, seed: int) -> Path:
 
 
 def add_placebo_player(zoo, cache_root: Path) -> None:
-    """With ``controls.placebo``: write (or reuse) the placebo of the source LoRA under ``cache_root/placebo/`` and
-    append it to the zoo's LoRAs as the player ``placebo``, at the source's weight. Sets ``zoo.placebo`` to the
-    summary report.json records. Errors are one line naming the zoo key."""
+    """With ``controls.placebo: true``: write (or reuse) the placebo of the source LoRA under ``cache_root/placebo/``
+    and append it to the zoo's LoRAs as the player ``placebo``, at the source's weight. Sets ``zoo.placebo`` to the
+    summary report.json records. Errors are one line naming the zoo key. (``placebo: swap``:
+    copyscope.controls.placebo_swap.)"""
     from ..players import KINDS
 
     controls = zoo.spec.controls
-    if not controls.placebo:
+    if controls.placebo is not True:
         return
     for cls in KINDS.values():
         for i, spec in enumerate(cls.specs(zoo)):
@@ -211,19 +212,31 @@ def add_placebo_player(zoo, cache_root: Path) -> None:
         raise zoo.fail(f"unknown LoRA {wanted!r}; the LoRAs are {names}", "controls", "placebo_from")
     index = names.index(wanted)
     source = loras[index]
-    path = _source_file(zoo, index, source)
+    dst, stats = placebo_file(zoo, index, cache_root)
+    zoo.spec.loras.append(type(source)(name=PLACEBO_NAME, model=str(dst), weight=source.weight))
+    zoo.placebo = {"player": PLACEBO_NAME, "from": wanted, **_summary(stats, dst)}
+
+
+def placebo_file(zoo, index: int, cache_root: Path, key: tuple = ("controls", "placebo_from")) -> tuple[Path, dict]:
+    """The placebo of the zoo's LoRA ``index`` in the cache (written unless a valid one is there) and its stats;
+    errors name the zoo ``key``."""
+    path = _source_file(zoo, index, zoo.spec.loras[index], key)
     seed = zoo.spec.estimator.seed
     sha = file_sha256(path)
     dst = placebo_path(cache_root, sha, seed)
     stats = read_placebo_stats(dst) if dst.is_file() else None
     if stats is None or stats.get("source_sha256") != sha or stats.get("seed") != seed:
-        stats = _write_into_cache(zoo, path, dst, seed, cache_root)
-    zoo.spec.loras.append(type(source)(name=PLACEBO_NAME, model=str(dst), weight=source.weight))
-    zoo.placebo = {"player": PLACEBO_NAME, "from": wanted, "seed": seed, "source_sha256": sha, "file": str(dst),
-                   "layers": stats.get("layers"), "max_norm_rel_diff": stats.get("max_norm_rel_diff")}
+        stats = _write_into_cache(zoo, path, dst, seed, cache_root, key)
+    return dst, stats
 
 
-def _source_file(zoo, index: int, source) -> Path:
+def _summary(stats: dict, dst: Path) -> dict:
+    """What report.json records of one placebo file."""
+    return {"seed": stats.get("seed"), "source_sha256": stats.get("source_sha256"), "file": str(dst),
+            "layers": stats.get("layers"), "max_norm_rel_diff": stats.get("max_norm_rel_diff")}
+
+
+def _source_file(zoo, index: int, source, key: tuple) -> Path:
     """The source LoRA's local .safetensors file; else one line: the model's own error (a local path not found, a
     pickle file), or why the placebo cannot use it yet (a hub LoRA not in the local Hugging Face cache)."""
     from ..modelfiles.sources import model_source, weights_file
@@ -234,15 +247,15 @@ def _source_file(zoo, index: int, source) -> Path:
     if zoo.is_local(source.model):
         model_source(zoo, source.model, source.revision, ("loras", index), allow_pickle=False)  # not found, pickle, ...
         raise zoo.fail(f"LoRA {source.name!r} ({source.model!r}) has no .safetensors file here; the placebo needs the "
-                       "LoRA as a local .safetensors file", "controls", "placebo_from")
+                       "LoRA as a local .safetensors file", *key)
     raise zoo.fail(
         f"LoRA {source.name!r} is the hub LoRA {source.model!r}, not in the local Hugging Face cache; the placebo needs "
         f"its .safetensors file here: download it first (huggingface-cli download {source.model}) or point its model at "
-        "a local copy", "controls", "placebo_from",
+        "a local copy", *key,
     )
 
 
-def _write_into_cache(zoo, src: Path, dst: Path, seed: int, cache_root: Path) -> dict:
+def _write_into_cache(zoo, src: Path, dst: Path, seed: int, cache_root: Path, key: tuple) -> dict:
     from ..generate.cache import mark_cache
 
     try:
@@ -250,6 +263,6 @@ def _write_into_cache(zoo, src: Path, dst: Path, seed: int, cache_root: Path) ->
         mark_cache(Path(cache_root))  # a new cache folder is marked before the placebo lands in it (prune's guard)
         return write_placebo(src, dst, seed)
     except CopyscopeError as exc:
-        raise zoo.fail(str(exc), "controls", "placebo_from") from None
+        raise zoo.fail(str(exc), *key) from None
     except OSError as exc:
         raise zoo.fail(f"cannot write the placebo LoRA to {dst} ({exc.strerror or exc})", "controls", "placebo") from None

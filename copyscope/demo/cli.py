@@ -122,6 +122,9 @@ def bench_cmd(
                               "main table, a table beside it compares them"),
     placebo: bool = typer.Option(False, "--placebo", help="add the placebo LoRA player to every scenario "
                                  "(controls.placebo; twice the coalitions): do plants and decoys beat it?"),
+    placebo_swap: bool = typer.Option(False, "--placebo-swap", help="put each LoRA's own placebo in its place in the "
+                                      "full pipeline (controls.placebo: swap; one more coalition per LoRA): do plants "
+                                      "and decoys beat their placebos?"),
 ) -> None:
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
     import torch
@@ -133,10 +136,12 @@ def bench_cmd(
     try:
         if quick and no_controlnet:
             raise CopyscopeError("--quick and --no-controlnet are two different subsets: choose one")
+        if placebo and placebo_swap:
+            raise CopyscopeError("--placebo and --placebo-swap are two designs of the same control: choose one")
         subset = "quick" if quick else "no-controlnet" if no_controlnet else "full"
         doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
-                        jobs=jobs, worths=tuple(_split(worth, ",")), placebo=placebo,
+                        jobs=jobs, worths=tuple(_split(worth, ",")), placebo="swap" if placebo_swap else placebo,
                         log=typer.echo)
     except CopyscopeError as e:
         typer.secho(plain(str(e)), fg="red", err=True)

@@ -67,6 +67,7 @@ class GameResult:
     weights: dict = field(default_factory=dict)  # the engine's model identities (hashes), for provenance
     controls: dict | None = None  # the game's positive controls (copyscope.controls.positive), when run
     per_prompt: dict[str, dict[str, MetricEstimate]] = field(default_factory=dict)  # prompt -> metric -> (several prompts)
+    placebo_swap: dict | None = None  # controls.placebo: swap: lora -> its swapped pipeline's images and worths
 
     def table(self, metric: str) -> dict[Coalition, np.ndarray]:
         return {c: w[metric] for c, w in self.worths.items() if metric in w}

@@ -94,9 +94,12 @@ def listed_images(report: AuditReport) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for i, g in enumerate(report.games):
-        for coalition, keys in (g.images or {}).items():
+        # the coalitions' images, then (controls.placebo: swap) each LoRA's swapped full pipeline's
+        listed = [("images", c, keys) for c, keys in (g.images or {}).items()]
+        listed += [("placebo_swap_images", n, keys) for n, keys in (g.placebo_swap_images or {}).items()]
+        for field, coalition, keys in listed:
             for j, key in enumerate(keys):
-                where = f"{key_path(f'games[{i}].images', coalition)}[{j}]"
+                where = f"{key_path(f'games[{i}].{field}', coalition)}[{j}]"
                 if not re.fullmatch(r"[0-9a-f]{64}", key):
                     raise CopyscopeError(f"{where}: {key[:80]!r} is not an image key (64 hex digits); expected the report.json "
                                          "an audit wrote")

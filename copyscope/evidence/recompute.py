@@ -169,7 +169,17 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
         out.problems += _check_fields(cache, plan, image_keys, game, i)
         ev = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot, image_keys,
                                             resampling=est.intervals)
-        results.append(estimate_game(inputs, game, ev, per_work=True, per_prompt=True))
+        result = estimate_game(inputs, game, ev, per_work=True, per_prompt=True)
+        if g.placebo_swap_images:  # controls.placebo: swap: each LoRA's swapped full pipeline, scored the same way
+            full = tuple(True for _ in game.names)
+            result.placebo_swap = {}
+            for lora, keys in g.placebo_swap_images.items():
+                out.problems += _check_fields(cache, plan, {full: list(keys)}, game, i, f"placebo_swap_images.{lora}")
+                swapped = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot,
+                                                         {full: list(keys)}, resampling=est.intervals)
+                result.placebo_swap[lora] = {"images": list(keys), "worths": dict(swapped.worths[full])}
+                out.images += len(keys)
+        results.append(result)
         out.coalitions += len(image_keys)
         out.images += sum(len(k) for k in image_keys.values())
     rebuilt = build_report(inputs, results, generation={}, provenance={}).to_json()
@@ -191,7 +201,7 @@ def _check_references(refs: ReferenceSet, report: AuditReport, out: Recomputed) 
                                 f"provenance.references[{i}]: work {r['work']!r}, sha256 {r['sha256']}")
 
 
-def _check_fields(cache, plan: Plan, image_keys: dict, game, i: int) -> list[str]:
+def _check_fields(cache, plan: Plan, image_keys: dict, game, i: int, field: str = "images") -> list[str]:
     """Each bundled image the report lists: its PNG decodes and is the one its sidecar names (``png_sha256``), the
     sidecar's fields hash to its key (the audit's cache key) and its seed is the seed of the work item report.json
     lists it for. Raises CopyscopeError, naming the file, when a PNG cannot be decoded (nothing can be scored)."""
@@ -206,7 +216,7 @@ def _check_fields(cache, plan: Plan, image_keys: dict, game, i: int) -> list[str
         for j, key in enumerate(keys):
             png, meta = cache.path(key), cache.path(key).with_suffix(".json")
             name = f"images/{key[:2]}/{key}"
-            listed = f"games[{i}].images, coalition {game.coalition_key(coalition)!r}"
+            listed = f"games[{i}].{field}, coalition {game.coalition_key(coalition)!r}"
             try:
                 data, info = png.read_bytes(), json.loads(meta.read_bytes())
             except (OSError, ValueError) as exc:

@@ -95,6 +95,25 @@ def seed_bound(metric, est, worth: str = "raw") -> float | None:
     return shapley_seed_bound(rng)
 
 
+def _annotate_swap(metrics: dict, g, metric_info: dict, worth: str, level: float, rule: str) -> None:
+    """``vs_own_placebo`` on every metric section (copyscope.controls.placebo_swap), from the game's worth rows."""
+    from ..controls.placebo_swap import annotate_swap
+    from ..controls.worth import specific_range
+
+    game = g.game
+    n = len(game.players)
+    full = tuple(True for _ in range(n))
+    without = {p.name: game.coalition_key(tuple(j != i for j in range(n))) for i, p in enumerate(game.players)}
+    worths = {m: {game.coalition_key(c): row for c, row in g.table(m).items()} for m in metrics}
+    bounds = {}
+    for m in metrics:
+        info = metric_info.get(m)
+        rng = getattr(info, "value_range", None) if info is not None and info.kind == "per_image" else None
+        rng = specific_range(rng, worth) if rng is not None else None
+        bounds[m] = float(rng[1] - rng[0]) if rng is not None else None  # one seed's worth difference lies within
+    annotate_swap(metrics, worths, g.placebo_swap, game.names, game.coalition_key(full), without, bounds, level, rule)
+
+
 def _per_seed_section(est, names: list[str]) -> dict | None:
     """{player: [pseudo-value per seed]} of a jackknife estimate (None otherwise)."""
     per_seed = est.per_seed() if hasattr(est, "per_seed") else None
@@ -197,6 +216,8 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
         from ..controls.against_placebo import annotate_placebo
 
         annotate_placebo(metrics, names, level, rule)  # controls.placebo: every component against the placebo
+        if g.placebo_swap:  # controls.placebo: swap: every LoRA against its own placebo in its place
+            _annotate_swap(metrics, g, metric_info, worth, level, rule)
         flags = {game.coalition_key(c): f for c, f in g.flags.items() if f}
         def part_sections(parts: dict, names: list[str] = names) -> dict:
             return {
@@ -222,6 +243,7 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
             "headline": headline_metric(metrics),
             **({"per_work": per_work} if per_work else {}),
             **({"per_prompt": per_prompt} if per_prompt else {}),
+            **({"placebo_swap_images": {n: r["images"] for n, r in g.placebo_swap.items()}} if g.placebo_swap else {}),
         }
         if g.controls is not None:  # the positive controls, and the headline chosen from them
             from .controls import controls_section

@@ -63,7 +63,10 @@ def equivalent_phrase(eq: dict | None) -> str:
 
 def _placebo_table(game: dict) -> str:
     head = game.get("headline")
-    vs = ((game.get("metrics") or {}).get(head) or {}).get("vs_placebo")
+    section = (game.get("metrics") or {}).get(head) or {}
+    if section.get("vs_own_placebo"):
+        return _swap_table(game, head, section["vs_own_placebo"])
+    vs = section.get("vs_placebo")
     if not vs:
         return ""
     rows = [[td(player_label(game, p)), td(num(e["value"]), True),
@@ -72,6 +75,19 @@ def _placebo_table(game: dict) -> str:
     return ("<p>Every component against the <b>placebo</b> LoRA (as strong as a real LoRA, with no content): "
             "a component is claimed as copying only if it also beats the placebo.</p>"
             + _table(["component", f"value − placebo ({head})", "interval", "p (Holm)", "beats the placebo"], rows))
+
+
+def _swap_table(game: dict, head: str, vs: dict) -> str:
+    """controls.placebo: swap: each LoRA against its own placebo put in its place in the full pipeline."""
+    rows = [[td(player_label(game, p)), td(num(e["lora_effect"]), True), td(num(e["placebo_effect"]), True),
+             td(num(e["value"]), True), td(f"[{num(e['ci95'][0])}, {num(e['ci95'][1])}]", True),
+             td(fmt_p(e["p_holm"]), True), td("yes" if e["beats"] else "no")] for p, e in vs.items()]
+    return ("<p>Each LoRA against its own <b>placebo</b> (a LoRA with its layers and strengths and no content), put "
+            "in its place in the full pipeline: a LoRA is claimed as copying only if the full pipeline with it is "
+            "closer to the work than with its placebo. Effect: what removing the LoRA from the full pipeline loses; "
+            "the placebo's: what its placebo adds in the same place.</p>"
+            + _table(["LoRA", f"effect ({head})", "placebo's effect", "LoRA − placebo", "interval", "p (Holm)",
+                      "beats its placebo"], rows))
 
 
 def section_controls(report: dict, game: dict, root: Path) -> str:

@@ -241,7 +241,8 @@ def render_html(report: dict, out_dir: Path) -> str:
         body.append('<h3 id="' + gid + '-summary">Summary</h3>' + section_summary(report, g))
         body.append('<h3 id="' + gid + '-shapley">Shapley values</h3>' + section_attribution(report, g))
         body.append('<h3 id="' + gid + '-interactions">Interactions</h3>' + section_interactions(report, g))
-        if g.get("controls") or g.get("metrics", {}).get(g.get("headline"), {}).get("vs_placebo"):
+        head = g.get("metrics", {}).get(g.get("headline"), {})
+        if g.get("controls") or head.get("vs_placebo") or head.get("vs_own_placebo"):
             body.append('<h3 id="' + gid + '-controls">Controls</h3>' + section_controls(report, g, root))
         body.append('<h3 id="' + gid + '-coalitions">Coalition values</h3>' + section_coalitions(g))
         body.append('<h3 id="' + gid + '-agreement">Agreement between metrics</h3>' + section_agreement(g))

@@ -153,6 +153,7 @@ class MetricResult(_Attribution, Record):
     sample_size: dict[str, Any] | Missing = optional(OBJECT)  # set metrics: per coalition
     raw_values: dict[str, float | None] | Missing = optional(dict_of(NUMBER_OR_NULL))
     vs_placebo: Any = optional(JSON)  # every player against the placebo, or null
+    vs_own_placebo: Any = optional(JSON)  # controls.placebo: swap: every LoRA against its own placebo, or null
     inference: str | Missing = optional(TEXT)  # adaptive seeds: where the headline's sequential inference is
 
 
@@ -184,6 +185,8 @@ class GameReport(Record):
     # several prompts: each prompt's own game (its images against the references its worth uses)
     per_prompt: dict[str, dict[str, WorkMetricResult]] | Missing = optional(dict_of(dict_of(record(WorkMetricResult))))
     controls: dict[str, Any] | Missing = optional(OBJECT)  # positive controls and the headline rule's choice
+    # controls.placebo: swap: lora -> the image keys of the full pipeline with its placebo in its place
+    placebo_swap_images: dict[str, list[str]] | Missing = optional(dict_of(list_of(TEXT)))
 
     def check(self, where: str) -> None:
         for name, sec in self.metrics.items():
