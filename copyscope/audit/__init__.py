@@ -30,7 +30,7 @@ from .prepare import AUDIT_FILES, PreparedAudit, check_model_sources, prepare_au
 from ..results import AuditReport
 from ..score.scorer import Scorer
 from ..score.frames import video_frame_width
-from ..controls.placebo_swap import run_swap_placebos, uses_swap
+from ..controls.placebo_swap import run_swap_placebos, unswapped_coalitions, uses_swap
 
 if TYPE_CHECKING:
     from ..generate import BackgroundQueue
@@ -146,6 +146,8 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
         )
         try:
             result = estimate_game(prep, game, evaluator, per_work=True, per_prompt=True)
+            if uses_swap(zoo):  # controls.placebo: swap needs each LoRA's contexts without a placebo too
+                add_coalitions(result, evaluator, unswapped_coalitions(game))
         finally:
             if queue is not None:
                 queue.close(cancel=True)
@@ -167,7 +169,7 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
             result.placebo_swap = run_swap_placebos(
                 zoo, game, prep.cache, scorer, plan.items, len(plan.seeds), boot, stats, resampling=est.intervals,
                 allow_pickle=prep.allow_pickle, conditioning=prep.conditioning, on_event=hooks.on_event,
-                on_generate=hooks.on_generate)
+                image_keys=result.image_keys, on_generate=hooks.on_generate)
     report = build_report(
         prep,
         games,
@@ -183,6 +185,17 @@ def _run_games(prep: PreparedAudit, hooks: AuditHooks, generation_adjust: Callab
     report.output_dir = str(prep.out_dir)
     report.cache_dir = str(prep.cache.root.resolve())  # the HTML view reads generated images from here
     return report
+
+
+def add_coalitions(result: GameResult, evaluator: CoalitionEvaluator, coalitions: list) -> None:
+    """Evaluate ``coalitions`` the estimate did not ask for (generate, score) and add them to the game's result: the
+    report lists them among the evaluated coalitions, and verify recomputes them from their images."""
+    evaluator.prefetch(coalitions)
+    for c in coalitions:
+        for table, source in ((result.worths, evaluator.worths), (result.image_keys, evaluator.image_keys),
+                              (result.flags, evaluator.flags), (result.set_results, evaluator.set_results)):
+            if c not in table and c in source:
+                table[c] = source[c]
 
 
 def background_queue(scorer: Scorer) -> "BackgroundQueue | None":

@@ -75,7 +75,8 @@ class ControlsSpec(Strict_):
         "unless another's separate copies clearly better; fixed: the global preference (copyscope.report.headline)")
     placebo: bool | Literal["swap"] = Field(
         False, description="true: add a placebo LoRA player (a LoRA as strong as a real one, with no content; twice the "
-        "coalitions); swap: each LoRA against its own placebo in its place in the full pipeline (one more pipeline per LoRA)")
+        "coalitions); swap: each LoRA against its own placebo put in its place, alone and in the full pipeline (two more "
+        "coalitions per LoRA)")
     placebo_from: str | None = Field(None, description="placebo: true: the LoRA whose per-layer spectrum the placebo "
                                      "copies (default: the first)")
 

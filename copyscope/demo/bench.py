@@ -169,7 +169,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     this process). ``worths``: the worth variants to audit every scenario with (``worth:``,
     copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``. ``placebo``:
     every scenario also has the placebo LoRA player (``True``: controls.placebo; twice the coalitions) or every
-    LoRA against its own placebo (``"swap"``: one more coalition per LoRA)."""
+    LoRA against its own placebo (``"swap"``: two more coalitions per LoRA)."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     if int(jobs) < 1:

@@ -123,7 +123,7 @@ def bench_cmd(
     placebo: bool = typer.Option(False, "--placebo", help="add the placebo LoRA player to every scenario "
                                  "(controls.placebo; twice the coalitions): do plants and decoys beat it?"),
     placebo_swap: bool = typer.Option(False, "--placebo-swap", help="put each LoRA's own placebo in its place in the "
-                                      "full pipeline (controls.placebo: swap; one more coalition per LoRA): do plants "
+                                      "full pipeline and alone (controls.placebo: swap; two more coalitions per LoRA): do plants "
                                       "and decoys beat their placebos?"),
 ) -> None:
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""

@@ -5,7 +5,7 @@ The pool: LoRAs on the demo zoo's base, each memorising one image of the world, 
 (the protected images audited) are images the demo base never saw; every other LoRA of a scenario is a
 decoy trained on unrelated images. A world (``World``) names those images: scikit-image's by default
 (``SKIMAGE_WORLD``, the shipped demo's), or those a demo zoo's build recorded (``world_of``; for instance
-the KDE wallpaper world of bench/world_kde.py).
+the KDE wallpaper world and the MATE backgrounds world of bench/world_debian.py).
 
 A scenario is: the works audited, the plant(s) (the LoRAs that copy them, and which work each copies),
 2-3 decoys, with or without the depth ControlNet (fed the pseudo-depth of the work). Scenarios that

@@ -96,7 +96,8 @@ def listed_images(report: AuditReport) -> dict[str, str]:
     for i, g in enumerate(report.games):
         # the coalitions' images, then (controls.placebo: swap) each LoRA's swapped full pipeline's
         listed = [("images", c, keys) for c, keys in (g.images or {}).items()]
-        listed += [("placebo_swap_images", n, keys) for n, keys in (g.placebo_swap_images or {}).items()]
+        listed += [(f"placebo_swap_images.{n}", c, keys) for n, by in (g.placebo_swap_images or {}).items()
+                   for c, keys in by.items()]
         for field, coalition, keys in listed:
             for j, key in enumerate(keys):
                 where = f"{key_path(f'games[{i}].{field}', coalition)}[{j}]"

@@ -170,15 +170,24 @@ def _recompute(root: Path, manifest: dict, report: AuditReport, out: Recomputed)
         ev = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot, image_keys,
                                             resampling=est.intervals)
         result = estimate_game(inputs, game, ev, per_work=True, per_prompt=True)
-        if g.placebo_swap_images:  # controls.placebo: swap: each LoRA's swapped full pipeline, scored the same way
-            full = tuple(True for _ in game.names)
+        if g.placebo_swap_images:  # controls.placebo: swap: each LoRA's placebo in its place, scored the same way
+            from ..controls.placebo_swap import swap_contexts
+
             result.placebo_swap = {}
-            for lora, keys in g.placebo_swap_images.items():
-                out.problems += _check_fields(cache, plan, {full: list(keys)}, game, i, f"placebo_swap_images.{lora}")
-                swapped = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot,
-                                                         {full: list(keys)}, resampling=est.intervals)
-                result.placebo_swap[lora] = {"images": list(keys), "worths": dict(swapped.worths[full])}
-                out.images += len(keys)
+            for lora, by in g.placebo_swap_images.items():
+                contexts = swap_contexts(game, lora)
+                listed = {contexts[c]: list(keys) for c, keys in by.items() if c in contexts}
+                if len(listed) != len(contexts):
+                    raise CopyscopeError(f"games[{i}].placebo_swap_images.{lora}: expected the contexts {', '.join(contexts)}")
+                for c, keys in by.items():
+                    out.problems += _check_fields(cache, plan, {contexts[c]: list(keys)}, game, i,
+                                                  f"placebo_swap_images.{lora}.{c}")
+                swapped = CoalitionEvaluator.from_cached(game, cache, scorer, plan.items, len(plan.seeds), boot, listed,
+                                                         resampling=est.intervals)
+                result.placebo_swap[lora] = {"images": dict(by),
+                                             "worths": {c: dict(swapped.worths[m]) for c, m in contexts.items()}}
+                # the pixel changes beside it are not compared: verify compares the metrics' sections
+                out.images += sum(len(k) for k in by.values())
         results.append(result)
         out.coalitions += len(image_keys)
         out.images += sum(len(k) for k in image_keys.values())

@@ -97,13 +97,14 @@ def seed_bound(metric, est, worth: str = "raw") -> float | None:
 
 def _annotate_swap(metrics: dict, g, metric_info: dict, worth: str, level: float, rule: str) -> None:
     """``vs_own_placebo`` on every metric section (copyscope.controls.placebo_swap), from the game's worth rows."""
-    from ..controls.placebo_swap import annotate_swap
+    from ..controls.placebo_swap import annotate_swap, swap_contexts
     from ..controls.worth import specific_range
 
     game = g.game
-    n = len(game.players)
-    full = tuple(True for _ in range(n))
-    without = {p.name: game.coalition_key(tuple(j != i for j in range(n))) for i, p in enumerate(game.players)}
+    keys = {}
+    for lora in g.placebo_swap:
+        keys[lora] = {c: (game.coalition_key(m), game.coalition_key(tuple(x and p.name != lora for x, p in zip(m, game.players))))
+                      for c, m in swap_contexts(game, lora).items()}
     worths = {m: {game.coalition_key(c): row for c, row in g.table(m).items()} for m in metrics}
     bounds = {}
     for m in metrics:
@@ -111,7 +112,7 @@ def _annotate_swap(metrics: dict, g, metric_info: dict, worth: str, level: float
         rng = getattr(info, "value_range", None) if info is not None and info.kind == "per_image" else None
         rng = specific_range(rng, worth) if rng is not None else None
         bounds[m] = float(rng[1] - rng[0]) if rng is not None else None  # one seed's worth difference lies within
-    annotate_swap(metrics, worths, g.placebo_swap, game.names, game.coalition_key(full), without, bounds, level, rule)
+    annotate_swap(metrics, worths, g.placebo_swap, game.names, keys, bounds, level, rule)
 
 
 def _per_seed_section(est, names: list[str]) -> dict | None:
@@ -243,7 +244,10 @@ def build_report(prep: ReportInputs, games: list[GameResult], generation: dict, 
             "headline": headline_metric(metrics),
             **({"per_work": per_work} if per_work else {}),
             **({"per_prompt": per_prompt} if per_prompt else {}),
-            **({"placebo_swap_images": {n: r["images"] for n, r in g.placebo_swap.items()}} if g.placebo_swap else {}),
+            **({"placebo_swap_images": {n: r["images"] for n, r in g.placebo_swap.items()},
+                # how much each LoRA and its placebo change the images (mean absolute pixel difference), per context
+                "placebo_swap_change": {n: r.get("image_change") for n, r in g.placebo_swap.items()}}
+               if g.placebo_swap else {}),
         }
         if g.controls is not None:  # the positive controls, and the headline chosen from them
             from .controls import controls_section

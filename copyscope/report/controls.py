@@ -78,16 +78,25 @@ def _placebo_table(game: dict) -> str:
 
 
 def _swap_table(game: dict, head: str, vs: dict) -> str:
-    """controls.placebo: swap: each LoRA against its own placebo put in its place in the full pipeline."""
-    rows = [[td(player_label(game, p)), td(num(e["lora_effect"]), True), td(num(e["placebo_effect"]), True),
-             td(num(e["value"]), True), td(f"[{num(e['ci95'][0])}, {num(e['ci95'][1])}]", True),
-             td(fmt_p(e["p_holm"]), True), td("yes" if e["beats"] else "no")] for p, e in vs.items()]
+    """controls.placebo: swap: each LoRA against its own placebo put in its place, alone and in the full pipeline."""
+    change = game.get("placebo_swap_change") or {}
+    rows = []
+    for p, e in vs.items():
+        ctx = e.get("contexts") or {}
+        cells = [td(num((ctx.get(c) or {}).get(k)), True) for c in ("alone", "full") for k in ("lora_effect", "placebo_effect")]
+        pixels = (change.get(p) or {}).get("alone") or {}
+        rows.append([td(player_label(game, p)), *cells, td(num(e["value"]), True),
+                     td(f"[{num(e['ci95'][0])}, {num(e['ci95'][1])}]", True), td(fmt_p(e["p_holm"]), True),
+                     td("yes" if e["beats"] else "no"), td(f"{num(pixels.get('lora'), '.2f')} / {num(pixels.get('placebo'), '.2f')}")])
     return ("<p>Each LoRA against its own <b>placebo</b> (a LoRA with its layers and strengths and no content), put "
-            "in its place in the full pipeline: a LoRA is claimed as copying only if the full pipeline with it is "
-            "closer to the work than with its placebo. Effect: what removing the LoRA from the full pipeline loses; "
-            "the placebo's: what its placebo adds in the same place.</p>"
-            + _table(["LoRA", f"effect ({head})", "placebo's effect", "LoRA − placebo", "interval", "p (Holm)",
-                      "beats its placebo"], rows))
+            "in its place alone on the base and in the full pipeline: a LoRA is claimed as copying only if, averaged "
+            "over the two, its images are closer to the work than its placebo's. Effect: what the LoRA adds to the "
+            f"coalition without it; the placebo's: what its placebo adds in the same place ({esc(head)}). Pixels "
+            "changed: the mean absolute change of the images, alone, by the LoRA and by its placebo; a placebo that "
+            "changes them much less than its LoRA is a weak control.</p>"
+            + _table(["LoRA", "alone: effect", "alone: placebo's", "full: effect", "full: placebo's",
+                      "LoRA − placebo", "interval", "p (Holm)", "beats its placebo", "pixels changed: LoRA / placebo"],
+                     rows))
 
 
 def section_controls(report: dict, game: dict, root: Path) -> str:

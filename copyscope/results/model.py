@@ -185,8 +185,9 @@ class GameReport(Record):
     # several prompts: each prompt's own game (its images against the references its worth uses)
     per_prompt: dict[str, dict[str, WorkMetricResult]] | Missing = optional(dict_of(dict_of(record(WorkMetricResult))))
     controls: dict[str, Any] | Missing = optional(OBJECT)  # positive controls and the headline rule's choice
-    # controls.placebo: swap: lora -> the image keys of the full pipeline with its placebo in its place
-    placebo_swap_images: dict[str, list[str]] | Missing = optional(dict_of(list_of(TEXT)))
+    # controls.placebo: swap: lora -> context (alone, full) -> the image keys with its placebo in its place
+    placebo_swap_images: dict[str, dict[str, list[str]]] | Missing = optional(dict_of(dict_of(list_of(TEXT))))
+    placebo_swap_change: Any = optional(JSON)  # lora -> context -> {lora, placebo}: mean absolute pixel change
 
     def check(self, where: str) -> None:
         for name, sec in self.metrics.items():
