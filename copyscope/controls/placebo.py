@@ -214,7 +214,7 @@ def add_placebo_player(zoo, cache_root: Path) -> None:
     source = loras[index]
     dst, stats = placebo_file(zoo, index, cache_root)
     zoo.spec.loras.append(type(source)(name=PLACEBO_NAME, model=str(dst), weight=source.weight))
-    zoo.placebo = {"player": PLACEBO_NAME, "from": wanted, **_summary(stats, dst)}
+    zoo.placebo = {"player": PLACEBO_NAME, "from": wanted, **placebo_summary(stats, dst)}
 
 
 def placebo_file(zoo, index: int, cache_root: Path, key: tuple = ("controls", "placebo_from")) -> tuple[Path, dict]:
@@ -230,7 +230,7 @@ def placebo_file(zoo, index: int, cache_root: Path, key: tuple = ("controls", "p
     return dst, stats
 
 
-def _summary(stats: dict, dst: Path) -> dict:
+def placebo_summary(stats: dict, dst: Path) -> dict:
     """What report.json records of one placebo file."""
     return {"seed": stats.get("seed"), "source_sha256": stats.get("source_sha256"), "file": str(dst),
             "layers": stats.get("layers"), "max_norm_rel_diff": stats.get("max_norm_rel_diff")}

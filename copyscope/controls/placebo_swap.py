@@ -40,7 +40,7 @@ def prepare_swap_placebos(zoo, cache_root: Path) -> None:
     """With ``controls.placebo: swap``: write (or reuse) every LoRA's placebo in the cache's ``placebo/`` folder and
     set ``zoo.placebo`` to what report.json records ({"design": "swap", "loras": {name: file summary}}). A LoRA that
     cannot have one (not a plain down/up LoRA, not a local .safetensors file) is a one-line error naming it."""
-    from .placebo import _summary, placebo_file
+    from .placebo import placebo_summary, placebo_file
 
     if not uses_swap(zoo):
         return
@@ -53,7 +53,7 @@ def prepare_swap_placebos(zoo, cache_root: Path) -> None:
     loras = {}
     for i, lora in enumerate(zoo.spec.loras):
         dst, stats = placebo_file(zoo, i, cache_root, ("loras", i, "model"))
-        loras[lora.name] = _summary(stats, dst)
+        loras[lora.name] = placebo_summary(stats, dst)
     zoo.placebo = {"design": SWAP, "loras": loras}
 
 

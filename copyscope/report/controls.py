@@ -61,11 +61,11 @@ def equivalent_phrase(eq: dict | None) -> str:
         eq.get("bound"), s)
 
 
-def _placebo_table(game: dict) -> str:
+def _placebo_table(game: dict, alpha: float) -> str:
     head = game.get("headline")
     section = (game.get("metrics") or {}).get(head) or {}
     if section.get("vs_own_placebo"):
-        return _swap_table(game, head, section["vs_own_placebo"])
+        return _swap_table(game, head, section["vs_own_placebo"], alpha)
     vs = section.get("vs_placebo")
     if not vs:
         return ""
@@ -77,7 +77,7 @@ def _placebo_table(game: dict) -> str:
             + _table(["component", f"value − placebo ({head})", "interval", "p (Holm)", "beats the placebo"], rows))
 
 
-def _swap_table(game: dict, head: str, vs: dict) -> str:
+def _swap_table(game: dict, head: str, vs: dict, alpha: float) -> str:
     """controls.placebo: swap: each LoRA against its own placebo put in its place, alone and in the full pipeline."""
     change = game.get("placebo_swap_change") or {}
     rows = []
@@ -87,23 +87,35 @@ def _swap_table(game: dict, head: str, vs: dict) -> str:
         pixels = (change.get(p) or {}).get("alone") or {}
         rows.append([td(player_label(game, p)), *cells, td(num(e["value"]), True),
                      td(f"[{num(e['ci95'][0])}, {num(e['ci95'][1])}]", True), td(fmt_p(e["p_holm"]), True),
-                     td("yes" if e["beats"] else "no"), td(f"{num(pixels.get('lora'), '.2f')} / {num(pixels.get('placebo'), '.2f')}")])
+                     td(_beats_word(e, alpha)), td(f"{num(pixels.get('lora'), '.2f')} / {num(pixels.get('placebo'), '.2f')}")])
     return ("<p>Each LoRA against its own <b>placebo</b> (a LoRA with its layers and strengths and no content), put "
             "in its place alone on the base and in the full pipeline: a LoRA is claimed as copying only if, averaged "
             "over the two, its images are closer to the work than its placebo's. Effect: what the LoRA adds to the "
             f"coalition without it; the placebo's: what its placebo adds in the same place ({esc(head)}). Pixels "
             "changed: the mean absolute change of the images, alone, by the LoRA and by its placebo; a placebo that "
-            "changes them much less than its LoRA is a weak control.</p>"
+            "changes them much less than its LoRA is a weak control. \"t test only\": the t test alone finds it, the "
+            "claim's rule does not (yet: more seeds).</p>"
             + _table(["LoRA", "alone: effect", "alone: placebo's", "full: effect", "full: placebo's",
                       "LoRA − placebo", "interval", "p (Holm)", "beats its placebo", "pixels changed: LoRA / placebo"],
                      rows))
+
+
+def _alpha(report: dict) -> float:
+    return 1.0 - (report.get("settings") or {}).get("confidence", 0.95)
+
+
+def _beats_word(e: dict, alpha: float) -> str:
+    if e.get("beats"):
+        return "yes"
+    t = e.get("t") or {}
+    return "t test only" if (t.get("p_holm") is not None and t["p_holm"] < alpha and e.get("value", 0) > 0) else "no"
 
 
 def section_controls(report: dict, game: dict, root: Path) -> str:
     c = game.get("controls")
     if not c:
         return ("<p class=\"muted\">No controls ran in this audit (controls.positive: false, or the base's family has no "
-                "img2img pipeline in diffusers).</p>" + _placebo_table(game))
+                "img2img pipeline in diffusers).</p>" + _placebo_table(game, _alpha(report)))
     parts = [f"<p><b>{esc(controls_sentence(game))}</b></p>"]
     choice = c.get("headline") or {}
     parts.append(f"<p>Headline metric: {esc(choice.get('why', ''))}.</p>")
@@ -140,7 +152,7 @@ def section_controls(report: dict, game: dict, root: Path) -> str:
                      + _table(["component", "equivalent img2img strength"],
                               [[td(player_label(game, p)), td(equivalent_phrase(e))] for p, e in eq.items()]))
     parts.append(_control_images(c, root))
-    parts.append(_placebo_table(game))
+    parts.append(_placebo_table(game, _alpha(report)))
     return "".join(parts)
 
 
