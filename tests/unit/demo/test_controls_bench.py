@@ -44,6 +44,21 @@ def test_judge_reads_the_placebo_comparisons():
     assert row["planted_first"]  # the plant is above the placebo too
 
 
+def test_judge_reads_each_loras_own_placebo():
+    """placebo: swap: the verdicts come from vs_own_placebo, under the claim's rule and the t test alone."""
+    s = Scenario("plain:w:d:nocn", ("w",), {"plant": "w"}, ("decoy",), False)
+    entry = {"value": 0.1, "p_holm": 0.01, "t": {"p_holm": 0.01}}
+    own = {"plant": {"value": 0.2, "p_holm": 0.3, "t": {"p_holm": 0.001}},
+           "decoy": {"value": -0.01, "p_holm": 0.9, "t": {"p_holm": 0.01}}}  # negative: never beats, whatever p says
+    report = {"games": [{"metrics": {"phash": {"shapley": {"plant": {**entry, "value": 0.3}, "decoy": entry},
+                                              "vs_own_placebo": own}}}]}
+    row = judge(s, report, None)["phash"]
+    assert not row["plant_beats_placebo"] and row["plant_beats_placebo_t"]
+    assert not row["decoy_beats_placebo"] and not row["decoy_beats_placebo_t"]
+    assert "placebo_significant_t" not in row  # no placebo player
+    assert summarise([{"verdicts": {"phash": row}}])["phash"]["plant_beats_placebo_t"] == [1, 1]
+
+
 def test_unknown_worth_is_refused_before_any_work(tmp_path):
     import pytest
 
