@@ -24,7 +24,7 @@ from copyscope.demo.bench import _folder_name, variant_folder  # noqa: E402
 from copyscope.demo.bench_verdicts import _rate, format_worth_table, headline_bar  # noqa: E402
 
 
-def with_headlines(out: Path, by_worth: dict, placebo: bool = False) -> dict:
+def with_headlines(out: Path, by_worth: dict, placebo: bool | str = False) -> dict:
     """Each scenario row of each worth with the headline the current rule chooses from its report's stored control
     scores (copyscope.controls.headline.choose_headline: the same choice an audit makes now, whatever the code
     that ran the benchmark chose)."""
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the per-worth summaries and headline records here")
     a = ap.parse_args()
     doc = json.loads((a.out / "results.json").read_text())
-    by_worth = with_headlines(a.out, doc.get("by_worth") or {doc.get("worth", "raw"): doc}, bool(doc.get("placebo")))
+    by_worth = with_headlines(a.out, doc.get("by_worth") or {doc.get("worth", "raw"): doc}, doc.get("placebo") or False)
     text = markdown(by_worth, doc)
     print(text)
     if a.write:
