@@ -199,3 +199,16 @@ def test_the_placebo_run_supports_what_the_docs_say():
     assert s["phash"]["placebo_significant_t"] == [0, 6] and s["phash"]["decoy_beats_placebo"] == [0, 6]
     assert s["ssim"]["decoy_significant_t"] == [6, 6] and s["ssim"]["placebo_significant_t"] == [0, 6]
     assert all("placebo" in r["verdicts"]["phash"]["values"] for r in doc["results"])
+
+
+def test_the_swap_placebo_run_supports_what_the_docs_say():
+    """docs/metrics.md "The cheaper design: placebo: swap": the quick set, every LoRA with its own placebo, 8 seeds;
+    under phash the t test puts the plant above its placebo in 5/6 and no decoy in any, the claim's rule in none;
+    under ssim every decoy beats its own placebo."""
+    doc = _doc("validity_placebo_swap_quick.json")
+    assert (doc["subset"], doc["scenarios"], doc["audit_seeds"], doc["placebo"]) == ("quick", 6, 8, "swap")
+    s = doc["summary"]
+    assert s["phash"]["plant_beats_placebo_t"] == [5, 6] and s["phash"]["decoy_beats_placebo_t"] == [0, 6]
+    assert s["phash"]["plant_beats_placebo"] == [0, 6]
+    assert s["kid_pixels"]["plant_beats_placebo_t"] == [4, 6] and s["kid_pixels"]["decoy_beats_placebo_t"] == [0, 6]
+    assert s["ssim"]["decoy_beats_placebo_t"] == [6, 6] and s["rgb_ssim"]["decoy_beats_placebo_t"] == [6, 6]
