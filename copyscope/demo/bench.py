@@ -253,7 +253,8 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
     first = by_worth[worths[0]]
     results, summary = first["results"], first["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": first["truth"], "seed": seed, "worth": worths[0], "placebo": placebo if placebo == "swap" else bool(placebo), "by_worth": by_worth,
+           "truth": first["truth"], "seed": seed, "worth": worths[0],
+           "placebo": placebo if placebo == "swap" else bool(placebo), "by_worth": by_worth,
            "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),
            "summary": summary, "results": results}

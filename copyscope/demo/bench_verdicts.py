@@ -53,15 +53,10 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             row["placebo_significant_t"] = sig("placebo", "t") if "t" in sh["placebo"] else sig("placebo")
         own = sec.get("vs_own_placebo")
         if own:  # controls.placebo: swap: does each LoRA beat its own placebo put in its place?
-            def beats(p, test=None):
-                e = own.get(p) or {}  # noqa: B023 - called only in this iteration
-                e = e if test is None else e.get(test) or {}
-                return e.get("p_holm") is not None and e["p_holm"] < ALPHA and (own.get(p) or {}).get("value", 0) > 0
-
-            row["plant_beats_placebo"] = all(beats(p) for p in plants)
-            row["decoy_beats_placebo"] = any(beats(d) for d in decoys)
-            row["plant_beats_placebo_t"] = all(beats(p, "t") for p in plants)
-            row["decoy_beats_placebo_t"] = any(beats(d, "t") for d in decoys)
+            row["plant_beats_placebo"] = all(_beats_own(own, p) for p in plants)
+            row["decoy_beats_placebo"] = any(_beats_own(own, d) for d in decoys)
+            row["plant_beats_placebo_t"] = all(_beats_own(own, p, "t") for p in plants)
+            row["decoy_beats_placebo_t"] = any(_beats_own(own, d, "t") for d in decoys)
         per_work = game.get("per_work") or {}
         if len(s.works) > 1 and per_work:
             ok = True
@@ -77,6 +72,13 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             row["covered"], row["intervals"] = int(sum(hits)), len(hits)
         out[metric] = row
     return out
+
+
+def _beats_own(own: dict, lora: str, test: str | None = None) -> bool:
+    """A LoRA above its own placebo (controls.placebo: swap): under the claim's rule, or the test ``test`` alone."""
+    e = own.get(lora) or {}
+    p = (e if test is None else e.get(test) or {}).get("p_holm")
+    return p is not None and p < ALPHA and (e.get("value") or 0) > 0
 
 
 def headline_bar(results: list[dict]) -> dict:

@@ -159,7 +159,7 @@ def test_audit_with_swap_placebos(tiny_models, tmp_path, monkeypatch):
         assert row["value"] == pytest.approx((full["value"] + alone["value"]) / 2)
         assert np.mean(row["per_seed"]) == pytest.approx(row["value"])
         assert sec["shapley"][name]["beats_placebo"] == row["beats"]
-    for name, by in game["placebo_swap_change"].items():
+    for by in game["placebo_swap_change"].values():
         assert set(by) == {"alone", "full"} and all(0 < v["lora"] < 1 and 0 < v["placebo"] < 1 for v in by.values())
     cache = ImageCache(Path(rep["cache_dir"]))
     swapped = game["placebo_swap_images"]
