@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from ..common.finite import is_finite
 
-# In order of preference; see docs/validity.md, measured on the shipped demo zoo.
-# phash is the only metric that called no decoy significant in any of the four committed runs (quick and full
-# set, 8 and 16 seeds: 0/6, 0/6, 0/36, 0/36) and, on the full set, puts the plant first in 35/36 and finds it
-# significant in 33-34/36. kid_pixels (the headline before the rebuild) called a decoy significant once (1/36
-# at 16 seeds) and finds the plant significant in only 11-24/36; it is the fallback for a zoo that does not
-# compute phash, then the fusion (neither validated as the headline).
+# In order of preference; see docs/validity.md, measured on the shipped demo zoo and two other benchmark worlds.
+# phash is the only metric that called no decoy significant in any of the four committed runs of the demo's world
+# (quick and full set, 8 and 16 seeds: 0/6, 0/6, 0/36, 0/36) and, on the full set, puts the plant first in 35/36
+# and finds it significant in 33-34/36 (the KDE world: 1/36 false decoys; the MATE world: 0/36). kid_pixels (the
+# headline before the rebuild; 6/36 false decoys in the MATE world, so no longer a default) is the fallback for a
+# zoo that lists it but not phash, then the fusion (neither validated as the headline).
 HEADLINE_PREFERENCE = ("phash", "kid_pixels", "fusion")
 
 HEADLINE_NOTE = ("significance is claimed for the headline metric only (its one-sided test, Holm-corrected "
