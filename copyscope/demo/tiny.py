@@ -237,7 +237,7 @@ TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 def lora_copies(pipe, adapter_name: str = "lora", rank: int = 4, text_encoder: bool = False,
-                init: str | bool = "gaussian", targets: list[str] | None = None):
+                init: str | bool = "gaussian", targets: list[str] | str | None = None):
     """Deep copies of pipe's UNet (and text encoder) with a fresh LoRA adapter (alpha = rank) attached.
 
     The pipe itself is not touched (peft wraps layers in place, and deleting an adapter leaves the

@@ -216,14 +216,16 @@ def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: Latents, co
     controlnet.eval()
 
 
-def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str, rank: int | None = None):
+def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str, rank: int | None = None,
+               targets: list[str] | str | None = None):
     """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy.
-    ``rank``: the LoRA rank (default ``HYPER["lora_rank"]``)."""
+    ``rank``: the LoRA rank (default ``HYPER["lora_rank"]``); ``targets``: the modules it adapts (peft's
+    ``target_modules``: names, or one regular expression; default ``HYPER["lora_targets"]``)."""
     import torch
 
     torch.manual_seed(seed)
     unet, _ = tiny.lora_copies(pipe, "lora", rank=int(rank or HYPER["lora_rank"]), init="gaussian",
-                               targets=list(HYPER["lora_targets"]))
+                               targets=targets if targets is not None else list(HYPER["lora_targets"]))
     unet.requires_grad_(False)
     params = tiny.lora_parameters(unet, "lora")
     for p in params:

@@ -1,0 +1,373 @@
+"""Do a world's LoRAs keep their content when stacked? LoRA recipes compared on one demo zoo.
+
+    python bench/bench_stacking.py OUT [--zoo demo_zoo] [--recipes wide,attention,cross-kv] [--steps 1600] [--jobs 2]
+
+In the benchmark worlds the full pipeline (three LoRAs at full weight) draws mostly texture: each LoRA memorised
+its work with the same caption, on every module of the UNet, so their summed updates leave the images the base
+can draw. Real LoRAs usually combine. This script trains one LoRA per work for the zoo world's first three works
+with each recipe (same caption, rank, steps, learning rate and crops as `demo build`; only the adapted modules
+differ), audits every coalition of the three (phash, 8 seeds, one audit per work: the images are shared through the
+cache), and reports per recipe:
+
+* each LoRA's effect alone: phash similarity to its own work minus the base's (does the recipe still copy?);
+* its retention when stacked: (similarity to its work with the others - the base's) / (alone - the base's), for
+  each pair and for the three together (1: its content survives; 0: it is lost);
+* the Shapley values and the pairwise interactions of the first work's game, from the audit's report.
+
+Recipes (the modules a LoRA adapts): ``wide``, the demo's (attention, transformer projections, feed-forward,
+resnet convolutions; for works the zoo ships a LoRA for, the zoo's own file); ``attention``, the attention
+projections only (to_q, to_k, to_v, to_out.0 of self- and cross-attention); ``cross-kv``, the keys and values
+of cross-attention only (what the text conditioning becomes). Writes OUT/stacking.json and OUT/stacking.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RECIPES = {
+    "wide": None,  # HYPER["lora_targets"]
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "cross-kv": r".*attn2\.(to_k|to_v)",
+    "stack-aware": None,  # wide, trained half of its steps with the other works' wide LoRAs merged into the base
+    "joint": None,  # wide, the three trained together: each step one LoRA learns its work with a random subset of the others on
+}
+STACKED_FRACTION = 0.5  # stack-aware: the share of steps with the partners merged
+
+
+def _train(task: tuple) -> float:
+    """One LoRA in a worker process (one torch thread); returns its training seconds."""
+    import numpy as np
+    import torch
+
+    from copyscope.demo import tiny
+    from copyscope.demo.build_args import FULL_POOL
+    from copyscope.demo.pool import _base_pipeline
+    from copyscope.demo.scenarios import World
+    from copyscope.demo.training import lora_latents, train_lora
+
+    zoo, world_doc, work, target, resolution, prompt, steps, seed, rank, targets, partners = task
+    torch.set_num_threads(1)
+    t = time.time()
+    world = World.from_doc(world_doc)
+    pipe = _base_pipeline(Path(zoo))
+    lat = lora_latents(pipe.vae, [world.load(work)], FULL_POOL["lora_per_image"], resolution,
+                       np.random.default_rng(seed), pipe.vae.config.scaling_factor)
+    if partners:
+        unet = _train_stack_aware(pipe, lat, prompt, steps, seed, rank, [Path(f) for f in partners])
+    else:
+        unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, work, rank=rank, targets=targets)
+    tiny.save_lora_file(Path(target), unet, None, "lora")
+    return time.time() - t
+
+
+def lora_deltas(file: Path) -> dict[str, "object"]:
+    """module name -> its weight update B @ A (alpha = rank, as copyscope's demo LoRAs are saved) from a
+    diffusers/peft-format LoRA file of the UNet; convolutions reshaped to the kernel's shape."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(file))
+    out = {}
+    for key, a in sd.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        module = key[len("unet."):-len(".lora_A.weight")]
+        b = sd[key.replace("lora_A", "lora_B")]
+        delta = b.reshape(b.shape[0], -1) @ a.reshape(a.shape[0], -1)
+        out[module] = delta.reshape(b.shape[0], *a.shape[1:]) if a.dim() == 4 else delta
+    return out
+
+
+def _train_stack_aware(pipe, lat, caption: str, steps: int, seed: int, rank: int, partners: list[Path]):
+    """The demo's LoRA recipe (copyscope.demo.training.train_lora), except that in a random STACKED_FRACTION of the
+    steps the partners' updates are merged into the frozen base weights: the LoRA learns its work both alone and
+    on top of the others, so that stacked it should keep more of its content. Returns the adapted UNet copy."""
+    import numpy as np
+    import torch
+
+    from copyscope.demo import tiny
+    from copyscope.demo.training import HYPER, _diffusion_step, _optimise, _token_ids, _train_scheduler
+
+    torch.manual_seed(seed)
+    unet, _ = tiny.lora_copies(pipe, "lora", rank=rank, init="gaussian", targets=list(HYPER["lora_targets"]))
+    unet.requires_grad_(False)
+    params = tiny.lora_parameters(unet, "lora")
+    for p in params:
+        p.requires_grad_(True)
+    merged: dict[str, object] = {}
+    for f in partners:
+        for module, d in lora_deltas(f).items():
+            merged[module] = merged[module] + d if module in merged else d
+    weights = {}
+    for module, d in merged.items():
+        layer = unet.get_submodule(module)
+        w = (layer.base_layer if hasattr(layer, "base_layer") else layer).weight
+        weights[module] = (w, w.detach().clone(), d.to(w.dtype))
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    sched = _train_scheduler()
+    with torch.no_grad():
+        enc1 = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
+    opt = torch.optim.AdamW(params, lr=HYPER["lora_lr"], weight_decay=0.0)
+    unet.train()
+    t0 = time.time()
+    for step in range(steps):
+        stacked = rng.random() < STACKED_FRACTION
+        with torch.no_grad():
+            for w, w0, d in weights.values():
+                w.copy_(w0 + d if stacked else w0)
+        b = HYPER["lora_batch"]
+        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
+        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
+        _optimise(opt, loss, step, steps, t0, lambda m: None, "lora stack-aware")
+    with torch.no_grad():
+        for w, w0, _d in weights.values():
+            w.copy_(w0)
+    unet.eval()
+    return unet
+
+
+def _train_joint_task(task: tuple) -> float:
+    """The ``joint`` recipe: the three LoRAs in one UNet, trained together (one process); returns the seconds."""
+    import numpy as np
+    import torch
+
+    from copyscope.demo import tiny
+    from copyscope.demo.build_args import FULL_POOL
+    from copyscope.demo.pool import _base_pipeline
+    from copyscope.demo.scenarios import World
+
+    zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads = task
+    torch.set_num_threads(threads)
+    t = time.time()
+    world = World.from_doc(world_doc)
+    pipe = _base_pipeline(Path(zoo))
+    from copyscope.demo.training import lora_latents
+
+    lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
+                            np.random.default_rng(seed + i), pipe.vae.config.scaling_factor) for i, w in enumerate(works)}
+    unet = _train_joint(pipe, lats, prompt, steps, seed, rank)
+    for w, target in zip(works, targets):
+        tiny.save_lora_file(Path(target), unet, None, w)
+    return time.time() - t
+
+
+def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: int):
+    """The demo's LoRA recipe for several LoRAs at once, in one UNet copy: step k trains LoRA k mod n on its own work
+    with each other LoRA switched on with probability STACKED_FRACTION (frozen for that step), so every LoRA learns
+    its work alone and on top of the current others, and each gets ``steps`` updates. Returns the UNet with one
+    adapter per work (named after it)."""
+    import copy
+
+    import numpy as np
+    import torch
+    from peft import LoraConfig
+
+    from copyscope.demo.training import HYPER, _diffusion_step, _optimise, _token_ids, _train_scheduler
+
+    torch.manual_seed(seed)
+    names = list(lats)
+    unet = copy.deepcopy(pipe.unet)
+    for name in names:
+        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                    target_modules=list(HYPER["lora_targets"])), adapter_name=name)
+    unet.requires_grad_(False)
+    from copyscope.demo import tiny
+
+    opts = {}
+    for name in names:
+        params = tiny.lora_parameters(unet, name)
+        opts[name] = torch.optim.AdamW(params, lr=HYPER["lora_lr"], weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    sched = _train_scheduler()
+    with torch.no_grad():
+        enc1 = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
+    unet.train()
+    t0 = time.time()
+    total = steps * len(names)
+    for step in range(total):
+        name = names[step % len(names)]
+        active = [name] + [o for o in names if o != name and rng.random() < STACKED_FRACTION]
+        unet.set_adapters(active, [1.0] * len(active))
+        for o in names:  # only this step's LoRA learns (set_adapters marks every active adapter trainable)
+            for p in tiny.lora_parameters(unet, o):
+                p.requires_grad_(o == name)
+        b = HYPER["lora_batch"]
+        lat = lats[name]
+        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
+        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
+        _optimise(opts[name], loss, step, total, t0, lambda m: None, "lora joint")
+    unet.eval()
+    return unet
+
+
+def _zoo_file(out: Path, zoo: Path, recipe: str, loras: dict[str, Path], work: str, refs: Path, seeds: int) -> Path:
+    import yaml
+
+    doc = {
+        "name": f"stacking-{recipe}-{work}", "cache": str(out / "cache"),
+        "bases": [{"name": "tiny-sd", "model": str(zoo / "base")}], "controlnets": [],
+        "loras": [{"name": n, "model": str(f), "weight": 1.0} for n, f in loras.items()],
+        "references": [{"name": work, "paths": [str(refs / work)]}],
+        "prompts": [{"name": f"{work}-neutral", "text": "a painting", "negative": "", "work": work}],
+        "generation": {"steps": 20, "guidance": 5.0, "scheduler": "ddim", "resolution": 32, "seeds": seeds,
+                       "batch_size": 8, "dtype": "float32", "device": "auto"},
+        "metrics": ["phash"], "estimator": {"method": "exact", "bootstrap": 200},
+        "controls": {"positive": False},
+    }
+    f = out / "zoos" / f"{recipe}-{work}.yaml"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return f
+
+
+def _worths(report_dir: Path) -> dict[str, float]:
+    """coalition ('' for the base, names joined by '+') -> phash worth, from the audit's coalitions.csv."""
+    import csv
+
+    with open(report_dir / "coalitions.csv") as f:
+        return {r["coalition"]: float(r["worth"]) for r in csv.DictReader(f) if r["metric"] == "phash"}
+
+
+def _coalition(worths: dict[str, float], names: tuple[str, ...]) -> float:
+    for key, value in worths.items():
+        if set(filter(None, key.split("+"))) == set(names):
+            return value
+    raise KeyError(names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--zoo", type=Path, default=REPO / "demo_zoo")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the zoo's)")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    out, zoo = args.out.resolve(), args.zoo.resolve()
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        raise SystemExit(f"--recipes: unknown {', '.join(unknown)}; expected some of {', '.join(RECIPES)}")
+
+    import torch
+
+    from copyscope.audit import audit_zoo
+    from copyscope.demo.pool import _write_pool_references, lora_rank_of, spawned_workers
+    from copyscope.demo.scenarios import world_of
+
+    torch.set_num_threads(max(1, args.jobs))
+    gt = json.loads((zoo / "ground_truth.json").read_text())
+    world = world_of(gt)
+    works = list(world.works[:3])
+    steps = int(args.steps or gt["steps"]["lora"])
+    rank, resolution, prompt = lora_rank_of(gt), int(gt["resolution"]), gt["prompt"]
+    _write_pool_references(out / "pool", resolution, 0, world)
+    refs = out / "pool" / "references"
+    shipped = dict(world.shipped)
+
+    files: dict[str, dict[str, Path]] = {}
+    tasks, timings = [], {}
+    joint_task = None
+    for recipe in recipes:
+        files[recipe] = {}
+        if recipe == "joint":
+            targets = [out / "loras" / "joint" / f"{w}.safetensors" for w in works]
+            files[recipe] = dict(zip(works, targets))
+            if not all(t.is_file() for t in targets):
+                joint_task = (str(zoo), world.to_doc(), works, [str(t) for t in targets], resolution, prompt, steps, 101,
+                              rank, max(1, args.jobs))
+            continue
+        for i, work in enumerate(works):
+            if recipe == "wide" and work in shipped:
+                files[recipe][work] = zoo / "loras" / shipped[work]
+                continue
+            target = out / "loras" / recipe / f"{work}.safetensors"
+            files[recipe][work] = target
+            partners = ([str(zoo / "loras" / shipped[o]) for o in works if o != work and o in shipped]
+                        if recipe == "stack-aware" else [])
+            if recipe == "stack-aware" and len(partners) != len(works) - 1:
+                raise SystemExit("stack-aware: the zoo must ship a LoRA for each of the first three works")
+            if not target.is_file():
+                tasks.append((str(zoo), world.to_doc(), work, str(target), resolution, prompt, steps, 101 + i, rank,
+                              RECIPES[recipe], partners))
+    if tasks:
+        print(f"training {len(tasks)} LoRAs ({steps} steps each, {args.jobs} at a time)", flush=True)
+        with spawned_workers(args.jobs) as ex:
+            for task, seconds in zip(tasks, ex.map(_train, tasks)):
+                timings[Path(task[3]).relative_to(out).as_posix()] = round(seconds, 1)
+                print(f"  {Path(task[3]).relative_to(out)}: {seconds:.0f}s", flush=True)
+    if joint_task is not None:
+        print(f"training the joint recipe's {len(works)} LoRAs together ({steps} steps each)", flush=True)
+        seconds = _train_joint_task(joint_task)
+        timings["loras/joint"] = round(seconds, 1)
+        print(f"  loras/joint: {seconds:.0f}s", flush=True)
+
+    results = {}
+    for recipe in recipes:
+        per_work = {}
+        for work in works:
+            report_dir = out / "audits" / f"{recipe}-{work}"
+            audit_zoo(_zoo_file(out, zoo, recipe, files[recipe], work, refs, args.seeds), report_dir)
+            per_work[work] = {"worths": _worths(report_dir),
+                              "report": json.loads((report_dir / "report.json").read_text())}
+        rows = {}
+        for work in works:
+            w = per_work[work]["worths"]
+            base, alone = _coalition(w, ()), _coalition(w, (work,))
+            others = [o for o in works if o != work]
+            stacks = {"+".join(sorted((work, o))): _coalition(w, (work, o)) for o in others}
+            stacks["all three"] = _coalition(w, tuple(works))
+            effect = alone - base
+            rows[work] = {"base": base, "alone": alone, "effect_alone": effect,
+                          "retention": {k: (v - base) / effect if abs(effect) > 1e-9 else None
+                                        for k, v in stacks.items()}}
+        game = per_work[works[0]]["report"]["games"][0]["metrics"]["phash"]
+        results[recipe] = {
+            "loras": {w: str(f) for w, f in files[recipe].items()},
+            "per_work": rows,
+            "shapley": {p: game["shapley"][p]["value"] for p in works},
+            "interactions": game.get("interactions"),
+        }
+        print(f"{recipe}: " + "; ".join(
+            f"{w} alone {r['effect_alone']:+.3f}, with all three {r['retention']['all three']:.2f}"
+            for w, r in rows.items()), flush=True)
+
+    doc = {"zoo": str(zoo), "works": works, "steps": steps, "rank": rank, "seeds": args.seeds,
+           "training_s": timings, "recipes": results}
+    (out / "stacking.json").write_text(json.dumps(doc, indent=1, default=str))
+    (out / "stacking.md").write_text(table(doc))
+    print(table(doc))
+
+
+def table(doc: dict) -> str:
+    """One row per recipe and LoRA: its effect alone, then its retention with each other LoRA and with both."""
+    head = ["recipe", "LoRA", "alone: phash gain over the base", "retention with one other (which)",
+            "retention with the other", "retention, all three", "Shapley value (first work's game)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for recipe, r in doc["recipes"].items():
+        for work in doc["works"]:
+            row = r["per_work"][work]
+            ret = row["retention"]
+
+            def cell(k: str, ret=ret, work=work) -> str:
+                v = ret[k]
+                other = "" if k == "all three" else " (" + next(x for x in k.split("+") if x != work) + ")"
+                return ("n/a" if v is None else f"{v:.2f}") + other
+
+            pairs = [k for k in ret if k != "all three"]
+            lines.append("| " + " | ".join([recipe, work, f"{row['effect_alone']:+.3f}", cell(pairs[0]), cell(pairs[1]),
+                                            cell("all three"), f"{r['shapley'][work]:+.3f}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
