@@ -70,7 +70,7 @@ def test_the_default_metrics_of_a_video_zoo_leave_the_set_metrics_out(tmp_path, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from copyscope.audit.prepare import select_metrics
     from copyscope.config import load_zoo
-    from copyscope.score.metrics import DEFAULT_METRICS
+    from copyscope.score.metrics.registry import DEFAULT_METRICS, metric_kinds
 
     path = _zoo(tmp_path)
     data = yaml.safe_load(path.read_text())
@@ -78,9 +78,7 @@ def test_the_default_metrics_of_a_video_zoo_leave_the_set_metrics_out(tmp_path, 
     path.write_text(yaml.safe_dump(data))
     metrics, unavailable = select_metrics(load_zoo(path))
     assert metrics and all(m.kind == "per_image" for m in metrics)
-    from copyscope.score.metrics.registry import REGISTRY
-
-    default_sets = [n for n in DEFAULT_METRICS if n in ("fid", "kid") or (n in REGISTRY and REGISTRY[n].cls.kind == "set")]
+    default_sets = [name for _i, name, kind in metric_kinds(DEFAULT_METRICS) if kind == "set"]
     assert default_sets  # fd_dinov2, kid_dinov2, fid, kid: left out whether or not their weights are here
     for name in default_sets:
         assert unavailable[name].startswith("a set metric, not defined for videos yet"), name
