@@ -88,48 +88,32 @@ def _train_stack_aware(pipe, lat, caption: str, steps: int, seed: int, rank: int
     """The demo's LoRA recipe (copyscope.demo.training.train_lora), except that in a random STACKED_FRACTION of the
     steps the partners' updates are merged into the frozen base weights: the LoRA learns its work both alone and
     on top of the others, so that stacked it should keep more of its content. Returns the adapted UNet copy."""
-    import numpy as np
     import torch
 
-    from copyscope.demo import tiny
-    from copyscope.demo.training import HYPER, _diffusion_step, _optimise, _token_ids, _train_scheduler
+    from copyscope.demo.training import train_lora
 
-    torch.manual_seed(seed)
-    unet, _ = tiny.lora_copies(pipe, "lora", rank=rank, init="gaussian", targets=list(HYPER["lora_targets"]))
-    unet.requires_grad_(False)
-    params = tiny.lora_parameters(unet, "lora")
-    for p in params:
-        p.requires_grad_(True)
     merged: dict[str, object] = {}
     for f in partners:
         for module, d in lora_deltas(f).items():
             merged[module] = merged[module] + d if module in merged else d
-    weights = {}
-    for module, d in merged.items():
-        layer = unet.get_submodule(module)
-        w = (layer.base_layer if hasattr(layer, "base_layer") else layer).weight
-        weights[module] = (w, w.detach().clone(), d.to(w.dtype))
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sched = _train_scheduler()
-    with torch.no_grad():
-        enc1 = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
-    opt = torch.optim.AdamW(params, lr=HYPER["lora_lr"], weight_decay=0.0)
-    unet.train()
-    t0 = time.time()
-    for step in range(steps):
+    weights: dict[str, tuple] = {}  # module -> (its frozen weight, the weight as trained, the partners' update)
+
+    def merge_or_not(unet, step: int, rng) -> None:
+        if not weights:
+            for module, d in merged.items():
+                layer = unet.get_submodule(module)
+                w = (layer.base_layer if hasattr(layer, "base_layer") else layer).weight
+                weights[module] = (w, w.detach().clone(), d.to(w.dtype))
         stacked = rng.random() < STACKED_FRACTION
         with torch.no_grad():
             for w, w0, d in weights.values():
                 w.copy_(w0 + d if stacked else w0)
-        b = HYPER["lora_batch"]
-        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
-        _optimise(opt, loss, step, steps, t0, lambda m: None, "lora stack-aware")
+
+    unet = train_lora(pipe, lat, caption, steps, seed, lambda m: None, "stack-aware", rank=rank,
+                      before_step=merge_or_not)
     with torch.no_grad():
         for w, w0, _d in weights.values():
             w.copy_(w0)
-    unet.eval()
     return unet
 
 
@@ -142,14 +126,13 @@ def _train_joint_task(task: tuple) -> float:
     from copyscope.demo.build_args import FULL_POOL
     from copyscope.demo.pool import _base_pipeline
     from copyscope.demo.scenarios import World
+    from copyscope.demo.training import lora_latents
 
     zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads = task
     torch.set_num_threads(threads)
     t = time.time()
     world = World.from_doc(world_doc)
     pipe = _base_pipeline(Path(zoo))
-    from copyscope.demo.training import lora_latents
-
     lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
                             np.random.default_rng(seed + i), pipe.vae.config.scaling_factor) for i, w in enumerate(works)}
     unet = _train_joint(pipe, lats, prompt, steps, seed, rank)

@@ -217,10 +217,12 @@ def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: Latents, co
 
 
 def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str, rank: int | None = None,
-               targets: list[str] | str | None = None):
+               targets: list[str] | str | None = None, before_step: Callable | None = None):
     """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy.
     ``rank``: the LoRA rank (default ``HYPER["lora_rank"]``); ``targets``: the modules it adapts (peft's
-    ``target_modules``: names, or one regular expression; default ``HYPER["lora_targets"]``)."""
+    ``target_modules``: names, or one regular expression; default ``HYPER["lora_targets"]``); ``before_step``:
+    called as ``before_step(unet, step, rng)`` before each step draws its batch from ``rng`` (a recipe that changes
+    the frozen weights per step, bench/bench_stacking.py)."""
     import torch
 
     torch.manual_seed(seed)
@@ -239,6 +241,8 @@ def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log
     unet.train()
     t0 = time.time()
     for step in range(steps):
+        if before_step is not None:
+            before_step(unet, step, rng)
         b = HYPER["lora_batch"]
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
         loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
