@@ -211,12 +211,12 @@ def _zoo_file(out: Path, zoo: Path, recipe: str, loras: dict[str, Path], work: s
     return f
 
 
-def _worths(report_dir: Path) -> dict[str, float]:
-    """coalition ('' for the base, names joined by '+') -> phash worth, from the audit's coalitions.csv."""
+def _worths(report_dir: Path, metric: str = "phash") -> dict[str, float]:
+    """coalition ('' for the base, names joined by '+') -> the metric's worth, from the audit's coalitions.csv."""
     import csv
 
     with open(report_dir / "coalitions.csv") as f:
-        return {r["coalition"]: float(r["worth"]) for r in csv.DictReader(f) if r["metric"] == "phash"}
+        return {r["coalition"]: float(r["worth"]) for r in csv.DictReader(f) if r["metric"] == metric}
 
 
 def _coalition(worths: dict[str, float], names: tuple[str, ...]) -> float:

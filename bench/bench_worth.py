@@ -7,7 +7,8 @@ Reads ``DIR/results.json`` (its ``by_worth``) and each scenario's report (``DIR/
 the headline the audit chose from its positive controls (copyscope.controls.headline). Prints, per worth: the
 per-metric table (planted first / plant significant under the claim's rule / decoy significant under the t
 test) and the chosen headlines' record (copyscope.demo.bench_verdicts.headline_bar: plant first, plant significant and
-no decoy significant, in how many scenarios).
+no decoy significant, in how many scenarios; "first" also counted against the decoys alone, the ControlNet, fed the
+work's own depth map, judged apart).
 """
 
 from __future__ import annotations
@@ -54,16 +55,16 @@ def markdown(by_worth: dict, doc: dict) -> str:
              "The audits' own headline (chosen from their positive controls), per worth: the metrics chosen; scenarios "
              "where it puts the plant first, finds it significant (claim's rule / t test alone) and calls no decoy "
              "significant:", "",
-             "| worth | chosen | first | plant significant (t) | meets the bar (claim) | meets the bar (t) "
-             "| decoy significant (t) |",
-             "|---|---|---|---|---|---|---|"]
+             "| worth | chosen | first | first (vs decoys) | plant significant (t) | meets the bar (claim) "
+             "| meets the bar (t) | meets the bar (t, first vs decoys) | decoy significant (t) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for w, d in by_worth.items():
         h = d["headline_rule"]
         chosen = ", ".join(f"{m} {n}" for m, n in h["chosen"].items())
         sig_t = _rate(h["plant_significant_t"]) if "plant_significant_t" in h else "n/a"
-        lines.append(f"| {w} | {chosen} | {_rate(h['planted_first'])} | {sig_t} | {_rate(h['meets_bar'])} "
-                     f"| {_rate(h['meets_bar_t'])} "
-                     f"| {_rate(h['decoy_significant_t'])} |")
+        lines.append(f"| {w} | {chosen} | {_rate(h['planted_first'])} | {_rate(h['planted_first_vs_decoys'])} "
+                     f"| {sig_t} | {_rate(h['meets_bar'])} | {_rate(h['meets_bar_t'])} "
+                     f"| {_rate(h['meets_bar_t_vs_decoys'])} | {_rate(h['decoy_significant_t'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,9 @@ scenario that contains it.
 
 Per metric it reports, over scenarios:
 
-* ``planted_first``: every plant has a larger Shapley value than every other player;
+* ``planted_first``: every plant has a larger Shapley value than every other player; ``planted_first_vs_decoys``:
+  than every decoy (the ControlNet, fed the work's own depth map, is a copier by construction and may rank
+  above a weakened plant rightly; bench/world_mate_16seeds.md);
 * ``plant_significant``: every plant is above zero (Holm-corrected across players, alpha 0.05) under the
   audit's significance rule (``estimator.significance``, default: the t test and the distribution-free
   betting test must both reject), and, beside it, under each test on its own (``_t``, ``_bounded``);

@@ -31,6 +31,9 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
             continue
         others = [p for p in vals if p not in plants]
         first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
+        # the ControlNet is fed the work's own depth map, a copier by construction: "first" against the decoys
+        # alone is the bar's corrected reading (bench/world_mate_16seeds.md); the ControlNet is judged apart
+        first_vs_decoys = all(vals[p] > max((vals[d] for d in decoys if d in vals), default=-np.inf) for p in plants)
 
         def sig(p, test=None):
             e = sh[p] if test is None else sh[p].get(test) or {}  # noqa: B023 - called only in this iteration (rows below)
@@ -39,6 +42,7 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
         row = {
             "values": vals,
             "planted_first": bool(first),
+            "planted_first_vs_decoys": bool(first_vs_decoys),
             "plant_significant": all(sig(p) for p in plants),
             "decoy_significant": any(sig(d) for d in decoys),
         }
@@ -94,7 +98,11 @@ def headline_bar(results: list[dict]) -> dict:
             "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),
             "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
                                  and not v.get("decoy_significant_t", v["decoy_significant"])),
+            "meets_bar_t_vs_decoys": count(lambda v: v.get("planted_first_vs_decoys", v["planted_first"])
+                                           and v.get("plant_significant_t", v["plant_significant"])
+                                           and not v.get("decoy_significant_t", v["decoy_significant"])),
             "planted_first": count(lambda v: v["planted_first"]),
+            "planted_first_vs_decoys": count(lambda v: v.get("planted_first_vs_decoys", v["planted_first"])),
             "plant_significant_t": count(lambda v: v.get("plant_significant_t", v["plant_significant"])),
             "decoy_significant_t": count(lambda v: v.get("decoy_significant_t", v["decoy_significant"]))}
 
@@ -106,7 +114,8 @@ def summarise(results: list[dict]) -> dict[str, dict]:
     for m in metrics:
         rows = [r["verdicts"][m] for r in results if m in r["verdicts"]]
         entry = {"scenarios": len(rows)}
-        for key in ("planted_first", "plant_significant", "decoy_significant", "own_work", *SPLIT_KEYS):
+        for key in ("planted_first", "planted_first_vs_decoys", "plant_significant", "decoy_significant", "own_work",
+                    *SPLIT_KEYS):
             vals = [row[key] for row in rows if row.get(key) is not None]
             entry[key] = [int(sum(vals)), len(vals)]
         cov = [(row["covered"], row["intervals"]) for row in rows if "intervals" in row]

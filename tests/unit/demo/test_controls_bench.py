@@ -23,6 +23,16 @@ def test_headline_bar_counts_the_chosen_metric_only():
     assert bar["chosen"] == {"phash": 2, "ssim": 1}
     assert bar["meets_bar"] == [1, 3] and bar["planted_first"] == [2, 3] and bar["decoy_significant_t"] == [1, 3]
     assert bar["plant_significant_t"] == [3, 3]
+    # runs judged before planted_first_vs_decoys existed count their planted_first for it
+    assert bar["planted_first_vs_decoys"] == [2, 3] and bar["meets_bar_t_vs_decoys"] == [1, 3]
+
+
+def test_headline_bar_with_the_controlnet_judged_apart():
+    ahead = {**_v(False, True, False), "planted_first_vs_decoys": True}  # the ControlNet above the plant
+    bar = headline_bar([{"headline": "phash", "verdicts": {"phash": ahead}},
+                        {"headline": "phash", "verdicts": {"phash": {**_v(True, True, False), "planted_first_vs_decoys": True}}}])
+    assert bar["meets_bar_t"] == [1, 2] and bar["meets_bar_t_vs_decoys"] == [2, 2]
+    assert bar["planted_first"] == [1, 2] and bar["planted_first_vs_decoys"] == [2, 2]
 
 
 def test_worth_table_compares_the_variants():

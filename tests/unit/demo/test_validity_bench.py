@@ -139,6 +139,10 @@ def test_judge_and_summary_count_what_they_claim():
             "bad": {"shapley": {"depth": e(0.6, 0.001, 0.5, 0.7), "pa": e(0.5, 0.001, 0.4, 0.6),
                                 "pb": e(0.1, 0.2, -0.1, 0.3), "d1": e(0.2, 0.01, 0.1, 0.3),
                                 "d2": e(-0.1, 0.9, -0.2, 0.0)}},
+            # the ControlNet (fed the work's depth map) above both plants, the plants above every decoy
+            "cn_ahead": {"shapley": {"depth": e(0.6, 0.001, 0.5, 0.7), "pa": e(0.5, 0.001, 0.4, 0.6),
+                                     "pb": e(0.4, 0.002, 0.3, 0.5), "d1": e(0.0, 0.5, -0.1, 0.1),
+                                     "d2": e(0.39, 0.3, -0.2, 0.9)}},
         },
         "per_work": {
             "a": {"good": {"shapley": {"depth": e(0, 1, 0, 0), "pa": e(0.9, 0, 0, 1), "pb": e(0.1, 1, 0, 1),
@@ -154,8 +158,11 @@ def test_judge_and_summary_count_what_they_claim():
     assert (v["good"]["covered"], v["good"]["intervals"]) == (4, 5)  # pb's interval misses 0.9
     assert not v["bad"]["planted_first"] and not v["bad"]["plant_significant"] and v["bad"]["decoy_significant"]
     assert v["bad"]["own_work"] is None and "intervals" not in v["bad"]  # no per-work or truth for it
+    assert v["good"]["planted_first_vs_decoys"] and not v["bad"]["planted_first_vs_decoys"]  # bad: pb below d1
+    assert not v["cn_ahead"]["planted_first"] and v["cn_ahead"]["planted_first_vs_decoys"]
     summary = summarise([{"verdicts": v}, {"verdicts": v}])
     assert summary["good"]["planted_first"] == [2, 2] and summary["bad"]["decoy_significant"] == [2, 2]
+    assert summary["cn_ahead"]["planted_first"] == [0, 2] and summary["cn_ahead"]["planted_first_vs_decoys"] == [2, 2]
     assert summary["good"]["coverage"] == [8, 10] and summary["bad"]["coverage"] == [0, 0]
     table = format_table(summary)
     assert table.index("| good |") < table.index("| bad |") and "n/a" in table
