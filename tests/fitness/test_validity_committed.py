@@ -276,6 +276,19 @@ def test_the_third_world_at_16_seeds_as_predicted_and_measured():
     assert text.index("## Predictions") < text.index("## Results")
 
 
+def test_the_third_worlds_intervals_cover_the_true_values():
+    """docs/validity.md "Interval coverage in the third world": the 12 plain scenarios without the ControlNet, true
+    values from 32 disjoint seeds; the headline's 95% intervals contain them in 36/36 at 8 and at 16 seeds."""
+    from copyscope.report.headline import HEADLINE_PREFERENCE
+
+    doc = _doc("validity_world_mate_truth.json")
+    for seeds in ("8", "16"):
+        run = doc["runs"][seeds]
+        assert run["scenarios"] == 12 and run["audit_seeds"] == int(seeds)
+        assert run["summary"][HEADLINE_PREFERENCE[0]]["coverage"] == [36, 36]
+        assert run["summary"]["fusion"]["coverage"][0] >= 33
+
+
 def test_the_placebo_run_supports_what_the_docs_say():
     """docs/metrics.md "Negative control: the placebo LoRA": the quick set with the placebo player, 8 seeds; under
     the headline the placebo is never significant and no decoy beats it; under ssim the decoys are called
