@@ -61,7 +61,8 @@ def verdicts(per_seed: np.ndarray, bound: float, plants: list[int], decoys: list
 def bar_verdicts(per_seed: np.ndarray, bound: float, plants: list[int], decoys: list[int]) -> dict[str, bool | None]:
     """The headline's bar on one window of seeds (t test): the plant first against the decoys (``first``) and
     against every other player (``first_all``), every plant and some decoy significant, the bar met under each
-    definition of first, and whether the other players (the ControlNet) are significant (None if there are none)."""
+    definition of first, and whether the players that are neither plant nor decoy (the ControlNet; in a run with
+    the placebo player, the placebo too) are all significant (None if there are none)."""
     values = per_seed.mean(axis=1)
     sig = significant(per_seed, bound)["t"]
     others = [i for i in range(len(values)) if i not in plants and i not in decoys]
