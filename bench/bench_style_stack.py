@@ -5,9 +5,10 @@
 bench_stacking.py found that the benchmark worlds' LoRAs, each memorising one picture, leave mostly texture when
 stacked. Real pipelines more often stack a content LoRA with style LoRAs, which learn a treatment shared by many
 pictures rather than any one picture. This script trains such style-only decoys on the zoo world's own base
-pictures (the first ``--images`` the base was trained on, so the LoRA has no new content to learn, only the
-treatment), with the demo's recipe otherwise (caption, rank, steps, modules), and audits the game of the zoo's
-planted LoRA with them (``phash``, the headline, and ``ssim``, which takes generic changes for copying; 8 seeds).
+pictures (the first ``--images`` the base was trained on, so that the LoRA has no new content to learn, in intent
+only the treatment; at 32 px it still memorises those pictures, bench/README.md section 10), with the demo's
+recipe otherwise (caption, rank, steps, modules), and audits the game of the zoo's planted LoRA with them
+(``phash``, the headline, and ``ssim``, which takes generic changes for copying; 8 seeds).
 Reported per LoRA: its effect alone (similarity to the work minus the base's); for the plant, its retention
 stacked with each style and with all of them ((with - base) / (alone - base); bench_stacking.py's measure, where
 the memorising decoys keep 0.00-0.33); every player's Shapley value and Holm p (t test). Writes OUT/style_stack.json
@@ -173,7 +174,8 @@ def table(doc: dict) -> str:
         for p, gain in r["effect_alone"].items():
             ret = r["plant_retention"].get(p)
             sh = r["shapley"][p]
-            pv = "n/a" if sh["p_holm_t"] is None else f"{sh['p_holm_t']:.3f}"
+            p_holm = sh["p_holm_t"]
+            pv = "n/a" if p_holm is None else "< 0.001" if p_holm < 0.001 else f"{p_holm:.3f}"
             lines.append(f"| {metric} | {p} | {gain:+.3f} | {'-' if ret is None else f'{ret:.2f}'} | "
                          f"{sh['value']:+.3f} | {pv} |")
         lines.append(f"| {metric} | (plant with every style) | | {r['plant_retention']['all']:.2f} | | |")
