@@ -191,21 +191,41 @@ def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: in
     return unet
 
 
-def _zoo_file(out: Path, zoo: Path, recipe: str, loras: dict[str, Path], work: str, refs: Path, seeds: int) -> Path:
+def common_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options this script shares with bench_style_stack.py."""
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--zoo", type=Path, default=REPO / "demo_zoo")
+    ap.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the zoo's)")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=2)
+
+
+def chosen(text: str, allowed, flag: str) -> list[str]:
+    """A comma-separated choice of ``allowed`` names; exits naming the unknown ones."""
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {', '.join(unknown)}; expected some of {', '.join(allowed)}")
+    return names
+
+
+def _zoo_file(out: Path, zoo: Path, tag: str, loras: dict[str, Path], work: str, refs: Path, seeds: int,
+              metrics: tuple[str, ...] = ("phash",)) -> Path:
+    """The zoo file auditing ``loras`` against ``work`` (every coalition, the base and no ControlNet), OUT/zoos/TAG.yaml."""
     import yaml
 
     doc = {
-        "name": f"stacking-{recipe}-{work}", "cache": str(out / "cache"),
+        "name": f"stacking-{tag}", "cache": str(out / "cache"),
         "bases": [{"name": "tiny-sd", "model": str(zoo / "base")}], "controlnets": [],
         "loras": [{"name": n, "model": str(f), "weight": 1.0} for n, f in loras.items()],
         "references": [{"name": work, "paths": [str(refs / work)]}],
         "prompts": [{"name": f"{work}-neutral", "text": "a painting", "negative": "", "work": work}],
         "generation": {"steps": 20, "guidance": 5.0, "scheduler": "ddim", "resolution": 32, "seeds": seeds,
                        "batch_size": 8, "dtype": "float32", "device": "auto"},
-        "metrics": ["phash"], "estimator": {"method": "exact", "bootstrap": 200},
+        "metrics": list(metrics), "estimator": {"method": "exact", "bootstrap": 200},
         "controls": {"positive": False},
     }
-    f = out / "zoos" / f"{recipe}-{work}.yaml"
+    f = out / "zoos" / f"{tag}.yaml"
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(yaml.safe_dump(doc, sort_keys=False))
     return f
@@ -228,18 +248,11 @@ def _coalition(worths: dict[str, float], names: tuple[str, ...]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--zoo", type=Path, default=REPO / "demo_zoo")
+    common_arguments(ap)
     ap.add_argument("--recipes", default=",".join(RECIPES))
-    ap.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the zoo's)")
-    ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     out, zoo = args.out.resolve(), args.zoo.resolve()
-    recipes = [r for r in args.recipes.split(",") if r]
-    unknown = [r for r in recipes if r not in RECIPES]
-    if unknown:
-        raise SystemExit(f"--recipes: unknown {', '.join(unknown)}; expected some of {', '.join(RECIPES)}")
+    recipes = chosen(args.recipes, RECIPES, "--recipes")
 
     import torch
 
@@ -299,7 +312,7 @@ def main() -> None:
         per_work = {}
         for work in works:
             report_dir = out / "audits" / f"{recipe}-{work}"
-            audit_zoo(_zoo_file(out, zoo, recipe, files[recipe], work, refs, args.seeds), report_dir)
+            audit_zoo(_zoo_file(out, zoo, f"{recipe}-{work}", files[recipe], work, refs, args.seeds), report_dir)
             per_work[work] = {"worths": _worths(report_dir),
                               "report": json.loads((report_dir / "report.json").read_text())}
         rows = {}

@@ -73,43 +73,16 @@ def _train(task: tuple) -> float:
     return time.time() - t
 
 
-def _zoo_file(out: Path, zoo: Path, loras: dict[str, Path], work: str, refs: Path, seeds: int) -> Path:
-    import yaml
-
-    doc = {
-        "name": f"style-stack-{work}", "cache": str(out / "cache"),
-        "bases": [{"name": "tiny-sd", "model": str(zoo / "base")}], "controlnets": [],
-        "loras": [{"name": n, "model": str(f), "weight": 1.0} for n, f in loras.items()],
-        "references": [{"name": work, "paths": [str(refs / work)]}],
-        "prompts": [{"name": f"{work}-neutral", "text": "a painting", "negative": "", "work": work}],
-        "generation": {"steps": 20, "guidance": 5.0, "scheduler": "ddim", "resolution": 32, "seeds": seeds,
-                       "batch_size": 8, "dtype": "float32", "device": "auto"},
-        "metrics": ["phash", "ssim"], "estimator": {"method": "exact", "bootstrap": 200},
-        "controls": {"positive": False},
-    }
-    f = out / "zoos" / f"style-stack-{work}.yaml"
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return f
-
-
 def main() -> None:
+    from bench_stacking import _coalition, _worths, _zoo_file, chosen, common_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--zoo", type=Path, default=REPO / "demo_zoo")
+    common_arguments(ap)
     ap.add_argument("--styles", default="sepia,poster")
     ap.add_argument("--images", type=int, default=6, help="base pictures each style LoRA is trained on")
-    ap.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the zoo's)")
-    ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     out, zoo = args.out.resolve(), args.zoo.resolve()
-    styles = [s for s in args.styles.split(",") if s]
-    unknown = [s for s in styles if s not in STYLES]
-    if unknown:
-        raise SystemExit(f"--styles: unknown {', '.join(unknown)}; expected some of {', '.join(STYLES)}")
-
-    from bench_stacking import _coalition, _worths
+    styles = chosen(args.styles, STYLES, "--styles")
 
     from copyscope.audit import audit_zoo
     from copyscope.demo.pool import _write_pool_references, lora_rank_of, spawned_workers
@@ -143,7 +116,8 @@ def main() -> None:
 
     torch.set_num_threads(max(1, args.jobs))
     report_dir = out / "audit"
-    audit_zoo(_zoo_file(out, zoo, files, work, out / "pool" / "references", args.seeds), report_dir)
+    audit_zoo(_zoo_file(out, zoo, f"style-stack-{work}", files, work, out / "pool" / "references", args.seeds,
+                        ("phash", "ssim")), report_dir)
     report = json.loads((report_dir / "report.json").read_text())
     results = {}
     for metric in ("phash", "ssim"):
