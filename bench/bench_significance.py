@@ -78,8 +78,9 @@ def bar_verdicts(per_seed: np.ndarray, bound: float, plants: list[int], decoys: 
 def scenario_games(out: Path):
     """(results row, player names, plant indices, decoy indices, game) of each scenario of a bench output."""
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    sub = variant_folder(doc.get("worth") or "raw", doc.get("placebo") or False)  # the first worth's reports
     for r in doc["results"]:
-        rep_path = out / "scenarios" / _folder_name(r["scenario"]) / "report.json"
+        rep_path = out / "scenarios" / sub / _folder_name(r["scenario"]) / "report.json"
         game = json.loads(rep_path.read_text(encoding="utf-8"))["games"][0]
         names = list(game["players"])
         yield r, names, [names.index(p) for p in r["plants"]], [names.index(d) for d in r["decoys"]], game
@@ -217,7 +218,9 @@ def main() -> None:
         try:
             windows = [(int(a), int(b)) for a, b in (w.split(":") for w in args.windows)]
         except ValueError:
-            raise SystemExit(f"--windows: expected A:B pairs of seed indices, got {' '.join(args.windows)}") from None
+            windows = []
+        if not windows or any(not 0 <= a < b for a, b in windows):
+            raise SystemExit(f"--windows: expected A:B pairs of seed indices with A < B, got {' '.join(args.windows)}")
         doc = {"out": str(args.out), **rejudge_windows(args.out, windows)}
         if args.json is not None:
             args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
