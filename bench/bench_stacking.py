@@ -17,7 +17,9 @@ cache), and reports per recipe:
 Recipes (the modules a LoRA adapts): ``wide``, the demo's (attention, transformer projections, feed-forward,
 resnet convolutions; for works the zoo ships a LoRA for, the zoo's own file); ``attention``, the attention
 projections only (to_q, to_k, to_v, to_out.0 of self- and cross-attention); ``cross-kv``, the keys and values
-of cross-attention only (what the text conditioning becomes). Writes OUT/stacking.json and OUT/stacking.md.
+of cross-attention only (what the text conditioning becomes); ``stack-aware`` and ``joint`` (below, at
+RECIPES); ``low-rank``, the wide modules at rank LOW_RANK (4) instead of the zoo's. Writes OUT/stacking.json and
+OUT/stacking.md.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ RECIPES = {
     "cross-kv": r".*attn2\.(to_k|to_v)",
     "stack-aware": None,  # wide, trained half of its steps with the other works' wide LoRAs merged into the base
     "joint": None,  # wide, the three trained together: each step one LoRA learns its work with a random subset of the others on
+    "low-rank": None,  # wide at rank LOW_RANK: smaller updates, which may interfere less when summed
 }
+LOW_RANK = 4
 STACKED_FRACTION = 0.5  # stack-aware: the share of steps with the partners merged
 
 
@@ -293,8 +297,8 @@ def main() -> None:
             if recipe == "stack-aware" and len(partners) != len(works) - 1:
                 raise SystemExit("stack-aware: the zoo must ship a LoRA for each of the first three works")
             if not target.is_file():
-                tasks.append((str(zoo), world.to_doc(), work, str(target), resolution, prompt, steps, 101 + i, rank,
-                              RECIPES[recipe], partners))
+                tasks.append((str(zoo), world.to_doc(), work, str(target), resolution, prompt, steps, 101 + i,
+                              LOW_RANK if recipe == "low-rank" else rank, RECIPES[recipe], partners))
     if tasks:
         print(f"training {len(tasks)} LoRAs ({steps} steps each, {args.jobs} at a time)", flush=True)
         with spawned_workers(args.jobs) as ex:
