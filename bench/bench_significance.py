@@ -108,11 +108,10 @@ def rejudge_windows(out: Path, windows: list[tuple[int, int]]) -> dict:
                 v = bar_verdicts(x[:, a:b], bound, plants, decoys)
                 row = table.setdefault(key, {}).setdefault(metric, {"n": 0, "n_controlnet": 0})
                 row["n"] += 1
+                row["n_controlnet"] += v["controlnet_significant"] is not None  # scenarios with a ControlNet
                 for k, flag in v.items():
-                    if flag is None:
-                        continue
-                    row["n_controlnet"] += k == "controlnet_significant"
-                    row[k] = row.get(k, 0) + bool(flag)
+                    if flag is not None:
+                        row[k] = row.get(k, 0) + bool(flag)
                 if metric == "phash":
                     values = x[:, a:b].mean(axis=1)
                     rows.setdefault(key, []).append({"scenario": r["scenario"], **v,

@@ -47,28 +47,44 @@ STACKED_FRACTION = 0.5  # stack-aware: the share of steps with the partners merg
 
 def _train(task: tuple) -> float:
     """One LoRA in a worker process (one torch thread); returns its training seconds."""
-    import numpy as np
     import torch
 
-    from copyscope.demo import tiny
-    from copyscope.demo.build_args import FULL_POOL
-    from copyscope.demo.pool import _base_pipeline
     from copyscope.demo.scenarios import World
-    from copyscope.demo.training import lora_latents, train_lora
 
     zoo, world_doc, work, target, resolution, prompt, steps, seed, rank, targets, partners = task
     torch.set_num_threads(1)
     t = time.time()
     world = World.from_doc(world_doc)
-    pipe = _base_pipeline(Path(zoo))
-    lat = lora_latents(pipe.vae, [world.load(work)], FULL_POOL["lora_per_image"], resolution,
-                       np.random.default_rng(seed), pipe.vae.config.scaling_factor)
-    if partners:
-        unet = _train_stack_aware(pipe, lat, prompt, steps, seed, rank, [Path(f) for f in partners])
-    else:
-        unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, work, rank=rank, targets=targets)
-    tiny.save_lora_file(Path(target), unet, None, "lora")
+    train_and_save(Path(zoo), [world.load(work)], Path(target), resolution, prompt, steps, seed, rank, work,
+                   targets=targets, partners=[Path(f) for f in partners])
     return time.time() - t
+
+
+def train_and_save(zoo: Path, pictures: list, target: Path, resolution: int, prompt: str, steps: int, seed: int,
+                   rank: int, name: str, targets=None, partners: list[Path] = ()) -> None:
+    """One LoRA on ``pictures`` (full-size RGB in [0, 1]) with the demo's recipe on the zoo's base (the crops of
+    copyscope.demo.training.lora_latents, train_lora with ``targets``; stack-aware with ``partners``), saved to
+    ``target``. Also what bench_style_stack.py trains its style LoRAs with."""
+    import numpy as np
+
+    from copyscope.demo import tiny
+    from copyscope.demo.build_args import FULL_POOL
+    from copyscope.demo.pool import _base_pipeline
+    from copyscope.demo.training import lora_latents, train_lora
+
+    pipe = _base_pipeline(zoo)
+    lat = lora_latents(pipe.vae, pictures, FULL_POOL["lora_per_image"], resolution, np.random.default_rng(seed),
+                       pipe.vae.config.scaling_factor)
+    if partners:
+        unet = _train_stack_aware(pipe, lat, prompt, steps, seed, rank, list(partners))
+    else:
+        unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, name, rank=rank, targets=targets)
+    tiny.save_lora_file(target, unet, None, "lora")
+
+
+def retention(stacked: float, base: float, effect: float) -> float | None:
+    """How much of a LoRA's effect alone survives stacked: (stacked - base) / effect; None for no effect alone."""
+    return (stacked - base) / effect if abs(effect) > 1e-9 else None
 
 
 def lora_deltas(file: Path) -> dict[str, "object"]:
@@ -328,8 +344,7 @@ def main() -> None:
             stacks["all three"] = _coalition(w, tuple(works))
             effect = alone - base
             rows[work] = {"base": base, "alone": alone, "effect_alone": effect,
-                          "retention": {k: (v - base) / effect if abs(effect) > 1e-9 else None
-                                        for k, v in stacks.items()}}
+                          "retention": {k: retention(v, base, effect) for k, v in stacks.items()}}
         game = per_work[works[0]]["report"]["games"][0]["metrics"]["phash"]
         results[recipe] = {
             "loras": {w: str(f) for w, f in files[recipe].items()},

@@ -53,28 +53,21 @@ STYLES = ("sepia", "poster", "grain")
 def _train(task: tuple) -> float:
     """One style LoRA in a worker process (one torch thread); returns its training seconds."""
     import torch
+    from bench_stacking import train_and_save
 
-    from copyscope.demo import tiny
-    from copyscope.demo.build_args import FULL_POOL
     from copyscope.demo.images import load_named
-    from copyscope.demo.pool import _base_pipeline
-    from copyscope.demo.training import lora_latents, train_lora
 
     zoo, library, names, style, target, resolution, prompt, steps, seed, rank = task
     torch.set_num_threads(1)
     t = time.time()
-    pipe = _base_pipeline(Path(zoo))
     lib = {k: Path(v) for k, v in (library or {}).items()}
     pictures = [treat(load_named(n, lib), style, seed + i) for i, n in enumerate(names)]
-    lat = lora_latents(pipe.vae, pictures, FULL_POOL["lora_per_image"], resolution, np.random.default_rng(seed),
-                       pipe.vae.config.scaling_factor)
-    unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, f"style-{style}", rank=rank)
-    tiny.save_lora_file(Path(target), unet, None, "lora")
+    train_and_save(Path(zoo), pictures, Path(target), resolution, prompt, steps, seed, rank, f"style-{style}")
     return time.time() - t
 
 
 def main() -> None:
-    from bench_stacking import _coalition, _worths, _zoo_file, chosen, common_arguments
+    from bench_stacking import _coalition, _worths, _zoo_file, chosen, common_arguments, retention
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common_arguments(ap)
@@ -129,8 +122,7 @@ def main() -> None:
         sh = report["games"][0]["metrics"][metric]["shapley"]
         results[metric] = {
             "base": base, "effect_alone": alone,
-            "plant_retention": {k: (v - base) / alone["plant"] if abs(alone["plant"]) > 1e-9 else None
-                                for k, v in stacks.items()},
+            "plant_retention": {k: retention(v, base, alone["plant"]) for k, v in stacks.items()},
             "shapley": {p: {"value": sh[p]["value"], "p_holm_t": (sh[p].get("t") or {}).get("p_holm")} for p in files},
         }
     doc = {"zoo": str(zoo), "work": work, "styles": styles, "trained_on": names, "steps": steps, "rank": rank,

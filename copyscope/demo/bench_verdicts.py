@@ -33,7 +33,7 @@ def judge(s: Scenario, report: dict, truth: dict | None) -> dict[str, dict]:
         first = all(vals[p] > max((vals[o] for o in others), default=-np.inf) for p in plants)
         # the ControlNet is fed the work's own depth map, a copier by construction: "first" against the decoys
         # alone is the bar's corrected reading (bench/world_mate_16seeds.md); the ControlNet is judged apart
-        first_vs_decoys = all(vals[p] > max((vals[d] for d in decoys if d in vals), default=-np.inf) for p in plants)
+        first_vs_decoys = all(vals[p] > max((vals[d] for d in decoys), default=-np.inf) for p in plants)
 
         def sig(p, test=None):
             e = sh[p] if test is None else sh[p].get(test) or {}  # noqa: B023 - called only in this iteration (rows below)
@@ -94,17 +94,24 @@ def headline_bar(results: list[dict]) -> dict:
     def count(ok) -> list[int]:
         return [int(sum(bool(ok(v)) for _, v in rows)), len(rows)]
 
+    # runs judged before a verdict existed count the older one for it (the claim's verdicts were the t test's then)
+    def first_vs_decoys(v):
+        return v.get("planted_first_vs_decoys", v["planted_first"])
+
+    def plant_t(v):
+        return v.get("plant_significant_t", v["plant_significant"])
+
+    def decoy_t(v):
+        return v.get("decoy_significant_t", v["decoy_significant"])
+
     return {"chosen": dict(sorted(Counter(r["headline"] for r, _ in rows).items())),
             "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),
-            "meets_bar_t": count(lambda v: v["planted_first"] and v.get("plant_significant_t", v["plant_significant"])
-                                 and not v.get("decoy_significant_t", v["decoy_significant"])),
-            "meets_bar_t_vs_decoys": count(lambda v: v.get("planted_first_vs_decoys", v["planted_first"])
-                                           and v.get("plant_significant_t", v["plant_significant"])
-                                           and not v.get("decoy_significant_t", v["decoy_significant"])),
+            "meets_bar_t": count(lambda v: v["planted_first"] and plant_t(v) and not decoy_t(v)),
+            "meets_bar_t_vs_decoys": count(lambda v: first_vs_decoys(v) and plant_t(v) and not decoy_t(v)),
             "planted_first": count(lambda v: v["planted_first"]),
-            "planted_first_vs_decoys": count(lambda v: v.get("planted_first_vs_decoys", v["planted_first"])),
-            "plant_significant_t": count(lambda v: v.get("plant_significant_t", v["plant_significant"])),
-            "decoy_significant_t": count(lambda v: v.get("decoy_significant_t", v["decoy_significant"]))}
+            "planted_first_vs_decoys": count(first_vs_decoys),
+            "plant_significant_t": count(plant_t),
+            "decoy_significant_t": count(decoy_t)}
 
 
 def summarise(results: list[dict]) -> dict[str, dict]:
