@@ -1,7 +1,14 @@
-"""Perceptual hashes (difference hash, DCT hash) from ImageHash, compared as 1 - Hamming / 64.
+"""Perceptual hashes (difference hash, DCT hash) from ImageHash, compared as 1 - Hamming / 64; and the DCT hash
+before it is binarised (``phash_soft``).
 
 The float image is rounded to 8 bits and handed to ``imagehash`` itself, so the bits equal
 ``imagehash.dhash(pil)`` / ``imagehash.phash(pil)`` of the 8-bit image exactly.
+
+``phash_soft`` keeps the 63 numbers that phash thresholds: the low 8x8 DCT coefficients of the same 32x32 grey
+image, minus their median (phash's bit is whether this is positive), the DC term left out. Two images are
+compared by the cosine of these vectors. Like the hash it ignores brightness (only the DC term moves) and contrast
+(a positive scale), but a coefficient near the median no longer flips a whole bit from one image to the next: the
+hash's rounding noise is gone, which is what a test over few seeds needs (bench/soft_phash.md).
 """
 
 from __future__ import annotations
@@ -24,6 +31,30 @@ def hash_bits(img: np.ndarray, method: str = "dhash") -> np.ndarray:
     """The 64 hash bits of one image, as a 0/1 uint8 vector (row-major order of ImageHash.hash)."""
     h = _HASHES[method](to_pil(img))
     return np.asarray(h.hash, dtype=np.uint8).ravel()
+
+
+def dct_coefficients(img: np.ndarray) -> np.ndarray:
+    """The 63 median-centred low-frequency DCT coefficients phash thresholds (row-major, DC dropped), unit length.
+
+    Computed as ``imagehash.phash`` computes them (8-bit grey, LANCZOS to 32x32, ``scipy.fftpack.dct`` on both
+    axes, the top-left 8x8 block minus its median), so ``coefficients > 0`` are phash's bits but the DC one. A flat
+    image has no structure: its vector is zero (cosine 0 against anything).
+    """
+    import scipy.fftpack
+    from PIL import Image
+
+    grey = to_pil(img).convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey, dtype=np.float64)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    low = dct[:8, :8]
+    centred = (low - np.median(low)).ravel()[1:]
+    norm = float(np.linalg.norm(centred))
+    return centred / norm if norm > 1e-9 else np.zeros_like(centred)
+
+
+def phash_soft_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the two images' :func:`dct_coefficients`: 1 for identical images, ~0 for unrelated ones."""
+    return float(dct_coefficients(check_image(a, "a")) @ dct_coefficients(check_image(b, "b")))
 
 
 def hamming_similarity_matrix(g: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -66,3 +97,21 @@ class HashMetric(PerImageMetric):
 
     def _similarity(self, g, r):
         return hamming_similarity_matrix(g, r)
+
+
+class SoftHashMetric(PerImageMetric):
+    """phash before binarising: the cosine of :func:`dct_coefficients` (value range -1..1)."""
+
+    OPTIONS = {}
+
+    def feature_dim_hint(self) -> int:
+        return HASH_BITS - 1
+
+    def _backbone_id(self):
+        return {"dct": "phash-low-8x8-median-centred", "imagehash": imagehash.__version__}
+
+    def _features(self, images):
+        return np.stack([dct_coefficients(im) for im in images]).astype(np.float32)
+
+    def _similarity(self, g, r):
+        return np.clip(g.astype(np.float64) @ r.astype(np.float64).T, -1.0, 1.0)

@@ -12,7 +12,7 @@ from .backbones import BACKBONE_KEYS, Backbone
 from .base import Metric, Option, validate_options
 from .effnet import EffNetBackbone
 from .onnx_backbone import ONNX_KEYS, PRESETS, OnnxBackbone, default_source, is_onnx_source
-from .hashes import HashMetric
+from .hashes import HashMetric, SoftHashMetric
 from .learned import EmbeddingCosine, FrechetMetric, KIDMetric
 from .pixel import Histogram, PixelCosine
 from .ssim import SSIMMetric
@@ -62,6 +62,9 @@ _ENTRIES: list[_Entry] = [
     _Entry("phash", HashMetric,
            "1 - Hamming/64 of 64-bit DCT hashes (imagehash.phash: 32x32 grey, low 8x8 DCT above median)",
            {}, fixed={"method": "phash"}),
+    _Entry("phash_soft", SoftHashMetric,
+           "cosine of the 63 median-centred low DCT coefficients phash thresholds (phash before binarising, DC "
+           "left out)", {}),
     _Entry("ssim", SSIMMetric,
            "grey (BT.709 luma) SSIM, Gaussian window sigma 1.5, K1=0.01, K2=0.03, L=1, both resized to 256x256",
            SSIMMetric.OPTIONS, fixed={"grey": True}),

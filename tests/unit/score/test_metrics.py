@@ -34,6 +34,7 @@ from copyscope.score.metrics import (
     list_metrics,
     mmd2_unbiased,
     phash_similarity,
+    phash_soft_similarity,
     rgb_ssim,
     ssim,
 )
@@ -145,6 +146,39 @@ def test_hashes_match_imagehash_bit_for_bit(method, natural, rng_images):
     assert simfn(imgs[0], imgs[1]) == pytest.approx(sim[0, 1])
 
 
+def test_phash_soft_is_phash_before_binarising(natural, rng_images):
+    """phash_soft's coefficients are computed independently here (scipy's DCT of PIL's 32x32 grey image): their
+    signs are imagehash.phash's bits but the DC one, and the similarity is their cosine."""
+    import scipy.fftpack
+
+    pils = [Image.fromarray(np.rint(im * 255).astype(np.uint8)) for im in natural.values()]
+    pils.append(Image.fromarray((rng_images[0] * 255).astype(np.uint8)))
+    vecs = []
+    for pil in pils:
+        px = np.asarray(pil.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+        low = scipy.fftpack.dct(scipy.fftpack.dct(px, axis=0), axis=1)[:8, :8]
+        v = (low - np.median(low)).ravel()[1:]
+        vecs.append(v / np.linalg.norm(v))
+        bits = imagehash.phash(pil).hash.ravel()
+        assert np.array_equal(bits[1:], v > 0) and bits[0]  # the DC coefficient is always above the median
+    imgs = [from_pil(p) for p in pils]
+    m = build_metrics(["phash_soft"])[0]
+    sim = m.similarity(m.features(imgs), m.features(imgs))
+    for i, j in itertools.product(range(len(pils)), repeat=2):
+        assert sim[i, j] == pytest.approx(vecs[i] @ vecs[j], abs=1e-6)
+    assert phash_soft_similarity(imgs[0], imgs[1]) == pytest.approx(sim[0, 1], abs=1e-6)
+    assert m.value_range == (-1.0, 1.0) and np.all(np.abs(sim) <= 1.0)
+
+
+def test_phash_soft_ignores_brightness_and_contrast_but_not_content(natural):
+    a = resize(natural["astronaut"], (64, 64))
+    darker = np.clip(0.6 * a + 0.1, 0, 1).astype(np.float32)  # contrast and brightness, no clipping
+    assert phash_soft_similarity(a, darker) > 0.99
+    assert phash_soft_similarity(a, a[:, ::-1].copy()) < 0.9  # mirrored: a different arrangement
+    flat = np.full((16, 16, 3), 0.4, np.float32)
+    assert phash_soft_similarity(flat, a) == 0.0  # a flat image has no structure to compare
+
+
 # ------------------------------------------------------------------------------------------------ cosine, histogram
 
 
@@ -186,7 +220,7 @@ def test_histogram_is_bhattacharyya_coefficient(rng_images):
     assert histogram_similarity(red, blue) == 0.0
 
 
-PER_IMAGE_PIXEL = ["cosine", "histogram", "dhash", "phash", "ssim", "rgb_ssim"]
+PER_IMAGE_PIXEL = ["cosine", "histogram", "dhash", "phash", "phash_soft", "ssim", "rgb_ssim"]
 
 
 @pytest.mark.parametrize("name", PER_IMAGE_PIXEL)
