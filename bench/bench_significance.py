@@ -2,7 +2,7 @@
 
     copyscope demo bench --seeds 16 --out DIR        # once (docs/validity.md)
     python bench/bench_significance.py DIR [--seeds 8 16]
-    python bench/bench_significance.py DIR --windows 0:8 8:16 0:16 [--json FILE]   # seed windows, the headline's bar
+    python bench/bench_significance.py DIR --windows 0:8 8:16 0:16 [--json FILE] [--scenario-rows phash ...]  # seed windows
     python bench/bench_significance.py DIR --rewrite-results FILE [--zoo ZOO]   # results.json judged again by the current judge
 
 For every scenario report under ``DIR/scenarios`` and every per-image metric with a declared range, the
@@ -95,10 +95,11 @@ def per_seed_metrics(game: dict, names: list[str]):
         yield metric, np.array([sec["per_seed"][n] for n in names], dtype=float), bound
 
 
-def rejudge_windows(out: Path, windows: list[tuple[int, int]]) -> dict:
-    """Per window ("A:B") and metric: counts of :func:`bar_verdicts` over the scenarios, and phash's rows."""
+def rejudge_windows(out: Path, windows: list[tuple[int, int]], rows_for: tuple[str, ...] = ("phash",)) -> dict:
+    """Per window ("A:B") and metric: counts of :func:`bar_verdicts` over the scenarios, and each scenario's row
+    (verdicts, values) for the metrics ``rows_for`` (as "<metric>_scenarios")."""
     table: dict = {}
-    rows: dict = {}
+    rows: dict = {m: {} for m in rows_for}
     for r, names, plants, decoys, game in scenario_games(out):
         for metric, x, bound in per_seed_metrics(game, names):
             for a, b in windows:
@@ -112,11 +113,14 @@ def rejudge_windows(out: Path, windows: list[tuple[int, int]]) -> dict:
                 for k, flag in v.items():
                     if flag is not None:
                         row[k] = row.get(k, 0) + bool(flag)
-                if metric == "phash":
+                if metric in rows:
                     values = x[:, a:b].mean(axis=1)
-                    rows.setdefault(key, []).append({"scenario": r["scenario"], **v,
-                                                     "values": {n: round(float(values[i]), 4) for i, n in enumerate(names)}})
-    return {"windows": table, "phash_scenarios": rows}
+                    decoy_sig = significant(x[:, a:b], bound)["t"]
+                    rows[metric].setdefault(key, []).append({
+                        "scenario": r["scenario"], **v,
+                        "values": {n: round(float(values[i]), 4) for i, n in enumerate(names)},
+                        "decoys_significant": [names[d] for d in decoys if decoy_sig[d]]})
+    return {"windows": table, **{f"{m}_scenarios": per_window for m, per_window in rows.items()}}
 
 
 def windows_markdown(doc: dict) -> str:
@@ -209,6 +213,8 @@ def main() -> None:
     ap.add_argument("--windows", nargs="+", default=None, metavar="A:B",
                     help="instead: judge seeds A..B-1 of each scenario, with the headline's bar (e.g. 0:8 8:16 0:16)")
     ap.add_argument("--json", type=Path, default=None, help="with --windows: also write the counts to this file")
+    ap.add_argument("--scenario-rows", nargs="+", default=["phash"], metavar="METRIC",
+                    help="with --windows: keep each scenario's verdicts and values for these metrics (default: phash)")
     args = ap.parse_args()
     if args.rewrite_results is not None:
         rewrite_results(args.out, args.rewrite_results, args.zoo)
@@ -220,7 +226,7 @@ def main() -> None:
             windows = []
         if not windows or any(not 0 <= a < b for a, b in windows):
             raise SystemExit(f"--windows: expected A:B pairs of seed indices with A < B, got {' '.join(args.windows)}")
-        doc = {"out": str(args.out), **rejudge_windows(args.out, windows)}
+        doc = {"out": str(args.out), **rejudge_windows(args.out, windows, tuple(args.scenario_rows))}
         if args.json is not None:
             args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(windows_markdown(doc))

@@ -37,3 +37,31 @@ def test_a_window_is_judged_on_its_own_seeds():
     x = np.concatenate([_game(rng, [0.0, 0.0], n=8), _game(rng, [0.1, 0.0], n=8)], axis=1)
     assert not bench.bar_verdicts(x[:, 0:8], 1.0, plants=[0], decoys=[1])["plant_significant"]
     assert bench.bar_verdicts(x[:, 8:16], 1.0, plants=[0], decoys=[1])["plant_significant"]
+
+
+def test_windows_keep_scenario_rows_for_the_metrics_asked(tmp_path):
+    """rejudge_windows reads a bench output folder: counts per window and metric, and each scenario's row (values,
+    verdicts, which decoys were significant) for the metrics named in rows_for."""
+    import json
+
+    from copyscope.demo.bench import _folder_name, variant_folder
+
+    bench = load_bench("bench_significance")
+    rng = np.random.default_rng(3)
+    names = ["plant", "quiet", "loud"]
+    per_seed = {"phash": _game(rng, [0.1, -0.03, -0.02]), "phash_soft": _game(rng, [0.1, -0.03, 0.08])}
+    scenario = "plain:work:quiet+loud:nocn"
+    (tmp_path / "results.json").write_text(json.dumps({"results": [
+        {"scenario": scenario, "plants": {"plant": "work"}, "decoys": ["quiet", "loud"]}]}))
+    folder = tmp_path / "scenarios" / variant_folder("raw", False) / _folder_name(scenario)
+    folder.mkdir(parents=True)
+    metrics = {m: {"seed_bound": 1.0, "per_seed": {n: list(x[i]) for i, n in enumerate(names)}}
+               for m, x in per_seed.items()}
+    (folder / "report.json").write_text(json.dumps({"games": [{"players": {n: {} for n in names}, "metrics": metrics}]}))
+
+    doc = bench.rejudge_windows(tmp_path, [(0, 8), (0, 16)], rows_for=("phash", "phash_soft"))
+    assert doc["windows"]["0:16"]["phash"]["bar"] == 1 and doc["windows"]["0:16"]["phash_soft"]["bar"] == 0
+    assert doc["windows"]["0:16"]["phash_soft"]["decoy_significant"] == 1
+    (row,) = doc["phash_soft_scenarios"]["0:16"]
+    assert row["decoys_significant"] == ["loud"] and row["values"]["loud"] == round(float(per_seed["phash_soft"][2].mean()), 4)
+    assert doc["phash_scenarios"]["0:8"][0]["decoys_significant"] == []
