@@ -23,6 +23,7 @@ LEARNED_OR_UNMEASURED = {"clip", "dinov2", "dreamsim", "fd_dinov2", "kid_dinov2"
 WORLDS = ("validity_world_kde.json", "validity_world_mate.json")  # the other benchmark worlds' full sets, 8 seeds
 MATE_16 = "validity_world_mate_16seeds.json"  # the third world at 16 seeds, with its seed windows judged apart
 SKIMAGE_16_WINDOWS = "validity_results_full_16seeds_windows.json"  # the first world's 16-seed run, rerun, in windows
+SOFT_PHASH = "validity_soft_phash_16seeds.json"  # the same run again with phash_soft (bench/soft_phash.md)
 
 
 def _doc(name: str) -> dict:
@@ -42,7 +43,7 @@ def _window_runs() -> dict[str, dict]:
     """The 16-seed run's windows of 8 seeds (bench/bench_significance.py --windows), each an 8-seed audit of its
     own (seeds 8-15: images no other run saw), as summaries of the per-image metrics' false decoys (t test)."""
     out = {}
-    for name in (MATE_16, SKIMAGE_16_WINDOWS):
+    for name in (MATE_16, SKIMAGE_16_WINDOWS, SOFT_PHASH):
         for key, metrics in _doc(name)["windows"].items():
             out[f"{name} seeds {key}"] = {m: {"decoy_significant": [e["decoy_significant"], e["n"]],
                                               "decoy_significant_t": [e["decoy_significant"], e["n"]]}
@@ -334,6 +335,25 @@ def test_the_first_worlds_16_seed_rerun_in_windows():
     assert (full["first"], full["plant_significant"], full["decoy_significant"], full["bar"]) == (36, 34, 0, 34)
     missed = [r["scenario"] for r in _doc(SKIMAGE_16_WINDOWS)["phash_scenarios"]["8:16"] if not r["plant_significant"]]
     assert sum(m.startswith("plain:rocket:") for m in missed) == 6 and len(missed) == 11
+
+
+def test_phash_before_binarising_is_neither_more_powerful_nor_specific():
+    """bench/soft_phash.md: the scikit-image world's 16-seed run, again from scratch with phash_soft, reproduces every
+    other metric's window counts exactly; phash_soft finds no more plants than phash in the independent seeds
+    8-15 and calls decoys significant in more than 5% of the scenarios of every window, so it is no headline
+    candidate."""
+    from copyscope.controls.headline import ADMITTED
+
+    soft, committed = _doc(SOFT_PHASH)["windows"], _doc(SKIMAGE_16_WINDOWS)["windows"]
+    for key, metrics in committed.items():
+        assert {m: e for m, e in soft[key].items() if m != "phash_soft"} == metrics, key
+    for key in ("0:8", "8:16", "0:16"):
+        e = soft[key]["phash_soft"]
+        assert e["n"] == 36 and e["decoy_significant"] > 0.05 * 36, key
+    assert soft["8:16"]["phash_soft"]["plant_significant"] <= soft["8:16"]["phash"]["plant_significant"]
+    rows = _doc(SOFT_PHASH)["phash_soft_scenarios"]["0:16"]
+    assert sum(bool(r["decoys_significant"]) for r in rows) == soft["0:16"]["phash_soft"]["decoy_significant"] == 13
+    assert "phash_soft" not in ADMITTED
 
 
 def test_the_third_worlds_intervals_cover_the_true_values():

@@ -122,10 +122,10 @@ FUSION_METRICS: list[str] = ["phash", "kid_pixels"]
 # significant in more than 5% of a run's scenarios is not a default. Out: ssim, rgb_ssim and fd_pixels (most
 # scenarios of the scikit-image world), dhash (4/36 at 16 seeds; 7/36 in the KDE world), cosine, histogram; the
 # learned metrics that run offline, fd_effnet and kid_effnet (up to 44%), sscd (2/36 at 16 seeds); kid_pixels
-# (6/36 in the MATE world, the out-of-sample test of the defaults). effnet called at most 1/36 but puts the plant
-# first in only 22-32 of the 36 scenarios. They stay available by name, as sensitivity analysis. phash is the
-# headline (report/headline.py). clip, dinov2, dreamsim and inception need weights this machine cannot fetch: not
-# measured by the benchmark.
+# (6/36 in the MATE world, the out-of-sample test of the defaults); effnet (9/36 in that world's seeds 8-15; it
+# also puts the plant first in only 22-32 of 36); phash_soft (10/36 at 8 seeds, 13/36 at 16: bench/soft_phash.md).
+# They stay available by name, as sensitivity analysis. phash is the headline (report/headline.py). clip, dinov2,
+# dreamsim and inception need weights this machine cannot fetch: not measured by the benchmark.
 DEFAULT_METRICS: list[str] = [
     "phash",
     "clip", "dinov2", "dreamsim",
