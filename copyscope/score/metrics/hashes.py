@@ -7,8 +7,9 @@ The float image is rounded to 8 bits and handed to ``imagehash`` itself, so the 
 ``phash_soft`` keeps the 63 numbers that phash thresholds: the low 8x8 DCT coefficients of the same 32x32 grey
 image, minus their median (phash's bit is whether this is positive), the DC term left out. Two images are
 compared by the cosine of these vectors. Like the hash it ignores brightness (only the DC term moves) and contrast
-(a positive scale), but a coefficient near the median no longer flips a whole bit from one image to the next: the
-hash's rounding noise is gone, which is what a test over few seeds needs (bench/soft_phash.md).
+(a positive scale), and a coefficient near the median no longer flips a whole bit from one image to the next. It
+was built to find weak copiers with fewer seeds and measured not to (bench/soft_phash.md): it is no more powerful
+and far less specific (decoy LoRAs gain similarity to the work), so it is sensitivity analysis, never a default.
 """
 
 from __future__ import annotations
