@@ -1,5 +1,5 @@
-"""Perceptual hashes (difference hash, DCT hash) from ImageHash, compared as 1 - Hamming / 64; and the DCT hash
-before it is binarised (``phash_soft``).
+"""Perceptual hashes (difference hash, DCT hash, a 256-bit DCT hash) from ImageHash, compared as 1 - Hamming / bits;
+and the DCT hash before it is binarised (``phash_soft``).
 
 The float image is rounded to 8 bits and handed to ``imagehash`` itself, so the bits equal
 ``imagehash.dhash(pil)`` / ``imagehash.phash(pil)`` of the 8-bit image exactly.
@@ -25,11 +25,14 @@ HASH_BITS = 64
 _HASHES = {
     "dhash": lambda pil: imagehash.dhash(pil, hash_size=8),
     "phash": lambda pil: imagehash.phash(pil, hash_size=8, highfreq_factor=4),
+    # 256 bits: the low 16x16 DCT block of a 64x64 grey image (bench/phash_256.md)
+    "phash256": lambda pil: imagehash.phash(pil, hash_size=16, highfreq_factor=4),
 }
+_BITS = {"dhash": HASH_BITS, "phash": HASH_BITS, "phash256": 256}
 
 
 def hash_bits(img: np.ndarray, method: str = "dhash") -> np.ndarray:
-    """The 64 hash bits of one image, as a 0/1 uint8 vector (row-major order of ImageHash.hash)."""
+    """The hash bits of one image (64; 256 for phash256), as a 0/1 uint8 vector (row-major order of ImageHash.hash)."""
     h = _HASHES[method](to_pil(img))
     return np.asarray(h.hash, dtype=np.uint8).ravel()
 
@@ -65,7 +68,7 @@ def hamming_similarity_matrix(g: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def hash_similarity(a: np.ndarray, b: np.ndarray, method: str = "dhash") -> float:
-    """1 - Hamming(hash(a), hash(b)) / 64; 1 for identical images, ~0.5 for unrelated ones."""
+    """1 - Hamming(hash(a), hash(b)) / bits; 1 for identical images, ~0.5 for unrelated ones."""
     ha = hash_bits(check_image(a, "a"), method).astype(np.float64)[None]
     hb = hash_bits(check_image(b, "b"), method).astype(np.float64)[None]
     return float(hamming_similarity_matrix(ha, hb)[0, 0])
@@ -88,7 +91,7 @@ class HashMetric(PerImageMetric):
         super().__init__(name, description)
 
     def feature_dim_hint(self) -> int:
-        return HASH_BITS
+        return _BITS[self.method]
 
     def _backbone_id(self):
         return {"hash": self.method, "imagehash": imagehash.__version__}

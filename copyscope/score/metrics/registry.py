@@ -62,6 +62,9 @@ _ENTRIES: list[_Entry] = [
     _Entry("phash", HashMetric,
            "1 - Hamming/64 of 64-bit DCT hashes (imagehash.phash: 32x32 grey, low 8x8 DCT above median)",
            {}, fixed={"method": "phash"}),
+    _Entry("phash_256", HashMetric,
+           "1 - Hamming/256 of 256-bit DCT hashes (imagehash.phash with hash_size 16: 64x64 grey, low 16x16 DCT above "
+           "median)", {}, fixed={"method": "phash256"}),
     _Entry("phash_soft", SoftHashMetric,
            "cosine of the 63 median-centred low DCT coefficients phash thresholds (phash before binarising, DC "
            "left out)", {}),

@@ -129,21 +129,25 @@ def test_ssim_rejects_size_below_window():
 # ------------------------------------------------------------------------------------------------ hashes
 
 
-@pytest.mark.parametrize("method", ["dhash", "phash"])
+@pytest.mark.parametrize("method", ["dhash", "phash", "phash256"])
 def test_hashes_match_imagehash_bit_for_bit(method, natural, rng_images):
-    fn = getattr(imagehash, method)
+    fn = getattr(imagehash, method) if method != "phash256" else (lambda pil: imagehash.phash(pil, hash_size=16))
+    bits = 256 if method == "phash256" else 64
     pils = [Image.fromarray(np.rint(im * 255).astype(np.uint8)) for im in natural.values()]
     pils.append(Image.fromarray((rng_images[0] * 255).astype(np.uint8)))
     for pil in pils:
         assert np.array_equal(hash_bits(from_pil(pil), method), fn(pil).hash.ravel().astype(np.uint8))
-    # similarity = 1 - Hamming / 64 on imagehash's own Hamming distance (ImageHash.__sub__)
-    m = build_metrics([method])[0]
+    # similarity = 1 - Hamming / bits on imagehash's own Hamming distance (ImageHash.__sub__)
+    m = build_metrics(["phash_256" if method == "phash256" else method])[0]
     imgs = [from_pil(p) for p in pils]
-    sim = m.similarity(m.features(imgs), m.features(imgs))
+    feats = m.features(imgs)
+    assert feats.shape == (len(pils), bits) == (len(pils), m.feature_dim_hint())
+    sim = m.similarity(feats, feats)
     for i, j in itertools.product(range(len(pils)), repeat=2):
-        assert sim[i, j] == pytest.approx(1 - (fn(pils[i]) - fn(pils[j])) / 64)
-    simfn = dhash_similarity if method == "dhash" else phash_similarity
-    assert simfn(imgs[0], imgs[1]) == pytest.approx(sim[0, 1])
+        assert sim[i, j] == pytest.approx(1 - (fn(pils[i]) - fn(pils[j])) / bits)
+    if method != "phash256":
+        simfn = dhash_similarity if method == "dhash" else phash_similarity
+        assert simfn(imgs[0], imgs[1]) == pytest.approx(sim[0, 1])
 
 
 def test_phash_soft_is_phash_before_binarising(natural, rng_images):
@@ -220,7 +224,7 @@ def test_histogram_is_bhattacharyya_coefficient(rng_images):
     assert histogram_similarity(red, blue) == 0.0
 
 
-PER_IMAGE_PIXEL = ["cosine", "histogram", "dhash", "phash", "phash_soft", "ssim", "rgb_ssim"]
+PER_IMAGE_PIXEL = ["cosine", "histogram", "dhash", "phash", "phash_256", "phash_soft", "ssim", "rgb_ssim"]
 
 
 @pytest.mark.parametrize("name", PER_IMAGE_PIXEL)
