@@ -382,17 +382,20 @@ def test_phash_before_binarising_is_neither_more_powerful_nor_specific():
     assert "phash_soft" not in ADMITTED
 
 
-def test_the_third_worlds_intervals_cover_the_true_values():
-    """docs/validity.md "Interval coverage in the third world": the 12 plain scenarios without the ControlNet, true
-    values from 32 disjoint seeds; the headline's 95% intervals contain them in 36/36 at 8 and at 16 seeds."""
+@pytest.mark.parametrize("name", ["validity_world_mate_truth.json", "validity_world_kde_truth.json"])
+def test_the_other_worlds_intervals_cover_the_true_values(name):
+    """docs/validity.md "Interval coverage": the 12 plain scenarios without the ControlNet, true values from 32
+    disjoint seeds; the headline's 95% intervals contain them in 36/36 at 8 and at 16 seeds in the MATE and KDE
+    worlds (the fusion's: 33-36/36 in MATE, and in KDE 36/36 at 8 seeds but 29/36 at 16)."""
     from copyscope.report.headline import HEADLINE_PREFERENCE
 
-    doc = _doc("validity_world_mate_truth.json")
+    doc = _doc(name)
     for seeds in ("8", "16"):
         run = doc["runs"][seeds]
         assert run["scenarios"] == 12 and run["audit_seeds"] == int(seeds)
         assert run["summary"][HEADLINE_PREFERENCE[0]]["coverage"] == [36, 36]
-        assert run["summary"]["fusion"]["coverage"][0] >= 33
+    fusion = [doc["runs"][n]["summary"]["fusion"]["coverage"][0] for n in ("8", "16")]
+    assert fusion == ([36, 29] if "kde" in name else [33, 35])
 
 
 def test_the_placebo_run_supports_what_the_docs_say():
