@@ -363,6 +363,28 @@ def test_the_second_world_at_16_seeds_meets_the_corrected_bar():
     assert not rows["8:16"][lucky]["decoys_significant"] and rows["8:16"][lucky]["values"]["toy-rocket"] < 0
 
 
+def test_phash_with_256_bits_gains_power_but_misses_the_rule_and_the_layout():
+    """bench/phash_256.md: both worlds' 16-seed images scored again with phash_256 reproduce every other metric's
+    window counts; phash_256 calls no decoy in any window, finds at least as many plants as phash in every 8-seed
+    window, meets the 8-seed bar in two of four (so the decision rule keeps it out of the headline candidates), and
+    finds the ControlNet (a layout copier by construction) significant in fewer scenarios than phash in every window."""
+    from copyscope.controls.headline import ADMITTED
+
+    doc = _doc("validity_phash_256_16seeds.json")
+    met = 0
+    for world, committed_name in (("scikit-image", SOFT_PHASH), ("kde", KDE_16)):
+        w, committed = doc["worlds"][world]["windows"], _doc(committed_name)["windows"]
+        for key, metrics in committed.items():
+            assert {m: e for m, e in w[key].items() if m != "phash_256"} == metrics, (world, key)
+            new, old = w[key]["phash_256"], w[key]["phash"]
+            assert new["decoy_significant"] == 0 and new["first"] == 36, (world, key)
+            assert new["plant_significant"] >= old["plant_significant"], (world, key)
+            assert new["controlnet_significant"] < old["controlnet_significant"], (world, key)
+            met += key != "0:16" and new["bar"] >= 34
+    assert met == 2
+    assert "phash_256" not in ADMITTED
+
+
 def test_phash_before_binarising_is_neither_more_powerful_nor_specific():
     """bench/soft_phash.md: the scikit-image world's 16-seed run, again from scratch with phash_soft, reproduces every
     other metric's window counts exactly; phash_soft finds no more plants than phash in the independent seeds
