@@ -158,8 +158,11 @@ def _chart(report: dict, game: dict, gid: str) -> str:
     if not sec or not game["players"]:
         return ""
     level = (report.get("settings") or {}).get("confidence", 0.95)
-    svg = plots.shapley_bars_svg(game["players"], {head: sec["shapley"]}, level,
-                                 title=f"Shapley value under the headline metric (bars), {round(level * 100)}% interval")
+    # the whiskers are the claim's interval (report/build.py); say whose, so they are not read as the t test's
+    carried = next((e["claim"] for e in sec["shapley"].values() if e.get("claim")), None)
+    title = (f"Shapley value under the headline metric (bars),\n{round(level * 100)}% interval"
+             + (f" of the claim ({carried})" if carried else ""))
+    svg = plots.shapley_bars_svg(game["players"], {head: sec["shapley"]}, level, title=title)
     return (f'<div id="{gid}-chart" class="chart"><img src="{plots.data_uri(svg)}" '
             f'alt="Shapley value of each component under the headline metric {esc(head)}"></div>')
 

@@ -181,3 +181,25 @@ def test_one_sentence_and_one_strip_per_work(report, tmp_path):
     strips = _block(render_html(report, tmp_path), "game-0-key-images")
     assert strips.count('<div class="strip">') == 2 and "<figcaption>base + ControlNet depth</figcaption>" in strips
     assert "Each tile: astronaut-neutral / seed 0" in strips and "Each tile: b-prompt / seed 0" in strips
+
+
+def test_the_chart_names_the_interval_its_whiskers_show(report, tmp_path, monkeypatch):
+    """The whiskers are the claim's interval (the hull of the t and distribution-free ones under the default rule),
+    which can be far wider than the t interval of the tables: the chart's title says which (older reports without
+    a "claim" field: the plain title)."""
+    from copyscope.report import plots
+
+    titles = []
+    real = plots.shapley_bars_svg
+
+    def spy(*args, title=None, **kwargs):
+        titles.append(title)
+        return real(*args, title=title, **kwargs)
+
+    monkeypatch.setattr(plots, "shapley_bars_svg", spy)
+    render_html(report, tmp_path)
+    assert titles[-1].endswith("95% interval")
+    for e in report["games"][0]["metrics"]["phash"]["shapley"].values():
+        e["claim"] = "t and distribution-free"
+    render_html(report, tmp_path)
+    assert titles[-1].endswith("95% interval of the claim (t and distribution-free)")
