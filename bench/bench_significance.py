@@ -63,8 +63,11 @@ def bar_verdicts(per_seed: np.ndarray, bound: float, plants: list[int], decoys: 
     against every other player (``first_all``), every plant and some decoy significant, the bar met under each
     definition of first, and whether the players that are neither plant nor decoy (the ControlNet; in a run with
     the placebo player, the placebo too) are all significant (None if there are none)."""
-    values = per_seed.mean(axis=1)
-    sig = significant(per_seed, bound)["t"]
+    return _bar(per_seed.mean(axis=1), significant(per_seed, bound)["t"], plants, decoys)
+
+
+def _bar(values: np.ndarray, sig: np.ndarray, plants: list[int], decoys: list[int]) -> dict[str, bool | None]:
+    """:func:`bar_verdicts` from the window's mean values and t-test significance (computed once by the caller)."""
     others = [i for i in range(len(values)) if i not in plants and i not in decoys]
     rest = [i for i in range(len(values)) if i not in plants]
     first = all(values[p] > max((values[d] for d in decoys), default=-np.inf) for p in plants)
@@ -106,7 +109,8 @@ def rejudge_windows(out: Path, windows: list[tuple[int, int]], rows_for: tuple[s
                 if b > x.shape[1]:
                     continue
                 key = f"{a}:{b}"
-                v = bar_verdicts(x[:, a:b], bound, plants, decoys)
+                values, sig = x[:, a:b].mean(axis=1), significant(x[:, a:b], bound)["t"]
+                v = _bar(values, sig, plants, decoys)
                 row = table.setdefault(key, {}).setdefault(metric, {"n": 0, "n_controlnet": 0})
                 row["n"] += 1
                 row["n_controlnet"] += v["controlnet_significant"] is not None  # scenarios with a ControlNet
@@ -114,12 +118,10 @@ def rejudge_windows(out: Path, windows: list[tuple[int, int]], rows_for: tuple[s
                     if flag is not None:
                         row[k] = row.get(k, 0) + bool(flag)
                 if metric in rows:
-                    values = x[:, a:b].mean(axis=1)
-                    decoy_sig = significant(x[:, a:b], bound)["t"]
                     rows[metric].setdefault(key, []).append({
                         "scenario": r["scenario"], **v,
                         "values": {n: round(float(values[i]), 4) for i, n in enumerate(names)},
-                        "decoys_significant": [names[d] for d in decoys if decoy_sig[d]]})
+                        "decoys_significant": [names[d] for d in decoys if sig[d]]})
     return {"windows": table, **{f"{m}_scenarios": per_window for m, per_window in rows.items()}}
 
 
