@@ -18,7 +18,12 @@ Recipes (the modules a LoRA adapts): ``wide``, the demo's (attention, transforme
 resnet convolutions; for works the zoo ships a LoRA for, the zoo's own file); ``attention``, the attention
 projections only (to_q, to_k, to_v, to_out.0 of self- and cross-attention); ``cross-kv``, the keys and values
 of cross-attention only (what the text conditioning becomes); ``stack-aware`` and ``joint`` (below, at
-RECIPES); ``low-rank``, the wide modules at rank LOW_RANK (4) instead of the zoo's. Writes OUT/stacking.json and
+RECIPES); ``low-rank``, the wide modules at rank LOW_RANK (4) instead of the zoo's; ``trigger``, the way real
+LoRAs are trained to stay out of each other's way: each learns its work under a caption with a trigger word of its
+own (TRIGGERS) and, at every step, to leave the plain prompt's predictions as the base makes them (DreamBooth's
+prior preservation, here a distillation loss against the base UNet, weight PRIOR_WEIGHT); each work is audited with
+its own trigger in the prompt, so the other LoRAs' triggers are absent; ``trigger-all``, the same files audited with
+all three triggers in the prompt (every LoRA is asked to draw its work at once). Writes OUT/stacking.json and
 OUT/stacking.md.
 """
 
@@ -40,7 +45,11 @@ RECIPES = {
     "stack-aware": None,  # wide, trained half of its steps with the other works' wide LoRAs merged into the base
     "joint": None,  # wide, the three trained together: each step one LoRA learns its work with a random subset of the others on
     "low-rank": None,  # wide at rank LOW_RANK: smaller updates, which may interfere less when summed
+    "trigger": None,  # wide, own trigger word in the caption, prior preservation of the plain prompt
+    "trigger-all": None,  # the trigger recipe's files, audited with every trigger in the prompt
 }
+TRIGGERS = ("zqx", "vbk", "pmw")  # one per work, in order; strings the base never saw in a caption
+PRIOR_WEIGHT = 1.0  # trigger: the weight of the prior-preservation loss beside the work's
 LOW_RANK = 4
 STACKED_FRACTION = 0.5  # stack-aware: the share of steps with the partners merged
 
@@ -51,20 +60,21 @@ def _train(task: tuple) -> float:
 
     from copyscope.demo.scenarios import World
 
-    zoo, world_doc, work, target, resolution, prompt, steps, seed, rank, targets, partners = task
+    zoo, world_doc, work, target, resolution, prompt, steps, seed, rank, targets, partners, prior = task
     torch.set_num_threads(1)
     t = time.time()
     world = World.from_doc(world_doc)
     train_and_save(Path(zoo), [world.load(work)], Path(target), resolution, prompt, steps, seed, rank, work,
-                   targets=targets, partners=[Path(f) for f in partners])
+                   targets=targets, partners=[Path(f) for f in partners], prior_caption=prior)
     return time.time() - t
 
 
 def train_and_save(zoo: Path, pictures: list, target: Path, resolution: int, prompt: str, steps: int, seed: int,
-                   rank: int, name: str, targets=None, partners: list[Path] = ()) -> None:
+                   rank: int, name: str, targets=None, partners: list[Path] = (), prior_caption: str | None = None) -> None:
     """One LoRA on ``pictures`` (full-size RGB in [0, 1]) with the demo's recipe on the zoo's base (the crops of
-    copyscope.demo.training.lora_latents, train_lora with ``targets``; stack-aware with ``partners``), saved to
-    ``target``. Also what bench_style_stack.py trains its style LoRAs with."""
+    copyscope.demo.training.lora_latents, train_lora with ``targets``; stack-aware with ``partners``; with prior
+    preservation of ``prior_caption``), saved to ``target``. Also what bench_style_stack.py trains its style LoRAs
+    with."""
     import numpy as np
 
     from copyscope.demo import tiny
@@ -78,7 +88,9 @@ def train_and_save(zoo: Path, pictures: list, target: Path, resolution: int, pro
     if partners:
         unet = _train_stack_aware(pipe, lat, prompt, steps, seed, rank, list(partners))
     else:
-        unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, name, rank=rank, targets=targets)
+        extra = None if prior_caption is None else prior_preservation(pipe, lat, prior_caption, seed)
+        unet = train_lora(pipe, lat, prompt, steps, seed, lambda m: None, name, rank=rank, targets=targets,
+                          extra_loss=extra)
     tiny.save_lora_file(target, unet, None, "lora")
 
 
@@ -102,6 +114,47 @@ def lora_deltas(file: Path) -> dict[str, "object"]:
         delta = b.reshape(b.shape[0], -1) @ a.reshape(a.shape[0], -1)
         out[module] = delta.reshape(b.shape[0], *a.shape[1:]) if a.dim() == 4 else delta
     return out
+
+
+def prior_preservation(pipe, lat, caption: str, seed: int, weight: float = PRIOR_WEIGHT):
+    """The ``trigger`` recipe's regulariser, for train_lora's ``extra_loss``: on a fresh batch of the work's noised
+    latents under ``caption`` (the prompt without the trigger), the adapted UNet's noise prediction is pulled to the
+    frozen base UNet's (``pipe.unet``: train_lora adapts a copy). DreamBooth preserves the class prior with images
+    the base generated; matching the base's predictions directly asks the same with no sampling."""
+    import numpy as np
+    import torch
+
+    from copyscope.demo.training import HYPER, _token_ids, _train_scheduler
+
+    sched = _train_scheduler()
+    g = torch.Generator().manual_seed(seed + 7919)  # its own streams: the work's batches are drawn as without it
+    rng = np.random.default_rng(seed + 7919)
+    with torch.no_grad():
+        enc = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
+
+    def loss(unet):
+        b = HYPER["lora_batch"]
+        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
+        latents = lat.sample(idx, g)
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
+        noisy = sched.add_noise(latents, noise, t)
+        cond = enc.expand(b, -1, -1)
+        with torch.no_grad():
+            target = pipe.unet(noisy, t, encoder_hidden_states=cond).sample
+        return weight * torch.nn.functional.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample, target)
+
+    return loss
+
+
+def audit_prompt(recipe: str, work: str, works: list[str], prompt: str) -> str:
+    """The prompt ``work``'s audit uses: the zoo's (every LoRA's caption), or for the trigger recipes the caption
+    with the work's own trigger (``trigger``) or with every work's (``trigger-all``)."""
+    if recipe == "trigger":
+        return f"{prompt} of {TRIGGERS[works.index(work)]}"
+    if recipe == "trigger-all":
+        return f"{prompt} of " + " and ".join(TRIGGERS[: len(works)])
+    return prompt
 
 
 def _train_stack_aware(pipe, lat, caption: str, steps: int, seed: int, rank: int, partners: list[Path]):
@@ -230,7 +283,7 @@ def chosen(text: str, allowed, flag: str) -> list[str]:
 
 
 def _zoo_file(out: Path, zoo: Path, tag: str, loras: dict[str, Path], work: str, refs: Path, seeds: int,
-              metrics: tuple[str, ...] = ("phash",)) -> Path:
+              metrics: tuple[str, ...] = ("phash",), prompt: str = "a painting") -> Path:
     """The zoo file auditing ``loras`` against ``work`` (every coalition, the base and no ControlNet), OUT/zoos/TAG.yaml."""
     import yaml
 
@@ -239,7 +292,7 @@ def _zoo_file(out: Path, zoo: Path, tag: str, loras: dict[str, Path], work: str,
         "bases": [{"name": "tiny-sd", "model": str(zoo / "base")}], "controlnets": [],
         "loras": [{"name": n, "model": str(f), "weight": 1.0} for n, f in loras.items()],
         "references": [{"name": work, "paths": [str(refs / work)]}],
-        "prompts": [{"name": f"{work}-neutral", "text": "a painting", "negative": "", "work": work}],
+        "prompts": [{"name": f"{work}-neutral", "text": prompt, "negative": "", "work": work}],
         "generation": {"steps": 20, "guidance": 5.0, "scheduler": "ddim", "resolution": 32, "seeds": seeds,
                        "batch_size": 8, "dtype": "float32", "device": "auto"},
         "metrics": list(metrics), "estimator": {"method": "exact", "bootstrap": 200},
@@ -264,6 +317,10 @@ def _coalition(worths: dict[str, float], names: tuple[str, ...]) -> float:
         if set(filter(None, key.split("+"))) == set(names):
             return value
     raise KeyError(names)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -302,19 +359,24 @@ def main() -> None:
                 joint_task = (str(zoo), world.to_doc(), works, [str(t) for t in targets], resolution, prompt, steps, 101,
                               rank, max(1, args.jobs))
             continue
+        trained = "trigger" if recipe == "trigger-all" else recipe  # the same files, another prompt
         for i, work in enumerate(works):
             if recipe == "wide" and work in shipped:
                 files[recipe][work] = zoo / "loras" / shipped[work]
                 continue
-            target = out / "loras" / recipe / f"{work}.safetensors"
+            target = out / "loras" / trained / f"{work}.safetensors"
             files[recipe][work] = target
+            if any(t[3] == str(target) for t in tasks):
+                continue
             partners = ([str(zoo / "loras" / shipped[o]) for o in works if o != work and o in shipped]
                         if recipe == "stack-aware" else [])
             if recipe == "stack-aware" and len(partners) != len(works) - 1:
                 raise SystemExit("stack-aware: the zoo must ship a LoRA for each of the first three works")
             if not target.is_file():
-                tasks.append((str(zoo), world.to_doc(), work, str(target), resolution, prompt, steps, 101 + i,
-                              LOW_RANK if recipe == "low-rank" else rank, RECIPES[recipe], partners))
+                caption, prior = ((audit_prompt("trigger", work, works, prompt), prompt) if trained == "trigger"
+                                  else (prompt, None))
+                tasks.append((str(zoo), world.to_doc(), work, str(target), resolution, caption, steps, 101 + i,
+                              LOW_RANK if recipe == "low-rank" else rank, RECIPES[recipe], partners, prior))
     if tasks:
         print(f"training {len(tasks)} LoRAs ({steps} steps each, {args.jobs} at a time)", flush=True)
         with spawned_workers(args.jobs) as ex:
@@ -332,7 +394,8 @@ def main() -> None:
         per_work = {}
         for work in works:
             report_dir = out / "audits" / f"{recipe}-{work}"
-            audit_zoo(_zoo_file(out, zoo, f"{recipe}-{work}", files[recipe], work, refs, args.seeds), report_dir)
+            audit_zoo(_zoo_file(out, zoo, f"{recipe}-{work}", files[recipe], work, refs, args.seeds,
+                                prompt=audit_prompt(recipe, work, works, prompt)), report_dir)
             per_work[work] = {"worths": _worths(report_dir),
                               "report": json.loads((report_dir / "report.json").read_text())}
         rows = {}
@@ -344,16 +407,19 @@ def main() -> None:
             stacks["all three"] = _coalition(w, tuple(works))
             effect = alone - base
             rows[work] = {"base": base, "alone": alone, "effect_alone": effect,
-                          "retention": {k: retention(v, base, effect) for k, v in stacks.items()}}
+                          "retention": {k: retention(v, base, effect) for k, v in stacks.items()},
+                          # how far each other LoRA alone moves this work's similarity (its prompt, its images)
+                          "others_alone": {o: _coalition(w, (o,)) - base for o in others}}
         game = per_work[works[0]]["report"]["games"][0]["metrics"]["phash"]
         results[recipe] = {
             "loras": {w: str(f) for w, f in files[recipe].items()},
+            "prompts": {w: audit_prompt(recipe, w, works, prompt) for w in works},
             "per_work": rows,
             "shapley": {p: game["shapley"][p]["value"] for p in works},
             "interactions": game.get("interactions"),
         }
         print(f"{recipe}: " + "; ".join(
-            f"{w} alone {r['effect_alone']:+.3f}, with all three {r['retention']['all three']:.2f}"
+            f"{w} alone {r['effect_alone']:+.3f}, with all three {_ratio(r['retention']['all three'])}"
             for w, r in rows.items()), flush=True)
 
     doc = {"zoo": str(zoo), "works": works, "steps": steps, "rank": rank, "seeds": args.seeds,
@@ -363,10 +429,17 @@ def main() -> None:
     print(table(doc))
 
 
+def others(row: dict) -> str:
+    """The other LoRAs' gains alone on a work's audit (rows written before this column: n/a)."""
+    gains = row.get("others_alone")
+    return "n/a" if gains is None else ", ".join(f"{g:+.3f} ({o})" for o, g in gains.items())
+
+
 def table(doc: dict) -> str:
     """One row per recipe and LoRA: its effect alone, then its retention with each other LoRA and with both."""
     head = ["recipe", "LoRA", "alone: phash gain over the base", "retention with one other (which)",
-            "retention with the other", "retention, all three", "Shapley value (first work's game)"]
+            "retention with the other", "retention, all three", "Shapley value (first work's game)",
+            "the others alone: gain on this work"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for recipe, r in doc["recipes"].items():
         for work in doc["works"]:
@@ -376,11 +449,12 @@ def table(doc: dict) -> str:
             def cell(k: str, ret=ret, work=work) -> str:
                 v = ret[k]
                 other = "" if k == "all three" else " (" + next(x for x in k.split("+") if x != work) + ")"
-                return ("n/a" if v is None else f"{v:.2f}") + other
+                return _ratio(v) + other
 
             pairs = [k for k in ret if k != "all three"]
             lines.append("| " + " | ".join([recipe, work, f"{row['effect_alone']:+.3f}", cell(pairs[0]), cell(pairs[1]),
-                                            cell("all three"), f"{r['shapley'][work]:+.3f}"]) + " |")
+                                            cell("all three"), f"{r['shapley'][work]:+.3f}",
+                                            others(row)]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -217,12 +217,14 @@ def train_controlnet(controlnet, unet, text_encoder, tokenizer, lat: Latents, co
 
 
 def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log, name: str, rank: int | None = None,
-               targets: list[str] | str | None = None, before_step: Callable | None = None):
+               targets: list[str] | str | None = None, before_step: Callable | None = None,
+               extra_loss: Callable | None = None):
     """Train a UNet LoRA (attention projections) on ``lat`` with one caption; returns the adapted UNet copy.
     ``rank``: the LoRA rank (default ``HYPER["lora_rank"]``); ``targets``: the modules it adapts (peft's
     ``target_modules``: names, or one regular expression; default ``HYPER["lora_targets"]``); ``before_step``:
     called as ``before_step(unet, step, rng)`` before each step draws its batch from ``rng`` (a recipe that changes
-    the frozen weights per step, bench/bench_stacking.py)."""
+    the frozen weights per step, bench/bench_stacking.py); ``extra_loss``: called as ``extra_loss(unet)`` each step,
+    its value added to the step's loss (a regulariser: bench_stacking.py's prior preservation)."""
     import torch
 
     torch.manual_seed(seed)
@@ -246,6 +248,8 @@ def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log
         b = HYPER["lora_batch"]
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
         loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
+        if extra_loss is not None:
+            loss = loss + extra_loss(unet)
         _optimise(opt, loss, step, steps, t0, log, f"lora {name}")
     unet.eval()
     return unet

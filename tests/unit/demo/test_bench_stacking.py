@@ -78,3 +78,46 @@ def test_joint_training_keeps_one_adapter_per_work(tmp_path):
     assert all(v > 0 for v in moved.values())
     m = next(iter(deltas["astronaut"]))
     assert not torch.equal(deltas["astronaut"][m], deltas["coffee"][m])
+
+
+def test_prior_preservation_is_zero_for_the_base_and_pulls_an_adapter_back():
+    """The trigger recipe's regulariser compares the adapted UNet with the pipeline's own (frozen) UNet on the plain
+    prompt: 0 for a fresh LoRA (lora_B starts at zero, so the copy computes the base), positive once the LoRA has
+    moved, and its gradient reaches the LoRA's parameters only."""
+    import torch
+
+    from copyscope.demo import tiny
+    from copyscope.demo.scenarios import SKIMAGE_WORLD
+    from copyscope.demo.training import lora_latents
+
+    bench = load_bench("bench_stacking")
+    pipe = _pipe()
+    lat = lora_latents(pipe.vae, [SKIMAGE_WORLD.load("astronaut")], 4, 32, np.random.default_rng(0),
+                       pipe.vae.config.scaling_factor)
+    torch.set_num_threads(1)
+    unet, _ = tiny.lora_copies(pipe, "lora", rank=4, init="gaussian", targets=["to_q", "to_v"])
+    unet.requires_grad_(False)
+    params = tiny.lora_parameters(unet, "lora")
+    for p in params:
+        p.requires_grad_(True)
+    assert float(bench.prior_preservation(pipe, lat, "a painting", 0)(unet).detach()) == 0.0
+    with torch.no_grad():
+        for n, p in unet.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05)
+    loss = bench.prior_preservation(pipe, lat, "a painting", 0)(unet)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert all(p.grad is not None for p in params) and any(float(p.grad.abs().max()) > 0 for p in params)
+    assert all(p.grad is None for p in pipe.unet.parameters())
+
+
+def test_trigger_recipes_prompt_with_their_own_trigger_or_all():
+    bench = load_bench("bench_stacking")
+    works = ["astronaut", "coffee", "rocket"]
+    assert bench.audit_prompt("wide", "coffee", works, "a painting") == "a painting"
+    assert bench.audit_prompt("trigger", "coffee", works, "a painting") == f"a painting of {bench.TRIGGERS[1]}"
+    everyone = bench.audit_prompt("trigger-all", "coffee", works, "a painting")
+    assert everyone == bench.audit_prompt("trigger-all", "rocket", works, "a painting")
+    assert all(t in everyone for t in bench.TRIGGERS)
+    assert len(set(bench.TRIGGERS)) == len(bench.TRIGGERS)
