@@ -23,8 +23,10 @@ LoRAs are trained to stay out of each other's way: each learns its work under a 
 own (TRIGGERS) and, at every step, to leave the plain prompt's predictions as the base makes them (DreamBooth's
 prior preservation, here a distillation loss against the base UNet, weight PRIOR_WEIGHT); each work is audited with
 its own trigger in the prompt, so the other LoRAs' triggers are absent; ``trigger-all``, the same files audited with
-all three triggers in the prompt (every LoRA is asked to draw its work at once). Writes OUT/stacking.json and
-OUT/stacking.md.
+all three triggers in the prompt (every LoRA is asked to draw its work at once); ``trigger-joint``, the three
+trained together as in ``joint`` but each under its own trigger caption, and every LoRA switched on in a step learns
+from it (so each also learns to leave the others' works alone under their triggers); audited like ``trigger``.
+Writes OUT/stacking.json and OUT/stacking.md.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ RECIPES = {
     "low-rank": None,  # wide at rank LOW_RANK: smaller updates, which may interfere less when summed
     "trigger": None,  # wide, own trigger word in the caption, prior preservation of the plain prompt
     "trigger-all": None,  # the trigger recipe's files, audited with every trigger in the prompt
+    "trigger-joint": None,  # joint, each LoRA under its own trigger caption, every active LoRA learning each step
 }
 TRIGGERS = ("zqx", "vbk", "pmw")  # one per work, in order; strings the base never saw in a caption
 PRIOR_WEIGHT = 1.0  # trigger: the weight of the prior-preservation loss beside the work's
@@ -149,8 +152,8 @@ def prior_preservation(pipe, lat, caption: str, seed: int, weight: float = PRIOR
 
 def audit_prompt(recipe: str, work: str, works: list[str], prompt: str) -> str:
     """The prompt ``work``'s audit uses: the zoo's (every LoRA's caption), or for the trigger recipes the caption
-    with the work's own trigger (``trigger``) or with every work's (``trigger-all``)."""
-    if recipe == "trigger":
+    with the work's own trigger (``trigger``, ``trigger-joint``) or with every work's (``trigger-all``)."""
+    if recipe in ("trigger", "trigger-joint"):
         return f"{prompt} of {TRIGGERS[works.index(work)]}"
     if recipe == "trigger-all":
         return f"{prompt} of " + " and ".join(TRIGGERS[: len(works)])
@@ -201,24 +204,26 @@ def _train_joint_task(task: tuple) -> float:
     from copyscope.demo.scenarios import World
     from copyscope.demo.training import lora_latents
 
-    zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads = task
+    zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads, captions = task
     torch.set_num_threads(threads)
     t = time.time()
     world = World.from_doc(world_doc)
     pipe = _base_pipeline(Path(zoo))
     lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
                             np.random.default_rng(seed + i), pipe.vae.config.scaling_factor) for i, w in enumerate(works)}
-    unet = _train_joint(pipe, lats, prompt, steps, seed, rank)
+    unet = _train_joint(pipe, lats, prompt, steps, seed, rank, captions)
     for w, target in zip(works, targets):
         tiny.save_lora_file(Path(target), unet, None, w)
     return time.time() - t
 
 
-def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: int):
+def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: int, captions: dict | None = None):
     """The demo's LoRA recipe for several LoRAs at once, in one UNet copy: step k trains LoRA k mod n on its own work
     with each other LoRA switched on with probability STACKED_FRACTION (frozen for that step), so every LoRA learns
-    its work alone and on top of the current others, and each gets ``steps`` updates. Returns the UNet with one
-    adapter per work (named after it)."""
+    its work alone and on top of the current others, and each gets ``steps`` updates. With ``captions`` (work ->
+    its trigger caption: the ``trigger-joint`` recipe) step k is on work k under its own caption and every LoRA
+    switched on learns from it (one optimiser; an adapter without a gradient that step is skipped), so each also
+    learns to leave work k alone under k's trigger. Returns the UNet with one adapter per work (named after it)."""
     import copy
 
     import numpy as np
@@ -236,15 +241,19 @@ def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: in
     unet.requires_grad_(False)
     from copyscope.demo import tiny
 
-    opts = {}
-    for name in names:
-        params = tiny.lora_parameters(unet, name)
-        opts[name] = torch.optim.AdamW(params, lr=HYPER["lora_lr"], weight_decay=0.0)
+    if captions is None:
+        opts = {name: torch.optim.AdamW(tiny.lora_parameters(unet, name), lr=HYPER["lora_lr"], weight_decay=0.0)
+                for name in names}
+    else:
+        shared = torch.optim.AdamW([p for n in names for p in tiny.lora_parameters(unet, n)], lr=HYPER["lora_lr"],
+                                   weight_decay=0.0)
+        opts = dict.fromkeys(names, shared)
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     sched = _train_scheduler()
     with torch.no_grad():
-        enc1 = pipe.text_encoder(_token_ids(pipe.tokenizer, [caption]))[0]
+        encs = {n: pipe.text_encoder(_token_ids(pipe.tokenizer, [captions[n] if captions else caption]))[0]
+                for n in names}
     unet.train()
     t0 = time.time()
     total = steps * len(names)
@@ -252,13 +261,14 @@ def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: in
         name = names[step % len(names)]
         active = [name] + [o for o in names if o != name and rng.random() < STACKED_FRACTION]
         unet.set_adapters(active, [1.0] * len(active))
-        for o in names:  # only this step's LoRA learns (set_adapters marks every active adapter trainable)
+        learners = active if captions else [name]
+        for o in names:  # set_adapters marks every active adapter trainable: only the learners are
             for p in tiny.lora_parameters(unet, o):
-                p.requires_grad_(o == name)
+                p.requires_grad_(o in learners)
         b = HYPER["lora_batch"]
         lat = lats[name]
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc1.expand(b, -1, -1), g)
+        loss = _diffusion_step(unet, sched, lat.sample(idx, g), encs[name].expand(b, -1, -1), g)
         _optimise(opts[name], loss, step, total, t0, lambda m: None, "lora joint")
     unet.eval()
     return unet
@@ -349,15 +359,17 @@ def main() -> None:
 
     files: dict[str, dict[str, Path]] = {}
     tasks, timings = [], {}
-    joint_task = None
+    joint_tasks = []
     for recipe in recipes:
         files[recipe] = {}
-        if recipe == "joint":
-            targets = [out / "loras" / "joint" / f"{w}.safetensors" for w in works]
+        if recipe in ("joint", "trigger-joint"):
+            targets = [out / "loras" / recipe / f"{w}.safetensors" for w in works]
             files[recipe] = dict(zip(works, targets))
             if not all(t.is_file() for t in targets):
-                joint_task = (str(zoo), world.to_doc(), works, [str(t) for t in targets], resolution, prompt, steps, 101,
-                              rank, max(1, args.jobs))
+                captions = ({w: audit_prompt("trigger", w, works, prompt) for w in works}
+                            if recipe == "trigger-joint" else None)
+                joint_tasks.append((recipe, (str(zoo), world.to_doc(), works, [str(t) for t in targets], resolution,
+                                             prompt, steps, 101, rank, max(1, args.jobs), captions)))
             continue
         trained = "trigger" if recipe == "trigger-all" else recipe  # the same files, another prompt
         for i, work in enumerate(works):
@@ -383,11 +395,11 @@ def main() -> None:
             for task, seconds in zip(tasks, ex.map(_train, tasks)):
                 timings[Path(task[3]).relative_to(out).as_posix()] = round(seconds, 1)
                 print(f"  {Path(task[3]).relative_to(out)}: {seconds:.0f}s", flush=True)
-    if joint_task is not None:
-        print(f"training the joint recipe's {len(works)} LoRAs together ({steps} steps each)", flush=True)
-        seconds = _train_joint_task(joint_task)
-        timings["loras/joint"] = round(seconds, 1)
-        print(f"  loras/joint: {seconds:.0f}s", flush=True)
+    for recipe, task in joint_tasks:
+        print(f"training the {recipe} recipe's {len(works)} LoRAs together ({steps} steps each)", flush=True)
+        seconds = _train_joint_task(task)
+        timings[f"loras/{recipe}"] = round(seconds, 1)
+        print(f"  loras/{recipe}: {seconds:.0f}s", flush=True)
 
     results = {}
     for recipe in recipes:

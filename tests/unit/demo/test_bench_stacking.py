@@ -121,3 +121,28 @@ def test_trigger_recipes_prompt_with_their_own_trigger_or_all():
     assert everyone == bench.audit_prompt("trigger-all", "rocket", works, "a painting")
     assert all(t in everyone for t in bench.TRIGGERS)
     assert len(set(bench.TRIGGERS)) == len(bench.TRIGGERS)
+
+
+def test_trigger_joint_training_lets_every_active_lora_learn(monkeypatch):
+    """With captions (trigger-joint) every LoRA switched on in a step learns from it; without (joint) only the step's
+    own. With the others always on and one step per work, a joint LoRA has taken one Adam step (each entry of lora_B,
+    which starts at zero, moves by at most the learning rate) and a trigger-joint one two (some entries move further, up to about twice)."""
+    import torch
+
+    from copyscope.demo.scenarios import SKIMAGE_WORLD
+    from copyscope.demo.training import HYPER, lora_latents
+
+    bench = load_bench("bench_stacking")
+    monkeypatch.setattr(bench, "STACKED_FRACTION", 1.0)
+    pipe = _pipe()
+    works = ("astronaut", "coffee")
+    lats = {w: lora_latents(pipe.vae, [SKIMAGE_WORLD.load(w)], 4, 32, np.random.default_rng(0),
+                            pipe.vae.config.scaling_factor) for w in works}
+    torch.set_num_threads(1)
+    lr = HYPER["lora_lr"]
+    captions = {w: bench.audit_prompt("trigger-joint", w, list(works), "a painting") for w in works}
+    for caps, lo, hi in ((None, 0.5 * lr, 1.001 * lr), (captions, 1.5 * lr, 2.1 * lr)):
+        unet = bench._train_joint(pipe, lats, "a painting", 1, 0, 4, caps)
+        for w in works:
+            moved = max(float(p.detach().abs().max()) for n, p in unet.named_parameters() if f"lora_B.{w}." in n)
+            assert lo < moved <= hi, (caps is not None, w, moved / lr)
