@@ -428,6 +428,9 @@ def main() -> None:
             "prompts": {w: audit_prompt(recipe, w, works, prompt) for w in works},
             "per_work": rows,
             "shapley": {p: game["shapley"][p]["value"] for p in works},
+            # every work's game: how much of each work's copying each LoRA is credited with
+            "shapley_by_work": {w: {p: per_work[w]["report"]["games"][0]["metrics"]["phash"]["shapley"][p]["value"]
+                                    for p in works} for w in works},
             "interactions": game.get("interactions"),
         }
         print(f"{recipe}: " + "; ".join(

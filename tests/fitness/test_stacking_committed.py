@@ -38,3 +38,23 @@ def test_the_trigger_recipe_copies_alone_but_does_not_keep_its_content_with_both
     table = load_bench("bench_stacking").table(doc)
     for line in table.splitlines()[2:]:
         assert line in text, line
+
+
+def test_trigger_words_trained_together_combine():
+    """bench/stacking_trigger_joint.md: its baseline reproduces the committed wide rows; predictions 2 and 3 (the
+    decision rule) hold; each work's copying is credited to its own LoRA in every work's game; the file's table is
+    the script's table of the committed results, after the predictions."""
+    doc = _doc("stacking_trigger_joint_results.json")
+    old = _doc("stacking_results.json")["recipes"]["wide"]
+    assert all({k: doc["recipes"]["wide"]["per_work"][w][k] for k in row} == row for w, row in old["per_work"].items())
+    wide, tj = doc["recipes"]["wide"]["per_work"], doc["recipes"]["trigger-joint"]["per_work"]
+    assert all(r["effect_alone"] >= 0.10 and r["effect_alone"] >= wide[w]["effect_alone"] / 2 for w, r in tj.items())
+    assert all(r["retention"]["all three"] >= 0.5 for r in tj.values())
+    for work, values in doc["recipes"]["trigger-joint"]["shapley_by_work"].items():
+        assert max(values, key=values.get) == work
+        assert all(v < 0.05 for p, v in values.items() if p != work)
+    assert doc["recipes"]["trigger-joint"]["shapley_by_work"]["astronaut"] == doc["recipes"]["trigger-joint"]["shapley"]
+    text = (BENCH / "stacking_trigger_joint.md").read_text()
+    assert text.index("## Predictions (fixed before the run)") < text.index("## Results")
+    for line in load_bench("bench_stacking").table(doc).splitlines()[2:]:
+        assert line in text, line
