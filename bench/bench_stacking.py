@@ -12,7 +12,8 @@ cache), and reports per recipe:
 * each LoRA's effect alone: phash similarity to its own work minus the base's (does the recipe still copy?);
 * its retention when stacked: (similarity to its work with the others - the base's) / (alone - the base's), for
   each pair and for the three together (1: its content survives; 0: it is lost);
-* the Shapley values and the pairwise interactions of the first work's game, from the audit's report.
+* the Shapley values of every work's game and the pairwise interactions of the first work's game, from the
+  audits' reports.
 
 Recipes (the modules a LoRA adapts): ``wide``, the demo's (attention, transformer projections, feed-forward,
 resnet convolutions; for works the zoo ships a LoRA for, the zoo's own file); ``attention``, the attention

@@ -1,5 +1,6 @@
-"""The committed LoRA-stacking runs (bench/bench_stacking.py): what bench/stacking_triggers.md says of its run holds
-in the committed file, and its baseline reproduces the earlier run."""
+"""The committed LoRA-stacking runs (bench/bench_stacking.py): what bench/stacking_triggers.md and
+bench/stacking_trigger_joint.md say of their runs holds in the committed files, and each run's baseline reproduces
+the earlier run."""
 
 from __future__ import annotations
 

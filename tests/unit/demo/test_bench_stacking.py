@@ -117,6 +117,7 @@ def test_trigger_recipes_prompt_with_their_own_trigger_or_all():
     works = ["astronaut", "coffee", "rocket"]
     assert bench.audit_prompt("wide", "coffee", works, "a painting") == "a painting"
     assert bench.audit_prompt("trigger", "coffee", works, "a painting") == f"a painting of {bench.TRIGGERS[1]}"
+    assert bench.audit_prompt("trigger-joint", "coffee", works, "a painting") == f"a painting of {bench.TRIGGERS[1]}"
     everyone = bench.audit_prompt("trigger-all", "coffee", works, "a painting")
     assert everyone == bench.audit_prompt("trigger-all", "rocket", works, "a painting")
     assert all(t in everyone for t in bench.TRIGGERS)
@@ -126,7 +127,8 @@ def test_trigger_recipes_prompt_with_their_own_trigger_or_all():
 def test_trigger_joint_training_lets_every_active_lora_learn(monkeypatch):
     """With captions (trigger-joint) every LoRA switched on in a step learns from it; without (joint) only the step's
     own. With the others always on and one step per work, a joint LoRA has taken one Adam step (each entry of lora_B,
-    which starts at zero, moves by at most the learning rate) and a trigger-joint one two (some entries move further, up to about twice)."""
+    which starts at zero, moves by at most the learning rate) and a trigger-joint one two (some entries move further,
+    up to about twice)."""
     import torch
 
     from copyscope.demo.scenarios import SKIMAGE_WORLD
