@@ -330,6 +330,22 @@ def _coalition(worths: dict[str, float], names: tuple[str, ...]) -> float:
     raise KeyError(names)
 
 
+def pixel_change_alone(report: dict, works: list[str]) -> dict[str, float]:
+    """LoRA -> the mean absolute change it makes alone to the base's images (8-bit levels, 0-255), seed by seed,
+    from the images the audit's report names in its cache: does a LoRA act on this prompt at all?"""
+    import numpy as np
+    from PIL import Image
+
+    images = report["games"][0]["images"]
+    root = Path(report["cache_dir"]) / "images"
+
+    def pixels(key: str):
+        return np.asarray(Image.open(root / key[:2] / f"{key}.png").convert("RGB"), dtype=np.float64)
+
+    base = [pixels(k) for k in images[""]]
+    return {w: float(np.mean([np.abs(pixels(k) - b).mean() for k, b in zip(images[w], base)])) for w in works}
+
+
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -422,7 +438,8 @@ def main() -> None:
             rows[work] = {"base": base, "alone": alone, "effect_alone": effect,
                           "retention": {k: retention(v, base, effect) for k, v in stacks.items()},
                           # how far each other LoRA alone moves this work's similarity (its prompt, its images)
-                          "others_alone": {o: _coalition(w, (o,)) - base for o in others}}
+                          "others_alone": {o: _coalition(w, (o,)) - base for o in others},
+                          "pixel_change_alone": pixel_change_alone(per_work[work]["report"], works)}
         game = per_work[works[0]]["report"]["games"][0]["metrics"]["phash"]
         results[recipe] = {
             "loras": {w: str(f) for w, f in files[recipe].items()},

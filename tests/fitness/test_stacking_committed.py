@@ -55,6 +55,8 @@ def test_trigger_words_trained_together_combine():
         assert max(values, key=values.get) == work
         assert all(v < 0.05 for p, v in values.items() if p != work)
     assert doc["recipes"]["trigger-joint"]["shapley_by_work"]["astronaut"] == doc["recipes"]["trigger-joint"]["shapley"]
+    # measured after the run: partners still change the images on another work's prompt (by > 50 of 255 levels)
+    assert all(v > 50 for w, r in tj.items() for o, v in r["pixel_change_alone"].items() if o != w)
     text = (BENCH / "stacking_trigger_joint.md").read_text()
     assert text.index("## Predictions (fixed before the run)") < text.index("## Results")
     for line in load_bench("bench_stacking").table(doc).splitlines()[2:]:

@@ -148,3 +148,19 @@ def test_trigger_joint_training_lets_every_active_lora_learn(monkeypatch):
         for w in works:
             moved = max(float(p.detach().abs().max()) for n, p in unet.named_parameters() if f"lora_B.{w}." in n)
             assert lo < moved <= hi, (caps is not None, w, moved / lr)
+
+
+def test_pixel_change_alone_reads_the_reports_images_from_the_cache(tmp_path):
+    """Mean absolute change in 8-bit levels of each LoRA's images against the base's, seed by seed."""
+    from PIL import Image
+
+    bench = load_bench("bench_stacking")
+    images = {"": [], "a": [], "b": []}
+    for seed, (base, a, b) in enumerate(((0, 10, 0), (100, 70, 100))):
+        for name, level in (("", base), ("a", a), ("b", b)):
+            key = f"{name or 'z'}{seed}" + "0" * 10
+            (tmp_path / "images" / key[:2]).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (4, 4), (level,) * 3).save(tmp_path / "images" / key[:2] / f"{key}.png")
+            images[name].append(key)
+    report = {"cache_dir": str(tmp_path), "games": [{"images": images}]}
+    assert bench.pixel_change_alone(report, ["a", "b"]) == {"a": 20.0, "b": 0.0}
