@@ -128,7 +128,7 @@ def prior_preservation(pipe, lat, caption: str, seed: int, weight: float = PRIOR
     import numpy as np
     import torch
 
-    from copyscope.demo.training import HYPER, _token_ids, _train_scheduler
+    from copyscope.demo.training import HYPER, _diffusion_step, _token_ids, _train_scheduler
 
     sched = _train_scheduler()
     g = torch.Generator().manual_seed(seed + 7919)  # its own streams: the work's batches are drawn as without it
@@ -139,14 +139,7 @@ def prior_preservation(pipe, lat, caption: str, seed: int, weight: float = PRIOR
     def loss(unet):
         b = HYPER["lora_batch"]
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
-        latents = lat.sample(idx, g)
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
-        noisy = sched.add_noise(latents, noise, t)
-        cond = enc.expand(b, -1, -1)
-        with torch.no_grad():
-            target = pipe.unet(noisy, t, encoder_hidden_states=cond).sample
-        return weight * torch.nn.functional.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample, target)
+        return weight * _diffusion_step(unet, sched, lat.sample(idx, g), enc.expand(b, -1, -1), g, teacher=pipe.unet)
 
     return loss
 
@@ -334,13 +327,14 @@ def pixel_change_alone(report: dict, works: list[str]) -> dict[str, float]:
     """LoRA -> the mean absolute change it makes alone to the base's images (8-bit levels, 0-255), seed by seed,
     from the images the audit's report names in its cache: does a LoRA act on this prompt at all?"""
     import numpy as np
-    from PIL import Image
+
+    from copyscope.generate.cache import ImageCache
 
     images = report["games"][0]["images"]
-    root = Path(report["cache_dir"]) / "images"
+    cache = ImageCache(Path(report["cache_dir"]))
 
     def pixels(key: str):
-        return np.asarray(Image.open(root / key[:2] / f"{key}.png").convert("RGB"), dtype=np.float64)
+        return np.rint(cache.load(key).astype(np.float64) * 255.0)  # the PNG's 8-bit levels, exactly
 
     base = [pixels(k) for k in images[""]]
     return {w: float(np.mean([np.abs(pixels(k) - b).mean() for k, b in zip(images[w], base)])) for w in works}

@@ -114,7 +114,10 @@ def _train_scheduler():
                          beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False)
 
 
-def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None, min_snr_gamma=None):
+def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None, min_snr_gamma=None, teacher=None):
+    """The epsilon loss of one batch: ``latents`` noised at random timesteps, ``unet``'s prediction against the
+    noise, or with ``teacher`` (a frozen UNet) against the teacher's own prediction (distillation: the prior
+    preservation of bench/bench_stacking.py)."""
     import torch
 
     b = latents.shape[0]
@@ -126,6 +129,9 @@ def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None,
         down, mid = controlnet(noisy, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
         extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
     pred = unet(noisy, t, encoder_hidden_states=enc, **extra).sample
+    if teacher is not None:
+        with torch.no_grad():
+            noise = teacher(noisy, t, encoder_hidden_states=enc, **extra).sample
     err = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
     if min_snr_gamma:
         ac = sched.alphas_cumprod[t]

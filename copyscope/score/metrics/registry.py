@@ -126,8 +126,9 @@ FUSION_METRICS: list[str] = ["phash", "kid_pixels"]
 # scenarios of the scikit-image world), dhash (4/36 at 16 seeds; 7/36 in the KDE world), cosine, histogram; the
 # learned metrics that run offline, fd_effnet and kid_effnet (up to 44%), sscd (2/36 at 16 seeds); kid_pixels
 # (6/36 in the MATE world, the out-of-sample test of the defaults); effnet (9/36 in that world's seeds 8-15; it
-# also puts the plant first in only 22-32 of 36); phash_soft (10/36 at 8 seeds, 13/36 at 16: bench/soft_phash.md). phash_256 called none but
-# barely sees layout copying and meets the 8-seed bar in two of four windows (bench/phash_256.md): not a default.
+# also puts the plant first in only 22-32 of 36); phash_soft (10/36 at 8 seeds, 13/36 at 16: bench/soft_phash.md).
+# phash_256 called none but barely sees layout copying and meets the 8-seed bar in two of four windows
+# (bench/phash_256.md): not a default.
 # They stay available by name, as sensitivity analysis. phash is the headline (report/headline.py). clip, dinov2,
 # dreamsim and inception need weights this machine cannot fetch: not measured by the benchmark.
 DEFAULT_METRICS: list[str] = [
