@@ -178,7 +178,7 @@ def rewrite_results(out: Path, dest: Path, zoo: Path | None = None) -> dict:
 
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     world = world_of(json.loads((zoo / "ground_truth.json").read_text(encoding="utf-8"))) if zoo else SKIMAGE_WORLD
-    by_name = {s.name: s for s in scenarios(doc["subset"], world)}
+    by_name = {s.name: s for s in scenarios(doc["subset"], world, doc.get("pool_recipe") or "demo")}
 
     def rejudged(rows: list[dict], sub: str) -> list[dict]:
         results = []

@@ -26,7 +26,10 @@ prior preservation, here a distillation loss against the base UNet, weight PRIOR
 its own trigger in the prompt, so the other LoRAs' triggers are absent; ``trigger-all``, the same files audited with
 all three triggers in the prompt (every LoRA is asked to draw its work at once); ``trigger-joint``, the three
 trained together as in ``joint`` but each under its own trigger caption, and every LoRA switched on in a step learns
-from it (so each also learns to leave the others' works alone under their triggers); audited like ``trigger``.
+from it (so each also learns the others' works under their triggers, and can help draw them); audited like
+``trigger``; ``trigger-leave-alone``, as ``trigger-joint`` except that each LoRA learns its work alone and the
+partners switched on in its step learn only that the stack's prediction equal the step's LoRA's alone (they never
+take the other works' pictures as a target: the recipe of the benchmark's trigger world, copyscope.demo.pool).
 Writes OUT/stacking.json and OUT/stacking.md.
 """
 
@@ -51,6 +54,7 @@ RECIPES = {
     "trigger": None,  # wide, own trigger word in the caption, prior preservation of the plain prompt
     "trigger-all": None,  # the trigger recipe's files, audited with every trigger in the prompt
     "trigger-joint": None,  # joint, each LoRA under its own trigger caption, every active LoRA learning each step
+    "trigger-leave-alone": None,  # trigger-joint, but the active partners learn only to leave the step's LoRA alone
 }
 TRIGGERS = ("zqx", "vbk", "pmw")  # one per work, in order; strings the base never saw in a caption
 PRIOR_WEIGHT = 1.0  # trigger: the weight of the prior-preservation loss beside the work's
@@ -147,7 +151,7 @@ def prior_preservation(pipe, lat, caption: str, seed: int, weight: float = PRIOR
 def audit_prompt(recipe: str, work: str, works: list[str], prompt: str) -> str:
     """The prompt ``work``'s audit uses: the zoo's (every LoRA's caption), or for the trigger recipes the caption
     with the work's own trigger (``trigger``, ``trigger-joint``) or with every work's (``trigger-all``)."""
-    if recipe in ("trigger", "trigger-joint"):
+    if recipe in ("trigger", "trigger-joint", "trigger-leave-alone"):
         return f"{prompt} of {TRIGGERS[works.index(work)]}"
     if recipe == "trigger-all":
         return f"{prompt} of " + " and ".join(TRIGGERS[: len(works)])
@@ -198,74 +202,30 @@ def _train_joint_task(task: tuple) -> float:
     from copyscope.demo.scenarios import World
     from copyscope.demo.training import lora_latents
 
-    zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads, captions = task
+    zoo, world_doc, works, targets, resolution, prompt, steps, seed, rank, threads, captions, partners = task
     torch.set_num_threads(threads)
     t = time.time()
     world = World.from_doc(world_doc)
     pipe = _base_pipeline(Path(zoo))
     lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
                             np.random.default_rng(seed + i), pipe.vae.config.scaling_factor) for i, w in enumerate(works)}
-    unet = _train_joint(pipe, lats, prompt, steps, seed, rank, captions)
+    unet = _train_joint(pipe, lats, prompt, steps, seed, rank, captions, partners)
     for w, target in zip(works, targets):
         tiny.save_lora_file(Path(target), unet, None, w)
     return time.time() - t
 
 
-def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: int, captions: dict | None = None):
-    """The demo's LoRA recipe for several LoRAs at once, in one UNet copy: step k trains LoRA k mod n on its own work
-    with each other LoRA switched on with probability STACKED_FRACTION (frozen for that step), so every LoRA learns
-    its work alone and on top of the current others, and each gets ``steps`` updates. With ``captions`` (work ->
-    its trigger caption: the ``trigger-joint`` recipe) step k is on work k under its own caption and every LoRA
-    switched on learns from it (one optimiser; an adapter without a gradient that step is skipped), so each also
-    learns to leave work k alone under k's trigger. Returns the UNet with one adapter per work (named after it)."""
-    import copy
+def _train_joint(pipe, lats: dict, caption: str, steps: int, seed: int, rank: int, captions: dict | None = None,
+                 partners: str | None = None):
+    """The ``joint`` recipes (copyscope.demo.training.train_joint_loras, the others on with probability
+    STACKED_FRACTION): without ``captions`` (``joint``) every LoRA under ``caption`` and only the step's own learning;
+    with them (work -> its trigger caption) every active LoRA learns the step's work (``trigger-joint``) or, with
+    ``partners="leave-alone"`` (``trigger-leave-alone``), only to leave the step's LoRA's prediction as it is alone."""
+    from copyscope.demo.training import train_joint_loras
 
-    import numpy as np
-    import torch
-    from peft import LoraConfig
-
-    from copyscope.demo.training import HYPER, _diffusion_step, _optimise, _token_ids, _train_scheduler
-
-    torch.manual_seed(seed)
-    names = list(lats)
-    unet = copy.deepcopy(pipe.unet)
-    for name in names:
-        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                    target_modules=list(HYPER["lora_targets"])), adapter_name=name)
-    unet.requires_grad_(False)
-    from copyscope.demo import tiny
-
-    if captions is None:
-        opts = {name: torch.optim.AdamW(tiny.lora_parameters(unet, name), lr=HYPER["lora_lr"], weight_decay=0.0)
-                for name in names}
-    else:
-        shared = torch.optim.AdamW([p for n in names for p in tiny.lora_parameters(unet, n)], lr=HYPER["lora_lr"],
-                                   weight_decay=0.0)
-        opts = dict.fromkeys(names, shared)
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sched = _train_scheduler()
-    with torch.no_grad():
-        encs = {n: pipe.text_encoder(_token_ids(pipe.tokenizer, [captions[n] if captions else caption]))[0]
-                for n in names}
-    unet.train()
-    t0 = time.time()
-    total = steps * len(names)
-    for step in range(total):
-        name = names[step % len(names)]
-        active = [name] + [o for o in names if o != name and rng.random() < STACKED_FRACTION]
-        unet.set_adapters(active, [1.0] * len(active))
-        learners = active if captions else [name]
-        for o in names:  # set_adapters marks every active adapter trainable: only the learners are
-            for p in tiny.lora_parameters(unet, o):
-                p.requires_grad_(o in learners)
-        b = HYPER["lora_batch"]
-        lat = lats[name]
-        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
-        loss = _diffusion_step(unet, sched, lat.sample(idx, g), encs[name].expand(b, -1, -1), g)
-        _optimise(opts[name], loss, step, total, t0, lambda m: None, "lora joint")
-    unet.eval()
-    return unet
+    mode = partners or ("own" if captions is None else "learn")
+    return train_joint_loras(pipe, lats, captions or dict.fromkeys(lats, caption), steps, seed, rank, partners=mode,
+                             stacked_fraction=STACKED_FRACTION)
 
 
 def common_arguments(ap: argparse.ArgumentParser) -> None:
@@ -373,14 +333,15 @@ def main() -> None:
     joint_tasks = []
     for recipe in recipes:
         files[recipe] = {}
-        if recipe in ("joint", "trigger-joint"):
+        if recipe in ("joint", "trigger-joint", "trigger-leave-alone"):
             targets = [out / "loras" / recipe / f"{w}.safetensors" for w in works]
             files[recipe] = dict(zip(works, targets))
             if not all(t.is_file() for t in targets):
                 captions = ({w: audit_prompt("trigger", w, works, prompt) for w in works}
-                            if recipe == "trigger-joint" else None)
+                            if recipe != "joint" else None)
                 joint_tasks.append((recipe, (str(zoo), world.to_doc(), works, [str(t) for t in targets], resolution,
-                                             prompt, steps, 101, rank, max(1, args.jobs), captions)))
+                                             prompt, steps, 101, rank, max(1, args.jobs), captions,
+                                             "leave-alone" if recipe == "trigger-leave-alone" else None)))
             continue
         trained = "trigger" if recipe == "trigger-all" else recipe  # the same files, another prompt
         for i, work in enumerate(works):

