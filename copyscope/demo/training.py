@@ -329,17 +329,27 @@ def train_joint_loras(pipe, lats: dict, captions: dict, steps: int, seed: int, r
         idx = rng.choice(len(lat), size=b, replace=len(lat) < b)
         enc = encs[name].expand(b, -1, -1)
         if partners == "leave-alone":
-            noisy, noise, t = _noised(sched, lat.sample(idx, g), g)
-            learning([name], [name])
-            own = unet(noisy, t, encoder_hidden_states=enc).sample
-            loss = ((own - noise) ** 2).mean()
-            if others:
-                learning([name, *others], others)
-                stacked = unet(noisy, t, encoder_hidden_states=enc).sample
-                loss = loss + ((stacked - own.detach()) ** 2).mean()
-        else:
-            learning([name, *others], [name, *others] if partners == "learn" else [name])
-            loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc, g)
+            _leave_alone_step(unet, opts[name], learning, sched, lat.sample(idx, g), enc, g, name, others)
+            continue
+        learning([name, *others], [name, *others] if partners == "learn" else [name])
+        loss = _diffusion_step(unet, sched, lat.sample(idx, g), enc, g)
         _optimise(opts[name], loss, step, total, t0, lambda m: None, "lora joint")
     unet.eval()
     return unet
+
+
+def _leave_alone_step(unet, opt, learning, sched, latents, enc, g, name: str, others: list[str]) -> None:
+    """One ``leave-alone`` step: LoRA ``name`` alone against the noise, then the stack with ``others`` against
+    ``name``'s own prediction, gradients to ``others`` only. Each loss is backpropagated while its learners are the
+    trainable ones: autograd does not fill the gradient of a parameter whose requires_grad was switched off after the
+    forward pass, so one summed backward would leave ``name`` unlearned whenever partners are on."""
+    opt.zero_grad(set_to_none=True)
+    noisy, noise, t = _noised(sched, latents, g)
+    learning([name], [name])
+    own = unet(noisy, t, encoder_hidden_states=enc).sample
+    ((own - noise) ** 2).mean().backward()
+    if others:
+        learning([name, *others], others)
+        stacked = unet(noisy, t, encoder_hidden_states=enc).sample
+        ((stacked - own.detach()) ** 2).mean().backward()
+    opt.step()
