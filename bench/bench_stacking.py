@@ -44,6 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from copyscope.demo.scenarios import TRIGGER_WORDS, trigger_caption  # noqa: E402 (after the sys.path line)
+
 RECIPES = {
     "wide": None,  # HYPER["lora_targets"]
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
@@ -56,7 +58,7 @@ RECIPES = {
     "trigger-joint": None,  # joint, each LoRA under its own trigger caption, every active LoRA learning each step
     "trigger-leave-alone": None,  # trigger-joint, but the active partners learn only to leave the step's LoRA alone
 }
-TRIGGERS = ("zqx", "vbk", "pmw")  # one per work, in order; strings the base never saw in a caption
+TRIGGERS = TRIGGER_WORDS[:3]  # one per work, in order (the validity pool's first three): strings the base never saw
 PRIOR_WEIGHT = 1.0  # trigger: the weight of the prior-preservation loss beside the work's
 LOW_RANK = 4
 STACKED_FRACTION = 0.5  # stack-aware: the share of steps with the partners merged
@@ -152,9 +154,9 @@ def audit_prompt(recipe: str, work: str, works: list[str], prompt: str) -> str:
     """The prompt ``work``'s audit uses: the zoo's (every LoRA's caption), or for the trigger recipes the caption
     with the work's own trigger (``trigger``, ``trigger-joint``) or with every work's (``trigger-all``)."""
     if recipe in ("trigger", "trigger-joint", "trigger-leave-alone"):
-        return f"{prompt} of {TRIGGERS[works.index(work)]}"
+        return trigger_caption(prompt, TRIGGERS[works.index(work)])
     if recipe == "trigger-all":
-        return f"{prompt} of " + " and ".join(TRIGGERS[: len(works)])
+        return trigger_caption(prompt, " and ".join(TRIGGERS[: len(works)]))
     return prompt
 
 
