@@ -35,16 +35,17 @@ ALPHA = 0.05
 def verdict_counts(results: list[dict], metric: str) -> dict | None:
     """[k, n] per verdict (the corrected "first", and the t test's significance where the run judged it), or None
     when the run has no verdicts for ``metric``."""
+    from copyscope.demo.bench_verdicts import decoy_t, first_vs_decoys, plant_t
+
     vs = [r["verdicts"].get(metric) for r in results]
     if not vs or any(v is None for v in vs):
         return None
 
-    def count(key: str, old: str) -> list[int]:
-        return [int(sum(bool(v.get(key, v[old])) for v in vs)), len(vs)]
+    def count(ok) -> list[int]:
+        return [int(sum(bool(ok(v)) for v in vs)), len(vs)]
 
-    return {"first_vs_decoys": count("planted_first_vs_decoys", "planted_first"),
-            "plant_significant_t": count("plant_significant_t", "plant_significant"),
-            "decoy_significant_t": count("decoy_significant_t", "decoy_significant")}
+    return {"first_vs_decoys": count(first_vs_decoys), "plant_significant_t": count(plant_t),
+            "decoy_significant_t": count(decoy_t)}
 
 
 def scenario_folder(out: Path, name: str) -> Path:

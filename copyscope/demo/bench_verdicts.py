@@ -85,6 +85,20 @@ def _beats_own(own: dict, lora: str, test: str | None = None) -> bool:
     return p is not None and p < ALPHA and (e.get("value") or 0) > 0
 
 
+# A scenario's verdicts under the bar's definitions. Runs judged before a verdict existed count the older one for it
+# (the claim's verdicts were the t test's then, and "first" was against every player).
+def first_vs_decoys(v: dict) -> bool:
+    return v.get("planted_first_vs_decoys", v["planted_first"])
+
+
+def plant_t(v: dict) -> bool:
+    return v.get("plant_significant_t", v["plant_significant"])
+
+
+def decoy_t(v: dict) -> bool:
+    return v.get("decoy_significant_t", v["decoy_significant"])
+
+
 def headline_bar(results: list[dict]) -> dict:
     """How the audits' own headline choices fare: in how many scenarios the chosen metric puts the plant first,
     finds it significant (the claim's rule; and the t test alone) and calls no decoy significant."""
@@ -93,16 +107,6 @@ def headline_bar(results: list[dict]) -> dict:
 
     def count(ok) -> list[int]:
         return [int(sum(bool(ok(v)) for _, v in rows)), len(rows)]
-
-    # runs judged before a verdict existed count the older one for it (the claim's verdicts were the t test's then)
-    def first_vs_decoys(v):
-        return v.get("planted_first_vs_decoys", v["planted_first"])
-
-    def plant_t(v):
-        return v.get("plant_significant_t", v["plant_significant"])
-
-    def decoy_t(v):
-        return v.get("decoy_significant_t", v["decoy_significant"])
 
     return {"chosen": dict(sorted(Counter(r["headline"] for r, _ in rows).items())),
             "meets_bar": count(lambda v: v["planted_first"] and v["plant_significant"] and not v["decoy_significant"]),

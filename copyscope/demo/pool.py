@@ -135,34 +135,28 @@ def _train_trigger_pool(pool_dir: Path, demo_zoo: Path, world: World, manifest: 
     from .build_args import FULL_POOL
     from .training import lora_latents, train_joint_loras
 
-    base_sha = tree_sha256(demo_zoo / "base", BASE_FILE_SUFFIXES)
     works = list(world.works)
     captions = {w: trigger_caption(prompt, word) for w, word in zip(works, TRIGGER_WORDS)}
-    specs = {w: {"images": [w], "copies": w, "transform": "none", "recipe": recipe, "caption": captions[w],
-                 "trained_with": works, "seed": seed + 201, "steps": steps, "rank": rank, "base_sha256": base_sha,
-                 **({"image_sha256": {w: _image_sha(world, w)}} if w in world.library else {})} for w in works}
+    # the demo recipe's entry of a LoRA on the work alone (seed + 201, base and image hashes), plus what differs
+    specs = {w: {**_entry(PoolLora(w, (w,), w), seed, steps, prompt, demo_zoo, rank, world), "recipe": recipe,
+                 "caption": captions[w], "trained_with": works} for w in works}
     files = {w: pool_dir / "loras" / f"{w}.safetensors" for w in works}
     if all(files[w].is_file() and old.get("loras", {}).get(w, {}).get("spec") == specs[w] for w in works):
         return
     torch.set_num_threads(max(1, threads))
+    joint_seed = specs[works[0]]["seed"]  # the same for every work
     pipe = _base_pipeline(demo_zoo)
     t = time.time()
     lats = {w: lora_latents(pipe.vae, [world.load(w)], FULL_POOL["lora_per_image"], resolution,
-                            np.random.default_rng(seed + 201 + i), pipe.vae.config.scaling_factor)
+                            np.random.default_rng(joint_seed + i), pipe.vae.config.scaling_factor)
             for i, w in enumerate(works)}
-    unet = train_joint_loras(pipe, lats, captions, steps, seed + 201, rank, partners="leave-alone")
+    unet = train_joint_loras(pipe, lats, captions, steps, joint_seed, rank, partners="leave-alone")
     log(f"pool: {recipe} LoRAs {', '.join(works)} trained together: {steps} steps each, {time.time() - t:.0f}s")
     for w in works:
         files[w].parent.mkdir(parents=True, exist_ok=True)
         tiny.save_lora_file(files[w], unet, None, w)
         manifest["loras"][w] = {"spec": specs[w], "sha256": file_sha256(files[w])}
     atomic_write_text(pool_dir / "pool.json", json.dumps(manifest, indent=2) + "\n")
-
-
-def _image_sha(world: World, name: str) -> str:
-    from ..common.inputs import image_sha256
-
-    return image_sha256(world.library[name])
 
 
 def spawned_workers(jobs: int):
